@@ -1,0 +1,937 @@
+#!/usr/bin/env python3
+"""Benchmark Tusk against DVC on the same generated data, in the same run.
+
+Datasets (fixed seed, sizes shrink with ``--scale``):
+
+* D1: 20,000 files of 4 KiB in nested folders (20 top dirs x 10 subdirs x 100).
+* D2: one 1 GiB file of pseudo-random bytes.
+* D3: D2 with 1 MiB overwritten at 500 MiB and 1 MiB inserted at 100 MiB.
+
+Tusk runs through its CLI (a subprocess per command, fresh ``TUSK_HOME``) and
+through its SDK in this process; DVC runs from its own venv (created once in
+``bench/.cache/dvc-venv``).  The script prints a table, the Tusk/DVC ratios and
+PASS/FAIL for each target.  It exits 0 whether targets pass or not, and
+non-zero only when something breaks.
+
+Run it with the interpreter that has Tusk installed::
+
+    .venv/bin/python bench/bench_store.py            # full size
+    .venv/bin/python bench/bench_store.py --scale 0.01  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+MB = 1_000_000
+
+SEED = b"tusk-bench-v1"
+PIECE = 64 * MiB
+DVC_VERSION = "3.67.1"
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_DVC_VENV = BENCH_DIR / ".cache" / "dvc-venv"
+MARKER = ".tusk-bench"
+
+# Targets (meant for --scale 1).
+TARGET_D1_RATIO = 1 / 5
+TARGET_D2_MB_S = 500.0
+TARGET_D3_MIB = 4.0
+TARGET_DIFF_S = 0.1
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark failed (not a missed target)."""
+
+
+# --------------------------------------------------------------------------
+# Deterministic data
+# --------------------------------------------------------------------------
+
+
+class ByteSource:
+    """Pseudo-random bytes from a fixed seed, addressed by stream and offset.
+
+    Uses the BLAKE3 XOF when the ``blake3`` module is importable (Tusk brings
+    it), otherwise ``random.Random.randbytes`` seeded per call.  The bytes
+    differ between the two, so the generator's name goes into the report.
+    """
+
+    def __init__(self, seed: bytes) -> None:
+        self.seed = seed
+        try:
+            import blake3  # type: ignore[import-not-found]
+        except ImportError:
+            self._blake3: Any = None
+            self.name = "random.randbytes"
+        else:
+            self._blake3 = blake3.blake3
+            self.name = "blake3-xof"
+
+    def read(self, stream: str, offset: int, length: int) -> bytes:
+        if self._blake3 is not None:
+            hasher = self._blake3(self.seed + b"/" + stream.encode())
+            return bytes(hasher.digest(length=length, seek=offset))
+        rng = random.Random(f"{self.seed.hex()}/{stream}/{offset}")
+        return rng.randbytes(length)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Dataset sizes for one scale factor."""
+
+    scale: float
+    d1_files: int
+    d1_file_size: int
+    d2_size: int
+    insert_at: int
+    overwrite_at: int
+    edit_size: int
+
+    @classmethod
+    def from_scale(cls, scale: float) -> Sizes:
+        def mib(n: float) -> int:
+            return max(1, round(n * scale)) * MiB
+
+        edit = 1 * MiB
+        d2_size = max(4 * MiB, mib(1024))
+        overwrite_at = min(mib(500), d2_size - edit)
+        insert_at = min(mib(100), overwrite_at)
+        return cls(
+            scale=scale,
+            d1_files=max(1, round(20_000 * scale)),
+            d1_file_size=4 * KiB,
+            d2_size=d2_size,
+            insert_at=insert_at,
+            overwrite_at=overwrite_at,
+            edit_size=edit,
+        )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives inside the work dir."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def d1(self) -> Path:
+        return self.data / "d1"
+
+    @property
+    def d2(self) -> Path:
+        return self.data / "d2.bin"
+
+    @property
+    def d3(self) -> Path:
+        return self.data / "d3.bin"
+
+    @property
+    def d1_modified(self) -> Path:
+        return self.data / "d1-modified.bin"
+
+    @property
+    def tusk_home_d1(self) -> Path:
+        return self.root / "tusk-home-d1"
+
+    @property
+    def tusk_home_d2(self) -> Path:
+        return self.root / "tusk-home-d2"
+
+    @property
+    def dvc_d1(self) -> Path:
+        return self.root / "dvc-d1"
+
+    @property
+    def dvc_d2(self) -> Path:
+        return self.root / "dvc-d2"
+
+    @property
+    def dvc_site_cache(self) -> Path:
+        return self.root / "dvc-site-cache"
+
+
+def d1_relpath(index: int) -> str:
+    """Path of D1 file ``index``: 20 top dirs x 10 subdirs x 100 files at full size."""
+    return f"d{index // 1000:02d}/s{index // 100 % 10:02d}/f{index % 100:03d}.bin"
+
+
+def write_d1(src: ByteSource, sizes: Sizes, root: Path) -> None:
+    batch = 1000
+    for start in range(0, sizes.d1_files, batch):
+        count = min(batch, sizes.d1_files - start)
+        blob = src.read("d1", start * sizes.d1_file_size, count * sizes.d1_file_size)
+        for i in range(count):
+            path = root / d1_relpath(start + i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(blob[i * sizes.d1_file_size : (i + 1) * sizes.d1_file_size])
+
+
+def write_d2(src: ByteSource, sizes: Sizes, path: Path) -> None:
+    with path.open("wb") as out:
+        for offset in range(0, sizes.d2_size, PIECE):
+            out.write(src.read("d2", offset, min(PIECE, sizes.d2_size - offset)))
+
+
+def copy_range(fin: Any, out: Any, start: int, end: int) -> None:
+    fin.seek(start)
+    remaining = end - start
+    while remaining > 0:
+        piece = fin.read(min(PIECE, remaining))
+        if not piece:
+            raise BenchError("D2 is shorter than expected")
+        out.write(piece)
+        remaining -= len(piece)
+
+
+def write_d3(src: ByteSource, sizes: Sizes, d2: Path, path: Path) -> None:
+    """D2 with ``edit_size`` bytes inserted at ``insert_at`` and overwritten at
+    ``overwrite_at`` (both offsets in D2's coordinates)."""
+    end_of_overwrite = sizes.overwrite_at + sizes.edit_size
+    with d2.open("rb") as fin, path.open("wb") as out:
+        copy_range(fin, out, 0, sizes.insert_at)
+        out.write(src.read("d3-insert", 0, sizes.edit_size))
+        copy_range(fin, out, sizes.insert_at, sizes.overwrite_at)
+        out.write(src.read("d3-overwrite", 0, sizes.edit_size))
+        copy_range(fin, out, end_of_overwrite, sizes.d2_size)
+
+
+def generate_data(src: ByteSource, sizes: Sizes, layout: Layout) -> str:
+    """Write D1, D2, D3 and the modified D1 file; return the changed D1 path."""
+    layout.d1.mkdir(parents=True)
+    write_d1(src, sizes, layout.d1)
+    write_d2(src, sizes, layout.d2)
+    write_d3(src, sizes, layout.d2, layout.d3)
+    changed = d1_relpath(sizes.d1_files // 2)
+    layout.d1_modified.write_bytes(src.read("d1-modified", 0, sizes.d1_file_size))
+    return changed
+
+
+# --------------------------------------------------------------------------
+# Processes and measurements
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    stdout: str
+
+
+def run(
+    cmd: Sequence[str | Path], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Run:
+    """Run a command, timing it; raise BenchError on a non-zero exit."""
+    args = [str(c) for c in cmd]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout)[-3000:]
+        raise BenchError(f"command failed with exit {proc.returncode}: {' '.join(args)}\n{tail}")
+    return Run(elapsed, proc.stdout)
+
+
+def settle() -> None:
+    """Flush dirty pages so one step's writeback is not billed to the next."""
+    os.sync()
+
+
+def tree_bytes(root: Path) -> int:
+    """Apparent size of all regular files under ``root`` (hard links once)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += st.st_size
+    return total
+
+
+@dataclass
+class Repeated:
+    """Timings of a repeated measurement."""
+
+    runs: list[float]
+
+    @property
+    def first(self) -> float:
+        return self.runs[0]
+
+    @property
+    def best(self) -> float:
+        return min(self.runs)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def summary(self) -> dict[str, Any]:
+        return {"best": self.best, "median": self.median, "first": self.first, "runs": self.runs}
+
+
+def repeat(fn: Callable[[], float], times: int) -> Repeated:
+    return Repeated([fn() for _ in range(times)])
+
+
+# --------------------------------------------------------------------------
+# Tusk
+# --------------------------------------------------------------------------
+
+
+def find_tusk(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    beside = Path(sys.executable).parent / "tusk"
+    if beside.exists():
+        return beside
+    found = shutil.which("tusk")
+    return Path(found) if found else None
+
+
+class TuskCli:
+    """The ``tusk`` command with its own ``TUSK_HOME``."""
+
+    def __init__(self, exe: Path, home: Path) -> None:
+        self.exe = exe
+        self.home = home
+        self.env = {**os.environ, "TUSK_HOME": str(home)}
+
+    def __call__(self, *args: str | Path) -> Run:
+        return run([self.exe, *args], env=self.env)
+
+
+def tusk_version(cli: TuskCli) -> str:
+    for dist in ("tusk-data", "tusk"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    try:
+        return cli("--version").stdout.strip() or "unknown"
+    except (BenchError, OSError):
+        return "unknown"
+
+
+@dataclass
+class SdkDiff:
+    """In-process timings of ``Client.diff_file``."""
+
+    import_s: float
+    open_and_diff: Repeated  # Client(home=...) + diff_file each time
+    diff_only: Repeated  # diff_file on one open Client
+    changes: list[tuple[str, str]]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "import_s": self.import_s,
+            "open_and_diff_s": self.open_and_diff.summary(),
+            "diff_only_s": self.diff_only.summary(),
+            "n_changes": len(self.changes),
+            "changes_head": self.changes[:10],
+        }
+
+
+def sdk_diff(home: Path, new: str, old: str | None, times: int) -> SdkDiff | None:
+    """Time ``Client(home=...).diff_file(new, old)`` in this process.
+
+    Returns None when the tusk package is not importable here.
+    """
+    start = time.perf_counter()
+    try:
+        from tusk import Client  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    import_s = time.perf_counter() - start
+    changes: list[Any] = []
+
+    def open_and_diff() -> float:
+        nonlocal changes
+        t0 = time.perf_counter()
+        client = Client(home=home)
+        try:
+            changes = list(client.diff_file(new, old))
+            return time.perf_counter() - t0
+        finally:
+            client.close()
+
+    both = repeat(open_and_diff, times)
+    client = Client(home=home)
+    try:
+        client.diff_file(new, old)  # warm-up on this handle
+
+        def diff_only() -> float:
+            t0 = time.perf_counter()
+            client.diff_file(new, old)
+            return time.perf_counter() - t0
+
+        only = repeat(diff_only, times)
+    finally:
+        client.close()
+    listed = [(str(c.path), str(c.change)) for c in changes]
+    return SdkDiff(import_s, both, only, listed)
+
+
+def count_commits(cli: TuskCli, ref: str) -> int | None:
+    """Number of commits ``tusk list commit REF -o json`` reports (None if unclear)."""
+    try:
+        data = json.loads(cli("list", "commit", ref, "-o", "json").stdout)
+    except (BenchError, json.JSONDecodeError):
+        return None
+    if isinstance(data, dict):
+        for key in ("commits", "items", "data"):
+            if isinstance(data.get(key), list):
+                return len(data[key])
+        return None
+    return len(data) if isinstance(data, list) else None
+
+
+# --------------------------------------------------------------------------
+# DVC
+# --------------------------------------------------------------------------
+
+
+def dvc_env() -> dict[str, str]:
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+
+
+def ensure_dvc(venv: Path) -> Path:
+    """Return the ``dvc`` executable of ``venv``, creating/installing if needed."""
+    dvc = venv / "bin" / "dvc"
+    if dvc.exists():
+        try:
+            if run([dvc, "--version"], env=dvc_env()).stdout.strip() == DVC_VERSION:
+                return dvc
+        except BenchError:
+            pass
+    print(f"Installing dvc=={DVC_VERSION} into {venv} (once) ...", flush=True)
+    if not (venv / "bin" / "python").exists():
+        run([sys.executable, "-m", "venv", venv])
+    run([venv / "bin" / "python", "-m", "pip", "install", "-q", f"dvc=={DVC_VERSION}"])
+    version = run([dvc, "--version"], env=dvc_env()).stdout.strip()
+    if version != DVC_VERSION:
+        raise BenchError(f"expected dvc {DVC_VERSION}, got {version!r}")
+    return dvc
+
+
+class DvcRepo:
+    """A git + DVC repository used for one series of datasets."""
+
+    def __init__(self, dvc: Path, root: Path, site_cache: Path) -> None:
+        self.dvc = dvc
+        self.root = root
+        self.site_cache = site_cache
+        self.env = dvc_env()
+
+    def git(self, *args: str) -> Run:
+        return run(["git", *args], cwd=self.root, env=self.env)
+
+    def dvc_cmd(self, *args: str) -> Run:
+        return run([self.dvc, *args], cwd=self.root, env=self.env)
+
+    def init(self) -> None:
+        self.root.mkdir(parents=True)
+        self.git("init", "-q")
+        self.git("config", "user.email", "bench@tusk.invalid")
+        self.git("config", "user.name", "tusk bench")
+        self.git("config", "commit.gpgsign", "false")
+        self.dvc_cmd("init", "-q")
+        self.dvc_cmd("config", "core.analytics", "false")
+        self.dvc_cmd("config", "core.autostage", "false")
+        self.dvc_cmd("config", "core.check_update", "false")
+        self.dvc_cmd("config", "--local", "core.site_cache_dir", str(self.site_cache))
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", "init dvc")
+
+    def add_and_commit(self, target: str, message: str) -> dict[str, float]:
+        """``dvc add`` + ``git add`` + ``git commit``; return the timings."""
+        add = self.dvc_cmd("add", "-q", target).seconds
+        stage = self.git("add", f"{target}.dvc", ".gitignore").seconds
+        commit = self.git("commit", "-q", "-m", message).seconds
+        return {
+            "dvc_add": add,
+            "git_add": stage,
+            "git_commit": commit,
+            "total": add + stage + commit,
+        }
+
+    def cache_bytes(self) -> int:
+        return tree_bytes(self.root / ".dvc" / "cache")
+
+
+# --------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the report: a value for Tusk and/or DVC."""
+
+    label: str
+    unit: str
+    tusk: float | None = None
+    dvc: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.tusk is None or not self.dvc:
+            return None
+        return self.tusk / self.dvc
+
+
+@dataclass
+class Target:
+    label: str
+    goal: str
+    value: float | None
+    passed: bool | None
+
+
+@dataclass
+class Report:
+    config: dict[str, Any]
+    rows: dict[str, Row] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def row(self, key: str, label: str, unit: str, note: str = "") -> Row:
+        if key not in self.rows:
+            self.rows[key] = Row(label, unit, note=note)
+        return self.rows[key]
+
+
+@dataclass
+class Options:
+    sizes: Sizes
+    layout: Layout
+    repeat: int
+    tusk_exe: Path | None
+    dvc_venv: Path
+    skip_tusk: bool
+    skip_dvc: bool
+
+
+class Bench:
+    def __init__(self, opts: Options, report: Report) -> None:
+        self.opts = opts
+        self.report = report
+        self.layout = opts.layout
+        self.sizes = opts.sizes
+        self.changed_path = ""
+        self.dvc: Path | None = None
+        self.tusk_d1: TuskCli | None = None
+        self.tusk_d2: TuskCli | None = None
+        if opts.tusk_exe is not None and not opts.skip_tusk:
+            self.tusk_d1 = TuskCli(opts.tusk_exe, self.layout.tusk_home_d1)
+            self.tusk_d2 = TuskCli(opts.tusk_exe, self.layout.tusk_home_d2)
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    # -- setup -------------------------------------------------------------
+
+    def prepare(self) -> None:
+        src = ByteSource(SEED)
+        self.report.config["generator"] = src.name
+        self.log(f"generating data with {src.name} in {self.layout.data}")
+        start = time.perf_counter()
+        self.changed_path = generate_data(src, self.sizes, self.layout)
+        settle()
+        self.report.details["generate_s"] = time.perf_counter() - start
+        self.report.config["d1_changed_file"] = self.changed_path
+        if self.tusk_d1 is not None:
+            self.report.config["tusk_version"] = tusk_version(self.tusk_d1)
+        if not self.opts.skip_dvc:
+            self.dvc = ensure_dvc(self.opts.dvc_venv)
+            self.report.config["dvc_version"] = DVC_VERSION
+
+    def dvc_repo(self, root: Path) -> DvcRepo:
+        assert self.dvc is not None
+        repo = DvcRepo(self.dvc, root, self.layout.dvc_site_cache)
+        repo.init()
+        return repo
+
+    # -- D1 ------------------------------------------------------------------
+
+    def d1_ingest(self) -> DvcRepo | None:
+        row = self.report.row("d1_ingest", f"D1 ingest ({self.sizes.d1_files} x 4 KiB files)", "s")
+        if self.tusk_d1 is not None:
+            self.log("D1: tusk put -r")
+            self.tusk_d1("create", "repo", "d1")
+            settle()
+            row.tusk = self.tusk_d1(
+                "put", "file", "d1@master:/", "-r", "-f", self.layout.d1
+            ).seconds
+        repo = None
+        if self.dvc is not None:
+            self.log("D1: dvc add + git commit")
+            repo = self.dvc_repo(self.layout.dvc_d1)
+            shutil.copytree(self.layout.d1, repo.root / "d1")
+            settle()
+            timings = repo.add_and_commit("d1", "add D1")
+            row.dvc = timings["total"]
+            self.report.details["dvc_d1_ingest"] = timings
+        return repo
+
+    def d1_unchanged(self, repo: DvcRepo | None) -> None:
+        times = self.opts.repeat
+        status = self.report.row("d1_status", "D1 unchanged: status/diff, CLI (best)", "s")
+        sdk = self.report.row("d1_status_sdk", "D1 unchanged: SDK open+diff (best)", "s")
+        if repo is not None:
+            self.log("D1: dvc status (unchanged)")
+            res = repeat(lambda: repo.dvc_cmd("status", "-q").seconds, times)
+            status.dvc = res.best
+            self.report.details["dvc_status_unchanged_s"] = res.summary()
+        if self.tusk_d1 is not None:
+            cli = self.tusk_d1
+            self.log("D1: tusk diff file d1@master d1@master (CLI and SDK)")
+            res = repeat(lambda: cli("diff", "file", "d1@master", "d1@master").seconds, times)
+            status.tusk = res.best
+            self.report.details["tusk_cli_diff_unchanged_s"] = res.summary()
+            diff = sdk_diff(cli.home, "d1@master", "d1@master", times)
+            if diff is None:
+                self.report.warnings.append("tusk SDK not importable here: SDK timings skipped")
+            else:
+                sdk.tusk = diff.open_and_diff.best
+                self.report.details["tusk_sdk_diff_unchanged"] = diff.summary()
+                if diff.changes:
+                    self.report.warnings.append(
+                        f"unchanged diff reported {len(diff.changes)} changes"
+                    )
+
+    def d1_one_file(self) -> None:
+        if self.tusk_d1 is None:
+            return
+        cli = self.tusk_d1
+        times = self.opts.repeat
+        self.log(f"D1: change /{self.changed_path}, diff d1@master vs d1@master^1")
+        put = self.report.row("d1_put_one", "D1 put one changed file (2nd commit)", "s")
+        settle()
+        put.tusk = cli(
+            "put", "file", f"d1@master:/{self.changed_path}", "-f", self.layout.d1_modified
+        ).seconds
+        cli_row = self.report.row("d1_diff_cli", "D1 diff 1 changed file: CLI (best)", "s")
+        res = repeat(lambda: cli("diff", "file", "d1@master", "d1@master^1").seconds, times)
+        cli_row.tusk = res.best
+        self.report.details["tusk_cli_diff_one_file_s"] = res.summary()
+        diff = sdk_diff(cli.home, "d1@master", "d1@master^1", times)
+        if diff is None:
+            return
+        self.report.row(
+            "d1_diff_sdk", "D1 diff 1 changed file: SDK open+diff (best)", "s"
+        ).tusk = diff.open_and_diff.best
+        self.report.row(
+            "d1_diff_sdk_only", "D1 diff 1 changed file: SDK diff only (best)", "s"
+        ).tusk = diff.diff_only.best
+        self.report.details["tusk_sdk_diff_one_file"] = diff.summary()
+        expected = [(self.changed_path, "changed")]
+        if [(p.lstrip("/"), c) for p, c in diff.changes] != expected:
+            self.report.warnings.append(
+                f"one-file diff returned {diff.changes[:5]}, expected {expected}"
+            )
+
+    # -- D2 / D3 ---------------------------------------------------------------
+
+    def d2_d3(self) -> None:
+        size = self.sizes.d2_size
+        d2 = self.report.row("d2_ingest", f"D2 ingest ({size / MiB:.0f} MiB file)", "s")
+        d2_rate = self.report.row("d2_rate", "D2 ingest throughput", "MB/s")
+        d3 = self.report.row("d3_ingest", "D3 ingest (same file, edited)", "s")
+        d3_rate = self.report.row("d3_rate", "D3 ingest throughput", "MB/s")
+        d3_bytes = self.report.row("d3_storage", "D3 storage added", "MiB")
+        d3_size = self.layout.d3.stat().st_size
+        if self.tusk_d2 is not None:
+            cli = self.tusk_d2
+            self.log("D2: tusk put big.bin")
+            cli("create", "repo", "d2")
+            settle()
+            d2.tusk = cli("put", "file", "d2@master:/big.bin", "-f", self.layout.d2).seconds
+            d2_rate.tusk = size / d2.tusk / MB
+            self.log("D3: tusk put big.bin (second commit)")
+            before = tree_bytes(cli.home)
+            settle()
+            d3.tusk = cli("put", "file", "d2@master:/big.bin", "-f", self.layout.d3).seconds
+            settle()
+            d3_rate.tusk = d3_size / d3.tusk / MB
+            d3_bytes.tusk = (tree_bytes(cli.home) - before) / MiB
+            self.report.details["tusk_home_d2_bytes"] = tree_bytes(cli.home)
+        if self.dvc is not None:
+            repo = self.dvc_repo(self.layout.dvc_d2)
+            big = repo.root / "big.bin"
+            self.log("D2: dvc add big.bin + git commit")
+            shutil.copyfile(self.layout.d2, big)
+            settle()
+            timings = repo.add_and_commit("big.bin", "add D2")
+            d2.dvc = timings["total"]
+            d2_rate.dvc = size / d2.dvc / MB
+            self.report.details["dvc_d2_ingest"] = timings
+            self.log("D3: dvc add big.bin (edited) + git commit")
+            before = repo.cache_bytes()
+            big.unlink()
+            shutil.copyfile(self.layout.d3, big)
+            settle()
+            timings = repo.add_and_commit("big.bin", "add D3")
+            d3.dvc = timings["total"]
+            d3_rate.dvc = d3_size / d3.dvc / MB
+            d3_bytes.dvc = (repo.cache_bytes() - before) / MiB
+            self.report.details["dvc_d3_ingest"] = timings
+
+    def sanity(self) -> None:
+        if self.tusk_d1 is None or self.tusk_d2 is None:
+            return
+        commits = {
+            "d1@master": count_commits(self.tusk_d1, "d1@master"),
+            "d2@master": count_commits(self.tusk_d2, "d2@master"),
+        }
+        self.report.details["tusk_commit_counts"] = commits
+        for ref, count in commits.items():
+            if count is None:
+                self.report.warnings.append(
+                    f"could not count commits of {ref} via 'tusk list commit'"
+                )
+            elif count < 2:
+                self.report.warnings.append(f"{ref} has {count} commits, expected at least 2")
+
+    def run(self) -> None:
+        self.prepare()
+        repo = self.d1_ingest()
+        self.d1_unchanged(repo)
+        self.d1_one_file()
+        self.d2_d3()
+        self.sanity()
+
+
+# --------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------
+
+
+def evaluate_targets(report: Report) -> list[Target]:
+    rows = report.rows
+    targets: list[Target] = []
+
+    def add(label: str, goal: str, value: float | None, ok: Callable[[float], bool]) -> None:
+        targets.append(Target(label, goal, value, None if value is None else ok(value)))
+
+    d1 = rows.get("d1_ingest")
+    add(
+        "D1 ingest time tusk/dvc",
+        f"<= {TARGET_D1_RATIO:.2f}",
+        d1.ratio if d1 else None,
+        lambda v: v <= TARGET_D1_RATIO,
+    )
+    d2 = rows.get("d2_rate")
+    add(
+        "D2 tusk throughput (MB/s)",
+        f">= {TARGET_D2_MB_S:.0f}",
+        d2.tusk if d2 else None,
+        lambda v: v >= TARGET_D2_MB_S,
+    )
+    d3 = rows.get("d3_storage")
+    add(
+        "D3 tusk storage added (MiB)",
+        f"<= {TARGET_D3_MIB:.0f}",
+        d3.tusk if d3 else None,
+        lambda v: v <= TARGET_D3_MIB,
+    )
+    diff = rows.get("d1_diff_sdk")
+    add(
+        "SDK diff of 1 changed file (s)",
+        f"< {TARGET_DIFF_S}",
+        diff.tusk if diff else None,
+        lambda v: v < TARGET_DIFF_S,
+    )
+    return targets
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if unit == "MB/s":
+        return f"{value:,.0f}"
+    if unit == "s" and value < 1:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:,.3f}" if value < 100 else f"{value:,.1f}"
+
+
+def render(report: Report, targets: list[Target]) -> str:
+    cfg = report.config
+    lines = [
+        "",
+        "Tusk vs DVC storage benchmark",
+        f"  scale {cfg['scale']}  generator {cfg.get('generator')}"
+        f"  tusk {cfg.get('tusk_version', '-')}  dvc {cfg.get('dvc_version', '-')}"
+        f"  python {cfg['python']}  cpus {cfg['cpus']}",
+        "",
+    ]
+    header = ("metric", "unit", "tusk", "dvc", "tusk/dvc")
+    table = [header]
+    for row in report.rows.values():
+        unit = "ms|s" if row.unit == "s" else row.unit
+        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
+        table.append((row.label, unit, fmt(row.tusk, row.unit), fmt(row.dvc, row.unit), ratio))
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for i, cells in enumerate(table):
+        parts = [cells[0].ljust(widths[0]), cells[1].ljust(widths[1])]
+        parts += [c.rjust(w) for c, w in zip(cells[2:], widths[2:], strict=True)]
+        lines.append("  " + "  ".join(parts))
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    lines += [
+        "",
+        "Targets" + ("" if cfg["scale"] == 1 else " (meant for --scale 1; indicative only)"),
+    ]
+    for t in targets:
+        verdict = {True: "PASS", False: "FAIL", None: "N/A"}[t.passed]
+        value = "-" if t.value is None else f"{t.value:.3f}"
+        lines.append(f"  {verdict:<4}  {t.label:<32} {value:>10}  (target {t.goal})")
+    for warning in report.warnings:
+        lines.append(f"  WARNING: {warning}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def to_json(report: Report, targets: list[Target]) -> dict[str, Any]:
+    return {
+        "config": report.config,
+        "results": {
+            key: {**asdict(row), "ratio_tusk_dvc": row.ratio} for key, row in report.rows.items()
+        },
+        "targets": [asdict(t) for t in targets],
+        "details": report.details,
+        "warnings": report.warnings,
+    }
+
+
+# --------------------------------------------------------------------------
+# Work dir and entry point
+# --------------------------------------------------------------------------
+
+
+def prepare_workdir(workdir: str | None) -> tuple[Path, bool]:
+    """Return (root, created_by_us).  A given non-empty dir must be ours."""
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix="tusk-bench-")), True
+    root = Path(workdir).resolve()
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise BenchError(f"{root} is not empty and was not made by this benchmark")
+        clear_dir(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("made by bench/bench_store.py; wiped on each run\n")
+    return root, False
+
+
+def clear_dir(root: Path) -> None:
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", help="work dir (default: a fresh temp dir)")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink dataset sizes (e.g. 0.01)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="runs for status/diff timings (best is kept)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the generated data and repositories"
+    )
+    parser.add_argument(
+        "--tusk", help="tusk executable (default: beside sys.executable, then PATH)"
+    )
+    parser.add_argument("--dvc-venv", type=Path, default=DEFAULT_DVC_VENV, help="venv for dvc")
+    parser.add_argument("--skip-tusk", action="store_true", help="run only the DVC half")
+    parser.add_argument("--skip-dvc", action="store_true", help="run only the Tusk half")
+    args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    tusk_exe = None if args.skip_tusk else find_tusk(args.tusk)
+    if not args.skip_tusk and (tusk_exe is None or not tusk_exe.exists()):
+        print("error: no tusk executable found (use --tusk PATH or --skip-tusk)", file=sys.stderr)
+        return 2
+    sizes = Sizes.from_scale(args.scale)
+    root, temp = prepare_workdir(args.workdir)
+    report = Report(
+        config={
+            "scale": args.scale,
+            "sizes": asdict(sizes),
+            "repeat": args.repeat,
+            "workdir": str(root),
+            "tusk_exe": str(tusk_exe) if tusk_exe else None,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        }
+    )
+    opts = Options(
+        sizes, Layout(root), args.repeat, tusk_exe, args.dvc_venv, args.skip_tusk, args.skip_dvc
+    )
+    try:
+        Bench(opts, report).run()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"kept work dir {root}")
+        elif temp:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            clear_dir(root)
+    targets = evaluate_targets(report)
+    print(render(report, targets))
+    if args.json:
+        args.json.write_text(json.dumps(to_json(report, targets), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

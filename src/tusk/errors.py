@@ -1,0 +1,113 @@
+"""One exception hierarchy for all of Tusk.
+
+Every class carries a stable ``code`` (for JSON bodies and scripts), an HTTP ``status`` (for the
+API edge, later) and an ``exit_code`` (for the CLI). Messages are one line: what was wrong and,
+where it helps, what to do.
+"""
+
+from __future__ import annotations
+
+
+class TuskError(Exception):
+    """Base of every error Tusk raises on purpose."""
+
+    code = "internal"
+    status = 500
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidArgument(TuskError):
+    """The request itself is malformed: a bad name, path, address or option."""
+
+    code = "invalid_argument"
+    status = 400
+    exit_code = 2
+
+
+class InvalidName(InvalidArgument):
+    code = "invalid_name"
+
+
+class InvalidPath(InvalidArgument):
+    code = "invalid_path"
+
+
+class NotFound(TuskError):
+    code = "not_found"
+    status = 404
+    exit_code = 3
+
+
+class RepoNotFound(NotFound):
+    code = "repo_not_found"
+
+
+class BranchNotFound(NotFound):
+    code = "branch_not_found"
+
+
+class CommitNotFound(NotFound):
+    code = "commit_not_found"
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+
+
+class Conflict(TuskError):
+    """The request is well formed but the current state forbids it."""
+
+    code = "conflict"
+    status = 409
+    exit_code = 4
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class CommitFinished(Conflict):
+    code = "commit_finished"
+
+
+class InUse(Conflict):
+    code = "in_use"
+
+
+class PathConflict(Conflict):
+    """A file where a directory is needed, or the other way round."""
+
+    code = "path_conflict"
+
+
+class Timeout(TuskError):
+    code = "timeout"
+    status = 504
+    exit_code = 5
+
+
+class SourceError(TuskError):
+    """A local file, stdin or URL given as a data source could not be read."""
+
+    code = "source_error"
+    status = 400
+    exit_code = 6
+
+
+class StorageError(TuskError):
+    """The object store or metadata store failed or holds damaged data."""
+
+    code = "storage_error"
+    status = 503
+    exit_code = 7
+
+
+class CorruptObject(StorageError):
+    code = "corrupt_object"

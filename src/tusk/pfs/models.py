@@ -1,0 +1,102 @@
+"""What PFS operations return: frozen value objects with ``to_dict`` for JSON output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class _Dict:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True)
+class RepoInfo(_Dict):
+    name: str
+    description: str
+    created_at: float
+    size: int
+    branches: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BranchInfo(_Dict):
+    repo: str
+    name: str
+    head: str | None
+    created_at: float
+    provenance: list[str] = field(default_factory=list)
+    subvenance: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CommitInfo(_Dict):
+    repo: str
+    id: str
+    branch: str | None
+    parent: str | None
+    state: str
+    description: str
+    started_at: float
+    finished_at: float | None
+    size: int
+    files: int
+    commit_set: str
+    children: list[str] = field(default_factory=list)
+    branches: list[str] = field(default_factory=list)
+    provenance: list[str] = field(default_factory=list)
+    subvenance: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "finished"
+
+
+@dataclass(frozen=True)
+class FileInfo(_Dict):
+    repo: str
+    commit: str
+    path: str
+    type: str  # "file" or "dir"
+    size: int
+    files: int
+    hash: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class DiffEntry(_Dict):
+    path: str
+    change: str  # "added", "removed" or "changed"
+    old_size: int | None
+    new_size: int | None
+    old_hash: str | None
+    new_hash: str | None
+
+
+@dataclass(frozen=True)
+class PutResult(_Dict):
+    commit: CommitInfo
+    files: int
+    bytes: int
+    new_chunks: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True)
+class FsckReport(_Dict):
+    ok: bool
+    problems: list[str]
+    notes: list[str]
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class GcReport(_Dict):
+    nodes_deleted: int
+    chunks_deleted: int
+    packs_deleted: int
+    bytes_freed: int
+    temp_files_deleted: int
+    dry_run: bool = False

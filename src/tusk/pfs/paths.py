@@ -1,0 +1,33 @@
+"""File paths inside a commit: always absolute, '/'-separated, no '.', '..' or empty segments."""
+
+from __future__ import annotations
+
+from tusk.errors import InvalidPath
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """'/a/b/' -> ('a', 'b'); '/' or '' -> (). Refuses '..', '.', NUL and empty segments."""
+    if "\0" in path:
+        raise InvalidPath(f"invalid path {path!r}: NUL bytes are not allowed")
+    trimmed = path.strip("/") if path not in ("", "/") else ""
+    if path.startswith("//") or (path.endswith("//") and trimmed):
+        raise InvalidPath(f"invalid path {path!r}: empty path segments are not allowed")
+    if not trimmed:
+        return ()
+    parts = tuple(trimmed.split("/"))
+    for part in parts:
+        if part == "":
+            raise InvalidPath(f"invalid path {path!r}: empty path segments are not allowed")
+        if part in (".", ".."):
+            raise InvalidPath(f"invalid path {path!r}: '.' and '..' segments are not allowed")
+        if "\n" in part or "\r" in part:
+            raise InvalidPath(f"invalid path {path!r}: newlines are not allowed")
+    return parts
+
+
+def normalize_path(path: str) -> str:
+    return "/" + "/".join(split_path(path))
+
+
+def join_path(*parts: str) -> str:
+    return normalize_path("/".join(p.strip("/") for p in parts if p.strip("/")))

@@ -1,0 +1,693 @@
+"""PfsService: the one facade of the versioned file system.
+
+Every change follows one order: chunk data goes to packs first (outside any transaction), then
+one metadata transaction writes the new tree nodes and moves the commit or branch pointer. A
+crash before that transaction leaves the branch as it was; only unreferenced chunks remain,
+which ``gc`` removes after its grace period.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wcmatch import glob as wglob
+
+from tusk.config import StoreConfig
+from tusk.errors import (
+    AlreadyExists,
+    BranchNotFound,
+    CommitFinished,
+    CommitNotFound,
+    Conflict,
+    FileNotFound,
+    InUse,
+    InvalidArgument,
+    PathConflict,
+    RepoNotFound,
+    StorageError,
+    Timeout,
+)
+from tusk.ids import check_branch_name, check_repo_name, is_commit_id, new_commit_id
+from tusk.pfs.models import BranchInfo, CommitInfo, DiffEntry, FileInfo, PutResult, RepoInfo
+from tusk.pfs.paths import split_path
+from tusk.pfs.refs import Address, Ref, parse_ref
+from tusk.pfs.sources import Source
+from tusk.pfs.tree import (
+    EMPTY_TREE,
+    DirEntry,
+    Entry,
+    FileEntry,
+    NodeCache,
+    NodeCodec,
+    TreeEditor,
+    TreeParams,
+    TreeReader,
+    diff_trees,
+    make_file_entry,
+)
+from tusk.storage.chunks import ChunkRef, Progress
+from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
+from tusk.storage.meta.store import MetaTx
+from tusk.storage.store import Storage
+
+
+@dataclass(frozen=True)
+class PutOp:
+    parts: tuple[str, ...]
+    chunks: tuple[ChunkRef, ...]
+    append: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteOp:
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CopyOp:
+    src: Address
+    parts: tuple[str, ...]
+
+
+Op = PutOp | DeleteOp | CopyOp
+
+
+def _fmt(c: CommitRecord) -> str:
+    return f"{c.repo}@{c.id}"
+
+
+class PfsService:
+    def __init__(self, storage: Storage, tree_params: TreeParams | None = None) -> None:
+        self.storage = storage
+        self.meta = storage.meta
+        self.chunks = storage.chunks
+        self.tree_params = tree_params or TreeParams()
+        self.node_cache = NodeCache()
+        self.codec = NodeCodec()
+
+    @classmethod
+    def open(cls, home: Path, config: StoreConfig | None = None) -> PfsService:
+        return cls(Storage.open(home, config=config))
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def reader(self, tx: MetaTx | None = None) -> TreeReader:
+        load = tx.get_nodes if tx is not None else self.meta.get_nodes
+        return TreeReader(load, self.node_cache, self.codec)
+
+    # Repos
+
+    def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
+        check_repo_name(name)
+        with self.meta.write() as tx:
+            existing = tx.get_repo(name)
+            if existing is not None:
+                if not update:
+                    raise AlreadyExists(f"repo {name} already exists (use --update to change it)")
+                tx.update_repo_description(name, description)
+            else:
+                tx.insert_repo(RepoRecord(name, description, time.time()))
+            return self._repo_info(tx, name)
+
+    def _need_repo(self, tx: MetaTx, name: str) -> RepoRecord:
+        repo = tx.get_repo(check_repo_name(name))
+        if repo is None:
+            raise RepoNotFound(f"repo {name} not found (list repos with: tusk list repo)")
+        return repo
+
+    def _repo_info(self, tx: MetaTx, name: str) -> RepoInfo:
+        repo = self._need_repo(tx, name)
+        branches = tx.list_branches(name)
+        size = 0
+        master = next((b for b in branches if b.name == "master"), None)
+        head = master or (branches[0] if branches else None)
+        if head is not None and head.head is not None:
+            commit = tx.get_commit(head.head)
+            size = commit.size if commit else 0
+        return RepoInfo(repo.name, repo.description, repo.created_at, size, [b.name for b in branches])
+
+    def inspect_repo(self, name: str) -> RepoInfo:
+        with self.meta.read() as tx:
+            return self._repo_info(tx, name)
+
+    def list_repos(self) -> list[RepoInfo]:
+        with self.meta.read() as tx:
+            return [self._repo_info(tx, r.name) for r in tx.list_repos()]
+
+    def delete_repo(self, name: str, force: bool = False) -> None:
+        with self.meta.write() as tx:
+            self._need_repo(tx, name)
+            users = [f"{r}@{b}" for r, b in tx.branch_subvenance(name) if r != name]
+            if users and not force:
+                raise InUse(
+                    f"repo {name} is in the provenance of {', '.join(sorted(set(users)))}; "
+                    "delete those first or use --force"
+                )
+            tx.delete_repo(name)
+
+    # Branches
+
+    def create_branch(
+        self,
+        repo: str,
+        branch: str,
+        head: str | None = None,
+        provenance: Sequence[tuple[str, str]] = (),
+    ) -> BranchInfo:
+        """Create a branch, or move an existing one's head. O(1): no data is copied."""
+        check_branch_name(branch)
+        with self.meta.write() as tx:
+            self._need_repo(tx, repo)
+            head_id = None
+            if head is not None:
+                head_id = self._resolve(tx, repo, parse_ref(head), readable=False).id
+            existing = tx.get_branch(repo, branch, lock=True)
+            if existing is not None and head is None and not provenance:
+                raise AlreadyExists(f"branch {repo}@{branch} already exists (give --head to move it)")
+            for prov_repo, prov_branch in provenance:
+                self._need_repo(tx, prov_repo)
+                if tx.get_branch(prov_repo, prov_branch) is None:
+                    raise BranchNotFound(f"provenance branch {prov_repo}@{prov_branch} not found")
+                if (prov_repo, prov_branch) == (repo, branch):
+                    raise InvalidArgument(f"branch {repo}@{branch} cannot be its own provenance")
+            created = existing.created_at if existing else time.time()
+            if existing is not None and head is None:
+                head_id = existing.head
+            tx.upsert_branch(BranchRecord(repo, branch, head_id, created))
+            if provenance:
+                self._check_no_cycle(tx, repo, branch, provenance)
+                tx.set_branch_provenance(repo, branch, provenance)
+            return self._branch_info(tx, repo, branch)
+
+    def _check_no_cycle(
+        self, tx: MetaTx, repo: str, branch: str, provenance: Sequence[tuple[str, str]]
+    ) -> None:
+        stack = list(provenance)
+        seen: set[tuple[str, str]] = set()
+        while stack:
+            node = stack.pop()
+            if node == (repo, branch):
+                raise InvalidArgument(f"provenance of {repo}@{branch} would form a cycle")
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.extend(tx.branch_provenance(*node))
+
+    def _need_branch(self, tx: MetaTx, repo: str, branch: str) -> BranchRecord:
+        self._need_repo(tx, repo)
+        b = tx.get_branch(repo, branch)
+        if b is None:
+            raise BranchNotFound(f"branch {repo}@{branch} not found")
+        return b
+
+    def _branch_info(self, tx: MetaTx, repo: str, branch: str) -> BranchInfo:
+        b = self._need_branch(tx, repo, branch)
+        return BranchInfo(
+            repo,
+            branch,
+            b.head,
+            b.created_at,
+            [f"{r}@{n}" for r, n in tx.branch_provenance(repo, branch)],
+            [f"{r}@{n}" for r, n in tx.branch_subvenance(repo, branch)],
+        )
+
+    def inspect_branch(self, repo: str, branch: str) -> BranchInfo:
+        with self.meta.read() as tx:
+            return self._branch_info(tx, repo, branch)
+
+    def list_branches(self, repo: str) -> list[BranchInfo]:
+        with self.meta.read() as tx:
+            self._need_repo(tx, repo)
+            return [self._branch_info(tx, repo, b.name) for b in tx.list_branches(repo)]
+
+    def delete_branch(self, repo: str, branch: str, force: bool = False) -> None:
+        with self.meta.write() as tx:
+            self._need_branch(tx, repo, branch)
+            users = tx.branch_subvenance(repo, branch)
+            if users and not force:
+                names = ", ".join(f"{r}@{b}" for r, b in users)
+                raise InUse(f"branch {repo}@{branch} is in the provenance of {names}; use --force")
+            tx.delete_branch(repo, branch)
+
+    # Commits: resolution
+
+    def _resolve(self, tx: MetaTx, repo: str, ref: Ref, *, readable: bool = True) -> CommitRecord:
+        """The commit ``ref`` names. ``readable`` skips an open branch head to its parent."""
+        self._need_repo(tx, repo)
+        branch = tx.get_branch(repo, ref.base)
+        commit: CommitRecord | None
+        if branch is not None:
+            if branch.head is None:
+                raise CommitNotFound(f"branch {repo}@{ref.base} has no commits yet")
+            commit = tx.get_commit(branch.head)
+            if commit is None:
+                raise StorageError(f"branch {repo}@{ref.base} points at a missing commit")
+            if readable:
+                while not commit.finished:
+                    if commit.parent is None:
+                        raise CommitNotFound(
+                            f"branch {repo}@{ref.base} has no finished commits yet"
+                        )
+                    commit = self._need_commit(tx, commit.parent)
+        else:
+            commit = self._find_commit(tx, repo, ref.base)
+        for step in range(ref.ancestors):
+            if commit.parent is None:
+                raise CommitNotFound(
+                    f"{repo}@{ref} does not exist: {_fmt(commit)} has only {step} ancestor(s)"
+                )
+            commit = self._need_commit(tx, commit.parent)
+        return commit
+
+    def _find_commit(self, tx: MetaTx, repo: str, text: str) -> CommitRecord:
+        if is_commit_id(text):
+            commit = tx.get_commit(text)
+            if commit is not None and commit.repo == repo:
+                return commit
+            raise CommitNotFound(f"commit {repo}@{text} not found")
+        if len(text) >= 6 and all(ch in "0123456789abcdef" for ch in text):
+            found = tx.find_commits_by_prefix(repo, text)
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidArgument(f"commit id prefix {text} is ambiguous in repo {repo}")
+            raise CommitNotFound(f"commit {repo}@{text} not found")
+        raise BranchNotFound(f"branch {repo}@{text} not found")
+
+    def _need_commit(self, tx: MetaTx, commit_id: str) -> CommitRecord:
+        commit = tx.get_commit(commit_id)
+        if commit is None:
+            raise StorageError(f"commit {commit_id} is referenced but missing (run tusk fsck)")
+        return commit
+
+    def _commit_info(self, tx: MetaTx, c: CommitRecord) -> CommitInfo:
+        return CommitInfo(
+            repo=c.repo,
+            id=c.id,
+            branch=c.branch,
+            parent=c.parent,
+            state=c.state,
+            description=c.description,
+            started_at=c.started_at,
+            finished_at=c.finished_at,
+            size=c.size,
+            files=c.files,
+            commit_set=c.commit_set,
+            children=sorted(ch.id for ch in tx.children(c.id)),
+            branches=sorted(f"{b.repo}@{b.name}" for b in tx.branches_at(c.id)),
+        )
+
+    # Commits: lifecycle
+
+    def start_commit(
+        self, repo: str, branch: str, parent: str | None = None, description: str = ""
+    ) -> CommitInfo:
+        check_branch_name(branch)
+        with self.meta.write() as tx:
+            self._need_repo(tx, repo)
+            b = tx.get_branch(repo, branch, lock=True)
+            if b is not None and b.head is not None:
+                head = self._need_commit(tx, b.head)
+                if not head.finished:
+                    raise Conflict(
+                        f"{repo}@{branch} already has an open commit {head.id}; finish it first"
+                    )
+            parent_id = b.head if b is not None else None
+            if parent is not None:
+                parent_id = self._resolve(tx, repo, parse_ref(parent)).id
+            tree, size, files = EMPTY_TREE, 0, 0
+            if parent_id is not None:
+                p = self._need_commit(tx, parent_id)
+                tree, size, files = p.tree, p.size, p.files
+            cid = new_commit_id()
+            record = CommitRecord(
+                cid, repo, branch, parent_id, tree, "open", description, time.time(), None,
+                size, files, cid,
+            )
+            tx.insert_commit(record)
+            tx.upsert_branch(BranchRecord(repo, branch, cid, b.created_at if b else time.time()))
+            return self._commit_info(tx, record)
+
+    def finish_commit(self, repo: str, ref: str, description: str | None = None) -> CommitInfo:
+        with self.meta.write() as tx:
+            commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            if commit.finished:
+                raise CommitFinished(f"commit {_fmt(commit)} is already finished")
+            values: dict[str, object] = {"state": "finished", "finished_at": time.time()}
+            if description is not None:
+                values["description"] = description
+            tx.update_commit(commit.id, **values)
+            return self._commit_info(tx, self._need_commit(tx, commit.id))
+
+    def inspect_commit(self, repo: str, ref: str) -> CommitInfo:
+        with self.meta.read() as tx:
+            return self._commit_info(tx, self._resolve(tx, repo, parse_ref(ref), readable=False))
+
+    def list_commits(
+        self, repo: str, branch: str | None = None, number: int | None = None
+    ) -> list[CommitInfo]:
+        """Newest first: the branch's history, or every commit of the repo."""
+        with self.meta.read() as tx:
+            self._need_repo(tx, repo)
+            records: list[CommitRecord] = []
+            if branch is not None:
+                b = tx.get_branch(repo, branch)
+                if b is None:
+                    if is_commit_id(branch) or len(branch) >= 6:
+                        cid: str | None = self._find_commit(tx, repo, branch).id
+                    else:
+                        raise BranchNotFound(f"branch {repo}@{branch} not found")
+                else:
+                    cid = b.head
+                while cid is not None and (number is None or len(records) < number):
+                    c = self._need_commit(tx, cid)
+                    records.append(c)
+                    cid = c.parent
+            else:
+                records = tx.list_commits(repo)[:number] if number else tx.list_commits(repo)
+            return [self._commit_info(tx, c) for c in records]
+
+    def wait_commit(self, repo: str, ref: str, timeout: float | None = None) -> CommitInfo:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            info = self.inspect_commit(repo, ref)
+            if info.finished:
+                return info
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"commit {repo}@{info.id} is still open after {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def delete_commit(self, repo: str, ref: str) -> None:
+        """Delete a branch head commit (open or finished); its branches fall back to its parent."""
+        with self.meta.write() as tx:
+            commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            if tx.children(commit.id):
+                raise InUse(
+                    f"commit {_fmt(commit)} has child commits; only a branch head can be deleted"
+                )
+            heads = tx.branches_at(commit.id)
+            if not heads:
+                raise InUse(f"commit {_fmt(commit)} is not the head of any branch")
+            for b in heads:
+                tx.set_branch_head(b.repo, b.name, commit.parent)
+            tx.delete_commit(commit.id)
+
+    def squash_commit(self, repo: str, ref: str, description: str | None = None) -> CommitInfo:
+        """Merge a finished commit into its parent: the parent takes its content and children."""
+        with self.meta.write() as tx:
+            commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            if not commit.finished:
+                raise Conflict(f"commit {_fmt(commit)} is open; finish it before squashing")
+            if commit.parent is None:
+                raise Conflict(f"commit {_fmt(commit)} has no parent to squash into")
+            parent = self._need_commit(tx, commit.parent)
+            others = [c.id for c in tx.children(parent.id) if c.id != commit.id]
+            if others or tx.branches_at(parent.id):
+                raise InUse(
+                    f"parent {_fmt(parent)} has other children or branches; squashing would "
+                    "change them"
+                )
+            if description is None:
+                description = "\n".join(d for d in (parent.description, commit.description) if d)
+            tx.update_commit(
+                parent.id,
+                tree=commit.tree,
+                size=commit.size,
+                files=commit.files,
+                description=description,
+                finished_at=commit.finished_at,
+            )
+            tx.reparent_children(commit.id, parent.id)
+            for b in tx.branches_at(commit.id):
+                tx.set_branch_head(b.repo, b.name, parent.id)
+            tx.delete_commit(commit.id)
+            return self._commit_info(tx, self._need_commit(tx, parent.id))
+
+    def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
+        with self.meta.read() as tx:
+            records = tx.commits_in_set(commit_set)
+            if not records:
+                raise CommitNotFound(f"commit set {commit_set} not found")
+            return [self._commit_info(tx, c) for c in records]
+
+    # Writes
+
+    def put_files(
+        self,
+        repo: str,
+        ref: str,
+        items: Iterable[tuple[str, Source]],
+        *,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Store every (path, source) and apply them as one change to the branch or open commit."""
+        self._check_writable(repo, ref)
+        ops: list[Op] = []
+        with self.chunks.writer() as writer:
+            for path, source in items:
+                parts = split_path(path)
+                if not parts:
+                    raise InvalidArgument("cannot put a file at /: give a file path")
+                ops.append(PutOp(parts, tuple(source.write_to(writer, progress)), append))
+        stats = writer.stats()
+        commit = self.modify(repo, ref, ops, description)
+        return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
+
+    def delete_files(self, repo: str, ref: str, paths: Sequence[str], description: str = "") -> CommitInfo:
+        return self.modify(repo, ref, [DeleteOp(split_path(p)) for p in paths], description)
+
+    def copy_file(self, src: Address, dst_repo: str, dst_ref: str, dst_path: str) -> CommitInfo:
+        if src.path is None:
+            raise InvalidArgument("copy needs a source path: repo@ref:/path")
+        return self.modify(dst_repo, dst_ref, [CopyOp(src, split_path(dst_path))])
+
+    def _check_writable(self, repo: str, ref: str) -> None:
+        with self.meta.read() as tx:
+            self._write_target(tx, repo, parse_ref(ref))
+
+    def _write_target(self, tx: MetaTx, repo: str, ref: Ref) -> tuple[CommitRecord | None, BranchRecord | None]:
+        """(open commit to write into, or None for a new commit on the branch; the branch)."""
+        self._need_repo(tx, repo)
+        if ref.ancestors:
+            raise InvalidArgument(
+                f"cannot write to {repo}@{ref}: write to a branch or an open commit"
+            )
+        branch = tx.get_branch(repo, ref.base, lock=True)
+        if branch is None:
+            if is_commit_id(ref.base) or (len(ref.base) >= 6 and tx.find_commits_by_prefix(repo, ref.base)):
+                commit = self._find_commit(tx, repo, ref.base)
+                if commit.finished:
+                    raise CommitFinished(
+                        f"commit {_fmt(commit)} is finished and cannot change; "
+                        "write to a branch or start a new commit"
+                    )
+                return commit, None
+            check_branch_name(ref.base)
+            return None, None
+        if branch.head is not None:
+            head = self._need_commit(tx, branch.head)
+            if not head.finished:
+                return head, branch
+        return None, branch
+
+    def modify(self, repo: str, ref: str, ops: Sequence[Op], description: str = "") -> CommitInfo:
+        """Apply ops in one transaction: into the open commit, or as a new finished commit."""
+        parsed = parse_ref(ref)
+        with self.meta.write() as tx:
+            open_commit, branch = self._write_target(tx, repo, parsed)
+            if open_commit is not None:
+                base_tree = open_commit.tree
+            elif branch is not None and branch.head is not None:
+                base_tree = self._need_commit(tx, branch.head).tree
+            else:
+                base_tree = EMPTY_TREE
+            reader = self.reader(tx)
+            editor = TreeEditor(reader, base_tree, self.tree_params)
+            referenced: list[bytes] = []
+            for op in ops:
+                self._apply(tx, reader, editor, op, referenced)
+            root, size, files = editor.finish()
+            if referenced:
+                known = tx.touch_chunks(list(dict.fromkeys(referenced)))
+                if len(known) < len(set(referenced)):
+                    raise StorageError(
+                        "some chunks vanished before the commit (a gc ran with a grace period "
+                        "shorter than this upload); retry the put"
+                    )
+            tx.put_nodes({h: self.codec.pack(raw) for h, raw in editor.new_nodes.items()})
+            now = time.time()
+            if open_commit is not None:
+                tx.update_commit(open_commit.id, tree=root, size=size, files=files)
+                return self._commit_info(tx, self._need_commit(tx, open_commit.id))
+            cid = new_commit_id()
+            parent = branch.head if branch is not None else None
+            record = CommitRecord(
+                cid, repo, parsed.base, parent, root, "finished", description, now, now,
+                size, files, cid,
+            )
+            tx.insert_commit(record)
+            created = branch.created_at if branch is not None else now
+            tx.upsert_branch(BranchRecord(repo, parsed.base, cid, created))
+            return self._commit_info(tx, record)
+
+    def _apply(
+        self, tx: MetaTx, reader: TreeReader, editor: TreeEditor, op: Op, referenced: list[bytes]
+    ) -> None:
+        if isinstance(op, PutOp):
+            chunks = op.chunks
+            if op.append:
+                existing = editor.get_file(op.parts)
+                if existing is not None:
+                    chunks = reader.chunks(existing) + chunks
+            entry, nodes = make_file_entry(chunks)
+            editor.add_nodes(nodes)
+            editor.put(op.parts, entry)
+            referenced.extend(d for d, _ in op.chunks)
+        elif isinstance(op, DeleteOp):
+            editor.delete(op.parts)
+        else:
+            assert op.src.path is not None
+            src_commit = self._resolve(tx, op.src.repo, op.src.ref)
+            entry = reader.lookup(src_commit.tree, split_path(op.src.path))
+            if entry is None:
+                raise FileNotFound(f"no such file or directory {op.src}")
+            self._copy_into(reader, editor, op.parts, entry)
+
+    def _copy_into(
+        self, reader: TreeReader, editor: TreeEditor, parts: tuple[str, ...], entry: Entry
+    ) -> None:
+        # Copying a directory onto an existing one merges them, file by file, like put file.
+        if isinstance(entry, DirEntry) and editor.kind(parts) == "dir":
+            for name, child in reader.iter_dir(entry.node):
+                self._copy_into(reader, editor, (*parts, name), child)
+        elif isinstance(entry, DirEntry) and not parts:
+            raise PathConflict("cannot copy a directory onto /: give a directory path")
+        else:
+            editor.put(parts, entry)
+
+    # Reads
+
+    def _read_root(self, repo: str, ref: str) -> CommitRecord:
+        with self.meta.read() as tx:
+            return self._resolve(tx, repo, parse_ref(ref))
+
+    def _entry(self, repo: str, ref: str, path: str) -> tuple[CommitRecord, Entry]:
+        commit = self._read_root(repo, ref)
+        entry = self.reader().lookup(commit.tree, split_path(path))
+        if entry is None:
+            raise FileNotFound(f"no such file or directory {repo}@{ref}:{path}")
+        return commit, entry
+
+    def _file_info(self, commit: CommitRecord, path: str, entry: Entry) -> FileInfo:
+        if isinstance(entry, DirEntry):
+            return FileInfo(commit.repo, commit.id, path, "dir", entry.size, entry.files, entry.node.hex(), 0)
+        nchunks = len(self.reader().chunks(entry))
+        return FileInfo(commit.repo, commit.id, path, "file", entry.size, 1, entry.hash.hex(), nchunks)
+
+    def inspect_file(self, repo: str, ref: str, path: str) -> FileInfo:
+        commit, entry = self._entry(repo, ref, path)
+        return self._file_info(commit, "/" + "/".join(split_path(path)), entry)
+
+    def list_files(self, repo: str, ref: str, path: str = "/") -> list[FileInfo]:
+        commit, entry = self._entry(repo, ref, path)
+        norm = "/" + "/".join(split_path(path))
+        if isinstance(entry, FileEntry):
+            return [self._file_info(commit, norm, entry)]
+        base = norm.rstrip("/")
+        return [
+            self._file_info(commit, f"{base}/{name}", child)
+            for name, child in self.reader().iter_dir(entry.node)
+        ]
+
+    def walk_files(self, repo: str, ref: str, path: str = "/") -> Iterator[tuple[str, FileEntry]]:
+        """Every file at or below ``path``, with its full path."""
+        _commit, entry = self._entry(repo, ref, path)
+        norm = "/" + "/".join(split_path(path))
+        if isinstance(entry, FileEntry):
+            yield norm, entry
+        else:
+            yield from self.reader().walk(entry.node, norm.rstrip("/"))
+
+    def glob_files(self, repo: str, ref: str, pattern: str) -> list[FileInfo]:
+        """Files and directories matching a glob (``*`` within a segment, ``**`` across)."""
+        commit = self._read_root(repo, ref)
+        pat = "/" + pattern.lstrip("/")
+        flags = wglob.GLOBSTAR | wglob.DOTGLOB
+        reader = self.reader()
+        out: list[FileInfo] = []
+
+        def visit(node: bytes, prefix: str) -> None:
+            for name, entry in reader.iter_dir(node):
+                path = f"{prefix}/{name}"
+                if wglob.globmatch(path, pat, flags=flags):
+                    out.append(self._file_info(commit, path, entry))
+                if isinstance(entry, DirEntry):
+                    visit(entry.node, path)
+
+        visit(commit.tree, "")
+        return out
+
+    def read_file(self, repo: str, ref: str, path: str) -> Iterator[bytes]:
+        commit, entry = self._entry(repo, ref, path)
+        if isinstance(entry, DirEntry):
+            raise PathConflict(f"{repo}@{ref}:{path} is a directory (use -r to get a directory)")
+        del commit
+        return self.read_entry(entry)
+
+    def read_entry(self, entry: FileEntry) -> Iterator[bytes]:
+        return self.chunks.read_chunks(self.reader().chunks(entry))
+
+    def diff(self, new: Address, old: Address | None = None) -> list[DiffEntry]:
+        """Files that differ between two commits (default: ``new`` and its parent)."""
+        with self.meta.read() as tx:
+            new_commit = self._resolve(tx, new.repo, new.ref)
+            if old is None:
+                old_tree = (
+                    self._need_commit(tx, new_commit.parent).tree
+                    if new_commit.parent
+                    else EMPTY_TREE
+                )
+            else:
+                old_tree = self._resolve(tx, old.repo, old.ref).tree
+        reader = self.reader()
+        path = new.path or "/"
+        parts = split_path(path)
+        a = reader.lookup(old_tree, parts)
+        b = reader.lookup(new_commit.tree, parts)
+        if a is None and b is None:
+            raise FileNotFound(f"no such file or directory {path} in either commit")
+        changes = []
+        prefix = "/" + "/".join(parts) if parts else ""
+        if isinstance(a, DirEntry) and isinstance(b, DirEntry):
+            changes = list(diff_trees(reader, a.node, b.node, prefix))
+        else:
+            tree_a = _as_tree(reader, a, parts)
+            tree_b = _as_tree(reader, b, parts)
+            changes = list(diff_trees(reader, tree_a, tree_b))
+        return [
+            DiffEntry(
+                c.path,
+                c.kind,
+                c.old.size if c.old else None,
+                c.new.size if c.new else None,
+                c.old.hash.hex() if c.old else None,
+                c.new.hash.hex() if c.new else None,
+            )
+            for c in changes
+        ]
+
+
+def _as_tree(reader: TreeReader, entry: Entry | None, parts: tuple[str, ...]) -> bytes:
+    """A tree holding just ``entry`` at ``parts``, for diffing a file or a dir against a file."""
+    editor = TreeEditor(reader, EMPTY_TREE)
+    if entry is not None:
+        editor.put(parts, entry)
+    return editor.finish()[0]

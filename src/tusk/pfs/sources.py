@@ -1,0 +1,88 @@
+"""Where data for ``put file`` comes from: a local file, a stream (stdin), bytes or a URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+from tusk.errors import SourceError
+from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+
+    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
+        try:
+            return writer.write_file(self.path, progress)
+        except FileNotFoundError as exc:
+            raise SourceError(f"no such local file {str(self.path)!r}") from exc
+        except IsADirectoryError as exc:
+            raise SourceError(f"{str(self.path)!r} is a directory: use -r to put a directory") from exc
+        except PermissionError as exc:
+            raise SourceError(f"cannot read {str(self.path)!r}: permission denied") from exc
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    stream: BinaryIO
+
+    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
+        return writer.write_stream(self.stream, progress)
+
+
+@dataclass(frozen=True)
+class BytesSource:
+    data: bytes
+
+    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
+        return writer.write_bytes(self.data, progress)
+
+
+class _IterReader:
+    """A ``read(n)`` view over an iterator of byte blocks (what the chunker wants)."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._buf = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            block = next(self._blocks, None)
+            if block is None:
+                break
+            self._buf += block
+        if n < 0:
+            n = len(self._buf)
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    url: str
+
+    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
+        try:
+            with httpx.stream("GET", self.url, follow_redirects=True, timeout=60) as resp:
+                if resp.status_code >= 400:
+                    raise SourceError(f"GET {self.url} answered HTTP {resp.status_code}")
+                return writer.write_stream(_IterReader(resp.iter_bytes(1 << 20)), progress)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"cannot fetch {self.url}: {exc}") from exc
+
+
+Source = LocalFile | StreamSource | BytesSource | UrlSource
+
+
+def source_for(text: str) -> Source:
+    """A CLI-style source: ``-`` is stdin, http(s):// a URL, anything else a local path."""
+    if text.startswith(("http://", "https://")):
+        return UrlSource(text)
+    return LocalFile(Path(text))

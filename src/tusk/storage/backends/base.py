@@ -1,0 +1,43 @@
+"""The object backend interface: a flat key -> bytes store, shaped like S3."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float
+
+
+class ObjectBackend(abc.ABC):
+    """Immutable objects under string keys. ``put`` is atomic: readers see all or nothing."""
+
+    url: str
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes | memoryview) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """Raise :class:`tusk.errors.StorageError` when the key is missing."""
+
+    @abc.abstractmethod
+    def get_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Deleting a missing key is not an error (as in S3)."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release handles; the default holds none."""

@@ -1,0 +1,111 @@
+"""A folder on the local disk as an object backend."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+from tusk.errors import InvalidArgument, StorageError
+from tusk.storage.backends.base import ObjectBackend, ObjectInfo
+
+
+class LocalBackend(ObjectBackend):
+    """Objects are files under ``root``; a put writes a temp file, fsyncs it and renames it."""
+
+    _MAX_OPEN = 64
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.url = self.root.as_uri()
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") for p in parts) or "\0" in key:
+            raise InvalidArgument(f"invalid object key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _fd(self, key: str) -> int:
+        with self._lock:
+            fd = self._fds.get(key)
+            if fd is not None:
+                self._fds.move_to_end(key)
+                return fd
+            try:
+                fd = os.open(self._path(key), os.O_RDONLY)
+            except FileNotFoundError as exc:
+                raise StorageError(f"object {key!r} is missing from {self.url}") from exc
+            self._fds[key] = fd
+            while len(self._fds) > self._MAX_OPEN:
+                _, old = self._fds.popitem(last=False)
+                os.close(old)
+            return fd
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise StorageError(f"object {key!r} is missing from {self.url}") from exc
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        data = os.pread(self._fd(key), length, offset)
+        if len(data) != length:
+            raise StorageError(
+                f"object {key!r} is shorter than expected ({offset}+{length} bytes)"
+            )
+        return data
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            fd = self._fds.pop(key, None)
+            if fd is not None:
+                os.close(fd)
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    st = full.stat()
+                    yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()

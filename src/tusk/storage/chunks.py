@@ -1,0 +1,259 @@
+"""Content-defined chunks, BLAKE3-addressed, zstd-compressed where it pays, stored in packs.
+
+:class:`ChunkStore` knows bytes and digests only. Writing goes through a :class:`ChunkWriter`
+session: chunks are deduplicated against the index in batches, appended to a pack, and each
+sealed pack is stored by a background thread and then indexed, in that order, so the index
+never names a chunk whose pack is not durable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import blake3
+import zstandard
+from pyfastcdc.cy import FastCDC
+
+from tusk.config import StoreConfig
+from tusk.errors import CorruptObject, StorageError
+from tusk.storage.backends.base import ObjectBackend
+from tusk.storage.meta.records import ChunkLocation, PackRecord
+from tusk.storage.meta.store import MetaStore
+from tusk.storage.packs import CODEC_RAW, CODEC_ZSTD, PackBuilder, pack_key
+
+# A chunk reference as stored in file entries: (blake3 digest, raw length).
+ChunkRef = tuple[bytes, int]
+Progress = Callable[[int], None]
+
+_BATCH_BYTES = 8 * 1024 * 1024
+_BATCH_CHUNKS = 2048
+_READ_COALESCE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStats:
+    chunks: int
+    new_chunks: int
+    bytes_in: int
+    bytes_stored: int
+    packs: int
+
+
+class ChunkStore:
+    def __init__(self, backend: ObjectBackend, meta: MetaStore, config: StoreConfig) -> None:
+        self.backend = backend
+        self.meta = meta
+        self.config = config
+
+    def writer(self) -> ChunkWriter:
+        return ChunkWriter(self)
+
+    def chunker(self) -> FastCDC:
+        c = self.config
+        return FastCDC(c.chunk_avg, min_size=c.chunk_min, max_size=c.chunk_max)
+
+    def read_chunks(self, refs: Sequence[ChunkRef], verify: bool = True) -> Iterator[bytes]:
+        """Yield each chunk's raw bytes in order."""
+        dctx = zstandard.ZstdDecompressor()
+        for start in range(0, len(refs), 1024):
+            batch = refs[start : start + 1024]
+            locs = self.meta.locate_chunks([h for h, _ in batch])
+            i = 0
+            while i < len(batch):
+                # Coalesce neighbours in the same pack into one ranged read.
+                first = _need(locs, batch[i][0])
+                j = i + 1
+                end = first.offset + first.length
+                while j < len(batch):
+                    loc = locs.get(batch[j][0])
+                    if loc is None or loc.pack != first.pack or loc.offset != end:
+                        break
+                    if end + loc.length - first.offset > _READ_COALESCE:
+                        break
+                    end += loc.length
+                    j += 1
+                blob = self.backend.get_range(pack_key(first.pack), first.offset, end - first.offset)
+                for digest, _size in batch[i:j]:
+                    loc = locs[digest]
+                    rel = loc.offset - first.offset
+                    payload = blob[rel : rel + loc.length]
+                    yield self.decode(digest, loc, payload, dctx, verify)
+                i = j
+
+    @staticmethod
+    def decode(
+        digest: bytes,
+        loc: ChunkLocation,
+        payload: bytes,
+        dctx: zstandard.ZstdDecompressor,
+        verify: bool = True,
+    ) -> bytes:
+        if loc.codec == CODEC_ZSTD:
+            try:
+                raw = dctx.decompress(payload, max_output_size=loc.raw_length)
+            except zstandard.ZstdError as exc:
+                raise CorruptObject(
+                    f"chunk {digest.hex()} in pack {loc.pack} does not decompress"
+                ) from exc
+        elif loc.codec == CODEC_RAW:
+            raw = payload
+        else:
+            raise CorruptObject(f"chunk {digest.hex()} has unknown codec {loc.codec}")
+        if verify and (len(raw) != loc.raw_length or blake3.blake3(raw).digest() != digest):
+            raise CorruptObject(f"chunk {digest.hex()} in pack {loc.pack} fails its hash check")
+        return raw
+
+
+def _need(locs: dict[bytes, ChunkLocation], digest: bytes) -> ChunkLocation:
+    loc = locs.get(digest)
+    if loc is None:
+        raise StorageError(f"chunk {digest.hex()} is missing from the chunk index (run tusk fsck)")
+    return loc
+
+
+class ChunkWriter:
+    """One write session. Use as a context manager; :meth:`close` waits for every pack."""
+
+    def __init__(self, store: ChunkStore) -> None:
+        self.store = store
+        self._cdc = store.chunker()
+        self._cctx = zstandard.ZstdCompressor(level=store.config.compress_level)
+        self._sample_cctx = zstandard.ZstdCompressor(level=1)
+        self._pending: list[tuple[bytes, bytes | memoryview]] = []
+        self._pending_bytes = 0
+        self._seen: set[bytes] = set()
+        self._pack = PackBuilder()
+        self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-pack")
+        self._inflight: list[Future[None]] = []
+        self._lock = threading.Lock()
+        self.chunks = 0
+        self.new_chunks = 0
+        self.bytes_in = 0
+        self.bytes_stored = 0
+        self.packs = 0
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # Sources
+
+    def write_file(self, path: str | os.PathLike[str], progress: Progress | None = None) -> list[ChunkRef]:
+        size = os.path.getsize(path)
+        if size == 0:
+            return []
+        if size <= self.store.config.chunk_min:
+            with open(path, "rb") as f:
+                data = f.read()
+            return [self._add(data, progress)]
+        return [self._add(c.data, progress) for c in self._cdc.cut_file(os.fspath(path))]
+
+    def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> list[ChunkRef]:
+        # cut_stream reuses its buffer, so each chunk is copied before the next is cut.
+        return [self._add(bytes(c.data), progress) for c in self._cdc.cut_stream(stream)]
+
+    def write_bytes(self, data: bytes, progress: Progress | None = None) -> list[ChunkRef]:
+        if not data:
+            return []
+        if len(data) <= self.store.config.chunk_min:
+            return [self._add(data, progress)]
+        return [self._add(bytes(c.data), progress) for c in self._cdc.cut_buf(data)]
+
+    # Internals
+
+    def _add(self, data: bytes | memoryview, progress: Progress | None) -> ChunkRef:
+        digest = blake3.blake3(data).digest()
+        n = len(data)
+        self.chunks += 1
+        self.bytes_in += n
+        self._pending.append((digest, data))
+        self._pending_bytes += n
+        if self._pending_bytes >= _BATCH_BYTES or len(self._pending) >= _BATCH_CHUNKS:
+            self._flush_pending()
+        if progress is not None:
+            progress(n)
+        return (digest, n)
+
+    def _flush_pending(self) -> None:
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        fresh = [d for d, _ in pending if d not in self._seen]
+        known = self.store.meta.touch_chunks(list(dict.fromkeys(fresh))) if fresh else set()
+        for digest, data in pending:
+            if digest in self._seen or digest in known:
+                continue
+            self._seen.add(digest)
+            payload, codec = self._compress(data)
+            self._pack.add(digest, payload, len(data), codec)
+            self.new_chunks += 1
+            self.bytes_stored += len(payload)
+            if self._pack.size >= self.store.config.pack_target:
+                self._seal()
+
+    def _compress(self, data: bytes | memoryview) -> tuple[bytes | memoryview, int]:
+        cfg = self.store.config
+        sample = data[:8192]
+        if len(self._sample_cctx.compress(sample)) > cfg.compress_sample_ratio * len(sample):
+            return data, CODEC_RAW
+        packed = self._cctx.compress(data)
+        if len(packed) < len(data):
+            return packed, CODEC_ZSTD
+        return data, CODEC_RAW
+
+    def _seal(self) -> None:
+        if not len(self._pack):
+            return
+        pack, self._pack = self._pack, PackBuilder()
+        self.packs += 1
+        # At most two packs in flight keeps memory bounded on huge files.
+        while len(self._inflight) >= 2:
+            self._inflight.pop(0).result()
+        self._inflight.append(self._sealer.submit(self._store_pack, pack))
+
+    def _store_pack(self, pack: PackBuilder) -> None:
+        pack_id = uuid.uuid4().hex
+        data = pack.seal()
+        self.store.backend.put(pack_key(pack_id), data)
+        self.store.meta.add_pack(
+            PackRecord(pack_id, len(data), len(pack), time.time()),
+            [
+                (e.hash, ChunkLocation(pack_id, e.offset, e.length, e.raw_length, e.codec))
+                for e in pack.entries
+            ],
+        )
+
+    def flush(self) -> None:
+        """Make every chunk written so far durable and indexed."""
+        self._flush_pending()
+        self._seal()
+        while self._inflight:
+            self._inflight.pop(0).result()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._sealer.shutdown(wait=True)
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._sealer.shutdown(wait=True, cancel_futures=True)
+
+    def stats(self) -> WriteStats:
+        return WriteStats(self.chunks, self.new_chunks, self.bytes_in, self.bytes_stored, self.packs)
+
+
+def iter_chunk_refs(entries: Iterable[ChunkRef]) -> Iterator[bytes]:
+    for digest, _ in entries:
+        yield digest

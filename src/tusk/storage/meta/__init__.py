@@ -1,0 +1,20 @@
+"""The metadata store: SQLAlchemy Core over SQLite (default, WAL) or PostgreSQL."""
+
+from tusk.storage.meta.records import (
+    BranchRecord,
+    ChunkLocation,
+    CommitRecord,
+    PackRecord,
+    RepoRecord,
+)
+from tusk.storage.meta.store import MetaStore, MetaTx
+
+__all__ = [
+    "BranchRecord",
+    "ChunkLocation",
+    "CommitRecord",
+    "MetaStore",
+    "MetaTx",
+    "PackRecord",
+    "RepoRecord",
+]

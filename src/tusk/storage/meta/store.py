@@ -1,0 +1,470 @@
+"""SQL access for the whole of Tusk, written once with SQLAlchemy Core.
+
+SQLite is the embedded default (WAL, one writer at a time via ``BEGIN IMMEDIATE``); PostgreSQL
+is a second engine for the same code: write transactions lock the rows they depend on with
+``SELECT ... FOR UPDATE`` there, which is a no-op on SQLite where the whole database is locked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
+
+from tusk.errors import StorageError
+from tusk.storage.meta import schema as t
+from tusk.storage.meta.records import (
+    BranchRecord,
+    ChunkLocation,
+    CommitRecord,
+    PackRecord,
+    RepoRecord,
+)
+
+# The newest migration; tests check it against the migrations folder.
+SCHEMA_HEAD = "0001"
+_BATCH = 500
+
+
+def _batches(items: Sequence[Any], size: int = _BATCH) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class MetaStore:
+    """Owns the engine, migrates the schema on open, and hands out transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = sa.create_engine(
+                url, connect_args={"timeout": 120, "check_same_thread": False}
+            )
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine, "begin", _sqlite_on_begin)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.write() as tx:
+            conn = tx.conn
+            current = None
+            if sa.inspect(conn).has_table("alembic_version"):
+                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            if current == SCHEMA_HEAD:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[MetaTx]:
+        with self.engine.connect() as conn, conn.begin():
+            yield MetaTx(conn, self.is_sqlite)
+
+    @contextmanager
+    def write(self) -> Iterator[MetaTx]:
+        """A write transaction; on SQLite it holds the database's write lock from the start."""
+        try:
+            with self.engine.connect().execution_options(tusk_write=True) as conn:
+                with conn.begin():
+                    yield MetaTx(conn, self.is_sqlite)
+        except sa.exc.OperationalError as exc:
+            raise StorageError(f"metadata store error: {exc.orig}") from exc
+
+    # Chunk index operations that stand alone (each its own transaction).
+
+    def touch_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
+        """Mark chunks as in use now (so gc's grace period protects them); return those known."""
+        if not hashes:
+            return set()
+        with self.write() as tx:
+            return tx.touch_chunks(hashes)
+
+    def add_pack(self, pack: PackRecord, entries: Sequence[tuple[bytes, ChunkLocation]]) -> None:
+        with self.write() as tx:
+            tx.add_pack(pack, entries)
+
+    def locate_chunks(self, hashes: Sequence[bytes]) -> dict[bytes, ChunkLocation]:
+        with self.read() as tx:
+            return tx.locate_chunks(hashes)
+
+    def get_nodes(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
+        with self.read() as tx:
+            return tx.get_nodes(hashes)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (the pysqlite recipe).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=120000")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("tusk_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _commit_from_row(row: Any) -> CommitRecord:
+    return CommitRecord(
+        id=row.id,
+        repo=row.repo,
+        branch=row.branch,
+        parent=row.parent,
+        tree=bytes(row.tree),
+        state=row.state,
+        description=row.description,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        size=row.size,
+        files=row.files,
+        commit_set=row.commit_set,
+    )
+
+
+class MetaTx:
+    """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
+
+    def __init__(self, conn: Connection, is_sqlite: bool) -> None:
+        self.conn = conn
+        self.is_sqlite = is_sqlite
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (sqlite_dialect.insert if self.is_sqlite else pg_dialect.insert)(table)
+
+    # Repos
+
+    def get_repo(self, name: str) -> RepoRecord | None:
+        row = self.conn.execute(sa.select(t.repos).where(t.repos.c.name == name)).first()
+        return RepoRecord(row.name, row.description, row.created_at) if row else None
+
+    def list_repos(self) -> list[RepoRecord]:
+        rows = self.conn.execute(sa.select(t.repos).order_by(t.repos.c.name))
+        return [RepoRecord(r.name, r.description, r.created_at) for r in rows]
+
+    def insert_repo(self, repo: RepoRecord) -> None:
+        self.conn.execute(
+            t.repos.insert().values(
+                name=repo.name, description=repo.description, created_at=repo.created_at
+            )
+        )
+
+    def update_repo_description(self, name: str, description: str) -> None:
+        self.conn.execute(
+            t.repos.update().where(t.repos.c.name == name).values(description=description)
+        )
+
+    def delete_repo(self, name: str) -> None:
+        self.conn.execute(t.branch_provenance.delete().where(t.branch_provenance.c.repo == name))
+        self.conn.execute(
+            t.branch_provenance.delete().where(t.branch_provenance.c.from_repo == name)
+        )
+        self.conn.execute(t.branches.delete().where(t.branches.c.repo == name))
+        self.conn.execute(t.commits.delete().where(t.commits.c.repo == name))
+        self.conn.execute(t.repos.delete().where(t.repos.c.name == name))
+
+    # Branches
+
+    def get_branch(self, repo: str, name: str, *, lock: bool = False) -> BranchRecord | None:
+        query = sa.select(t.branches).where(t.branches.c.repo == repo, t.branches.c.name == name)
+        if lock and not self.is_sqlite:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return BranchRecord(row.repo, row.name, row.head, row.created_at) if row else None
+
+    def list_branches(self, repo: str | None = None) -> list[BranchRecord]:
+        query = sa.select(t.branches).order_by(t.branches.c.repo, t.branches.c.name)
+        if repo is not None:
+            query = query.where(t.branches.c.repo == repo)
+        return [
+            BranchRecord(r.repo, r.name, r.head, r.created_at) for r in self.conn.execute(query)
+        ]
+
+    def upsert_branch(self, branch: BranchRecord) -> None:
+        stmt = self._insert(t.branches).values(
+            repo=branch.repo, name=branch.name, head=branch.head, created_at=branch.created_at
+        )
+        self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=["repo", "name"], set_={"head": branch.head})
+        )
+
+    def set_branch_head(self, repo: str, name: str, head: str | None) -> None:
+        self.conn.execute(
+            t.branches.update()
+            .where(t.branches.c.repo == repo, t.branches.c.name == name)
+            .values(head=head)
+        )
+
+    def delete_branch(self, repo: str, name: str) -> None:
+        bp = t.branch_provenance
+        self.conn.execute(bp.delete().where(bp.c.repo == repo, bp.c.branch == name))
+        self.conn.execute(bp.delete().where(bp.c.from_repo == repo, bp.c.from_branch == name))
+        self.conn.execute(
+            t.branches.delete().where(t.branches.c.repo == repo, t.branches.c.name == name)
+        )
+
+    def branches_at(self, commit_id: str) -> list[BranchRecord]:
+        rows = self.conn.execute(sa.select(t.branches).where(t.branches.c.head == commit_id))
+        return [BranchRecord(r.repo, r.name, r.head, r.created_at) for r in rows]
+
+    # Branch provenance
+
+    def set_branch_provenance(
+        self, repo: str, branch: str, sources: Iterable[tuple[str, str]]
+    ) -> None:
+        bp = t.branch_provenance
+        self.conn.execute(bp.delete().where(bp.c.repo == repo, bp.c.branch == branch))
+        rows = [
+            {"repo": repo, "branch": branch, "from_repo": r, "from_branch": b} for r, b in sources
+        ]
+        if rows:
+            self.conn.execute(bp.insert(), rows)
+
+    def branch_provenance(self, repo: str, branch: str) -> list[tuple[str, str]]:
+        bp = t.branch_provenance
+        rows = self.conn.execute(
+            sa.select(bp.c.from_repo, bp.c.from_branch)
+            .where(bp.c.repo == repo, bp.c.branch == branch)
+            .order_by(bp.c.from_repo, bp.c.from_branch)
+        )
+        return [(r.from_repo, r.from_branch) for r in rows]
+
+    def branch_subvenance(self, repo: str, branch: str | None = None) -> list[tuple[str, str]]:
+        """Branches (repo, branch) whose provenance names ``repo`` (and ``branch`` if given)."""
+        bp = t.branch_provenance
+        query = sa.select(bp.c.repo, bp.c.branch, bp.c.from_repo, bp.c.from_branch).where(
+            bp.c.from_repo == repo
+        )
+        if branch is not None:
+            query = query.where(bp.c.from_branch == branch)
+        return [(r.repo, r.branch) for r in self.conn.execute(query.order_by(bp.c.repo))]
+
+    # Commits
+
+    def get_commit(self, commit_id: str) -> CommitRecord | None:
+        row = self.conn.execute(sa.select(t.commits).where(t.commits.c.id == commit_id)).first()
+        return _commit_from_row(row) if row else None
+
+    def find_commits_by_prefix(self, repo: str, prefix: str) -> list[CommitRecord]:
+        rows = self.conn.execute(
+            sa.select(t.commits)
+            .where(t.commits.c.repo == repo, t.commits.c.id.startswith(prefix))
+            .limit(2)
+        )
+        return [_commit_from_row(r) for r in rows]
+
+    def list_commits(self, repo: str) -> list[CommitRecord]:
+        rows = self.conn.execute(
+            sa.select(t.commits)
+            .where(t.commits.c.repo == repo)
+            .order_by(t.commits.c.started_at.desc(), t.commits.c.id)
+        )
+        return [_commit_from_row(r) for r in rows]
+
+    def iter_all_commits(self) -> Iterator[CommitRecord]:
+        for row in self.conn.execute(sa.select(t.commits)):
+            yield _commit_from_row(row)
+
+    def children(self, commit_id: str) -> list[CommitRecord]:
+        rows = self.conn.execute(sa.select(t.commits).where(t.commits.c.parent == commit_id))
+        return [_commit_from_row(r) for r in rows]
+
+    def insert_commit(self, c: CommitRecord) -> None:
+        self.conn.execute(
+            t.commits.insert().values(
+                id=c.id,
+                repo=c.repo,
+                branch=c.branch,
+                parent=c.parent,
+                tree=c.tree,
+                state=c.state,
+                description=c.description,
+                started_at=c.started_at,
+                finished_at=c.finished_at,
+                size=c.size,
+                files=c.files,
+                commit_set=c.commit_set,
+            )
+        )
+
+    def update_commit(self, commit_id: str, **values: Any) -> None:
+        self.conn.execute(t.commits.update().where(t.commits.c.id == commit_id).values(**values))
+
+    def reparent_children(self, old_parent: str, new_parent: str | None) -> None:
+        self.conn.execute(
+            t.commits.update().where(t.commits.c.parent == old_parent).values(parent=new_parent)
+        )
+
+    def delete_commit(self, commit_id: str) -> None:
+        self.conn.execute(t.commits.delete().where(t.commits.c.id == commit_id))
+
+    def commits_in_set(self, commit_set: str) -> list[CommitRecord]:
+        rows = self.conn.execute(sa.select(t.commits).where(t.commits.c.commit_set == commit_set))
+        return [_commit_from_row(r) for r in rows]
+
+    # Tree nodes
+
+    def put_nodes(self, nodes: dict[bytes, bytes]) -> None:
+        if not nodes:
+            return
+        now = time.time()
+        rows = [{"hash": h, "data": d, "touched_at": now} for h, d in nodes.items()]
+        for batch in _batches(rows):
+            stmt = self._insert(t.nodes)
+            self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["hash"], set_={"touched_at": stmt.excluded.touched_at}
+                ),
+                list(batch),
+            )
+
+    def get_nodes(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        for batch in _batches(list(hashes)):
+            rows = self.conn.execute(
+                sa.select(t.nodes.c.hash, t.nodes.c.data).where(t.nodes.c.hash.in_(batch))
+            )
+            out.update((bytes(r.hash), bytes(r.data)) for r in rows)
+        return out
+
+    def iter_nodes(self) -> Iterator[tuple[bytes, bytes, float]]:
+        for r in self.conn.execute(sa.select(t.nodes)):
+            yield bytes(r.hash), bytes(r.data), r.touched_at
+
+    def delete_nodes(self, hashes: Sequence[bytes], touched_before: float) -> int:
+        n = 0
+        for batch in _batches(list(hashes)):
+            res = self.conn.execute(
+                t.nodes.delete().where(
+                    t.nodes.c.hash.in_(batch), t.nodes.c.touched_at < touched_before
+                )
+            )
+            n += res.rowcount or 0
+        return n
+
+    # Chunks and packs
+
+    def touch_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
+        now = time.time()
+        found: set[bytes] = set()
+        for batch in _batches(list(hashes)):
+            self.conn.execute(
+                t.chunks.update().where(t.chunks.c.hash.in_(batch)).values(touched_at=now)
+            )
+            rows = self.conn.execute(sa.select(t.chunks.c.hash).where(t.chunks.c.hash.in_(batch)))
+            found.update(bytes(r.hash) for r in rows)
+        return found
+
+    def add_pack(self, pack: PackRecord, entries: Sequence[tuple[bytes, ChunkLocation]]) -> None:
+        self.conn.execute(
+            self._insert(t.packs)
+            .values(id=pack.id, size=pack.size, chunks=pack.chunks, created_at=pack.created_at)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        now = time.time()
+        rows = [
+            {
+                "hash": h,
+                "pack": loc.pack,
+                "offset": loc.offset,
+                "length": loc.length,
+                "raw_length": loc.raw_length,
+                "codec": loc.codec,
+                "touched_at": now,
+            }
+            for h, loc in entries
+        ]
+        for batch in _batches(rows):
+            # A chunk stored twice by racing writers keeps its first location.
+            self.conn.execute(
+                self._insert(t.chunks).on_conflict_do_nothing(index_elements=["hash"]),
+                list(batch),
+            )
+
+    def locate_chunks(self, hashes: Sequence[bytes]) -> dict[bytes, ChunkLocation]:
+        out: dict[bytes, ChunkLocation] = {}
+        c = t.chunks.c
+        for batch in _batches(list(dict.fromkeys(hashes))):
+            rows = self.conn.execute(
+                sa.select(c.hash, c.pack, c.offset, c.length, c.raw_length, c.codec).where(
+                    c.hash.in_(batch)
+                )
+            )
+            for r in rows:
+                out[bytes(r.hash)] = ChunkLocation(r.pack, r.offset, r.length, r.raw_length, r.codec)
+        return out
+
+    def iter_chunks(self) -> Iterator[tuple[bytes, ChunkLocation, float]]:
+        c = t.chunks.c
+        for r in self.conn.execute(sa.select(t.chunks).order_by(c.pack, c.offset)):
+            yield (
+                bytes(r.hash),
+                ChunkLocation(r.pack, r.offset, r.length, r.raw_length, r.codec),
+                r.touched_at,
+            )
+
+    def list_packs(self) -> list[PackRecord]:
+        rows = self.conn.execute(sa.select(t.packs).order_by(t.packs.c.id))
+        return [PackRecord(r.id, r.size, r.chunks, r.created_at) for r in rows]
+
+    def delete_chunks(self, hashes: Sequence[bytes], touched_before: float) -> int:
+        n = 0
+        for batch in _batches(list(hashes)):
+            res = self.conn.execute(
+                t.chunks.delete().where(
+                    t.chunks.c.hash.in_(batch), t.chunks.c.touched_at < touched_before
+                )
+            )
+            n += res.rowcount or 0
+        return n
+
+    def empty_packs(self) -> list[PackRecord]:
+        """Packs that no chunk row points at any more."""
+        c = t.chunks.c
+        used = sa.select(c.pack).where(c.pack == t.packs.c.id).exists()
+        rows = self.conn.execute(sa.select(t.packs).where(~used))
+        return [PackRecord(r.id, r.size, r.chunks, r.created_at) for r in rows]
+
+    def delete_pack(self, pack_id: str) -> None:
+        self.conn.execute(t.packs.delete().where(t.packs.c.id == pack_id))
+
+    def stats(self) -> dict[str, int]:
+        def count(table: sa.Table) -> int:
+            return int(self.conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
+
+        pack_bytes = self.conn.execute(sa.select(sa.func.sum(t.packs.c.size))).scalar() or 0
+        return {
+            "repos": count(t.repos),
+            "commits": count(t.commits),
+            "nodes": count(t.nodes),
+            "packs": count(t.packs),
+            "chunks": count(t.chunks),
+            "pack_bytes": int(pack_bytes),
+        }

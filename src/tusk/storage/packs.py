@@ -1,0 +1,96 @@
+"""Pack objects: many chunks in one object, with an index at the end (as restic does).
+
+Layout::
+
+    b"TUSKPACK" version(1 byte)
+    chunk payloads, back to back
+    footer: zstd(entries), each entry = blake3(32) offset(u64) length(u32) raw_length(u32) codec(u8)
+    trailer: footer_length(u64) blake3(footer)[:16] b"TUSKPEND"
+
+The footer makes every pack self-describing, so ``fsck`` can check the chunk index against
+the packs and the index could be rebuilt from the packs alone.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+
+from tusk.errors import CorruptObject
+
+MAGIC = b"TUSKPACK\x01"
+END = b"TUSKPEND"
+_ENTRY = struct.Struct("<32sQIIB")
+_TRAILER = struct.Struct("<Q16s8s")
+
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    hash: bytes
+    offset: int
+    length: int
+    raw_length: int
+    codec: int
+
+
+def pack_key(pack_id: str) -> str:
+    return f"packs/{pack_id[:2]}/{pack_id}"
+
+
+class PackBuilder:
+    """Accumulates chunk payloads in memory until :meth:`seal` returns the pack's bytes."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray(MAGIC)
+        self.entries: list[PackEntry] = []
+
+    @property
+    def size(self) -> int:
+        return len(self._buf)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, digest: bytes, payload: bytes | memoryview, raw_length: int, codec: int) -> None:
+        offset = len(self._buf)
+        self._buf += payload
+        self.entries.append(PackEntry(digest, offset, len(payload), raw_length, codec))
+
+    def seal(self) -> bytes:
+        footer = zstandard.ZstdCompressor(level=3).compress(
+            b"".join(
+                _ENTRY.pack(e.hash, e.offset, e.length, e.raw_length, e.codec) for e in self.entries
+            )
+        )
+        self._buf += footer
+        self._buf += _TRAILER.pack(len(footer), blake3.blake3(footer).digest()[:16], END)
+        return bytes(self._buf)
+
+
+def read_pack_index(data: bytes) -> list[PackEntry]:
+    """Parse and check a whole pack's footer; raise :class:`CorruptObject` on any damage."""
+    if len(data) < len(MAGIC) + _TRAILER.size or not data.startswith(MAGIC):
+        raise CorruptObject("pack header is damaged or the pack is truncated")
+    footer_len, footer_hash, end = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
+    if end != END:
+        raise CorruptObject("pack trailer is damaged or the pack is truncated")
+    footer_start = len(data) - _TRAILER.size - footer_len
+    if footer_start < len(MAGIC):
+        raise CorruptObject("pack footer length is out of range")
+    footer = data[footer_start : len(data) - _TRAILER.size]
+    if blake3.blake3(footer).digest()[:16] != footer_hash:
+        raise CorruptObject("pack footer checksum does not match")
+    raw = zstandard.ZstdDecompressor().decompress(footer)
+    if len(raw) % _ENTRY.size:
+        raise CorruptObject("pack footer has a partial entry")
+    entries = [PackEntry(*_ENTRY.unpack_from(raw, i)) for i in range(0, len(raw), _ENTRY.size)]
+    for e in entries:
+        if e.offset < len(MAGIC) or e.offset + e.length > footer_start:
+            raise CorruptObject(f"pack entry {e.hash.hex()} points outside the pack body")
+    return entries

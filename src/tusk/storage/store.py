@@ -1,0 +1,40 @@
+"""Opens the storage layer: object backend + metadata store + chunk store, from one home or URLs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tusk.config import StoreConfig
+from tusk.storage.backends import ObjectBackend, open_backend
+from tusk.storage.chunks import ChunkStore
+from tusk.storage.meta.store import MetaStore, sqlite_url
+
+
+@dataclass
+class Storage:
+    backend: ObjectBackend
+    meta: MetaStore
+    chunks: ChunkStore
+    config: StoreConfig
+
+    @classmethod
+    def open(
+        cls,
+        home: Path,
+        *,
+        metadata_url: str | None = None,
+        storage_url: str | None = None,
+        config: StoreConfig | None = None,
+    ) -> Storage:
+        """The embedded default: ``home/tusk.db`` (SQLite) and ``home/objects/``."""
+        config = config or StoreConfig()
+        home = Path(home)
+        home.mkdir(parents=True, exist_ok=True)
+        backend = open_backend(storage_url or str(home / "objects"))
+        meta = MetaStore(metadata_url or sqlite_url(home / "tusk.db"))
+        return cls(backend, meta, ChunkStore(backend, meta, config), config)
+
+    def close(self) -> None:
+        self.meta.close()
+        self.backend.close()
