@@ -31,7 +31,17 @@ from tusk.errors import (
     Timeout,
 )
 from tusk.ids import check_branch_name, check_repo_name, is_commit_id, new_commit_id
-from tusk.pfs.models import BranchInfo, CommitInfo, DiffEntry, FileInfo, PutResult, RepoInfo
+from tusk.pfs import maintenance
+from tusk.pfs.models import (
+    BranchInfo,
+    CommitInfo,
+    DiffEntry,
+    FileInfo,
+    FsckReport,
+    GcReport,
+    PutResult,
+    RepoInfo,
+)
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address, Ref, parse_ref
 from tusk.pfs.sources import Source
@@ -572,6 +582,18 @@ class PfsService:
             raise PathConflict("cannot copy a directory onto /: give a directory path")
         else:
             editor.put(parts, entry)
+
+    # Maintenance
+
+    def fsck(self) -> FsckReport:
+        return maintenance.fsck(self.meta, self.chunks, self.reader())
+
+    def gc(self, grace: float = maintenance.DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
+        return maintenance.gc(self.meta, self.chunks, self.reader(), grace, dry_run)
+
+    def stats(self) -> dict[str, int]:
+        with self.meta.read() as tx:
+            return tx.stats()
 
     # Reads
 

@@ -39,5 +39,9 @@ class ObjectBackend(abc.ABC):
     @abc.abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def remove_stale_temp(self, older_than: float) -> int:
+        """Remove leftovers of interrupted puts older than ``older_than``; return how many."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles; the default holds none."""

@@ -104,6 +104,16 @@ class LocalBackend(ObjectBackend):
                     st = full.stat()
                     yield ObjectInfo(key, st.st_size, st.st_mtime)
 
+    def remove_stale_temp(self, older_than: float) -> int:
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                full = Path(dirpath) / name
+                if name.startswith(".tmp-") and full.stat().st_mtime < older_than:
+                    full.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():

@@ -1,0 +1,212 @@
+"""fsck (verify every pack, chunk, node and reference) and gc (mark and sweep with grace)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import zstandard
+
+from tusk.errors import CorruptObject, StorageError
+from tusk.pfs.models import FsckReport, GcReport
+from tusk.pfs.tree import EMPTY_TREE, NodeCodec, TreeReader
+from tusk.storage.chunks import ChunkStore
+from tusk.storage.backends.base import ObjectInfo
+from tusk.storage.meta.records import ChunkLocation, CommitRecord
+from tusk.storage.meta.store import MetaStore
+from tusk.storage.packs import pack_key, read_pack_index
+
+DEFAULT_GRACE = 3600.0
+
+
+def _reachable(
+    reader: TreeReader, roots: list[bytes], problems: list[str] | None
+) -> tuple[set[bytes], set[bytes]]:
+    """Mark: every node and chunk reachable from ``roots``."""
+    nodes: set[bytes] = set()
+    chunks: set[bytes] = set()
+    stack = [r for r in roots if r != EMPTY_TREE]
+    while stack:
+        digest = stack.pop()
+        if digest in nodes:
+            continue
+        try:
+            children = list(reader.children_nodes(digest))
+            chunks.update(reader.node_chunks(digest))
+        except (StorageError, CorruptObject, ValueError, KeyError) as exc:
+            if problems is None:
+                raise
+            problems.append(f"tree node {digest.hex()}: {exc}")
+            nodes.add(digest)
+            continue
+        nodes.add(digest)
+        stack.extend(children)
+    return nodes, chunks
+
+
+def fsck(meta: MetaStore, chunk_store: ChunkStore, reader: TreeReader) -> FsckReport:
+    problems: list[str] = []
+    notes: list[str] = []
+    backend = chunk_store.backend
+    with meta.read() as tx:
+        repos = {r.name for r in tx.list_repos()}
+        commits: dict[str, CommitRecord] = {c.id: c for c in tx.iter_all_commits()}
+        branches = tx.list_branches()
+        packs = {p.id: p for p in tx.list_packs()}
+        index = {h: loc for h, loc, _ in tx.iter_chunks()}
+        stored_nodes = {h: data for h, data, _ in tx.iter_nodes()}
+
+    # References between metadata rows.
+    for b in branches:
+        if b.repo not in repos:
+            problems.append(f"branch {b.repo}@{b.name} belongs to a missing repo")
+        if b.head is not None:
+            head = commits.get(b.head)
+            if head is None:
+                problems.append(f"branch {b.repo}@{b.name} points at missing commit {b.head}")
+            elif head.repo != b.repo:
+                problems.append(f"branch {b.repo}@{b.name} points at a commit of repo {head.repo}")
+    for c in commits.values():
+        if c.repo not in repos:
+            problems.append(f"commit {c.id} belongs to missing repo {c.repo}")
+        if c.parent is not None and c.parent not in commits:
+            problems.append(f"commit {c.repo}@{c.id} has missing parent {c.parent}")
+
+    # Every stored node must hash to its name.
+    codec = NodeCodec()
+    for digest, data in stored_nodes.items():
+        try:
+            codec.unpack(digest, data, verify=True)
+        except CorruptObject as exc:
+            problems.append(str(exc))
+
+    # Trees: every node reachable from a commit exists and decodes; every chunk is indexed.
+    node_problems: list[str] = []
+    roots = [c.tree for c in commits.values()]
+    for c in commits.values():
+        if c.tree != EMPTY_TREE and c.tree not in stored_nodes:
+            problems.append(f"commit {c.repo}@{c.id} has missing root tree {c.tree.hex()}")
+    live_nodes, live_chunks = _reachable(reader, roots, node_problems)
+    problems.extend(node_problems)
+    missing = live_chunks - index.keys()
+    for digest in sorted(missing)[:100]:
+        problems.append(f"chunk {digest.hex()} is referenced by a file but missing from the index")
+    if len(missing) > 100:
+        problems.append(f"... and {len(missing) - 100} more missing chunks")
+
+    # Packs: re-read each one, check its footer, every chunk's hash, and the index against it.
+    by_pack: dict[str, dict[bytes, ChunkLocation]] = {}
+    for digest, loc in index.items():
+        if loc.pack not in packs:
+            problems.append(f"chunk {digest.hex()} is indexed in missing pack {loc.pack}")
+        by_pack.setdefault(loc.pack, {})[digest] = loc
+    dctx = zstandard.ZstdDecompressor()
+    checked_chunks = 0
+    for pack_id, pack in packs.items():
+        try:
+            data = backend.get(pack_key(pack_id))
+        except StorageError as exc:
+            problems.append(f"pack {pack_id}: {exc}")
+            continue
+        if len(data) != pack.size:
+            problems.append(f"pack {pack_id} has {len(data)} bytes, the index says {pack.size}")
+        try:
+            entries = read_pack_index(data)
+        except CorruptObject as exc:
+            problems.append(f"pack {pack_id}: {exc}")
+            continue
+        in_pack = {e.hash: e for e in entries}
+        for e in entries:
+            payload = data[e.offset : e.offset + e.length]
+            loc_any = by_pack.get(pack_id, {}).get(e.hash)
+            if loc_any is None:
+                continue  # a duplicate copy left by racing writers; gc keeps the indexed one
+            try:
+                ChunkStore.decode(e.hash, loc_any, payload, dctx)
+                checked_chunks += 1
+            except CorruptObject as exc:
+                problems.append(f"pack {pack_id}: {exc}")
+        for digest, loc in by_pack.get(pack_id, {}).items():
+            e2 = in_pack.get(digest)
+            if e2 is None or (e2.offset, e2.length) != (loc.offset, loc.length):
+                problems.append(
+                    f"chunk {digest.hex()}: the index and pack {pack_id}'s footer disagree"
+                )
+
+    orphans = [o.key for o in backend.list("packs/") if o.key.split("/")[-1] not in packs]
+    if orphans:
+        notes.append(
+            f"{len(orphans)} pack object(s) are not indexed (left by an interrupted write); "
+            "tusk gc removes them after the grace period"
+        )
+    dead = len(index.keys() - live_chunks)
+    if dead:
+        notes.append(f"{dead} chunk(s) are not referenced by any commit; tusk gc can remove them")
+    return FsckReport(
+        ok=not problems,
+        problems=problems,
+        notes=notes,
+        counts={
+            "repos": len(repos),
+            "commits": len(commits),
+            "branches": len(branches),
+            "nodes": len(live_nodes),
+            "packs": len(packs),
+            "chunks_checked": checked_chunks,
+        },
+    )
+
+
+def gc(
+    meta: MetaStore,
+    chunk_store: ChunkStore,
+    reader: TreeReader,
+    grace: float = DEFAULT_GRACE,
+    dry_run: bool = False,
+) -> GcReport:
+    """Delete nodes, chunks and packs that no commit references and nobody touched lately.
+
+    Writers touch every chunk they reuse and every node they write, inside their transaction,
+    so anything touched within ``grace`` seconds survives; an interrupted gc only leaves
+    garbage for the next run.
+    """
+    started = time.time()
+    cutoff = started - grace
+    with meta.read() as tx:
+        roots = [c.tree for c in tx.iter_all_commits()]
+        all_nodes = [h for h, _, touched in tx.iter_nodes() if touched < cutoff]
+        all_chunks = [h for h, _, touched in tx.iter_chunks() if touched < cutoff]
+    live_nodes, live_chunks = _reachable(reader, roots, None)
+    dead_nodes = [h for h in all_nodes if h not in live_nodes]
+    dead_chunks = [h for h in all_chunks if h not in live_chunks]
+    nodes_deleted = chunks_deleted = packs_deleted = bytes_freed = temp_deleted = 0
+    if dry_run:
+        return GcReport(len(dead_nodes), len(dead_chunks), 0, 0, 0, dry_run=True)
+    with meta.write() as tx:
+        nodes_deleted = tx.delete_nodes(dead_nodes, cutoff)
+        chunks_deleted = tx.delete_chunks(dead_chunks, cutoff)
+        empty = [p for p in tx.empty_packs() if p.created_at < cutoff]
+        for p in empty:
+            tx.delete_pack(p.id)
+    # Objects go only after their rows are gone, so no reader is sent to a deleted pack.
+    backend = chunk_store.backend
+    for p in empty:
+        backend.delete(pack_key(p.id))
+        packs_deleted += 1
+        bytes_freed += p.size
+    with meta.read() as tx:
+        known = {p.id for p in tx.list_packs()}
+    for obj in _stale_objects(backend.list("packs/"), known, cutoff):
+        backend.delete(obj[0])
+        packs_deleted += 1
+        bytes_freed += obj[1]
+    temp_deleted = backend.remove_stale_temp(cutoff)
+    return GcReport(nodes_deleted, chunks_deleted, packs_deleted, bytes_freed, temp_deleted)
+
+
+def _stale_objects(
+    objects: Iterator[ObjectInfo], known: set[str], cutoff: float
+) -> Iterator[tuple[str, int]]:
+    for o in objects:
+        if o.key.split("/")[-1] not in known and o.mtime < cutoff:
+            yield o.key, o.size

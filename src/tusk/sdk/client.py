@@ -1,0 +1,427 @@
+"""``tusk.Client``: every PFS operation, addressed the way the CLI addresses it.
+
+Addresses are strings: ``repo``, ``repo@branch``, ``repo@<commit-id>``, ``repo@branch^2``, and
+with a path ``repo@branch:/dir/file``. This client runs Tusk in-process on a home folder; the
+HTTP transport comes with the server and keeps the same methods.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from tusk.config import StoreConfig, default_home
+from tusk.errors import InvalidArgument, SourceError
+from tusk.pfs import PfsService
+from tusk.pfs.models import (
+    BranchInfo,
+    CommitInfo,
+    DiffEntry,
+    FileInfo,
+    FsckReport,
+    GcReport,
+    PutResult,
+    RepoInfo,
+)
+from tusk.pfs.paths import join_path, split_path
+from tusk.pfs.refs import Address, parse_address
+from tusk.pfs.sources import BytesSource, LocalFile, Source, StreamSource, UrlSource, source_for
+from tusk.pfs.tree import TreeParams
+
+Progress = Callable[[int], None]
+SourceLike = str | os.PathLike[str] | bytes | BinaryIO
+
+
+def _to_source(src: SourceLike) -> Source:
+    if isinstance(src, bytes):
+        return BytesSource(src)
+    if isinstance(src, os.PathLike):
+        return LocalFile(Path(src))
+    if isinstance(src, str):
+        return source_for(src)
+    return StreamSource(src)
+
+
+def _ref_text(addr: Address) -> str:
+    return addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")
+
+
+class Client:
+    """A Tusk client. ``Client()`` uses ``$TUSK_HOME`` (default ``~/.tusk``), created on first use."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        config: StoreConfig | None = None,
+        tree_params: TreeParams | None = None,
+    ) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        self._pfs = PfsService.open(self.home, config=config)
+        if tree_params is not None:
+            self._pfs.tree_params = tree_params
+
+    def close(self) -> None:
+        """Release the database and file handles."""
+        self._pfs.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Repos
+
+    def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
+        """Create a repo; with ``update=True`` an existing repo gets the new description."""
+        return self._pfs.create_repo(name, description, update)
+
+    def inspect_repo(self, name: str) -> RepoInfo:
+        """A repo's description, size (of master's head) and branches."""
+        return self._pfs.inspect_repo(name)
+
+    def list_repos(self) -> list[RepoInfo]:
+        """Every repo, by name."""
+        return self._pfs.list_repos()
+
+    def delete_repo(self, name: str, force: bool = False) -> None:
+        """Delete a repo; refused while another repo's branch names it in provenance."""
+        self._pfs.delete_repo(name, force)
+
+    # Branches
+
+    def create_branch(
+        self, address: str, head: str | None = None, provenance: Sequence[str] = ()
+    ) -> BranchInfo:
+        """Create ``repo@branch`` at ``head`` (a branch, commit or ancestor ref), or move it."""
+        addr = parse_address(address)
+        prov = []
+        for p in provenance:
+            pa = parse_address(p)
+            prov.append((pa.repo, pa.ref.base))
+        return self._pfs.create_branch(addr.repo, addr.ref.base, head, prov)
+
+    def inspect_branch(self, address: str) -> BranchInfo:
+        """Head, provenance and subvenance of ``repo@branch``."""
+        addr = parse_address(address)
+        return self._pfs.inspect_branch(addr.repo, addr.ref.base)
+
+    def list_branches(self, repo: str) -> list[BranchInfo]:
+        """The branches of a repo."""
+        return self._pfs.list_branches(repo)
+
+    def delete_branch(self, address: str, force: bool = False) -> None:
+        """Delete ``repo@branch`` (its commits stay reachable by id)."""
+        addr = parse_address(address)
+        self._pfs.delete_branch(addr.repo, addr.ref.base, force)
+
+    # Commits
+
+    def start_commit(
+        self, address: str, parent: str | None = None, description: str = ""
+    ) -> CommitInfo:
+        """Open a commit on ``repo@branch``; writes to the branch go into it until finished."""
+        addr = parse_address(address)
+        return self._pfs.start_commit(addr.repo, addr.ref.base, parent, description)
+
+    def finish_commit(self, address: str, description: str | None = None) -> CommitInfo:
+        """Finish the open commit on ``repo@branch`` (or ``repo@<commit-id>``)."""
+        addr = parse_address(address)
+        return self._pfs.finish_commit(addr.repo, _ref_text(addr), description)
+
+    def inspect_commit(self, address: str) -> CommitInfo:
+        """One commit: state, parent, children, size, branches."""
+        addr = parse_address(address)
+        return self._pfs.inspect_commit(addr.repo, _ref_text(addr))
+
+    def list_commits(self, address: str, number: int | None = None) -> list[CommitInfo]:
+        """Newest first: a branch's history for ``repo@branch``, every commit for ``repo``."""
+        addr = parse_address(address)
+        branch = _ref_text(addr) if addr.explicit_ref else None
+        return self._pfs.list_commits(addr.repo, branch, number)
+
+    def wait_commit(self, address: str, timeout: float | None = None) -> CommitInfo:
+        """Block until the commit is finished; raise Timeout after ``timeout`` seconds."""
+        addr = parse_address(address)
+        return self._pfs.wait_commit(addr.repo, _ref_text(addr), timeout)
+
+    def squash_commit(self, address: str, description: str | None = None) -> CommitInfo:
+        """Merge a commit into its parent."""
+        addr = parse_address(address)
+        return self._pfs.squash_commit(addr.repo, _ref_text(addr), description)
+
+    def delete_commit(self, address: str) -> None:
+        """Delete a branch head commit; the branch moves back to its parent."""
+        addr = parse_address(address)
+        self._pfs.delete_commit(addr.repo, _ref_text(addr))
+
+    def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
+        """Every commit in a commit set (all commits caused by one change)."""
+        return self._pfs.inspect_commit_set(commit_set)
+
+    @contextmanager
+    def commit(self, address: str, description: str = "") -> Iterator[CommitHandle]:
+        """Open a commit, yield a handle to write through, finish it on success.
+
+        On an exception the open commit is deleted, so nothing half-written becomes visible.
+        """
+        info = self.start_commit(address, description=description)
+        handle = CommitHandle(self, info)
+        try:
+            yield handle
+        except BaseException:
+            self._pfs.delete_commit(info.repo, info.id)
+            raise
+        handle.info = self._pfs.finish_commit(info.repo, info.id)
+
+    # Files: writes
+
+    def put_file(
+        self,
+        address: str,
+        source: SourceLike,
+        *,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
+        addr = parse_address(address)
+        if addr.path is None or addr.path == "/":
+            name = _source_name(source)
+            path = join_path(addr.path or "/", name)
+        else:
+            path = addr.path
+        return self._pfs.put_files(
+            addr.repo, _ref_text(addr), [(path, _to_source(source))],
+            append=append, description=description, progress=progress,
+        )
+
+    def put_files(
+        self,
+        address: str,
+        items: Iterable[tuple[str, SourceLike]],
+        *,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Put many (path, source) pairs under ``repo@branch[:/dir]`` as one change."""
+        addr = parse_address(address)
+        base = addr.path or "/"
+        pairs = ((join_path(base, p), _to_source(s)) for p, s in items)
+        return self._pfs.put_files(
+            addr.repo, _ref_text(addr), pairs,
+            append=append, description=description, progress=progress,
+        )
+
+    def put_dir(
+        self,
+        address: str,
+        local_dir: str | os.PathLike[str],
+        *,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Put every file below ``local_dir`` under ``repo@branch:/path`` (default ``/<dir name>``)."""
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise SourceError(f"{str(root)!r} is not a directory")
+        addr = parse_address(address)
+        base = addr.path if addr.path is not None else join_path("/", root.resolve().name)
+        pairs = ((join_path(base, rel), LocalFile(full)) for rel, full in _walk_local(root))
+        return self._pfs.put_files(
+            addr.repo, _ref_text(addr), pairs,
+            append=append, description=description, progress=progress,
+        )
+
+    def delete_file(self, address: str, description: str = "") -> CommitInfo:
+        """Delete a file or a whole directory at ``repo@branch:/path``."""
+        addr = parse_address(address)
+        if addr.path is None:
+            raise InvalidArgument("delete file needs a path: repo@branch:/path")
+        return self._pfs.delete_files(addr.repo, _ref_text(addr), [addr.path], description)
+
+    def copy_file(self, src: str, dst: str) -> CommitInfo:
+        """Copy a file or directory (any repo/commit) to ``repo@branch:/path``; no data is copied."""
+        s = parse_address(src)
+        d = parse_address(dst)
+        if d.path is None:
+            raise InvalidArgument("copy file needs a destination path: repo@branch:/path")
+        return self._pfs.copy_file(s, d.repo, _ref_text(d), d.path)
+
+    # Files: reads
+
+    def open_file(self, address: str) -> Iterator[bytes]:
+        """Stream a file's bytes, chunk by chunk."""
+        addr = parse_address(address)
+        return self._pfs.read_file(addr.repo, _ref_text(addr), addr.path or "/")
+
+    def get_file(self, address: str) -> bytes:
+        """A whole file's bytes (use :meth:`open_file` or :meth:`get_file_to` for big files)."""
+        return b"".join(self.open_file(address))
+
+    def get_file_to(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
+        """Write a file's bytes to a binary stream; return the byte count."""
+        n = 0
+        for block in self.open_file(address):
+            target.write(block)
+            n += len(block)
+            if progress:
+                progress(len(block))
+        return n
+
+    def get_dir(
+        self, address: str, local_dir: str | os.PathLike[str], progress: Progress | None = None
+    ) -> int:
+        """Write every file at or below ``repo@ref:/path`` into ``local_dir``; return the count."""
+        addr = parse_address(address)
+        base = addr.path or "/"
+        root = Path(local_dir)
+        count = 0
+        for path, entry in self._pfs.walk_files(addr.repo, _ref_text(addr), base):
+            rel = path[len(base.rstrip("/")) + 1 :] if base != path else Path(path).name
+            target = root.joinpath(*split_path(rel))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as f:
+                for block in self._pfs.read_entry(entry):
+                    f.write(block)
+                    if progress:
+                        progress(len(block))
+            count += 1
+        return count
+
+    def get_tar(self, address: str, target: BinaryIO) -> int:
+        """Write a tar stream of every file at or below ``repo@ref:/path``; return the count."""
+        addr = parse_address(address)
+        base = addr.path or "/"
+        count = 0
+        with tarfile.open(fileobj=target, mode="w|") as tar:
+            for path, entry in self._pfs.walk_files(addr.repo, _ref_text(addr), base):
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size = entry.size
+                tar.addfile(info, _ChunkStream(self._pfs.read_entry(entry)))
+                count += 1
+        return count
+
+    def inspect_file(self, address: str) -> FileInfo:
+        """Type, size, hash and chunk count of a file or directory."""
+        addr = parse_address(address)
+        return self._pfs.inspect_file(addr.repo, _ref_text(addr), addr.path or "/")
+
+    def list_files(self, address: str) -> list[FileInfo]:
+        """The entries of a directory (or the file itself) at ``repo@ref:/path``."""
+        addr = parse_address(address)
+        return self._pfs.list_files(addr.repo, _ref_text(addr), addr.path or "/")
+
+    def glob_files(self, pattern: str) -> list[FileInfo]:
+        """Files and directories matching ``repo@ref:/glob`` (``*``, ``?``, ``[..]``, ``**``)."""
+        head, sep, glob = pattern.partition(":")
+        if not sep or not glob:
+            raise InvalidArgument("glob needs a pattern: 'repo@ref:/**/*.csv'")
+        addr = parse_address(head)
+        return self._pfs.glob_files(addr.repo, _ref_text(addr), glob)
+
+    def diff_file(self, new: str, old: str | None = None) -> list[DiffEntry]:
+        """Files added, removed or changed from ``old`` (default: new's parent) to ``new``."""
+        new_addr = parse_address(new)
+        old_addr = parse_address(old) if old is not None else None
+        return self._pfs.diff(new_addr, old_addr)
+
+    # Maintenance
+
+    def fsck(self) -> FsckReport:
+        """Re-read every pack and check every hash and reference."""
+        return self._pfs.fsck()
+
+    def gc(self, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
+        """Delete data no commit references and nobody touched within ``grace`` seconds."""
+        return self._pfs.gc(grace, dry_run)
+
+    def stats(self) -> dict[str, int]:
+        """Counts of repos, commits, nodes, packs, chunks and pack bytes."""
+        return self._pfs.stats()
+
+
+class CommitHandle:
+    """Writes into one open commit; see :meth:`Client.commit`."""
+
+    def __init__(self, client: Client, info: CommitInfo) -> None:
+        self.client = client
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def _addr(self, path: str) -> str:
+        return f"{self.info.repo}@{self.info.id}:{path}"
+
+    def put_file(self, path: str, source: SourceLike, append: bool = False) -> PutResult:
+        """Put one file into this commit."""
+        return self.client.put_file(self._addr(path), source, append=append)
+
+    def put_dir(self, path: str, local_dir: str | os.PathLike[str]) -> PutResult:
+        """Put a local directory into this commit under ``path``."""
+        return self.client.put_dir(self._addr(path), local_dir)
+
+    def delete_file(self, path: str) -> CommitInfo:
+        """Delete a file or directory in this commit."""
+        return self.client.delete_file(self._addr(path))
+
+    def copy_file(self, src: str, path: str) -> CommitInfo:
+        """Copy ``src`` (an address) to ``path`` in this commit."""
+        return self.client.copy_file(src, self._addr(path))
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over an iterator of blocks (for tarfile)."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        while not self._buf:
+            nxt = next(self._blocks, None)
+            if nxt is None:
+                return 0
+            self._buf = nxt
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _walk_local(root: Path) -> Iterator[tuple[str, Path]]:
+    """(relative posix path, full path) for every regular file below ``root``, sorted."""
+    for dirpath, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        base = Path(dirpath)
+        for name in sorted(files):
+            full = base / name
+            if full.is_file():
+                yield full.relative_to(root).as_posix(), full
+
+
+def _source_name(source: SourceLike) -> str:
+    if isinstance(source, os.PathLike):
+        return Path(source).name
+    if isinstance(source, str):
+        if source == "-":
+            raise InvalidArgument("reading stdin needs a destination path: repo@branch:/path")
+        name = source.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        if not name:
+            raise InvalidArgument(f"cannot derive a file name from {source!r}; give a path")
+        return name
+    raise InvalidArgument("a stream or bytes source needs a destination path: repo@branch:/path")
