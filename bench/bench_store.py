@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import operator
 import os
 import platform
 import random
@@ -49,12 +50,6 @@ DVC_VERSION = "3.67.1"
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DVC_VENV = BENCH_DIR / ".cache" / "dvc-venv"
 MARKER = ".tusk-bench"
-
-# Targets (meant for --scale 1).
-TARGET_D1_RATIO = 1 / 5
-TARGET_D2_MB_S = 500.0
-TARGET_D3_MIB = 4.0
-TARGET_DIFF_S = 0.1
 
 
 class BenchError(RuntimeError):
@@ -454,7 +449,7 @@ class DvcRepo:
         self.dvc = dvc
         self.root = root
         self.site_cache = site_cache
-        self.env = dvc_env()
+        self.env = {**dvc_env(), "DVC_SITE_CACHE_DIR": str(site_cache)}
 
     def git(self, *args: str) -> Run:
         return run(["git", *args], cwd=self.root, env=self.env)
@@ -472,7 +467,6 @@ class DvcRepo:
         self.dvc_cmd("config", "core.analytics", "false")
         self.dvc_cmd("config", "core.autostage", "false")
         self.dvc_cmd("config", "core.check_update", "false")
-        self.dvc_cmd("config", "--local", "core.site_cache_dir", str(self.site_cache))
         self.git("add", "-A")
         self.git("commit", "-q", "-m", "init dvc")
 
@@ -520,6 +514,30 @@ class Target:
     goal: str
     value: float | None
     passed: bool | None
+    shown: str
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    label: str
+    row: str  # key in Report.rows
+    field: str  # "tusk" or "ratio"
+    op: str
+    limit: float
+    unit: str
+
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+}
+TARGETS = (
+    TargetSpec("D1 ingest time, tusk/dvc", "d1_ingest", "ratio", "<=", 1 / 5, "x"),
+    TargetSpec("D2 tusk ingest throughput", "d2_rate", "tusk", ">=", 500.0, "MB/s"),
+    TargetSpec("D3 tusk storage added", "d3_storage", "tusk", "<=", 4.0, "MiB"),
+    TargetSpec("D1 SDK diff of 1 changed file (open+diff)", "d1_diff_sdk", "tusk", "<", 0.1, "s"),
+)
 
 
 @dataclass
@@ -742,51 +760,26 @@ class Bench:
 
 
 def evaluate_targets(report: Report) -> list[Target]:
-    rows = report.rows
     targets: list[Target] = []
-
-    def add(label: str, goal: str, value: float | None, ok: Callable[[float], bool]) -> None:
-        targets.append(Target(label, goal, value, None if value is None else ok(value)))
-
-    d1 = rows.get("d1_ingest")
-    add(
-        "D1 ingest time tusk/dvc",
-        f"<= {TARGET_D1_RATIO:.2f}",
-        d1.ratio if d1 else None,
-        lambda v: v <= TARGET_D1_RATIO,
-    )
-    d2 = rows.get("d2_rate")
-    add(
-        "D2 tusk throughput (MB/s)",
-        f">= {TARGET_D2_MB_S:.0f}",
-        d2.tusk if d2 else None,
-        lambda v: v >= TARGET_D2_MB_S,
-    )
-    d3 = rows.get("d3_storage")
-    add(
-        "D3 tusk storage added (MiB)",
-        f"<= {TARGET_D3_MIB:.0f}",
-        d3.tusk if d3 else None,
-        lambda v: v <= TARGET_D3_MIB,
-    )
-    diff = rows.get("d1_diff_sdk")
-    add(
-        "SDK diff of 1 changed file (s)",
-        f"< {TARGET_DIFF_S}",
-        diff.tusk if diff else None,
-        lambda v: v < TARGET_DIFF_S,
-    )
+    for spec in TARGETS:
+        row = report.rows.get(spec.row)
+        value = None if row is None else getattr(row, spec.field)
+        passed = None if value is None else OPS[spec.op](value, spec.limit)
+        goal = f"{spec.op} {fmt(spec.limit, spec.unit)}"
+        targets.append(Target(spec.label, goal, value, passed, fmt(value, spec.unit)))
     return targets
 
 
-def fmt(value: float | None, unit: str = "") -> str:
+def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "s":
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     if unit == "MB/s":
-        return f"{value:,.0f}"
-    if unit == "s" and value < 1:
-        return f"{value * 1000:.1f} ms"
-    return f"{value:,.3f}" if value < 100 else f"{value:,.1f}"
+        return f"{value:,.0f} MB/s"
+    if unit == "MiB":
+        return f"{value:,.2f} MiB"
+    return f"{value:.3f}{unit}"
 
 
 def render(report: Report, targets: list[Target]) -> str:
@@ -799,16 +792,15 @@ def render(report: Report, targets: list[Target]) -> str:
         f"  python {cfg['python']}  cpus {cfg['cpus']}",
         "",
     ]
-    header = ("metric", "unit", "tusk", "dvc", "tusk/dvc")
+    header = ("metric", "tusk", "dvc", "tusk/dvc")
     table = [header]
     for row in report.rows.values():
-        unit = "ms|s" if row.unit == "s" else row.unit
-        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
-        table.append((row.label, unit, fmt(row.tusk, row.unit), fmt(row.dvc, row.unit), ratio))
+        ratio = fmt(row.ratio, "x")
+        table.append((row.label, fmt(row.tusk, row.unit), fmt(row.dvc, row.unit), ratio))
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for i, cells in enumerate(table):
-        parts = [cells[0].ljust(widths[0]), cells[1].ljust(widths[1])]
-        parts += [c.rjust(w) for c, w in zip(cells[2:], widths[2:], strict=True)]
+        parts = [cells[0].ljust(widths[0])]
+        parts += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
         lines.append("  " + "  ".join(parts))
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
@@ -816,10 +808,10 @@ def render(report: Report, targets: list[Target]) -> str:
         "",
         "Targets" + ("" if cfg["scale"] == 1 else " (meant for --scale 1; indicative only)"),
     ]
+    label_width = max((len(t.label) for t in targets), default=0)
     for t in targets:
         verdict = {True: "PASS", False: "FAIL", None: "N/A"}[t.passed]
-        value = "-" if t.value is None else f"{t.value:.3f}"
-        lines.append(f"  {verdict:<4}  {t.label:<32} {value:>10}  (target {t.goal})")
+        lines.append(f"  {verdict:<4}  {t.label:<{label_width}}  {t.shown:>12}  (target {t.goal})")
     for warning in report.warnings:
         lines.append(f"  WARNING: {warning}")
     lines.append("")
@@ -897,7 +889,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no tusk executable found (use --tusk PATH or --skip-tusk)", file=sys.stderr)
         return 2
     sizes = Sizes.from_scale(args.scale)
-    root, temp = prepare_workdir(args.workdir)
+    try:
+        root, temp = prepare_workdir(args.workdir)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     report = Report(
         config={
             "scale": args.scale,

@@ -26,3 +26,15 @@ class StoreConfig:
     # zstd is tried on an 8 KiB sample first; the chunk is compressed only if the sample shrinks.
     compress_level: int = 3
     compress_sample_ratio: float = 0.9
+    # "full": packs are flushed to disk before the index names them (survives power loss).
+    # "none": the OS flushes when it likes; a killed process loses nothing, a power cut may.
+    sync: str = "full"
+
+    @classmethod
+    def from_env(cls) -> StoreConfig:
+        sync = os.environ.get("TUSK_SYNC", "full")
+        if sync not in ("full", "none"):
+            from tusk.errors import InvalidArgument
+
+            raise InvalidArgument(f"TUSK_SYNC must be 'full' or 'none', not {sync!r}")
+        return cls(sync=sync)

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -35,6 +36,8 @@ Progress = Callable[[int], None]
 _BATCH_BYTES = 8 * 1024 * 1024
 _BATCH_CHUNKS = 2048
 _READ_COALESCE = 16 * 1024 * 1024
+# Packs are synced and indexed in groups of about this many bytes (see _checkpoint).
+_CHECKPOINT_BYTES = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +122,27 @@ def _need(locs: dict[bytes, ChunkLocation], digest: bytes) -> ChunkLocation:
 
 
 class ChunkWriter:
-    """One write session. Use as a context manager; :meth:`close` waits for every pack."""
+    """One write session. Use as a context manager; :meth:`close` waits for every pack.
+
+    Large files run as a pipeline: the chunker (main thread) hands 8 MiB batches to two
+    worker threads that hash and compress them (BLAKE3, zstd and the chunker all release the
+    GIL), and sealed packs are written and fsynced by an I/O thread.
+    """
 
     def __init__(self, store: ChunkStore) -> None:
         self.store = store
         self._cdc = store.chunker()
-        self._cctx = zstandard.ZstdCompressor(level=store.config.compress_level)
-        self._sample_cctx = zstandard.ZstdCompressor(level=1)
-        self._pending: list[tuple[bytes, bytes | memoryview]] = []
+        self._local = threading.local()
+        self._pending: list[Prepared] = []
         self._pending_bytes = 0
         self._seen: set[bytes] = set()
         self._pack = PackBuilder()
+        self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tusk-hash")
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-pack")
         self._inflight: list[Future[None]] = []
-        self._lock = threading.Lock()
+        self._unsynced: list[str] = []
+        self._unsynced_packs: list[PackBuilder] = []
+        self._unsynced_bytes = 0
         self.chunks = 0
         self.new_chunks = 0
         self.bytes_in = 0
@@ -150,66 +160,103 @@ class ChunkWriter:
 
     # Sources
 
-    def write_file(self, path: str | os.PathLike[str], progress: Progress | None = None) -> list[ChunkRef]:
+    def write_file(
+        self, path: str | os.PathLike[str], progress: Progress | None = None
+    ) -> list[ChunkRef]:
         size = os.path.getsize(path)
         if size == 0:
             return []
         if size <= self.store.config.chunk_min:
             with open(path, "rb") as f:
                 data = f.read()
-            return [self._add(data, progress)]
-        return [self._add(c.data, progress) for c in self._cdc.cut_file(os.fspath(path))]
+            return self._accept([self._prepare(data)], progress)
+        return self._pipeline((c.data for c in self._cdc.cut_file(os.fspath(path))), progress)
 
     def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> list[ChunkRef]:
         # cut_stream reuses its buffer, so each chunk is copied before the next is cut.
-        return [self._add(bytes(c.data), progress) for c in self._cdc.cut_stream(stream)]
+        return self._pipeline((bytes(c.data) for c in self._cdc.cut_stream(stream)), progress)
 
     def write_bytes(self, data: bytes, progress: Progress | None = None) -> list[ChunkRef]:
         if not data:
             return []
         if len(data) <= self.store.config.chunk_min:
-            return [self._add(data, progress)]
-        return [self._add(bytes(c.data), progress) for c in self._cdc.cut_buf(data)]
+            return self._accept([self._prepare(data)], progress)
+        return self._pipeline((c.data for c in self._cdc.cut_buf(data)), progress)
 
     # Internals
 
-    def _add(self, data: bytes | memoryview, progress: Progress | None) -> ChunkRef:
+    def _pipeline(
+        self, pieces: Iterable[bytes | memoryview], progress: Progress | None
+    ) -> list[ChunkRef]:
+        refs: list[ChunkRef] = []
+        queue: deque[Future[list[Prepared]]] = deque()
+        batch: list[bytes | memoryview] = []
+        batch_bytes = 0
+        for piece in pieces:
+            batch.append(piece)
+            batch_bytes += len(piece)
+            if batch_bytes >= _BATCH_BYTES or len(batch) >= _BATCH_CHUNKS:
+                queue.append(self._workers.submit(self._prepare_all, batch))
+                batch, batch_bytes = [], 0
+                while len(queue) > 2:
+                    refs.extend(self._accept(queue.popleft().result(), progress))
+        if batch:
+            queue.append(self._workers.submit(self._prepare_all, batch))
+        while queue:
+            refs.extend(self._accept(queue.popleft().result(), progress))
+        return refs
+
+    def _prepare_all(self, pieces: list[bytes | memoryview]) -> list[Prepared]:
+        return [self._prepare(p) for p in pieces]
+
+    def _prepare(self, data: bytes | memoryview) -> Prepared:
+        """Hash, and compress where an 8 KiB sample says it pays (runs on worker threads)."""
+        cfg = self.store.config
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = (
+                zstandard.ZstdCompressor(level=1),
+                zstandard.ZstdCompressor(level=cfg.compress_level),
+            )
+            self._local.ctx = ctx
         digest = blake3.blake3(data).digest()
-        n = len(data)
-        self.chunks += 1
-        self.bytes_in += n
-        self._pending.append((digest, data))
-        self._pending_bytes += n
+        sample = data[:8192]
+        if len(ctx[0].compress(sample)) <= cfg.compress_sample_ratio * len(sample):
+            packed = ctx[1].compress(data)
+            if len(packed) < len(data):
+                return Prepared(digest, len(data), packed, CODEC_ZSTD)
+        return Prepared(digest, len(data), data, CODEC_RAW)
+
+    def _accept(self, prepared: list[Prepared], progress: Progress | None) -> list[ChunkRef]:
+        refs = []
+        for p in prepared:
+            self.chunks += 1
+            self.bytes_in += p.raw_length
+            self._pending.append(p)
+            self._pending_bytes += p.raw_length
+            refs.append((p.digest, p.raw_length))
+            if progress is not None:
+                progress(p.raw_length)
         if self._pending_bytes >= _BATCH_BYTES or len(self._pending) >= _BATCH_CHUNKS:
             self._flush_pending()
-        if progress is not None:
-            progress(n)
-        return (digest, n)
+        return refs
 
     def _flush_pending(self) -> None:
         pending, self._pending, self._pending_bytes = self._pending, [], 0
-        fresh = [d for d, _ in pending if d not in self._seen]
-        known = self.store.meta.touch_chunks(list(dict.fromkeys(fresh))) if fresh else set()
-        for digest, data in pending:
-            if digest in self._seen or digest in known:
+        fresh = list(dict.fromkeys(p.digest for p in pending if p.digest not in self._seen))
+        known = self.store.meta.find_chunks(fresh) if fresh else set()
+        if known:
+            # Reusing a stored chunk: touch it so gc's grace period protects it.
+            self.store.meta.touch_chunks(list(known))
+        for p in pending:
+            if p.digest in self._seen or p.digest in known:
                 continue
-            self._seen.add(digest)
-            payload, codec = self._compress(data)
-            self._pack.add(digest, payload, len(data), codec)
+            self._seen.add(p.digest)
+            self._pack.add(p.digest, p.payload, p.raw_length, p.codec)
             self.new_chunks += 1
-            self.bytes_stored += len(payload)
+            self.bytes_stored += len(p.payload)
             if self._pack.size >= self.store.config.pack_target:
                 self._seal()
-
-    def _compress(self, data: bytes | memoryview) -> tuple[bytes | memoryview, int]:
-        cfg = self.store.config
-        sample = data[:8192]
-        if len(self._sample_cctx.compress(sample)) > cfg.compress_sample_ratio * len(sample):
-            return data, CODEC_RAW
-        packed = self._cctx.compress(data)
-        if len(packed) < len(data):
-            return packed, CODEC_ZSTD
-        return data, CODEC_RAW
 
     def _seal(self) -> None:
         if not len(self._pack):
@@ -220,40 +267,66 @@ class ChunkWriter:
         while len(self._inflight) >= 2:
             self._inflight.pop(0).result()
         self._inflight.append(self._sealer.submit(self._store_pack, pack))
+        if self._unsynced_bytes >= _CHECKPOINT_BYTES:
+            self._checkpoint()
 
     def _store_pack(self, pack: PackBuilder) -> None:
         pack_id = uuid.uuid4().hex
-        data = pack.seal()
-        self.store.backend.put(pack_key(pack_id), data)
-        self.store.meta.add_pack(
-            PackRecord(pack_id, len(data), len(pack), time.time()),
+        parts = pack.seal()
+        self.store.backend.put_parts(pack_key(pack_id), parts, durable=False)
+        self._unsynced.append(pack_id)
+        self._unsynced_packs.append(pack)
+        self._unsynced_bytes += pack.size
+
+    def _checkpoint(self) -> None:
+        """Make the packs written so far durable, then index them: data first, index after."""
+        while self._inflight:
+            self._inflight.pop(0).result()
+        if not self._unsynced:
+            return
+        ids, packs = self._unsynced, self._unsynced_packs
+        self._unsynced, self._unsynced_packs, self._unsynced_bytes = [], [], 0
+        if self.store.config.sync == "full":
+            self.store.backend.sync([pack_key(i) for i in ids])
+        now = time.time()
+        self.store.meta.add_packs(
             [
-                (e.hash, ChunkLocation(pack_id, e.offset, e.length, e.raw_length, e.codec))
-                for e in pack.entries
-            ],
+                (
+                    PackRecord(pack_id, pack.size, len(pack), now),
+                    [
+                        (e.hash, ChunkLocation(pack_id, e.offset, e.length, e.raw_length, e.codec))
+                        for e in pack.entries
+                    ],
+                )
+                for pack_id, pack in zip(ids, packs, strict=True)
+            ]
         )
 
     def flush(self) -> None:
         """Make every chunk written so far durable and indexed."""
         self._flush_pending()
         self._seal()
-        while self._inflight:
-            self._inflight.pop(0).result()
+        self._checkpoint()
 
     def close(self) -> None:
         try:
             self.flush()
         finally:
+            self._workers.shutdown(wait=True)
             self._sealer.shutdown(wait=True)
 
     def abort(self) -> None:
         self._pending.clear()
+        self._workers.shutdown(wait=True, cancel_futures=True)
         self._sealer.shutdown(wait=True, cancel_futures=True)
 
     def stats(self) -> WriteStats:
         return WriteStats(self.chunks, self.new_chunks, self.bytes_in, self.bytes_stored, self.packs)
 
 
-def iter_chunk_refs(entries: Iterable[ChunkRef]) -> Iterator[bytes]:
-    for digest, _ in entries:
-        yield digest
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    digest: bytes
+    raw_length: int
+    payload: bytes | memoryview
+    codec: int

@@ -44,33 +44,36 @@ def pack_key(pack_id: str) -> str:
 
 
 class PackBuilder:
-    """Accumulates chunk payloads in memory until :meth:`seal` returns the pack's bytes."""
+    """Collects chunk payloads (by reference) until :meth:`seal` returns the pack's buffers."""
 
     def __init__(self) -> None:
-        self._buf = bytearray(MAGIC)
+        self._parts: list[bytes | memoryview] = [MAGIC]
+        self._size = len(MAGIC)
         self.entries: list[PackEntry] = []
 
     @property
     def size(self) -> int:
-        return len(self._buf)
+        return self._size
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def add(self, digest: bytes, payload: bytes | memoryview, raw_length: int, codec: int) -> None:
-        offset = len(self._buf)
-        self._buf += payload
-        self.entries.append(PackEntry(digest, offset, len(payload), raw_length, codec))
+        self._parts.append(payload)
+        self.entries.append(PackEntry(digest, self._size, len(payload), raw_length, codec))
+        self._size += len(payload)
 
-    def seal(self) -> bytes:
+    def seal(self) -> list[bytes | memoryview]:
+        """The pack's bytes as a list of buffers (no copy of the payloads)."""
         footer = zstandard.ZstdCompressor(level=3).compress(
             b"".join(
                 _ENTRY.pack(e.hash, e.offset, e.length, e.raw_length, e.codec) for e in self.entries
             )
         )
-        self._buf += footer
-        self._buf += _TRAILER.pack(len(footer), blake3.blake3(footer).digest()[:16], END)
-        return bytes(self._buf)
+        self._parts.append(footer)
+        self._parts.append(_TRAILER.pack(len(footer), blake3.blake3(footer).digest()[:16], END))
+        self._size += len(footer) + _TRAILER.size
+        return self._parts
 
 
 def read_pack_index(data: bytes) -> list[PackEntry]:

@@ -28,7 +28,7 @@ class Storage:
         config: StoreConfig | None = None,
     ) -> Storage:
         """The embedded default: ``home/tusk.db`` (SQLite) and ``home/objects/``."""
-        config = config or StoreConfig()
+        config = config or StoreConfig.from_env()
         home = Path(home)
         home.mkdir(parents=True, exist_ok=True)
         backend = open_backend(storage_url or str(home / "objects"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -21,6 +21,18 @@ class ObjectBackend(abc.ABC):
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes | memoryview) -> None: ...
+
+    def put_parts(
+        self, key: str, parts: Sequence[bytes | memoryview], durable: bool = True
+    ) -> None:
+        """Store the concatenation of ``parts`` (backends may avoid joining them).
+
+        With ``durable=False`` the object may live only in an OS cache until :meth:`sync`.
+        """
+        self.put(key, b"".join(parts))
+
+    def sync(self, keys: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Make the objects put with ``durable=False`` durable (S3 puts already are)."""
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tusk.errors import InvalidArgument, StorageError
@@ -31,24 +33,47 @@ class LocalBackend(ObjectBackend):
         return self.root.joinpath(*parts)
 
     def put(self, key: str, data: bytes | memoryview) -> None:
+        self.put_parts(key, [data])
+
+    def put_parts(
+        self, key: str, parts: Sequence[bytes | memoryview], durable: bool = True
+    ) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        if durable:
+            _fsync_dir(path.parent)
+
+    def sync(self, keys: Sequence[str]) -> None:
+        # One syncfs flushes the disk once; an fsync per object costs a flush each, which
+        # on virtual disks halves the write rate of a large upload.
+        if not keys:
+            return
+        if _syncfs(self.root):
+            return
+        dirs = set()
+        for key in keys:
+            path = self._path(key)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dirs.add(path.parent)
+        for d in dirs:
+            _fsync_dir(d)
 
     def _fd(self, key: str) -> int:
         with self._lock:
@@ -119,3 +144,28 @@ class LocalBackend(ObjectBackend):
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+
+
+def _fsync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _syncfs(path: Path) -> bool:
+    """Linux syncfs(2) on the filesystem holding ``path``; False where unavailable."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return bool(libc.syncfs(fd) == 0)
+    except AttributeError:
+        return False
+    finally:
+        os.close(fd)

@@ -102,9 +102,23 @@ class MetaStore:
         with self.write() as tx:
             return tx.touch_chunks(hashes)
 
+    def find_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
+        """Which of ``hashes`` the chunk index knows (a read; no lock taken)."""
+        if not hashes:
+            return set()
+        with self.read() as tx:
+            return tx.find_chunks(hashes)
+
     def add_pack(self, pack: PackRecord, entries: Sequence[tuple[bytes, ChunkLocation]]) -> None:
         with self.write() as tx:
             tx.add_pack(pack, entries)
+
+    def add_packs(
+        self, packs: Sequence[tuple[PackRecord, Sequence[tuple[bytes, ChunkLocation]]]]
+    ) -> None:
+        with self.write() as tx:
+            for pack, entries in packs:
+                tx.add_pack(pack, entries)
 
     def locate_chunks(self, hashes: Sequence[bytes]) -> dict[bytes, ChunkLocation]:
         with self.read() as tx:
@@ -378,6 +392,13 @@ class MetaTx:
             self.conn.execute(
                 t.chunks.update().where(t.chunks.c.hash.in_(batch)).values(touched_at=now)
             )
+            rows = self.conn.execute(sa.select(t.chunks.c.hash).where(t.chunks.c.hash.in_(batch)))
+            found.update(bytes(r.hash) for r in rows)
+        return found
+
+    def find_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for batch in _batches(list(hashes)):
             rows = self.conn.execute(sa.select(t.chunks.c.hash).where(t.chunks.c.hash.in_(batch)))
             found.update(bytes(r.hash) for r in rows)
         return found

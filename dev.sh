@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Developer entry point: sets up .venv by itself, then runs the quickstart or the test suite.
+#   ./dev.sh quickstart   create a repo, ingest a sample dataset, commit twice, log, diff, read back
+#   ./dev.sh test         lint, type-check, layering check, then the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/tusk" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q -e '.[test,dev]'
+    touch "$VENV/.installed"
+  fi
+}
+
+case "${1:-}" in
+  quickstart)
+    ensure_venv
+    PATH="$PWD/$VENV/bin:$PATH" exec bash examples/quickstart.sh
+    ;;
+  test)
+    ensure_venv
+    "$VENV/bin/ruff" check src tests bench
+    "$VENV/bin/ruff" format --check src tests bench
+    "$VENV/bin/mypy"
+    "$VENV/bin/lint-imports"
+    shift
+    exec "$VENV/bin/pytest" -q "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh quickstart | ./dev.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,186 @@
+"""Plumbing shared by every command: the client, ``-o/--output``, JSON output and errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from tusk.sdk import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+OUTPUT_KEY = "tusk.output"
+FORMATS = ("table", "json")
+
+# Plural and short forms pachctl users type out of habit.
+NOUN_ALIASES = {
+    "repos": "repo",
+    "branches": "branch",
+    "commits": "commit",
+    "files": "file",
+    "commitset": "commit-set",
+    "commit-sets": "commit-set",
+}
+
+
+@dataclass
+class State:
+    """What the root group parsed; the client is opened on first use and closed at exit."""
+
+    home: Path | None = None
+    client: Client | None = None
+
+
+def get_client(ctx: click.Context) -> Client:
+    """The invocation's :class:`tusk.Client` (``--home`` if given, else ``$TUSK_HOME``/~/.tusk)."""
+    root = ctx.find_root()
+    state = root.ensure_object(State)
+    if state.client is None:
+        from tusk.sdk import Client
+
+        state.client = Client(state.home) if state.home is not None else Client()
+        root.call_on_close(state.client.close)
+    return state.client
+
+
+def _store_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[OUTPUT_KEY] = value
+
+
+def output_option(f: F) -> F:
+    """``-o/--output [table|json]``; accepted on the root group and on every command."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(FORMATS),
+        default=None,
+        expose_value=False,
+        callback=_store_output,
+        help="Output format: a table for people (default) or JSON for scripts.",
+    )(f)
+
+
+def output_format(ctx: click.Context) -> str:
+    """The format asked for; ``ctx.meta`` is shared by every context of one invocation."""
+    return str(ctx.meta.get(OUTPUT_KEY, "table"))
+
+
+def wants_json(ctx: click.Context) -> bool:
+    return output_format(ctx) == "json"
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, list | tuple):
+        return [_jsonable(x) for x in obj]
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    """A result object (``to_dict``), a list of them, or plain JSON data, to stdout."""
+    click.echo(json.dumps(_jsonable(obj), indent=2))
+
+
+def emit(ctx: click.Context, obj: Any, table: Callable[[], None] | None = None) -> None:
+    """Print ``obj`` as JSON when ``-o json`` was asked for, else run ``table`` (if any)."""
+    if wants_json(ctx):
+        print_json(obj)
+    elif table is not None:
+        table()
+
+
+def fail(message: str) -> NoReturn:
+    """Refuse bad user input the CLI itself detects (one line, exit 2)."""
+    from tusk.errors import InvalidArgument
+
+    raise InvalidArgument(message)
+
+
+def source_failure(message: str) -> NoReturn:
+    """A local input (list file, directory) the CLI reads itself cannot be read (exit 6)."""
+    from tusk.errors import SourceError
+
+    raise SourceError(message)
+
+
+# Errors
+
+
+class CliError(click.ClickException):
+    """Any failure, shown as exactly one ``error: <message>`` line on stderr."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _debug() -> bool:
+    return os.environ.get("TUSK_DEBUG", "") not in ("", "0")
+
+
+def to_cli_error(exc: BaseException) -> CliError:
+    """Map an exception escaping a command to its one-line message and exit code."""
+    from tusk.errors import TuskError
+
+    if isinstance(exc, TuskError):
+        if _debug():
+            traceback.print_exception(exc, file=sys.stderr)
+        return CliError(" ".join(exc.message.splitlines()) or exc.code, exc.exit_code)
+    if isinstance(exc, OSError) and exc.strerror:
+        if _debug():
+            traceback.print_exception(exc, file=sys.stderr)
+        where = f": {os.fsdecode(exc.filename)!r}" if exc.filename else ""
+        return CliError(f"{exc.strerror}{where}", 1)
+    if _debug():
+        traceback.print_exception(exc, file=sys.stderr)
+    return CliError(f"internal error: {exc!r}", 1)
+
+
+def _passes_through(exc: BaseException) -> bool:
+    """Click's own exceptions, and a closed pipe (click exits quietly on EPIPE)."""
+    if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
+        return True
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+class AliasGroup(click.Group):
+    """A verb (``list``, ``create``...) whose nouns also answer to their plural forms."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in NOUN_ALIASES:
+            cmd = super().get_command(ctx, NOUN_ALIASES[cmd_name])
+        return cmd
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        return (cmd.name if cmd is not None else name), cmd, rest
+
+
+class TuskGroup(AliasGroup):
+    """The root group: turns every exception from a command into one ``error:`` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if _passes_through(exc):
+                raise
+            raise to_cli_error(exc) from exc

@@ -1,0 +1,95 @@
+"""The ``tusk`` entry point: the root group, the verbs, and the top-level error handler."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tusk.cli.commands import admin, branch, commit, file, repo
+from tusk.cli.core import AliasGroup, State, TuskGroup, output_option, to_cli_error
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=TuskGroup, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Tusk home folder (default: $TUSK_HOME, else ~/.tusk).",
+)
+@output_option
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None) -> None:
+    """Tusk: version control for data, with pachctl's commands.
+
+    Addresses: REPO, REPO@BRANCH, REPO@COMMIT-ID, REPO@BRANCH^2 (or ~2), and with a path
+    REPO@BRANCH:/dir/file. The branch defaults to master.
+    """
+    ctx.obj = State(home=home.expanduser() if home is not None else None)
+
+
+def _verb(name: str, help: str) -> AliasGroup:
+    group = AliasGroup(name, help=help, context_settings=CONTEXT_SETTINGS)
+    cli.add_command(group)
+    return group
+
+
+create = _verb("create", "Create a repo or a branch.")
+list_ = _verb("list", "List repos, branches, commits or files.")
+inspect = _verb("inspect", "Show details of a repo, branch, commit, commit set or file.")
+delete = _verb("delete", "Delete a repo, branch, commit or file.")
+start = _verb("start", "Start a commit.")
+finish = _verb("finish", "Finish a commit.")
+wait = _verb("wait", "Wait for a commit to finish.")
+squash = _verb("squash", "Merge a commit into its parent.")
+put = _verb("put", "Put files into a repo.")
+get = _verb("get", "Get files out of a repo.")
+glob = _verb("glob", "List files matching a glob pattern.")
+diff = _verb("diff", "Show what changed between two commits.")
+copy = _verb("copy", "Copy files between commits, without copying data.")
+
+create.add_command(repo.create_repo)
+create.add_command(branch.create_branch)
+list_.add_command(repo.list_repo)
+list_.add_command(branch.list_branch)
+list_.add_command(commit.list_commit)
+list_.add_command(file.list_file)
+inspect.add_command(repo.inspect_repo)
+inspect.add_command(branch.inspect_branch)
+inspect.add_command(commit.inspect_commit)
+inspect.add_command(commit.inspect_commit_set)
+inspect.add_command(file.inspect_file)
+delete.add_command(repo.delete_repo)
+delete.add_command(branch.delete_branch)
+delete.add_command(commit.delete_commit)
+delete.add_command(file.delete_file)
+start.add_command(commit.start_commit)
+finish.add_command(commit.finish_commit)
+wait.add_command(commit.wait_commit)
+squash.add_command(commit.squash_commit)
+put.add_command(file.put_file)
+get.add_command(file.get_file)
+glob.add_command(file.glob_file)
+diff.add_command(file.diff_file)
+copy.add_command(file.copy_file)
+for command in (admin.fsck, admin.gc, admin.init, admin.version):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run ``tusk``; every failure ends as one ``error:`` line and the error's exit code."""
+    try:
+        cli.main(args=argv, prog_name="tusk")
+    except SystemExit:
+        raise
+    except Exception as exc:  # raised outside a command, e.g. while closing the client
+        err = to_cli_error(exc)
+        err.show()
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()
