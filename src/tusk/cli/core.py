@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO, TypeVar
 
 import click
 
@@ -113,6 +113,19 @@ def source_failure(message: str) -> NoReturn:
     from tusk.errors import SourceError
 
     raise SourceError(message)
+
+
+def binary_stdin() -> BinaryIO:
+    return sys.stdin.buffer
+
+
+def binary_stdout() -> BinaryIO:
+    sys.stdout.flush()
+    return sys.stdout.buffer
+
+
+def text_stdin() -> TextIO:
+    return sys.stdin
 
 
 # Errors

@@ -9,7 +9,7 @@ which ``gc`` removes after its grace period.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from tusk.pfs.models import (
 )
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address, Ref, parse_ref
-from tusk.pfs.sources import Source
+from tusk.pfs.sources import LocalFile, Source, write_local_files
 from tusk.pfs.tree import (
     EMPTY_TREE,
     DirEntry,
@@ -461,14 +461,28 @@ class PfsService:
         """Store every (path, source) and apply them as one change to the branch or open commit."""
         self._check_writable(repo, ref)
         ops: list[Op] = []
+        local: list[tuple[tuple[str, ...], LocalFile]] = []
+
+        def flush_local() -> None:
+            refs = write_local_files(writer, [f for _, f in local], progress)
+            ops.extend(PutOp(p, tuple(r), append) for (p, _), r in zip(local, refs, strict=True))
+            local.clear()
+
         with self.chunks.writer() as writer:
             for path, source in items:
                 parts = split_path(path)
                 if not parts:
                     raise InvalidArgument("cannot put a file at /: give a file path")
+                if isinstance(source, LocalFile):
+                    local.append((parts, source))
+                    if len(local) >= 4096:
+                        flush_local()
+                    continue
+                flush_local()
                 ops.append(PutOp(parts, tuple(source.write_to(writer, progress)), append))
+            flush_local()
         stats = writer.stats()
-        commit = self.modify(repo, ref, ops, description)
+        commit = self.modify(repo, ref, ops, description, verify_chunks=writer.reused)
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
 
     def delete_files(self, repo: str, ref: str, paths: Sequence[str], description: str = "") -> CommitInfo:
@@ -508,8 +522,19 @@ class PfsService:
                 return head, branch
         return None, branch
 
-    def modify(self, repo: str, ref: str, ops: Sequence[Op], description: str = "") -> CommitInfo:
-        """Apply ops in one transaction: into the open commit, or as a new finished commit."""
+    def modify(
+        self,
+        repo: str,
+        ref: str,
+        ops: Sequence[Op],
+        description: str = "",
+        verify_chunks: Collection[bytes] = (),
+    ) -> CommitInfo:
+        """Apply ops in one transaction: into the open commit, or as a new finished commit.
+
+        ``verify_chunks`` are chunks the upload reused rather than wrote; they are checked
+        (and touched) inside the transaction, so a commit never names a chunk gc removed.
+        """
         parsed = parse_ref(ref)
         with self.meta.write() as tx:
             open_commit, branch = self._write_target(tx, repo, parsed)
@@ -521,13 +546,12 @@ class PfsService:
                 base_tree = EMPTY_TREE
             reader = self.reader(tx)
             editor = TreeEditor(reader, base_tree, self.tree_params)
-            referenced: list[bytes] = []
             for op in ops:
-                self._apply(tx, reader, editor, op, referenced)
+                self._apply(tx, reader, editor, op)
             root, size, files = editor.finish()
-            if referenced:
-                known = tx.touch_chunks(list(dict.fromkeys(referenced)))
-                if len(known) < len(set(referenced)):
+            if verify_chunks:
+                known = tx.touch_chunks(list(verify_chunks))
+                if len(known) < len(verify_chunks):
                     raise StorageError(
                         "some chunks vanished before the commit (a gc ran with a grace period "
                         "shorter than this upload); retry the put"
@@ -548,9 +572,7 @@ class PfsService:
             tx.upsert_branch(BranchRecord(repo, parsed.base, cid, created))
             return self._commit_info(tx, record)
 
-    def _apply(
-        self, tx: MetaTx, reader: TreeReader, editor: TreeEditor, op: Op, referenced: list[bytes]
-    ) -> None:
+    def _apply(self, tx: MetaTx, reader: TreeReader, editor: TreeEditor, op: Op) -> None:
         if isinstance(op, PutOp):
             chunks = op.chunks
             if op.append:
@@ -560,7 +582,6 @@ class PfsService:
             entry, nodes = make_file_entry(chunks)
             editor.add_nodes(nodes)
             editor.put(op.parts, entry)
-            referenced.extend(d for d, _ in op.chunks)
         elif isinstance(op, DeleteOp):
             editor.delete(op.parts)
         else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -13,19 +14,35 @@ from tusk.errors import SourceError
 from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress
 
 
+@contextmanager
+def _local_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise SourceError(f"no such local file {exc.filename or what!r}") from exc
+    except IsADirectoryError as exc:
+        raise SourceError(
+            f"{exc.filename or what!r} is a directory: use -r to put a directory"
+        ) from exc
+    except PermissionError as exc:
+        raise SourceError(f"cannot read {exc.filename or what!r}: permission denied") from exc
+
+
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
 
     def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
-        try:
+        with _local_errors(str(self.path)):
             return writer.write_file(self.path, progress)
-        except FileNotFoundError as exc:
-            raise SourceError(f"no such local file {str(self.path)!r}") from exc
-        except IsADirectoryError as exc:
-            raise SourceError(f"{str(self.path)!r} is a directory: use -r to put a directory") from exc
-        except PermissionError as exc:
-            raise SourceError(f"cannot read {str(self.path)!r}: permission denied") from exc
+
+
+def write_local_files(
+    writer: ChunkWriter, files: Sequence[LocalFile], progress: Progress | None
+) -> list[list[ChunkRef]]:
+    """Many local files in one go (small files are read and hashed in parallel)."""
+    with _local_errors("a local file"):
+        return writer.write_files([f.path for f in files], progress)
 
 
 @dataclass(frozen=True)

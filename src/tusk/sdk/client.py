@@ -405,13 +405,19 @@ class _ChunkStream(io.RawIOBase):
 
 def _walk_local(root: Path) -> Iterator[tuple[str, Path]]:
     """(relative posix path, full path) for every regular file below ``root``, sorted."""
-    for dirpath, dirs, files in os.walk(root, followlinks=False):
-        dirs.sort()
-        base = Path(dirpath)
-        for name in sorted(files):
-            full = base / name
-            if full.is_file():
-                yield full.relative_to(root).as_posix(), full
+    stack = [("", str(root))]
+    while stack:
+        rel, full = stack.pop()
+        with os.scandir(full) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in entries:
+            name = f"{rel}/{e.name}" if rel else e.name
+            if e.is_dir(follow_symlinks=False):
+                subdirs.append((name, e.path))
+            elif e.is_file():
+                yield name, Path(e.path)
+        stack.extend(reversed(subdirs))
 
 
 def _source_name(source: SourceLike) -> str:

@@ -136,6 +136,8 @@ class ChunkWriter:
         self._pending: list[Prepared] = []
         self._pending_bytes = 0
         self._seen: set[bytes] = set()
+        # Chunks found already stored; a commit re-checks them (gc may have raced).
+        self.reused: set[bytes] = set()
         self._pack = PackBuilder()
         self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tusk-hash")
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-pack")
@@ -163,14 +165,55 @@ class ChunkWriter:
     def write_file(
         self, path: str | os.PathLike[str], progress: Progress | None = None
     ) -> list[ChunkRef]:
-        size = os.path.getsize(path)
-        if size == 0:
-            return []
-        if size <= self.store.config.chunk_min:
-            with open(path, "rb") as f:
-                data = f.read()
-            return self._accept([self._prepare(data)], progress)
+        head = self._read_small(path)
+        if head is not None:
+            return self._accept([self._prepare(head)] if head else [], progress)
         return self._pipeline((c.data for c in self._cdc.cut_file(os.fspath(path))), progress)
+
+    def write_files(
+        self, paths: Sequence[str | os.PathLike[str]], progress: Progress | None = None
+    ) -> list[list[ChunkRef]]:
+        """Many files at once: small ones are read and hashed on the worker threads."""
+        out: list[list[ChunkRef]] = []
+        queue: deque[Future[list[Prepared | None | str | os.PathLike[str]]]] = deque()
+
+        def drain() -> None:
+            for item in queue.popleft().result():
+                if isinstance(item, Prepared):
+                    out.append(self._accept([item], progress))
+                elif item is None:
+                    out.append([])
+                else:
+                    out.append(self.write_file(item, progress))
+
+        for start in range(0, len(paths), 256):
+            queue.append(self._workers.submit(self._prepare_files, paths[start : start + 256]))
+            while len(queue) > 2:
+                drain()
+        while queue:
+            drain()
+        return out
+
+    def _prepare_files(
+        self, paths: Sequence[str | os.PathLike[str]]
+    ) -> list[Prepared | None | str | os.PathLike[str]]:
+        """Per path: the prepared chunk of a small file, None for an empty one, or the path
+        itself for a large file (which goes through the pipeline on the caller's thread)."""
+        out: list[Prepared | None | str | os.PathLike[str]] = []
+        for path in paths:
+            head = self._read_small(path)
+            if head is None:
+                out.append(path)
+            else:
+                out.append(self._prepare(head) if head else None)
+        return out
+
+    def _read_small(self, path: str | os.PathLike[str]) -> bytes | None:
+        """The whole file if it fits in one chunk, else None."""
+        limit = self.store.config.chunk_min
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        return data if len(data) <= limit else None
 
     def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> list[ChunkRef]:
         # cut_stream reuses its buffer, so each chunk is copied before the next is cut.
@@ -248,6 +291,7 @@ class ChunkWriter:
         if known:
             # Reusing a stored chunk: touch it so gc's grace period protects it.
             self.store.meta.touch_chunks(list(known))
+            self.reused.update(known)
         for p in pending:
             if p.digest in self._seen or p.digest in known:
                 continue

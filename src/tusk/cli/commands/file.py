@@ -11,12 +11,15 @@ import click
 
 from tusk.cli import progress, render
 from tusk.cli.core import (
+    binary_stdin,
+    binary_stdout,
     emit,
     fail,
     get_client,
     output_option,
     print_json,
     source_failure,
+    text_stdin,
     wants_json,
 )
 from tusk.cli.parse import STDIN, PutPlan, local_total, plan_put, read_source_list
@@ -33,7 +36,7 @@ def _read_lists(lists: tuple[str, ...]) -> list[str]:
     sources: list[str] = []
     for name in lists:
         if name == STDIN:
-            text = click.get_text_stream("stdin").read()
+            text = text_stdin().read()
         else:
             try:
                 with open(name, encoding="utf-8") as f:
@@ -48,7 +51,7 @@ def _read_lists(lists: tuple[str, ...]) -> list[str]:
 def _run_put(
     client: Client, plan: PutPlan, append: bool, description: str, cb: progress.ProgressFn | None
 ) -> PutResult:
-    stdin = click.get_binary_stream("stdin")
+    stdin = binary_stdin()
 
     def source(src: str) -> str | BinaryIO:
         return stdin if src == STDIN else src
@@ -151,7 +154,7 @@ def get_file(
     for a JSON summary.
     """
     client = get_client(ctx)
-    stdout = click.get_binary_stream("stdout")
+    stdout = binary_stdout()
     if tar:
         if local is None:
             files = client.get_tar(address, stdout)
