@@ -10,8 +10,8 @@ import zstandard
 from tusk.errors import CorruptObject, StorageError
 from tusk.pfs.models import FsckReport, GcReport
 from tusk.pfs.tree import EMPTY_TREE, NodeCodec, TreeReader
-from tusk.storage.chunks import ChunkStore
 from tusk.storage.backends.base import ObjectInfo
+from tusk.storage.chunks import ChunkStore
 from tusk.storage.meta.records import ChunkLocation, CommitRecord
 from tusk.storage.meta.store import MetaStore
 from tusk.storage.packs import pack_key, read_pack_index

@@ -138,7 +138,9 @@ class PfsService:
         if head is not None and head.head is not None:
             commit = tx.get_commit(head.head)
             size = commit.size if commit else 0
-        return RepoInfo(repo.name, repo.description, repo.created_at, size, [b.name for b in branches])
+        return RepoInfo(
+            repo.name, repo.description, repo.created_at, size, [b.name for b in branches]
+        )
 
     def inspect_repo(self, name: str) -> RepoInfo:
         with self.meta.read() as tx:
@@ -177,7 +179,9 @@ class PfsService:
                 head_id = self._resolve(tx, repo, parse_ref(head), readable=False).id
             existing = tx.get_branch(repo, branch, lock=True)
             if existing is not None and head is None and not provenance:
-                raise AlreadyExists(f"branch {repo}@{branch} already exists (give --head to move it)")
+                raise AlreadyExists(
+                    f"branch {repo}@{branch} already exists (give --head to move it)"
+                )
             for prov_repo, prov_branch in provenance:
                 self._need_repo(tx, prov_repo)
                 if tx.get_branch(prov_repo, prov_branch) is None:
@@ -335,8 +339,18 @@ class PfsService:
                 tree, size, files = p.tree, p.size, p.files
             cid = new_commit_id()
             record = CommitRecord(
-                cid, repo, branch, parent_id, tree, "open", description, time.time(), None,
-                size, files, cid,
+                cid,
+                repo,
+                branch,
+                parent_id,
+                tree,
+                "open",
+                description,
+                time.time(),
+                None,
+                size,
+                files,
+                cid,
             )
             tx.insert_commit(record)
             tx.upsert_branch(BranchRecord(repo, branch, cid, b.created_at if b else time.time()))
@@ -485,7 +499,9 @@ class PfsService:
         commit = self.modify(repo, ref, ops, description, verify_chunks=writer.reused)
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
 
-    def delete_files(self, repo: str, ref: str, paths: Sequence[str], description: str = "") -> CommitInfo:
+    def delete_files(
+        self, repo: str, ref: str, paths: Sequence[str], description: str = ""
+    ) -> CommitInfo:
         return self.modify(repo, ref, [DeleteOp(split_path(p)) for p in paths], description)
 
     def copy_file(self, src: Address, dst_repo: str, dst_ref: str, dst_path: str) -> CommitInfo:
@@ -497,7 +513,9 @@ class PfsService:
         with self.meta.read() as tx:
             self._write_target(tx, repo, parse_ref(ref))
 
-    def _write_target(self, tx: MetaTx, repo: str, ref: Ref) -> tuple[CommitRecord | None, BranchRecord | None]:
+    def _write_target(
+        self, tx: MetaTx, repo: str, ref: Ref
+    ) -> tuple[CommitRecord | None, BranchRecord | None]:
         """(open commit to write into, or None for a new commit on the branch; the branch)."""
         self._need_repo(tx, repo)
         if ref.ancestors:
@@ -506,7 +524,9 @@ class PfsService:
             )
         branch = tx.get_branch(repo, ref.base, lock=True)
         if branch is None:
-            if is_commit_id(ref.base) or (len(ref.base) >= 6 and tx.find_commits_by_prefix(repo, ref.base)):
+            if is_commit_id(ref.base) or (
+                len(ref.base) >= 6 and tx.find_commits_by_prefix(repo, ref.base)
+            ):
                 commit = self._find_commit(tx, repo, ref.base)
                 if commit.finished:
                     raise CommitFinished(
@@ -564,8 +584,18 @@ class PfsService:
             cid = new_commit_id()
             parent = branch.head if branch is not None else None
             record = CommitRecord(
-                cid, repo, parsed.base, parent, root, "finished", description, now, now,
-                size, files, cid,
+                cid,
+                repo,
+                parsed.base,
+                parent,
+                root,
+                "finished",
+                description,
+                now,
+                now,
+                size,
+                files,
+                cid,
             )
             tx.insert_commit(record)
             created = branch.created_at if branch is not None else now
@@ -587,10 +617,10 @@ class PfsService:
         else:
             assert op.src.path is not None
             src_commit = self._resolve(tx, op.src.repo, op.src.ref)
-            entry = reader.lookup(src_commit.tree, split_path(op.src.path))
-            if entry is None:
+            found = reader.lookup(src_commit.tree, split_path(op.src.path))
+            if found is None:
                 raise FileNotFound(f"no such file or directory {op.src}")
-            self._copy_into(reader, editor, op.parts, entry)
+            self._copy_into(reader, editor, op.parts, found)
 
     def _copy_into(
         self, reader: TreeReader, editor: TreeEditor, parts: tuple[str, ...], entry: Entry
@@ -631,9 +661,13 @@ class PfsService:
 
     def _file_info(self, commit: CommitRecord, path: str, entry: Entry) -> FileInfo:
         if isinstance(entry, DirEntry):
-            return FileInfo(commit.repo, commit.id, path, "dir", entry.size, entry.files, entry.node.hex(), 0)
+            return FileInfo(
+                commit.repo, commit.id, path, "dir", entry.size, entry.files, entry.node.hex(), 0
+            )
         nchunks = len(self.reader().chunks(entry))
-        return FileInfo(commit.repo, commit.id, path, "file", entry.size, 1, entry.hash.hex(), nchunks)
+        return FileInfo(
+            commit.repo, commit.id, path, "file", entry.size, 1, entry.hash.hex(), nchunks
+        )
 
     def inspect_file(self, repo: str, ref: str, path: str) -> FileInfo:
         commit, entry = self._entry(repo, ref, path)

@@ -421,7 +421,9 @@ class TreeEditor:
         size, files = _summary(entries)
         out.append(PageRef(entries[0][0], node, len(entries), size, files))
 
-    def _cut(self, acc: list[tuple[str, Entry]], out: list[PageRef], final: bool) -> list[tuple[str, Entry]]:
+    def _cut(
+        self, acc: list[tuple[str, Entry]], out: list[PageRef], final: bool
+    ) -> list[tuple[str, Entry]]:
         start = 0
         for j, (name, _) in enumerate(acc):
             if self._boundary(name) or j - start + 1 >= self.params.page_max:

@@ -30,7 +30,7 @@ from tusk.pfs.models import (
 )
 from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
-from tusk.pfs.sources import BytesSource, LocalFile, Source, StreamSource, UrlSource, source_for
+from tusk.pfs.sources import BytesSource, LocalFile, Source, StreamSource, source_for
 from tusk.pfs.tree import TreeParams
 
 Progress = Callable[[int], None]
@@ -52,7 +52,7 @@ def _ref_text(addr: Address) -> str:
 
 
 class Client:
-    """A Tusk client. ``Client()`` uses ``$TUSK_HOME`` (default ``~/.tusk``), created on first use."""
+    """A Tusk client. ``Client()`` uses ``$TUSK_HOME`` (default ``~/.tusk``), made on first use."""
 
     def __init__(
         self,
@@ -199,8 +199,12 @@ class Client:
         else:
             path = addr.path
         return self._pfs.put_files(
-            addr.repo, _ref_text(addr), [(path, _to_source(source))],
-            append=append, description=description, progress=progress,
+            addr.repo,
+            _ref_text(addr),
+            [(path, _to_source(source))],
+            append=append,
+            description=description,
+            progress=progress,
         )
 
     def put_files(
@@ -217,8 +221,12 @@ class Client:
         base = addr.path or "/"
         pairs = ((join_path(base, p), _to_source(s)) for p, s in items)
         return self._pfs.put_files(
-            addr.repo, _ref_text(addr), pairs,
-            append=append, description=description, progress=progress,
+            addr.repo,
+            _ref_text(addr),
+            pairs,
+            append=append,
+            description=description,
+            progress=progress,
         )
 
     def put_dir(
@@ -230,7 +238,7 @@ class Client:
         description: str = "",
         progress: Progress | None = None,
     ) -> PutResult:
-        """Put every file below ``local_dir`` under ``repo@branch:/path`` (default ``/<dir name>``)."""
+        """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
         root = Path(local_dir)
         if not root.is_dir():
             raise SourceError(f"{str(root)!r} is not a directory")
@@ -238,8 +246,12 @@ class Client:
         base = addr.path if addr.path is not None else join_path("/", root.resolve().name)
         pairs = ((join_path(base, rel), LocalFile(full)) for rel, full in _walk_local(root))
         return self._pfs.put_files(
-            addr.repo, _ref_text(addr), pairs,
-            append=append, description=description, progress=progress,
+            addr.repo,
+            _ref_text(addr),
+            pairs,
+            append=append,
+            description=description,
+            progress=progress,
         )
 
     def delete_file(self, address: str, description: str = "") -> CommitInfo:
@@ -250,7 +262,7 @@ class Client:
         return self._pfs.delete_files(addr.repo, _ref_text(addr), [addr.path], description)
 
     def copy_file(self, src: str, dst: str) -> CommitInfo:
-        """Copy a file or directory (any repo/commit) to ``repo@branch:/path``; no data is copied."""
+        """Copy a file or directory (any repo or commit) to ``repo@branch:/path``; no data moves."""
         s = parse_address(src)
         d = parse_address(dst)
         if d.path is None:

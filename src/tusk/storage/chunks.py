@@ -12,11 +12,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 import blake3
 import zstandard
@@ -28,6 +28,10 @@ from tusk.storage.backends.base import ObjectBackend
 from tusk.storage.meta.records import ChunkLocation, PackRecord
 from tusk.storage.meta.store import MetaStore
 from tusk.storage.packs import CODEC_RAW, CODEC_ZSTD, PackBuilder, pack_key
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
 
 # A chunk reference as stored in file entries: (blake3 digest, raw length).
 ChunkRef = tuple[bytes, int]
@@ -82,7 +86,9 @@ class ChunkStore:
                         break
                     end += loc.length
                     j += 1
-                blob = self.backend.get_range(pack_key(first.pack), first.offset, end - first.offset)
+                blob = self.backend.get_range(
+                    pack_key(first.pack), first.offset, end - first.offset
+                )
                 for digest, _size in batch[i:j]:
                     loc = locs[digest]
                     rel = loc.offset - first.offset
@@ -175,7 +181,7 @@ class ChunkWriter:
     ) -> list[list[ChunkRef]]:
         """Many files at once: small ones are read and hashed on the worker threads."""
         out: list[list[ChunkRef]] = []
-        queue: deque[Future[list[Prepared | None | str | os.PathLike[str]]]] = deque()
+        queue: deque[Future[list[Prepared | str | os.PathLike[str] | None]]] = deque()
 
         def drain() -> None:
             for item in queue.popleft().result():
@@ -196,10 +202,10 @@ class ChunkWriter:
 
     def _prepare_files(
         self, paths: Sequence[str | os.PathLike[str]]
-    ) -> list[Prepared | None | str | os.PathLike[str]]:
+    ) -> list[Prepared | str | os.PathLike[str] | None]:
         """Per path: the prepared chunk of a small file, None for an empty one, or the path
         itself for a large file (which goes through the pipeline on the caller's thread)."""
-        out: list[Prepared | None | str | os.PathLike[str]] = []
+        out: list[Prepared | str | os.PathLike[str] | None] = []
         for path in paths:
             head = self._read_small(path)
             if head is None:
@@ -215,7 +221,7 @@ class ChunkWriter:
             data = f.read(limit + 1)
         return data if len(data) <= limit else None
 
-    def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> list[ChunkRef]:
+    def write_stream(self, stream: Readable, progress: Progress | None = None) -> list[ChunkRef]:
         # cut_stream reuses its buffer, so each chunk is copied before the next is cut.
         return self._pipeline((bytes(c.data) for c in self._cdc.cut_stream(stream)), progress)
 
@@ -365,7 +371,9 @@ class ChunkWriter:
         self._sealer.shutdown(wait=True, cancel_futures=True)
 
     def stats(self) -> WriteStats:
-        return WriteStats(self.chunks, self.new_chunks, self.bytes_in, self.bytes_stored, self.packs)
+        return WriteStats(
+            self.chunks, self.new_chunks, self.bytes_in, self.bytes_stored, self.packs
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,9 +100,7 @@ class LocalBackend(ObjectBackend):
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         data = os.pread(self._fd(key), length, offset)
         if len(data) != length:
-            raise StorageError(
-                f"object {key!r} is shorter than expected ({offset}+{length} bytes)"
-            )
+            raise StorageError(f"object {key!r} is shorter than expected ({offset}+{length} bytes)")
         return data
 
     def delete(self, key: str) -> None:
@@ -110,10 +108,7 @@ class LocalBackend(ObjectBackend):
             fd = self._fds.pop(key, None)
             if fd is not None:
                 os.close(fd)
-        try:
-            self._path(key).unlink()
-        except FileNotFoundError:
-            pass
+        self._path(key).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -87,9 +87,11 @@ class MetaStore:
     def write(self) -> Iterator[MetaTx]:
         """A write transaction; on SQLite it holds the database's write lock from the start."""
         try:
-            with self.engine.connect().execution_options(tusk_write=True) as conn:
-                with conn.begin():
-                    yield MetaTx(conn, self.is_sqlite)
+            with (
+                self.engine.connect().execution_options(tusk_write=True) as conn,
+                conn.begin(),
+            ):
+                yield MetaTx(conn, self.is_sqlite)
         except sa.exc.OperationalError as exc:
             raise StorageError(f"metadata store error: {exc.orig}") from exc
 
@@ -439,7 +441,9 @@ class MetaTx:
                 )
             )
             for r in rows:
-                out[bytes(r.hash)] = ChunkLocation(r.pack, r.offset, r.length, r.raw_length, r.codec)
+                out[bytes(r.hash)] = ChunkLocation(
+                    r.pack, r.offset, r.length, r.raw_length, r.codec
+                )
         return out
 
     def iter_chunks(self) -> Iterator[tuple[bytes, ChunkLocation, float]]:
@@ -478,7 +482,9 @@ class MetaTx:
 
     def stats(self) -> dict[str, int]:
         def count(table: sa.Table) -> int:
-            return int(self.conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
+            return int(
+                self.conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0
+            )
 
         pack_bytes = self.conn.execute(sa.select(sa.func.sum(t.packs.c.size))).scalar() or 0
         return {
