@@ -22,17 +22,13 @@ def is_commit_id(text: str) -> bool:
 
 def check_repo_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InvalidName(
-            f"invalid repo name {name!r}: use 1-63 letters, digits, '_' or '-'"
-        )
+        raise InvalidName(f"invalid repo name {name!r}: use 1-63 letters, digits, '_' or '-'")
     return name
 
 
 def check_branch_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InvalidName(
-            f"invalid branch name {name!r}: use 1-63 letters, digits, '_' or '-'"
-        )
+        raise InvalidName(f"invalid branch name {name!r}: use 1-63 letters, digits, '_' or '-'")
     if is_commit_id(name):
         raise InvalidName(
             f"invalid branch name {name!r}: it looks like a commit id; pick another name"

@@ -29,6 +29,7 @@ from tusk.storage.meta.records import ChunkLocation, PackRecord
 from tusk.storage.meta.store import MetaStore
 from tusk.storage.packs import CODEC_RAW, CODEC_ZSTD, PackBuilder, pack_key
 
+
 class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 

@@ -398,11 +398,18 @@ class MetaTx:
             found.update(bytes(r.hash) for r in rows)
         return found
 
+    def _ph(self, n: int) -> str:
+        return ", ".join(["?" if self.is_sqlite else "%s"] * n)
+
     def find_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
+        # The hot paths of an upload use driver-level executemany: the same SQL on SQLite and
+        # PostgreSQL (ON CONFLICT exists in both), without per-row Core compilation.
         found: set[bytes] = set()
         for batch in _batches(list(hashes)):
-            rows = self.conn.execute(sa.select(t.chunks.c.hash).where(t.chunks.c.hash.in_(batch)))
-            found.update(bytes(r.hash) for r in rows)
+            rows = self.conn.exec_driver_sql(
+                f"SELECT hash FROM chunks WHERE hash IN ({self._ph(len(batch))})", tuple(batch)
+            )
+            found.update(bytes(r[0]) for r in rows)
         return found
 
     def add_pack(self, pack: PackRecord, entries: Sequence[tuple[bytes, ChunkLocation]]) -> None:
@@ -413,22 +420,15 @@ class MetaTx:
         )
         now = time.time()
         rows = [
-            {
-                "hash": h,
-                "pack": loc.pack,
-                "offset": loc.offset,
-                "length": loc.length,
-                "raw_length": loc.raw_length,
-                "codec": loc.codec,
-                "touched_at": now,
-            }
+            (h, loc.pack, loc.offset, loc.length, loc.raw_length, loc.codec, now)
             for h, loc in entries
         ]
-        for batch in _batches(rows):
+        if rows:
             # A chunk stored twice by racing writers keeps its first location.
-            self.conn.execute(
-                self._insert(t.chunks).on_conflict_do_nothing(index_elements=["hash"]),
-                list(batch),
+            self.conn.exec_driver_sql(
+                'INSERT INTO chunks (hash, pack, "offset", length, raw_length, codec, touched_at) '
+                f"VALUES ({self._ph(7)}) ON CONFLICT (hash) DO NOTHING",
+                rows,
             )
 
     def locate_chunks(self, hashes: Sequence[bytes]) -> dict[bytes, ChunkLocation]:
