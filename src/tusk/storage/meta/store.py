@@ -76,6 +76,13 @@ class MetaStore:
             command.upgrade(cfg, "head")
 
     def close(self) -> None:
+        if self.is_sqlite:
+            # Fold the WAL back into the database so a closed home is one compact file.
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sa.exc.OperationalError:
+                pass  # another process holds it open; its close will checkpoint
         self.engine.dispose()
 
     @contextmanager
