@@ -72,7 +72,7 @@ class ByteSource:
     def __init__(self, seed: bytes) -> None:
         self.seed = seed
         try:
-            import blake3  # type: ignore[import-not-found]
+            import blake3
         except ImportError:
             self._blake3: Any = None
             self.name = "random.randbytes"
@@ -367,7 +367,7 @@ def sdk_diff(home: Path, new: str, old: str | None, times: int) -> SdkDiff | Non
     """
     start = time.perf_counter()
     try:
-        from tusk import Client  # type: ignore[import-not-found]
+        from tusk import Client
     except ImportError:
         return None
     import_s = time.perf_counter() - start
@@ -604,6 +604,18 @@ class Bench:
         repo.init()
         return repo
 
+    def startup(self) -> None:
+        """CLI start-up cost (``--help``), which every CLI row below includes."""
+        row = self.report.row("startup", "CLI start-up, --help (best)", "s")
+        if self.tusk_d1 is not None:
+            cli = self.tusk_d1
+            row.tusk = repeat(lambda: cli("--help").seconds, self.opts.repeat).best
+        if self.dvc is not None:
+            dvc = self.dvc
+            row.dvc = repeat(
+                lambda: run([dvc, "--help"], env=dvc_env()).seconds, self.opts.repeat
+            ).best
+
     # -- D1 ------------------------------------------------------------------
 
     def d1_ingest(self) -> DvcRepo | None:
@@ -747,6 +759,7 @@ class Bench:
 
     def run(self) -> None:
         self.prepare()
+        self.startup()
         repo = self.d1_ingest()
         self.d1_unchanged(repo)
         self.d1_one_file()

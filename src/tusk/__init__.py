@@ -1,7 +1,28 @@
-"""Tusk: version control and pipelines for data."""
+"""Tusk: version control and pipelines for data.
 
-from tusk import errors
-from tusk.sdk import Client, CommitHandle
+``tusk.Client`` is imported on first use, so ``import tusk.cli`` (and ``tusk --help``) stays
+fast and does not load the storage stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["Client", "CommitHandle", "__version__", "errors"]
+
+if TYPE_CHECKING:
+    from tusk import errors
+    from tusk.sdk import Client, CommitHandle
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Client", "CommitHandle"):
+        from tusk import sdk
+
+        return getattr(sdk, name)
+    if name == "errors":
+        import importlib
+
+        return importlib.import_module("tusk.errors")
+    raise AttributeError(f"module 'tusk' has no attribute {name!r}")

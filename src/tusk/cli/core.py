@@ -136,7 +136,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares a ClassVar
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.message}", err=True)

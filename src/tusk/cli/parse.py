@@ -42,7 +42,9 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, int | float):
             return float(value)
         try:
@@ -124,14 +126,11 @@ def plan_put(address: str, files: Sequence[str], listed: Sequence[str], recursiv
         src = sources[0]
         if src == STDIN or is_url(src):
             fail("put file -r needs a local directory, not stdin or a URL")
-        if target.is_dir:
-            address = target.join(os.path.basename(os.path.abspath(src)))
+        # As in pachctl: the directory's contents go under PATH (default: /<dir name>).
         return PutPlan("dir", address, (("", src),))
     if len(files) == 1 and not listed:
         src = files[0]
-        if target.path is None and src == STDIN:
-            source_name(src)  # refuses stdin without a path, with the fix in the message
-        if target.is_dir:
+        if target.path is None or target.is_dir:
             address = target.join(source_name(src))
         return PutPlan("file", address, (("", src),))
     items: list[tuple[str, str]] = []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tusk.pfs.models import (
+    from tusk.sdk import (
         BranchInfo,
         CommitInfo,
         DiffEntry,
@@ -47,7 +47,7 @@ def iso(ts: float | None) -> str:
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
-    """``just now``, ``3 seconds ago``, ``1 hour ago``...; ISO time past 30 days or in the future."""
+    """``just now``, ``3 seconds ago``, ``1 hour ago``; ISO time past 30 days or in the future."""
     if ts is None:
         return "-"
     delta = (time.time() if now is None else now) - ts
@@ -127,10 +127,7 @@ def _join(items: Sequence[str]) -> str:
 def repo_table(repos: Sequence[RepoInfo]) -> None:
     print_table(
         ("NAME", "CREATED", "SIZE (MASTER)", "DESCRIPTION"),
-        [
-            (r.name, ago(r.created_at), human_size(r.size), first_line(r.description))
-            for r in repos
-        ],
+        [(r.name, ago(r.created_at), human_size(r.size), first_line(r.description)) for r in repos],
     )
 
 
@@ -218,7 +215,11 @@ def file_table(files: Sequence[FileInfo]) -> None:
     print_table(
         ("NAME", "TYPE", "SIZE"),
         [
-            (f.path + ("/" if f.type == "dir" and f.path != "/" else ""), f.type, human_size(f.size))
+            (
+                f.path + ("/" if f.type == "dir" and f.path != "/" else ""),
+                f.type,
+                human_size(f.size),
+            )
             for f in files
         ],
     )

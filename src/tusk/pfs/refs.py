@@ -31,6 +31,7 @@ class Address:
     ref: Ref
     path: str | None  # normalised, or None when the address has no ':path' part
     explicit_ref: bool = True
+    trailing_slash: bool = False  # 'repo@b:/dir/' names a directory
 
     def __str__(self) -> str:
         return f"{self.repo}@{self.ref}" + (f":{self.path}" if self.path is not None else "")
@@ -63,4 +64,5 @@ def parse_address(text: str, *, default_branch: str = DEFAULT_BRANCH) -> Address
         ref=parse_ref(ref) if ref else Ref(default_branch),
         path=normalize_path(path) if sep else None,
         explicit_ref=bool(at),
+        trailing_slash=bool(sep) and path.endswith("/"),
     )

@@ -58,7 +58,7 @@ from tusk.pfs.tree import (
     diff_trees,
     make_file_entry,
 )
-from tusk.storage.chunks import ChunkRef, Progress
+from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
 from tusk.storage.store import Storage
@@ -69,6 +69,9 @@ class PutOp:
     parts: tuple[str, ...]
     chunks: tuple[ChunkRef, ...]
     append: bool = False
+    # For an append re-chunked from the existing file's last chunk: that file's content id.
+    # The chunks then replace its last chunk, so the result is chunked as a fresh put would be.
+    rebased_on: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -184,10 +187,13 @@ class PfsService:
                 )
             for prov_repo, prov_branch in provenance:
                 self._need_repo(tx, prov_repo)
-                if tx.get_branch(prov_repo, prov_branch) is None:
-                    raise BranchNotFound(f"provenance branch {prov_repo}@{prov_branch} not found")
+                check_branch_name(prov_branch)
                 if (prov_repo, prov_branch) == (repo, branch):
                     raise InvalidArgument(f"branch {repo}@{branch} cannot be its own provenance")
+            for prov_repo, prov_branch in provenance:
+                # As in Pachyderm, naming a branch that does not exist yet creates it, empty.
+                if tx.get_branch(prov_repo, prov_branch) is None:
+                    tx.upsert_branch(BranchRecord(prov_repo, prov_branch, None, time.time()))
             created = existing.created_at if existing else time.time()
             if existing is not None and head is None:
                 head_id = existing.head
@@ -379,14 +385,9 @@ class PfsService:
             self._need_repo(tx, repo)
             records: list[CommitRecord] = []
             if branch is not None:
-                b = tx.get_branch(repo, branch)
-                if b is None:
-                    if is_commit_id(branch) or len(branch) >= 6:
-                        cid: str | None = self._find_commit(tx, repo, branch).id
-                    else:
-                        raise BranchNotFound(f"branch {repo}@{branch} not found")
-                else:
-                    cid = b.head
+                ref = parse_ref(branch)
+                b = None if ref.ancestors else tx.get_branch(repo, ref.base)
+                cid = b.head if b else self._resolve(tx, repo, ref, readable=False).id
                 while cid is not None and (number is None or len(records) < number):
                     c = self._need_commit(tx, cid)
                     records.append(c)
@@ -473,7 +474,8 @@ class PfsService:
         progress: Progress | None = None,
     ) -> PutResult:
         """Store every (path, source) and apply them as one change to the branch or open commit."""
-        self._check_writable(repo, ref)
+        base = self._check_writable(repo, ref) if append else None
+        reader = self.reader()
         ops: list[Op] = []
         local: list[tuple[tuple[str, ...], LocalFile]] = []
 
@@ -487,17 +489,39 @@ class PfsService:
                 parts = split_path(path)
                 if not parts:
                     raise InvalidArgument("cannot put a file at /: give a file path")
+                if base is not None:
+                    ops.append(self._append_op(reader, writer, base, parts, source, progress))
+                    continue
                 if isinstance(source, LocalFile):
                     local.append((parts, source))
                     if len(local) >= 4096:
                         flush_local()
                     continue
                 flush_local()
-                ops.append(PutOp(parts, tuple(source.write_to(writer, progress)), append))
+                ops.append(PutOp(parts, tuple(source.write_to(writer, progress))))
             flush_local()
         stats = writer.stats()
         commit = self.modify(repo, ref, ops, description, verify_chunks=writer.reused)
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
+
+    def _append_op(
+        self,
+        reader: TreeReader,
+        writer: ChunkWriter,
+        base: bytes,
+        parts: tuple[str, ...],
+        source: Source,
+        progress: Progress | None,
+    ) -> PutOp:
+        existing = reader.lookup(base, parts)
+        if isinstance(existing, FileEntry) and existing.size:
+            # Content-defined cuts restart at every boundary, so chunking the old last chunk
+            # plus the new bytes yields exactly the chunks a fresh put of the whole file would.
+            last = reader.chunks(existing)[-1]
+            prefix = b"".join(self.chunks.read_chunks([last]))
+            refs = source.write_to(writer, progress, prefix=prefix)
+            return PutOp(parts, tuple(refs), True, rebased_on=existing.hash)
+        return PutOp(parts, tuple(source.write_to(writer, progress)), True)
 
     def delete_files(
         self, repo: str, ref: str, paths: Sequence[str], description: str = ""
@@ -509,9 +533,19 @@ class PfsService:
             raise InvalidArgument("copy needs a source path: repo@ref:/path")
         return self.modify(dst_repo, dst_ref, [CopyOp(src, split_path(dst_path))])
 
-    def _check_writable(self, repo: str, ref: str) -> None:
+    def _check_writable(self, repo: str, ref: str) -> bytes:
+        """Fail early if ``ref`` cannot be written; return the tree a write would start from."""
         with self.meta.read() as tx:
-            self._write_target(tx, repo, parse_ref(ref))
+            return self._base_tree(tx, *self._write_target(tx, repo, parse_ref(ref)))
+
+    def _base_tree(
+        self, tx: MetaTx, open_commit: CommitRecord | None, branch: BranchRecord | None
+    ) -> bytes:
+        if open_commit is not None:
+            return open_commit.tree
+        if branch is not None and branch.head is not None:
+            return self._need_commit(tx, branch.head).tree
+        return EMPTY_TREE
 
     def _write_target(
         self, tx: MetaTx, repo: str, ref: Ref
@@ -558,12 +592,7 @@ class PfsService:
         parsed = parse_ref(ref)
         with self.meta.write() as tx:
             open_commit, branch = self._write_target(tx, repo, parsed)
-            if open_commit is not None:
-                base_tree = open_commit.tree
-            elif branch is not None and branch.head is not None:
-                base_tree = self._need_commit(tx, branch.head).tree
-            else:
-                base_tree = EMPTY_TREE
+            base_tree = self._base_tree(tx, open_commit, branch)
             reader = self.reader(tx)
             editor = TreeEditor(reader, base_tree, self.tree_params)
             for op in ops:
@@ -605,10 +634,15 @@ class PfsService:
     def _apply(self, tx: MetaTx, reader: TreeReader, editor: TreeEditor, op: Op) -> None:
         if isinstance(op, PutOp):
             chunks = op.chunks
-            if op.append:
-                existing = editor.get_file(op.parts)
-                if existing is not None:
-                    chunks = reader.chunks(existing) + chunks
+            existing = editor.get_file(op.parts) if op.append else None
+            if op.rebased_on is not None:
+                if existing is None or existing.hash != op.rebased_on:
+                    raise Conflict(
+                        f"/{'/'.join(op.parts)} changed while appending to it; retry the append"
+                    )
+                chunks = reader.chunks(existing)[:-1] + chunks
+            elif existing is not None:
+                chunks = reader.chunks(existing) + chunks
             entry, nodes = make_file_entry(chunks)
             editor.add_nodes(nodes)
             editor.put(op.parts, entry)

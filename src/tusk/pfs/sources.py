@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
-
 from tusk.errors import SourceError
-from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress
+from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress, Readable
 
 
 @contextmanager
@@ -28,12 +27,32 @@ def _local_errors(what: str) -> Iterator[None]:
         raise SourceError(f"cannot read {exc.filename or what!r}: permission denied") from exc
 
 
+class _Chain:
+    """``prefix`` then ``inner``, as one ``read(n)`` stream (used to re-chunk an append)."""
+
+    def __init__(self, prefix: bytes, inner: Readable) -> None:
+        self._prefix = prefix
+        self._inner = inner
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._prefix:
+            out = self._prefix if n < 0 else self._prefix[:n]
+            self._prefix = self._prefix[len(out) :]
+            return out
+        return self._inner.read(n)
+
+
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
 
-    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
+    def write_to(
+        self, writer: ChunkWriter, progress: Progress | None, prefix: bytes = b""
+    ) -> list[ChunkRef]:
         with _local_errors(str(self.path)):
+            if prefix:
+                with open(self.path, "rb") as f:
+                    return writer.write_stream(_Chain(prefix, f), progress)
             return writer.write_file(self.path, progress)
 
 
@@ -49,16 +68,20 @@ def write_local_files(
 class StreamSource:
     stream: BinaryIO
 
-    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
-        return writer.write_stream(self.stream, progress)
+    def write_to(
+        self, writer: ChunkWriter, progress: Progress | None, prefix: bytes = b""
+    ) -> list[ChunkRef]:
+        return writer.write_stream(_Chain(prefix, self.stream), progress)
 
 
 @dataclass(frozen=True)
 class BytesSource:
     data: bytes
 
-    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
-        return writer.write_bytes(self.data, progress)
+    def write_to(
+        self, writer: ChunkWriter, progress: Progress | None, prefix: bytes = b""
+    ) -> list[ChunkRef]:
+        return writer.write_bytes(prefix + self.data, progress)
 
 
 class _IterReader:
@@ -68,7 +91,7 @@ class _IterReader:
         self._blocks = blocks
         self._buf = bytearray()
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1, /) -> bytes:
         while n < 0 or len(self._buf) < n:
             block = next(self._blocks, None)
             if block is None:
@@ -85,12 +108,17 @@ class _IterReader:
 class UrlSource:
     url: str
 
-    def write_to(self, writer: ChunkWriter, progress: Progress | None) -> list[ChunkRef]:
+    def write_to(
+        self, writer: ChunkWriter, progress: Progress | None, prefix: bytes = b""
+    ) -> list[ChunkRef]:
+        import httpx  # imported here: it costs ~0.3 s and most commands never fetch a URL
+
         try:
             with httpx.stream("GET", self.url, follow_redirects=True, timeout=60) as resp:
                 if resp.status_code >= 400:
                     raise SourceError(f"GET {self.url} answered HTTP {resp.status_code}")
-                return writer.write_stream(_IterReader(resp.iter_bytes(1 << 20)), progress)
+                body = _IterReader(resp.iter_bytes(1 << 20))
+                return writer.write_stream(_Chain(prefix, body), progress)
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot fetch {self.url}: {exc}") from exc
 
@@ -100,6 +128,8 @@ Source = LocalFile | StreamSource | BytesSource | UrlSource
 
 def source_for(text: str) -> Source:
     """A CLI-style source: ``-`` is stdin, http(s):// a URL, anything else a local path."""
+    if text == "-":
+        return StreamSource(sys.stdin.buffer)
     if text.startswith(("http://", "https://")):
         return UrlSource(text)
     return LocalFile(Path(text))

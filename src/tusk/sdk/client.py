@@ -13,7 +13,8 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import urlsplit
 
 from tusk.config import StoreConfig, default_home
 from tusk.errors import InvalidArgument, SourceError
@@ -32,6 +33,9 @@ from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
 from tusk.pfs.sources import BytesSource, LocalFile, Source, StreamSource, source_for
 from tusk.pfs.tree import TreeParams
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 Progress = Callable[[int], None]
 SourceLike = str | os.PathLike[str] | bytes | BinaryIO
@@ -193,9 +197,8 @@ class Client:
     ) -> PutResult:
         """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
         addr = parse_address(address)
-        if addr.path is None or addr.path == "/":
-            name = _source_name(source)
-            path = join_path(addr.path or "/", name)
+        if addr.path is None or addr.trailing_slash:
+            path = join_path(addr.path or "/", _source_name(source))
         else:
             path = addr.path
         return self._pfs.put_files(
@@ -310,7 +313,7 @@ class Client:
             count += 1
         return count
 
-    def get_tar(self, address: str, target: BinaryIO) -> int:
+    def get_tar(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
         """Write a tar stream of every file at or below ``repo@ref:/path``; return the count."""
         addr = parse_address(address)
         base = addr.path or "/"
@@ -319,7 +322,9 @@ class Client:
             for path, entry in self._pfs.walk_files(addr.repo, _ref_text(addr), base):
                 info = tarfile.TarInfo(path.lstrip("/"))
                 info.size = entry.size
-                tar.addfile(info, _ChunkStream(self._pfs.read_entry(entry)))
+                # BufferedReader returns full blocks, which tarfile's copy loop requires.
+                stream = io.BufferedReader(_ChunkStream(self._pfs.read_entry(entry), progress))
+                tar.addfile(info, stream)
                 count += 1
         return count
 
@@ -396,21 +401,25 @@ class CommitHandle:
 class _ChunkStream(io.RawIOBase):
     """A readable stream over an iterator of blocks (for tarfile)."""
 
-    def __init__(self, blocks: Iterator[bytes]) -> None:
+    def __init__(self, blocks: Iterator[bytes], progress: Progress | None = None) -> None:
         self._blocks = blocks
         self._buf = b""
+        self._progress = progress
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+    def readinto(self, b: WriteableBuffer) -> int:
         while not self._buf:
             nxt = next(self._blocks, None)
             if nxt is None:
                 return 0
             self._buf = nxt
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
+            if self._progress is not None:
+                self._progress(len(nxt))
+        view = memoryview(b).cast("B")
+        n = min(len(view), len(self._buf))
+        view[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
 
@@ -438,7 +447,11 @@ def _source_name(source: SourceLike) -> str:
     if isinstance(source, str):
         if source == "-":
             raise InvalidArgument("reading stdin needs a destination path: repo@branch:/path")
-        name = source.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        if source.startswith(("http://", "https://")):
+            url_path = urlsplit(source).path
+            name = url_path.rsplit("/", 1)[-1]
+        else:
+            name = Path(source).name
         if not name:
             raise InvalidArgument(f"cannot derive a file name from {source!r}; give a path")
         return name

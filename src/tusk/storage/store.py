@@ -29,7 +29,7 @@ class Storage:
     ) -> Storage:
         """The embedded default: ``home/tusk.db`` (SQLite) and ``home/objects/``."""
         config = config or StoreConfig.from_env()
-        home = Path(home)
+        home = Path(home).resolve()
         home.mkdir(parents=True, exist_ok=True)
         backend = open_backend(storage_url or str(home / "objects"))
         meta = MetaStore(metadata_url or sqlite_url(home / "tusk.db"))

@@ -25,8 +25,7 @@ from tusk.cli.core import (
 from tusk.cli.parse import STDIN, PutPlan, local_total, plan_put, read_source_list
 
 if TYPE_CHECKING:
-    from tusk.pfs.models import PutResult
-    from tusk.sdk import Client
+    from tusk.sdk import Client, PutResult
 
 
 # put file
@@ -62,7 +61,10 @@ def _run_put(
         )
     if plan.kind == "file":
         return client.put_file(
-            plan.address, source(plan.items[0][1]), append=append, description=description,
+            plan.address,
+            source(plan.items[0][1]),
+            append=append,
+            description=description,
             progress=cb,
         )
     pairs = [(name, source(src)) for name, src in plan.items]

@@ -20,7 +20,7 @@ class LocalBackend(ObjectBackend):
     _MAX_OPEN = 64
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = self.root.as_uri()
         self._fds: OrderedDict[str, int] = OrderedDict()
