@@ -341,11 +341,29 @@ def test_ancestry_and_list_commits(repo: Client) -> None:
     assert [c.parent for c in listed] == [*ids[::-1][1:], None]
     assert [c.id for c in repo.list_commits("r@master", number=2)] == ids[:2:-1]
     assert [c.id for c in repo.list_commits("r")] == ids[::-1]
+    assert [c.id for c in repo.list_commits("r@master~2")] == ids[2::-1]
     assert repo.inspect_commit(f"r@{ids[1]}").children == [ids[2]]
     # Commit ids of another repo are not found here.
     repo.create_repo("other")
     with pytest.raises(CommitNotFound):
         repo.inspect_commit(f"other@{ids[0]}")
+
+
+def test_ancestry_is_the_same_for_reads_and_inspection_with_an_open_head(repo: Client) -> None:
+    """``r@master^1`` names one commit, whether it is read, inspected, listed or branched."""
+    f1 = repo.put_file("r@master:/f", b"one").commit
+    f2 = repo.put_file("r@master:/f", b"two").commit
+    assert repo.get_file("r@master^1:/f") == b"one"
+    repo.start_commit("r@master")
+    repo.put_file("r@master:/f", b"staged")
+    named = repo.inspect_commit("r@master^1").id
+    assert named in (f1.id, f2.id)
+    assert repo.list_commits("r@master^1")[0].id == named
+    assert repo.create_branch("r@pinned", head="master^1").head == named
+    expected = repo.get_file(f"r@{named}:/f")
+    assert repo.get_file("r@master^1:/f") == expected
+    assert repo.get_file("r@pinned:/f") == expected
+    assert repo.get_file("r@master:/f") == b"two"
 
 
 def test_squash_merges_into_parent(repo: Client) -> None:
@@ -718,6 +736,22 @@ def test_append(repo: Client) -> None:
     with pytest.raises(InvalidArgument):
         repo.put_file("r@master:/", b"x", append=True)
     assert state(repo) == before
+
+
+def test_append_to_one_file_twice_in_one_batch(repo: Client) -> None:
+    """Several appends to one path in one put (e.g. ``put file -a -f x -f y``) all land."""
+    repo.put_file("r@master:/log", b"start;")
+    repo.put_files("r@master:/", [("/log", b"a;"), ("/log", b"b;")], append=True)
+    assert repo.get_file("r@master:/log") == b"start;a;b;"
+    repo.put_files("r@master:/", [("/new", b"a;"), ("/new", b"b;")], append=True)
+    assert repo.get_file("r@master:/new") == b"a;b;"
+    with repo.commit("r@master") as h:
+        h.put_file("/log", b"c;", append=True)
+        repo.put_files(f"r@{h.id}:/", [("/log", b"d;"), ("/log", b"e;")], append=True)
+    assert repo.get_file("r@master:/log") == b"start;a;b;c;d;e;"
+    # However it was built, the file is chunked (and hashed) as a fresh put of its bytes.
+    fresh = repo.put_file("r@master:/copy", b"start;a;b;c;d;e;").commit
+    assert repo.inspect_file(f"r@{fresh.id}:/copy").hash == repo.inspect_file("r@master:/log").hash
 
 
 def test_put_path_conflicts_change_nothing(repo: Client) -> None:

@@ -9,7 +9,7 @@ which ``gc`` removes after its grace period.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +68,10 @@ from tusk.storage.store import Storage
 class PutOp:
     parts: tuple[str, ...]
     chunks: tuple[ChunkRef, ...]
-    append: bool = False
-    # For an append re-chunked from the existing file's last chunk: that file's content id.
-    # The chunks then replace its last chunk, so the result is chunked as a fresh put would be.
-    rebased_on: bytes | None = None
+    # An append is computed against the file as the upload found it: ``chunks`` is then the
+    # whole new file, valid only if the file still has content id ``expect`` (None: absent).
+    check: bool = False
+    expect: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,13 @@ class PfsService:
     # Commits: resolution
 
     def _resolve(self, tx: MetaTx, repo: str, ref: Ref, *, readable: bool = True) -> CommitRecord:
-        """The commit ``ref`` names. ``readable`` skips an open branch head to its parent."""
+        """The commit ``ref`` names.
+
+        Ancestors count from the branch head as it is (open or not), so ``master^1`` is the
+        same commit for reads and for inspection. ``readable`` then steps back from an open
+        commit reached through a branch to the newest finished one: reads of a branch see
+        finished commits only; an open commit's staged data is read through its id.
+        """
         self._need_repo(tx, repo)
         branch = tx.get_branch(repo, ref.base)
         commit: CommitRecord | None
@@ -266,13 +272,6 @@ class PfsService:
             commit = tx.get_commit(branch.head)
             if commit is None:
                 raise StorageError(f"branch {repo}@{ref.base} points at a missing commit")
-            if readable:
-                while not commit.finished:
-                    if commit.parent is None:
-                        raise CommitNotFound(
-                            f"branch {repo}@{ref.base} has no finished commits yet"
-                        )
-                    commit = self._need_commit(tx, commit.parent)
         else:
             commit = self._find_commit(tx, repo, ref.base)
         for step in range(ref.ancestors):
@@ -281,6 +280,11 @@ class PfsService:
                     f"{repo}@{ref} does not exist: {_fmt(commit)} has only {step} ancestor(s)"
                 )
             commit = self._need_commit(tx, commit.parent)
+        if readable and branch is not None:
+            while not commit.finished:
+                if commit.parent is None:
+                    raise CommitNotFound(f"{repo}@{ref} has no finished commit yet")
+                commit = self._need_commit(tx, commit.parent)
         return commit
 
     def _find_commit(self, tx: MetaTx, repo: str, text: str) -> CommitRecord:
@@ -478,10 +482,11 @@ class PfsService:
         reader = self.reader()
         ops: list[Op] = []
         local: list[tuple[tuple[str, ...], LocalFile]] = []
+        appends: dict[tuple[str, ...], tuple[bytes | None, tuple[ChunkRef, ...]]] = {}
 
         def flush_local() -> None:
             refs = write_local_files(writer, [f for _, f in local], progress)
-            ops.extend(PutOp(p, tuple(r), append) for (p, _), r in zip(local, refs, strict=True))
+            ops.extend(PutOp(p, tuple(r)) for (p, _), r in zip(local, refs, strict=True))
             local.clear()
 
         with self.chunks.writer() as writer:
@@ -490,7 +495,7 @@ class PfsService:
                 if not parts:
                     raise InvalidArgument("cannot put a file at /: give a file path")
                 if base is not None:
-                    ops.append(self._append_op(reader, writer, base, parts, source, progress))
+                    self._append(reader, writer, base, parts, source, progress, appends)
                     continue
                 if isinstance(source, LocalFile):
                     local.append((parts, source))
@@ -500,11 +505,12 @@ class PfsService:
                 flush_local()
                 ops.append(PutOp(parts, tuple(source.write_to(writer, progress))))
             flush_local()
+        ops.extend(PutOp(p, chunks, True, expect) for p, (expect, chunks) in appends.items())
         stats = writer.stats()
-        commit = self.modify(repo, ref, ops, description, verify_chunks=writer.reused)
+        commit = self.modify(repo, ref, ops, description)
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
 
-    def _append_op(
+    def _append(
         self,
         reader: TreeReader,
         writer: ChunkWriter,
@@ -512,16 +518,26 @@ class PfsService:
         parts: tuple[str, ...],
         source: Source,
         progress: Progress | None,
-    ) -> PutOp:
-        existing = reader.lookup(base, parts)
-        if isinstance(existing, FileEntry) and existing.size:
+        appends: dict[tuple[str, ...], tuple[bytes | None, tuple[ChunkRef, ...]]],
+    ) -> None:
+        """Add ``source`` to the end of the file at ``parts`` as this upload knows it."""
+        if parts in appends:
+            expect, current = appends[parts]
+            writer.flush()  # its last chunk may still sit in this upload's unsealed pack
+        else:
+            existing = reader.lookup(base, parts)
+            if isinstance(existing, DirEntry):
+                raise PathConflict(f"/{'/'.join(parts)} is a directory; give a file path")
+            expect = existing.hash if existing is not None else None
+            current = reader.chunks(existing) if existing is not None else ()
+        if current:
             # Content-defined cuts restart at every boundary, so chunking the old last chunk
             # plus the new bytes yields exactly the chunks a fresh put of the whole file would.
-            last = reader.chunks(existing)[-1]
-            prefix = b"".join(self.chunks.read_chunks([last]))
-            refs = source.write_to(writer, progress, prefix=prefix)
-            return PutOp(parts, tuple(refs), True, rebased_on=existing.hash)
-        return PutOp(parts, tuple(source.write_to(writer, progress)), True)
+            prefix = b"".join(self.chunks.read_chunks([current[-1]]))
+            added = source.write_to(writer, progress, prefix=prefix)
+            appends[parts] = (expect, current[:-1] + tuple(added))
+        else:
+            appends[parts] = (expect, tuple(source.write_to(writer, progress)))
 
     def delete_files(
         self, repo: str, ref: str, paths: Sequence[str], description: str = ""
@@ -582,12 +598,12 @@ class PfsService:
         ref: str,
         ops: Sequence[Op],
         description: str = "",
-        verify_chunks: Collection[bytes] = (),
     ) -> CommitInfo:
         """Apply ops in one transaction: into the open commit, or as a new finished commit.
 
-        ``verify_chunks`` are chunks the upload reused rather than wrote; they are checked
-        (and touched) inside the transaction, so a commit never names a chunk gc removed.
+        Every chunk the new files name is touched inside the transaction, and the commit fails
+        if one is gone: so a gc can neither have removed one already nor remove one later (it
+        spares what was touched after it started).
         """
         parsed = parse_ref(ref)
         with self.meta.write() as tx:
@@ -598,13 +614,12 @@ class PfsService:
             for op in ops:
                 self._apply(tx, reader, editor, op)
             root, size, files = editor.finish()
-            if verify_chunks:
-                known = tx.touch_chunks(list(verify_chunks))
-                if len(known) < len(verify_chunks):
-                    raise StorageError(
-                        "some chunks vanished before the commit (a gc ran with a grace period "
-                        "shorter than this upload); retry the put"
-                    )
+            named = {d for op in ops if isinstance(op, PutOp) for d, _ in op.chunks}
+            if named and tx.touch_chunks_count(list(named)) < len(named):
+                raise StorageError(
+                    "some chunks of this upload vanished before the commit (a gc ran with a "
+                    "grace period shorter than the upload); retry the put"
+                )
             tx.put_nodes({h: self.codec.pack(raw) for h, raw in editor.new_nodes.items()})
             now = time.time()
             if open_commit is not None:
@@ -633,17 +648,13 @@ class PfsService:
 
     def _apply(self, tx: MetaTx, reader: TreeReader, editor: TreeEditor, op: Op) -> None:
         if isinstance(op, PutOp):
-            chunks = op.chunks
-            existing = editor.get_file(op.parts) if op.append else None
-            if op.rebased_on is not None:
-                if existing is None or existing.hash != op.rebased_on:
+            if op.check:
+                existing = editor.get_file(op.parts)
+                if (existing.hash if existing is not None else None) != op.expect:
                     raise Conflict(
                         f"/{'/'.join(op.parts)} changed while appending to it; retry the append"
                     )
-                chunks = reader.chunks(existing)[:-1] + chunks
-            elif existing is not None:
-                chunks = reader.chunks(existing) + chunks
-            entry, nodes = make_file_entry(chunks)
+            entry, nodes = make_file_entry(op.chunks)
             editor.add_nodes(nodes)
             editor.put(op.parts, entry)
         elif isinstance(op, DeleteOp):
@@ -671,7 +682,9 @@ class PfsService:
     # Maintenance
 
     def fsck(self) -> FsckReport:
-        return maintenance.fsck(self.meta, self.chunks, self.reader())
+        # A reader with its own cache: fsck must see the store, not what this process cached.
+        fresh = TreeReader(self.meta.get_nodes, NodeCache(), self.codec)
+        return maintenance.fsck(self.meta, self.chunks, fresh)
 
     def gc(self, grace: float = maintenance.DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
         return maintenance.gc(self.meta, self.chunks, self.reader(), grace, dry_run)

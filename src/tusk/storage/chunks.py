@@ -143,8 +143,6 @@ class ChunkWriter:
         self._pending: list[Prepared] = []
         self._pending_bytes = 0
         self._seen: set[bytes] = set()
-        # Chunks found already stored; a commit re-checks them (gc may have raced).
-        self.reused: set[bytes] = set()
         self._pack = PackBuilder()
         self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tusk-hash")
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-pack")
@@ -298,7 +296,6 @@ class ChunkWriter:
         if known:
             # Reusing a stored chunk: touch it so gc's grace period protects it.
             self.store.meta.touch_chunks(list(known))
-            self.reused.update(known)
         for p in pending:
             if p.digest in self._seen or p.digest in known:
                 continue

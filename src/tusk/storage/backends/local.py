@@ -43,15 +43,19 @@ class LocalBackend(ObjectBackend):
         tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            for part in parts:
-                view = memoryview(part)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                for part in parts:
+                    view = memoryview(part)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
         if durable:
             _fsync_dir(path.parent)

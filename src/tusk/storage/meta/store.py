@@ -104,12 +104,12 @@ class MetaStore:
 
     # Chunk index operations that stand alone (each its own transaction).
 
-    def touch_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
-        """Mark chunks as in use now (so gc's grace period protects them); return those known."""
+    def touch_chunks(self, hashes: Sequence[bytes]) -> int:
+        """Mark chunks as in use now (so gc's grace period spares them); return how many exist."""
         if not hashes:
-            return set()
+            return 0
         with self.write() as tx:
-            return tx.touch_chunks(hashes)
+            return tx.touch_chunks_count(hashes)
 
     def find_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
         """Which of ``hashes`` the chunk index knows (a read; no lock taken)."""
@@ -394,17 +394,6 @@ class MetaTx:
 
     # Chunks and packs
 
-    def touch_chunks(self, hashes: Sequence[bytes]) -> set[bytes]:
-        now = time.time()
-        found: set[bytes] = set()
-        for batch in _batches(list(hashes)):
-            self.conn.execute(
-                t.chunks.update().where(t.chunks.c.hash.in_(batch)).values(touched_at=now)
-            )
-            rows = self.conn.execute(sa.select(t.chunks.c.hash).where(t.chunks.c.hash.in_(batch)))
-            found.update(bytes(r.hash) for r in rows)
-        return found
-
     def _ph(self, n: int) -> str:
         return ", ".join(["?" if self.is_sqlite else "%s"] * n)
 
@@ -418,6 +407,19 @@ class MetaTx:
             )
             found.update(bytes(r[0]) for r in rows)
         return found
+
+    def touch_chunks_count(self, hashes: Sequence[bytes]) -> int:
+        """Touch distinct ``hashes``; return how many exist."""
+        now = time.time()
+        n = 0
+        for batch in _batches(list(hashes)):
+            res = self.conn.exec_driver_sql(
+                f"UPDATE chunks SET touched_at = {self._ph(1)} "
+                f"WHERE hash IN ({self._ph(len(batch))})",
+                (now, *batch),
+            )
+            n += res.rowcount
+        return n
 
     def add_pack(self, pack: PackRecord, entries: Sequence[tuple[bytes, ChunkLocation]]) -> None:
         self.conn.execute(

@@ -1,0 +1,545 @@
+"""The storage layer: object backend contract, chunks and packs, fsck, gc, migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import blake3
+import pytest
+from alembic.script import ScriptDirectory
+
+import tusk.storage.meta as meta_pkg
+from tusk import Client
+from tusk.config import StoreConfig
+from tusk.errors import CorruptObject, InvalidArgument, StorageError, TuskError
+from tusk.storage.backends import LocalBackend, open_backend
+from tusk.storage.meta.store import SCHEMA_HEAD
+from tusk.storage.packs import read_pack_index
+from tusk.storage.store import Storage
+
+MiB = 1024 * 1024
+
+
+def rand(n: int, seed: bytes = b"seed") -> bytes:
+    return blake3.blake3(seed).digest(length=n)
+
+
+def pack_files(home: Path) -> list[Path]:
+    root = home / "objects" / "packs"
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+
+
+def tmp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+
+
+# LocalBackend contract
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[LocalBackend]:
+    b = LocalBackend(tmp_path / "objects")
+    yield b
+    b.close()
+
+
+def test_backend_put_get_range_exists_delete(backend: LocalBackend) -> None:
+    data = rand(100_000)
+    assert not backend.exists("packs/ab/abc")
+    backend.put("packs/ab/abc", data)
+    assert backend.exists("packs/ab/abc")
+    assert backend.get("packs/ab/abc") == data
+    assert backend.get_range("packs/ab/abc", 0, 10) == data[:10]
+    assert backend.get_range("packs/ab/abc", 12345, 777) == data[12345 : 12345 + 777]
+    assert backend.get_range("packs/ab/abc", len(data) - 5, 5) == data[-5:]
+    backend.put("x", memoryview(b"a memoryview"))
+    assert backend.get("x") == b"a memoryview"
+    backend.put("empty", b"")
+    assert backend.get("empty") == b""
+    # Overwriting replaces the whole object.
+    backend.put("x", b"short")
+    assert backend.get("x") == b"short"
+
+    backend.delete("packs/ab/abc")
+    assert not backend.exists("packs/ab/abc")
+    with pytest.raises(StorageError):
+        backend.get("packs/ab/abc")
+    with pytest.raises(StorageError):
+        backend.get_range("packs/ab/abc", 0, 1)
+    backend.delete("packs/ab/abc")  # deleting a missing key is fine (as in S3)
+    backend.delete("never/was")
+    assert not tmp_files(backend.root)
+
+
+def test_backend_missing_and_short_reads(backend: LocalBackend) -> None:
+    with pytest.raises(StorageError) as exc:
+        backend.get("nope")
+    assert "nope" in str(exc.value)
+    assert isinstance(exc.value, TuskError)
+    with pytest.raises(StorageError):
+        backend.get_range("nope", 0, 1)
+    backend.put("small", b"12345")
+    with pytest.raises(StorageError):
+        backend.get_range("small", 3, 10)  # past the end
+
+
+def test_backend_list(backend: LocalBackend) -> None:
+    backend.put("packs/00/p1", b"1")
+    backend.put("packs/01/p2", b"22")
+    backend.put("other/thing", b"333")
+    # A temp file of an interrupted put is never listed.
+    (backend.root / "packs" / "00" / ".tmp-p3-1-2").write_bytes(b"partial")
+    listed = {o.key: o.size for o in backend.list("packs/")}
+    assert listed == {"packs/00/p1": 1, "packs/01/p2": 2}
+    assert {o.key for o in backend.list()} == {"packs/00/p1", "packs/01/p2", "other/thing"}
+    assert [o.key for o in backend.list("packs/01")] == ["packs/01/p2"]
+    assert list(backend.list("zzz")) == []
+    assert all(o.mtime > 0 for o in backend.list())
+
+
+@pytest.mark.parametrize("key", ["", "a//b", "../escape", "a/../../b", "a/./b", "/abs", "x\0y"])
+def test_backend_rejects_bad_keys(backend: LocalBackend, key: str) -> None:
+    with pytest.raises(InvalidArgument):
+        backend.put(key, b"x")
+    with pytest.raises(InvalidArgument):
+        backend.get(key)
+    assert not (backend.root.parent / "escape").exists()
+
+
+def test_backend_put_is_atomic(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend.put("obj", b"old contents")
+    assert not tmp_files(backend.root)
+
+    real_write = os.write
+    calls = {"n": 0}
+
+    def failing_write(fd: int, data: object) -> int:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, bytes(data)[:1000])  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "write", failing_write)
+    with pytest.raises(OSError):
+        backend.put("obj", rand(50_000))
+    with pytest.raises(OSError):
+        backend.put("new", rand(50_000))
+    monkeypatch.undo()
+
+    # Readers see the old object or nothing, never a partial one.
+    assert backend.get("obj") == b"old contents"
+    assert not backend.exists("new")
+    assert {o.key for o in backend.list()} == {"obj"}
+    # And a failed put leaves no temp file behind.
+    assert tmp_files(backend.root) == []
+
+
+def test_backend_put_parts_and_sync(backend: LocalBackend) -> None:
+    parts = [b"TUSK", memoryview(b"-parts-"), rand(10_000)]
+    backend.put_parts("p/one", parts, durable=False)
+    backend.sync(["p/one"])
+    assert backend.get("p/one") == b"".join(bytes(p) for p in parts)
+    backend.sync([])
+    assert not tmp_files(backend.root)
+
+
+def test_backend_remove_stale_temp(backend: LocalBackend) -> None:
+    backend.put("a/b", b"x")
+    old = backend.root / "a" / ".tmp-b-1-1"
+    old.write_bytes(b"old partial")
+    past = time.time() - 7200
+    os.utime(old, (past, past))
+    fresh = backend.root / "a" / ".tmp-c-1-1"
+    fresh.write_bytes(b"in progress")
+    assert backend.remove_stale_temp(time.time() - 3600) == 1
+    assert not old.exists()
+    assert fresh.exists()
+    assert backend.get("a/b") == b"x"
+
+
+def test_open_backend_urls(tmp_path: Path) -> None:
+    b1 = open_backend(str(tmp_path / "plain"))
+    b2 = open_backend((tmp_path / "url").as_uri())
+    assert isinstance(b1, LocalBackend)
+    assert isinstance(b2, LocalBackend)
+    b2.put("k", b"v")
+    assert (tmp_path / "url" / "k").read_bytes() == b"v"
+    with pytest.raises(InvalidArgument):
+        open_backend("ftp://example.com/x")
+
+
+# Chunk store
+
+
+def test_chunk_store_round_trip(tmp_path: Path) -> None:
+    data = rand(5 * MiB)
+    storage = Storage.open(tmp_path / "home")
+    try:
+        with storage.chunks.writer() as w:
+            refs = w.write_bytes(data)
+        stats = w.stats()
+        assert stats.bytes_in == len(data)
+        assert stats.new_chunks == len(set(refs)) > 5  # content-defined chunks
+        assert sum(n for _, n in refs) == len(data)
+        assert b"".join(storage.chunks.read_chunks(refs)) == data
+        # A second session finds every chunk already stored.
+        with storage.chunks.writer() as w2:
+            refs2 = w2.write_bytes(data)
+        assert refs2 == refs
+        assert w2.stats().new_chunks == 0
+    finally:
+        storage.close()
+
+
+def test_client_round_trip_5mib_file(client: Client, tmp_path: Path) -> None:
+    data = rand(5 * MiB)
+    src = tmp_path / "five.bin"
+    src.write_bytes(data)
+    client.create_repo("r")
+    res = client.put_file("r@master:/five.bin", src)
+    assert (res.bytes, res.files) == (len(data), 1)
+    assert client.get_file("r@master:/five.bin") == data
+    info = client.inspect_file("r@master:/five.bin")
+    assert info.size == len(data)
+    assert info.hash == client.inspect_file("r@master:/five.bin").hash
+    assert info.chunks > 5
+    assert client.fsck().ok
+
+
+def test_dedup_same_file_twice_adds_no_chunks(client: Client, tmp_path: Path) -> None:
+    data = rand(5 * MiB)
+    src = tmp_path / "five.bin"
+    src.write_bytes(data)
+    client.create_repo("r")
+    client.put_file("r@master:/one.bin", src)
+    before = client.stats()
+    res = client.put_file("r@master:/two.bin", src)
+    res3 = client.put_file("r@master:/dir/three.bin", data)  # same bytes, another source type
+    after = client.stats()
+    assert res.new_chunks == 0
+    assert res3.new_chunks == 0
+    assert after["pack_bytes"] == before["pack_bytes"]
+    assert after["chunks"] == before["chunks"]
+    assert client.get_file("r@master:/two.bin") == data
+    assert client.get_file("r@master:/dir/three.bin") == data
+    assert (
+        client.inspect_file("r@master:/one.bin").hash
+        == client.inspect_file("r@master:/two.bin").hash
+        == client.inspect_file("r@master:/dir/three.bin").hash
+    )
+    # Also in another repo.
+    client.create_repo("other")
+    assert client.put_file("other@master:/x.bin", data).new_chunks == 0
+    assert client.stats()["pack_bytes"] == before["pack_bytes"]
+
+
+def test_edit_in_the_middle_stores_few_chunks(client: Client) -> None:
+    data = bytearray(rand(8 * MiB))
+    client.create_repo("r")
+    client.put_file("r@master:/big.bin", bytes(data))
+    before = client.stats()
+    data[4 * MiB : 4 * MiB + 100] = b"E" * 100
+    res = client.put_file("r@master:/big.bin", bytes(data))
+    after = client.stats()
+    assert after["pack_bytes"] - before["pack_bytes"] < 1 * MiB
+    assert 1 <= res.new_chunks <= 4
+    assert client.get_file("r@master:/big.bin") == bytes(data)
+    assert client.get_file("r@master^:/big.bin") == rand(8 * MiB)
+    # An insertion shifts the bytes after it; content-defined chunking resynchronises.
+    data[2 * MiB : 2 * MiB] = b"inserted!" * 10
+    before = client.stats()
+    res = client.put_file("r@master:/big.bin", bytes(data))
+    assert client.stats()["pack_bytes"] - before["pack_bytes"] < 1 * MiB
+    assert res.new_chunks <= 4
+    assert client.get_file("r@master:/big.bin") == bytes(data)
+
+
+def test_many_tiny_files_make_few_packs(client: Client) -> None:
+    n = 20_000
+    client.create_repo("r")
+    started = time.monotonic()
+    res = client.put_files("r@master:/", ((f"/t/{i % 100}/f{i}", b"tiny %d" % i) for i in range(n)))
+    elapsed = time.monotonic() - started
+    assert res.files == n
+    assert elapsed < 60
+    stats = client.stats()
+    assert stats["packs"] < 20
+    assert len(pack_files(client.home)) < 20
+    assert stats["chunks"] == n
+    assert client.get_file("r@master:/t/7/f12307") == b"tiny 12307"
+    assert client.inspect_commit("r@master").files == n
+
+
+def test_many_tiny_local_files_make_few_packs(client: Client, tmp_path: Path) -> None:
+    n = 2_000
+    src = tmp_path / "src"
+    for i in range(n):
+        d = src / f"d{i % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}.txt").write_bytes(b"local %d" % i)
+    client.create_repo("r")
+    res = client.put_dir("r@master:/in", src)
+    assert res.files == n
+    assert len(pack_files(client.home)) < 5
+    assert client.get_file("r@master:/in/d3/f1233.txt") == b"local 1233"
+    assert client.inspect_commit("r@master").files == n
+
+
+# fsck
+
+
+def _setup_data(client: Client) -> bytes:
+    data = rand(300_000)
+    client.create_repo("r")
+    client.put_file("r@master:/a.bin", data)
+    client.put_file("r@master:/b.txt", b"hello")
+    assert client.fsck().ok
+    return data
+
+
+def _only_pack(client: Client) -> tuple[Path, str]:
+    packs = pack_files(client.home)
+    biggest = max(packs, key=lambda p: p.stat().st_size)
+    return biggest, biggest.name
+
+
+def _flip(path: Path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_fsck_detects_a_damaged_pack_footer(client: Client) -> None:
+    _setup_data(client)
+    pack, pack_id = _only_pack(client)
+    size = pack.stat().st_size
+    _flip(pack, size - 32 - 3)  # inside the footer, just before the 32-byte trailer
+    report = client.fsck()
+    assert not report.ok
+    assert any(pack_id in p and "footer" in p for p in report.problems), report.problems
+
+
+def test_fsck_detects_a_damaged_pack_trailer(client: Client) -> None:
+    _setup_data(client)
+    pack, pack_id = _only_pack(client)
+    _flip(pack, pack.stat().st_size - 1)
+    report = client.fsck()
+    assert not report.ok
+    assert any(pack_id in p and "trailer" in p for p in report.problems), report.problems
+
+
+def test_fsck_and_reads_detect_a_damaged_chunk(client: Client) -> None:
+    _setup_data(client)
+    pack, pack_id = _only_pack(client)
+    entries = read_pack_index(pack.read_bytes())
+    target = entries[len(entries) // 2]
+    _flip(pack, target.offset + target.length // 2)
+    report = client.fsck()
+    assert not report.ok
+    assert any(pack_id in p and target.hash.hex() in p for p in report.problems), report.problems
+    with Client(client.home) as fresh, pytest.raises(CorruptObject):
+        fresh.get_file("r@master:/a.bin")
+
+
+def test_fsck_detects_a_truncated_pack(client: Client) -> None:
+    _setup_data(client)
+    pack, pack_id = _only_pack(client)
+    raw = pack.read_bytes()
+    pack.write_bytes(raw[: len(raw) // 2])
+    report = client.fsck()
+    assert not report.ok
+    assert any(pack_id in p for p in report.problems), report.problems
+
+
+def test_fsck_reports_a_deleted_pack(client: Client) -> None:
+    _setup_data(client)
+    pack, pack_id = _only_pack(client)
+    pack.unlink()
+    report = client.fsck()
+    assert not report.ok
+    assert any(pack_id in p and "missing" in p for p in report.problems), report.problems
+    with Client(client.home) as fresh, pytest.raises(StorageError):
+        fresh.get_file("r@master:/a.bin")
+    assert client.get_file("r@master:/b.txt") == b"hello"  # other packs still read
+
+
+def test_fsck_detects_a_corrupt_tree_node(client: Client) -> None:
+    _setup_data(client)
+    db = sqlite3.connect(client.home / "tusk.db")
+    try:
+        h, data = db.execute("SELECT hash, data FROM nodes LIMIT 1").fetchone()
+        import zstandard
+
+        raw = zstandard.ZstdDecompressor().decompress(data)
+        bad = zstandard.ZstdCompressor().compress(raw.replace(b'"', b"'", 1))
+        db.execute("UPDATE nodes SET data = ? WHERE hash = ?", (bad, h))
+        db.commit()
+    finally:
+        db.close()
+    report = client.fsck()
+    assert not report.ok
+    assert any(bytes(h).hex() in p for p in report.problems), report.problems
+
+
+def test_fsck_detects_a_missing_tree_node_in_a_running_client(client: Client) -> None:
+    """fsck must check the store, not what this process happens to have cached."""
+    client.create_repo("r")
+    client.put_files("r@master:/", [("/a/b/c", b"c" * 10), ("/a/d", b"d")])
+    assert client.get_file("r@master:/a/b/c") == b"c" * 10  # reads (and caches) every node
+    db = sqlite3.connect(client.home / "tusk.db")
+    try:
+        root = db.execute("SELECT tree FROM commits").fetchone()[0]
+        victim = db.execute("SELECT hash FROM nodes WHERE hash != ? LIMIT 1", (root,)).fetchone()
+        db.execute("DELETE FROM nodes WHERE hash = ?", victim)
+        db.commit()
+    finally:
+        db.close()
+    with Client(client.home) as fresh:
+        assert not fresh.fsck().ok  # a fresh process sees it
+    report = client.fsck()
+    assert not report.ok
+    assert any(bytes(victim[0]).hex() in p for p in report.problems), report.problems
+
+
+def test_fsck_notes_orphans_but_stays_ok(client: Client) -> None:
+    _setup_data(client)
+    LocalBackend(client.home / "objects").put("packs/ff/" + "f" * 32, b"orphan bytes")
+    report = client.fsck()
+    assert report.ok, report.problems
+    assert any("not indexed" in n for n in report.notes)
+    assert report.counts["packs"] >= 1
+    assert report.counts["chunks_checked"] >= 2
+
+
+# gc
+
+
+def test_gc_removes_a_deleted_repos_data(client: Client) -> None:
+    _setup_data(client)
+    client.put_file("r@dev:/c.bin", rand(200_000, b"c"))
+    assert client.stats()["packs"] > 0
+    client.delete_repo("r")
+    report = client.gc(grace=0)
+    assert report.packs_deleted >= 1
+    assert report.chunks_deleted >= 3
+    assert report.bytes_freed > 500_000
+    stats = client.stats()
+    assert (stats["packs"], stats["chunks"], stats["nodes"], stats["pack_bytes"]) == (0, 0, 0, 0)
+    assert pack_files(client.home) == []
+    assert client.fsck().ok
+    assert client.fsck().notes == []
+
+
+def test_gc_keeps_live_data(client: Client) -> None:
+    keep = rand(400_000, b"keep")
+    old = rand(100_000, b"old")
+    client.create_repo("keep")
+    client.put_file("keep@master:/old.bin", old)
+    client.put_file("keep@master:/old.bin", keep)  # the old version lives in history only
+    client.put_file("keep@staged:/s.bin", b"base")
+    client.start_commit("keep@staged")
+    client.put_file("keep@staged:/open.bin", rand(70_000, b"open"))  # only in an open commit
+    client.create_repo("drop")
+    client.put_file("drop@master:/gone.bin", rand(300_000, b"gone"))
+    client.copy_file("drop@master:/gone.bin", "keep@master:/shared.bin")
+    client.put_file("drop@master:/only.bin", rand(300_000, b"only"))
+    before = client.stats()
+    client.delete_repo("drop")
+
+    report = client.gc(grace=0)
+    assert report.chunks_deleted >= 1
+    after = client.stats()
+    assert after["pack_bytes"] < before["pack_bytes"]
+    assert client.get_file("keep@master:/old.bin") == keep
+    assert client.get_file("keep@master~2:/old.bin") == old
+    assert client.get_file("keep@master:/shared.bin") == rand(300_000, b"gone")
+    open_id = client.inspect_commit("keep@staged").id
+    assert client.get_file(f"keep@{open_id}:/open.bin") == rand(70_000, b"open")
+    report = client.fsck()
+    assert report.ok, report.problems
+    assert report.notes == []
+    # Nothing left to collect.
+    again = client.gc(grace=0)
+    assert (again.chunks_deleted, again.nodes_deleted, again.packs_deleted) == (0, 0, 0)
+
+
+def test_gc_after_deleting_a_commit(client: Client) -> None:
+    client.create_repo("r")
+    client.put_file("r@master:/a", b"a" * 1000)
+    client.put_file("r@master:/b", rand(100_000))
+    client.delete_commit("r@master")
+    report = client.gc(grace=0)
+    assert report.chunks_deleted >= 1
+    assert report.nodes_deleted >= 1
+    assert client.get_file("r@master:/a") == b"a" * 1000
+    assert client.list_commits("r@master")[0].files == 1
+    assert client.fsck().ok
+
+
+def test_gc_default_grace_deletes_nothing_new(client: Client) -> None:
+    _setup_data(client)
+    client.put_file("r@master:/a.bin", b"replaced")
+    client.delete_repo("r")
+    stats = client.stats()
+    files = pack_files(client.home)
+    report = client.gc()
+    assert (report.nodes_deleted, report.chunks_deleted, report.packs_deleted) == (0, 0, 0)
+    assert report.bytes_freed == 0
+    assert client.stats() == stats
+    assert pack_files(client.home) == files
+    # A dry run with no grace reports what would go, and deletes nothing either.
+    dry = client.gc(grace=0, dry_run=True)
+    assert dry.dry_run
+    assert dry.chunks_deleted >= 2
+    assert dry.nodes_deleted >= 1
+    assert client.stats() == stats
+    assert pack_files(client.home) == files
+
+
+def test_gc_removes_stale_temp_files(client: Client) -> None:
+    _setup_data(client)
+    tmp = client.home / "objects" / "packs" / ".tmp-leftover-1-1"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(b"partial")
+    assert client.gc().temp_files_deleted == 0
+    assert tmp.exists()
+    assert client.gc(grace=0).temp_files_deleted == 1
+    assert not tmp.exists()
+
+
+def test_sync_none_config_round_trips(home: Path) -> None:
+    with Client(home, config=StoreConfig(sync="none")) as c:
+        c.create_repo("r")
+        c.put_file("r@master:/x", rand(2 * MiB))
+        assert c.get_file("r@master:/x") == rand(2 * MiB)
+        assert c.fsck().ok
+
+
+# Metadata schema
+
+
+def test_alembic_head_matches_schema_head() -> None:
+    migrations = Path(meta_pkg.__file__).parent / "migrations"
+    script = ScriptDirectory(str(migrations))
+    assert script.get_current_head() == SCHEMA_HEAD
+    assert len(script.get_heads()) == 1
+
+
+def test_new_home_is_stamped_and_reopens(home: Path) -> None:
+    with Client(home) as c:
+        c.create_repo("r")
+        c.put_file("r@master:/x", b"x")
+    db = sqlite3.connect(home / "tusk.db")
+    try:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_HEAD,)]
+    finally:
+        db.close()
+    with Client(home) as c:
+        assert c.get_file("r@master:/x") == b"x"
+        assert [r.name for r in c.list_repos()] == ["r"]
