@@ -44,7 +44,7 @@ from tusk.pfs.models import (
 )
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address, Ref, parse_ref
-from tusk.pfs.sources import LocalFile, Source, write_local_files
+from tusk.pfs.sources import Source
 from tusk.pfs.tree import (
     EMPTY_TREE,
     DirEntry,
@@ -481,14 +481,7 @@ class PfsService:
         base = self._check_writable(repo, ref) if append else None
         reader = self.reader()
         ops: list[Op] = []
-        local: list[tuple[tuple[str, ...], LocalFile]] = []
         appends: dict[tuple[str, ...], tuple[bytes | None, tuple[ChunkRef, ...]]] = {}
-
-        def flush_local() -> None:
-            refs = write_local_files(writer, [f for _, f in local], progress)
-            ops.extend(PutOp(p, tuple(r)) for (p, _), r in zip(local, refs, strict=True))
-            local.clear()
-
         with self.chunks.writer() as writer:
             for path, source in items:
                 parts = split_path(path)
@@ -497,14 +490,7 @@ class PfsService:
                 if base is not None:
                     self._append(reader, writer, base, parts, source, progress, appends)
                     continue
-                if isinstance(source, LocalFile):
-                    local.append((parts, source))
-                    if len(local) >= 4096:
-                        flush_local()
-                    continue
-                flush_local()
                 ops.append(PutOp(parts, tuple(source.write_to(writer, progress))))
-            flush_local()
         ops.extend(PutOp(p, chunks, True, expect) for p, (expect, chunks) in appends.items())
         stats = writer.stats()
         commit = self.modify(repo, ref, ops, description)

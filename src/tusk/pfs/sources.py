@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +54,6 @@ class LocalFile:
                 with open(self.path, "rb") as f:
                     return writer.write_stream(_Chain(prefix, f), progress)
             return writer.write_file(self.path, progress)
-
-
-def write_local_files(
-    writer: ChunkWriter, files: Sequence[LocalFile], progress: Progress | None
-) -> list[list[ChunkRef]]:
-    """Many local files in one go (small files are read and hashed in parallel)."""
-    with _local_errors("a local file"):
-        return writer.write_files([f.path for f in files], progress)
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,9 @@ class ChunkWriter:
 
     Large files run as a pipeline: the chunker (main thread) hands 8 MiB batches to two
     worker threads that hash and compress them (BLAKE3, zstd and the chunker all release the
-    GIL), and sealed packs are written and fsynced by an I/O thread.
+    GIL), and sealed packs are written by an I/O thread. Small files stay on the calling
+    thread: their work is mostly Python, and handing it to threads only adds GIL contention
+    (measured: twice as slow for 20,000 files of 4 KiB).
     """
 
     def __init__(self, store: ChunkStore) -> None:
@@ -175,50 +177,16 @@ class ChunkWriter:
             return self._accept([self._prepare(head)] if head else [], progress)
         return self._pipeline((c.data for c in self._cdc.cut_file(os.fspath(path))), progress)
 
-    def write_files(
-        self, paths: Sequence[str | os.PathLike[str]], progress: Progress | None = None
-    ) -> list[list[ChunkRef]]:
-        """Many files at once: small ones are read and hashed on the worker threads."""
-        out: list[list[ChunkRef]] = []
-        queue: deque[Future[list[Prepared | str | os.PathLike[str] | None]]] = deque()
-
-        def drain() -> None:
-            for item in queue.popleft().result():
-                if isinstance(item, Prepared):
-                    out.append(self._accept([item], progress))
-                elif item is None:
-                    out.append([])
-                else:
-                    out.append(self.write_file(item, progress))
-
-        for start in range(0, len(paths), 256):
-            queue.append(self._workers.submit(self._prepare_files, paths[start : start + 256]))
-            while len(queue) > 2:
-                drain()
-        while queue:
-            drain()
-        return out
-
-    def _prepare_files(
-        self, paths: Sequence[str | os.PathLike[str]]
-    ) -> list[Prepared | str | os.PathLike[str] | None]:
-        """Per path: the prepared chunk of a small file, None for an empty one, or the path
-        itself for a large file (which goes through the pipeline on the caller's thread)."""
-        out: list[Prepared | str | os.PathLike[str] | None] = []
-        for path in paths:
-            head = self._read_small(path)
-            if head is None:
-                out.append(path)
-            else:
-                out.append(self._prepare(head) if head else None)
-        return out
-
     def _read_small(self, path: str | os.PathLike[str]) -> bytes | None:
         """The whole file if it fits in one chunk, else None."""
         limit = self.store.config.chunk_min
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-        return data if len(data) <= limit else None
+        # os.open/os.read: a buffered file object costs more than the read on small files.
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+        return None if len(data) > limit else data
 
     def write_stream(self, stream: Readable, progress: Progress | None = None) -> list[ChunkRef]:
         # cut_stream reuses its buffer, so each chunk is copied before the next is cut.
@@ -263,7 +231,7 @@ class ChunkWriter:
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
             ctx = (
-                zstandard.ZstdCompressor(level=1),
+                zstandard.ZstdCompressor(level=-5),  # a fast probe: does this data compress?
                 zstandard.ZstdCompressor(level=cfg.compress_level),
             )
             self._local.ctx = ctx
