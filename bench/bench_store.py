@@ -320,10 +320,10 @@ def find_tusk(explicit: str | None) -> Path | None:
 class TuskCli:
     """The ``tusk`` command with its own ``TUSK_HOME``."""
 
-    def __init__(self, exe: Path, home: Path) -> None:
+    def __init__(self, exe: Path, home: Path, sync: str = "full") -> None:
         self.exe = exe
         self.home = home
-        self.env = {**os.environ, "TUSK_HOME": str(home)}
+        self.env = {**os.environ, "TUSK_HOME": str(home), "TUSK_SYNC": sync}
 
     def __call__(self, *args: str | Path) -> Run:
         return run([self.exe, *args], env=self.env)
@@ -562,6 +562,7 @@ class Options:
     dvc_venv: Path
     skip_tusk: bool
     skip_dvc: bool
+    tusk_sync: str = "full"
 
 
 class Bench:
@@ -575,8 +576,8 @@ class Bench:
         self.tusk_d1: TuskCli | None = None
         self.tusk_d2: TuskCli | None = None
         if opts.tusk_exe is not None and not opts.skip_tusk:
-            self.tusk_d1 = TuskCli(opts.tusk_exe, self.layout.tusk_home_d1)
-            self.tusk_d2 = TuskCli(opts.tusk_exe, self.layout.tusk_home_d2)
+            self.tusk_d1 = TuskCli(opts.tusk_exe, self.layout.tusk_home_d1, opts.tusk_sync)
+            self.tusk_d2 = TuskCli(opts.tusk_exe, self.layout.tusk_home_d2, opts.tusk_sync)
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -802,7 +803,7 @@ def render(report: Report, targets: list[Target]) -> str:
         "Tusk vs DVC storage benchmark",
         f"  scale {cfg['scale']}  generator {cfg.get('generator')}"
         f"  tusk {cfg.get('tusk_version', '-')}  dvc {cfg.get('dvc_version', '-')}"
-        f"  python {cfg['python']}  cpus {cfg['cpus']}",
+        f"  python {cfg['python']}  cpus {cfg['cpus']}  TUSK_SYNC={cfg.get('tusk_sync')}",
         "",
     ]
     header = ("metric", "tusk", "dvc", "tusk/dvc")
@@ -887,6 +888,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dvc-venv", type=Path, default=DEFAULT_DVC_VENV, help="venv for dvc")
     parser.add_argument("--skip-tusk", action="store_true", help="run only the DVC half")
     parser.add_argument("--skip-dvc", action="store_true", help="run only the Tusk half")
+    parser.add_argument(
+        "--tusk-sync",
+        choices=["full", "none"],
+        default="full",
+        help="TUSK_SYNC for Tusk: full (default: packs flushed to disk before they are "
+        "indexed) or none (the OS flushes later, as DVC does)",
+    )
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error("--scale must be positive")
@@ -914,13 +922,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeat": args.repeat,
             "workdir": str(root),
             "tusk_exe": str(tusk_exe) if tusk_exe else None,
+            "tusk_sync": args.tusk_sync,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
         }
     )
     opts = Options(
-        sizes, Layout(root), args.repeat, tusk_exe, args.dvc_venv, args.skip_tusk, args.skip_dvc
+        sizes,
+        Layout(root),
+        args.repeat,
+        tusk_exe,
+        args.dvc_venv,
+        args.skip_tusk,
+        args.skip_dvc,
+        args.tusk_sync,
     )
     try:
         Bench(opts, report).run()

@@ -424,7 +424,7 @@ class _ChunkStream(io.RawIOBase):
         return n
 
 
-def _walk_local(root: Path) -> Iterator[tuple[str, Path]]:
+def _walk_local(root: Path) -> Iterator[tuple[str, str]]:
     """(relative posix path, full path) for every regular file below ``root``, sorted."""
     stack = [("", str(root))]
     while stack:
@@ -437,7 +437,7 @@ def _walk_local(root: Path) -> Iterator[tuple[str, Path]]:
             if e.is_dir(follow_symlinks=False):
                 subdirs.append((name, e.path))
             elif e.is_file():
-                yield name, Path(e.path)
+                yield name, e.path
         stack.extend(reversed(subdirs))
 
 
