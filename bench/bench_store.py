@@ -261,6 +261,26 @@ def settle() -> None:
     os.sync()
 
 
+def disk_write_rate(directory: Path, size: int) -> float:
+    """MB/s of writing ``size`` bytes sequentially and fdatasync-ing them: the disk's ceiling
+    for any tool that makes its data durable, measured in the same run for context."""
+    block = os.urandom(16 * MiB)
+    path = directory / "disk-baseline.bin"
+    settle()
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        written = 0
+        while written < size:
+            written += os.write(fd, block[: min(len(block), size - written)])
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return size / seconds / MB
+
+
 def tree_bytes(root: Path) -> int:
     """Apparent size of all regular files under ``root`` (hard links once)."""
     total = 0
@@ -760,6 +780,9 @@ class Bench:
 
     def run(self) -> None:
         self.prepare()
+        size = max(self.sizes.d2_size, 16 * MiB)
+        self.log("disk baseline: sequential write + fdatasync")
+        self.report.config["disk_write_MBps"] = round(disk_write_rate(self.layout.root, size), 1)
         self.startup()
         repo = self.d1_ingest()
         self.d1_unchanged(repo)
@@ -804,6 +827,8 @@ def render(report: Report, targets: list[Target]) -> str:
         f"  scale {cfg['scale']}  generator {cfg.get('generator')}"
         f"  tusk {cfg.get('tusk_version', '-')}  dvc {cfg.get('dvc_version', '-')}"
         f"  python {cfg['python']}  cpus {cfg['cpus']}  TUSK_SYNC={cfg.get('tusk_sync')}",
+        f"  disk: sequential write + fdatasync {cfg.get('disk_write_MBps', '-')} MB/s"
+        " (the ceiling for durable ingest on this machine)",
         "",
     ]
     header = ("metric", "tusk", "dvc", "tusk/dvc")

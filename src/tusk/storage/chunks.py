@@ -289,7 +289,9 @@ class ChunkWriter:
     def _store_pack(self, pack: PackBuilder) -> None:
         pack_id = uuid.uuid4().hex
         parts = pack.seal()
-        self.store.backend.put_parts(pack_key(pack_id), parts, durable=False)
+        self.store.backend.put_parts(
+            pack_key(pack_id), parts, durable=False, sync_soon=self.store.config.sync == "full"
+        )
         self._unsynced.append(pack_id)
         self._unsynced_packs.append(pack)
         self._unsynced_bytes += pack.size

@@ -23,11 +23,16 @@ class ObjectBackend(abc.ABC):
     def put(self, key: str, data: bytes | memoryview) -> None: ...
 
     def put_parts(
-        self, key: str, parts: Sequence[bytes | memoryview], durable: bool = True
+        self,
+        key: str,
+        parts: Sequence[bytes | memoryview],
+        durable: bool = True,
+        sync_soon: bool = False,
     ) -> None:
         """Store the concatenation of ``parts`` (backends may avoid joining them).
 
-        With ``durable=False`` the object may live only in an OS cache until :meth:`sync`.
+        With ``durable=False`` the object may live only in an OS cache until :meth:`sync`;
+        ``sync_soon`` says that :meth:`sync` will follow, so writing it out early pays.
         """
         self.put(key, b"".join(parts))
 
