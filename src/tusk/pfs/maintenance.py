@@ -194,12 +194,15 @@ def gc(
         backend.delete(pack_key(p.id))
         packs_deleted += 1
         bytes_freed += p.size
-    with meta.read() as tx:
+    # Unindexed packs are swept under the write lock: a commit indexing a pack either did so
+    # before (the pack is known here and kept) or does so after, and then finds its pack
+    # gone and fails instead of committing (see PfsService.modify).
+    with meta.write() as tx:
         known = {p.id for p in tx.list_packs()}
-    for obj in _stale_objects(backend.list("packs/"), known, cutoff):
-        backend.delete(obj[0])
-        packs_deleted += 1
-        bytes_freed += obj[1]
+        for obj in _stale_objects(backend.list("packs/"), known, cutoff):
+            backend.delete(obj[0])
+            packs_deleted += 1
+            bytes_freed += obj[1]
     temp_deleted = backend.remove_stale_temp(cutoff)
     return GcReport(nodes_deleted, chunks_deleted, packs_deleted, bytes_freed, temp_deleted)
 

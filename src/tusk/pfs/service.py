@@ -58,9 +58,10 @@ from tusk.pfs.tree import (
     diff_trees,
     make_file_entry,
 )
-from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress
+from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
+from tusk.storage.packs import pack_key
 from tusk.storage.store import Storage
 
 
@@ -478,7 +479,9 @@ class PfsService:
         progress: Progress | None = None,
     ) -> PutResult:
         """Store every (path, source) and apply them as one change to the branch or open commit."""
-        base = self._check_writable(repo, ref) if append else None
+        # Fail before uploading anything if the target cannot be written.
+        start_tree = self._check_writable(repo, ref)
+        base = start_tree if append else None
         reader = self.reader()
         ops: list[Op] = []
         appends: dict[tuple[str, ...], tuple[bytes | None, tuple[ChunkRef, ...]]] = {}
@@ -491,9 +494,10 @@ class PfsService:
                     self._append(reader, writer, base, parts, source, progress, appends)
                     continue
                 ops.append(PutOp(parts, tuple(source.write_to(writer, progress))))
+            index = writer.flush_unindexed()
         ops.extend(PutOp(p, chunks, True, expect) for p, (expect, chunks) in appends.items())
         stats = writer.stats()
-        commit = self.modify(repo, ref, ops, description)
+        commit = self.modify(repo, ref, ops, description, index)
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
 
     def _append(
@@ -584,12 +588,15 @@ class PfsService:
         ref: str,
         ops: Sequence[Op],
         description: str = "",
+        index: Sequence[IndexEntry] = (),
     ) -> CommitInfo:
         """Apply ops in one transaction: into the open commit, or as a new finished commit.
 
-        Every chunk the new files name is touched inside the transaction, and the commit fails
-        if one is gone: so a gc can neither have removed one already nor remove one later (it
-        spares what was touched after it started).
+        ``index`` holds the chunk index rows of packs this upload wrote (already durable);
+        they are inserted here, with the tree that names them. Every other chunk the new
+        files name is touched inside the transaction, and the commit fails if one is gone:
+        so a gc can neither have removed one already nor remove one later (it spares what
+        was touched after it started).
         """
         parsed = parse_ref(ref)
         with self.meta.write() as tx:
@@ -600,7 +607,16 @@ class PfsService:
             for op in ops:
                 self._apply(tx, reader, editor, op)
             root, size, files = editor.finish()
-            named = {d for op in ops if isinstance(op, PutOp) for d, _ in op.chunks}
+            fresh: set[bytes] = set()
+            for pack, entries in index:
+                if not self.storage.backend.exists(pack_key(pack.id)):
+                    raise StorageError(
+                        f"pack {pack.id} of this upload vanished before the commit (a gc ran "
+                        "with a grace period shorter than the upload); retry the put"
+                    )
+                tx.add_pack(pack, entries)
+                fresh.update(d for d, _ in entries)
+            named = {d for op in ops if isinstance(op, PutOp) for d, _ in op.chunks} - fresh
             if named and tx.touch_chunks_count(list(named)) < len(named):
                 raise StorageError(
                     "some chunks of this upload vanished before the commit (a gc ran with a "

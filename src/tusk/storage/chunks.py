@@ -34,6 +34,9 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+# One pack's index rows: the pack, and (digest, location) for each chunk in it.
+IndexEntry = tuple[PackRecord, list[tuple[bytes, ChunkLocation]]]
+
 # A chunk reference as stored in file entries: (blake3 digest, raw length).
 ChunkRef = tuple[bytes, int]
 Progress = Callable[[int], None]
@@ -296,35 +299,55 @@ class ChunkWriter:
         self._unsynced_packs.append(pack)
         self._unsynced_bytes += pack.size
 
-    def _checkpoint(self) -> None:
-        """Make the packs written so far durable, then index them: data first, index after."""
+    def _checkpoint(self, index: bool = True) -> list[IndexEntry]:
+        """Make the packs written so far durable, then index them: data first, index after.
+
+        With ``index=False`` the index rows are returned instead, for the caller to insert in
+        its own transaction (a commit inserts them with the tree that names them).
+        """
         while self._inflight:
             self._inflight.pop(0).result()
         if not self._unsynced:
-            return
+            return []
         ids, packs = self._unsynced, self._unsynced_packs
         self._unsynced, self._unsynced_packs, self._unsynced_bytes = [], [], 0
         if self.store.config.sync == "full":
             self.store.backend.sync([pack_key(i) for i in ids])
         now = time.time()
-        self.store.meta.add_packs(
-            [
-                (
-                    PackRecord(pack_id, pack.size, len(pack), now),
-                    [
-                        (e.hash, ChunkLocation(pack_id, e.offset, e.length, e.raw_length, e.codec))
-                        for e in pack.entries
-                    ],
-                )
-                for pack_id, pack in zip(ids, packs, strict=True)
-            ]
-        )
+        rows = [
+            (
+                PackRecord(pack_id, pack.size, len(pack), now),
+                [
+                    (e.hash, ChunkLocation(pack_id, e.offset, e.length, e.raw_length, e.codec))
+                    for e in pack.entries
+                ],
+            )
+            for pack_id, pack in zip(ids, packs, strict=True)
+        ]
+        if not index:
+            return rows
+        with self.store.meta.write() as tx:
+            for pack, entries in rows:
+                # Checked under the write lock that gc's sweep of unindexed packs also takes.
+                if not self.store.backend.exists(pack_key(pack.id)):
+                    raise StorageError(
+                        f"pack {pack.id} vanished before it was indexed (a gc ran with a grace "
+                        "period shorter than this upload); retry"
+                    )
+                tx.add_pack(pack, entries)
+        return []
 
     def flush(self) -> None:
         """Make every chunk written so far durable and indexed."""
         self._flush_pending()
         self._seal()
         self._checkpoint()
+
+    def flush_unindexed(self) -> list[IndexEntry]:
+        """Make every chunk durable and return the index rows still to insert."""
+        self._flush_pending()
+        self._seal()
+        return self._checkpoint(index=False)
 
     def close(self) -> None:
         try:

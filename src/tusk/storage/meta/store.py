@@ -15,7 +15,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
@@ -118,17 +117,6 @@ class MetaStore:
         with self.read() as tx:
             return tx.find_chunks(hashes)
 
-    def add_pack(self, pack: PackRecord, entries: Sequence[tuple[bytes, ChunkLocation]]) -> None:
-        with self.write() as tx:
-            tx.add_pack(pack, entries)
-
-    def add_packs(
-        self, packs: Sequence[tuple[PackRecord, Sequence[tuple[bytes, ChunkLocation]]]]
-    ) -> None:
-        with self.write() as tx:
-            for pack, entries in packs:
-                tx.add_pack(pack, entries)
-
     def locate_chunks(self, hashes: Sequence[bytes]) -> dict[bytes, ChunkLocation]:
         with self.read() as tx:
             return tx.locate_chunks(hashes)
@@ -180,7 +168,11 @@ class MetaTx:
         self.is_sqlite = is_sqlite
 
     def _insert(self, table: sa.Table) -> Any:
-        return (sqlite_dialect.insert if self.is_sqlite else pg_dialect.insert)(table)
+        if self.is_sqlite:
+            return sqlite_dialect.insert(table)
+        from sqlalchemy.dialects import postgresql  # imported only when used: ~75 ms
+
+        return postgresql.insert(table)
 
     # Repos
 
