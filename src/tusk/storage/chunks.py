@@ -41,8 +41,12 @@ IndexEntry = tuple[PackRecord, list[tuple[bytes, ChunkLocation]]]
 ChunkRef = tuple[bytes, int]
 Progress = Callable[[int], None]
 
+# Hashing work is handed to the workers in batches of this size...
 _BATCH_BYTES = 8 * 1024 * 1024
 _BATCH_CHUNKS = 2048
+# ...and new chunks are looked up in the index in larger ones (one query each).
+_DEDUP_BYTES = 64 * 1024 * 1024
+_DEDUP_CHUNKS = 4096
 _READ_COALESCE = 16 * 1024 * 1024
 # Packs are synced and indexed in groups of about this many bytes (see _checkpoint).
 _CHECKPOINT_BYTES = 1024 * 1024 * 1024
@@ -256,7 +260,7 @@ class ChunkWriter:
             refs.append((p.digest, p.raw_length))
             if progress is not None:
                 progress(p.raw_length)
-        if self._pending_bytes >= _BATCH_BYTES or len(self._pending) >= _BATCH_CHUNKS:
+        if self._pending_bytes >= _DEDUP_BYTES or len(self._pending) >= _DEDUP_CHUNKS:
             self._flush_pending()
         return refs
 
