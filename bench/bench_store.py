@@ -281,6 +281,33 @@ def disk_write_rate(directory: Path, size: int) -> float:
     return size / seconds / MB
 
 
+_SDK_PUT = """
+import json, sys, time
+from tusk import Client
+home, path = sys.argv[1], sys.argv[2]
+with Client(home) as c:
+    c.create_repo("d2")
+    start = time.perf_counter()
+    c.put_file("d2@master:/big.bin", path)
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def sdk_put_seconds(home: Path, path: Path, sync: str) -> float:
+    """Seconds of one in-process ``Client.put_file`` (Python start-up and imports excluded)."""
+    env = {**os.environ, "TUSK_SYNC": sync}
+    out = subprocess.run(
+        [sys.executable, "-c", _SDK_PUT, str(home), str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BenchError(f"in-process put failed: {out.stderr.strip()[-500:]}")
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+
+
 def tree_bytes(root: Path) -> int:
     """Apparent size of all regular files under ``root`` (hard links once)."""
     total = 0
@@ -741,6 +768,15 @@ class Bench:
             d3_rate.tusk = d3_size / d3.tusk / MB
             d3_bytes.tusk = (tree_bytes(cli.home) - before) / MiB
             self.report.details["tusk_home_d2_bytes"] = tree_bytes(cli.home)
+            for sync in ("full", "none"):
+                row = self.report.row(
+                    f"d2_rate_sdk_{sync}", f"D2 ingest, SDK in-process, TUSK_SYNC={sync}", "MB/s"
+                )
+                home = self.layout.root / f"tusk-home-sdk-{sync}"
+                self.log(f"D2: in-process put, TUSK_SYNC={sync}")
+                settle()
+                row.tusk = size / sdk_put_seconds(home, self.layout.d2, sync) / MB
+                shutil.rmtree(home, ignore_errors=True)
         if self.dvc is not None:
             repo = self.dvc_repo(self.layout.dvc_d2)
             big = repo.root / "big.bin"
