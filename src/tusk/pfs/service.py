@@ -61,7 +61,6 @@ from tusk.pfs.tree import (
 from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
-from tusk.storage.packs import pack_key
 from tusk.storage.store import Storage
 
 
@@ -607,15 +606,7 @@ class PfsService:
             for op in ops:
                 self._apply(tx, reader, editor, op)
             root, size, files = editor.finish()
-            fresh: set[bytes] = set()
-            for pack, entries in index:
-                if not self.storage.backend.exists(pack_key(pack.id)):
-                    raise StorageError(
-                        f"pack {pack.id} of this upload vanished before the commit (a gc ran "
-                        "with a grace period shorter than the upload); retry the put"
-                    )
-                tx.add_pack(pack, entries)
-                fresh.update(d for d, _ in entries)
+            fresh = self.chunks.index_packs(tx, index)
             named = {d for op in ops if isinstance(op, PutOp) for d, _ in op.chunks} - fresh
             if named and tx.touch_chunks_count(list(named)) < len(named):
                 raise StorageError(

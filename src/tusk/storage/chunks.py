@@ -26,7 +26,7 @@ from tusk.config import StoreConfig
 from tusk.errors import CorruptObject, StorageError
 from tusk.storage.backends.base import ObjectBackend
 from tusk.storage.meta.records import ChunkLocation, PackRecord
-from tusk.storage.meta.store import MetaStore
+from tusk.storage.meta.store import MetaStore, MetaTx
 from tusk.storage.packs import CODEC_RAW, CODEC_ZSTD, PackBuilder, pack_key
 
 
@@ -69,6 +69,23 @@ class ChunkStore:
 
     def writer(self) -> ChunkWriter:
         return ChunkWriter(self)
+
+    def index_packs(self, tx: MetaTx, rows: Sequence[IndexEntry]) -> set[bytes]:
+        """Insert packs' index rows in ``tx`` (a write transaction); return their digests.
+
+        Each pack must still exist: checked under the write lock that gc's sweep of
+        unindexed packs also takes, so an index row never names a pack gc removed.
+        """
+        digests: set[bytes] = set()
+        for pack, entries in rows:
+            if not self.backend.exists(pack_key(pack.id)):
+                raise StorageError(
+                    f"pack {pack.id} vanished before it was indexed (a gc ran with a grace "
+                    "period shorter than this upload); retry the put"
+                )
+            tx.add_pack(pack, entries)
+            digests.update(d for d, _ in entries)
+        return digests
 
     def chunker(self) -> FastCDC:
         c = self.config
@@ -331,14 +348,7 @@ class ChunkWriter:
         if not index:
             return rows
         with self.store.meta.write() as tx:
-            for pack, entries in rows:
-                # Checked under the write lock that gc's sweep of unindexed packs also takes.
-                if not self.store.backend.exists(pack_key(pack.id)):
-                    raise StorageError(
-                        f"pack {pack.id} vanished before it was indexed (a gc ran with a grace "
-                        "period shorter than this upload); retry"
-                    )
-                tx.add_pack(pack, entries)
+            self.store.index_packs(tx, rows)
         return []
 
     def flush(self) -> None:
