@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from tusk.errors import InvalidPath
 
+_BAD_CHARS = ("\0", "\n", "\r", "/")
+
+
+def check_parts(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Check path segments that were split already (e.g. names read from a local folder)."""
+    for part in parts:
+        if part in ("", ".", "..") or any(c in part for c in _BAD_CHARS):
+            raise InvalidPath(
+                f"invalid path segment {part!r} in /{'/'.join(parts)}: empty, '.', '..', '/', "
+                "NUL and newlines are not allowed"
+            )
+    return parts
+
 
 def split_path(path: str) -> tuple[str, ...]:
     """'/a/b/' -> ('a', 'b'); '/' or '' -> (). Refuses '..', '.', NUL and empty segments."""

@@ -42,7 +42,7 @@ from tusk.pfs.models import (
     PutResult,
     RepoInfo,
 )
-from tusk.pfs.paths import split_path
+from tusk.pfs.paths import check_parts, split_path
 from tusk.pfs.refs import Address, Ref, parse_ref
 from tusk.pfs.sources import Source
 from tusk.pfs.tree import (
@@ -471,13 +471,16 @@ class PfsService:
         self,
         repo: str,
         ref: str,
-        items: Iterable[tuple[str, Source]],
+        items: Iterable[tuple[str | tuple[str, ...], Source]],
         *,
         append: bool = False,
         description: str = "",
         progress: Progress | None = None,
     ) -> PutResult:
-        """Store every (path, source) and apply them as one change to the branch or open commit."""
+        """Store every (path, source) and apply them as one change to the branch or open commit.
+
+        A path is a string, or a tuple of already split segments (checked all the same).
+        """
         # Fail before uploading anything if the target cannot be written.
         start_tree = self._check_writable(repo, ref)
         base = start_tree if append else None
@@ -486,7 +489,7 @@ class PfsService:
         appends: dict[tuple[str, ...], tuple[bytes | None, tuple[ChunkRef, ...]]] = {}
         with self.chunks.writer() as writer:
             for path, source in items:
-                parts = split_path(path)
+                parts = split_path(path) if isinstance(path, str) else check_parts(path)
                 if not parts:
                     raise InvalidArgument("cannot put a file at /: give a file path")
                 if base is not None:

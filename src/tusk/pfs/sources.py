@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -13,18 +12,15 @@ from tusk.errors import SourceError
 from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress, Readable
 
 
-@contextmanager
-def _local_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except FileNotFoundError as exc:
-        raise SourceError(f"no such local file {exc.filename or what!r}") from exc
-    except IsADirectoryError as exc:
-        raise SourceError(
-            f"{exc.filename or what!r} is a directory: use -r to put a directory"
-        ) from exc
-    except PermissionError as exc:
-        raise SourceError(f"cannot read {exc.filename or what!r}: permission denied") from exc
+def _local_error(exc: OSError, what: str) -> SourceError:
+    name = exc.filename or what
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"no such local file {name!r}")
+    if isinstance(exc, IsADirectoryError):
+        return SourceError(f"{name!r} is a directory: use -r to put a directory")
+    if isinstance(exc, PermissionError):
+        return SourceError(f"cannot read {name!r}: permission denied")
+    return SourceError(f"cannot read {name!r}: {exc.strerror or exc}")
 
 
 class _Chain:
@@ -49,11 +45,13 @@ class LocalFile:
     def write_to(
         self, writer: ChunkWriter, progress: Progress | None, prefix: bytes = b""
     ) -> list[ChunkRef]:
-        with _local_errors(str(self.path)):
+        try:
             if prefix:
                 with open(self.path, "rb") as f:
                     return writer.write_stream(_Chain(prefix, f), progress)
             return writer.write_file(self.path, progress)
+        except OSError as exc:
+            raise _local_error(exc, str(self.path)) from exc
 
 
 @dataclass(frozen=True)

@@ -247,7 +247,8 @@ class Client:
             raise SourceError(f"{str(root)!r} is not a directory")
         addr = parse_address(address)
         base = addr.path if addr.path is not None else join_path("/", root.resolve().name)
-        pairs = ((join_path(base, rel), LocalFile(full)) for rel, full in _walk_local(root))
+        prefix = split_path(base)
+        pairs = (((*prefix, *rel.split("/")), LocalFile(full)) for rel, full in _walk_local(root))
         return self._pfs.put_files(
             addr.repo,
             _ref_text(addr),
