@@ -325,6 +325,8 @@ class TreeEditor:
         self.params = params or TreeParams()
         self.root = _MDir(root)
         self.new_nodes: dict[bytes, bytes] = {}
+        # The directory of the last file put: bulk puts come folder by folder.
+        self._last: tuple[tuple[str, ...], _MDir] | None = None
 
     # Navigation
 
@@ -376,17 +378,26 @@ class TreeEditor:
             if isinstance(entry, FileEntry):
                 raise PathConflict("/ is a directory; give a file path")
             self.root = _MDir(entry.node)
+            self._last = None
             return
-        parent = self._dir_for_write(parts[:-1], create=True)
+        prefix = tuple(parts[:-1])
+        if self._last is not None and self._last[0] == prefix:
+            parent = self._last[1]
+        else:
+            parent = self._dir_for_write(prefix, create=True)
+            self._last = (prefix, parent)
         cur = self._current(parent, parts[-1])
         if isinstance(entry, FileEntry) and isinstance(cur, (DirEntry, _MDir)):
             raise PathConflict(f"/{'/'.join(parts)} is a directory; give a file path")
         if isinstance(entry, DirEntry) and isinstance(cur, FileEntry):
             raise PathConflict(f"/{'/'.join(parts)} is a file, not a directory")
+        if isinstance(entry, DirEntry):
+            self._last = None  # a directory replaced here may be the cached one
         parent.changes[parts[-1]] = entry
 
     def delete(self, parts: Sequence[str]) -> None:
         """Delete a file or a whole directory; ``()`` empties the tree."""
+        self._last = None
         if not parts:
             self.root = _MDir(None)
             return
@@ -404,9 +415,12 @@ class TreeEditor:
     def finish(self) -> tuple[bytes, int, int]:
         """Write changed nodes; return (root hash, total size, file count)."""
         entry = self._finish(self.root)
+        self._last = None
         if entry is None:
+            self.root = _MDir(None)
             return EMPTY_TREE, 0, 0
         self.root = _MDir(entry.node)
+        self._last = None
         return entry.node, entry.size, entry.files
 
     def _boundary(self, name: str) -> bool:
