@@ -902,3 +902,31 @@ def test_client_on_a_relative_home(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path / "relhome")
     with Client(".") as c:
         assert c.get_file("r@master:/x") == b"x"
+
+
+def test_edit_in_a_file_of_thousands_of_chunks_stores_o_changed(tmp_path: Path) -> None:
+    """A long chunk list is paged: an edit stores a chunk or two, a page and the page list."""
+    import blake3
+
+    from tusk.config import StoreConfig
+
+    config = StoreConfig(chunk_min=256, chunk_avg=1024, chunk_max=4096)
+    with Client(tmp_path / "home", config=config) as c:
+        c.create_repo("r")
+        data = blake3.blake3(b"pages").digest(length=4 * 1024 * 1024)
+        c.put_file("r@master:/big", data)
+        assert c.inspect_file("r@master:/big").chunks > 2000
+        before = c.stats()
+        edited = data[:2_000_000] + b"edit" + data[2_000_004:]
+        c.put_file("r@master:/big", edited)
+        after = c.stats()
+        # Chunk page, page list, root directory: O(changed), not O(chunks).
+        assert after["nodes"] - before["nodes"] <= 4
+        assert after["chunks"] - before["chunks"] <= 3
+        assert c.get_file("r@master:/big") == edited
+        assert c.get_file("r@master^1:/big") == data
+        c.put_file("r@master:/big", b"tail", append=True)
+        assert c.get_file("r@master:/big") == edited + b"tail"
+        fresh = c.put_file("r@master:/copy", edited + b"tail").commit
+        assert c.inspect_file(f"r@{fresh.id}:/copy").hash == c.inspect_file("r@master:/big").hash
+        assert c.fsck().ok

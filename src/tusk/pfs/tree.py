@@ -195,6 +195,8 @@ class TreeReader:
             value = [PageRef(p[0], bytes.fromhex(p[1]), p[2], p[3], p[4]) for p in obj["p"]]
         elif "c" in obj:
             value = tuple((bytes.fromhex(d), n) for d, n in obj["c"])
+        elif "cp" in obj:
+            value = _ChunkPages(tuple(bytes.fromhex(p[0]) for p in obj["cp"]))
         else:
             raise CorruptObject(f"tree node {digest.hex()} has an unknown shape")
         self.cache.put(digest, value)
@@ -262,12 +264,21 @@ class TreeReader:
                 yield path, entry
 
     def chunks(self, entry: FileEntry) -> tuple[ChunkRef, ...]:
-        if entry.chunk_list is not None:
-            value = self.raw_node(entry.chunk_list)
-            if not isinstance(value, tuple):
-                raise CorruptObject(f"node {entry.chunk_list.hex()} is not a chunk list")
-            return value
-        return entry.chunks or ()
+        if entry.chunk_list is None:
+            return entry.chunks or ()
+        value = self.raw_node(entry.chunk_list)
+        if isinstance(value, _ChunkPages):
+            out: list[ChunkRef] = []
+            for page in value.pages:
+                out.extend(self._chunk_page(page))
+            return tuple(out)
+        return self._chunk_page(entry.chunk_list)
+
+    def _chunk_page(self, digest: bytes) -> tuple[ChunkRef, ...]:
+        value = self.raw_node(digest)
+        if not isinstance(value, tuple):
+            raise CorruptObject(f"node {digest.hex()} is not a chunk list")
+        return value
 
     def children_nodes(self, digest: bytes) -> Iterator[bytes]:
         """Node hashes one step below ``digest`` (pages, subdirectories, chunk lists)."""
@@ -275,6 +286,8 @@ class TreeReader:
         if isinstance(value, list):
             for p in value:
                 yield p.node
+        elif isinstance(value, _ChunkPages):
+            yield from value.pages
         elif isinstance(value, _Page):
             for e in value.entries:
                 if isinstance(e, DirEntry):
@@ -295,16 +308,47 @@ class TreeReader:
                         yield d
 
 
+@dataclass(frozen=True, slots=True)
+class _ChunkPages:
+    pages: tuple[bytes, ...]
+
+
+# A long chunk list is cut into pages after every chunk whose digest ends in a byte below
+# 4 (1 in 64, content-defined) or at 1024 chunks, so an edit in the middle of a 100 GiB file
+# (800,000 chunks) stores a page or two and the page list, not the whole list again.
+_CHUNK_PAGE_CUT = 4
+_CHUNK_PAGE_MAX = 1024
+
+
 def make_file_entry(chunks: Sequence[ChunkRef]) -> tuple[FileEntry, dict[bytes, bytes]]:
-    """A file entry, and a chunk-list node when the list is too long to keep inline."""
+    """A file entry, and the chunk-list nodes when the list is too long to keep inline."""
     if len(chunks) == 1:
         return FileEntry(chunks[0][1], chunks[0][0], tuple(chunks)), {}
     size = sum(n for _, n in chunks)
     cid = content_id(chunks)
     if len(chunks) <= INLINE_CHUNKS:
         return FileEntry(size, cid, tuple(chunks)), {}
-    digest, raw = _encode({"c": [[d.hex(), n] for d, n in chunks]})
-    return FileEntry(size, cid, None, digest), {digest: raw}
+    nodes: dict[bytes, bytes] = {}
+    pages: list[list[Any]] = []
+    page: list[list[Any]] = []
+    for d, n in chunks:
+        page.append([d.hex(), n])
+        if d[-1] < _CHUNK_PAGE_CUT or len(page) >= _CHUNK_PAGE_MAX:
+            pages.append(page)
+            page = []
+    if page:
+        pages.append(page)
+    if len(pages) == 1:
+        digest, raw = _encode({"c": pages[0]})
+        return FileEntry(size, cid, None, digest), {digest: raw}
+    refs = []
+    for p in pages:
+        digest, raw = _encode({"c": p})
+        nodes[digest] = raw
+        refs.append([digest.hex(), len(p), sum(n for _, n in p)])
+    digest, raw = _encode({"cp": refs})
+    nodes[digest] = raw
+    return FileEntry(size, cid, None, digest), nodes
 
 
 class _MDir:
