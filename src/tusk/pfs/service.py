@@ -221,7 +221,9 @@ class PfsService:
         self._need_repo(tx, repo)
         b = tx.get_branch(repo, branch)
         if b is None:
-            raise BranchNotFound(f"branch {repo}@{branch} not found")
+            raise BranchNotFound(
+                f"branch {repo}@{branch} not found (list branches with: tusk list branch {repo})"
+            )
         return b
 
     def _branch_info(self, tx: MetaTx, repo: str, branch: str) -> BranchInfo:
@@ -299,8 +301,12 @@ class PfsService:
                 return found[0]
             if len(found) > 1:
                 raise InvalidArgument(f"commit id prefix {text} is ambiguous in repo {repo}")
-            raise CommitNotFound(f"commit {repo}@{text} not found")
-        raise BranchNotFound(f"branch {repo}@{text} not found")
+            raise CommitNotFound(
+                f"commit {repo}@{text} not found (list commits with: tusk list commit {repo})"
+            )
+        raise BranchNotFound(
+            f"branch {repo}@{text} not found (list branches with: tusk list branch {repo})"
+        )
 
     def _need_commit(self, tx: MetaTx, commit_id: str) -> CommitRecord:
         commit = tx.get_commit(commit_id)
@@ -699,7 +705,10 @@ class PfsService:
         commit = self._read_root(repo, ref)
         entry = self.reader().lookup(commit.tree, split_path(path))
         if entry is None:
-            raise FileNotFound(f"no such file or directory {repo}@{ref}:{path}")
+            raise FileNotFound(
+                f"no such file or directory {repo}@{ref}:{path} "
+                f"(list files with: tusk list file {repo}@{ref}:/)"
+            )
         return commit, entry
 
     def _file_info(self, commit: CommitRecord, path: str, entry: Entry) -> FileInfo:
