@@ -930,3 +930,16 @@ def test_edit_in_a_file_of_thousands_of_chunks_stores_o_changed(tmp_path: Path) 
         fresh = c.put_file("r@master:/copy", edited + b"tail").commit
         assert c.inspect_file(f"r@{fresh.id}:/copy").hash == c.inspect_file("r@master:/big").hash
         assert c.fsck().ok
+
+
+def test_put_files_refuses_bad_item_paths(repo: Client) -> None:
+    """Item paths get the same checks as addresses: '//', '..' and NUL are refused."""
+    for bad in ("//a", "/a//b", "/a/../b", "/a\0b"):
+        with pytest.raises(InvalidPath):
+            repo.put_files("r@master:/", [(bad, b"x")])
+    repo.put_files("r@master:/dir", [("a", b"1"), ("/b/c", b"2")])
+    assert sorted(f.path for f in repo.glob_files("r@master:/dir/**")) == [
+        "/dir/a",
+        "/dir/b",
+        "/dir/b/c",
+    ]

@@ -222,7 +222,8 @@ class Client:
         """Put many (path, source) pairs under ``repo@branch[:/dir]`` as one change."""
         addr = parse_address(address)
         base = addr.path or "/"
-        pairs = ((join_path(base, p), _to_source(s)) for p, s in items)
+        prefix = split_path(base)
+        pairs = (((*prefix, *split_path(p)), _to_source(s)) for p, s in items)
         return self._pfs.put_files(
             addr.repo,
             _ref_text(addr),
