@@ -49,11 +49,7 @@ class LocalBackend(ObjectBackend):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             try:
-                for part in parts:
-                    view = memoryview(part)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
+                _write_all(fd, parts)
                 if durable:
                     os.fsync(fd)
                 elif sync_soon:
@@ -150,6 +146,29 @@ class LocalBackend(ObjectBackend):
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+
+
+_IOV_MAX = 1024
+
+
+def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write every buffer with as few syscalls as writev allows.
+
+    A pack of 4 KiB chunks is thousands of buffers; one write each from the I/O thread
+    would hand the GIL back and forth thousands of times and stall the thread that chunks.
+    """
+    pending = [memoryview(p) for p in parts if len(p)]
+    while pending:
+        batch = pending[:_IOV_MAX]
+        written = os.writev(fd, batch)
+        # Drop what was written; a short write leaves the rest of a buffer for the next call.
+        i = 0
+        while i < len(batch) and written >= len(batch[i]):
+            written -= len(batch[i])
+            i += 1
+        pending = pending[i:]
+        if written:
+            pending[0] = pending[0][written:]
 
 
 def _fsync_dir(path: Path) -> None:
