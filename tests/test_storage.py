@@ -119,13 +119,14 @@ def test_backend_put_is_atomic(backend: LocalBackend, monkeypatch: pytest.Monkey
     real_write = os.write
     calls = {"n": 0}
 
-    def failing_write(fd: int, data: object) -> int:
+    def failing_writev(fd: int, buffers: list[memoryview]) -> int:
+        # A short write first (as a full disk gives), then the error.
         calls["n"] += 1
         if calls["n"] > 1:
             raise OSError(28, "No space left on device")
-        return real_write(fd, bytes(data)[:1000])  # type: ignore[call-overload]
+        return real_write(fd, b"".join(bytes(b) for b in buffers)[:1000])
 
-    monkeypatch.setattr(os, "write", failing_write)
+    monkeypatch.setattr(os, "writev", failing_writev)
     with pytest.raises(OSError):
         backend.put("obj", rand(50_000))
     with pytest.raises(OSError):
@@ -543,3 +544,19 @@ def test_new_home_is_stamped_and_reopens(home: Path) -> None:
     with Client(home) as c:
         assert c.get_file("r@master:/x") == b"x"
         assert [r.name for r in c.list_repos()] == ["r"]
+
+
+def test_backend_put_parts_survives_short_writes(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """writev may write less than asked; the rest must follow, byte for byte."""
+    real_write = os.write
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        return real_write(fd, b"".join(bytes(b) for b in buffers)[:777])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    parts = [rand(5000), b"", memoryview(rand(3)), rand(2000)] + [rand(10)] * 1500
+    backend.put_parts("short", parts)
+    monkeypatch.undo()
+    assert backend.get("short") == b"".join(bytes(p) for p in parts)
