@@ -14,7 +14,7 @@ the packs and the index could be rebuilt from the packs alone.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import blake3
 import zstandard
@@ -30,8 +30,7 @@ CODEC_RAW = 0
 CODEC_ZSTD = 1
 
 
-@dataclass(frozen=True, slots=True)
-class PackEntry:
+class PackEntry(NamedTuple):
     hash: bytes
     offset: int
     length: int
