@@ -158,6 +158,14 @@ class NodeCache:
 class _Page:
     names: list[str]
     entries: list[Entry]
+    # This page as the only page of its directory ([] when empty), summed once at decode.
+    refs: list[PageRef]
+
+
+@dataclass(frozen=True, slots=True)
+class _PageList:
+    refs: list[PageRef]
+    firsts: list[str]  # each page's first name, for bisecting a lookup
 
 
 class TreeReader:
@@ -190,9 +198,12 @@ class TreeReader:
         obj = json.loads(raw)
         if "e" in obj:
             entries = [_entry_from_json(item) for item in obj["e"]]
-            value: Any = _Page([n for n, _ in entries], [e for _, e in entries])
+            size, files = _summary(entries)
+            refs = [PageRef(entries[0][0], digest, len(entries), size, files)] if entries else []
+            value: Any = _Page([n for n, _ in entries], [e for _, e in entries], refs)
         elif "p" in obj:
-            value = [PageRef(p[0], bytes.fromhex(p[1]), p[2], p[3], p[4]) for p in obj["p"]]
+            refs = [PageRef(p[0], bytes.fromhex(p[1]), p[2], p[3], p[4]) for p in obj["p"]]
+            value = _PageList(refs, [r.first for r in refs])
         elif "c" in obj:
             value = tuple((bytes.fromhex(d), n) for d, n in obj["c"])
         elif "cp" in obj:
@@ -204,12 +215,8 @@ class TreeReader:
 
     def pages(self, node: bytes) -> list[PageRef]:
         value = self.raw_node(node)
-        if isinstance(value, _Page):
-            size, files = _summary(list(zip(value.names, value.entries, strict=True)))
-            first = value.names[0] if value.names else ""
-            return [PageRef(first, node, len(value.names), size, files)] if value.names else []
-        if isinstance(value, list):
-            return value
+        if isinstance(value, (_Page, _PageList)):
+            return value.refs
         raise CorruptObject(f"node {node.hex()} is not a directory")
 
     def page(self, node: bytes) -> _Page:
@@ -219,11 +226,14 @@ class TreeReader:
         return value
 
     def child(self, node: bytes, name: str) -> Entry | None:
-        pages = self.pages(node)
-        if not pages:
-            return None
-        i = max(bisect_right([p.first for p in pages], name) - 1, 0)
-        page = self.page(pages[i].node)
+        value = self.raw_node(node)
+        if isinstance(value, _PageList):
+            i = max(bisect_right(value.firsts, name) - 1, 0)
+            page = self.page(value.refs[i].node)
+        elif isinstance(value, _Page):
+            page = value
+        else:
+            raise CorruptObject(f"node {node.hex()} is not a directory")
         j = bisect_left(page.names, name)
         if j < len(page.names) and page.names[j] == name:
             return page.entries[j]
@@ -283,8 +293,8 @@ class TreeReader:
     def children_nodes(self, digest: bytes) -> Iterator[bytes]:
         """Node hashes one step below ``digest`` (pages, subdirectories, chunk lists)."""
         value = self.raw_node(digest)
-        if isinstance(value, list):
-            for p in value:
+        if isinstance(value, _PageList):
+            for p in value.refs:
                 yield p.node
         elif isinstance(value, _ChunkPages):
             yield from value.pages
