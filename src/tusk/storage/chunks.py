@@ -173,8 +173,7 @@ class ChunkWriter:
         self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tusk-hash")
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-pack")
         self._inflight: list[Future[None]] = []
-        self._unsynced: list[str] = []
-        self._unsynced_packs: list[PackBuilder] = []
+        self._unsynced: list[tuple[str, PackBuilder]] = []  # written, not yet synced/indexed
         self._unsynced_bytes = 0
         self.chunks = 0
         self.new_chunks = 0
@@ -220,7 +219,7 @@ class ChunkWriter:
         if not data:
             return []
         if len(data) <= self.store.config.chunk_min:
-            return self._accept([self._prepare(data)], progress)
+            return [self._accept_one(self._prepare(data), progress)]
         return self._pipeline((c.data for c in self._cdc.cut_buf(data)), progress)
 
     # Internals
@@ -239,11 +238,11 @@ class ChunkWriter:
                 queue.append(self._workers.submit(self._prepare_all, batch))
                 batch, batch_bytes = [], 0
                 while len(queue) > 2:
-                    refs.extend(self._accept(queue.popleft().result(), progress))
+                    refs.extend(self._accept_one(p, progress) for p in queue.popleft().result())
         if batch:
             queue.append(self._workers.submit(self._prepare_all, batch))
         while queue:
-            refs.extend(self._accept(queue.popleft().result(), progress))
+            refs.extend(self._accept_one(p, progress) for p in queue.popleft().result())
         return refs
 
     def _prepare_all(self, pieces: list[bytes | memoryview]) -> list[Prepared]:
@@ -268,7 +267,7 @@ class ChunkWriter:
         return Prepared(digest, len(data), data, CODEC_RAW)
 
     def _accept_one(self, p: Prepared, progress: Progress | None) -> ChunkRef:
-        """:meth:`_accept` for one chunk (the small-file path runs it 10^5 times)."""
+        """Queue one prepared chunk for dedup and packing; return its reference."""
         self.chunks += 1
         self.bytes_in += p.raw_length
         self._pending.append(p)
@@ -278,20 +277,6 @@ class ChunkWriter:
         if self._pending_bytes >= _DEDUP_BYTES or len(self._pending) >= _DEDUP_CHUNKS:
             self._flush_pending()
         return (p.digest, p.raw_length)
-
-    def _accept(self, prepared: list[Prepared], progress: Progress | None) -> list[ChunkRef]:
-        refs = []
-        for p in prepared:
-            self.chunks += 1
-            self.bytes_in += p.raw_length
-            self._pending.append(p)
-            self._pending_bytes += p.raw_length
-            refs.append((p.digest, p.raw_length))
-            if progress is not None:
-                progress(p.raw_length)
-        if self._pending_bytes >= _DEDUP_BYTES or len(self._pending) >= _DEDUP_CHUNKS:
-            self._flush_pending()
-        return refs
 
     def _flush_pending(self) -> None:
         pending, self._pending, self._pending_bytes = self._pending, [], 0
@@ -328,8 +313,7 @@ class ChunkWriter:
         self.store.backend.put_parts(
             pack_key(pack_id), parts, durable=False, sync_soon=self.store.config.sync == "full"
         )
-        self._unsynced.append(pack_id)
-        self._unsynced_packs.append(pack)
+        self._unsynced.append((pack_id, pack))
         self._unsynced_bytes += pack.size
 
     def _checkpoint(self, index: bool = True) -> list[IndexEntry]:
@@ -342,10 +326,9 @@ class ChunkWriter:
             self._inflight.pop(0).result()
         if not self._unsynced:
             return []
-        ids, packs = self._unsynced, self._unsynced_packs
-        self._unsynced, self._unsynced_packs, self._unsynced_bytes = [], [], 0
+        written, self._unsynced, self._unsynced_bytes = self._unsynced, [], 0
         if self.store.config.sync == "full":
-            self.store.backend.sync([pack_key(i) for i in ids])
+            self.store.backend.sync([pack_key(pack_id) for pack_id, _ in written])
         now = time.time()
         rows = [
             (
@@ -355,7 +338,7 @@ class ChunkWriter:
                     for e in pack.entries
                 ],
             )
-            for pack_id, pack in zip(ids, packs, strict=True)
+            for pack_id, pack in written
         ]
         if not index:
             return rows
