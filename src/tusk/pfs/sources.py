@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from tusk.errors import SourceError
 from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress, Readable
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 def _local_error(exc: OSError, what: str) -> SourceError:
@@ -74,24 +78,31 @@ class BytesSource:
         return writer.write_bytes(prefix + self.data, progress)
 
 
-class _IterReader:
-    """A ``read(n)`` view over an iterator of byte blocks (what the chunker wants)."""
+class BlockStream(io.RawIOBase):
+    """A raw stream over an iterator of byte blocks; wrap it in ``io.BufferedReader`` for
+    ``read(n)`` in full blocks (the chunker and tarfile both want that)."""
 
-    def __init__(self, blocks: Iterator[bytes]) -> None:
+    def __init__(self, blocks: Iterator[bytes], progress: Progress | None = None) -> None:
         self._blocks = blocks
-        self._buf = bytearray()
+        self._buf = b""
+        self._progress = progress
 
-    def read(self, n: int = -1, /) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            block = next(self._blocks, None)
-            if block is None:
-                break
-            self._buf += block
-        if n < 0:
-            n = len(self._buf)
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: WriteableBuffer) -> int:
+        while not self._buf:
+            nxt = next(self._blocks, None)
+            if nxt is None:
+                return 0
+            self._buf = nxt
+            if self._progress is not None:
+                self._progress(len(nxt))
+        view = memoryview(b).cast("B")
+        n = min(len(view), len(self._buf))
+        view[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,7 @@ class UrlSource:
             with httpx.stream("GET", self.url, follow_redirects=True, timeout=60) as resp:
                 if resp.status_code >= 400:
                     raise SourceError(f"GET {self.url} answered HTTP {resp.status_code}")
-                body = _IterReader(resp.iter_bytes(1 << 20))
+                body = io.BufferedReader(BlockStream(resp.iter_bytes(1 << 20)))
                 return writer.write_stream(_Chain(prefix, body), progress)
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot fetch {self.url}: {exc}") from exc

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from tusk.config import StoreConfig, default_home
@@ -31,11 +31,8 @@ from tusk.pfs.models import (
 )
 from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
-from tusk.pfs.sources import BytesSource, LocalFile, Source, StreamSource, source_for
+from tusk.pfs.sources import BlockStream, BytesSource, LocalFile, Source, StreamSource, source_for
 from tusk.pfs.tree import TreeParams
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
 
 Progress = Callable[[int], None]
 SourceLike = str | os.PathLike[str] | bytes | BinaryIO
@@ -325,7 +322,7 @@ class Client:
                 info = tarfile.TarInfo(path.lstrip("/"))
                 info.size = entry.size
                 # BufferedReader returns full blocks, which tarfile's copy loop requires.
-                stream = io.BufferedReader(_ChunkStream(self._pfs.read_entry(entry), progress))
+                stream = io.BufferedReader(BlockStream(self._pfs.read_entry(entry), progress))
                 tar.addfile(info, stream)
                 count += 1
         return count
@@ -398,32 +395,6 @@ class CommitHandle:
     def copy_file(self, src: str, path: str) -> CommitInfo:
         """Copy ``src`` (an address) to ``path`` in this commit."""
         return self.client.copy_file(src, self._addr(path))
-
-
-class _ChunkStream(io.RawIOBase):
-    """A readable stream over an iterator of blocks (for tarfile)."""
-
-    def __init__(self, blocks: Iterator[bytes], progress: Progress | None = None) -> None:
-        self._blocks = blocks
-        self._buf = b""
-        self._progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: WriteableBuffer) -> int:
-        while not self._buf:
-            nxt = next(self._blocks, None)
-            if nxt is None:
-                return 0
-            self._buf = nxt
-            if self._progress is not None:
-                self._progress(len(nxt))
-        view = memoryview(b).cast("B")
-        n = min(len(view), len(self._buf))
-        view[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 def _walk_local(root: Path) -> Iterator[tuple[str, str]]:
