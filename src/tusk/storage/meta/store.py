@@ -59,13 +59,14 @@ class MetaStore:
         self._migrate()
 
     def _migrate(self) -> None:
+        # Every open checks the schema; only an out-of-date one takes the write lock.
+        with self.read() as tx:
+            if _schema_version(tx.conn) == SCHEMA_HEAD:
+                return
         with self.write() as tx:
             conn = tx.conn
-            current = None
-            if sa.inspect(conn).has_table("alembic_version"):
-                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-            if current == SCHEMA_HEAD:
-                return
+            if _schema_version(conn) == SCHEMA_HEAD:
+                return  # another process migrated it meanwhile
             from alembic import command
             from alembic.config import Config
 
@@ -124,6 +125,13 @@ class MetaStore:
     def get_nodes(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
         with self.read() as tx:
             return tx.get_nodes(hashes)
+
+
+def _schema_version(conn: Connection) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    return str(version) if version is not None else None
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
