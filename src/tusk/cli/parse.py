@@ -10,7 +10,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 import click
 
@@ -54,24 +53,16 @@ class Duration(click.ParamType):
 
 
 def is_url(src: str) -> bool:
-    return src.startswith(("http://", "https://"))
+    from tusk.sdk import is_url as sdk_is_url  # the SDK's rule; imported only when putting
+
+    return sdk_is_url(src)
 
 
 def source_name(src: str) -> str:
-    """The base name a source keeps when put into a directory."""
-    if src == STDIN:
-        fail("stdin (-f -) needs a file path: tusk put file repo@branch:/path -f -")
-    if is_url(src):
-        name = urlsplit(src).path.rstrip("/").rsplit("/", 1)[-1]
-        if not name:
-            fail(f"cannot derive a file name from {src!r}; give a path: repo@branch:/path")
-        return name
-    name = os.path.basename(src.rstrip("/" + os.sep))
-    if name in ("", ".", ".."):
-        name = os.path.basename(os.path.abspath(src))
-    if not name:
-        fail(f"cannot derive a file name from {src!r}; give a path: repo@branch:/path")
-    return name
+    """The base name a source keeps when put into a directory (the SDK's rule)."""
+    from tusk.sdk import source_name as sdk_source_name
+
+    return sdk_source_name(src)
 
 
 def read_source_list(text: str) -> list[str]:

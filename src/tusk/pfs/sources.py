@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import urlsplit
 
-from tusk.errors import SourceError
+from tusk.errors import InvalidArgument, SourceError
 from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress, Readable
 
 if TYPE_CHECKING:
@@ -127,10 +129,29 @@ class UrlSource:
 Source = LocalFile | StreamSource | BytesSource | UrlSource
 
 
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
 def source_for(text: str) -> Source:
     """A CLI-style source: ``-`` is stdin, http(s):// a URL, anything else a local path."""
     if text == "-":
         return StreamSource(sys.stdin.buffer)
-    if text.startswith(("http://", "https://")):
+    if is_url(text):
         return UrlSource(text)
     return LocalFile(Path(text))
+
+
+def source_name(text: str) -> str:
+    """The name a CLI-style source keeps when put into a directory (its base name)."""
+    if text == "-":
+        raise InvalidArgument("reading stdin (-f -) needs a destination path: repo@branch:/path")
+    if is_url(text):
+        name = urlsplit(text).path.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        name = os.path.basename(text.rstrip("/" + os.sep))
+        if name in ("", ".", ".."):
+            name = os.path.basename(os.path.abspath(text))
+    if not name:
+        raise InvalidArgument(f"cannot derive a file name from {text!r}; give a path")
+    return name

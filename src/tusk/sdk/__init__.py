@@ -13,6 +13,7 @@ from tusk.pfs.models import (
     PutResult,
     RepoInfo,
 )
+from tusk.pfs.sources import is_url, source_name
 from tusk.sdk.client import Client, CommitHandle
 
 __all__ = [
@@ -26,4 +27,6 @@ __all__ = [
     "GcReport",
     "PutResult",
     "RepoInfo",
+    "is_url",
+    "source_name",
 ]

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
 from tusk.config import StoreConfig, default_home
 from tusk.errors import InvalidArgument, SourceError
@@ -31,7 +30,15 @@ from tusk.pfs.models import (
 )
 from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
-from tusk.pfs.sources import BlockStream, BytesSource, LocalFile, Source, StreamSource, source_for
+from tusk.pfs.sources import (
+    BlockStream,
+    BytesSource,
+    LocalFile,
+    Source,
+    StreamSource,
+    source_for,
+    source_name,
+)
 from tusk.pfs.tree import TreeParams
 
 Progress = Callable[[int], None]
@@ -418,14 +425,5 @@ def _source_name(source: SourceLike) -> str:
     if isinstance(source, os.PathLike):
         return Path(source).name
     if isinstance(source, str):
-        if source == "-":
-            raise InvalidArgument("reading stdin needs a destination path: repo@branch:/path")
-        if source.startswith(("http://", "https://")):
-            url_path = urlsplit(source).path
-            name = url_path.rsplit("/", 1)[-1]
-        else:
-            name = Path(source).name
-        if not name:
-            raise InvalidArgument(f"cannot derive a file name from {source!r}; give a path")
-        return name
+        return source_name(source)
     raise InvalidArgument("a stream or bytes source needs a destination path: repo@branch:/path")
