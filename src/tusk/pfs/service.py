@@ -289,18 +289,25 @@ class PfsService:
                 commit = self._need_commit(tx, commit.parent)
         return commit
 
-    def _find_commit(self, tx: MetaTx, repo: str, text: str) -> CommitRecord:
+    def _lookup_commit(self, tx: MetaTx, repo: str, text: str) -> CommitRecord | None:
+        """The commit of ``repo`` that ``text`` (an id or a unique prefix of 6+) names."""
         if is_commit_id(text):
             commit = tx.get_commit(text)
-            if commit is not None and commit.repo == repo:
-                return commit
-            raise CommitNotFound(f"commit {repo}@{text} not found")
+            return commit if commit is not None and commit.repo == repo else None
         if len(text) >= 6 and all(ch in "0123456789abcdef" for ch in text):
             found = tx.find_commits_by_prefix(repo, text)
-            if len(found) == 1:
-                return found[0]
             if len(found) > 1:
                 raise InvalidArgument(f"commit id prefix {text} is ambiguous in repo {repo}")
+            return found[0] if found else None
+        return None
+
+    def _find_commit(self, tx: MetaTx, repo: str, text: str) -> CommitRecord:
+        commit = self._lookup_commit(tx, repo, text)
+        if commit is not None:
+            return commit
+        if is_commit_id(text):
+            raise CommitNotFound(f"commit {repo}@{text} not found")
+        if len(text) >= 6 and all(ch in "0123456789abcdef" for ch in text):
             raise CommitNotFound(
                 f"commit {repo}@{text} not found (list commits with: tusk list commit {repo})"
             )
@@ -572,10 +579,10 @@ class PfsService:
             )
         branch = tx.get_branch(repo, ref.base, lock=True)
         if branch is None:
-            if is_commit_id(ref.base) or (
-                len(ref.base) >= 6 and tx.find_commits_by_prefix(repo, ref.base)
-            ):
-                commit = self._find_commit(tx, repo, ref.base)
+            commit = self._lookup_commit(tx, repo, ref.base)
+            if commit is None and is_commit_id(ref.base):
+                raise CommitNotFound(f"commit {repo}@{ref.base} not found")
+            if commit is not None:
                 if commit.finished:
                     raise CommitFinished(
                         f"commit {_fmt(commit)} is finished and cannot change; "
