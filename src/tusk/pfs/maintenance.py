@@ -174,8 +174,8 @@ def gc(
     cutoff = started - grace
     with meta.read() as tx:
         roots = [c.tree for c in tx.iter_all_commits()]
-        all_nodes = [h for h, _, touched in tx.iter_nodes() if touched < cutoff]
-        all_chunks = [h for h, _, touched in tx.iter_chunks() if touched < cutoff]
+        all_nodes = tx.nodes_touched_before(cutoff)
+        all_chunks = tx.chunks_touched_before(cutoff)
     live_nodes, live_chunks = _reachable(reader, roots, None)
     dead_nodes = [h for h in all_nodes if h not in live_nodes]
     dead_chunks = [h for h in all_chunks if h not in live_chunks]

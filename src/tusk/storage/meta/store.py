@@ -377,6 +377,20 @@ class MetaTx:
             out.update((bytes(r.hash), bytes(r.data)) for r in rows)
         return out
 
+    def nodes_touched_before(self, cutoff: float) -> list[bytes]:
+        """Hashes of tree nodes last written or reused before ``cutoff`` (no node data read)."""
+        c = t.nodes.c
+        return [
+            bytes(r.hash) for r in self.conn.execute(sa.select(c.hash).where(c.touched_at < cutoff))
+        ]
+
+    def chunks_touched_before(self, cutoff: float) -> list[bytes]:
+        """Digests of chunks last written or reused before ``cutoff``."""
+        c = t.chunks.c
+        return [
+            bytes(r.hash) for r in self.conn.execute(sa.select(c.hash).where(c.touched_at < cutoff))
+        ]
+
     def iter_nodes(self) -> Iterator[tuple[bytes, bytes, float]]:
         for r in self.conn.execute(sa.select(t.nodes)):
             yield bytes(r.hash), bytes(r.data), r.touched_at
