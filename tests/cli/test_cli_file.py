@@ -172,6 +172,15 @@ def test_put_errors_change_nothing(tusk: Tusk, repo: str, write: Write, tmp_path
     assert tusk.state() == before
 
 
+def test_put_directory_refuses_bad_local_names(tusk: Tusk, repo: str, write: Write) -> None:
+    good = write("bad/ok.txt", "ok")
+    (good.parent / "line\nbreak.txt").write_text("x")
+    before = tusk.state()
+    message = tusk.fails("put", "file", "r@master:/", "-r", "-f", str(good.parent), code=2)
+    assert "line\\nbreak.txt" in message and "newlines" in message
+    assert tusk.state() == before
+
+
 # get file
 
 

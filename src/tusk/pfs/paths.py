@@ -9,12 +9,15 @@ _BAD_CHARS = ("\0", "\n", "\r", "/")
 
 def check_parts(parts: tuple[str, ...]) -> tuple[str, ...]:
     """Check path segments that were split already (e.g. names read from a local folder)."""
-    for part in parts:
-        if part in ("", ".", "..") or any(c in part for c in _BAD_CHARS):
-            raise InvalidPath(
-                f"invalid path segment {part!r} in /{'/'.join(parts)}: empty, '.', '..', '/', "
-                "NUL and newlines are not allowed"
-            )
+    # Whole-tuple tests run in C; the loop below only runs to name the bad segment.
+    flat = "".join(parts)
+    if "" in parts or "." in parts or ".." in parts or any(c in flat for c in _BAD_CHARS):
+        for part in parts:
+            if part in ("", ".", "..") or any(c in part for c in _BAD_CHARS):
+                raise InvalidPath(
+                    f"invalid path segment {part!r} in {'/' + '/'.join(parts)!r}: empty, '.', "
+                    "'..', '/', NUL and newlines are not allowed"
+                )
     return parts
 
 
