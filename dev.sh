@@ -6,7 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
 
+# Debian packages the pipelines need: bubblewrap maps /pfs in a private mount namespace.
+ensure_debs() {
+  local missing=()
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing Debian packages: ${missing[*]}" >&2
+    $sudo apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
+      { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null; }
+  fi
+}
+
 ensure_venv() {
+  ensure_debs
   if [ ! -x "$VENV/bin/tusk" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null

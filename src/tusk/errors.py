@@ -39,6 +39,12 @@ class InvalidPath(InvalidArgument):
     code = "invalid_path"
 
 
+class InvalidSpec(InvalidArgument):
+    """A pipeline spec that cannot be accepted; the message names the field."""
+
+    code = "invalid_spec"
+
+
 class NotFound(TuskError):
     code = "not_found"
     status = 404
@@ -59,6 +65,18 @@ class CommitNotFound(NotFound):
 
 class FileNotFound(NotFound):
     code = "file_not_found"
+
+
+class PipelineNotFound(NotFound):
+    code = "pipeline_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class DatumNotFound(NotFound):
+    code = "datum_not_found"
 
 
 class Conflict(TuskError):

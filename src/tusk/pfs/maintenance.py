@@ -55,6 +55,7 @@ def fsck(meta: MetaStore, chunk_store: ChunkStore, reader: TreeReader) -> FsckRe
         packs = {p.id: p for p in tx.list_packs()}
         index = {h: loc for h, loc, _ in tx.iter_chunks()}
         stored_nodes = {h: data for h, data, _ in tx.iter_nodes()}
+        datum_roots = tx.datum_output_roots()
 
     # References between metadata rows.
     for b in branches:
@@ -82,10 +83,13 @@ def fsck(meta: MetaStore, chunk_store: ChunkStore, reader: TreeReader) -> FsckRe
 
     # Trees: every node reachable from a commit exists and decodes; every chunk is indexed.
     node_problems: list[str] = []
-    roots = [c.tree for c in commits.values()]
+    roots = [c.tree for c in commits.values()] + datum_roots
     for c in commits.values():
         if c.tree != EMPTY_TREE and c.tree not in stored_nodes:
             problems.append(f"commit {c.repo}@{c.id} has missing root tree {c.tree.hex()}")
+    for root in datum_roots:
+        if root != EMPTY_TREE and root not in stored_nodes:
+            problems.append(f"a datum's output tree {root.hex()} is missing")
     live_nodes, live_chunks = _reachable(reader, roots, node_problems)
     problems.extend(node_problems)
     missing = live_chunks - index.keys()
@@ -173,7 +177,8 @@ def gc(
     started = time.time()
     cutoff = started - grace
     with meta.read() as tx:
-        roots = [c.tree for c in tx.iter_all_commits()]
+        # Datum outputs are roots too: later jobs carry them forward into new commits.
+        roots = [c.tree for c in tx.iter_all_commits()] + tx.datum_output_roots()
         all_nodes = tx.nodes_touched_before(cutoff)
         all_chunks = tx.chunks_touched_before(cutoff)
     live_nodes, live_chunks = _reachable(reader, roots, None)

@@ -85,7 +85,15 @@ class CopyOp:
     parts: tuple[str, ...]
 
 
-Op = PutOp | DeleteOp | CopyOp
+@dataclass(frozen=True)
+class PlaceOp:
+    """Put an entry that is already stored (a pipeline carrying a datum's output forward)."""
+
+    parts: tuple[str, ...]
+    entry: FileEntry
+
+
+Op = PutOp | DeleteOp | CopyOp | PlaceOp
 
 
 def _fmt(c: CommitRecord) -> str:
@@ -336,7 +344,16 @@ class PfsService:
             commit_set=c.commit_set,
             children=sorted(ch.id for ch in tx.children(c.id)),
             branches=sorted(f"{b.repo}@{b.name}" for b in tx.branches_at(c.id)),
+            provenance=self._named_commits(tx, tx.commit_provenance(c.id)),
+            subvenance=self._named_commits(tx, tx.commit_subvenance(c.id)),
         )
+
+    def _named_commits(self, tx: MetaTx, ids: Sequence[str]) -> list[str]:
+        out = []
+        for cid in ids:
+            rec = tx.get_commit(cid)
+            out.append(_fmt(rec) if rec is not None else f"?@{cid}")
+        return sorted(out)
 
     # Commits: lifecycle
 
@@ -388,7 +405,9 @@ class PfsService:
             if description is not None:
                 values["description"] = description
             tx.update_commit(commit.id, **values)
-            return self._commit_info(tx, self._need_commit(tx, commit.id))
+            done = self._need_commit(tx, commit.id)
+            self._propagate(tx, done)
+            return self._commit_info(tx, done)
 
     def inspect_commit(self, repo: str, ref: str) -> CommitInfo:
         with self.meta.read() as tx:
@@ -653,6 +672,7 @@ class PfsService:
             tx.insert_commit(record)
             created = branch.created_at if branch is not None else now
             tx.upsert_branch(BranchRecord(repo, parsed.base, cid, created))
+            self._propagate(tx, record)
             return self._commit_info(tx, record)
 
     def _apply(self, tx: MetaTx, reader: TreeReader, editor: TreeEditor, op: Op) -> None:
@@ -668,6 +688,8 @@ class PfsService:
             editor.put(op.parts, entry)
         elif isinstance(op, DeleteOp):
             editor.delete(op.parts)
+        elif isinstance(op, PlaceOp):
+            editor.put(op.parts, op.entry)
         else:
             assert op.src.path is not None
             src_commit = self._resolve(tx, op.src.repo, op.src.ref)
@@ -687,6 +709,183 @@ class PfsService:
             raise PathConflict("cannot copy a directory onto /: give a directory path")
         else:
             editor.put(parts, entry)
+
+    # Commit sets: provenance and propagation (Pachyderm's global ids)
+
+    def _downstream(self, tx: MetaTx, repo: str, branch: str) -> list[tuple[str, str]]:
+        """Branches whose provenance reaches (repo, branch), in an order where inputs come first."""
+        order: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+
+        def visit(node: tuple[str, str]) -> None:
+            for sub in tx.branch_subvenance(*node):
+                if sub not in seen:
+                    seen.add(sub)
+                    visit(sub)
+            order.append(node)
+
+        visit((repo, branch))
+        order.reverse()
+        return order[1:]
+
+    def _open_in_set(
+        self,
+        tx: MetaTx,
+        repo: str,
+        branch: str,
+        commit_set: str,
+        in_set: dict[tuple[str, str | None], CommitRecord],
+    ) -> CommitRecord | None:
+        """Open a commit on a branch with provenance, computed from the set's input commits.
+
+        Each provenance branch contributes its commit in this commit set if it has one, else
+        its head; a branch without any commit contributes nothing. The new commit starts with
+        its parent's tree (a job edits it) and names its inputs as commit provenance.
+        """
+        b = tx.get_branch(repo, branch, lock=True)
+        if b is None:
+            return None
+        sources: list[str] = []
+        for prov in tx.branch_provenance(repo, branch):
+            src = in_set.get(prov)
+            if src is None:
+                head = tx.get_branch(*prov)
+                if head is None or head.head is None:
+                    continue
+                src = self._need_commit(tx, head.head)
+            sources.append(src.id)
+        if not sources:
+            return None
+        parent = self._need_commit(tx, b.head) if b.head is not None else None
+        record = CommitRecord(
+            new_commit_id(),
+            repo,
+            branch,
+            parent.id if parent else None,
+            parent.tree if parent else EMPTY_TREE,
+            "open",
+            "",
+            time.time(),
+            None,
+            parent.size if parent else 0,
+            parent.files if parent else 0,
+            commit_set,
+        )
+        tx.insert_commit(record)
+        tx.set_branch_head(repo, branch, record.id)
+        tx.add_commit_provenance(record.id, sources)
+        in_set[(repo, branch)] = record
+        return record
+
+    def _propagate(self, tx: MetaTx, commit: CommitRecord) -> None:
+        """Open a commit in ``commit``'s set on every branch downstream of its branch."""
+        if commit.branch is None or not tx.branch_subvenance(commit.repo, commit.branch):
+            return
+        in_set = {(c.repo, c.branch): c for c in tx.commits_in_set(commit.commit_set)}
+        for repo, branch in self._downstream(tx, commit.repo, commit.branch):
+            if (repo, branch) not in in_set:
+                self._open_in_set(tx, repo, branch, commit.commit_set, in_set)
+
+    def trigger_branch(self, repo: str, branch: str) -> CommitInfo | None:
+        """Start a new commit set at a branch with provenance: an open commit computed from its
+        inputs' heads, and one on every branch downstream. None if no input has a commit."""
+        with self.meta.write() as tx:
+            self._need_branch(tx, repo, branch)
+            commit_set = new_commit_id()
+            in_set: dict[tuple[str, str | None], CommitRecord] = {}
+            record = self._open_in_set(tx, repo, branch, commit_set, in_set)
+            if record is None:
+                return None
+            for down_repo, down_branch in self._downstream(tx, repo, branch):
+                if (down_repo, down_branch) not in in_set:
+                    self._open_in_set(tx, down_repo, down_branch, commit_set, in_set)
+            return self._commit_info(tx, record)
+
+    def commit_record(self, commit_id: str) -> CommitRecord:
+        with self.meta.read() as tx:
+            return self._need_commit(tx, commit_id)
+
+    def complete_commit(
+        self,
+        commit_id: str,
+        base_tree: bytes,
+        ops: Sequence[Op],
+        index: Sequence[IndexEntry] = (),
+        description: str = "",
+    ) -> CommitInfo:
+        """Give an open commit the tree ``base_tree`` + ``ops`` and finish it, in one transaction.
+
+        A pipeline's job uses this: its output commit becomes its parent's tree with the
+        outputs of removed and changed datums deleted and the new outputs placed.
+        """
+        with self.meta.write() as tx:
+            commit = self._need_commit(tx, commit_id)
+            if commit.finished:
+                raise CommitFinished(f"commit {_fmt(commit)} is already finished")
+            reader = self.reader(tx)
+            editor = TreeEditor(reader, base_tree, self.tree_params)
+            for op in ops:
+                self._apply(tx, reader, editor, op)
+            root, size, files = editor.finish()
+            self.chunks.index_packs(tx, index)
+            tx.put_nodes({h: self.codec.pack(raw) for h, raw in editor.new_nodes.items()})
+            tx.update_commit(
+                commit_id,
+                tree=root,
+                size=size,
+                files=files,
+                state="finished",
+                finished_at=time.time(),
+                description=description,
+            )
+            done = self._need_commit(tx, commit_id)
+            self._propagate(tx, done)
+            return self._commit_info(tx, done)
+
+    def drop_open_commit(self, commit_id: str) -> None:
+        """Remove an open commit whose job failed: its branch falls back to the parent and any
+        commit started on top of it moves onto the parent too."""
+        with self.meta.write() as tx:
+            commit = tx.get_commit(commit_id)
+            if commit is None or commit.finished:
+                return
+            for b in tx.branches_at(commit.id):
+                tx.set_branch_head(b.repo, b.name, commit.parent)
+            tx.reparent_children(commit.id, commit.parent)
+            tx.delete_commit_provenance(commit.id)
+            tx.delete_commit(commit.id)
+
+    def write_detached_tree(
+        self,
+        tx: MetaTx,
+        files: Sequence[tuple[tuple[str, ...], Sequence[ChunkRef]]],
+        index: Sequence[IndexEntry] = (),
+    ) -> bytes:
+        """Store a tree that no commit names yet (a datum's output) inside ``tx``; its root."""
+        editor = TreeEditor(self.reader(tx), EMPTY_TREE, self.tree_params)
+        for parts, chunks in files:
+            entry, nodes = make_file_entry(chunks)
+            editor.add_nodes(nodes)
+            editor.put(check_parts(parts), entry)
+        root, _size, _files = editor.finish()
+        fresh = self.chunks.index_packs(tx, index)
+        named = {d for _, chunks in files for d, _ in chunks} - fresh
+        if named and tx.touch_chunks_count(list(named)) < len(named):
+            raise StorageError("some chunks of a datum's output vanished before it was recorded")
+        tx.put_nodes({h: self.codec.pack(raw) for h, raw in editor.new_nodes.items()})
+        return root
+
+    def tree_files(self, root: bytes) -> Iterator[tuple[str, FileEntry]]:
+        """Every file of a tree by its root hash (a commit's or a datum output's)."""
+        if root == EMPTY_TREE:
+            return iter(())
+        return self.reader().walk(root, "")
+
+    def tree_kind(self, root: bytes, path: str) -> str | None:
+        entry = self.reader().lookup(root, split_path(path))
+        if entry is None:
+            return None
+        return "dir" if isinstance(entry, DirEntry) else "file"
 
     # Maintenance
 

@@ -1,7 +1,11 @@
 """The Python SDK. ``Client()`` runs in-process on the embedded home (``$TUSK_HOME``).
 
 The result types are re-exported here so that callers (and the CLI) need nothing below.
+``load_spec`` (check a pipeline spec, naming the bad field) loads on first use, so that
+commands that never touch a pipeline spec do not pay for pydantic.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from tusk.pfs.models import (
     BranchInfo,
@@ -14,19 +18,39 @@ from tusk.pfs.models import (
     RepoInfo,
 )
 from tusk.pfs.sources import is_url, source_name
+from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
 from tusk.sdk.client import Client, CommitHandle
+from tusk.sdk.pipelines import read_spec_source
+
+if TYPE_CHECKING:
+    from tusk.pps.spec import load_spec
 
 __all__ = [
     "BranchInfo",
     "Client",
     "CommitHandle",
     "CommitInfo",
+    "DatumInfo",
     "DiffEntry",
     "FileInfo",
     "FsckReport",
     "GcReport",
+    "JobInfo",
+    "LineageStep",
+    "LogLine",
+    "PipelineInfo",
     "PutResult",
     "RepoInfo",
     "is_url",
+    "load_spec",
+    "read_spec_source",
     "source_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_spec":
+        from tusk.pps.spec import load_spec
+
+        return load_spec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,6 +40,7 @@ from tusk.pfs.sources import (
     source_name,
 )
 from tusk.pfs.tree import TreeParams
+from tusk.sdk.pipelines import PipelineMethods
 
 Progress = Callable[[int], None]
 SourceLike = str | os.PathLike[str] | bytes | BinaryIO
@@ -59,7 +60,7 @@ def _ref_text(addr: Address) -> str:
     return addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")
 
 
-class Client:
+class Client(PipelineMethods):
     """A Tusk client. ``Client()`` uses ``$TUSK_HOME`` (default ``~/.tusk``), made on first use."""
 
     def __init__(

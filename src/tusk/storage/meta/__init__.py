@@ -4,7 +4,12 @@ from tusk.storage.meta.records import (
     BranchRecord,
     ChunkLocation,
     CommitRecord,
+    DatumRecord,
+    JobRecord,
+    LogRecord,
     PackRecord,
+    PipelineRecord,
+    PipelineVersionRecord,
     RepoRecord,
 )
 from tusk.storage.meta.store import MetaStore, MetaTx
@@ -13,8 +18,13 @@ __all__ = [
     "BranchRecord",
     "ChunkLocation",
     "CommitRecord",
+    "DatumRecord",
+    "JobRecord",
+    "LogRecord",
     "MetaStore",
     "MetaTx",
     "PackRecord",
+    "PipelineRecord",
+    "PipelineVersionRecord",
     "RepoRecord",
 ]

@@ -55,3 +55,72 @@ class PackRecord:
     size: int
     chunks: int
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRecord:
+    name: str
+    version: int
+    state: str  # "running" or "paused"
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineVersionRecord:
+    pipeline: str
+    version: int
+    spec: str  # canonical JSON
+    spec_hash: str
+    salt: str
+    origin: str  # JSON: where the spec came from (file, directory, git)
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    pipeline: str
+    id: str  # the commit set id (Pachyderm's global id)
+    version: int
+    output_commit: str
+    state: str  # created, running, finishing, success, failure, killed
+    reason: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    datums_total: int
+    processed: int
+    skipped: int
+    failed: int
+    owner: str | None
+    lease_until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DatumRecord:
+    pipeline: str
+    job: str
+    id: str
+    seq: int
+    hash: str
+    state: str  # pending, running, success, skipped, failed
+    files: str  # JSON list of the datum's input files
+    output_tree: bytes | None
+    attempts: int
+    exit_code: int | None
+    error: str
+    stderr_tail: str
+    owner: str | None
+    lease_until: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    pipeline: str
+    job: str
+    datum: str
+    ts: float
+    stream: str
+    line: str

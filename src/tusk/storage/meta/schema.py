@@ -77,3 +77,91 @@ chunks = sa.Table(
     sa.Column("codec", sa.SmallInteger, nullable=False),
     sa.Column("touched_at", sa.Float, nullable=False),
 )
+
+# Commit provenance: the commits a commit was computed from (a pipeline's input commits).
+commit_provenance = sa.Table(
+    "commit_provenance",
+    metadata,
+    sa.Column("commit", sa.String(32), primary_key=True),
+    sa.Column("from_commit", sa.String(32), primary_key=True, index=True),
+)
+
+# Pipelines (pps). A pipeline's spec history is one row per version.
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+pipeline_versions = sa.Table(
+    "pipeline_versions",
+    metadata,
+    sa.Column("pipeline", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# A job is one pipeline's run for one commit set (Pachyderm's pipeline@global-id).
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("pipeline", sa.String(63), primary_key=True),
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("output_commit", sa.String(32), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("datums_total", sa.Integer, nullable=False),
+    sa.Column("processed", sa.Integer, nullable=False),
+    sa.Column("skipped", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+)
+
+datums = sa.Table(
+    "datums",
+    metadata,
+    sa.Column("pipeline", sa.String(63), primary_key=True),
+    sa.Column("job", sa.String(32), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("files", sa.Text, nullable=False),
+    sa.Column("output_tree", sa.LargeBinary(32), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("stderr_tail", sa.Text, nullable=False),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_datums_job_state", "pipeline", "job", "state"),
+    sa.Index("ix_datums_hash", "pipeline", "hash"),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pipeline", sa.String(63), nullable=False),
+    sa.Column("job", sa.String(32), nullable=False),
+    sa.Column("datum", sa.String(64), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("stream", sa.String(8), nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Index("ix_logs_job", "pipeline", "job"),
+)

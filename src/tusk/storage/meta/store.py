@@ -27,9 +27,10 @@ from tusk.storage.meta.records import (
     PackRecord,
     RepoRecord,
 )
+from tusk.storage.meta.store_pps import PpsTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 _BATCH = 500
 
 
@@ -168,7 +169,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
     )
 
 
-class MetaTx:
+class MetaTx(PpsTxMixin):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
     def __init__(self, conn: Connection, is_sqlite: bool) -> None:

@@ -1,0 +1,1 @@
+"""Pipelines: specs, datums, jobs, scheduler, executors."""

@@ -1,0 +1,540 @@
+"""Datums: how a pipeline's input is cut into units of work, as Pachyderm 2.x cuts it.
+
+A *datum* is a set of files, each from one named input, that user code sees together under
+``/pfs/<input name>/<path>``. Datums come from globs over each pfs input's commit and are
+combined by cross, union, join and group inputs.
+
+Globs (:func:`glob_to_regex`) are matched against absolute paths of files *and* directories
+(a directory is ``/a``, without the trailing slash; the root is matched only by the glob
+``/``). Syntax, as Pachyderm's glob library:
+
+- ``*`` any run of characters within one path segment, ``?`` one character (not ``/``);
+- ``**`` any run of characters including ``/``: ``/**`` matches every file and every
+  directory below the root, ``/**.csv`` every ``.csv`` file at any depth. As in git and
+  doublestar, ``/**/`` also matches a single ``/``, so ``/a/**/b`` matches ``/a/b`` (Pachyderm's
+  library does not; this only ever adds matches);
+- ``[abc]``, ``[a-z]``, ``[!abc]`` / ``[^abc]`` one character of a class (never ``/``);
+- ``{a,b}`` alternatives (each may hold wildcards);
+- ``( )`` capture groups, numbered by their opening parenthesis, used by ``join_on`` and
+  ``group_by`` as ``$1``, ``$2``... (``$0`` is the whole matched path, ``$$`` a literal ``$``);
+- ``\\x`` the character x literally; everything else is literal. Trailing slashes are ignored.
+
+Each match is one datum holding the match and, for a directory, every file below it. So ``/*``
+on ``/a/x, /a/y, /b`` gives two datums, ``/a`` (x and y) and ``/b``; ``/`` gives one datum with
+every file. ``/**`` gives one datum per file *and* one per directory (so a file below a
+directory is in several datums), which is what Pachyderm 2.x does (pachyderm issue #3335); to
+get one datum per file at any depth, match the files by name, e.g. ``/**.csv``. An input whose
+commit has no matching path gives no datums.
+
+A datum's ``id`` is the BLAKE3 of its sorted (input name, matched path) pairs: it names the
+datum across commits whatever the content. :meth:`Datum.hash` adds the salt and every file's
+(input name, path, content hash), so a job can skip a datum whose hash it has already
+processed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+
+from tusk.errors import InvalidPath, InvalidSpec
+from tusk.pps.spec import CronInput, Input, PfsInput
+
+_TEMPLATE_REF = re.compile(r"\$(?:(\$)|(\d+)|\{(\d+)\})")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file of an input commit, as ``files_for`` returns it."""
+
+    path: str
+    hash: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "hash": self.hash, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileInfo:
+        return cls(path=str(data["path"]), hash=str(data["hash"]), size=int(data["size"]))
+
+
+#: Lists every file of a pfs input's commit, sorted by path.
+FilesFor = Callable[[PfsInput], Sequence[FileInfo]]
+
+
+@dataclass(frozen=True)
+class DatumFile:
+    """A file of a datum: where it comes from and how it is mounted."""
+
+    input_name: str
+    repo: str
+    branch: str
+    path: str
+    hash: str
+    size: int
+    lazy: bool = False
+    empty: bool = False
+
+    @property
+    def mount_path(self) -> str:
+        """Where user code sees it: ``/pfs/<input name><path>``."""
+        return f"/pfs/{self.input_name}{self.path}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input_name": self.input_name,
+            "repo": self.repo,
+            "branch": self.branch,
+            "path": self.path,
+            "hash": self.hash,
+            "size": self.size,
+            "lazy": self.lazy,
+            "empty": self.empty,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DatumFile:
+        return cls(
+            input_name=str(data["input_name"]),
+            repo=str(data["repo"]),
+            branch=str(data["branch"]),
+            path=str(data["path"]),
+            hash=str(data["hash"]),
+            size=int(data["size"]),
+            lazy=bool(data.get("lazy", False)),
+            empty=bool(data.get("empty", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Datum:
+    """A unit of work: its stable ``id``, its files sorted by (input name, path), and the
+    (input name, matched path) pairs it was made from (a matched path may be a directory)."""
+
+    id: str
+    files: tuple[DatumFile, ...]
+    matches: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, matches: Iterable[tuple[str, str]], files: Iterable[DatumFile]) -> Datum:
+        """Build a datum from its matches and files, computing the id."""
+        pairs = tuple(sorted(set(matches)))
+        unique = {(f.input_name, f.path): f for f in files}
+        ordered = tuple(unique[key] for key in sorted(unique))
+        return cls(id=datum_id(pairs), files=ordered, matches=pairs)
+
+    def hash(self, salt: str) -> str:
+        """64-hex BLAKE3 of the id, the salt and every file's (input name, path, hash)."""
+        body: list[Any] = ["tusk-datum-hash-v1", self.id, salt]
+        body.extend([f.input_name, f.path, f.hash] for f in self.files)
+        return _blake3_json(body)
+
+    def inputs(self) -> list[str]:
+        """Names of the inputs present in this datum, sorted."""
+        names = {name for name, _ in self.matches} | {f.input_name for f in self.files}
+        return sorted(names)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "matches": [list(pair) for pair in self.matches],
+            "files": [f.to_json() for f in self.files],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Datum:
+        return cls(
+            id=str(data["id"]),
+            files=tuple(DatumFile.from_json(f) for f in data["files"]),
+            matches=tuple((str(name), str(path)) for name, path in data.get("matches", [])),
+        )
+
+
+def datum_id(matches: Iterable[tuple[str, str]]) -> str:
+    """64-hex BLAKE3 of the sorted (input name, matched path) pairs."""
+    return _blake3_json(["tusk-datum-v1", [list(pair) for pair in sorted(set(matches))]])
+
+
+def _blake3_json(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return blake3.blake3(text.encode("utf-8")).hexdigest()
+
+
+# --- globs -------------------------------------------------------------------------------
+
+
+def normalize_glob(glob: str) -> str:
+    """Trailing slashes dropped; ``""`` and ``"/"`` are the root."""
+    trimmed = glob.rstrip("/")
+    return trimmed if trimmed else "/"
+
+
+def _glob_error(glob: str, problem: str) -> InvalidSpec:
+    return InvalidSpec(f"invalid glob {glob!r}: {problem}")
+
+
+def glob_to_regex(glob: str) -> re.Pattern[str]:
+    """Compile a glob (see the module doc) to a regex that matches whole absolute paths.
+
+    Capture groups of the glob are the regex's groups, in the same order. Raises InvalidSpec
+    for an unclosed ``[``, ``(`` or ``{`` or an unbalanced ``)`` or ``}``.
+    """
+    glob = normalize_glob(glob)
+    out: list[str] = []
+    stack: list[tuple[str, int]] = []
+    i, n = 0, len(glob)
+    while i < n:
+        c = glob[i]
+        if c == "\\":
+            if i + 1 == n:
+                raise _glob_error(glob, "ends with a lone '\\'; escape it as '\\\\'")
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+        elif c == "*":
+            j = i
+            while j < n and glob[j] == "*":
+                j += 1
+            if j - i == 1:
+                out.append("[^/]*")
+            elif i > 0 and glob[i - 1] == "/" and j < n and glob[j] == "/":
+                out.append("(?:.*/)?")  # "/**/": any directories, or none
+                j += 1
+            else:
+                out.append(".*")
+            i = j
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            regex, i = _char_class(glob, i)
+            out.append(regex)
+        elif c == "{":
+            stack.append(("{", i))
+            out.append("(?:")
+            i += 1
+        elif c == "," and stack and stack[-1][0] == "{":
+            out.append("|")
+            i += 1
+        elif c == "}":
+            if not stack or stack[-1][0] != "{":
+                raise _glob_error(glob, f"'}}' at position {i} closes nothing; escape it as '\\}}'")
+            stack.pop()
+            out.append(")")
+            i += 1
+        elif c == "(":
+            stack.append(("(", i))
+            out.append("(")
+            i += 1
+        elif c == ")":
+            if not stack or stack[-1][0] != "(":
+                raise _glob_error(glob, f"')' at position {i} closes nothing; escape it as '\\)'")
+            stack.pop()
+            out.append(")")
+            i += 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    if stack:
+        opener, pos = stack[-1]
+        closer = ")" if opener == "(" else "}"
+        raise _glob_error(
+            glob, f"'{opener}' at position {pos} is never closed; add '{closer}' or escape it"
+        )
+    return re.compile(r"\A(?:" + "".join(out) + r")\Z", re.DOTALL)
+
+
+def _char_class(glob: str, start: int) -> tuple[str, int]:
+    """Translate ``[...]`` at ``start``; returns the regex and the index after ``]``."""
+    i = start + 1
+    negate = i < len(glob) and glob[i] in "!^"
+    if negate:
+        i += 1
+    parts: list[str] = []
+    first = True
+    while True:
+        if i >= len(glob):
+            raise _glob_error(
+                glob, f"'[' at position {start} is never closed; add ']' or escape it as '\\['"
+            )
+        c = glob[i]
+        if c == "]" and not first:
+            i += 1
+            break
+        if c == "\\" and i + 1 < len(glob):
+            parts.append(re.escape(glob[i + 1]))
+            i += 2
+        else:
+            parts.append("-" if c == "-" else re.escape(c))
+            i += 1
+        first = False
+    body = "".join(parts)
+    if negate:
+        return f"[^/{body}]", i
+    return f"(?!/)[{body}]", i
+
+
+def template_groups(template: str) -> list[int]:
+    """Capture-group numbers a ``join_on``/``group_by`` template uses (``$1``, ``${2}``).
+
+    Raises InvalidSpec for a ``$`` that is not followed by a group number or another ``$``.
+    """
+    return [part for part in _template_parts(template) if isinstance(part, int)]
+
+
+def _template_parts(template: str) -> list[str | int]:
+    parts: list[str | int] = []
+    pos = 0
+    while True:
+        dollar = template.find("$", pos)
+        if dollar < 0:
+            parts.append(template[pos:])
+            return parts
+        parts.append(template[pos:dollar])
+        m = _TEMPLATE_REF.match(template, dollar)
+        if m is None:
+            raise InvalidSpec(
+                f"{template!r}: '$' at position {dollar} must be followed by a capture group "
+                "number like $1 or ${1} (write $$ for a literal '$')"
+            )
+        if m.group(1):
+            parts.append("$")
+        else:
+            parts.append(int(m.group(2) or m.group(3)))
+        pos = m.end()
+
+
+def expand_key(template: str, match: re.Match[str]) -> str:
+    """Substitute a match's capture groups into a ``join_on``/``group_by`` template."""
+    out = []
+    for part in _template_parts(template):
+        if isinstance(part, int):
+            group = match.group(part) if part <= (match.re.groups or 0) else None
+            out.append(group or "")
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+# --- datums ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Match:
+    """One glob match of one pfs input: the datum piece it contributes."""
+
+    input_name: str
+    path: str
+    files: tuple[DatumFile, ...]
+    match: re.Match[str] | None
+
+
+_Combo = tuple[_Match, ...]
+
+
+def cron_as_pfs(cron: CronInput) -> PfsInput:
+    """A cron input is read as the pfs input ``<cron repo>@master`` with glob ``/*``."""
+    if not cron.repo:
+        raise InvalidSpec(
+            f"cron input {cron.name!r} has no repo; validate the whole spec with load_spec, "
+            "which fills in <pipeline>_<name>"
+        )
+    return PfsInput(repo=cron.repo, branch="master", glob="/*", name=cron.name)
+
+
+def pfs_matches(pfs: PfsInput, files: Sequence[FileInfo]) -> list[tuple[str, list[FileInfo]]]:
+    """The glob's matches over ``files`` (sorted by path), each with the files it holds."""
+    ordered = sorted(files, key=lambda f: f.path)
+    paths = [f.path for f in ordered]
+    for path in paths:
+        if not path.startswith("/") or path == "/":
+            raise InvalidPath(
+                f"file path {path!r} of input {pfs.name!r} is not an absolute file path; "
+                "files_for must return paths like '/dir/file'"
+            )
+    glob = normalize_glob(pfs.glob)
+    if glob == "/":
+        return [("/", list(ordered))] if ordered else []
+    pattern = glob_to_regex(glob)
+    candidates: set[str] = set()
+    for path in paths:
+        candidates.add(path)
+        cut = path.rfind("/")
+        while cut > 0:
+            parent = path[:cut]
+            if parent in candidates:
+                break
+            candidates.add(parent)
+            cut = path.rfind("/", 0, cut)
+    out = []
+    for match_path in sorted(candidates):
+        if pattern.match(match_path) is None:
+            continue
+        out.append((match_path, _files_under(match_path, paths, ordered)))
+    return out
+
+
+def _files_under(match_path: str, paths: list[str], files: list[FileInfo]) -> list[FileInfo]:
+    out = []
+    i = bisect.bisect_left(paths, match_path)
+    if i < len(paths) and paths[i] == match_path:
+        out.append(files[i])
+    prefix = match_path + "/"
+    i = bisect.bisect_left(paths, prefix)
+    while i < len(paths) and paths[i].startswith(prefix):
+        out.append(files[i])
+        i += 1
+    return out
+
+
+def _matches(pfs: PfsInput, files_for: FilesFor) -> list[_Match]:
+    glob = normalize_glob(pfs.glob)
+    pattern = glob_to_regex(glob)
+    out = []
+    for path, files in pfs_matches(pfs, files_for(pfs)):
+        datum_files = tuple(
+            DatumFile(
+                input_name=pfs.name,
+                repo=pfs.repo,
+                branch=pfs.branch,
+                path=f.path,
+                hash=f.hash,
+                size=f.size,
+                lazy=pfs.lazy,
+                empty=pfs.empty_files,
+            )
+            for f in files
+        )
+        out.append(_Match(pfs.name, path, datum_files, pattern.match(path)))
+    return out
+
+
+def compute_datums(
+    input: Input,
+    files_for: FilesFor,
+    *,
+    cron: Callable[[CronInput], PfsInput] = cron_as_pfs,
+) -> list[Datum]:
+    """Every datum of an input tree, in a deterministic order (see the module doc).
+
+    - pfs/cron: one datum per glob match, by path;
+    - cross: the cartesian product of the children's datums, first child outermost;
+    - union: the children's datums one child after another, a repeated datum id kept once;
+    - join: per join key (``join_on`` with the glob's groups substituted, keys in sorted
+      order), the product of every child's matches with that key; if some child has no match
+      for a key, the product of the ``outer_join`` children's matches that do (nothing if
+      none of them is outer);
+    - group: per ``group_by`` key (sorted), one datum with every child's matches of that key.
+
+    ``cron`` turns a cron input into the pfs input that reads its ticks (default
+    :func:`cron_as_pfs`); a caller may pin the tick commit through it.
+    """
+    return list(iter_datums(input, files_for, cron=cron))
+
+
+def iter_datums(
+    input: Input,
+    files_for: FilesFor,
+    *,
+    cron: Callable[[CronInput], PfsInput] = cron_as_pfs,
+) -> Iterator[Datum]:
+    """:func:`compute_datums` one datum at a time (children are still listed up front)."""
+    for combo in _combos(input, files_for, cron):
+        yield _datum(combo)
+
+
+def _datum(combo: _Combo) -> Datum:
+    return Datum.of(
+        ((m.input_name, m.path) for m in combo),
+        (f for m in combo for f in m.files),
+    )
+
+
+def _combo_key(combo: _Combo) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({(m.input_name, m.path) for m in combo}))
+
+
+def _combos(
+    node: Input, files_for: FilesFor, cron: Callable[[CronInput], PfsInput]
+) -> Iterator[_Combo]:
+    if node.pfs is not None:
+        for m in _matches(node.pfs, files_for):
+            yield (m,)
+    elif node.cron is not None:
+        for m in _matches(cron(node.cron), files_for):
+            yield (m,)
+    elif node.cross is not None:
+        lists = [list(_combos(child, files_for, cron)) for child in node.cross]
+        for parts in itertools.product(*lists):
+            yield tuple(m for part in parts for m in part)
+    elif node.union is not None:
+        seen: set[tuple[tuple[str, str], ...]] = set()
+        for child in node.union:
+            for combo in _combos(child, files_for, cron):
+                key = _combo_key(combo)
+                if key not in seen:
+                    seen.add(key)
+                    yield combo
+    elif node.join is not None:
+        yield from _join(node.join, files_for)
+    elif node.group is not None:
+        yield from _group(node.group, files_for)
+
+
+def _keyed(children: list[Input], files_for: FilesFor, field: str) -> list[dict[str, list[_Match]]]:
+    """Per child, its matches by key (``join_on`` or ``group_by`` with groups substituted)."""
+    out = []
+    for child in children:
+        pfs = child.pfs
+        if pfs is None:  # load_spec refuses this; an Input built by hand may not
+            raise InvalidSpec(f"a {field.split('_')[0]} input takes pfs inputs only")
+        template = getattr(pfs, field)
+        by_key: dict[str, list[_Match]] = {}
+        for m in _matches(pfs, files_for):
+            key = expand_key(template, m.match) if m.match is not None else template
+            by_key.setdefault(key, []).append(m)
+        out.append(by_key)
+    return out
+
+
+def _join(children: list[Input], files_for: FilesFor) -> Iterator[_Combo]:
+    keyed = _keyed(children, files_for, "join_on")
+    outer = [child.pfs is not None and child.pfs.outer_join for child in children]
+    for key in sorted({k for by_key in keyed for k in by_key}):
+        present = [i for i, by_key in enumerate(keyed) if key in by_key]
+        if len(present) < len(children):
+            present = [i for i in present if outer[i]]
+            if not present:
+                continue
+        for parts in itertools.product(*(keyed[i][key] for i in present)):
+            yield tuple(parts)
+
+
+def _group(children: list[Input], files_for: FilesFor) -> Iterator[_Combo]:
+    keyed = _keyed(children, files_for, "group_by")
+    for key in sorted({k for by_key in keyed for k in by_key}):
+        yield tuple(m for by_key in keyed for m in by_key.get(key, []))
+
+
+__all__ = [
+    "Datum",
+    "DatumFile",
+    "FileInfo",
+    "FilesFor",
+    "compute_datums",
+    "cron_as_pfs",
+    "datum_id",
+    "expand_key",
+    "glob_to_regex",
+    "iter_datums",
+    "normalize_glob",
+    "pfs_matches",
+    "template_groups",
+]

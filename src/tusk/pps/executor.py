@@ -1,0 +1,268 @@
+"""Run one datum's user code on this machine, with ``/pfs`` mapped as Pachyderm maps it.
+
+Two modes (``TUSK_SANDBOX``):
+
+* ``bwrap`` (chosen by ``auto`` when bubblewrap works here): the code runs in a private mount
+  namespace. The host's directories are mounted read-only, ``/tmp`` is a private tmpfs, each
+  input is mounted read-only at ``/pfs/<input name>`` and ``/pfs/out`` is the only writable
+  place that is kept. Unchanged Pachyderm code that reads ``/pfs/images`` and writes
+  ``/pfs/out`` runs as it is; a write anywhere else fails (read-only file system) or vanishes
+  with the private ``/tmp``.
+* ``none`` (where namespaces are unavailable): the same tree is built in a per-datum working
+  directory whose path is in ``$TUSK_PFS``; code that reads ``os.environ.get("TUSK_PFS",
+  "/pfs")`` runs in both modes. Nothing stops this code from writing elsewhere.
+
+The environment names the job, the datum and each input as Pachyderm's does: ``PACH_JOB_ID``,
+``PACH_DATUM_ID``, ``PACH_OUTPUT_COMMIT_ID``, ``PPS_PIPELINE_NAME``, ``<input>`` (the path of
+the input's first file in this datum) and ``<input>_COMMIT``; the same with ``TUSK_`` names.
+The directory of the Python that runs Tusk comes first on ``PATH``, so ``python3`` in a spec
+finds the packages Tusk's environment has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tusk.errors import InvalidArgument
+
+_LOG_LINES = 2000  # kept per stream per datum attempt
+_TAIL_CHARS = 2000
+
+
+@dataclass
+class DatumTask:
+    pipeline: str
+    job: str
+    datum: str
+    output_commit: str
+    cmd: list[str]
+    stdin: list[str]
+    env: dict[str, str]
+    working_dir: str | None
+    err_cmd: list[str]
+    err_stdin: list[str]
+    accept_return_code: list[int]
+    timeout: float | None
+    inputs: list[tuple[str, str, str]]  # (input name, first file path, commit id)
+
+
+@dataclass
+class DatumOutcome:
+    ok: bool
+    recovered: bool = False
+    exit_code: int | None = None
+    error: str = ""
+    stderr_tail: str = ""
+    logs: list[tuple[float, str, str]] = field(default_factory=list)
+
+
+@functools.cache
+def bwrap_works() -> bool:
+    """True if bubblewrap is installed and can make a mount namespace here."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return False
+    try:
+        r = subprocess.run(
+            [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"],
+            capture_output=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def sandbox_mode(requested: str | None = None) -> str:
+    """'bwrap' or 'none', from the argument, else ``$TUSK_SANDBOX`` (default 'auto')."""
+    mode = (requested or os.environ.get("TUSK_SANDBOX") or "auto").lower()
+    if mode not in ("auto", "bwrap", "none"):
+        raise InvalidArgument(f"TUSK_SANDBOX must be auto, bwrap or none, not {mode!r}")
+    if mode == "auto":
+        return "bwrap" if bwrap_works() else "none"
+    if mode == "bwrap" and not bwrap_works():
+        raise InvalidArgument(
+            "TUSK_SANDBOX=bwrap but bubblewrap does not work here (install the bubblewrap "
+            "package, or set TUSK_SANDBOX=none)"
+        )
+    return mode
+
+
+def _bwrap_args(pfs_root: Path, input_names: Sequence[str], cwd: str) -> list[str]:
+    exe = shutil.which("bwrap") or "bwrap"
+    args = [exe, "--die-with-parent"]
+    for name in sorted(os.listdir("/")):
+        path = "/" + name
+        if name in ("proc", "dev", "tmp", "pfs"):
+            continue
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/pfs"]
+    # The working directory (and Tusk's own Python) may live under /tmp, which is private now.
+    for keep in {cwd, sys.prefix}:
+        if keep.startswith("/tmp/") and os.path.isdir(keep):
+            args += ["--ro-bind", keep, keep]
+    for name in input_names:
+        args += ["--ro-bind", str(pfs_root / name), f"/pfs/{name}"]
+    args += ["--bind", str(pfs_root / "out"), "/pfs/out", "--chdir", cwd, "--"]
+    return args
+
+
+def _tail(text: str) -> str:
+    return text[-_TAIL_CHARS:]
+
+
+def _lines(stream: str, data: bytes, now: float) -> list[tuple[float, str, str]]:
+    lines = data.decode("utf-8", "replace").splitlines()
+    if len(lines) > _LOG_LINES:
+        skipped = len(lines) - _LOG_LINES
+        lines = [f"... {skipped} earlier lines not kept", *lines[-_LOG_LINES:]]
+    return [(now, stream, line) for line in lines]
+
+
+class LocalExecutor:
+    """Runs datums as child processes of this process (one per datum, several at once)."""
+
+    def __init__(self, sandbox: str | None = None) -> None:
+        self.mode = sandbox_mode(sandbox)
+
+    def run(
+        self,
+        task: DatumTask,
+        pfs_root: Path,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> DatumOutcome:
+        """Run ``task`` on the inputs materialised under ``pfs_root`` (outputs in ``out/``)."""
+        (pfs_root / "out").mkdir(parents=True, exist_ok=True)
+        sandboxed = self.mode == "bwrap"
+        mount = "/pfs" if sandboxed else str(pfs_root)
+        env = self._env(task, mount)
+        cwd = task.working_dir or os.getcwd()
+        if not os.path.isdir(cwd):
+            return DatumOutcome(False, error=f"working directory {cwd} does not exist")
+        input_names = sorted({name for name, _, _ in task.inputs})
+        prefix = _bwrap_args(pfs_root, input_names, cwd) if sandboxed else []
+        outcome = self._run_one(prefix + task.cmd, task.stdin, env, cwd, task.timeout, cancelled)
+        if outcome.ok or outcome.error.startswith("stopped"):
+            return outcome
+        if outcome.exit_code is not None and outcome.exit_code in task.accept_return_code:
+            outcome.ok = True
+            return outcome
+        if task.err_cmd:
+            # Pachyderm's err_cmd: if it succeeds the datum counts as recovered, not failed.
+            err = self._run_one(
+                prefix + task.err_cmd, task.err_stdin, env, cwd, task.timeout, cancelled
+            )
+            outcome.logs.extend(err.logs)
+            if err.ok:
+                outcome.recovered = True
+        return outcome
+
+    def _env(self, task: DatumTask, mount: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(task.env)
+        ids = {
+            "JOB_ID": task.job,
+            "DATUM_ID": task.datum,
+            "OUTPUT_COMMIT_ID": task.output_commit,
+        }
+        for key, value in ids.items():
+            env[f"PACH_{key}"] = value
+            env[f"TUSK_{key}"] = value
+        env["PPS_PIPELINE_NAME"] = env["TUSK_PIPELINE"] = task.pipeline
+        env["TUSK_PFS"] = mount
+        for name, path, commit in task.inputs:
+            env[name] = f"{mount}/{name}{path}"
+            env[f"{name}_COMMIT"] = commit
+        return env
+
+    def _run_one(
+        self,
+        cmd: list[str],
+        stdin: list[str],
+        env: dict[str, str],
+        cwd: str,
+        timeout: float | None,
+        cancelled: Callable[[], bool],
+    ) -> DatumOutcome:
+        data = ("\n".join(stdin) + "\n").encode() if stdin else b""
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return DatumOutcome(False, error=f"cannot start {cmd[0]}: {exc.strerror}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first = True
+        error = ""
+        while True:
+            step = 0.5
+            if deadline is not None:
+                step = max(0.01, min(step, deadline - time.monotonic()))
+            try:
+                out, err = proc.communicate(input=data if first else None, timeout=step)
+                break
+            except subprocess.TimeoutExpired:
+                first = False
+                if deadline is not None and time.monotonic() >= deadline:
+                    error = f"timed out after {timeout:g}s (datum_timeout)"
+                elif cancelled():
+                    error = "stopped: the job was stopped or failed"
+                else:
+                    continue
+                _kill(proc)
+                out, err = proc.communicate()
+                break
+        now = time.time()
+        logs = _lines("stdout", out, now) + _lines("stderr", err, now)
+        tail = _tail(err.decode("utf-8", "replace"))
+        code = proc.returncode
+        if error:
+            return DatumOutcome(False, exit_code=code, error=error, stderr_tail=tail, logs=logs)
+        if code != 0:
+            what = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            return DatumOutcome(
+                False, exit_code=code, error=f"{cmd[0]} {what}", stderr_tail=tail, logs=logs
+            )
+        return DatumOutcome(True, exit_code=0, stderr_tail=tail, logs=logs)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def collect_outputs(out_dir: Path) -> list[tuple[tuple[str, ...], Path]]:
+    """Regular files (and symlinks to files) below ``out_dir``: (path segments, local path)."""
+    found: list[tuple[tuple[str, ...], Path]] = []
+    stack: list[tuple[tuple[str, ...], Path]] = [((), out_dir)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            parts = (*prefix, e.name)
+            if e.is_dir(follow_symlinks=False):
+                stack.append((parts, Path(e.path)))
+            elif e.is_file(follow_symlinks=True):
+                found.append((parts, Path(e.path)))
+    return sorted(found)

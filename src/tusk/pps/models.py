@@ -1,0 +1,104 @@
+"""What PPS operations return: frozen value objects with ``to_dict`` for JSON output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class _Dict:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class PipelineVersion(_Dict):
+    version: int
+    spec_hash: str
+    created_at: float
+    salt: str
+    origin: dict[str, Any]
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PipelineInfo(_Dict):
+    name: str
+    version: int
+    state: str  # "running" or "paused"
+    description: str
+    input: str  # a one-line summary such as "cross(images:/*, edges:/)"
+    output_branch: str
+    created_at: float
+    updated_at: float
+    spec: dict[str, Any]
+    last_job: str | None = None
+    last_job_state: str | None = None
+    versions: list[PipelineVersion] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobInfo(_Dict):
+    pipeline: str
+    id: str
+    version: int
+    output_commit: str
+    state: str  # created, running, success, failure, killed
+    reason: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    datums_total: int
+    processed: int
+    skipped: int
+    failed: int
+    recovered: int = 0
+    input_commits: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("success", "failure", "killed")
+
+
+@dataclass(frozen=True)
+class DatumInfo(_Dict):
+    pipeline: str
+    job: str
+    id: str
+    state: str  # pending, running, success, skipped, failed, recovered
+    files: list[dict[str, Any]]
+    attempts: int
+    exit_code: int | None
+    error: str
+    stderr_tail: str
+    started_at: float | None
+    finished_at: float | None
+    output_files: int | None = None
+
+
+@dataclass(frozen=True)
+class LogLine(_Dict):
+    id: int
+    pipeline: str
+    job: str
+    datum: str
+    ts: float
+    stream: str
+    line: str
+
+
+@dataclass(frozen=True)
+class LineageStep(_Dict):
+    """How one file came to be: the job and datum that wrote it and what they read."""
+
+    repo: str
+    commit: str
+    path: str
+    pipeline: str | None = None
+    job: str | None = None
+    datum: str | None = None
+    pipeline_version: int | None = None
+    spec_hash: str | None = None
+    code: dict[str, Any] = field(default_factory=dict)
+    image: str | None = None
+    inputs: list[LineageStep] = field(default_factory=list)

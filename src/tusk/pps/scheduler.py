@@ -1,0 +1,579 @@
+"""The scheduler and its workers: jobs from open output commits, datums by lease, merging.
+
+One loop (``Scheduler.tick``) does, in order:
+
+1. Datums held by a dead worker on this host go back to the queue (other hosts' leases run
+   out on their own).
+2. Every open commit on a pipeline's output branch without a job gets one (state ``created``).
+3. A created job starts once its input commits are finished and its output commit's parent is
+   finished (jobs of one pipeline run in commit order): its datums are computed from the input
+   commits; a datum whose hash (inputs + pipeline salt) already succeeded is ``skipped`` and
+   carries its earlier output; the rest are ``pending``.
+4. Running jobs get worker threads (``parallelism_spec``). A worker claims datums with a
+   lease, runs them through the executor, stores their outputs (data first), then records
+   them in one transaction per batch. Failed datums are retried up to ``datum_tries``.
+5. A job whose datums are all done is finished: any failed datum fails the job and drops its
+   output commit (the branch does not move); otherwise the output commit becomes the parent's
+   tree minus the outputs of removed and changed datums plus the new outputs, in one
+   transaction. Two datums writing one path fail the job with both datums named.
+
+Workers are threads because the work of a datum is the user's process; the threads only wait
+for it and move bytes. Several ``tusk up`` processes can share a home: claims are exclusive
+and a dead process's leases expire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tusk.errors import CommitFinished, TuskError
+from tusk.pfs.service import DeleteOp, Op, PlaceOp
+from tusk.pfs.tree import EMPTY_TREE
+from tusk.pps.datums import compute_datums, cron_as_pfs
+from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, collect_outputs
+from tusk.pps.service import PpsService
+from tusk.pps.spec import PipelineSpec
+from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
+
+LEASE_SECONDS = float(os.environ.get("TUSK_LEASE_SECONDS", "30"))
+_HOST = socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Job:
+    """What a worker needs about a running job, loaded once."""
+
+    record: JobRecord
+    spec: PipelineSpec
+    origin: dict
+    commits: dict[tuple[str, str], str]  # (repo, branch) -> input commit id
+    dead: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        pps: PpsService,
+        executor: LocalExecutor | None = None,
+        *,
+        poll: float = 0.1,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pps = pps
+        self.pfs = pps.pfs
+        self.meta = pps.meta
+        self.executor = executor or LocalExecutor()
+        self.poll = poll
+        self.log = log or (lambda msg: None)
+        self.scratch = pps.home / "scratch"
+        self._running: dict[tuple[str, str], _Job] = {}
+        self._owners: set[str] = set()
+        self._owner_seq = 0
+        self._lock = threading.Lock()
+        self._last_renew = 0.0
+        self.errors: list[str] = []
+
+    # The loop
+
+    def run(self, stop: threading.Event | None = None, once: bool = False) -> None:
+        """Run until ``stop`` is set; with ``once``, until no job is waiting or running."""
+        stop = stop or threading.Event()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        try:
+            while not stop.is_set():
+                busy = self.tick()
+                if once and not busy:
+                    return
+                stop.wait(self.poll)
+        finally:
+            for job in list(self._running.values()):
+                job.dead.set()
+            for job in list(self._running.values()):
+                for t in job.threads:
+                    t.join()
+
+    def tick(self) -> bool:
+        """One pass of the loop; True while there is work (jobs created or running)."""
+        self._renew_leases()
+        self._reap_dead_owners()
+        self._create_jobs()
+        busy = False
+        with self.meta.read() as tx:
+            jobs = tx.list_jobs(states=["created", "running"])
+            paused = {p.name for p in tx.list_pipelines() if p.state != "running"}
+        for job in sorted(jobs, key=lambda j: j.created_at):
+            if job.pipeline in paused:
+                continue
+            busy = True
+            try:
+                if job.state == "created":
+                    self._start_job(job)
+                else:
+                    self._drive_job(job)
+            except TuskError as exc:
+                self._fail_job(job, f"{exc}")
+        # Forget executions of jobs that ended elsewhere (stopped, deleted).
+        live = {(j.pipeline, j.id) for j in jobs}
+        for key, running in list(self._running.items()):
+            if key not in live:
+                running.dead.set()
+                if not any(t.is_alive() for t in running.threads):
+                    del self._running[key]
+        return busy
+
+    # 1. leases
+
+    def _new_owner(self) -> str:
+        with self._lock:
+            self._owner_seq += 1
+            owner = f"{_HOST}:{os.getpid()}:{self._owner_seq}"
+            self._owners.add(owner)
+            return owner
+
+    def _renew_leases(self) -> None:
+        now = time.time()
+        if now - self._last_renew < LEASE_SECONDS / 3:
+            return
+        self._last_renew = now
+        with self._lock:
+            owners = list(self._owners)
+        if owners:
+            with self.meta.write() as tx:
+                for owner in owners:
+                    tx.renew_datum_leases(owner, now + LEASE_SECONDS)
+
+    def _reap_dead_owners(self) -> None:
+        with self.meta.read() as tx:
+            owners = tx.running_datum_owners()
+        dead = []
+        for owner in owners:
+            host, _, rest = owner.partition(":")
+            pid = rest.split(":")[0]
+            mine = host == _HOST and pid.isdigit() and int(pid) != os.getpid()
+            if mine and not _pid_alive(int(pid)):
+                dead.append(owner)
+        if dead:
+            with self.meta.write() as tx:
+                for owner in dead:
+                    n = tx.release_owner(owner)
+                    self.log(f"worker {owner} is gone; {n} of its datums go back to the queue")
+
+    # 2. jobs from open output commits
+
+    def _create_jobs(self) -> None:
+        with self.meta.read() as tx:
+            pipelines = tx.list_pipelines()
+            wanted = []
+            for p in pipelines:
+                version = tx.get_pipeline_version(p.name, p.version)
+                if version is None:
+                    continue
+                branch = json.loads(version.spec).get("output_branch", "master")
+                for cid, cbranch, cset, started in tx.open_commits(p.name):
+                    if cbranch == branch and tx.job_for_commit(cid) is None:
+                        wanted.append(JobRecord(
+                            p.name, cset, p.version, cid, "created", "", started,
+                            None, None, 0, 0, 0, 0, None, None,
+                        ))  # fmt: skip
+        if wanted:
+            with self.meta.write() as tx:
+                for job in wanted:
+                    if tx.insert_job(job):
+                        self.log(f"job {job.pipeline}@{job.id} created")
+
+    # 3. starting a job
+
+    def _input_commits(self, job: JobRecord) -> dict[tuple[str, str], str] | str:
+        """(repo, branch) -> commit for each input; or why the job cannot start yet/ever."""
+        out: dict[tuple[str, str], str] = {}
+        with self.meta.read() as tx:
+            output = tx.get_commit(job.output_commit)
+            if output is None:
+                return "its output commit was removed"
+            if output.parent is not None:
+                parent = tx.get_commit(output.parent)
+                if parent is not None and not parent.finished:
+                    return "wait"
+            for cid in tx.commit_provenance(job.output_commit):
+                c = tx.get_commit(cid)
+                if c is None:
+                    return f"input commit {cid} was removed (its job failed or was stopped)"
+                if not c.finished:
+                    return "wait"
+                out[(c.repo, c.branch or "")] = c.id
+        return out
+
+    def _start_job(self, job: JobRecord) -> None:
+        commits = self._input_commits(job)
+        if commits == "wait":
+            return
+        if isinstance(commits, str):
+            self._fail_job(job, commits)
+            return
+        spec, salt, _origin = self.pps.spec_of(job.pipeline, job.version)
+        datums = compute_datums(spec.input, self.pps.files_for(commits), cron=cron_as_pfs)
+        hashes = [d.hash(salt) for d in datums]
+        now = time.time()
+        with self.meta.read() as tx:
+            cached = (
+                {}
+                if spec.reprocess_spec == "every_job"
+                else tx.datum_outputs_by_hash(job.pipeline, hashes)
+            )
+        rows = []
+        for seq, (d, h) in enumerate(zip(datums, hashes, strict=True)):
+            tree = cached.get(h)
+            rows.append(
+                DatumRecord(
+                    job.pipeline, job.id, d.id, seq, h,
+                    "skipped" if tree is not None else "pending",
+                    json.dumps([f.to_json() for f in d.files]),
+                    tree, 0, None, "", "", None, None, None, None,
+                )
+            )  # fmt: skip
+        skipped = sum(1 for r in rows if r.state == "skipped")
+        with self.meta.write() as tx:
+            if not tx.set_job_state_if(
+                job.pipeline, job.id, "created",
+                state="running", started_at=now, datums_total=len(rows), skipped=skipped,
+            ):  # fmt: skip
+                return  # another scheduler started it
+            tx.insert_datums(rows)
+        self.log(f"job {job.pipeline}@{job.id} started: {len(rows)} datums, {skipped} unchanged")
+
+    # 4. running datums
+
+    def _drive_job(self, job: JobRecord) -> None:
+        key = (job.pipeline, job.id)
+        running = self._running.get(key)
+        spec_timeout = None
+        if running is not None:
+            spec_timeout = running.spec.job_timeout
+        if spec_timeout and job.started_at and time.time() - job.started_at > spec_timeout:
+            self._fail_job(job, f"job timed out after {spec_timeout:g}s (job_timeout)")
+            return
+        with self.meta.read() as tx:
+            counts = tx.count_datums(job.pipeline, job.id)
+        open_datums = counts.get("pending", 0) + counts.get("running", 0)
+        if open_datums == 0 or counts.get("failed", 0):  # a failed datum ends the job
+            if running is None or not any(t.is_alive() for t in running.threads):
+                self._running.pop(key, None)
+                self._finish_job(job)
+            return
+        if running is None:
+            commits = self._input_commits(job)
+            if isinstance(commits, str):
+                self._fail_job(job, commits if commits != "wait" else "inputs changed")
+                return
+            spec, _salt, origin = self.pps.spec_of(job.pipeline, job.version)
+            running = _Job(job, spec, origin, commits)
+            self._running[key] = running
+        alive = [t for t in running.threads if t.is_alive()]
+        want = min(running.spec.parallelism_spec.constant, counts.get("pending", 0) + len(alive))
+        while len(alive) < want:
+            t = threading.Thread(
+                target=self._worker, args=(running,), name=f"datum-{job.pipeline}", daemon=True
+            )
+            t.start()
+            alive.append(t)
+        running.threads = alive
+
+    def _worker(self, job: _Job) -> None:
+        owner = self._new_owner()
+        try:
+            while not job.dead.is_set():
+                with self.meta.read() as tx:
+                    pending = tx.count_datums(job.record.pipeline, job.record.id).get("pending", 0)
+                limit = max(1, min(32, pending // (2 * job.spec.parallelism_spec.constant)))
+                now = time.time()
+                with self.meta.write() as tx:
+                    batch = tx.claim_datums(
+                        job.record.pipeline, job.record.id, owner, now + LEASE_SECONDS, now, limit
+                    )
+                if not batch:
+                    return
+                self._run_batch(job, owner, batch)
+        except Exception as exc:  # a worker must not die silently: the job fails instead
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            with self.meta.write() as tx:
+                tx.release_datums(job.record.pipeline, job.record.id, owner)
+            job.dead.set()
+            self._fail_job(job.record, f"worker error: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._owners.discard(owner)
+
+    def _task(self, job: _Job, d: DatumRecord, files: list[dict]) -> DatumTask:
+        t = job.spec.transform
+        firsts: dict[str, tuple[str, str]] = {}
+        for f in files:
+            if f["input_name"] not in firsts:
+                commit = job.commits.get((f["repo"], f["branch"]), "")
+                firsts[f["input_name"]] = (f["path"], commit)
+        return DatumTask(
+            pipeline=job.record.pipeline,
+            job=job.record.id,
+            datum=d.id,
+            output_commit=job.record.output_commit,
+            cmd=list(t.cmd),
+            stdin=list(t.stdin),
+            env=dict(t.env),
+            working_dir=t.working_dir or job.origin.get("working_dir"),
+            err_cmd=list(t.err_cmd),
+            err_stdin=list(t.err_stdin),
+            accept_return_code=list(t.accept_return_code),
+            timeout=job.spec.datum_timeout,
+            inputs=[(name, path, commit) for name, (path, commit) in firsts.items()],
+        )
+
+    def _materialize(self, job: _Job, files: list[dict], root: Path) -> None:
+        for f in files:
+            dest = root / f["input_name"] / f["path"].lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if f.get("empty"):
+                dest.touch()
+                continue
+            commit = job.commits[(f["repo"], f["branch"])]
+            with open(dest, "wb") as out:
+                for block in self.pfs.read_file(f["repo"], commit, f["path"]):
+                    out.write(block)
+        for name in {f["input_name"] for f in files}:
+            (root / name).mkdir(parents=True, exist_ok=True)
+
+    def _run_batch(self, job: _Job, owner: str, batch: list[DatumRecord]) -> None:
+        pipeline, job_id = job.record.pipeline, job.record.id
+        writer = self.pfs.chunks.writer()
+        results: list[tuple[DatumRecord, DatumOutcome, list]] = []
+        try:
+            for d in batch:
+                if job.dead.is_set():
+                    break
+                files = json.loads(d.files)
+                root = self.scratch / pipeline / job_id / f"{d.id[:16]}-{owner.rsplit(':', 1)[1]}"
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir(parents=True)
+                try:
+                    self._materialize(job, files, root)
+                    outcome = self.executor.run(self._task(job, d, files), root, job.dead.is_set)
+                    outputs = []
+                    if outcome.ok:
+                        for parts, local in collect_outputs(root / "out"):
+                            outputs.append((parts, writer.write_file(local)))
+                    results.append((d, outcome, outputs))
+                finally:
+                    shutil.rmtree(root, ignore_errors=True)
+            index = writer.flush_unindexed()
+        finally:
+            writer.abort()
+        self._record(job, owner, results, index)
+
+    def _record(
+        self,
+        job: _Job,
+        owner: str,
+        results: list[tuple[DatumRecord, DatumOutcome, list]],
+        index: list,
+    ) -> None:
+        pipeline, job_id = job.record.pipeline, job.record.id
+        now = time.time()
+        with self.meta.write() as tx:
+            self.pfs.chunks.index_packs(tx, index)
+            logs: list[LogRecord] = []
+            for d, outcome, outputs in results:
+                logs.extend(
+                    LogRecord(pipeline, job_id, d.id, ts, s, line) for ts, s, line in outcome.logs
+                )
+                common = {
+                    "exit_code": outcome.exit_code,
+                    "stderr_tail": outcome.stderr_tail,
+                    "finished_at": now,
+                    "owner": None,
+                    "lease_until": None,
+                }
+                if outcome.ok:
+                    root = self.pfs.write_detached_tree(tx, outputs)
+                    tx.finish_datum(pipeline, job_id, d.id, owner, state="success",
+                                    output_tree=root, error="", **common)  # fmt: skip
+                elif outcome.recovered:
+                    tx.finish_datum(pipeline, job_id, d.id, owner, state="recovered",
+                                    error=outcome.error, **common)  # fmt: skip
+                elif outcome.error.startswith("stopped"):
+                    tx.finish_datum(pipeline, job_id, d.id, owner, state="pending",
+                                    error="", **common)  # fmt: skip
+                else:
+                    final = d.attempts >= job.spec.datum_tries
+                    tx.finish_datum(pipeline, job_id, d.id, owner,
+                                    state="failed" if final else "pending",
+                                    error=outcome.error, **common)  # fmt: skip
+                    logs.append(LogRecord(pipeline, job_id, d.id, now, "system",
+                        f"datum {d.id[:12]} attempt {d.attempts} of {job.spec.datum_tries} "
+                        f"failed: {outcome.error}"))  # fmt: skip
+                    if final:
+                        job.dead.set()  # a failed datum fails the job: stop the others
+            tx.add_logs(logs)
+            # Datums claimed but not run (the job was stopped) go back to the queue.
+            tx.release_datums(pipeline, job_id, owner)
+
+    # 5. finishing a job
+
+    def _fail_job(self, job: JobRecord, reason: str) -> None:
+        with self.meta.write() as tx:
+            current = tx.get_job(job.pipeline, job.id)
+            if current is None or current.state in ("success", "failure", "killed"):
+                return
+            tx.update_job(
+                job.pipeline, job.id, state="failure", reason=reason, finished_at=time.time()
+            )
+        running = self._running.get((job.pipeline, job.id))
+        if running is not None:
+            running.dead.set()
+        self.pfs.drop_open_commit(job.output_commit)
+        self.log(f"job {job.pipeline}@{job.id} failed: {reason}")
+
+    def _finish_job(self, job: JobRecord) -> None:
+        with self.meta.read() as tx:
+            datums = tx.list_datums(job.pipeline, job.id)
+            output = tx.get_commit(job.output_commit)
+            parent_job = (
+                tx.job_for_commit(output.parent) if output is not None and output.parent else None
+            )
+            prev = (
+                tx.list_datums(parent_job.pipeline, parent_job.id, ["success", "skipped"])
+                if parent_job is not None and parent_job.state == "success"
+                else []
+            )
+        failed = [d for d in datums if d.state == "failed"]
+        if failed:
+            d = failed[0]
+            tail = d.stderr_tail.strip().splitlines()[-1:] if d.stderr_tail.strip() else []
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            reason = f"datum {d.id[:12]} failed{more}: {d.error}"
+            if tail:
+                reason += f"; stderr: {tail[0]}"
+            self._fail_job(job, reason)
+            return
+        if output is None:
+            self._fail_job(job, "its output commit was removed")
+            return
+        if output.finished:  # finished by an earlier run of this step that then died
+            self._mark_success(job, datums)
+            return
+        base = EMPTY_TREE
+        if parent_job is not None and output.parent is not None:
+            base = self.pfs.commit_record(output.parent).tree
+        try:
+            ops = self._merge_ops(base, prev, datums)
+        except _PathClash as exc:
+            self._fail_job(job, str(exc))
+            return
+        spec, _salt, _origin = self.pps.spec_of(job.pipeline, job.version)
+        with contextlib.suppress(CommitFinished):  # another scheduler got there first
+            self.pfs.complete_commit(job.output_commit, base, ops, description=f"job {job.id}")
+        self._mark_success(job, datums)
+        if spec.egress is not None:
+            try:
+                self._egress(job, spec.egress.url)
+            except (OSError, TuskError) as exc:
+                with self.meta.write() as tx:
+                    tx.update_job(job.pipeline, job.id, state="failure",
+                                  reason=f"egress to {spec.egress.url} failed: {exc}")  # fmt: skip
+
+    def _mark_success(self, job: JobRecord, datums: list[DatumRecord]) -> None:
+        counts: dict[str, int] = {}
+        for d in datums:
+            counts[d.state] = counts.get(d.state, 0) + 1
+        with self.meta.write() as tx:
+            tx.update_job(
+                job.pipeline, job.id, state="success", finished_at=time.time(),
+                processed=counts.get("success", 0), skipped=counts.get("skipped", 0),
+                failed=0,
+            )  # fmt: skip
+        self.log(
+            f"job {job.pipeline}@{job.id} succeeded: {counts.get('success', 0)} processed, "
+            f"{counts.get('skipped', 0)} skipped"
+        )
+
+    def _merge_ops(
+        self, base: bytes, prev: list[DatumRecord], datums: list[DatumRecord]
+    ) -> list[Op]:
+        """Edits that turn the previous output into this job's: O(changed datums)."""
+        before = {d.id: d.output_tree for d in prev if d.output_tree is not None}
+        now = {
+            d.id: d.output_tree
+            for d in datums
+            if d.state in ("success", "skipped") and d.output_tree is not None
+        }
+        ops: list[Op] = []
+        deleted: set[str] = set()
+        for did, tree in before.items():
+            if now.get(did) != tree:
+                for path, _entry in self.pfs.tree_files(tree):
+                    if path not in deleted:
+                        deleted.add(path)
+                        ops.append(DeleteOp(tuple(path.strip("/").split("/"))))
+        placed: dict[str, str] = {}
+        for did, tree in now.items():
+            if before.get(did) == tree:
+                continue
+            for path, entry in self.pfs.tree_files(tree):
+                if path in placed:
+                    raise _PathClash(
+                        f"datums {placed[path][:12]} and {did[:12]} both wrote {path}; each "
+                        "output path must come from one datum"
+                    )
+                placed[path] = did
+                if path not in deleted and self.pfs.tree_kind(base, path) is not None:
+                    owner = self._owner_of(path, now, before, did)
+                    raise _PathClash(
+                        f"datums {owner[:12]} and {did[:12]} both wrote {path}; each output "
+                        "path must come from one datum"
+                    )
+                ops.append(PlaceOp(tuple(path.strip("/").split("/")), entry))
+        return ops
+
+    def _owner_of(
+        self, path: str, now: dict[str, bytes], before: dict[str, bytes], other: str
+    ) -> str:
+        for did, tree in now.items():
+            if did != other and before.get(did) == tree and self.pfs.tree_kind(tree, path):
+                return did
+        return "(an earlier job)"
+
+    def _egress(self, job: JobRecord, url: str) -> None:
+        target = url[len("file://") :] if url.startswith("file://") else url
+        if "://" in target:
+            raise TuskError(f"egress to {url} is not supported yet; use a local folder")
+        dest = Path(target)
+        commit = self.pfs.commit_record(job.output_commit)
+        for path, entry in self.pfs.tree_files(commit.tree):
+            out = dest / path.lstrip("/")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tusk-tmp")
+            with open(tmp, "wb") as fh:
+                for block in self.pfs.read_entry(entry):
+                    fh.write(block)
+            os.replace(tmp, out)
+
+
+class _PathClash(Exception):
+    pass

@@ -1,0 +1,525 @@
+"""PpsService: the one facade of pipelines: specs, jobs, datums, logs and lineage.
+
+How a job comes to be (Pachyderm's model, on PFS's commit sets): a pipeline owns an output
+repo whose branch has the input branches as provenance. When a commit finishes on an input
+branch, PFS opens a commit in the same commit set on every downstream branch; the scheduler
+(``pps.scheduler``) finds each open output commit without a job, makes a job for it, computes
+its datums and runs them. A job's id is its commit set's id, so ``pipeline@<id>`` names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tusk.errors import (
+    AlreadyExists,
+    Conflict,
+    DatumNotFound,
+    InUse,
+    InvalidArgument,
+    InvalidSpec,
+    JobNotFound,
+    PipelineNotFound,
+    RepoNotFound,
+    Timeout,
+)
+from tusk.pfs import PfsService
+from tusk.pfs.models import CommitInfo
+from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs
+from tusk.pps.models import (
+    DatumInfo,
+    JobInfo,
+    LineageStep,
+    LogLine,
+    PipelineInfo,
+    PipelineVersion,
+)
+from tusk.pps.spec import CronInput, Input, PfsInput, PipelineSpec, load_spec, spec_hash
+from tusk.storage.meta.records import (
+    DatumRecord,
+    JobRecord,
+    PipelineRecord,
+    PipelineVersionRecord,
+)
+from tusk.storage.meta.store import MetaTx
+
+DONE_STATES = ("success", "failure", "killed")
+
+
+def input_summary(inp: Input) -> str:
+    """``images:/*`` or ``cross(images:/*, edges:/)``: one line for tables."""
+    if inp.pfs is not None:
+        return f"{inp.pfs.name}:{inp.pfs.glob}"
+    if inp.cron is not None:
+        return f"cron {inp.cron.name} ({inp.cron.spec})"
+    for kind in ("cross", "union", "join", "group"):
+        children = getattr(inp, kind)
+        if children:
+            return f"{kind}({', '.join(input_summary(c) for c in children)})"
+    return "?"
+
+
+class PpsService:
+    def __init__(self, pfs: PfsService, home: Path) -> None:
+        self.pfs = pfs
+        self.meta = pfs.meta
+        self.home = Path(home)
+
+    # Specs and pipelines
+
+    def _need_pipeline(self, tx: MetaTx, name: str) -> PipelineRecord:
+        p = tx.get_pipeline(name)
+        if p is None:
+            raise PipelineNotFound(
+                f"pipeline {name} not found (list pipelines with: tusk list pipeline)"
+            )
+        return p
+
+    def _version(self, tx: MetaTx, name: str, version: int) -> PipelineVersionRecord:
+        v = tx.get_pipeline_version(name, version)
+        if v is None:
+            raise PipelineNotFound(f"pipeline {name} has no version {version}")
+        return v
+
+    def spec_of(self, name: str, version: int | None = None) -> tuple[PipelineSpec, str, dict]:
+        """(spec, salt, origin) of a pipeline's current or given version."""
+        with self.meta.read() as tx:
+            p = self._need_pipeline(tx, name)
+            v = self._version(tx, name, version or p.version)
+        return load_spec(json.loads(v.spec)), v.salt, json.loads(v.origin)
+
+    def _check_inputs(self, tx: MetaTx, spec: PipelineSpec, updating: bool) -> None:
+        name = spec.pipeline.name
+        for leaf in spec.inputs():
+            if isinstance(leaf, CronInput):
+                continue
+            if leaf.repo == name:
+                raise InvalidSpec(
+                    f"invalid pipeline spec: input.pfs.repo: pipeline {name} cannot read its own "
+                    "output repo"
+                )
+            if tx.get_repo(leaf.repo) is None:
+                raise RepoNotFound(
+                    f"invalid pipeline spec: input repo {leaf.repo} does not exist (create it "
+                    f"with: tusk create repo {leaf.repo})"
+                )
+        if updating:
+            # A cycle: an input that is (transitively) computed from this pipeline's output.
+            stack = [(r, b) for r, b in spec.input_branches()]
+            seen: set[tuple[str, str]] = set()
+            while stack:
+                node = stack.pop()
+                if node[0] == name:
+                    raise InvalidSpec(
+                        f"invalid pipeline spec: input: {node[0]}@{node[1]} depends on pipeline "
+                        f"{name}'s output, which would make a cycle"
+                    )
+                if node not in seen:
+                    seen.add(node)
+                    stack.extend(tx.branch_provenance(*node))
+
+    def create_pipeline(
+        self,
+        data: dict[str, Any] | PipelineSpec,
+        *,
+        origin: dict[str, Any] | None = None,
+        update: bool = False,
+        reprocess: bool = False,
+    ) -> PipelineInfo:
+        """Create (or with ``update``, replace) a pipeline; starts a job if inputs have data."""
+        spec = data if isinstance(data, PipelineSpec) else load_spec(data)
+        name = spec.pipeline.name
+        now = time.time()
+        canonical = json.dumps(spec.canonical(), sort_keys=True)
+        with self.meta.write() as tx:
+            existing = tx.get_pipeline(name, lock=True)
+            if existing is not None and not update:
+                raise AlreadyExists(
+                    f"pipeline {name} already exists (change it with: tusk update pipeline)"
+                )
+            if existing is None and update:
+                raise PipelineNotFound(f"pipeline {name} not found; create it first")
+            if existing is None and tx.get_repo(name) is not None:
+                raise AlreadyExists(
+                    f"repo {name} already exists; a pipeline makes its own output repo, so "
+                    "choose another pipeline name or delete the repo"
+                )
+            self._check_inputs(tx, spec, updating=existing is not None)
+            version = 1
+            salt = spec.salt or secrets.token_hex(16)
+            if existing is not None:
+                version = existing.version + 1
+                prev = self._version(tx, name, existing.version)
+                prev_spec = json.loads(prev.spec)
+                if spec.salt:
+                    salt = spec.salt
+                elif reprocess or prev_spec.get("salt"):
+                    salt = secrets.token_hex(16)
+                else:
+                    salt = prev.salt
+            tx.upsert_pipeline(
+                PipelineRecord(
+                    name,
+                    version,
+                    existing.state if existing else "running",
+                    existing.created_at if existing else now,
+                    now,
+                )
+            )
+            tx.insert_pipeline_version(
+                PipelineVersionRecord(
+                    name, version, canonical, spec_hash(spec), salt, json.dumps(origin or {}), now
+                )
+            )
+        if existing is None:
+            self.pfs.create_repo(name, spec.description or f"output of pipeline {name}")
+        for leaf in spec.inputs():
+            if isinstance(leaf, CronInput):
+                with contextlib.suppress(AlreadyExists):
+                    self.pfs.create_repo(leaf.repo, f"ticks of cron input {leaf.name} of {name}")
+        self.pfs.create_branch(name, spec.output_branch, provenance=spec.input_branches())
+        self.pfs.trigger_branch(name, spec.output_branch)
+        return self.inspect_pipeline(name)
+
+    def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
+        with self.meta.read() as tx:
+            return self._pipeline_info(tx, self._need_pipeline(tx, name), history)
+
+    def _pipeline_info(self, tx: MetaTx, p: PipelineRecord, history: bool) -> PipelineInfo:
+        v = self._version(tx, p.name, p.version)
+        spec_dict = json.loads(v.spec)
+        spec = load_spec(spec_dict)
+        jobs = tx.list_jobs(p.name)
+        versions = []
+        if history:
+            versions = [
+                PipelineVersion(
+                    r.version,
+                    r.spec_hash,
+                    r.created_at,
+                    r.salt,
+                    json.loads(r.origin),
+                    json.loads(r.spec),
+                )
+                for r in tx.pipeline_versions(p.name)
+            ]
+        return PipelineInfo(
+            name=p.name,
+            version=p.version,
+            state=p.state,
+            description=spec.description,
+            input=input_summary(spec.input),
+            output_branch=spec.output_branch,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+            spec=spec_dict,
+            last_job=jobs[0].id if jobs else None,
+            last_job_state=jobs[0].state if jobs else None,
+            versions=versions,
+        )
+
+    def list_pipelines(self) -> list[PipelineInfo]:
+        with self.meta.read() as tx:
+            return [self._pipeline_info(tx, p, False) for p in tx.list_pipelines()]
+
+    def delete_pipeline(self, name: str, *, keep_repo: bool = False, force: bool = False) -> None:
+        with self.meta.read() as tx:
+            self._need_pipeline(tx, name)
+            users = [
+                f"{r}@{b}" for r, b in tx.branch_subvenance(name) if tx.get_pipeline(r) is not None
+            ]
+        if users and not force:
+            raise InUse(
+                f"pipeline {name}'s output is an input of {', '.join(sorted(set(users)))}; "
+                "delete those pipelines first or use --force"
+            )
+        with self.meta.write() as tx:
+            for job in tx.list_jobs(name, states=["created", "running"]):
+                tx.update_job(name, job.id, state="killed", reason="pipeline deleted")
+            tx.delete_pipeline(name)
+        if not keep_repo:
+            with contextlib.suppress(RepoNotFound):
+                self.pfs.delete_repo(name, force=True)
+
+    def set_pipeline_state(self, name: str, state: str) -> PipelineInfo:
+        with self.meta.write() as tx:
+            p = self._need_pipeline(tx, name)
+            tx.upsert_pipeline(PipelineRecord(p.name, p.version, state, p.created_at, p.updated_at))
+        return self.inspect_pipeline(name)
+
+    def run_pipeline(self, name: str) -> CommitInfo:
+        """A new job on the current inputs (a new commit set at the output branch)."""
+        spec, _salt, _origin = self.spec_of(name)
+        started = self.pfs.trigger_branch(name, spec.output_branch)
+        if started is None:
+            raise InvalidArgument(
+                f"pipeline {name} has no input data yet; put a file into one of its inputs"
+            )
+        return started
+
+    # Datums of a spec against current data (dry run) and of a job
+
+    def files_for(
+        self, commits: dict[tuple[str, str], str]
+    ) -> Callable[[PfsInput], list[FileInfo]]:
+        """A ``files_for`` callback reading each input from the given (repo, branch) commits."""
+
+        def files(inp: PfsInput) -> list[FileInfo]:
+            commit = commits.get((inp.repo, inp.branch))
+            if commit is None:
+                return []
+            return [
+                FileInfo(path, entry.hash.hex(), entry.size)
+                for path, entry in self.pfs.walk_files(inp.repo, commit)
+            ]
+
+        return files
+
+    def datums_for_spec(self, data: dict[str, Any] | PipelineSpec) -> list[Datum]:
+        """The datums a spec would have on the inputs' current heads (nothing is created)."""
+        spec = data if isinstance(data, PipelineSpec) else load_spec(data)
+        heads: dict[tuple[str, str], str] = {}
+        with self.meta.read() as tx:
+            for repo, branch in spec.input_branches():
+                if tx.get_repo(repo) is None:
+                    if any(
+                        isinstance(leaf, CronInput) and leaf.repo == repo for leaf in spec.inputs()
+                    ):
+                        continue
+                    raise RepoNotFound(f"input repo {repo} does not exist")
+                b = tx.get_branch(repo, branch)
+                if b is not None and b.head is not None:
+                    heads[(repo, branch)] = b.head
+        return compute_datums(spec.input, self.files_for(heads), cron=cron_as_pfs)
+
+    # Jobs
+
+    def _job_info(self, tx: MetaTx, j: JobRecord) -> JobInfo:
+        counts = tx.count_datums(j.pipeline, j.id) if j.state != "created" else {}
+        inputs = tx.commit_provenance(j.output_commit)
+        named = []
+        for cid in inputs:
+            c = tx.get_commit(cid)
+            named.append(f"{c.repo}@{cid}" if c else f"?@{cid}")
+        return JobInfo(
+            pipeline=j.pipeline,
+            id=j.id,
+            version=j.version,
+            output_commit=j.output_commit,
+            state=j.state,
+            reason=j.reason,
+            created_at=j.created_at,
+            started_at=j.started_at,
+            finished_at=j.finished_at,
+            datums_total=j.datums_total,
+            processed=counts.get("success", j.processed),
+            skipped=counts.get("skipped", j.skipped),
+            failed=counts.get("failed", j.failed),
+            recovered=counts.get("recovered", 0),
+            input_commits=sorted(named),
+        )
+
+    def _find_job(self, tx: MetaTx, pipeline: str | None, job_id: str) -> JobRecord:
+        found = tx.find_jobs_by_prefix(pipeline, job_id)
+        exact = [j for j in found if j.id == job_id]
+        if exact:
+            found = exact
+        where = f"{pipeline}@{job_id}" if pipeline else job_id
+        if not found:
+            raise JobNotFound(f"job {where} not found (list jobs with: tusk list job)")
+        if len(found) > 1 and len({(j.pipeline, j.id) for j in found}) > 1:
+            raise InvalidArgument(f"job id {where} is ambiguous; give the pipeline or more digits")
+        return found[0]
+
+    def inspect_job(self, pipeline: str | None, job_id: str) -> JobInfo:
+        with self.meta.read() as tx:
+            if pipeline is not None:
+                self._need_pipeline(tx, pipeline)
+            return self._job_info(tx, self._find_job(tx, pipeline, job_id))
+
+    def list_jobs(
+        self, pipeline: str | None = None, commit_set: str | None = None
+    ) -> list[JobInfo]:
+        with self.meta.read() as tx:
+            if pipeline is not None:
+                self._need_pipeline(tx, pipeline)
+            jobs = tx.list_jobs(pipeline)
+            if commit_set is not None:
+                jobs = [j for j in jobs if j.id == commit_set]
+            return [self._job_info(tx, j) for j in jobs]
+
+    def stop_job(self, pipeline: str, job_id: str) -> JobInfo:
+        with self.meta.write() as tx:
+            self._need_pipeline(tx, pipeline)
+            job = self._find_job(tx, pipeline, job_id)
+            if job.state in DONE_STATES:
+                raise Conflict(f"job {pipeline}@{job.id} is already {job.state}")
+            tx.update_job(
+                pipeline, job.id, state="killed", reason="stopped by user", finished_at=time.time()
+            )
+        self.pfs.drop_open_commit(job.output_commit)
+        return self.inspect_job(pipeline, job.id)
+
+    def wait_job(self, pipeline: str, job_id: str, timeout: float | None = None) -> JobInfo:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            info = self.inspect_job(pipeline, job_id)
+            if info.done:
+                return info
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"job {pipeline}@{info.id} is still {info.state} after {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def wait_commit_set(self, commit_set: str, timeout: float | None = None) -> list[JobInfo]:
+        """Wait until every job of a commit set is done; return the jobs."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            commits = self.pfs.inspect_commit_set(commit_set)
+            jobs = self.list_jobs(commit_set=commit_set)
+            job_commits = {j.output_commit for j in jobs}
+            pending_outputs = [
+                c for c in commits if not c.finished and c.id not in job_commits and c.provenance
+            ]
+            if all(j.done for j in jobs) and not pending_outputs:
+                return jobs
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"commit set {commit_set} still has running jobs after {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    # Datums
+
+    def _datum_info(self, d: DatumRecord) -> DatumInfo:
+        outputs = None
+        if d.output_tree is not None:
+            outputs = sum(1 for _ in self.pfs.tree_files(d.output_tree))
+        return DatumInfo(
+            pipeline=d.pipeline,
+            job=d.job,
+            id=d.id,
+            state=d.state,
+            files=json.loads(d.files),
+            attempts=d.attempts,
+            exit_code=d.exit_code,
+            error=d.error,
+            stderr_tail=d.stderr_tail,
+            started_at=d.started_at,
+            finished_at=d.finished_at,
+            output_files=outputs,
+        )
+
+    def list_datums(self, pipeline: str, job_id: str) -> list[DatumInfo]:
+        with self.meta.read() as tx:
+            self._need_pipeline(tx, pipeline)
+            job = self._find_job(tx, pipeline, job_id)
+            rows = tx.list_datums(pipeline, job.id)
+        return [self._datum_info(d) for d in rows]
+
+    def inspect_datum(self, pipeline: str, job_id: str, datum_id: str) -> DatumInfo:
+        with self.meta.read() as tx:
+            self._need_pipeline(tx, pipeline)
+            job = self._find_job(tx, pipeline, job_id)
+            found = tx.find_datums_by_prefix(pipeline, job.id, datum_id)
+        if len(found) != 1:
+            what = "not found" if not found else "ambiguous; give more digits"
+            raise DatumNotFound(f"datum {datum_id} of job {pipeline}@{job.id} {what}")
+        return self._datum_info(found[0])
+
+    # Logs
+
+    def logs(
+        self,
+        pipeline: str,
+        job_id: str | None = None,
+        datum: str | None = None,
+        after: int = 0,
+    ) -> list[LogLine]:
+        with self.meta.read() as tx:
+            self._need_pipeline(tx, pipeline)
+            job = self._find_job(tx, pipeline, job_id).id if job_id else None
+            rows = tx.read_logs(pipeline, job, datum, after)
+        return [LogLine(i, r.pipeline, r.job, r.datum, r.ts, r.stream, r.line) for i, r in rows]
+
+    # Lineage
+
+    def lineage(self, repo: str, ref: str, path: str, depth: int = 32) -> LineageStep:
+        """How the file at repo@ref:path was made, recursively up to the original data."""
+        commit = self.pfs.inspect_commit(repo, ref)
+        self.pfs.inspect_file(repo, commit.id, path)  # NotFound if absent
+        return self._lineage(repo, commit.id, "/" + path.strip("/"), depth)
+
+    def _lineage(self, repo: str, commit_id: str, path: str, depth: int) -> LineageStep:
+        with self.meta.read() as tx:
+            job = tx.job_for_commit(commit_id)
+            c = tx.get_commit(commit_id)
+            # A carried-forward output was made by an earlier job: follow the parents.
+            while job is None and c is not None and c.parent is not None and tx.get_pipeline(repo):
+                c = tx.get_commit(c.parent)
+                job = tx.job_for_commit(c.id) if c else None
+            if job is None:
+                return LineageStep(repo, commit_id, path)
+            version = self._version(tx, job.pipeline, job.version)
+            datums = tx.list_datums(job.pipeline, job.id, states=["success", "skipped"])
+        for d in datums:
+            if d.output_tree is None or self.pfs.tree_kind(d.output_tree, path) != "file":
+                continue
+            run_job = job
+            if d.state == "skipped":
+                # Carried forward: the job that computed it read the inputs it names.
+                with self.meta.read() as tx:
+                    origin_datum = tx.datum_origin(job.pipeline, d.hash)
+                    found = tx.get_job(job.pipeline, origin_datum.job) if origin_datum else None
+                    if found is not None:
+                        run_job = found
+                        version = self._version(tx, found.pipeline, found.version)
+            origin = json.loads(version.origin)
+            spec = json.loads(version.spec)
+            step = LineageStep(
+                repo,
+                commit_id,
+                path,
+                pipeline=run_job.pipeline,
+                job=run_job.id,
+                datum=d.id,
+                pipeline_version=run_job.version,
+                spec_hash=version.spec_hash,
+                code=_code_of(origin, spec),
+                image=(spec.get("transform") or {}).get("image"),
+            )
+            if depth > 0:
+                for f in json.loads(d.files):
+                    commit = self._input_commit(run_job, f["repo"])
+                    if commit is not None:
+                        step.inputs.append(self._lineage(f["repo"], commit, f["path"], depth - 1))
+            return step
+        return LineageStep(repo, commit_id, path, pipeline=job.pipeline, job=job.id)
+
+    def _input_commit(self, job: JobRecord, repo: str) -> str | None:
+        """The commit of ``repo`` that ``job`` read (its output commit's provenance)."""
+        with self.meta.read() as tx:
+            for cid in tx.commit_provenance(job.output_commit):
+                c = tx.get_commit(cid)
+                if c is not None and c.repo == repo:
+                    return c.id
+        return None
+
+
+def _code_of(origin: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Where the pipeline's code came from: git facts recorded at apply, or spec metadata."""
+    code: dict[str, Any] = dict(origin.get("git") or {})
+    annotations = ((spec.get("metadata") or {}).get("annotations")) or {}
+    for key in ("git_commit", "git_sha", "git-commit", "commit"):
+        if key in annotations and "sha" not in code:
+            code["sha"] = annotations[key]
+    if origin.get("spec_file"):
+        code.setdefault("spec_file", origin["spec_file"])
+    return code

@@ -1,0 +1,917 @@
+"""Pipeline specs: Pachyderm's pipeline specification, read from JSON or YAML and validated.
+
+Users bring the specs they wrote for Pachyderm 2.x, so keys are accepted in snake_case
+(``parallelism_spec``) or camelCase (``parallelismSpec``), and ``egress.URL`` as Pachyderm
+spells it. The models keep snake_case attribute names; :meth:`PipelineSpec.canonical` gives a
+snake_case dict with every default filled in, the form that is stored and hashed.
+
+Nothing is silently ignored. An unknown key anywhere is an error that names its path
+(``input.cross[1].pfs.glb: unknown field``). Pachyderm fields that Tusk does not implement are
+listed in :data:`UNSUPPORTED` with the reason, and refused with that reason. One exception:
+``project: {name: default}`` (which ``pachctl`` writes into every exported spec since 2.5) is
+accepted because Tusk's only project *is* the default one; any other project is refused.
+
+Every error is one :class:`~tusk.errors.InvalidSpec` line: ``invalid pipeline spec: <path>:
+<what is wrong and what to do>``, several problems joined with ``"; "``.
+
+Choices where Pachyderm leaves room:
+
+- Durations (``datum_timeout``, ``job_timeout``, cron ``@every``) are Go duration strings
+  (``"30s"``, ``"1h30m"``, ``"500ms"``) or numbers of seconds; stored as float seconds, > 0.
+- ``join_on``/``group_by``/``outer_join`` outside a ``join``/``group`` would have no effect,
+  so they are errors rather than silently ignored.
+- ``lazy`` and ``empty_files`` together are refused, as Pachyderm does.
+- Cron specs are 5-field cron expressions, descriptors (``@hourly``, ``@daily``...) or
+  ``@every <duration>``, as Pachyderm (robfig/cron ``ParseStandard``) accepts.
+- A cron input's repo defaults to ``<pipeline>_<cron name>`` (Pachyderm's default).
+- Input names (pfs ``name``, default the repo; cron ``name``) must be unique across the whole
+  input tree because each becomes ``/pfs/<name>``; ``out`` is reserved for the output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import blake3
+import yaml
+from croniter import croniter
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from tusk.errors import InvalidSpec
+
+DOCS = "docs/pipeline-spec.md"
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_COMMIT_ID = re.compile(r"^[0-9a-f]{32}$")
+_NAME_RULE = "use 1-63 letters, digits, '_' or '-'"
+
+_K8S = "not supported by Tusk (runs locally, no Kubernetes); remove it"
+_V1 = "a Pachyderm 1.x field with no effect in Pachyderm 2; remove it"
+_FLAG = "a pachctl request flag, not part of a spec; remove it (tusk apply creates or updates)"
+_PROJECT = (
+    "not supported by Tusk (no projects; only the default project is accepted); "
+    "remove it or set it to {name: default}"
+)
+
+#: Pachyderm pipeline-spec fields Tusk refuses, by section, with the reason given to the user.
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "spec": {
+        "tf_job": "not supported by Tusk (TFJob needs Kubeflow on Kubernetes); remove it",
+        "service": (
+            "not supported by Tusk (service pipelines need Kubernetes); run your server "
+            "outside Tusk and read the repo through the SDK or the S3 gateway"
+        ),
+        "spout": (
+            "not supported by Tusk (no spout pipelines); push data from your own process "
+            "with `tusk put file` or the SDK"
+        ),
+        "spec_commit": "set by Pachyderm itself; Tusk versions specs on its own: remove it",
+        "resource_requests": _K8S,
+        "resource_limits": _K8S,
+        "sidecar_resource_requests": _K8S,
+        "sidecar_resource_limits": _K8S,
+        "tolerations": _K8S,
+        "scheduling_spec": _K8S,
+        "pod_spec": _K8S,
+        "pod_patch": _K8S,
+        "s3_out": "not supported by Tusk (no S3 output gateway); write results under /pfs/out",
+        "datum_set_spec": "not supported by Tusk (it sizes datum sets itself); remove it",
+        "determined": "not supported by Tusk (no Determined integration); remove it",
+        "maximum_expected_uptime": "only used by service pipelines, which Tusk does not run",
+        "cache_size": _V1,
+        "enable_stats": _V1,
+        "max_queue_size": _V1,
+        "chunk_spec": _V1,
+        "standby": _V1,
+        "hashtree_spec": _V1,
+        "update": _FLAG,
+        "reprocess": _FLAG,
+        "dry_run": _FLAG,
+    },
+    "pipeline": {"project": _PROJECT},
+    "transform": {
+        "secrets": "not supported by Tusk (no Kubernetes secrets); pass values through env",
+        "image_pull_secrets": _K8S,
+        "memory_volume": _K8S,
+        "dockerfile": _V1,
+        "build": _V1,
+        "debug": "not supported by Tusk (logging is not set per pipeline); remove it",
+        "datum_batching": "not supported by Tusk (each datum runs the command once); remove it",
+    },
+    "input": {"git": "not supported by Tusk (git inputs were removed in Pachyderm 2); remove it"},
+    "pfs": {
+        "project": _PROJECT,
+        "s3": "not supported by Tusk (no per-datum S3 gateway); read files from /pfs/<name>",
+        "trigger": "not supported by Tusk yet (no branch triggers); remove it",
+        "repo_type": "set by Pachyderm itself; remove it",
+        "reference": "set by Pachyderm itself; remove it",
+    },
+    "cron": {
+        "project": _PROJECT,
+        "commit": "set by Pachyderm itself for the current tick; remove it",
+    },
+    "parallelism_spec": {
+        "coefficient": (
+            "not supported by Tusk (no cluster nodes to multiply); use constant: <workers>"
+        ),
+    },
+    "egress": {
+        "sql_database": "not supported by Tusk (no SQL egress); use URL",
+        "object_storage": "not supported by Tusk in this form; use URL with the same address",
+    },
+}
+
+# Which raw keys lead to which section, and whether the value is a list of that section.
+_CHILDREN: dict[str, dict[str, tuple[str, bool]]] = {
+    "spec": {
+        "pipeline": ("pipeline", False),
+        "transform": ("transform", False),
+        "input": ("input", False),
+        "parallelism_spec": ("parallelism_spec", False),
+        "egress": ("egress", False),
+    },
+    "input": {
+        "pfs": ("pfs", False),
+        "cron": ("cron", False),
+        "cross": ("input", True),
+        "union": ("input", True),
+        "join": ("input", True),
+        "group": ("input", True),
+    },
+}
+
+_INPUT_KINDS = ("pfs", "cross", "union", "join", "group", "cron")
+_CRON_DESCRIPTORS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _snake(key: str) -> str:
+    """``parallelismSpec`` -> ``parallelism_spec``; ``s3Out`` -> ``s3_out``; ``URL`` -> ``url``."""
+    return _CAMEL_HUMP.sub(r"_\1", key).lower()
+
+
+def _error(message: str, sub: str = "") -> PydanticCustomError:
+    """A validation error with Tusk's own message; ``sub`` is a path below the error's loc."""
+    # The message goes through the context so braces in it are never read as placeholders.
+    return PydanticCustomError("tusk", "{message}", {"message": message, "sub": sub})
+
+
+def parse_duration(value: Any) -> float:
+    """A Go duration string ("1h30m", "500ms") or a number of seconds -> seconds (> 0).
+
+    Raises ValueError with a one-line message saying what is accepted.
+    """
+    hint = "use a duration like '30s', '5m', '1h30m' or a number of seconds"
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; {hint}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = _parse_go_duration(text, hint)
+    else:
+        raise ValueError(f"{value!r} is not a duration; {hint}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration; {hint}")
+    return seconds
+
+
+def _parse_go_duration(text: str, hint: str) -> float:
+    total = 0.0
+    pos = 0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None:
+            raise ValueError(f"{text!r} is not a duration; {hint}")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not text:
+        raise ValueError(f"empty duration; {hint}")
+    return total
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise _error(f"invalid {what} {value!r}; {_NAME_RULE}")
+    return value
+
+
+def _check_branch(value: str) -> str:
+    _check_name(value, "branch name")
+    if _COMMIT_ID.match(value):
+        raise _error(f"branch name {value!r} looks like a commit id; pick another name")
+    return value
+
+
+def _check_input_name(value: str) -> str:
+    if value in ("", ".", "..") or "/" in value or "\0" in value or "\n" in value:
+        raise _error(
+            f"invalid input name {value!r}; it becomes /pfs/<name>, so use one path segment "
+            "without '/'"
+        )
+    if value == "out":
+        raise _error("input name 'out' is reserved for /pfs/out, the output; set another name")
+    return value
+
+
+def _glob_engine() -> Any:
+    # datums.py owns glob syntax and imports this module, so import it when first needed.
+    from tusk.pps import datums
+
+    return datums
+
+
+class _SpecModel(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        loc_by_alias=False,
+    )
+
+
+class Transform(_SpecModel):
+    """What to run for each datum. ``image`` and ``user`` are recorded; the local executor
+    runs ``cmd`` on the host, the sandboxed and container executors may use them."""
+
+    cmd: list[str]
+    stdin: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+    working_dir: str | None = None
+    err_cmd: list[str] = Field(default_factory=list)
+    err_stdin: list[str] = Field(default_factory=list)
+    accept_return_code: list[int] = Field(default_factory=list)
+    user: str | None = None
+
+    @field_validator("cmd")
+    @classmethod
+    def _cmd_not_empty(cls, value: list[str]) -> list[str]:
+        if not value or not value[0]:
+            raise _error('empty; give the command to run, e.g. ["python3", "/app/main.py"]')
+        return value
+
+
+class PfsInput(_SpecModel):
+    """Files of one branch (or pinned commit) of a repo, cut into datums by ``glob``."""
+
+    repo: str
+    glob: str
+    name: str = ""
+    branch: str = "master"
+    join_on: str = ""
+    outer_join: bool = False
+    group_by: str = ""
+    lazy: bool = False
+    empty_files: bool = False
+    commit: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and isinstance(data.get("repo"), str):
+            return {**data, "name": data["repo"]}
+        return data
+
+    @field_validator("repo")
+    @classmethod
+    def _check_repo(cls, value: str) -> str:
+        return _check_name(value, "repo name")
+
+    @field_validator("branch")
+    @classmethod
+    def _check_branch(cls, value: str) -> str:
+        return _check_branch(value)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check_input_name(value)
+
+    @field_validator("commit")
+    @classmethod
+    def _check_commit(cls, value: str | None) -> str | None:
+        if value is not None and not _COMMIT_ID.match(value):
+            raise _error(f"{value!r} is not a commit id; give all 32 hex digits of the commit")
+        return value
+
+    @field_validator("glob")
+    @classmethod
+    def _check_glob(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise _error(
+                f"{value!r} must start with '/', e.g. '/*' (a datum per top-level file or "
+                "directory) or '/' (one datum with everything)"
+            )
+        engine = _glob_engine()
+        try:
+            engine.glob_to_regex(value)
+        except InvalidSpec as exc:
+            raise _error(exc.message) from None
+        return str(engine.normalize_glob(value))
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> PfsInput:
+        engine = _glob_engine()
+        groups = engine.glob_to_regex(self.glob).groups
+        for field in ("join_on", "group_by"):
+            template = getattr(self, field)
+            try:
+                refs = engine.template_groups(template)
+            except InvalidSpec as exc:
+                raise _error(exc.message, sub=field) from None
+            bad = [ref for ref in refs if ref > groups]
+            if bad:
+                raise _error(
+                    f"{template!r} uses ${bad[0]} but glob {self.glob!r} has {groups} capture "
+                    "group(s); wrap the part to match in parentheses, e.g. glob '/(*).csv' "
+                    "with '$1'",
+                    sub=field,
+                )
+        if self.lazy and self.empty_files:
+            raise _error("lazy and empty_files cannot both be true; keep one", sub="empty_files")
+        return self
+
+
+class CronInput(_SpecModel):
+    """A tick repo written on a schedule; a job runs on each tick."""
+
+    name: str
+    spec: str
+    repo: str = ""
+    overwrite: bool = False
+    start: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check_input_name(value)
+
+    @field_validator("repo")
+    @classmethod
+    def _check_repo(cls, value: str) -> str:
+        return value if value == "" else _check_name(value, "repo name")
+
+    @field_validator("spec")
+    @classmethod
+    def _check_spec(cls, value: str) -> str:
+        text = " ".join(value.split())
+        hint = (
+            "use 5 fields (minute hour day-of-month month day-of-week) like '*/10 * * * *', "
+            "a descriptor like '@hourly', or '@every 10s'"
+        )
+        if text.startswith("@every ") or text == "@every":
+            every = text[len("@every") :].strip()
+            try:
+                seconds = _parse_go_duration(every, "write e.g. '@every 10s' or '@every 1h30m'")
+            except ValueError as exc:
+                raise _error(f"{value!r}: {exc}") from None
+            if seconds <= 0:
+                raise _error(f"{value!r}: the interval must be positive, e.g. '@every 10s'")
+            return text
+        if text.startswith("@"):
+            if text.lower() not in _CRON_DESCRIPTORS:
+                raise _error(f"{value!r} is not a cron descriptor; {hint}")
+            return text.lower()
+        if len(text.split()) != 5 or not croniter.is_valid(text):
+            raise _error(f"{value!r} is not a cron expression; {hint}")
+        return text
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _check_start(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+            except ValueError:
+                raise _error(
+                    f"{value!r} is not an RFC 3339 time; write e.g. '2024-01-31T00:00:00Z'"
+                ) from None
+        else:
+            raise _error(f"{value!r} is not an RFC 3339 time; write e.g. '2024-01-31T00:00:00Z'")
+        if moment.tzinfo is None:
+            raise _error(f"{value!s} has no time zone; add one, e.g. '2024-01-31T00:00:00Z'")
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Input(_SpecModel):
+    """Exactly one of ``pfs``, ``cross``, ``union``, ``join``, ``group``, ``cron``."""
+
+    pfs: PfsInput | None = None
+    cross: list[Input] | None = None
+    union: list[Input] | None = None
+    join: list[Input] | None = None
+    group: list[Input] | None = None
+    cron: CronInput | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Input:
+        kinds = [kind for kind in _INPUT_KINDS if getattr(self, kind) is not None]
+        if not kinds:
+            raise _error("empty input; set exactly one of pfs, cross, union, join, group or cron")
+        if len(kinds) > 1:
+            raise _error(
+                f"sets {' and '.join(kinds)}; an input is exactly one of pfs, cross, union, "
+                "join, group or cron: nest them instead, e.g. cross: [{pfs: ...}, {pfs: ...}]"
+            )
+        kind = kinds[0]
+        children = getattr(self, kind)
+        if isinstance(children, list):
+            if not children:
+                raise _error("empty; list at least one input", sub=kind)
+            if kind in ("join", "group"):
+                key = "join_on" if kind == "join" else "group_by"
+                for i, child in enumerate(children):
+                    if child.pfs is None:
+                        raise _error(
+                            f"a {kind} takes pfs inputs only; move other inputs out of the "
+                            f"{kind} (e.g. cross the {kind} with them)",
+                            sub=f"{kind}[{i}]",
+                        )
+                    if not getattr(child.pfs, key):
+                        raise _error(
+                            f"required in a {kind}; capture part of the path in the glob and "
+                            f"name it, e.g. glob '/(*).csv' with {key} '$1'",
+                            sub=f"{kind}[{i}].pfs.{key}",
+                        )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """Which of pfs, cross, union, join, group, cron this input is."""
+        for kind in _INPUT_KINDS:
+            if getattr(self, kind) is not None:
+                return kind
+        raise AssertionError("a validated Input always sets one kind")
+
+    @property
+    def children(self) -> list[Input]:
+        """The nested inputs of a cross, union, join or group; [] for pfs and cron."""
+        value = getattr(self, self.kind)
+        return list(value) if isinstance(value, list) else []
+
+    def leaves(self) -> Iterator[PfsInput | CronInput]:
+        """Every pfs and cron input in the tree, depth first, in spec order."""
+        if self.pfs is not None:
+            yield self.pfs
+        elif self.cron is not None:
+            yield self.cron
+        else:
+            for child in self.children:
+                yield from child.leaves()
+
+
+class Pipeline(_SpecModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check_name(value, "pipeline name")
+
+
+class Metadata(_SpecModel):
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ParallelismSpec(_SpecModel):
+    constant: int = Field(default=1, ge=1)
+
+
+class Egress(_SpecModel):
+    """Where a finished output commit is copied: ``file:///dir``, ``/dir`` or ``s3://b/p``."""
+
+    url: str = Field(validation_alias=AliasChoices("URL", "url"))
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value.startswith(("file:///", "s3://")) and len(value) > len("s3://"):
+            return value
+        if value.startswith("/"):
+            return value
+        raise _error(
+            f"{value!r} is not a supported egress URL; use file:///dir, an absolute path or "
+            "s3://bucket/prefix"
+        )
+
+
+class PipelineSpec(_SpecModel):
+    """A whole pipeline spec. Build it with :func:`load_spec` (which also reports refused
+    Pachyderm fields by name); ``canonical()`` is its stored form."""
+
+    pipeline: Pipeline
+    transform: Transform
+    input: Input
+    description: str = ""
+    metadata: Metadata = Field(default_factory=Metadata)
+    parallelism_spec: ParallelismSpec = Field(default_factory=ParallelismSpec)
+    datum_tries: int = Field(default=3, ge=1)
+    datum_timeout: float | None = None
+    job_timeout: float | None = None
+    output_branch: str = "master"
+    egress: Egress | None = None
+    reprocess_spec: Literal["until_success", "every_job"] = "until_success"
+    salt: str | None = None
+    autoscaling: bool = False
+
+    @field_validator("datum_timeout", "job_timeout", mode="before")
+    @classmethod
+    def _check_duration(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+
+    @field_validator("output_branch")
+    @classmethod
+    def _check_output_branch(cls, value: str) -> str:
+        return _check_branch(value)
+
+    @model_validator(mode="after")
+    def _check_tree(self) -> PipelineSpec:
+        problems: list[str] = []
+        names: dict[str, str] = {}
+        new_input = _check_input_tree(
+            self.input, "input", None, self.pipeline.name, names, problems
+        )
+        if problems:
+            raise _error("; ".join(problems))
+        if new_input is self.input:
+            return self
+        return self.model_copy(update={"input": new_input})
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    def inputs(self) -> list[PfsInput | CronInput]:
+        """Every leaf input (pfs and cron), depth first, in spec order."""
+        return list(self.input.leaves())
+
+    def input_branches(self) -> list[tuple[str, str]]:
+        """(repo, branch) of every leaf input, in order; a cron input reads (its repo, master).
+
+        Not deduplicated: a repo read twice (under two names) appears twice.
+        """
+        return [
+            (leaf.repo, "master") if isinstance(leaf, CronInput) else (leaf.repo, leaf.branch)
+            for leaf in self.input.leaves()
+        ]
+
+    def canonical(self) -> dict[str, Any]:
+        """snake_case dict with defaults filled and unset optional fields left out.
+
+        Stable for hashing and storage; ``load_spec(spec.canonical()) == spec``.
+        """
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _check_input_tree(
+    node: Input,
+    path: str,
+    parent: str | None,
+    pipeline: str,
+    names: dict[str, str],
+    problems: list[str],
+) -> Input:
+    """Whole-tree rules: unique input names, join/group-only fields, cron repo defaults.
+
+    Returns the node with cron repos filled in (the same object when nothing changed).
+    """
+    if node.pfs is not None:
+        pfs = node.pfs
+        where = f"{path}.pfs"
+        _claim_name(pfs.name, f"{where}.name", names, problems)
+        if pfs.repo == pipeline:
+            problems.append(
+                f"{where}.repo: {pfs.repo!r} is this pipeline's own output repo; a pipeline "
+                "cannot read its own output"
+            )
+        if parent != "join" and pfs.join_on:
+            problems.append(f"{where}.join_on: only used inside a join input; remove it")
+        if parent != "join" and pfs.outer_join:
+            problems.append(f"{where}.outer_join: only used inside a join input; remove it")
+        if parent != "group" and pfs.group_by:
+            problems.append(f"{where}.group_by: only used inside a group input; remove it")
+        return node
+    if node.cron is not None:
+        cron = node.cron
+        where = f"{path}.cron"
+        _claim_name(cron.name, f"{where}.name", names, problems)
+        if cron.repo:
+            return node
+        repo = f"{pipeline}_{cron.name}"
+        if not _NAME.match(repo):
+            problems.append(
+                f"{where}.repo: the default repo name {repo!r} is not a valid repo name "
+                f"({_NAME_RULE}); set repo"
+            )
+            return node
+        return node.model_copy(update={"cron": cron.model_copy(update={"repo": repo})})
+    kind = node.kind
+    old = node.children
+    new = [
+        _check_input_tree(child, f"{path}.{kind}[{i}]", kind, pipeline, names, problems)
+        for i, child in enumerate(old)
+    ]
+    if all(a is b for a, b in zip(old, new, strict=True)):
+        return node
+    return node.model_copy(update={kind: new})
+
+
+def _claim_name(name: str, where: str, names: dict[str, str], problems: list[str]) -> None:
+    if name in names:
+        problems.append(
+            f"{where}: input name {name!r} is already used by {names[name]}; each input is "
+            "mounted at /pfs/<name>, so give one of them another name with `name`"
+        )
+    else:
+        names[name] = where
+
+
+def spec_hash(spec: PipelineSpec) -> str:
+    """BLAKE3 hex of the canonical JSON (sorted keys): changes whenever any field does."""
+    text = json.dumps(spec.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return blake3.blake3(text.encode("utf-8")).hexdigest()
+
+
+def load_spec(data: Any, source: str = "") -> PipelineSpec:
+    """Validate one parsed spec (a dict from :func:`parse_specs`).
+
+    Raises InvalidSpec with every problem on one line; ``source`` (a file name) prefixes it.
+    """
+    prefix = f"{source}: " if source else ""
+    if not isinstance(data, dict):
+        raise InvalidSpec(
+            f"{prefix}invalid pipeline spec: expected a mapping with pipeline, transform and "
+            f"input, got {type(data).__name__}; see {DOCS}"
+        )
+    problems: list[str] = []
+    cleaned = _prepare(data, "spec", "", problems)
+    try:
+        spec = PipelineSpec.model_validate(cleaned)
+    except ValidationError as exc:
+        problems.extend(_describe(exc))
+    if problems:
+        unique = list(dict.fromkeys(p.replace("\n", " ") for p in problems))
+        raise InvalidSpec(f"{prefix}invalid pipeline spec: {'; '.join(unique)}; see {DOCS}")
+    return spec
+
+
+def _join_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _is_default_project(value: Any) -> bool:
+    if value in ("default", "", None):
+        return True
+    return isinstance(value, dict) and set(value) <= {"name"} and value.get("name") == "default"
+
+
+def _prepare(data: Any, section: str, path: str, problems: list[str]) -> Any:
+    """Walk the raw spec: report refused and doubly-given fields with their paths, drop the
+    default project. Everything else is left to pydantic."""
+    if not isinstance(data, dict):
+        return data
+    refused = UNSUPPORTED.get(section, {})
+    children = _CHILDREN.get(section, {})
+    out: dict[Any, Any] = {}
+    seen: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            out[key] = value
+            continue
+        snake = _snake(key)
+        where = _join_path(path, key)
+        if snake in seen:
+            problems.append(f"{where}: given twice (as {seen[snake]!r} and {key!r}); keep one")
+            continue
+        seen[snake] = key
+        if snake == "project" and snake in refused and _is_default_project(value):
+            continue
+        if snake in refused:
+            problems.append(f"{where}: {refused[snake]}")
+            continue
+        child = children.get(snake)
+        if child is not None:
+            sub, many = child
+            if many and isinstance(value, list):
+                value = [
+                    _prepare(item, sub, f"{where}[{i}]", problems) for i, item in enumerate(value)
+                ]
+            elif not many:
+                value = _prepare(value, sub, where, problems)
+        out[key] = value
+    return out
+
+
+_PLAIN_MESSAGES = {
+    "missing": "required field missing; add it",
+    "extra_forbidden": "unknown field",
+    "model_type": "should be a mapping (key: value pairs)",
+    "model_attributes_type": "should be a mapping (key: value pairs)",
+    "dict_type": "should be a mapping (key: value pairs)",
+    "list_type": "should be a list",
+    "string_type": "should be a string (quote it)",
+}
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """pydantic's errors as ``path: message`` strings."""
+    out = []
+    for err in exc.errors():
+        path = ""
+        for part in err["loc"]:
+            path = f"{path}[{part}]" if isinstance(part, int) else _join_path(path, str(part))
+        kind = err["type"]
+        if kind == "tusk":
+            ctx = err.get("ctx") or {}
+            sub = str(ctx.get("sub", ""))
+            if sub:
+                path = f"{path}{sub}" if sub.startswith("[") else _join_path(path, sub)
+            message = str(ctx.get("message", err["msg"]))
+        elif kind in _PLAIN_MESSAGES:
+            message = _PLAIN_MESSAGES[kind]
+        else:
+            message = err["msg"]
+            message = message[:1].lower() + message[1:]
+        value = err.get("input")
+        if kind not in ("tusk", "missing", "extra_forbidden") and isinstance(
+            value, str | int | float | bool
+        ):
+            shown = repr(value)
+            message += f" (got {shown[:40] + '...' if len(shown) > 40 else shown})"
+        out.append(f"{path}: {message}" if path else message)
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool):
+            continue
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def parse_specs(text: str | bytes, source: str = "spec") -> list[dict[str, Any]]:
+    """Every pipeline spec in a JSON or YAML document.
+
+    A file may hold several specs: YAML documents separated by ``---``, JSON objects one
+    after another (as ``pachctl create pipeline`` accepts), or a JSON/YAML list of specs.
+    Malformed input raises InvalidSpec naming ``source`` and the line; so does a file with
+    no spec at all.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidSpec(
+                f"{source}: not UTF-8 text (bad byte at offset {exc.start}); save the spec "
+                "as UTF-8 JSON or YAML"
+            ) from None
+    text = text.lstrip("\ufeff")
+    stripped = text.lstrip()
+    docs: list[Any]
+    if stripped.startswith(("{", "[")):
+        try:
+            docs = _parse_json_stream(text)
+        except json.JSONDecodeError as json_exc:
+            # YAML flow style ({a: 1}) also starts with a brace; report JSON's error if both fail.
+            try:
+                docs = _parse_yaml(text, source)
+            except InvalidSpec:
+                raise InvalidSpec(
+                    f"{source}:{json_exc.lineno}:{json_exc.colno}: invalid JSON: {json_exc.msg}; "
+                    "fix the syntax there"
+                ) from None
+        except ValueError as exc:
+            raise InvalidSpec(f"{source}: invalid JSON: {exc}; keep one of them") from None
+    else:
+        docs = _parse_yaml(text, source)
+    specs: list[dict[str, Any]] = []
+    for doc in docs:
+        items = doc if isinstance(doc, list) else [doc]
+        for item in items:
+            if not isinstance(item, dict):
+                raise InvalidSpec(
+                    f"{source}: spec {len(specs) + 1} is a {type(item).__name__}, not a mapping; "
+                    "each spec is a mapping with pipeline, transform and input"
+                )
+            specs.append(item)
+    if not specs:
+        raise InvalidSpec(
+            f"{source}: no pipeline spec found; write a mapping with pipeline, transform and input"
+        )
+    return specs
+
+
+def _parse_json_stream(text: str) -> list[Any]:
+    decoder = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
+    docs: list[Any] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return docs
+        doc, pos = decoder.raw_decode(text, pos)
+        docs.append(doc)
+
+
+def _parse_yaml(text: str, source: str) -> list[Any]:
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=_UniqueKeyLoader) if doc is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
+        raise InvalidSpec(f"{where}: invalid YAML: {problem}; fix the syntax there") from None
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise InvalidSpec(f"{source}: invalid YAML: {problem}; fix the syntax") from None
+
+
+__all__ = [
+    "DOCS",
+    "UNSUPPORTED",
+    "CronInput",
+    "Egress",
+    "Input",
+    "Metadata",
+    "ParallelismSpec",
+    "PfsInput",
+    "Pipeline",
+    "PipelineSpec",
+    "Transform",
+    "load_spec",
+    "parse_duration",
+    "parse_specs",
+    "spec_hash",
+]

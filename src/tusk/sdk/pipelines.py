@@ -1,0 +1,212 @@
+"""The pipeline half of ``tusk.Client``: specs, jobs, datums, logs, lineage, the scheduler.
+
+Jobs are addressed as Pachyderm addresses them: ``pipeline@<job id>`` (the job id is the id of
+the commit set that caused it); a unique prefix of the id is enough.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tusk.errors import InvalidArgument, SourceError
+from tusk.pfs import PfsService
+from tusk.pfs.models import CommitInfo
+from tusk.pfs.refs import parse_address
+from tusk.pfs.sources import is_url
+from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
+
+if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
+    from tusk.pps.service import PpsService
+
+
+def split_job(address: str) -> tuple[str | None, str]:
+    """``pipeline@id`` -> (pipeline, id); a bare id -> (None, id)."""
+    if "@" in address:
+        pipeline, _, job = address.partition("@")
+        if not pipeline or not job:
+            raise InvalidArgument(f"invalid job address {address!r}: use pipeline@<job id>")
+        return pipeline, job
+    return None, address
+
+
+def read_spec_source(source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Specs from a local file, a URL or ``-`` (stdin), and where they came from."""
+    from tusk.pps.spec import parse_specs
+
+    if source == "-":
+        import sys
+
+        text = sys.stdin.read()
+        return parse_specs(text, "<stdin>"), {"spec_file": "-", "working_dir": os.getcwd()}
+    if is_url(source):
+        import httpx
+
+        try:
+            r = httpx.get(source, follow_redirects=True, timeout=30)
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise SourceError(f"cannot fetch pipeline spec {source}: {exc}") from exc
+        return parse_specs(r.text, source), {"spec_file": source, "working_dir": os.getcwd()}
+    path = Path(source)
+    if not path.is_file():
+        raise SourceError(f"no such pipeline spec file {source!r}")
+    folder = str(path.resolve().parent)
+    return parse_specs(path.read_bytes(), source), {
+        "spec_file": str(path.resolve()),
+        "working_dir": folder,
+    }
+
+
+class PipelineMethods:
+    home: Path
+    _pfs: PfsService
+    _pps_service: PpsService | None = None
+
+    @property
+    def _pps(self) -> PpsService:
+        if self._pps_service is None:
+            from tusk.pps.service import PpsService
+
+            self._pps_service = PpsService(self._pfs, self.home)
+        return self._pps_service
+
+    # Pipelines
+
+    def create_pipeline(
+        self,
+        spec: dict[str, Any],
+        *,
+        update: bool = False,
+        reprocess: bool = False,
+        working_dir: str | os.PathLike[str] | None = None,
+        origin: dict[str, Any] | None = None,
+    ) -> PipelineInfo:
+        """Create a pipeline from a spec dict (Pachyderm's spec); with ``update``, replace it.
+
+        The transform runs in ``working_dir`` unless the spec sets ``transform.working_dir``
+        (default: the current directory).
+        """
+        where = dict(origin or {})
+        where.setdefault("working_dir", str(Path(working_dir or os.getcwd()).resolve()))
+        return self._pps.create_pipeline(spec, origin=where, update=update, reprocess=reprocess)
+
+    def create_pipelines_from(
+        self, source: str, *, update: bool = False, reprocess: bool = False
+    ) -> list[PipelineInfo]:
+        """Create (or update) every pipeline in a spec file, URL or ``-``, in file order."""
+        specs, origin = read_spec_source(source)
+        return [
+            self._pps.create_pipeline(s, origin=origin, update=update, reprocess=reprocess)
+            for s in specs
+        ]
+
+    def update_pipeline(
+        self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any
+    ) -> PipelineInfo:
+        """A new version of a pipeline; ``reprocess`` reruns every datum under it."""
+        return self.create_pipeline(spec, update=True, reprocess=reprocess, **kw)
+
+    def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
+        return self._pps.inspect_pipeline(name, history)
+
+    def list_pipelines(self) -> list[PipelineInfo]:
+        return self._pps.list_pipelines()
+
+    def delete_pipeline(self, name: str, *, keep_repo: bool = False, force: bool = False) -> None:
+        self._pps.delete_pipeline(name, keep_repo=keep_repo, force=force)
+
+    def stop_pipeline(self, name: str) -> PipelineInfo:
+        """Pause a pipeline: new input commits queue jobs that start when it is started."""
+        return self._pps.set_pipeline_state(name, "paused")
+
+    def start_pipeline(self, name: str) -> PipelineInfo:
+        return self._pps.set_pipeline_state(name, "running")
+
+    def run_pipeline(self, name: str) -> CommitInfo:
+        """Run the pipeline again on its inputs' current heads; returns the new output commit."""
+        return self._pps.run_pipeline(name)
+
+    def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        """The datums a spec would have on the current data, without creating anything."""
+        return [d.to_json() for d in self._pps.datums_for_spec(spec)]
+
+    # Jobs, datums, logs
+
+    def list_jobs(
+        self, pipeline: str | None = None, commit_set: str | None = None
+    ) -> list[JobInfo]:
+        return self._pps.list_jobs(pipeline, commit_set)
+
+    def inspect_job(self, address: str) -> JobInfo:
+        pipeline, job = split_job(address)
+        return self._pps.inspect_job(pipeline, job)
+
+    def wait_job(self, address: str, timeout: float | None = None) -> JobInfo:
+        pipeline, job = split_job(address)
+        if pipeline is None:
+            pipeline = self._pps.inspect_job(None, job).pipeline
+        return self._pps.wait_job(pipeline, job, timeout)
+
+    def stop_job(self, address: str) -> JobInfo:
+        pipeline, job = split_job(address)
+        if pipeline is None:
+            pipeline = self._pps.inspect_job(None, job).pipeline
+        return self._pps.stop_job(pipeline, job)
+
+    def list_datums(self, address: str) -> list[DatumInfo]:
+        pipeline, job = split_job(address)
+        if pipeline is None:
+            raise InvalidArgument("list datum needs pipeline@<job id>")
+        return self._pps.list_datums(pipeline, job)
+
+    def inspect_datum(self, address: str, datum: str) -> DatumInfo:
+        pipeline, job = split_job(address)
+        if pipeline is None:
+            raise InvalidArgument("inspect datum needs pipeline@<job id> and a datum id")
+        return self._pps.inspect_datum(pipeline, job, datum)
+
+    def logs(
+        self,
+        pipeline: str,
+        job: str | None = None,
+        datum: str | None = None,
+        after: int = 0,
+    ) -> list[LogLine]:
+        return self._pps.logs(pipeline, job, datum, after)
+
+    def wait_commit_set(self, commit_set: str, timeout: float | None = None) -> list[JobInfo]:
+        """Block until every job of a commit set is done; returns the jobs."""
+        return self._pps.wait_commit_set(commit_set, timeout)
+
+    def lineage(self, address: str, depth: int = 32) -> LineageStep:
+        """Job, datum, inputs and code behind the file at ``repo@ref:/path``, up the graph."""
+        addr = parse_address(address)
+        if addr.path is None:
+            raise InvalidArgument("lineage needs a file: repo@ref:/path")
+        ref = addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")
+        return self._pps.lineage(addr.repo, ref, addr.path, depth)
+
+    # Running jobs here
+
+    def run_scheduler(
+        self,
+        stop: threading.Event | None = None,
+        *,
+        once: bool = False,
+        sandbox: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        """Run the scheduler and workers in this process (what ``tusk up`` does)."""
+        from tusk.pps.executor import LocalExecutor
+        from tusk.pps.scheduler import Scheduler
+
+        Scheduler(self._pps, LocalExecutor(sandbox), log=log).run(stop, once=once)
+
+    def sandbox_mode(self, sandbox: str | None = None) -> str:
+        from tusk.pps.executor import sandbox_mode
+
+        return sandbox_mode(sandbox)

@@ -1,0 +1,397 @@
+"""SQL for pipelines, jobs, datums, logs and commit provenance (mixed into ``MetaTx``).
+
+Datum claims take rows whose state is ``pending``, or ``running`` with an expired lease, and
+stamp them with the claimer and a new lease in the same transaction: on SQLite the write lock
+makes this exclusive; on PostgreSQL the select uses ``FOR UPDATE SKIP LOCKED`` so workers on
+several machines take disjoint rows without waiting on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tusk.storage.meta import schema as t
+from tusk.storage.meta.records import (
+    DatumRecord,
+    JobRecord,
+    LogRecord,
+    PipelineRecord,
+    PipelineVersionRecord,
+)
+
+_JOB_COLS = [c.name for c in t.jobs.columns]
+_DATUM_COLS = [c.name for c in t.datums.columns]
+
+
+def _job(row: Any) -> JobRecord:
+    return JobRecord(*(getattr(row, c) for c in _JOB_COLS))
+
+
+def _datum(row: Any) -> DatumRecord:
+    values = {c: getattr(row, c) for c in _DATUM_COLS}
+    if values["output_tree"] is not None:
+        values["output_tree"] = bytes(values["output_tree"])
+    return DatumRecord(**values)
+
+
+class PpsTxMixin:
+    conn: Connection
+    is_sqlite: bool
+
+    # Commit provenance
+
+    def add_commit_provenance(self, commit: str, sources: Sequence[str]) -> None:
+        if sources:
+            self.conn.execute(
+                t.commit_provenance.insert(),
+                [{"commit": commit, "from_commit": s} for s in dict.fromkeys(sources)],
+            )
+
+    def commit_provenance(self, commit: str) -> list[str]:
+        cp = t.commit_provenance.c
+        rows = self.conn.execute(sa.select(cp.from_commit).where(cp.commit == commit))
+        return sorted(r.from_commit for r in rows)
+
+    def commit_subvenance(self, commit: str) -> list[str]:
+        cp = t.commit_provenance.c
+        rows = self.conn.execute(sa.select(cp.commit).where(cp.from_commit == commit))
+        return sorted(r.commit for r in rows)
+
+    def delete_commit_provenance(self, commit: str) -> None:
+        cp = t.commit_provenance.c
+        self.conn.execute(t.commit_provenance.delete().where(cp.commit == commit))
+
+    # Pipelines
+
+    def get_pipeline(self, name: str, *, lock: bool = False) -> PipelineRecord | None:
+        q = sa.select(t.pipelines).where(t.pipelines.c.name == name)
+        if lock and not self.is_sqlite:
+            q = q.with_for_update()
+        row = self.conn.execute(q).first()
+        return PipelineRecord(*row) if row else None
+
+    def list_pipelines(self) -> list[PipelineRecord]:
+        rows = self.conn.execute(sa.select(t.pipelines).order_by(t.pipelines.c.name))
+        return [PipelineRecord(*r) for r in rows]
+
+    def upsert_pipeline(self, p: PipelineRecord) -> None:
+        values = {
+            "name": p.name,
+            "version": p.version,
+            "state": p.state,
+            "created_at": p.created_at,
+            "updated_at": p.updated_at,
+        }
+        stmt = self._insert(t.pipelines).values(**values)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["name"],
+                set_={k: v for k, v in values.items() if k not in ("name", "created_at")},
+            )
+        )
+
+    def insert_pipeline_version(self, v: PipelineVersionRecord) -> None:
+        self.conn.execute(
+            t.pipeline_versions.insert().values(
+                pipeline=v.pipeline,
+                version=v.version,
+                spec=v.spec,
+                spec_hash=v.spec_hash,
+                salt=v.salt,
+                origin=v.origin,
+                created_at=v.created_at,
+            )
+        )
+
+    def pipeline_versions(self, name: str) -> list[PipelineVersionRecord]:
+        pv = t.pipeline_versions.c
+        rows = self.conn.execute(
+            sa.select(t.pipeline_versions).where(pv.pipeline == name).order_by(pv.version)
+        )
+        return [PipelineVersionRecord(*r) for r in rows]
+
+    def get_pipeline_version(self, name: str, version: int) -> PipelineVersionRecord | None:
+        pv = t.pipeline_versions.c
+        row = self.conn.execute(
+            sa.select(t.pipeline_versions).where(pv.pipeline == name, pv.version == version)
+        ).first()
+        return PipelineVersionRecord(*row) if row else None
+
+    def delete_pipeline(self, name: str) -> None:
+        for table in (t.logs, t.datums, t.jobs):
+            self.conn.execute(table.delete().where(table.c.pipeline == name))
+        self.conn.execute(
+            t.pipeline_versions.delete().where(t.pipeline_versions.c.pipeline == name)
+        )
+        self.conn.execute(t.pipelines.delete().where(t.pipelines.c.name == name))
+
+    # Jobs
+
+    def insert_job(self, j: JobRecord) -> bool:
+        """Insert a job unless one exists for the same pipeline and id; True if inserted."""
+        stmt = self._insert(t.jobs).values(**{c: getattr(j, c) for c in _JOB_COLS})
+        res = self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["pipeline", "id"]))
+        return bool(res.rowcount)
+
+    def set_job_state_if(self, pipeline: str, job_id: str, expect: str, **values: Any) -> bool:
+        """Move a job on only if it is still in state ``expect`` (one scheduler wins)."""
+        c = t.jobs.c
+        res = self.conn.execute(
+            t.jobs.update()
+            .where(c.pipeline == pipeline, c.id == job_id, c.state == expect)
+            .values(**values)
+        )
+        return bool(res.rowcount)
+
+    def open_commits(self, repo: str) -> list[tuple[str, str | None, str, float]]:
+        """(id, branch, commit set, started_at) of a repo's open commits, oldest first."""
+        c = t.commits.c
+        rows = self.conn.execute(
+            sa.select(c.id, c.branch, c.commit_set, c.started_at)
+            .where(c.repo == repo, c.state == "open")
+            .order_by(c.started_at)
+        )
+        return [(r.id, r.branch, r.commit_set, r.started_at) for r in rows]
+
+    def running_datum_owners(self) -> list[str]:
+        c = t.datums.c
+        rows = self.conn.execute(
+            sa.select(c.owner).where(c.state == "running", c.owner.is_not(None)).distinct()
+        )
+        return [r.owner for r in rows]
+
+    def release_owner(self, owner: str) -> int:
+        """Return every datum a dead worker held to the queue (its attempt does not count)."""
+        c = t.datums.c
+        res = self.conn.execute(
+            t.datums.update()
+            .where(c.owner == owner, c.state == "running")
+            .values(state="pending", owner=None, lease_until=None, attempts=c.attempts - 1)
+        )
+        return res.rowcount or 0
+
+    def get_job(self, pipeline: str, job_id: str) -> JobRecord | None:
+        c = t.jobs.c
+        row = self.conn.execute(
+            sa.select(t.jobs).where(c.pipeline == pipeline, c.id == job_id)
+        ).first()
+        return _job(row) if row else None
+
+    def find_jobs_by_prefix(self, pipeline: str | None, prefix: str) -> list[JobRecord]:
+        c = t.jobs.c
+        q = sa.select(t.jobs).where(c.id.startswith(prefix))
+        if pipeline is not None:
+            q = q.where(c.pipeline == pipeline)
+        return [_job(r) for r in self.conn.execute(q.limit(50))]
+
+    def job_for_commit(self, commit: str) -> JobRecord | None:
+        row = self.conn.execute(sa.select(t.jobs).where(t.jobs.c.output_commit == commit)).first()
+        return _job(row) if row else None
+
+    def list_jobs(
+        self, pipeline: str | None = None, states: Sequence[str] | None = None
+    ) -> list[JobRecord]:
+        c = t.jobs.c
+        q = sa.select(t.jobs)
+        if pipeline is not None:
+            q = q.where(c.pipeline == pipeline)
+        if states is not None:
+            q = q.where(c.state.in_(list(states)))
+        rows = self.conn.execute(q.order_by(c.created_at.desc(), c.pipeline))
+        return [_job(r) for r in rows]
+
+    def update_job(self, pipeline: str, job_id: str, **values: Any) -> None:
+        c = t.jobs.c
+        self.conn.execute(
+            t.jobs.update().where(c.pipeline == pipeline, c.id == job_id).values(**values)
+        )
+
+    # Datums
+
+    def insert_datums(self, rows: Sequence[DatumRecord]) -> None:
+        if rows:
+            self.conn.execute(
+                t.datums.insert(), [{c: getattr(d, c) for c in _DATUM_COLS} for d in rows]
+            )
+
+    def list_datums(
+        self, pipeline: str, job: str, states: Sequence[str] | None = None
+    ) -> list[DatumRecord]:
+        c = t.datums.c
+        q = sa.select(t.datums).where(c.pipeline == pipeline, c.job == job)
+        if states is not None:
+            q = q.where(c.state.in_(list(states)))
+        return [_datum(r) for r in self.conn.execute(q.order_by(c.seq))]
+
+    def get_datum(self, pipeline: str, job: str, datum_id: str) -> DatumRecord | None:
+        c = t.datums.c
+        row = self.conn.execute(
+            sa.select(t.datums).where(c.pipeline == pipeline, c.job == job, c.id == datum_id)
+        ).first()
+        return _datum(row) if row else None
+
+    def find_datums_by_prefix(self, pipeline: str, job: str, prefix: str) -> list[DatumRecord]:
+        c = t.datums.c
+        q = sa.select(t.datums).where(c.pipeline == pipeline, c.job == job, c.id.startswith(prefix))
+        return [_datum(r) for r in self.conn.execute(q.limit(2))]
+
+    def datum_outputs_by_hash(self, pipeline: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        """Output trees of datums that already succeeded with these hashes (any job)."""
+        c = t.datums.c
+        out: dict[str, bytes] = {}
+        items = list(dict.fromkeys(hashes))
+        for i in range(0, len(items), 500):
+            rows = self.conn.execute(
+                sa.select(c.hash, c.output_tree).where(
+                    c.pipeline == pipeline,
+                    c.hash.in_(items[i : i + 500]),
+                    c.state.in_(["success", "skipped"]),
+                    c.output_tree.is_not(None),
+                )
+            )
+            out.update((r.hash, bytes(r.output_tree)) for r in rows)
+        return out
+
+    def datum_origin(self, pipeline: str, datum_hash: str) -> DatumRecord | None:
+        """The run that computed a datum with this hash (skipped datums carry its output)."""
+        c = t.datums.c
+        row = self.conn.execute(
+            sa.select(t.datums)
+            .where(c.pipeline == pipeline, c.hash == datum_hash, c.state == "success")
+            .order_by(c.finished_at)
+            .limit(1)
+        ).first()
+        return _datum(row) if row else None
+
+    def count_datums(self, pipeline: str, job: str) -> dict[str, int]:
+        c = t.datums.c
+        rows = self.conn.execute(
+            sa.select(c.state, sa.func.count())
+            .where(c.pipeline == pipeline, c.job == job)
+            .group_by(c.state)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def claim_datums(
+        self, pipeline: str, job: str, owner: str, lease_until: float, now: float, limit: int
+    ) -> list[DatumRecord]:
+        """Take up to ``limit`` datums that are pending or whose lease ran out."""
+        c = t.datums.c
+        q = (
+            sa.select(c.id)
+            .where(
+                c.pipeline == pipeline,
+                c.job == job,
+                sa.or_(c.state == "pending", sa.and_(c.state == "running", c.lease_until < now)),
+            )
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        if not self.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        ids = [r.id for r in self.conn.execute(q)]
+        if not ids:
+            return []
+        self.conn.execute(
+            t.datums.update()
+            .where(c.pipeline == pipeline, c.job == job, c.id.in_(ids))
+            .values(
+                state="running",
+                owner=owner,
+                lease_until=lease_until,
+                started_at=now,
+                attempts=c.attempts + 1,
+            )
+        )
+        rows = self.conn.execute(
+            sa.select(t.datums)
+            .where(c.pipeline == pipeline, c.job == job, c.id.in_(ids))
+            .order_by(c.seq)
+        )
+        return [_datum(r) for r in rows]
+
+    def renew_datum_leases(self, owner: str, lease_until: float) -> None:
+        c = t.datums.c
+        self.conn.execute(
+            t.datums.update()
+            .where(c.owner == owner, c.state == "running")
+            .values(lease_until=lease_until)
+        )
+
+    def finish_datum(
+        self, pipeline: str, job: str, datum_id: str, holder: str, **values: Any
+    ) -> bool:
+        """Record a datum's end if ``holder`` still holds it; False if its lease was lost."""
+        c = t.datums.c
+        res = self.conn.execute(
+            t.datums.update()
+            .where(
+                c.pipeline == pipeline,
+                c.job == job,
+                c.id == datum_id,
+                c.owner == holder,
+                c.state == "running",
+            )
+            .values(**values)
+        )
+        return bool(res.rowcount)
+
+    def release_datums(self, pipeline: str, job: str, owner: str) -> None:
+        """Put back the datums ``owner`` holds (a stopped worker)."""
+        c = t.datums.c
+        self.conn.execute(
+            t.datums.update()
+            .where(c.pipeline == pipeline, c.job == job, c.owner == owner, c.state == "running")
+            .values(state="pending", owner=None, lease_until=None, attempts=c.attempts - 1)
+        )
+
+    def datum_output_roots(self) -> list[bytes]:
+        """Every datum output tree still on record: gc roots, like commit trees."""
+        c = t.datums.c
+        rows = self.conn.execute(
+            sa.select(c.output_tree).where(c.output_tree.is_not(None)).distinct()
+        )
+        return [bytes(r.output_tree) for r in rows]
+
+    # Logs
+
+    def add_logs(self, rows: Sequence[LogRecord]) -> None:
+        if rows:
+            self.conn.execute(
+                t.logs.insert(),
+                [
+                    {
+                        "pipeline": r.pipeline,
+                        "job": r.job,
+                        "datum": r.datum,
+                        "ts": r.ts,
+                        "stream": r.stream,
+                        "line": r.line,
+                    }
+                    for r in rows
+                ],
+            )
+
+    def read_logs(
+        self,
+        pipeline: str,
+        job: str | None = None,
+        datum: str | None = None,
+        after_id: int = 0,
+        limit: int = 10000,
+    ) -> list[tuple[int, LogRecord]]:
+        c = t.logs.c
+        q = sa.select(t.logs).where(c.pipeline == pipeline, c.id > after_id)
+        if job is not None:
+            q = q.where(c.job == job)
+        if datum is not None:
+            q = q.where(c.datum.startswith(datum))
+        rows = self.conn.execute(q.order_by(c.id).limit(limit))
+        return [(r.id, LogRecord(r.pipeline, r.job, r.datum, r.ts, r.stream, r.line)) for r in rows]
+
+    def _insert(self, table: sa.Table) -> Any:  # provided by MetaTx
+        raise NotImplementedError
