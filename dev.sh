@@ -24,7 +24,7 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/tusk" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-    "$VENV/bin/pip" install -q -e '.[test,dev]'
+    "$VENV/bin/pip" install -q -e '.[test,dev,examples]'
     touch "$VENV/.installed"
   fi
 }

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +307,29 @@ def test_job_info_json(client: tusk.Client) -> None:
     job = client.list_jobs("up")[0]
     data = json.loads(json.dumps(job.to_dict()))
     assert data["state"] == "success" and data["input_commits"]
+
+
+def test_cron_input_ticks_start_jobs(client: tusk.Client) -> None:
+    cron = {
+        "pipeline": {"name": "tick"},
+        "input": {"cron": {"name": "clock", "spec": "@every 1s", "overwrite": True}},
+        "transform": {"cmd": ["sh", "-c", 'ls "$TUSK_PFS/clock" > "$TUSK_PFS/out/seen"']},
+    }
+    client.create_pipeline(cron)
+    assert "tick_clock" in [r.name for r in client.list_repos()]
+    stop = threading.Event()
+    runner = threading.Thread(target=client.run_scheduler, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while sum(j.state == "success" for j in client.list_jobs("tick")) < 2:
+            assert time.monotonic() < deadline, "cron did not tick twice"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        runner.join()
+    ticks = client.list_files("tick_clock@master:/")
+    assert len(ticks) == 1  # overwrite: only the latest tick is kept
+    assert len(client.list_commits("tick_clock@master")) >= 2
+    seen = client.get_file("tick@master:/seen").decode().split()
+    assert len(seen) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", seen[0])

@@ -22,6 +22,7 @@ finds the packages Tusk's environment has.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import shutil
@@ -32,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tusk.errors import InvalidArgument
 
@@ -208,6 +210,7 @@ class LocalExecutor:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if _PRCTL is not None else None,
             )
         except OSError as exc:
             return DatumOutcome(False, error=f"cannot start {cmd[0]}: {exc.strerror}")
@@ -244,6 +247,22 @@ class LocalExecutor:
                 False, exit_code=code, error=f"{cmd[0]} {what}", stderr_tail=tail, logs=logs
             )
         return DatumOutcome(True, exit_code=0, stderr_tail=tail, logs=logs)
+
+
+def _find_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl() if sys.platform == "linux" else None  # resolved before any fork
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the datum's process gets SIGKILL if the worker thread that started it dies."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

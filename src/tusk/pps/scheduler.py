@@ -33,15 +33,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+from croniter import croniter
 
 from tusk.errors import CommitFinished, TuskError
 from tusk.pfs.service import DeleteOp, Op, PlaceOp
+from tusk.pfs.sources import BytesSource
 from tusk.pfs.tree import EMPTY_TREE
 from tusk.pps.datums import compute_datums, cron_as_pfs
 from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, collect_outputs
 from tusk.pps.service import PpsService
-from tusk.pps.spec import PipelineSpec
+from tusk.pps.spec import CronInput, PipelineSpec, parse_duration
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
 
 LEASE_SECONDS = float(os.environ.get("TUSK_LEASE_SECONDS", "30"))
@@ -85,7 +89,9 @@ class Scheduler:
         self.executor = executor or LocalExecutor()
         self.poll = poll
         self.log = log or (lambda msg: None)
-        self.scratch = pps.home / "scratch"
+        # Each process has its own scratch folder: several schedulers may share a home.
+        self.scratch_root = pps.home / "scratch"
+        self.scratch = self.scratch_root / f"{_HOST}-{os.getpid()}"
         self._running: dict[tuple[str, str], _Job] = {}
         self._owners: set[str] = set()
         self._owner_seq = 0
@@ -98,7 +104,7 @@ class Scheduler:
     def run(self, stop: threading.Event | None = None, once: bool = False) -> None:
         """Run until ``stop`` is set; with ``once``, until no job is waiting or running."""
         stop = stop or threading.Event()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        self._clean_scratch()
         try:
             while not stop.is_set():
                 busy = self.tick()
@@ -111,11 +117,23 @@ class Scheduler:
             for job in list(self._running.values()):
                 for t in job.threads:
                     t.join()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _clean_scratch(self) -> None:
+        """Remove scratch folders left by dead processes of this host (and our own)."""
+        if not self.scratch_root.is_dir():
+            return
+        for entry in self.scratch_root.iterdir():
+            host, _, pid = entry.name.rpartition("-")
+            mine = host == _HOST and pid.isdigit()
+            if mine and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def tick(self) -> bool:
         """One pass of the loop; True while there is work (jobs created or running)."""
         self._renew_leases()
         self._reap_dead_owners()
+        self._cron_ticks()
         self._create_jobs()
         busy = False
         with self.meta.read() as tx:
@@ -177,6 +195,49 @@ class Scheduler:
                 for owner in dead:
                     n = tx.release_owner(owner)
                     self.log(f"worker {owner} is gone; {n} of its datums go back to the queue")
+
+    # Cron inputs: a tick is a commit to the cron repo, which starts a job like any input.
+
+    def _cron_ticks(self) -> None:
+        now = time.time()
+        with self.meta.read() as tx:
+            pipelines = [p for p in tx.list_pipelines() if p.state == "running"]
+        for p in pipelines:
+            spec, _salt, _origin = self.pps.spec_of(p.name, p.version)
+            for leaf in spec.inputs():
+                if isinstance(leaf, CronInput):
+                    self._cron_tick(leaf, p.created_at, now)
+
+    def _cron_tick(self, cron: CronInput, created_at: float, now: float) -> None:
+        heads = self.pfs.list_commits(cron.repo, "master", 1) if self._has_head(cron.repo) else []
+        if heads:
+            last = heads[0].started_at
+        elif cron.start:
+            last = datetime.fromisoformat(cron.start.replace("Z", "+00:00")).timestamp()
+        else:
+            last = created_at
+        due = next_tick(cron.spec, last)
+        if due > now:
+            return
+        stamp = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if cron.overwrite and heads:
+            self.pfs.start_commit(cron.repo, "master", description=f"cron tick {stamp}")
+            self.pfs.delete_files(cron.repo, "master", ["/"])
+            self.pfs.put_files(cron.repo, "master", [(f"/{stamp}", BytesSource(stamp.encode()))])
+            self.pfs.finish_commit(cron.repo, "master")
+        else:
+            self.pfs.put_files(
+                cron.repo,
+                "master",
+                [(f"/{stamp}", BytesSource(stamp.encode()))],
+                description=f"cron tick {stamp}",
+            )
+        self.log(f"cron {cron.name}: tick {stamp} in {cron.repo}@master")
+
+    def _has_head(self, repo: str) -> bool:
+        with self.meta.read() as tx:
+            b = tx.get_branch(repo, "master")
+            return b is not None and b.head is not None
 
     # 2. jobs from open output commits
 
@@ -577,3 +638,10 @@ class Scheduler:
 
 class _PathClash(Exception):
     pass
+
+
+def next_tick(spec: str, after: float) -> float:
+    """When a cron input fires next after ``after`` (epoch seconds)."""
+    if spec.startswith("@every"):
+        return after + parse_duration(spec[len("@every") :].strip())
+    return float(croniter(spec, datetime.fromtimestamp(after, UTC)).get_next(float))
