@@ -30,6 +30,9 @@ NOUN_ALIASES = {
     "files": "file",
     "commitset": "commit-set",
     "commit-sets": "commit-set",
+    "pipelines": "pipeline",
+    "jobs": "job",
+    "datums": "datum",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tusk.cli.commands import admin, branch, commit, file, repo
+from tusk.cli.commands import admin, branch, commit, file, pipeline, repo
 from tusk.cli.core import AliasGroup, State, TuskGroup, output_option, to_cli_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -37,13 +37,19 @@ def _verb(name: str, help: str) -> AliasGroup:
     return group
 
 
-create = _verb("create", "Create a repo or a branch.")
-list_ = _verb("list", "List repos, branches, commits or files.")
-inspect = _verb("inspect", "Show details of a repo, branch, commit, commit set or file.")
-delete = _verb("delete", "Delete a repo, branch, commit or file.")
-start = _verb("start", "Start a commit.")
+create = _verb("create", "Create a repo, a branch or a pipeline.")
+update = _verb("update", "Update a pipeline to a new version of its spec.")
+list_ = _verb("list", "List repos, branches, commits, files, pipelines, jobs or datums.")
+inspect = _verb(
+    "inspect",
+    "Show details of a repo, branch, commit, commit set, file, pipeline, job or datum.",
+)
+delete = _verb("delete", "Delete a repo, branch, commit, file or pipeline.")
+start = _verb("start", "Start a commit, or resume a pipeline.")
+stop = _verb("stop", "Pause a pipeline or kill a job.")
+run = _verb("run", "Run a pipeline on its inputs' current data.")
 finish = _verb("finish", "Finish a commit.")
-wait = _verb("wait", "Wait for a commit to finish.")
+wait = _verb("wait", "Wait for a commit, a job or a commit set's jobs to finish.")
 squash = _verb("squash", "Merge a commit into its parent.")
 put = _verb("put", "Put files into a repo.")
 get = _verb("get", "Get files out of a repo.")
@@ -75,6 +81,23 @@ get.add_command(file.get_file)
 glob.add_command(file.glob_file)
 diff.add_command(file.diff_file)
 copy.add_command(file.copy_file)
+create.add_command(pipeline.create_pipeline)
+update.add_command(pipeline.update_pipeline)
+list_.add_command(pipeline.list_pipeline)
+list_.add_command(pipeline.list_job)
+list_.add_command(pipeline.list_datum)
+inspect.add_command(pipeline.inspect_pipeline)
+inspect.add_command(pipeline.inspect_job)
+inspect.add_command(pipeline.inspect_datum)
+delete.add_command(pipeline.delete_pipeline)
+start.add_command(pipeline.start_pipeline)
+stop.add_command(pipeline.stop_pipeline)
+stop.add_command(pipeline.stop_job)
+run.add_command(pipeline.run_pipeline)
+wait.add_command(pipeline.wait_job)
+wait.add_command(pipeline.wait_commit_set)
+for command in (pipeline.logs, pipeline.lineage, pipeline.up):
+    cli.add_command(command)
 for command in (admin.fsck, admin.gc, admin.init, admin.version):
     cli.add_command(command)
 

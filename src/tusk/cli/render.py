@@ -9,18 +9,24 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.tree import Tree
 
     from tusk.sdk import (
         BranchInfo,
         CommitInfo,
+        DatumInfo,
         DiffEntry,
         FileInfo,
         FsckReport,
         GcReport,
+        JobInfo,
+        LineageStep,
+        LogLine,
+        PipelineInfo,
         RepoInfo,
     )
 
@@ -278,3 +284,255 @@ def gc_fields(r: GcReport) -> None:
 
 def version_table(version: str) -> None:
     print_table(("COMPONENT", "VERSION"), [("tusk", version)])
+
+
+# Pipelines, jobs, datums, logs, lineage
+
+DATUM_PREFIX = 12  # datum ids are 64 hex digits; tables show this many
+
+
+def short_datum(datum_id: str) -> str:
+    return datum_id[:DATUM_PREFIX] if datum_id else "-"
+
+
+def duration(seconds: float | None) -> str:
+    """``0.4s``, ``12s``, ``3m04s``, ``2h05m``; ``-`` for unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{max(seconds, 0):.1f}s"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    if start is None:
+        return None
+    return (end if end is not None else time.time()) - start
+
+
+def _cmd(spec: dict[str, Any]) -> str:
+    import shlex
+
+    cmd = (spec.get("transform") or {}).get("cmd") or []
+    return shlex.join(str(part) for part in cmd) if cmd else "-"
+
+
+def code_summary(code: dict[str, Any]) -> str:
+    """``git 1a2b3c4d5e6f (origin main), spec /x/edges.yaml``: where a pipeline's code came from."""
+    parts = []
+    if code.get("sha"):
+        where = " ".join(str(code[k]) for k in ("remote", "branch") if code.get(k))
+        parts.append(f"git {str(code['sha'])[:12]}" + (f" ({where})" if where else ""))
+    if code.get("spec_file"):
+        parts.append(f"spec {code['spec_file']}")
+    for key, value in code.items():
+        if key not in ("sha", "remote", "branch", "spec_file") and value not in (None, ""):
+            parts.append(f"{key} {value}")
+    return ", ".join(parts) or "-"
+
+
+def pipeline_table(pipelines: Sequence[PipelineInfo]) -> None:
+    print_table(
+        ("NAME", "VERSION", "STATE", "INPUT", "LAST JOB", "CREATED", "DESCRIPTION"),
+        [
+            (
+                p.name,
+                str(p.version),
+                p.state,
+                p.input,
+                p.last_job_state or "-",
+                ago(p.created_at),
+                first_line(p.description),
+            )
+            for p in pipelines
+        ],
+    )
+
+
+def pipeline_fields(p: PipelineInfo) -> None:
+    image = (p.spec.get("transform") or {}).get("image")
+    last = f"{p.name}@{p.last_job} ({p.last_job_state})" if p.last_job else "-"
+    print_fields(
+        [
+            ("Name", p.name),
+            ("Description", p.description or "-"),
+            ("Version", str(p.version)),
+            ("State", p.state),
+            ("Input", p.input),
+            ("Output", f"{p.name}@{p.output_branch}"),
+            ("Transform", _cmd(p.spec)),
+            *([("Image", str(image))] if image else []),
+            ("Created", when(p.created_at)),
+            ("Updated", when(p.updated_at)),
+            ("Last job", last),
+        ]
+    )
+
+
+def pipeline_history_table(p: PipelineInfo) -> None:
+    """One row per version of the spec, oldest first; REPROCESS says whether the salt changed
+    (every datum runs again under that version)."""
+    rows = []
+    previous_salt = None
+    for v in sorted(p.versions, key=lambda v: v.version):
+        reprocess = "-" if previous_salt is None else ("yes" if v.salt != previous_salt else "no")
+        previous_salt = v.salt
+        code = dict(v.origin.get("git") or {})
+        if v.origin.get("spec_file"):
+            code["spec_file"] = v.origin["spec_file"]
+        rows.append(
+            (str(v.version), ago(v.created_at), v.spec_hash[:12], reprocess, code_summary(code))
+        )
+    print_table(("VERSION", "CREATED", "SPEC HASH", "REPROCESS", "SOURCE"), rows)
+
+
+def job_table(jobs: Sequence[JobInfo]) -> None:
+    print_table(
+        (
+            "PIPELINE",
+            "JOB",
+            "VERSION",
+            "STATE",
+            "STARTED",
+            "DURATION",
+            "DATUMS",
+            "PROCESSED",
+            "SKIPPED",
+            "FAILED",
+            "REASON",
+        ),
+        [
+            (
+                j.pipeline,
+                j.id,
+                str(j.version),
+                j.state,
+                ago(j.started_at),
+                duration(_span(j.started_at, j.finished_at)),
+                str(j.datums_total),
+                str(j.processed),
+                str(j.skipped),
+                str(j.failed),
+                first_line(j.reason),
+            )
+            for j in jobs
+        ],
+    )
+
+
+def job_fields(j: JobInfo) -> None:
+    print_fields(
+        [
+            ("Job", f"{j.pipeline}@{j.id}"),
+            ("Pipeline version", str(j.version)),
+            ("State", j.state),
+            ("Reason", j.reason or "-"),
+            ("Output commit", f"{j.pipeline}@{j.output_commit}"),
+            ("Input commits", _join(j.input_commits)),
+            ("Created", when(j.created_at)),
+            ("Started", when(j.started_at)),
+            ("Finished", when(j.finished_at)),
+            ("Duration", duration(_span(j.started_at, j.finished_at))),
+            ("Datums", str(j.datums_total)),
+            ("Processed", str(j.processed)),
+            ("Skipped", str(j.skipped)),
+            ("Failed", str(j.failed)),
+            ("Recovered", str(j.recovered)),
+        ]
+    )
+
+
+def datum_file(f: dict[str, Any]) -> str:
+    """``repo:/path`` of one file of a datum."""
+    return f"{f.get('repo', f.get('input_name', '?'))}:{f.get('path', '?')}"
+
+
+def dry_run_table(datums: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """(pipeline, datum) pairs, as ``create pipeline --dry-run`` finds them."""
+    print_table(
+        ("PIPELINE", "DATUM", "FILES"),
+        [
+            (name, short_datum(str(d["id"])), _join([datum_file(f) for f in d["files"]]))
+            for name, d in datums
+        ],
+    )
+
+
+def datum_table(datums: Sequence[DatumInfo]) -> None:
+    print_table(
+        ("DATUM", "STATE", "ATTEMPTS", "FILES", "ERROR"),
+        [
+            (
+                short_datum(d.id),
+                d.state,
+                str(d.attempts),
+                _join([datum_file(f) for f in d.files]),
+                first_line(d.error) or "-",
+            )
+            for d in datums
+        ],
+    )
+
+
+def datum_fields(d: DatumInfo) -> None:
+    print_fields(
+        [
+            ("Datum", d.id),
+            ("Job", f"{d.pipeline}@{d.job}"),
+            ("State", d.state),
+            ("Attempts", str(d.attempts)),
+            ("Exit code", "-" if d.exit_code is None else str(d.exit_code)),
+            ("Files", "\n".join(datum_file(f) for f in d.files) or "-"),
+            ("Output files", "-" if d.output_files is None else str(d.output_files)),
+            ("Started", when(d.started_at)),
+            ("Finished", when(d.finished_at)),
+            ("Duration", duration(_span(d.started_at, d.finished_at))),
+            ("Error", d.error or "-"),
+            ("Stderr (tail)", d.stderr_tail.rstrip("\n") or "-"),
+        ]
+    )
+
+
+def log_line(line: LogLine) -> str:
+    """``[datum-prefix] text``, as ``tusk logs`` prints each line."""
+    return f"[{short_datum(line.datum)}] {line.line}"
+
+
+def _file_label(s: LineageStep) -> str:
+    label = f"{s.repo}@{s.commit}:{s.path}"
+    return label if s.pipeline is not None else f"{label} (original data)"
+
+
+def _lineage_node(tree: Tree, s: LineageStep) -> None:
+    from rich.text import Text
+
+    if s.pipeline is None:
+        return
+    made = [f"pipeline {s.pipeline}"]
+    if s.pipeline_version is not None:
+        made[0] += f" v{s.pipeline_version}"
+    if s.job:
+        made.append(f"job {s.pipeline}@{s.job}")
+    made.append(f"datum {short_datum(s.datum)}" if s.datum else "datum unknown")
+    tree.add(Text("made by: " + ", ".join(made)))
+    if s.code:
+        tree.add(Text("code: " + code_summary(s.code)))
+    if s.image:
+        tree.add(Text(f"image: {s.image}"))
+    for inp in s.inputs:
+        _lineage_node(tree.add(Text(f"input: {_file_label(inp)}")), inp)
+
+
+def lineage_tree(step: LineageStep) -> None:
+    """How a file was made: the job and datum that wrote it, its code, then its inputs."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    tree = Tree(Text(_file_label(step)))
+    _lineage_node(tree, step)
+    _print(tree)

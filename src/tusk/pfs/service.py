@@ -855,25 +855,41 @@ class PfsService:
             tx.delete_commit_provenance(commit.id)
             tx.delete_commit(commit.id)
 
-    def write_detached_tree(
+    def write_detached_trees(
         self,
         tx: MetaTx,
-        files: Sequence[tuple[tuple[str, ...], Sequence[ChunkRef]]],
-        index: Sequence[IndexEntry] = (),
-    ) -> bytes:
-        """Store a tree that no commit names yet (a datum's output) inside ``tx``; its root."""
-        editor = TreeEditor(self.reader(tx), EMPTY_TREE, self.tree_params)
-        for parts, chunks in files:
-            entry, nodes = make_file_entry(chunks)
-            editor.add_nodes(nodes)
-            editor.put(check_parts(parts), entry)
-        root, _size, _files = editor.finish()
-        fresh = self.chunks.index_packs(tx, index)
-        named = {d for _, chunks in files for d, _ in chunks} - fresh
+        trees: Sequence[Sequence[tuple[tuple[str, ...], Sequence[ChunkRef]]]],
+    ) -> list[bytes]:
+        """Store trees that no commit names yet (datum outputs) inside ``tx``; their roots.
+
+        The chunks must be indexed already (in ``tx`` or before); each is touched here, so a
+        gc that started earlier spares them.
+        """
+        roots: list[bytes] = []
+        nodes: dict[bytes, bytes] = {}
+        named: set[bytes] = set()
+        reader = self.reader(tx)
+        for files in trees:
+            editor = TreeEditor(reader, EMPTY_TREE, self.tree_params)
+            for parts, chunks in files:
+                entry, extra = make_file_entry(chunks)
+                editor.add_nodes(extra)
+                editor.put(check_parts(parts), entry)
+                named.update(d for d, _ in chunks)
+            root, _size, _files = editor.finish()
+            roots.append(root)
+            nodes.update(editor.new_nodes)
         if named and tx.touch_chunks_count(list(named)) < len(named):
             raise StorageError("some chunks of a datum's output vanished before it was recorded")
-        tx.put_nodes({h: self.codec.pack(raw) for h, raw in editor.new_nodes.items()})
-        return root
+        tx.put_nodes({h: self.codec.pack(raw) for h, raw in nodes.items()})
+        return roots
+
+    def file_chunks(self, root: bytes, path: str) -> list[ChunkRef]:
+        """The chunk list of the file at ``path`` in the tree ``root``."""
+        entry = self.reader().lookup(root, split_path(path))
+        if not isinstance(entry, FileEntry):
+            raise FileNotFound(f"no such file {path} in tree {root.hex()[:12]}")
+        return list(self.reader().chunks(entry))
 
     def tree_files(self, root: bytes) -> Iterator[tuple[str, FileEntry]]:
         """Every file of a tree by its root hash (a commit's or a datum output's)."""

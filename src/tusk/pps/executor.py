@@ -22,7 +22,6 @@ finds the packages Tusk's environment has.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import shutil
@@ -33,7 +32,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tusk.errors import InvalidArgument
 
@@ -137,8 +135,9 @@ def _lines(stream: str, data: bytes, now: float) -> list[tuple[float, str, str]]
 class LocalExecutor:
     """Runs datums as child processes of this process (one per datum, several at once)."""
 
-    def __init__(self, sandbox: str | None = None) -> None:
+    def __init__(self, sandbox: str | None = None, pids_dir: Path | None = None) -> None:
         self.mode = sandbox_mode(sandbox)
+        self.pids_dir = pids_dir
 
     def run(
         self,
@@ -200,20 +199,38 @@ class LocalExecutor:
         timeout: float | None,
         cancelled: Callable[[], bool],
     ) -> DatumOutcome:
-        data = ("\n".join(stdin) + "\n").encode() if stdin else b""
+        data = ("\n".join(stdin) + "\n").encode() if stdin else None
         try:
             proc = subprocess.Popen(
                 cmd,
-                stdin=subprocess.PIPE,
+                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if _PRCTL is not None else None,
             )
         except OSError as exc:
             return DatumOutcome(False, error=f"cannot start {cmd[0]}: {exc.strerror}")
+        # A note of the process group, so that whoever cleans up after a killed worker can end
+        # what it started (a SIGKILLed worker cannot; see Scheduler._clean_scratch).
+        note = self.pids_dir / str(proc.pid) if self.pids_dir is not None else None
+        if note is not None:
+            note.touch()
+        try:
+            return self._wait(proc, data, cmd, timeout, cancelled)
+        finally:
+            if note is not None:
+                note.unlink(missing_ok=True)
+
+    def _wait(
+        self,
+        proc: subprocess.Popen[bytes],
+        data: bytes | None,
+        cmd: list[str],
+        timeout: float | None,
+        cancelled: Callable[[], bool],
+    ) -> DatumOutcome:
         deadline = None if timeout is None else time.monotonic() + timeout
         first = True
         error = ""
@@ -249,25 +266,25 @@ class LocalExecutor:
         return DatumOutcome(True, exit_code=0, stderr_tail=tail, logs=logs)
 
 
-def _find_prctl() -> Any:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _find_prctl() if sys.platform == "linux" else None  # resolved before any fork
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the datum's process gets SIGKILL if the worker thread that started it dies."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def kill_noted(pids_dir: Path) -> int:
+    """End the process groups noted in ``pids_dir`` by a worker that died; how many."""
+    killed = 0
+    if not pids_dir.is_dir():
+        return 0
+    for note in pids_dir.iterdir():
+        if not note.name.isdigit():
+            continue
+        pid = int(note.name)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getsid(pid) == pid:  # still the session leader we started, not a reused pid
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def collect_outputs(out_dir: Path) -> list[tuple[tuple[str, ...], Path]]:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from croniter import croniter
 
@@ -43,12 +44,20 @@ from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
 from tusk.pfs.tree import EMPTY_TREE
 from tusk.pps.datums import compute_datums, cron_as_pfs
-from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, collect_outputs
+from tusk.pps.executor import (
+    DatumOutcome,
+    DatumTask,
+    LocalExecutor,
+    collect_outputs,
+    kill_noted,
+)
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PipelineSpec, parse_duration
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
 
 LEASE_SECONDS = float(os.environ.get("TUSK_LEASE_SECONDS", "30"))
+_DISCOVERY_SECONDS = 0.5
+_FAST_SCRATCH_MAX = 64 << 20  # input bytes of a batch that may go to a tmpfs
 _HOST = socket.gethostname()
 
 
@@ -62,6 +71,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _fast_scratch_root() -> Path | None:
+    """``$TUSK_SCRATCH`` if set; else a folder on /dev/shm when it is a writable tmpfs."""
+    env = os.environ.get("TUSK_SCRATCH")
+    if env:
+        return Path(env)
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm / f"tusk-scratch-{os.getuid()}"
+    return None
+
+
 @dataclass
 class _Job:
     """What a worker needs about a running job, loaded once."""
@@ -70,6 +90,7 @@ class _Job:
     spec: PipelineSpec
     origin: dict
     commits: dict[tuple[str, str], str]  # (repo, branch) -> input commit id
+    trees: dict[tuple[str, str], bytes]  # (repo, branch) -> that commit's root tree
     dead: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -89,14 +110,24 @@ class Scheduler:
         self.executor = executor or LocalExecutor()
         self.poll = poll
         self.log = log or (lambda msg: None)
-        # Each process has its own scratch folder: several schedulers may share a home.
-        self.scratch_root = pps.home / "scratch"
-        self.scratch = self.scratch_root / f"{_HOST}-{os.getpid()}"
+        # Each process has its own scratch folders: several schedulers may share a home. Small
+        # batches of datums go to a tmpfs when there is one (creating and removing files there
+        # costs microseconds, not the milliseconds of a disk), big ones to the home's disk.
+        me = f"{_HOST}-{os.getpid()}"
+        self.scratch_roots = [pps.home / "scratch"]
+        fast = _fast_scratch_root()
+        if fast is not None:
+            self.scratch_roots.append(fast)
+        self.scratch = self.scratch_roots[0] / me
+        self.fast_scratch = self.scratch_roots[-1] / me
+        self.executor.pids_dir = self.fast_scratch / "pids"
         self._running: dict[tuple[str, str], _Job] = {}
         self._owners: set[str] = set()
         self._owner_seq = 0
         self._lock = threading.Lock()
         self._last_renew = 0.0
+        self._last_discovery = 0.0
+        self._wake = threading.Event()
         self.errors: list[str] = []
 
     # The loop
@@ -105,12 +136,17 @@ class Scheduler:
         """Run until ``stop`` is set; with ``once``, until no job is waiting or running."""
         stop = stop or threading.Event()
         self._clean_scratch()
+        (self.fast_scratch / "pids").mkdir(parents=True, exist_ok=True)
         try:
             while not stop.is_set():
                 busy = self.tick()
                 if once and not busy:
                     return
-                stop.wait(self.poll)
+                # Sleep until the poll interval passes, a worker finishes, or stop is asked.
+                self._wake.wait(self.poll)
+                self._wake.clear()
+                if stop.is_set():
+                    break
         finally:
             for job in list(self._running.values()):
                 job.dead.set()
@@ -118,23 +154,30 @@ class Scheduler:
                 for t in job.threads:
                     t.join()
             shutil.rmtree(self.scratch, ignore_errors=True)
+            shutil.rmtree(self.fast_scratch, ignore_errors=True)
 
     def _clean_scratch(self) -> None:
         """Remove scratch folders left by dead processes of this host (and our own)."""
-        if not self.scratch_root.is_dir():
-            return
-        for entry in self.scratch_root.iterdir():
+        entries = [e for root in self.scratch_roots if root.is_dir() for e in root.iterdir()]
+        for entry in entries:
             host, _, pid = entry.name.rpartition("-")
             mine = host == _HOST and pid.isdigit()
             if mine and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+                killed = kill_noted(entry / "pids")
+                if killed:
+                    self.log(f"ended {killed} datum processes left by a dead worker")
                 shutil.rmtree(entry, ignore_errors=True)
 
     def tick(self) -> bool:
         """One pass of the loop; True while there is work (jobs created or running)."""
         self._renew_leases()
-        self._reap_dead_owners()
-        self._cron_ticks()
-        self._create_jobs()
+        now = time.monotonic()
+        if now - self._last_discovery >= _DISCOVERY_SECONDS or not self._running:
+            # Finding new work costs a dozen queries: every pass while idle, else twice a second.
+            self._last_discovery = now
+            self._reap_dead_owners()
+            self._cron_ticks()
+            self._create_jobs()
         busy = False
         with self.meta.read() as tx:
             jobs = tx.list_jobs(states=["created", "running"])
@@ -203,7 +246,7 @@ class Scheduler:
         with self.meta.read() as tx:
             pipelines = [p for p in tx.list_pipelines() if p.state == "running"]
         for p in pipelines:
-            spec, _salt, _origin = self.pps.spec_of(p.name, p.version)
+            spec, _salt, _origin = self.pps.spec_for(p)
             for leaf in spec.inputs():
                 if isinstance(leaf, CronInput):
                     self._cron_tick(leaf, p.created_at, now)
@@ -259,6 +302,7 @@ class Scheduler:
         if wanted:
             with self.meta.write() as tx:
                 for job in wanted:
+                    self._wake.set()
                     if tx.insert_job(job):
                         self.log(f"job {job.pipeline}@{job.id} created")
 
@@ -295,12 +339,17 @@ class Scheduler:
         datums = compute_datums(spec.input, self.pps.files_for(commits), cron=cron_as_pfs)
         hashes = [d.hash(salt) for d in datums]
         now = time.time()
-        with self.meta.read() as tx:
-            cached = (
-                {}
-                if spec.reprocess_spec == "every_job"
-                else tx.datum_outputs_by_hash(job.pipeline, hashes)
-            )
+        cached: dict[str, bytes] = {}
+        if spec.reprocess_spec != "every_job":
+            # Most datums match the previous job's (one query by job); the rest are looked up
+            # by hash across the pipeline's history (e.g. a failed job's finished datums).
+            for _id, h, state, tree in self._parent_results(job):
+                if state in ("success", "skipped") and tree is not None:
+                    cached[h] = tree
+            missing = [h for h in hashes if h not in cached]
+            if missing:
+                with self.meta.read() as tx:
+                    cached.update(tx.datum_outputs_by_hash(job.pipeline, missing))
         rows = []
         for seq, (d, h) in enumerate(zip(datums, hashes, strict=True)):
             tree = cached.get(h)
@@ -320,6 +369,7 @@ class Scheduler:
             ):  # fmt: skip
                 return  # another scheduler started it
             tx.insert_datums(rows)
+        self._wake.set()  # give it workers on the next pass, right away
         self.log(f"job {job.pipeline}@{job.id} started: {len(rows)} datums, {skipped} unchanged")
 
     # 4. running datums
@@ -347,7 +397,8 @@ class Scheduler:
                 self._fail_job(job, commits if commits != "wait" else "inputs changed")
                 return
             spec, _salt, origin = self.pps.spec_of(job.pipeline, job.version)
-            running = _Job(job, spec, origin, commits)
+            trees = {key: self.pfs.commit_record(cid).tree for key, cid in commits.items()}
+            running = _Job(job, spec, origin, commits, trees)
             self._running[key] = running
         alive = [t for t in running.threads if t.is_alive()]
         want = min(running.spec.parallelism_spec.constant, counts.get("pending", 0) + len(alive))
@@ -383,6 +434,7 @@ class Scheduler:
         finally:
             with self._lock:
                 self._owners.discard(owner)
+            self._wake.set()
 
     def _task(self, job: _Job, d: DatumRecord, files: list[dict]) -> DatumTask:
         t = job.spec.transform
@@ -407,45 +459,50 @@ class Scheduler:
             inputs=[(name, path, commit) for name, (path, commit) in firsts.items()],
         )
 
-    def _materialize(self, job: _Job, files: list[dict], root: Path) -> None:
-        for f in files:
-            dest = root / f["input_name"] / f["path"].lstrip("/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if f.get("empty"):
-                dest.touch()
-                continue
-            commit = job.commits[(f["repo"], f["branch"])]
+    def _materialize(self, job: _Job, work: list[tuple[Path, list[dict]]]) -> None:
+        """Write every input file of a batch of datums, reading all their chunks in one go."""
+        targets: list[tuple[Path, list]] = []
+        for root, files in work:
+            for name in {f["input_name"] for f in files}:
+                (root / name).mkdir(parents=True, exist_ok=True)
+            for f in files:
+                dest = root / f["input_name"] / f["path"].lstrip("/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if f.get("empty"):
+                    dest.touch()
+                    continue
+                tree = job.trees[(f["repo"], f["branch"])]
+                targets.append((dest, self.pfs.file_chunks(tree, f["path"])))
+        chunks = self.pfs.chunks.read_chunks([c for _, refs in targets for c in refs])
+        for dest, refs in targets:
             with open(dest, "wb") as out:
-                for block in self.pfs.read_file(f["repo"], commit, f["path"]):
-                    out.write(block)
-        for name in {f["input_name"] for f in files}:
-            (root / name).mkdir(parents=True, exist_ok=True)
+                for _ in refs:
+                    out.write(next(chunks))
 
     def _run_batch(self, job: _Job, owner: str, batch: list[DatumRecord]) -> None:
         pipeline, job_id = job.record.pipeline, job.record.id
+        size = sum(f.get("size", 0) for d in batch for f in json.loads(d.files))
+        root = self.fast_scratch if size <= _FAST_SCRATCH_MAX else self.scratch
+        base = root / pipeline / job_id / owner.rsplit(":", 1)[1]
+        shutil.rmtree(base, ignore_errors=True)
+        work = [(base / d.id[:16], json.loads(d.files)) for d in batch]
         writer = self.pfs.chunks.writer()
         results: list[tuple[DatumRecord, DatumOutcome, list]] = []
         try:
-            for d in batch:
+            self._materialize(job, work)
+            for d, (root, files) in zip(batch, work, strict=True):
                 if job.dead.is_set():
                     break
-                files = json.loads(d.files)
-                root = self.scratch / pipeline / job_id / f"{d.id[:16]}-{owner.rsplit(':', 1)[1]}"
-                shutil.rmtree(root, ignore_errors=True)
-                root.mkdir(parents=True)
-                try:
-                    self._materialize(job, files, root)
-                    outcome = self.executor.run(self._task(job, d, files), root, job.dead.is_set)
-                    outputs = []
-                    if outcome.ok:
-                        for parts, local in collect_outputs(root / "out"):
-                            outputs.append((parts, writer.write_file(local)))
-                    results.append((d, outcome, outputs))
-                finally:
-                    shutil.rmtree(root, ignore_errors=True)
+                outcome = self.executor.run(self._task(job, d, files), root, job.dead.is_set)
+                outputs = []
+                if outcome.ok:
+                    for parts, local in collect_outputs(root / "out"):
+                        outputs.append((parts, writer.write_file(local)))
+                results.append((d, outcome, outputs))
             index = writer.flush_unindexed()
         finally:
             writer.abort()
+            shutil.rmtree(base, ignore_errors=True)
         self._record(job, owner, results, index)
 
     def _record(
@@ -455,42 +512,46 @@ class Scheduler:
         results: list[tuple[DatumRecord, DatumOutcome, list]],
         index: list,
     ) -> None:
+        """One transaction for a batch: chunk index, output trees, datum states, logs."""
         pipeline, job_id = job.record.pipeline, job.record.id
         now = time.time()
+        logs: list[LogRecord] = []
+        updates: list[dict[str, Any]] = []
+        for d, outcome, _outputs in results:
+            logs.extend(
+                LogRecord(pipeline, job_id, d.id, ts, s, line) for ts, s, line in outcome.logs
+            )
+            row: dict[str, Any] = {
+                "id": d.id,
+                "exit_code": outcome.exit_code,
+                "stderr_tail": outcome.stderr_tail,
+                "finished_at": now,
+                "error": outcome.error,
+                "output_tree": None,
+            }
+            if outcome.ok:
+                row.update(state="success", error="")
+            elif outcome.recovered:
+                row["state"] = "recovered"
+            elif outcome.error.startswith("stopped"):
+                row.update(state="pending", error="")
+            else:
+                final = d.attempts >= job.spec.datum_tries
+                row["state"] = "failed" if final else "pending"
+                logs.append(LogRecord(pipeline, job_id, d.id, now, "system",
+                    f"datum {d.id[:12]} attempt {d.attempts} of {job.spec.datum_tries} "
+                    f"failed: {outcome.error}"))  # fmt: skip
+                if final:
+                    job.dead.set()  # a failed datum fails the job: stop the others
+            updates.append(row)
         with self.meta.write() as tx:
             self.pfs.chunks.index_packs(tx, index)
-            logs: list[LogRecord] = []
-            for d, outcome, outputs in results:
-                logs.extend(
-                    LogRecord(pipeline, job_id, d.id, ts, s, line) for ts, s, line in outcome.logs
-                )
-                common = {
-                    "exit_code": outcome.exit_code,
-                    "stderr_tail": outcome.stderr_tail,
-                    "finished_at": now,
-                    "owner": None,
-                    "lease_until": None,
-                }
-                if outcome.ok:
-                    root = self.pfs.write_detached_tree(tx, outputs)
-                    tx.finish_datum(pipeline, job_id, d.id, owner, state="success",
-                                    output_tree=root, error="", **common)  # fmt: skip
-                elif outcome.recovered:
-                    tx.finish_datum(pipeline, job_id, d.id, owner, state="recovered",
-                                    error=outcome.error, **common)  # fmt: skip
-                elif outcome.error.startswith("stopped"):
-                    tx.finish_datum(pipeline, job_id, d.id, owner, state="pending",
-                                    error="", **common)  # fmt: skip
-                else:
-                    final = d.attempts >= job.spec.datum_tries
-                    tx.finish_datum(pipeline, job_id, d.id, owner,
-                                    state="failed" if final else "pending",
-                                    error=outcome.error, **common)  # fmt: skip
-                    logs.append(LogRecord(pipeline, job_id, d.id, now, "system",
-                        f"datum {d.id[:12]} attempt {d.attempts} of {job.spec.datum_tries} "
-                        f"failed: {outcome.error}"))  # fmt: skip
-                    if final:
-                        job.dead.set()  # a failed datum fails the job: stop the others
+            pairs = zip(updates, results, strict=True)
+            ok = [(row, outputs) for row, (_d, o, outputs) in pairs if o.ok]
+            roots = self.pfs.write_detached_trees(tx, [outputs for _, outputs in ok])
+            for (row, _outputs), root in zip(ok, roots, strict=True):
+                row["output_tree"] = root
+            tx.finish_datums(pipeline, job_id, owner, updates)
             tx.add_logs(logs)
             # Datums claimed but not run (the job was stopped) go back to the queue.
             tx.release_datums(pipeline, job_id, owner)
@@ -511,19 +572,34 @@ class Scheduler:
         self.pfs.drop_open_commit(job.output_commit)
         self.log(f"job {job.pipeline}@{job.id} failed: {reason}")
 
+    def _parent_job(self, job: JobRecord) -> JobRecord | None:
+        """The successful job whose output commit is the parent of this job's output commit."""
+        with self.meta.read() as tx:
+            output = tx.get_commit(job.output_commit)
+            if output is None or output.parent is None:
+                return None
+            parent = tx.job_for_commit(output.parent)
+        return parent if parent is not None and parent.state == "success" else None
+
+    def _parent_results(self, job: JobRecord) -> list[tuple[str, str, str, bytes | None]]:
+        parent = self._parent_job(job)
+        if parent is None:
+            return []
+        with self.meta.read() as tx:
+            return tx.datum_results(parent.pipeline, parent.id)
+
     def _finish_job(self, job: JobRecord) -> None:
         with self.meta.read() as tx:
-            datums = tx.list_datums(job.pipeline, job.id)
+            results = tx.datum_results(job.pipeline, job.id)
             output = tx.get_commit(job.output_commit)
-            parent_job = (
-                tx.job_for_commit(output.parent) if output is not None and output.parent else None
-            )
-            prev = (
-                tx.list_datums(parent_job.pipeline, parent_job.id, ["success", "skipped"])
-                if parent_job is not None and parent_job.state == "success"
+            failed = (
+                tx.list_datums(job.pipeline, job.id, ["failed"])
+                if any(state == "failed" for _, _, state, _ in results)
                 else []
             )
-        failed = [d for d in datums if d.state == "failed"]
+        counts: dict[str, int] = {}
+        for _, _, state, _ in results:
+            counts[state] = counts.get(state, 0) + 1
         if failed:
             d = failed[0]
             tail = d.stderr_tail.strip().splitlines()[-1:] if d.stderr_tail.strip() else []
@@ -537,20 +613,22 @@ class Scheduler:
             self._fail_job(job, "its output commit was removed")
             return
         if output.finished:  # finished by an earlier run of this step that then died
-            self._mark_success(job, datums)
+            self._mark_success(job, counts)
             return
+        parent_job = self._parent_job(job)
+        prev = self._parent_results(job) if parent_job is not None else []
         base = EMPTY_TREE
         if parent_job is not None and output.parent is not None:
             base = self.pfs.commit_record(output.parent).tree
         try:
-            ops = self._merge_ops(base, prev, datums)
+            ops = self._merge_ops(base, prev, results)
         except _PathClash as exc:
             self._fail_job(job, str(exc))
             return
         spec, _salt, _origin = self.pps.spec_of(job.pipeline, job.version)
         with contextlib.suppress(CommitFinished):  # another scheduler got there first
             self.pfs.complete_commit(job.output_commit, base, ops, description=f"job {job.id}")
-        self._mark_success(job, datums)
+        self._mark_success(job, counts)
         if spec.egress is not None:
             try:
                 self._egress(job, spec.egress.url)
@@ -559,10 +637,7 @@ class Scheduler:
                     tx.update_job(job.pipeline, job.id, state="failure",
                                   reason=f"egress to {spec.egress.url} failed: {exc}")  # fmt: skip
 
-    def _mark_success(self, job: JobRecord, datums: list[DatumRecord]) -> None:
-        counts: dict[str, int] = {}
-        for d in datums:
-            counts[d.state] = counts.get(d.state, 0) + 1
+    def _mark_success(self, job: JobRecord, counts: dict[str, int]) -> None:
         with self.meta.write() as tx:
             tx.update_job(
                 job.pipeline, job.id, state="success", finished_at=time.time(),
@@ -575,15 +650,15 @@ class Scheduler:
         )
 
     def _merge_ops(
-        self, base: bytes, prev: list[DatumRecord], datums: list[DatumRecord]
+        self,
+        base: bytes,
+        prev: list[tuple[str, str, str, bytes | None]],
+        results: list[tuple[str, str, str, bytes | None]],
     ) -> list[Op]:
         """Edits that turn the previous output into this job's: O(changed datums)."""
-        before = {d.id: d.output_tree for d in prev if d.output_tree is not None}
-        now = {
-            d.id: d.output_tree
-            for d in datums
-            if d.state in ("success", "skipped") and d.output_tree is not None
-        }
+        done = ("success", "skipped")
+        before = {i: tree for i, _h, st, tree in prev if st in done and tree is not None}
+        now = {i: tree for i, _h, st, tree in results if st in done and tree is not None}
         ops: list[Op] = []
         deleted: set[str] = set()
         for did, tree in before.items():

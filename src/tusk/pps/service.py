@@ -19,6 +19,7 @@ from typing import Any
 
 from tusk.errors import (
     AlreadyExists,
+    CommitNotFound,
     Conflict,
     DatumNotFound,
     InUse,
@@ -70,6 +71,7 @@ class PpsService:
         self.pfs = pfs
         self.meta = pfs.meta
         self.home = Path(home)
+        self._specs: dict[tuple[str, int, float], tuple[PipelineSpec, str, dict]] = {}
 
     # Specs and pipelines
 
@@ -91,8 +93,21 @@ class PpsService:
         """(spec, salt, origin) of a pipeline's current or given version."""
         with self.meta.read() as tx:
             p = self._need_pipeline(tx, name)
-            v = self._version(tx, name, version or p.version)
-        return load_spec(json.loads(v.spec)), v.salt, json.loads(v.origin)
+        return self.spec_for(p, version)
+
+    def spec_for(
+        self, p: PipelineRecord, version: int | None = None
+    ) -> tuple[PipelineSpec, str, dict]:
+        """Like ``spec_of`` for a pipeline row in hand. A version never changes once written,
+        so parsed versions are cached (a pipeline made again has a new ``created_at``)."""
+        key = (p.name, version or p.version, p.created_at)
+        cached = self._specs.get(key)
+        if cached is None:
+            with self.meta.read() as tx:
+                v = self._version(tx, p.name, version or p.version)
+            cached = (load_spec(json.loads(v.spec)), v.salt, json.loads(v.origin))
+            self._specs[key] = cached
+        return cached
 
     def _check_inputs(self, tx: MetaTx, spec: PipelineSpec, updating: bool) -> None:
         name = spec.pipeline.name
@@ -383,8 +398,13 @@ class PpsService:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.02
         while True:
-            commits = self.pfs.inspect_commit_set(commit_set)
+            try:
+                commits = self.pfs.inspect_commit_set(commit_set)
+            except CommitNotFound:
+                commits = []  # a failed job drops its output commit: the set may be gone
             jobs = self.list_jobs(commit_set=commit_set)
+            if not commits and not jobs:
+                raise CommitNotFound(f"commit set {commit_set} not found")
             job_commits = {j.output_commit for j in jobs}
             pending_outputs = [
                 c for c in commits if not c.finished and c.id not in job_commits and c.provenance

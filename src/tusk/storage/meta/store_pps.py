@@ -213,10 +213,28 @@ class PpsTxMixin:
     # Datums
 
     def insert_datums(self, rows: Sequence[DatumRecord]) -> None:
+        # Every job records all its datums (thousands): driver-level executemany, same SQL on
+        # SQLite and PostgreSQL, without per-row Core compilation.
         if rows:
-            self.conn.execute(
-                t.datums.insert(), [{c: getattr(d, c) for c in _DATUM_COLS} for d in rows]
+            cols = ", ".join(f'"{c}"' for c in _DATUM_COLS)
+            marks = ", ".join(["?" if self.is_sqlite else "%s"] * len(_DATUM_COLS))
+            self.conn.exec_driver_sql(
+                f"INSERT INTO datums ({cols}) VALUES ({marks})",
+                [tuple(getattr(d, c) for c in _DATUM_COLS) for d in rows],
             )
+
+    def datum_results(self, pipeline: str, job: str) -> list[tuple[str, str, str, bytes | None]]:
+        """(id, hash, state, output tree) of every datum of a job: what merging needs."""
+        c = t.datums.c
+        rows = self.conn.execute(
+            sa.select(c.id, c.hash, c.state, c.output_tree)
+            .where(c.pipeline == pipeline, c.job == job)
+            .order_by(c.seq)
+        )
+        return [
+            (r.id, r.hash, r.state, bytes(r.output_tree) if r.output_tree is not None else None)
+            for r in rows
+        ]
 
     def list_datums(
         self, pipeline: str, job: str, states: Sequence[str] | None = None
@@ -322,23 +340,37 @@ class PpsTxMixin:
             .values(lease_until=lease_until)
         )
 
-    def finish_datum(
-        self, pipeline: str, job: str, datum_id: str, holder: str, **values: Any
-    ) -> bool:
-        """Record a datum's end if ``holder`` still holds it; False if its lease was lost."""
+    def finish_datums(
+        self, pipeline: str, job: str, holder: str, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Record the ends of datums ``holder`` still holds, one executemany for a batch.
+
+        Each row has id, state, output_tree, exit_code, error, stderr_tail, finished_at.
+        """
+        if not rows:
+            return
         c = t.datums.c
-        res = self.conn.execute(
+        stmt = (
             t.datums.update()
             .where(
                 c.pipeline == pipeline,
                 c.job == job,
-                c.id == datum_id,
+                c.id == sa.bindparam("b_id"),
                 c.owner == holder,
                 c.state == "running",
             )
-            .values(**values)
+            .values(
+                state=sa.bindparam("b_state"),
+                output_tree=sa.bindparam("b_output_tree"),
+                exit_code=sa.bindparam("b_exit_code"),
+                error=sa.bindparam("b_error"),
+                stderr_tail=sa.bindparam("b_stderr_tail"),
+                finished_at=sa.bindparam("b_finished_at"),
+                owner=None,
+                lease_until=None,
+            )
         )
-        return bool(res.rowcount)
+        self.conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rows])
 
     def release_datums(self, pipeline: str, job: str, owner: str) -> None:
         """Put back the datums ``owner`` holds (a stopped worker)."""

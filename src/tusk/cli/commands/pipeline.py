@@ -1,0 +1,482 @@
+"""Pipelines, jobs, datums, logs, lineage and the scheduler (``tusk up``).
+
+``create|update|list|inspect|delete|stop|start|run pipeline``, ``list|inspect|stop|wait job``,
+``list|inspect datum``, ``wait commit-set``, ``logs``, ``lineage`` and ``up``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from tusk.cli import render
+from tusk.cli.core import CliError, emit, fail, get_client, output_option, print_json, wants_json
+from tusk.cli.parse import Duration
+
+if TYPE_CHECKING:
+    from tusk.sdk import Client, JobInfo, PipelineInfo
+
+FOLLOW_POLL = 0.5  # seconds between polls of ``tusk logs --follow``
+
+_timeout_option = click.option(
+    "--timeout",
+    type=Duration(),
+    default=None,
+    metavar="DURATION",
+    help="Give up after this long (exit 5), e.g. 30s, 5m; default: wait forever.",
+)
+
+
+def _spec_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-f",
+        "--file",
+        "source",
+        required=True,
+        metavar="SPEC",
+        help="The pipeline spec (JSON or YAML; several in one file are fine): a file, a URL, "
+        "or - for stdin.",
+    )(f)
+
+
+# Pipelines
+
+
+def _read_specs(
+    client: Client, source: str, update: bool | None
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """(name, spec) of every spec of ``source``, and where they came from.
+
+    Each spec is checked before any is created, so a bad field in the second spec of a file
+    does not leave the first one behind; so are the names, against the existing pipelines
+    (``update`` None: not at all).
+    """
+    from tusk.errors import AlreadyExists, PipelineNotFound
+    from tusk.sdk import load_spec, read_spec_source
+
+    specs, origin = read_spec_source(source)
+    where = "<stdin>" if source == "-" else source
+    named: list[tuple[str, dict[str, Any]]] = []
+    for i, spec in enumerate(specs, 1):
+        label = where if len(specs) == 1 else f"{where} (spec {i} of {len(specs)})"
+        name = load_spec(spec, label).pipeline.name
+        if any(name == n for n, _ in named):
+            fail(f"{where}: pipeline {name} is defined twice")
+        named.append((name, spec))
+    if len(named) > 1 and update is not None:
+        existing = {p.name for p in client.list_pipelines()}
+        for name, _ in named:
+            if name in existing and not update:
+                raise AlreadyExists(
+                    f"pipeline {name} already exists (change it with: tusk update pipeline)"
+                )
+            if name not in existing and update:
+                raise PipelineNotFound(f"pipeline {name} not found; create it first")
+    return named, origin
+
+
+def _create(ctx: click.Context, source: str, update: bool, reprocess: bool) -> None:
+    from tusk.errors import TuskError
+
+    client = get_client(ctx)
+    named, origin = _read_specs(client, source, update)
+    done: list[PipelineInfo] = []
+    for _name, spec in named:
+        try:
+            info = client.create_pipeline(spec, update=update, reprocess=reprocess, origin=origin)
+        except TuskError as exc:
+            if not done:
+                raise
+            names = ", ".join(p.name for p in done)
+            verb = "updated" if update else "created"
+            raise type(exc)(f"{exc.message} ({verb} before it: {names})") from exc
+        done.append(info)
+    if wants_json(ctx):
+        print_json(done)
+
+
+def _dry_run(ctx: click.Context, source: str) -> None:
+    client = get_client(ctx)
+    named, _origin = _read_specs(client, source, None)
+    plans: list[dict[str, Any]] = [
+        {"pipeline": name, "datums": client.dry_run(spec)} for name, spec in named
+    ]
+    emit(
+        ctx,
+        plans,
+        lambda: render.dry_run_table([(p["pipeline"], d) for p in plans for d in p["datums"]]),
+    )
+
+
+@click.command("pipeline")
+@_spec_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only print the datums the spec would have on the current data; create nothing.",
+)
+@output_option
+@click.pass_context
+def create_pipeline(ctx: click.Context, source: str, dry_run: bool) -> None:
+    """Create the pipelines of a spec file; each gets an output repo of its name.
+
+    A job starts for the inputs' current data once a scheduler runs (tusk up).
+    """
+    if dry_run:
+        _dry_run(ctx, source)
+    else:
+        _create(ctx, source, update=False, reprocess=False)
+
+
+@click.command("pipeline")
+@_spec_option
+@click.option(
+    "--reprocess",
+    is_flag=True,
+    help="Run every datum again under the new version (default: only changed datums run).",
+)
+@output_option
+@click.pass_context
+def update_pipeline(ctx: click.Context, source: str, reprocess: bool) -> None:
+    """Replace existing pipelines with a new version of their specs."""
+    _create(ctx, source, update=True, reprocess=reprocess)
+
+
+@click.command("pipeline")
+@output_option
+@click.pass_context
+def list_pipeline(ctx: click.Context) -> None:
+    """List pipelines: version, state, input, state of the last job."""
+    pipelines = get_client(ctx).list_pipelines()
+    emit(ctx, pipelines, lambda: render.pipeline_table(pipelines))
+
+
+@click.command("pipeline")
+@click.argument("name")
+@click.option("--history", is_flag=True, help="Also list every version of the spec.")
+@output_option
+@click.pass_context
+def inspect_pipeline(ctx: click.Context, name: str, history: bool) -> None:
+    """Show one pipeline: input, transform, state, last job (and with --history, versions)."""
+    info = get_client(ctx).inspect_pipeline(name, history=history)
+
+    def table() -> None:
+        render.pipeline_fields(info)
+        if history:
+            click.echo()
+            render.pipeline_history_table(info)
+
+    emit(ctx, info, table)
+
+
+@click.command("pipeline")
+@click.argument("name")
+@click.option("--keep-repo", is_flag=True, help="Keep the output repo and its commits.")
+@click.option(
+    "--force", is_flag=True, help="Delete even if other pipelines read this one's output."
+)
+@output_option
+@click.pass_context
+def delete_pipeline(ctx: click.Context, name: str, keep_repo: bool, force: bool) -> None:
+    """Delete a pipeline (its running jobs are killed) and its output repo."""
+    get_client(ctx).delete_pipeline(name, keep_repo=keep_repo, force=force)
+    if wants_json(ctx):
+        print_json({"deleted": name})
+
+
+@click.command("pipeline")
+@click.argument("name")
+@output_option
+@click.pass_context
+def stop_pipeline(ctx: click.Context, name: str) -> None:
+    """Pause a pipeline: new input commits queue jobs that run once it is started."""
+    info = get_client(ctx).stop_pipeline(name)
+    emit(ctx, info)
+
+
+@click.command("pipeline")
+@click.argument("name")
+@output_option
+@click.pass_context
+def start_pipeline(ctx: click.Context, name: str) -> None:
+    """Resume a paused pipeline."""
+    info = get_client(ctx).start_pipeline(name)
+    emit(ctx, info)
+
+
+@click.command("pipeline")
+@click.argument("name")
+@output_option
+@click.pass_context
+def run_pipeline(ctx: click.Context, name: str) -> None:
+    """Run a pipeline again on its inputs' current data; print the job (PIPELINE@ID).
+
+    The job id is the id of the new commit set; -o json shows the new output commit.
+    """
+    info = get_client(ctx).run_pipeline(name)
+    emit(ctx, info, lambda: click.echo(f"{name}@{info.commit_set}"))
+
+
+# Jobs
+
+
+def _job_failed(job: JobInfo) -> str:
+    what = "failed" if job.state == "failure" else f"was {job.state}"
+    return f"job {job.pipeline}@{job.id} {what}: {job.reason or 'no reason recorded'}"
+
+
+@click.command("job")
+@click.option(
+    "-p", "--pipeline", default=None, metavar="PIPELINE", help="Only this pipeline's jobs."
+)
+@click.option("--commit-set", default=None, metavar="ID", help="Only the jobs of this commit set.")
+@output_option
+@click.pass_context
+def list_job(ctx: click.Context, pipeline: str | None, commit_set: str | None) -> None:
+    """List jobs, newest first: state, duration and datums processed, skipped and failed."""
+    jobs = get_client(ctx).list_jobs(pipeline=pipeline, commit_set=commit_set)
+    emit(ctx, jobs, lambda: render.job_table(jobs))
+
+
+@click.command("job")
+@click.argument("address", metavar="PIPELINE@JOB")
+@output_option
+@click.pass_context
+def inspect_job(ctx: click.Context, address: str) -> None:
+    """Show one job: state, reason, input and output commits, datum counts."""
+    info = get_client(ctx).inspect_job(address)
+    emit(ctx, info, lambda: render.job_fields(info))
+
+
+@click.command("job")
+@click.argument("address", metavar="PIPELINE@JOB")
+@output_option
+@click.pass_context
+def stop_job(ctx: click.Context, address: str) -> None:
+    """Kill a job: its running datums stop and its output commit is dropped."""
+    info = get_client(ctx).stop_job(address)
+    emit(ctx, info)
+
+
+@click.command("job")
+@click.argument("address", metavar="PIPELINE@JOB")
+@_timeout_option
+@output_option
+@click.pass_context
+def wait_job(ctx: click.Context, address: str, timeout: float | None) -> None:
+    """Wait until a job is done, then show it; exit 1 if it did not succeed."""
+    info = get_client(ctx).wait_job(address, timeout=timeout)
+    emit(ctx, info, lambda: render.job_fields(info))
+    if info.state != "success":
+        raise CliError(_job_failed(info), 1)
+
+
+@click.command("commit-set")
+@click.argument("commit_set", metavar="ID")
+@_timeout_option
+@output_option
+@click.pass_context
+def wait_commit_set(ctx: click.Context, commit_set: str, timeout: float | None) -> None:
+    """Wait until every job of a commit set is done, then list them; exit 1 if one failed."""
+    jobs = get_client(ctx).wait_commit_set(commit_set, timeout=timeout)
+    emit(ctx, jobs, lambda: render.job_table(jobs))
+    failed = [j for j in jobs if j.state != "success"]
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise CliError(_job_failed(failed[0]) + more, 1)
+
+
+# Datums
+
+
+@click.command("datum")
+@click.argument("address", metavar="PIPELINE@JOB")
+@output_option
+@click.pass_context
+def list_datum(ctx: click.Context, address: str) -> None:
+    """List a job's datums: state, attempts, input files, error."""
+    datums = get_client(ctx).list_datums(address)
+    emit(ctx, datums, lambda: render.datum_table(datums))
+
+
+@click.command("datum")
+@click.argument("address", metavar="PIPELINE@JOB")
+@click.argument("datum", metavar="DATUM")
+@output_option
+@click.pass_context
+def inspect_datum(ctx: click.Context, address: str, datum: str) -> None:
+    """Show one datum (a unique prefix of its id is enough): files, exit code, stderr."""
+    info = get_client(ctx).inspect_datum(address, datum)
+    emit(ctx, info, lambda: render.datum_fields(info))
+
+
+# Logs
+
+
+@click.command("logs")
+@click.option(
+    "-p", "--pipeline", default=None, metavar="PIPELINE", help="The pipeline whose logs to show."
+)
+@click.option(
+    "-j", "--job", default=None, metavar="JOB", help="Only this job (its id, or PIPELINE@ID)."
+)
+@click.option("--datum", default=None, metavar="DATUM", help="Only this datum (an id prefix).")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing new lines: until the job is done with --job, else until Ctrl-C.",
+)
+@output_option
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    pipeline: str | None,
+    job: str | None,
+    datum: str | None,
+    follow: bool,
+) -> None:
+    """Print what user code wrote to stdout and stderr, as [datum] line."""
+    if job is not None and "@" in job:
+        owner, _, job = job.partition("@")
+        if pipeline is not None and owner != pipeline:
+            fail(f"--job {owner}@{job} is not a job of --pipeline {pipeline}")
+        pipeline = owner
+    if not pipeline:
+        fail("logs needs --pipeline PIPELINE (or --job PIPELINE@JOB)")
+    if job is not None and not job:
+        fail("--job needs a job id")
+    client = get_client(ctx)
+    as_json = wants_json(ctx)
+
+    def drain(after: int, out: Callable[[Any], None]) -> int:
+        while True:
+            batch = client.logs(pipeline, job=job, datum=datum, after=after)
+            if not batch:
+                return after
+            for line in batch:
+                out(line)
+            after = batch[-1].id
+
+    if not follow:
+        lines: list[Any] = []
+        drain(0, lines.append if as_json else lambda ln: click.echo(render.log_line(ln)))
+        if as_json:
+            print_json(lines)
+        return
+
+    def show(line: Any) -> None:
+        if as_json:
+            click.echo(json.dumps(line.to_dict()))  # one object per line while following
+        else:
+            click.echo(render.log_line(line))
+
+    def job_done() -> bool:
+        return job is not None and client.inspect_job(f"{pipeline}@{job}").done
+
+    last = 0
+    try:
+        while True:
+            done = job_done()  # before reading, so no line written before the end is missed
+            last = drain(last, show)
+            if done:
+                return
+            time.sleep(FOLLOW_POLL)
+    except KeyboardInterrupt:
+        return
+
+
+# Lineage
+
+
+@click.command("lineage")
+@click.argument("address", metavar="REPO@REF:/PATH")
+@click.option(
+    "--depth",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help="How many steps up the inputs to follow (0: only the job that wrote the file).",
+)
+@output_option
+@click.pass_context
+def lineage(ctx: click.Context, address: str, depth: int) -> None:
+    """How a file was made: pipeline version, job, datum, code and image, then its inputs."""
+    step = get_client(ctx).lineage(address, depth=depth)
+    emit(ctx, step, lambda: render.lineage_tree(step))
+
+
+# The scheduler
+
+
+_SANDBOX_NOTES = {
+    "bwrap": "bubblewrap: /pfs is a private read-only mount, /pfs/out the only writable place",
+    "none": "no sandbox: user code finds its inputs under $TUSK_PFS and can write anywhere",
+}
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, log: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop``; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log(f"{signal.Signals(signum).name}: stopping (send it again to stop at once)")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@click.command("up")
+@click.option("--once", is_flag=True, help="Exit when no job is waiting or running.")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["auto", "bwrap", "none"]),
+    default=None,
+    help="How user code runs: in a bubblewrap mount namespace, or as plain processes "
+    "(default: $TUSK_SANDBOX, else auto: bwrap where it works).",
+)
+@output_option
+@click.pass_context
+def up(ctx: click.Context, once: bool, sandbox: str | None) -> None:
+    """Run the scheduler and its workers in the foreground; Ctrl-C or SIGTERM stops it.
+
+    Jobs start for every new input commit; progress goes to stderr (-o json: JSON lines on
+    stdout).
+    """
+    client = get_client(ctx)
+    mode = client.sandbox_mode(sandbox)
+    as_json = wants_json(ctx)
+    lock = threading.Lock()
+
+    def log(message: str) -> None:
+        now = time.time()
+        with lock:
+            if as_json:
+                click.echo(json.dumps({"ts": now, "message": message}))
+            else:
+                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(now))} {message}", err=True)
+
+    until = "until no job is waiting or running" if once else "until Ctrl-C"
+    log(f"scheduler running on {client.home} {until}; sandbox: {mode} ({_SANDBOX_NOTES[mode]})")
+    stop = threading.Event()
+    with _stop_on_signals(stop, log):
+        client.run_scheduler(stop, once=once, sandbox=mode, log=log)
+    log("scheduler stopped")
