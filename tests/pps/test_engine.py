@@ -333,3 +333,71 @@ def test_cron_input_ticks_start_jobs(client: tusk.Client) -> None:
     assert len(client.list_commits("tick_clock@master")) >= 2
     seen = client.get_file("tick@master:/seen").decode().split()
     assert len(seen) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", seen[0])
+
+
+def test_job_timeout_fails_the_job(client: tusk.Client) -> None:
+    client.put_files("in@master", [("/a", b"1"), ("/b", b"2")])
+    client.create_pipeline(spec(cmd="sleep 30", job_timeout="1s"))
+    started = time.monotonic()
+    run(client)
+    [job] = client.list_jobs("up")
+    assert job.state == "failure" and "job_timeout" in job.reason
+    assert time.monotonic() - started < 25  # the sleeping datums were killed, not awaited
+    assert client.list_commits("up@master") == []
+
+
+def test_empty_files_and_image_note(client: tusk.Client) -> None:
+    client.put_file("in@master:/big", b"x" * 5000)
+    cmd = 'wc -c < "$TUSK_PFS/in/big" > "$TUSK_PFS/out/size"'
+    client.create_pipeline(
+        {
+            "pipeline": {"name": "up"},
+            "input": {"pfs": {"repo": "in", "glob": "/*", "empty_files": True}},
+            "transform": {"cmd": ["sh", "-c", cmd], "image": "example/tool:1.2"},
+        }
+    )
+    run(client)
+    assert client.get_file("up@master:/size").strip() == b"0"  # names only, no content
+    job = client.list_jobs("up")[0]
+    notes = [line.line for line in client.logs("up", job.id) if line.stream == "system"]
+    assert any("example/tool:1.2" in n and "not in a container" in n for n in notes)
+
+
+JOIN_CMD = 'cat "$TUSK_PFS"/in/* "$TUSK_PFS"/labels/* > "$TUSK_PFS/out/$(ls "$TUSK_PFS/in")"'
+# One output per group, named by the datum: the names of the files the group holds.
+GROUP_CMD = (
+    'ls "$TUSK_PFS"/in "$TUSK_PFS"/labels 2>/dev/null | grep . | grep -v : | tr -d "\\n" '
+    '> "$TUSK_PFS/out/$PACH_DATUM_ID"'
+)
+
+
+def test_join_and_group_inputs_end_to_end(client: tusk.Client) -> None:
+    client.create_repo("labels")
+    client.put_files("in@master", [("/a.txt", b"A"), ("/b.txt", b"B"), ("/c.txt", b"C")])
+    client.put_files("labels@master", [("/a.csv", b"1"), ("/b.csv", b"2"), ("/z.csv", b"9")])
+    join = {
+        "pipeline": {"name": "joined"},
+        "input": {
+            "join": [
+                {"pfs": {"repo": "in", "glob": "/(*).txt", "join_on": "$1"}},
+                {"pfs": {"repo": "labels", "glob": "/(*).csv", "join_on": "$1"}},
+            ]
+        },
+        "transform": {"cmd": ["sh", "-c", JOIN_CMD]},
+    }
+    client.create_pipeline(join)
+    group = {
+        "pipeline": {"name": "grouped"},
+        "input": {
+            "group": [
+                {"pfs": {"repo": "in", "glob": "/(*).txt", "group_by": "$1"}},
+                {"pfs": {"repo": "labels", "glob": "/(*).csv", "group_by": "$1"}},
+            ]
+        },
+        "transform": {"cmd": ["sh", "-c", GROUP_CMD]},
+    }
+    client.create_pipeline(group)
+    run(client)
+    assert files(client, "joined@master") == {"/a.txt": b"A1", "/b.txt": b"B2"}
+    grouped = sorted(files(client, "grouped@master").values())
+    assert sorted(grouped) == sorted([b"a.txta.csv", b"b.txtb.csv", b"c.txt", b"z.csv"])

@@ -786,11 +786,23 @@ class PfsService:
             if (repo, branch) not in in_set:
                 self._open_in_set(tx, repo, branch, commit.commit_set, in_set)
 
-    def trigger_branch(self, repo: str, branch: str) -> CommitInfo | None:
+    def trigger_branch(
+        self, repo: str, branch: str, *, defer_if_open: bool = False
+    ) -> CommitInfo | None:
         """Start a new commit set at a branch with provenance: an open commit computed from its
-        inputs' heads, and one on every branch downstream. None if no input has a commit."""
+        inputs' heads, and one on every branch downstream. None if no input has a commit.
+
+        With ``defer_if_open``, nothing starts while an input's head is still open: finishing
+        that commit propagates here anyway (in its own commit set).
+        """
         with self.meta.write() as tx:
             self._need_branch(tx, repo, branch)
+            if defer_if_open:
+                for prov in tx.branch_provenance(repo, branch):
+                    head = tx.get_branch(*prov)
+                    tip = head.head if head is not None else None
+                    if tip is not None and not self._need_commit(tx, tip).finished:
+                        return None
             commit_set = new_commit_id()
             in_set: dict[tuple[str, str | None], CommitRecord] = {}
             record = self._open_in_set(tx, repo, branch, commit_set, in_set)

@@ -369,6 +369,12 @@ class Scheduler:
             ):  # fmt: skip
                 return  # another scheduler started it
             tx.insert_datums(rows)
+            if spec.transform.image:
+                note = (
+                    f"transform.image {spec.transform.image} is recorded; the local executor "
+                    "runs the command on this machine, not in a container"
+                )
+                tx.add_logs([LogRecord(job.pipeline, job.id, "", now, "system", note)])
         self._wake.set()  # give it workers on the next pass, right away
         self.log(f"job {job.pipeline}@{job.id} started: {len(rows)} datums, {skipped} unchanged")
 

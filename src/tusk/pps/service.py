@@ -199,7 +199,7 @@ class PpsService:
                 with contextlib.suppress(AlreadyExists):
                     self.pfs.create_repo(leaf.repo, f"ticks of cron input {leaf.name} of {name}")
         self.pfs.create_branch(name, spec.output_branch, provenance=spec.input_branches())
-        self.pfs.trigger_branch(name, spec.output_branch)
+        self.pfs.trigger_branch(name, spec.output_branch, defer_if_open=True)
         return self.inspect_pipeline(name)
 
     def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
