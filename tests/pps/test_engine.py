@@ -401,3 +401,19 @@ def test_join_and_group_inputs_end_to_end(client: tusk.Client) -> None:
     assert files(client, "joined@master") == {"/a.txt": b"A1", "/b.txt": b"B2"}
     grouped = sorted(files(client, "grouped@master").values())
     assert sorted(grouped) == sorted([b"a.txta.csv", b"b.txtb.csv", b"c.txt", b"z.csv"])
+
+
+def test_wait_commit_blocks_until_the_job_is_done(client: tusk.Client) -> None:
+    client.create_pipeline(spec(cmd='sleep 1; cp "$TUSK_PFS"/in/* "$TUSK_PFS/out/"'))
+    client.put_file("in@master:/a", b"a")
+    assert client.inspect_commit("up@master").state == "open"
+    stop = threading.Event()
+    runner = threading.Thread(target=client.run_scheduler, args=(stop,))
+    runner.start()
+    try:
+        done = client.wait_commit("up@master", timeout=30)
+    finally:
+        stop.set()
+        runner.join()
+    assert done.finished and client.get_file("up@master:/a") == b"a"
+    assert client.list_jobs("up")[0].state == "success"
