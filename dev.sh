@@ -10,6 +10,9 @@ VENV=.venv
 ensure_debs() {
   local missing=()
   command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  # PostgreSQL's server binaries: the tests start their own server in a temp dir.
+  command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 ||
+    missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Tusk in one minute: a repo, a generated dataset, two commits, the log, a diff, and a file
-# read back from the first commit. Runs on the embedded default (SQLite + a local folder).
+# read back from the first commit; then pipelines: Pachyderm's edges + montage tutorial on
+# generated images, with lineage and an incremental run (examples/edges/run.sh). Runs on the
+# embedded default (SQLite + a local folder).
 set -euo pipefail
 export TUSK_HOME="${TUSK_HOME:-$PWD/.tusk-demo}"
 rm -rf "$TUSK_HOME"
@@ -41,5 +43,10 @@ echo
 echo "The February file as it was in the first commit (first 3 lines):"
 tusk get file 'sales@master^1:/north/2026-02.csv' | head -3
 step tusk fsck
+
+# Pipelines, in the same home: images -> edges (one datum per image) -> montage.
+printf '\n\033[1m# Pipelines: examples/edges/run.sh\033[0m\n'
+bash "$(dirname "$0")/edges/run.sh"
 echo
 echo "Done. Data lives in $TUSK_HOME; try: TUSK_HOME=$TUSK_HOME tusk inspect repo sales"
+echo "or: TUSK_HOME=$TUSK_HOME tusk lineage montage@master:/montage.png"

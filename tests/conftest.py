@@ -1,13 +1,49 @@
-"""Shared fixtures: a fresh Tusk home and an SDK client on it."""
+"""Shared fixtures: a fresh Tusk home and an SDK client on it, on each metadata engine.
+
+Test modules that set ``ENGINES = ("sqlite", "postgresql")`` run every test once per engine:
+for PostgreSQL, ``TUSK_METADATA_URL`` points at a fresh database of a server the session
+starts itself (tests/pgserver.py), so the SDK, the CLI and subprocesses all use it.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tusk import Client
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from pgserver import PgServer
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    engines = getattr(metafunc.module, "ENGINES", None)
+    if engines and "engine" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("engine")
+    if engines:
+        metafunc.parametrize("engine", engines, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = getattr(request, "param", "sqlite")
+    if name == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        monkeypatch.setenv("TUSK_METADATA_URL", server.new_database())
+    else:
+        monkeypatch.delenv("TUSK_METADATA_URL", raising=False)
+    return str(name)
 
 
 @pytest.fixture
@@ -16,7 +52,7 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(home: Path) -> Iterator[Client]:
+def client(home: Path, engine: str) -> Iterator[Client]:
     c = Client(home)
     yield c
     c.close()

@@ -25,6 +25,8 @@ from tusk.errors import (
     Timeout,
 )
 
+ENGINES = ("sqlite", "postgresql")
+
 MISSING_ID = "0123456789abcdef0123456789abcdef"
 
 

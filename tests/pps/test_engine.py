@@ -16,6 +16,8 @@ import pytest
 import tusk
 from tusk.errors import AlreadyExists, InvalidSpec, PipelineNotFound, RepoNotFound
 
+ENGINES = ("sqlite", "postgresql")
+
 UPPER = 'for f in "$TUSK_PFS"/in/*; do tr a-z A-Z < "$f" > "$TUSK_PFS/out/$(basename "$f")"; done'
 
 
@@ -35,7 +37,7 @@ def spec(
 
 
 @pytest.fixture
-def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tusk.Client:
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str) -> tusk.Client:
     monkeypatch.setenv("TUSK_SANDBOX", "none")
     c = tusk.Client(tmp_path / "home")
     c.create_repo("in")
@@ -417,3 +419,31 @@ def test_wait_commit_blocks_until_the_job_is_done(client: tusk.Client) -> None:
         runner.join()
     assert done.finished and client.get_file("up@master:/a") == b"a"
     assert client.list_jobs("up")[0].state == "success"
+
+
+def test_input_pinned_to_a_commit(client: tusk.Client) -> None:
+    first = client.put_file("in@master:/a.txt", b"first\n").commit.id
+    client.put_file("in@master:/a.txt", b"second\n")
+    pinned = spec() | {"input": {"pfs": {"repo": "in", "glob": "/*", "commit": first}}}
+    client.create_pipeline(pinned)
+    run(client)
+    assert client.get_file("up@master:/a.txt") == b"FIRST\n"
+    with pytest.raises(InvalidSpec, match=r"input\.pfs\.commit"):
+        client.create_pipeline(
+            spec(name="bad") | {"input": {"pfs": {"repo": "in", "glob": "/*", "commit": "f" * 32}}}
+        )
+
+
+def test_reprocess_with_an_explicit_salt_and_s3_egress_refused(client: tusk.Client) -> None:
+    client.put_files("in@master", [("/a", b"a"), ("/b", b"b")])
+    client.create_pipeline(spec(salt="s1"))
+    run(client)
+    client.update_pipeline(spec(salt="s1"), reprocess=True)
+    run(client)
+    assert client.list_jobs("up")[0].processed == 2
+    client.update_pipeline(spec(salt="s1"))  # same salt, no --reprocess: all skipped
+    run(client)
+    assert (client.list_jobs("up")[0].processed, client.list_jobs("up")[0].skipped) == (0, 2)
+    with pytest.raises(InvalidSpec, match="egress"):
+        client.create_pipeline(spec(name="out", egress={"URL": "s3://bucket/prefix"}))
+    assert "out" not in [r.name for r in client.list_repos()]

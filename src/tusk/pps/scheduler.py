@@ -52,7 +52,7 @@ from tusk.pps.executor import (
     kill_noted,
 )
 from tusk.pps.service import PpsService
-from tusk.pps.spec import CronInput, PipelineSpec, parse_duration
+from tusk.pps.spec import CronInput, PfsInput, PipelineSpec, parse_duration
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
 
 LEASE_SECONDS = float(os.environ.get("TUSK_LEASE_SECONDS", "30"))
@@ -403,6 +403,10 @@ class Scheduler:
                 self._fail_job(job, commits if commits != "wait" else "inputs changed")
                 return
             spec, _salt, origin = self.pps.spec_of(job.pipeline, job.version)
+            for leaf in spec.inputs():  # an input pinned to a commit reads that commit
+                if isinstance(leaf, PfsInput) and leaf.commit:
+                    pinned = self.pfs.inspect_commit(leaf.repo, leaf.commit).id
+                    commits[(leaf.repo, leaf.branch)] = pinned
             trees = {key: self.pfs.commit_record(cid).tree for key, cid in commits.items()}
             running = _Job(job, spec, origin, commits, trees)
             self._running[key] = running

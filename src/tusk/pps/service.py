@@ -111,9 +111,22 @@ class PpsService:
 
     def _check_inputs(self, tx: MetaTx, spec: PipelineSpec, updating: bool) -> None:
         name = spec.pipeline.name
+        egress = spec.egress.url if spec.egress is not None else ""
+        if "://" in egress and not egress.startswith("file://"):
+            raise InvalidSpec(
+                f"invalid pipeline spec: egress.URL: {egress} is not supported yet; "
+                "egress to a local folder (file:///path or /path)"
+            )
         for leaf in spec.inputs():
             if isinstance(leaf, CronInput):
                 continue
+            if leaf.commit is not None and tx.get_repo(leaf.repo) is not None:
+                pinned = self.pfs._lookup_commit(tx, leaf.repo, leaf.commit)
+                if pinned is None or not pinned.finished:
+                    raise InvalidSpec(
+                        f"invalid pipeline spec: input.pfs.commit: {leaf.repo}@{leaf.commit} is "
+                        "not a finished commit of that repo"
+                    )
             if leaf.repo == name:
                 raise InvalidSpec(
                     f"invalid pipeline spec: input.pfs.repo: pipeline {name} cannot read its own "
@@ -172,10 +185,10 @@ class PpsService:
                 version = existing.version + 1
                 prev = self._version(tx, name, existing.version)
                 prev_spec = json.loads(prev.spec)
-                if spec.salt:
-                    salt = spec.salt
-                elif reprocess or prev_spec.get("salt"):
-                    salt = secrets.token_hex(16)
+                if reprocess:
+                    salt = secrets.token_hex(16)  # --reprocess always reruns every datum
+                elif spec.salt != prev_spec.get("salt"):
+                    salt = spec.salt or secrets.token_hex(16)  # a changed salt reruns too
                 else:
                     salt = prev.salt
             tx.upsert_pipeline(
@@ -286,7 +299,7 @@ class PpsService:
         """A ``files_for`` callback reading each input from the given (repo, branch) commits."""
 
         def files(inp: PfsInput) -> list[FileInfo]:
-            commit = commits.get((inp.repo, inp.branch))
+            commit = inp.commit or commits.get((inp.repo, inp.branch))
             if commit is None:
                 return []
             return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,17 @@ class Storage:
         storage_url: str | None = None,
         config: StoreConfig | None = None,
     ) -> Storage:
-        """The embedded default: ``home/tusk.db`` (SQLite) and ``home/objects/``."""
+        """The embedded default: ``home/tusk.db`` (SQLite) and ``home/objects/``.
+
+        ``TUSK_METADATA_URL`` (e.g. ``postgresql://user@host/db``) and ``TUSK_STORAGE_URL``
+        replace either; the home still holds scratch space for pipelines.
+        """
         config = config or StoreConfig.from_env()
         home = Path(home).resolve()
         home.mkdir(parents=True, exist_ok=True)
-        backend = open_backend(storage_url or str(home / "objects"))
+        storage_url = storage_url or os.environ.get("TUSK_STORAGE_URL") or str(home / "objects")
+        metadata_url = metadata_url or os.environ.get("TUSK_METADATA_URL")
+        backend = open_backend(storage_url)
         meta = MetaStore(metadata_url or sqlite_url(home / "tusk.db"))
         return cls(backend, meta, ChunkStore(backend, meta, config), config)
 

@@ -47,6 +47,7 @@ class MetaStore:
     """Owns the engine, migrates the schema on open, and hands out transactions."""
 
     def __init__(self, url: str) -> None:
+        url = engine_url(url)
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -57,6 +58,7 @@ class MetaStore:
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
+            event.listen(self.engine, "begin", _pg_on_begin)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -143,6 +145,27 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=120000")
     cur.close()
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs use psycopg 3; others pass unchanged."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+# PostgreSQL: write transactions take one transaction-level advisory lock, so writers run one
+# at a time as they do on SQLite and every invariant proven there (a branch moves from the
+# head it read, a job starts once, gc sweeps under the writers' lock) holds unchanged. Reads
+# never wait. Finer locks can replace it where write concurrency matters; datum claims
+# already use FOR UPDATE SKIP LOCKED.
+_PG_WRITE_LOCK = 7_356_238_501
+
+
+def _pg_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("tusk_write"):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
