@@ -127,5 +127,11 @@ class StorageError(TuskError):
     exit_code = 7
 
 
+class Unavailable(StorageError):
+    """A store that is down or unreachable (PostgreSQL restarting, S3 endpoint away): retry."""
+
+    code = "unavailable"
+
+
 class CorruptObject(StorageError):
     code = "corrupt_object"

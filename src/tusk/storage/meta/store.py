@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
-from tusk.errors import StorageError
+from tusk.errors import StorageError, Unavailable
 from tusk.storage.meta import schema as t
 from tusk.storage.meta.records import (
     BranchRecord,
@@ -90,20 +90,35 @@ class MetaStore:
 
     @contextmanager
     def read(self) -> Iterator[MetaTx]:
-        with self.engine.connect() as conn, conn.begin():
-            yield MetaTx(conn, self.is_sqlite)
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield MetaTx(conn, self.is_sqlite)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise self._failure(exc) from exc
 
     @contextmanager
     def write(self) -> Iterator[MetaTx]:
-        """A write transaction; on SQLite it holds the database's write lock from the start."""
+        """A write transaction; on SQLite it holds the database's write lock from the start.
+
+        If the store fails mid-way the transaction rolls back: nothing is half-written.
+        """
         try:
             with (
                 self.engine.connect().execution_options(tusk_write=True) as conn,
                 conn.begin(),
             ):
                 yield MetaTx(conn, self.is_sqlite)
-        except sa.exc.OperationalError as exc:
-            raise StorageError(f"metadata store error: {exc.orig}") from exc
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: sa.exc.DBAPIError) -> StorageError:
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig)
+        if self.is_sqlite:
+            return StorageError(f"metadata store error: {first}")
+        where = self.engine.url.render_as_string(hide_password=True)
+        return Unavailable(
+            f"metadata store {where} is unreachable ({first}); retry when it is back"
+        )
 
     # Chunk index operations that stand alone (each its own transaction).
 
