@@ -43,14 +43,10 @@ from tusk.errors import CommitFinished, TuskError
 from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
 from tusk.pfs.tree import EMPTY_TREE
+from tusk.pps.batch import BatchItem, run_batch
+from tusk.pps.dask_executor import DaskExecutor
 from tusk.pps.datums import compute_datums, cron_as_pfs
-from tusk.pps.executor import (
-    DatumOutcome,
-    DatumTask,
-    LocalExecutor,
-    collect_outputs,
-    kill_noted,
-)
+from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, kill_noted
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PfsInput, PipelineSpec, parse_duration
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
@@ -99,7 +95,7 @@ class Scheduler:
     def __init__(
         self,
         pps: PpsService,
-        executor: LocalExecutor | None = None,
+        executor: LocalExecutor | DaskExecutor | None = None,
         *,
         poll: float = 0.1,
         log: Callable[[str], None] | None = None,
@@ -469,50 +465,21 @@ class Scheduler:
             inputs=[(name, path, commit) for name, (path, commit) in firsts.items()],
         )
 
-    def _materialize(self, job: _Job, work: list[tuple[Path, list[dict]]]) -> None:
-        """Write every input file of a batch of datums, reading all their chunks in one go."""
-        targets: list[tuple[Path, list]] = []
-        for root, files in work:
-            for name in {f["input_name"] for f in files}:
-                (root / name).mkdir(parents=True, exist_ok=True)
-            for f in files:
-                dest = root / f["input_name"] / f["path"].lstrip("/")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if f.get("empty"):
-                    dest.touch()
-                    continue
-                tree = job.trees[(f["repo"], f["branch"])]
-                targets.append((dest, self.pfs.file_chunks(tree, f["path"])))
-        chunks = self.pfs.chunks.read_chunks([c for _, refs in targets for c in refs])
-        for dest, refs in targets:
-            with open(dest, "wb") as out:
-                for _ in refs:
-                    out.write(next(chunks))
-
     def _run_batch(self, job: _Job, owner: str, batch: list[DatumRecord]) -> None:
         pipeline, job_id = job.record.pipeline, job.record.id
-        size = sum(f.get("size", 0) for d in batch for f in json.loads(d.files))
-        root = self.fast_scratch if size <= _FAST_SCRATCH_MAX else self.scratch
-        base = root / pipeline / job_id / owner.rsplit(":", 1)[1]
-        shutil.rmtree(base, ignore_errors=True)
-        work = [(base / d.id[:16], json.loads(d.files)) for d in batch]
-        writer = self.pfs.chunks.writer()
-        results: list[tuple[DatumRecord, DatumOutcome, list]] = []
-        try:
-            self._materialize(job, work)
-            for d, (root, files) in zip(batch, work, strict=True):
-                if job.dead.is_set():
-                    break
-                outcome = self.executor.run(self._task(job, d, files), root, job.dead.is_set)
-                outputs = []
-                if outcome.ok:
-                    for parts, local in collect_outputs(root / "out"):
-                        outputs.append((parts, writer.write_file(local)))
-                results.append((d, outcome, outputs))
-            index = writer.flush_unindexed()
-        finally:
-            writer.abort()
-            shutil.rmtree(base, ignore_errors=True)
+        items = []
+        for d in batch:
+            files = json.loads(d.files)
+            items.append(BatchItem(self._task(job, d, files), files))
+        if isinstance(self.executor, LocalExecutor):
+            size = sum(f.get("size", 0) for item in items for f in item.files)
+            root = self.fast_scratch if size <= _FAST_SCRATCH_MAX else self.scratch
+            base = root / pipeline / job_id / owner.rsplit(":", 1)[1]
+            ran, index = run_batch(self.pfs, self.executor, base, job.trees, items, job.dead.is_set)
+        else:
+            ran, index = self.executor.run_batch(job.trees, items, job.dead.is_set)
+        by_id = {d.id: d for d in batch}
+        results = [(by_id[r.datum], r.outcome, r.outputs) for r in ran]
         self._record(job, owner, results, index)
 
     def _record(

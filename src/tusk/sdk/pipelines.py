@@ -199,12 +199,31 @@ class PipelineMethods:
         once: bool = False,
         sandbox: str | None = None,
         log: Callable[[str], None] | None = None,
+        executor: str | None = None,
     ) -> None:
-        """Run the scheduler and workers in this process (what ``tusk up`` does)."""
+        """Run the scheduler and workers in this process (what ``tusk up`` does).
+
+        ``executor``: ``local`` (default: datums run as processes here) or
+        ``dask://host:port`` (datums run on that Dask cluster's workers).
+        """
         from tusk.pps.executor import LocalExecutor
         from tusk.pps.scheduler import Scheduler
 
-        Scheduler(self._pps, LocalExecutor(sandbox), log=log).run(stop, once=once)
+        chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
+        runner: Any
+        if chosen == "local":
+            runner = LocalExecutor(sandbox)
+        else:
+            from tusk.pps.dask_executor import DaskExecutor, StoreSpec
+
+            storage = self._pfs.storage
+            spec = StoreSpec(str(self.home), storage.meta.url, storage.backend.url, sandbox)
+            runner = DaskExecutor(chosen, spec)
+        try:
+            Scheduler(self._pps, runner, log=log).run(stop, once=once)
+        finally:
+            if chosen != "local":
+                runner.close()
 
     def sandbox_mode(self, sandbox: str | None = None) -> str:
         from tusk.pps.executor import sandbox_mode
