@@ -903,6 +903,16 @@ class PfsService:
             raise FileNotFound(f"no such file {path} in tree {root.hex()[:12]}")
         return list(self.reader().chunks(entry))
 
+    def prefetch_trees(self, roots: Sequence[bytes], depth: int = 8) -> None:
+        """Bring many small trees (datum outputs) into the node cache, a level per query."""
+        reader = self.reader()
+        level = [r for r in roots if r != EMPTY_TREE]
+        for _ in range(depth):
+            if not level:
+                return
+            reader.prefetch(level)
+            level = [child for node in level for child in reader.children(node)]
+
     def tree_files(self, root: bytes) -> Iterator[tuple[str, FileEntry]]:
         """Every file of a tree by its root hash (a commit's or a datum output's)."""
         if root == EMPTY_TREE:

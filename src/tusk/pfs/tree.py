@@ -182,6 +182,29 @@ class TreeReader:
         self.codec = codec or NodeCodec()
         self.pending: dict[bytes, bytes] = {}  # raw bytes of nodes not yet stored
 
+    def prefetch(self, digests: Sequence[bytes]) -> None:
+        """Load the nodes not cached yet in one call (many small trees: one query, not many)."""
+        missing = [
+            d
+            for d in dict.fromkeys(digests)
+            if d != EMPTY_TREE and d not in self.pending and self.cache.get(d) is None
+        ]
+        if not missing:
+            return
+        found = self._load(missing)
+        for digest in missing:
+            if digest in found:
+                self._decode(digest, self.codec.unpack(digest, found[digest]))
+
+    def children(self, digest: bytes) -> list[bytes]:
+        """The directory and page nodes a cached node refers to (for prefetching a level)."""
+        value = self.cache.get(digest)
+        if isinstance(value, _Page):
+            return [e.node for e in value.entries if isinstance(e, DirEntry)]
+        if isinstance(value, _PageList):
+            return [r.node for r in value.refs]
+        return []
+
     def raw_node(self, digest: bytes) -> Any:
         cached = self.cache.get(digest)
         if cached is not None:
@@ -195,6 +218,9 @@ class TreeReader:
             if digest not in found:
                 raise StorageError(f"tree node {digest.hex()} is missing (run tusk fsck)")
             raw = self.codec.unpack(digest, found[digest])
+        return self._decode(digest, raw)
+
+    def _decode(self, digest: bytes, raw: bytes) -> Any:
         obj = json.loads(raw)
         if "e" in obj:
             entries = [_entry_from_json(item) for item in obj["e"]]

@@ -636,6 +636,9 @@ class Scheduler:
         done = ("success", "skipped")
         before = {i: tree for i, _h, st, tree in prev if st in done and tree is not None}
         now = {i: tree for i, _h, st, tree in results if st in done and tree is not None}
+        changed = [t for i, t in before.items() if now.get(i) != t]
+        changed += [t for i, t in now.items() if before.get(i) != t]
+        self.pfs.prefetch_trees(changed)
         ops: list[Op] = []
         deleted: set[str] = set()
         for did, tree in before.items():
