@@ -664,3 +664,18 @@ def test_up_stops_cleanly_on_signal(home: Path, signum: int) -> None:
     assert f"{signal.Signals(signum).name}: stopping" in text
     assert text.rstrip().endswith("scheduler stopped")
     assert "Traceback" not in text
+
+
+def test_create_pipeline_from_a_url_and_stdin(
+    tusk: Tusk, write: Write, http_dir: tuple[Path, str]
+) -> None:
+    with_data(tusk, write)
+    root, base = http_dir
+    (root / "up.yaml").write_text(json.dumps(spec()))
+    [created] = tusk.json("create", "pipeline", "-f", f"{base}/up.yaml")
+    assert created["name"] == "up"
+    tusk("create", "pipeline", "-f", "-", input=json.dumps(spec(name="up2")))
+    assert sorted(p["name"] for p in tusk.json("list", "pipeline")) == ["up", "up2"]
+    before = pps_state(tusk)
+    assert "nope.yaml" in tusk.fails("create", "pipeline", "-f", f"{base}/nope.yaml", code=6)
+    assert pps_state(tusk) == before
