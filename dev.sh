@@ -27,7 +27,9 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/tusk" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-    "$VENV/bin/pip" install -q -e '.[test,dev,examples]'
+    # (pip warns about every package index folder it cannot use; keep only what matters)
+    "$VENV/bin/pip" install -q -e '.[test,dev,examples]' 2>&1 |
+      { grep -v "is ignored: it is neither a file nor a directory" || true; }
     touch "$VENV/.installed"
   fi
 }
