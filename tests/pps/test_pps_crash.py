@@ -115,3 +115,33 @@ def test_two_schedulers_share_one_job(setup: tuple[Path, Path, dict[str, bytes]]
     _check_output(home, data)
     # Every datum ran once: one start mark per input file.
     assert len(list(marks.iterdir())) == len(data)
+
+
+def test_a_worker_process_shares_the_datums(tmp_path: Path) -> None:
+    """``role="worker"`` (tusk worker) runs datums of jobs another scheduler manages."""
+    home = tmp_path / "home"
+    who = 'sleep 1; echo "$PPID" > "$TUSK_PFS/out/$(ls "$TUSK_PFS/in")"'
+    with tusk.Client(home) as c:
+        c.create_repo("in")
+        c.put_files("in@master", [(f"/f{i}", b"x") for i in range(6)])
+        c.create_pipeline(_spec(parallel=1) | {"transform": {"cmd": ["sh", "-c", who]}})
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(home)],
+        env=dict(os.environ, TUSK_SANDBOX="none"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with tusk.Client(home) as c:
+            c.run_scheduler(once=True, sandbox="none")
+            [job] = c.list_jobs("slow")
+            assert job.state == "success" and job.processed == 6
+            pids = {c.get_file(f"slow@master:/f{i}").strip() for i in range(6)}
+            assert len(pids) == 2 and str(worker.pid).encode() in pids
+            assert c.fsck().ok
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+WORKER = "import sys, tusk; tusk.Client(sys.argv[1]).run_scheduler(role='worker')"

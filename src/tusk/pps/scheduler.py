@@ -99,7 +99,14 @@ class Scheduler:
         *,
         poll: float = 0.1,
         log: Callable[[str], None] | None = None,
+        role: str = "all",
     ) -> None:
+        """``role``: ``all`` (``tusk up``: jobs and datums) or ``worker`` (``tusk worker``:
+        only claims and runs datums of jobs that a scheduler elsewhere started and finishes).
+        """
+        if role not in ("all", "worker"):
+            raise ValueError(f"unknown scheduler role {role!r}")
+        self.role = role
         self.pps = pps
         self.pfs = pps.pfs
         self.meta = pps.meta
@@ -172,8 +179,9 @@ class Scheduler:
             # Finding new work costs a dozen queries: every pass while idle, else twice a second.
             self._last_discovery = now
             self._reap_dead_owners()
-            self._cron_ticks()
-            self._create_jobs()
+            if self.role == "all":
+                self._cron_ticks()
+                self._create_jobs()
         busy = False
         with self.meta.read() as tx:
             jobs = tx.list_jobs(states=["created", "running"])
@@ -184,7 +192,8 @@ class Scheduler:
             busy = True
             try:
                 if job.state == "created":
-                    self._start_job(job)
+                    if self.role == "all":
+                        self._start_job(job)
                 else:
                     self._drive_job(job)
             except TuskError as exc:
@@ -382,7 +391,8 @@ class Scheduler:
         spec_timeout = None
         if running is not None:
             spec_timeout = running.spec.job_timeout
-        if spec_timeout and job.started_at and time.time() - job.started_at > spec_timeout:
+        late = spec_timeout and job.started_at and time.time() - job.started_at > spec_timeout
+        if late and self.role == "all":
             self._fail_job(job, f"job timed out after {spec_timeout:g}s (job_timeout)")
             return
         with self.meta.read() as tx:
@@ -391,12 +401,14 @@ class Scheduler:
         if open_datums == 0 or counts.get("failed", 0):  # a failed datum ends the job
             if running is None or not any(t.is_alive() for t in running.threads):
                 self._running.pop(key, None)
-                self._finish_job(job)
+                if self.role == "all":
+                    self._finish_job(job)
             return
         if running is None:
             commits = self._input_commits(job)
             if isinstance(commits, str):
-                self._fail_job(job, commits if commits != "wait" else "inputs changed")
+                if self.role == "all":
+                    self._fail_job(job, commits if commits != "wait" else "inputs changed")
                 return
             spec, _salt, origin = self.pps.spec_of(job.pipeline, job.version)
             for leaf in spec.inputs():  # an input pinned to a commit reads that commit

@@ -200,11 +200,13 @@ class PipelineMethods:
         sandbox: str | None = None,
         log: Callable[[str], None] | None = None,
         executor: str | None = None,
+        role: str = "all",
     ) -> None:
         """Run the scheduler and workers in this process (what ``tusk up`` does).
 
         ``executor``: ``local`` (default: datums run as processes here) or
-        ``dask://host:port`` (datums run on that Dask cluster's workers).
+        ``dask://host:port`` (datums run on that Dask cluster's workers). ``role="worker"``
+        runs datums only (``tusk worker``), for jobs a ``tusk up``/``serve`` elsewhere manages.
         """
         from tusk.pps.executor import LocalExecutor
         from tusk.pps.scheduler import Scheduler
@@ -220,7 +222,7 @@ class PipelineMethods:
             spec = StoreSpec(str(self.home), storage.meta.url, storage.backend.url, sandbox)
             runner = DaskExecutor(chosen, spec)
         try:
-            Scheduler(self._pps, runner, log=log).run(stop, once=once)
+            Scheduler(self._pps, runner, log=log, role=role).run(stop, once=once)
         finally:
             if chosen != "local":
                 runner.close()
