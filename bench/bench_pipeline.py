@@ -44,7 +44,6 @@ import shutil
 import string
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,11 +55,11 @@ from typing import Any
 from bench_store import (
     DEFAULT_DVC_VENV,
     DVC_VERSION,
-    MARKER,
     BenchError,
     DvcRepo,
     clear_dir,
     ensure_dvc,
+    prepare_workdir,
 )
 
 SEED = "tusk-bench-pipeline-v1"
@@ -847,20 +846,6 @@ def to_json(report: Report, targets: list[Target]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
-def prepare_workdir(workdir: str | None) -> tuple[Path, bool]:
-    """Return (root, created_by_us).  A given non-empty dir must be one of ours."""
-    if workdir is None:
-        return Path(tempfile.mkdtemp(prefix="tusk-bench-pipeline-")), True
-    root = Path(workdir).resolve()
-    if root.exists() and any(root.iterdir()):
-        if not (root / MARKER).exists():
-            raise BenchError(f"{root} is not empty and was not made by a Tusk benchmark")
-        clear_dir(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text("made by bench/bench_pipeline.py; wiped on each run\n")
-    return root, False
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datums", type=int, help=f"input files / datums (default {FULL_DATUMS})")
@@ -913,7 +898,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: the tusk package is not importable by this Python", file=sys.stderr)
         return 2
     try:
-        root, temp = prepare_workdir(args.workdir)
+        root, temp = prepare_workdir(
+            args.workdir, "tusk-bench-pipeline-", "bench/bench_pipeline.py"
+        )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -910,17 +910,19 @@ def to_json(report: Report, targets: list[Target]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
-def prepare_workdir(workdir: str | None) -> tuple[Path, bool]:
-    """Return (root, created_by_us).  A given non-empty dir must be ours."""
+def prepare_workdir(
+    workdir: str | None, prefix: str = "tusk-bench-", made_by: str = "bench/bench_store.py"
+) -> tuple[Path, bool]:
+    """Return (root, created_by_us).  A given non-empty dir must be one of the benchmarks'."""
     if workdir is None:
-        return Path(tempfile.mkdtemp(prefix="tusk-bench-")), True
+        return Path(tempfile.mkdtemp(prefix=prefix)), True
     root = Path(workdir).resolve()
     if root.exists() and any(root.iterdir()):
         if not (root / MARKER).exists():
-            raise BenchError(f"{root} is not empty and was not made by this benchmark")
+            raise BenchError(f"{root} is not empty and was not made by a Tusk benchmark")
         clear_dir(root)
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text("made by bench/bench_store.py; wiped on each run\n")
+    (root / MARKER).write_text(f"made by {made_by}; wiped on each run\n")
     return root, False
 
 

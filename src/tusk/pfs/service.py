@@ -28,7 +28,6 @@ from tusk.errors import (
     PathConflict,
     RepoNotFound,
     StorageError,
-    Timeout,
 )
 from tusk.ids import check_branch_name, check_repo_name, is_commit_id, new_commit_id
 from tusk.pfs import maintenance
@@ -58,6 +57,7 @@ from tusk.pfs.tree import (
     diff_trees,
     make_file_entry,
 )
+from tusk.polling import poll_until
 from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
@@ -433,16 +433,11 @@ class PfsService:
             return [self._commit_info(tx, c) for c in records]
 
     def wait_commit(self, repo: str, ref: str, timeout: float | None = None) -> CommitInfo:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.02
-        while True:
+        def check() -> tuple[bool, CommitInfo]:
             info = self.inspect_commit(repo, ref)
-            if info.finished:
-                return info
-            if deadline is not None and time.monotonic() >= deadline:
-                raise Timeout(f"commit {repo}@{info.id} is still open after {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            return info.finished, info
+
+        return poll_until(check, timeout, lambda i: f"commit {repo}@{i.id} is still open", 0.5)
 
     def delete_commit(self, repo: str, ref: str) -> None:
         """Delete a branch head commit (open or finished); its branches fall back to its parent."""

@@ -28,10 +28,10 @@ from tusk.errors import (
     JobNotFound,
     PipelineNotFound,
     RepoNotFound,
-    Timeout,
 )
 from tusk.pfs import PfsService
 from tusk.pfs.models import CommitInfo
+from tusk.polling import poll_until
 from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs
 from tusk.pps.models import (
     DatumInfo,
@@ -395,22 +395,16 @@ class PpsService:
         return self.inspect_job(pipeline, job.id)
 
     def wait_job(self, pipeline: str, job_id: str, timeout: float | None = None) -> JobInfo:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.02
-        while True:
+        def check() -> tuple[bool, JobInfo]:
             info = self.inspect_job(pipeline, job_id)
-            if info.done:
-                return info
-            if deadline is not None and time.monotonic() >= deadline:
-                raise Timeout(f"job {pipeline}@{info.id} is still {info.state} after {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            return info.done, info
+
+        return poll_until(check, timeout, lambda i: f"job {pipeline}@{i.id} is still {i.state}")
 
     def wait_commit_set(self, commit_set: str, timeout: float | None = None) -> list[JobInfo]:
         """Wait until every job of a commit set is done; return the jobs."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.02
-        while True:
+
+        def check() -> tuple[bool, list[JobInfo]]:
             try:
                 commits = self.pfs.inspect_commit_set(commit_set)
             except CommitNotFound:
@@ -422,12 +416,9 @@ class PpsService:
             pending_outputs = [
                 c for c in commits if not c.finished and c.id not in job_commits and c.provenance
             ]
-            if all(j.done for j in jobs) and not pending_outputs:
-                return jobs
-            if deadline is not None and time.monotonic() >= deadline:
-                raise Timeout(f"commit set {commit_set} still has running jobs after {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            return all(j.done for j in jobs) and not pending_outputs, jobs
+
+        return poll_until(check, timeout, lambda _: f"commit set {commit_set} still has jobs")
 
     # Datums
 
