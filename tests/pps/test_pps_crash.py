@@ -117,8 +117,10 @@ def test_two_schedulers_share_one_job(setup: tuple[Path, Path, dict[str, bytes]]
     assert len(list(marks.iterdir())) == len(data)
 
 
-def test_a_worker_process_shares_the_datums(tmp_path: Path) -> None:
-    """``role="worker"`` (tusk worker) runs datums of jobs another scheduler manages."""
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+def test_a_worker_process_shares_the_datums(tmp_path: Path, engine: str) -> None:
+    """``role="worker"`` (tusk worker) runs datums of jobs another scheduler manages; on
+    PostgreSQL the claims use FOR UPDATE SKIP LOCKED."""
     home = tmp_path / "home"
     who = 'sleep 1; echo "$PPID" > "$TUSK_PFS/out/$(ls "$TUSK_PFS/in")"'
     with tusk.Client(home) as c:
