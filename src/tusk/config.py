@@ -38,3 +38,75 @@ class StoreConfig:
 
             raise InvalidArgument(f"TUSK_SYNC must be 'full' or 'none', not {sync!r}")
         return cls(sync=sync)
+
+
+# Settings: a flag wins over an environment variable (TUSK_<NAME>), which wins over the config
+# file ($TUSK_CONFIG, else <home>/config.yaml): first the active context's value, then the
+# file's top level. The file is YAML:
+#
+#   active_context: prod
+#   contexts:
+#     prod: {address: "http://tusk.internal:7800", token: "..."}
+#   metadata_url: postgresql://tusk@db/tusk
+#   storage_url: s3://bucket/tusk?region=eu-west-1
+SETTINGS = (
+    "address",
+    "token",
+    "metadata_url",
+    "storage_url",
+    "executor",
+    "sandbox",
+    "host",
+    "port",
+    "webhook_secret",
+)
+
+
+def config_path() -> Path:
+    env = os.environ.get("TUSK_CONFIG")
+    return Path(env).expanduser() if env else default_home() / "config.yaml"
+
+
+def load_config(path: Path | None = None) -> dict[str, object]:
+    """The config file as a dict ({} if there is none); a broken file is one clear error."""
+    from tusk.errors import InvalidArgument
+
+    path = path or config_path()
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidArgument(f"cannot read config file {path}: {first}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"config file {path} must hold a mapping of settings")
+    unknown = set(data) - set(SETTINGS) - {"active_context", "contexts"}
+    if unknown:
+        raise InvalidArgument(
+            f"config file {path}: unknown setting {sorted(unknown)[0]!r} "
+            f"(known: {', '.join(SETTINGS)}, active_context, contexts)"
+        )
+    return data
+
+
+def setting(name: str, flag: str | None = None) -> str | None:
+    """The value of one setting: flag, else ``TUSK_<NAME>``, else the config file."""
+    if name not in SETTINGS:
+        raise KeyError(name)
+    if flag:
+        return flag
+    env = os.environ.get(f"TUSK_{name.upper()}")
+    if env:
+        return env
+    data = load_config()
+    contexts = data.get("contexts") or {}
+    active = data.get("active_context")
+    if isinstance(contexts, dict) and isinstance(active, str):
+        ctx = contexts.get(active) or {}
+        if isinstance(ctx, dict) and ctx.get(name) not in (None, ""):
+            return str(ctx[name])
+    value = data.get(name)
+    return None if value in (None, "") else str(value)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tusk.config import StoreConfig
+from tusk.config import StoreConfig, setting
 from tusk.storage.backends import ObjectBackend, open_backend
 from tusk.storage.chunks import ChunkStore
 from tusk.storage.meta.store import MetaStore, sqlite_url
@@ -31,13 +30,14 @@ class Storage:
         """The embedded default: ``home/tusk.db`` (SQLite) and ``home/objects/``.
 
         ``TUSK_METADATA_URL`` (e.g. ``postgresql://user@host/db``) and ``TUSK_STORAGE_URL``
-        replace either; the home still holds scratch space for pipelines.
+        (or the same settings in the config file, see ``tusk.config.setting``) replace either;
+        the home still holds scratch space for pipelines.
         """
         config = config or StoreConfig.from_env()
         home = Path(home).resolve()
         home.mkdir(parents=True, exist_ok=True)
-        storage_url = storage_url or os.environ.get("TUSK_STORAGE_URL") or str(home / "objects")
-        metadata_url = metadata_url or os.environ.get("TUSK_METADATA_URL")
+        storage_url = setting("storage_url", storage_url) or str(home / "objects")
+        metadata_url = setting("metadata_url", metadata_url)
         backend = open_backend(storage_url)
         meta = MetaStore(metadata_url or sqlite_url(home / "tusk.db"))
         return cls(backend, meta, ChunkStore(backend, meta, config), config)
