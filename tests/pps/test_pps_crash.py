@@ -128,7 +128,7 @@ def test_a_worker_process_shares_the_datums(tmp_path: Path, engine: str) -> None
         c.put_files("in@master", [(f"/f{i}", b"x") for i in range(6)])
         c.create_pipeline(_spec(parallel=1) | {"transform": {"cmd": ["sh", "-c", who]}})
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(home)],
+        [sys.executable, "-m", "tusk.cli.main", "--home", str(home), "worker"],
         env=dict(os.environ, TUSK_SANDBOX="none"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -143,7 +143,4 @@ def test_a_worker_process_shares_the_datums(tmp_path: Path, engine: str) -> None
             assert c.fsck().ok
     finally:
         worker.terminate()
-        worker.wait(timeout=30)
-
-
-WORKER = "import sys, tusk; tusk.Client(sys.argv[1]).run_scheduler(role='worker')"
+        assert worker.wait(timeout=30) == 0  # tusk worker stops cleanly on SIGTERM

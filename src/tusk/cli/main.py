@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from tusk.cli.commands import admin, branch, commit, file, pipeline, repo
-from tusk.cli.core import AliasGroup, State, TuskGroup, output_option, to_cli_error
+from tusk.cli.commands.pipeline import ADDRESS_KEY
+from tusk.cli.core import AliasGroup, State, TuskGroup, fail, output_option, to_cli_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -20,15 +21,32 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     default=None,
     help="Tusk home folder (default: $TUSK_HOME, else ~/.tusk).",
 )
+@click.option(
+    "--address",
+    default=None,
+    metavar="URL",
+    help="Talk to the Tusk server at URL (tusk up / tusk serve) instead of working on a home "
+    "in-process (default: $TUSK_ADDRESS when set and --home is not given).",
+)
 @output_option
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None) -> None:
+def cli(ctx: click.Context, home: Path | None, address: str | None) -> None:
     """Tusk: version control for data, with pachctl's commands.
 
     Addresses: REPO, REPO@BRANCH, REPO@COMMIT-ID, REPO@BRANCH^2 (or ~2), and with a path
     REPO@BRANCH:/dir/file. The branch defaults to master.
     """
-    ctx.obj = State(home=home.expanduser() if home is not None else None)
+    if home is not None and address is not None:
+        fail("give --home (work on a home here) or --address (talk to a server), not both")
+    state = State(home=home.expanduser() if home is not None else None)
+    ctx.obj = state
+    if address is not None:
+        from tusk.sdk import Client
+
+        ctx.meta[ADDRESS_KEY] = address
+        client = Client(address=address)
+        state.client = client
+        ctx.call_on_close(client.close)
 
 
 def _verb(name: str, help: str) -> AliasGroup:
@@ -96,7 +114,7 @@ stop.add_command(pipeline.stop_job)
 run.add_command(pipeline.run_pipeline)
 wait.add_command(pipeline.wait_job)
 wait.add_command(pipeline.wait_commit_set)
-for command in (pipeline.logs, pipeline.lineage, pipeline.up):
+for command in (pipeline.logs, pipeline.lineage, pipeline.up, pipeline.serve, pipeline.worker):
     cli.add_command(command)
 for command in (admin.fsck, admin.gc, admin.init, admin.version):
     cli.add_command(command)

@@ -1,8 +1,11 @@
-"""The Python SDK. ``Client()`` runs in-process on the embedded home (``$TUSK_HOME``).
+"""The Python SDK. ``Client()`` runs in-process on the embedded home (``$TUSK_HOME``), or
+talks HTTP to a server when given ``address=`` or when ``$TUSK_ADDRESS`` is set (then it is a
+``RemoteClient``: the same methods, results and exceptions).
 
 The result types are re-exported here so that callers (and the CLI) need nothing below.
-``load_spec`` (check a pipeline spec, naming the bad field) loads on first use, so that
-commands that never touch a pipeline spec do not pay for pydantic.
+``load_spec`` (check a pipeline spec, naming the bad field) and ``RemoteClient`` load on first
+use, so that commands that never touch a pipeline spec or a server do not pay for pydantic or
+httpx.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,7 @@ from tusk.sdk.pipelines import read_spec_source
 
 if TYPE_CHECKING:
     from tusk.pps.spec import load_spec
+    from tusk.sdk.remote import RemoteClient
 
 __all__ = [
     "BranchInfo",
@@ -40,6 +44,7 @@ __all__ = [
     "LogLine",
     "PipelineInfo",
     "PutResult",
+    "RemoteClient",
     "RepoInfo",
     "is_url",
     "load_spec",
@@ -53,4 +58,8 @@ def __getattr__(name: str) -> Any:
         from tusk.pps.spec import load_spec
 
         return load_spec
+    if name == "RemoteClient":
+        from tusk.sdk.remote import RemoteClient
+
+        return RemoteClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

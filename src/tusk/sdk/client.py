@@ -1,8 +1,8 @@
 """``tusk.Client``: every PFS operation, addressed the way the CLI addresses it.
 
 Addresses are strings: ``repo``, ``repo@branch``, ``repo@<commit-id>``, ``repo@branch^2``, and
-with a path ``repo@branch:/dir/file``. This client runs Tusk in-process on a home folder; the
-HTTP transport comes with the server and keeps the same methods.
+with a path ``repo@branch:/dir/file``. This client runs Tusk in-process on a home folder;
+``tusk.sdk.remote.RemoteClient`` is the HTTP transport, with the same methods.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from tusk.config import StoreConfig, default_home
 from tusk.errors import InvalidArgument, SourceError
@@ -61,12 +61,36 @@ def _ref_text(addr: Address) -> str:
 
 
 class Client(PipelineMethods):
-    """A Tusk client. ``Client()`` uses ``$TUSK_HOME`` (default ``~/.tusk``), made on first use."""
+    """A Tusk client. ``Client()`` uses ``$TUSK_HOME`` (default ``~/.tusk``), made on first use.
+
+    ``Client(address="http://host:7800")``, or ``Client()`` with ``$TUSK_ADDRESS`` set, talks
+    to a server over HTTP instead (a :class:`tusk.sdk.remote.RemoteClient`, same methods); an
+    explicit ``home`` always means in-process.
+    """
+
+    def __new__(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        address: str | None = None,
+        config: StoreConfig | None = None,
+        tree_params: TreeParams | None = None,
+    ) -> Client:
+        if address is not None and home is not None:
+            raise InvalidArgument("give a home (in-process) or an address (a server), not both")
+        if address is not None or (
+            cls is Client and home is None and os.environ.get("TUSK_ADDRESS")
+        ):
+            from tusk.sdk.remote import RemoteClient  # httpx loads only for remote use
+
+            return cast("Client", RemoteClient(address))
+        return super().__new__(cls)
 
     def __init__(
         self,
         home: str | os.PathLike[str] | None = None,
         *,
+        address: str | None = None,
         config: StoreConfig | None = None,
         tree_params: TreeParams | None = None,
     ) -> None:

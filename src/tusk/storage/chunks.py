@@ -313,6 +313,9 @@ class ChunkWriter:
         self.store.backend.put_parts(
             pack_key(pack_id), parts, durable=False, sync_soon=self.store.config.sync == "full"
         )
+        # Written: keep only what indexing needs, so a big put holds a pack or two in memory,
+        # not everything since the last checkpoint.
+        pack.release()
         self._unsynced.append((pack_id, pack))
         self._unsynced_bytes += pack.size
 

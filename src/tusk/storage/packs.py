@@ -62,6 +62,10 @@ class PackBuilder:
         self.entries.append(PackEntry(digest, self._size, len(payload), raw_length, codec))
         self._size += len(payload)
 
+    def release(self) -> None:
+        """Drop the written bytes, keeping the index entries and size (for indexing later)."""
+        self._parts = []
+
     def seal(self) -> list[bytes | memoryview]:
         """The pack's bytes as a list of buffers (no copy of the payloads)."""
         footer = zstandard.ZstdCompressor(level=3).compress(

@@ -1,7 +1,8 @@
 """Pipelines, jobs, datums, logs, lineage and the scheduler (``tusk up``).
 
 ``create|update|list|inspect|delete|stop|start|run pipeline``, ``list|inspect|stop|wait job``,
-``list|inspect datum``, ``wait commit-set``, ``logs``, ``lineage`` and ``up``.
+``list|inspect datum``, ``wait commit-set``, ``logs``, ``lineage``, ``up`` (scheduler and REST
+API) and ``serve`` (the REST API alone).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +22,11 @@ import click
 from tusk.cli import render
 from tusk.cli.core import CliError, emit, fail, get_client, output_option, print_json, wants_json
 from tusk.cli.parse import Duration
+from tusk.config import default_home
 
 if TYPE_CHECKING:
     from tusk.sdk import Client, JobInfo, PipelineInfo
+    from tusk.server import Server
 
 FOLLOW_POLL = 0.5  # seconds between polls of ``tusk logs --follow``
 
@@ -444,25 +448,20 @@ def _stop_on_signals(stop: threading.Event, log: Callable[[str], None]) -> Itera
             signal.signal(s, h)
 
 
-@click.command("up")
-@click.option("--once", is_flag=True, help="Exit when no job is waiting or running.")
-@click.option(
-    "--sandbox",
-    type=click.Choice(["auto", "bwrap", "none"]),
-    default=None,
-    help="How user code runs: in a bubblewrap mount namespace, or as plain processes "
-    "(default: $TUSK_SANDBOX, else auto: bwrap where it works).",
-)
-@output_option
-@click.pass_context
-def up(ctx: click.Context, once: bool, sandbox: str | None) -> None:
-    """Run the scheduler and its workers in the foreground; Ctrl-C or SIGTERM stops it.
+ADDRESS_KEY = "tusk.address"  # ctx.meta: the --address given to the root group, if any
 
-    Jobs start for every new input commit; progress goes to stderr (-o json: JSON lines on
-    stdout).
-    """
-    client = get_client(ctx)
-    mode = client.sandbox_mode(sandbox)
+
+def _server_home(ctx: click.Context, command: str) -> Path | None:
+    """The home ``up``/``serve`` run on: ``--home``, else None ($TUSK_HOME); never a remote."""
+    from tusk.cli.core import State
+
+    if ctx.meta.get(ADDRESS_KEY):
+        fail(f"tusk {command} runs the server here, on a home: drop --address (use --home)")
+    state = ctx.find_root().ensure_object(State)
+    return state.home
+
+
+def _logger(ctx: click.Context) -> Callable[[str], None]:
     as_json = wants_json(ctx)
     lock = threading.Lock()
 
@@ -474,9 +473,166 @@ def up(ctx: click.Context, once: bool, sandbox: str | None) -> None:
             else:
                 click.echo(f"{time.strftime('%H:%M:%S', time.localtime(now))} {message}", err=True)
 
+    return log
+
+
+DEFAULT_PORT = 7800  # tusk.server.DEFAULT_PORT (not imported: --help stays quick)
+
+
+def _http_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=DEFAULT_PORT,
+        show_default=True,
+        help="The HTTP port of the REST API (0: any free port).",
+    )(f)
+    return click.option(
+        "--host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Listen on this address; 0.0.0.0 or :: listens on every interface (the API has "
+        "no authentication: expose it only behind a proxy that has).",
+    )(f)
+
+
+def _explicit(ctx: click.Context, *names: str) -> bool:
+    return any(
+        ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT) for n in names
+    )
+
+
+def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -> Server | None:
+    """Start the API next to the scheduler; a default port that is taken only turns it off."""
+    from tusk.errors import InUse
+
+    try:
+        server.start()
+    except InUse as exc:
+        server.close()
+        if _explicit(ctx, "host", "port"):
+            raise
+        log(f"REST API off: {exc.message} (another tusk up?)")
+        return None
+    log(f"REST API on {server.url}/api/v1 (docs: {server.url}/docs)")
+    return server
+
+
+@click.command("up")
+@click.option("--once", is_flag=True, help="Exit when no job is waiting or running (no HTTP).")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["auto", "bwrap", "none"]),
+    default=None,
+    help="How user code runs: in a bubblewrap mount namespace, or as plain processes "
+    "(default: $TUSK_SANDBOX, else auto: bwrap where it works).",
+)
+@_http_options
+@click.option("--no-http", is_flag=True, help="Run only the scheduler: no REST API.")
+@click.option(
+    "--executor",
+    default=None,
+    metavar="local|dask://HOST:PORT",
+    help="Where datums run: local processes (default: $TUSK_EXECUTOR, else local) or the "
+    "workers of a Dask cluster.",
+)
+@output_option
+@click.pass_context
+def up(
+    ctx: click.Context,
+    once: bool,
+    sandbox: str | None,
+    host: str,
+    port: int,
+    no_http: bool,
+    executor: str | None,
+) -> None:
+    """Run the scheduler and its workers, and serve the REST API, in the foreground.
+
+    Jobs start for every new input commit. The API answers at http://HOST:PORT/api/v1 (docs
+    at /docs); if the default port is taken (another tusk up on this machine), the scheduler
+    runs without it. Ctrl-C or SIGTERM stops; progress goes to stderr (-o json: JSON lines on
+    stdout).
+    """
+    from tusk.sdk import Client
+    from tusk.server import Server, Services
+
+    # An explicit home: in-process even when $TUSK_ADDRESS names a server for other commands.
+    client = Client(_server_home(ctx, "up") or default_home())
+    ctx.call_on_close(client.close)
+    mode = client.sandbox_mode(sandbox)
+    log = _logger(ctx)
     until = "until no job is waiting or running" if once else "until Ctrl-C"
-    log(f"scheduler running on {client.home} {until}; sandbox: {mode} ({_SANDBOX_NOTES[mode]})")
+    stop = threading.Event()
+    server = None
+    # Signals are caught from the start: the API takes a moment to come up.
+    with _stop_on_signals(stop, log):
+        log(f"scheduler running on {client.home} {until}; sandbox: {mode} ({_SANDBOX_NOTES[mode]})")
+        try:
+            if not (once or no_http):
+                server = _start_api(
+                    ctx, Server(Services.open(client.home), host=host, port=port), log
+                )
+            client.run_scheduler(stop, once=once, sandbox=mode, log=log, executor=executor)
+        finally:
+            if server is not None:
+                server.close()
+    log("scheduler stopped")
+
+
+@click.command("worker")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["auto", "bwrap", "none"]),
+    default=None,
+    help="How user code runs (as for tusk up).",
+)
+@output_option
+@click.pass_context
+def worker(ctx: click.Context, sandbox: str | None) -> None:
+    """Run datums only, for jobs that a tusk up elsewhere starts and finishes.
+
+    Workers on several machines share a job through the metadata store: each claims datums
+    with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL); a dead worker's datums return to
+    the queue. Point it at the same stores (TUSK_METADATA_URL, TUSK_STORAGE_URL).
+    """
+    from tusk.sdk import Client
+
+    client = Client(_server_home(ctx, "worker") or default_home())
+    ctx.call_on_close(client.close)
+    mode = client.sandbox_mode(sandbox)
+    log = _logger(ctx)
     stop = threading.Event()
     with _stop_on_signals(stop, log):
-        client.run_scheduler(stop, once=once, sandbox=mode, log=log)
-    log("scheduler stopped")
+        log(f"worker running on {client.home} until Ctrl-C; sandbox: {mode}")
+        client.run_scheduler(stop, sandbox=mode, log=log, role="worker")
+    log("worker stopped")
+
+
+@click.command("serve")
+@_http_options
+@output_option
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the REST API on a home without running jobs (tusk up does both).
+
+    The API answers at http://HOST:PORT/api/v1, docs at /docs; point clients at it with
+    --address or $TUSK_ADDRESS. Ctrl-C or SIGTERM stops.
+    """
+    from tusk.server import Server, Services
+
+    home = _server_home(ctx, "serve") or default_home()
+    log = _logger(ctx)
+    stop = threading.Event()
+    with _stop_on_signals(stop, log):
+        server = Server(Services.open(home), host=host, port=port)
+        try:
+            server.start()
+            log(
+                f"REST API on {server.url}/api/v1 for {server.services.home} until Ctrl-C "
+                f"(docs: {server.url}/docs; no jobs run: tusk up runs them)"
+            )
+            server.run(stop, scheduler=False)
+        finally:
+            server.close()
+    log("server stopped")

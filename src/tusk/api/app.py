@@ -1,0 +1,194 @@
+"""The REST API: ``create_app(pfs, pps)`` builds the FastAPI application.
+
+Routes live under ``/api/v1`` (see ``tusk.api.pfs_routes`` and ``tusk.api.pps_routes``); the
+OpenAPI document is at ``/openapi.json`` and interactive docs at ``/docs``. Every failure is
+JSON ``{"error": {"code", "message"}}``: a ``TuskError`` with its ``code`` and ``status``,
+a request that does not validate with 400, an unknown route with 404, a JSON body over the
+limit with 413, a metadata store that is down with 503.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tusk.api.docs import install_openapi, operation_id
+from tusk.api.pfs_routes import pfs_router
+from tusk.api.pps_routes import pps_router
+from tusk.api.wire import API_PREFIX, error_body, tusk_version
+from tusk.errors import TuskError
+from tusk.pfs.service import PfsService
+from tusk.pps.service import PpsService
+
+DEFAULT_MAX_BODY = 8 * 1024 * 1024  # JSON bodies; uploads stream and have no limit
+THREADS = 64  # blocking service calls run on a pool this big (waits hold one each)
+
+_HTTP_CODES = {
+    400: "invalid_argument",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+# Uploads stream their bodies into storage: the JSON body limit does not apply to them.
+_UPLOAD = re.compile(rf"^{API_PREFIX}/repos/[^/]+/commits/[^/]+/(files|tar)(/|$)")
+
+
+def is_upload(method: str, path: str) -> bool:
+    return method in ("PUT", "POST") and _UPLOAD.match(path) is not None
+
+
+def create_app(
+    pfs: PfsService, pps: PpsService, *, max_body: int = DEFAULT_MAX_BODY, home: str = ""
+) -> FastAPI:
+    """The API over one ``PfsService`` and ``PpsService`` (the caller owns and closes them)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        yield
+
+    app = FastAPI(
+        title="Tusk",
+        version=tusk_version(),
+        summary="Version control and pipelines for data: repos, commits, files, pipelines.",
+        description=(
+            "Addresses as in the CLI: a ref is a branch, a commit id, or either with `^N`/`~N` "
+            "(ancestors; write `^` as `%5E`). File paths follow `/files/`. Errors are "
+            '`{"error": {"code", "message"}}`. Waits return 504 after at most 30 s: ask again.'
+        ),
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    # Set when the server stops: waits then answer 503 at once (see ``wait_for``).
+    app.state.stopping = stopping = threading.Event()
+    routers = [pfs_router(pfs, pps, home, stopping), pps_router(pps, stopping)]
+    for router in routers:
+        # The routes go straight into the app's router (built with the prefix): FastAPI's
+        # include_router adds a layer that every request pays for while matching.
+        app.router.routes.extend(router.routes)
+    _add_error_handlers(app)
+    install_openapi(app, routers)
+    app.add_middleware(BodyLimit, limit=max_body, exempt=is_upload)
+    return app
+
+
+# Errors
+
+
+def _json_error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status)
+
+
+def _is_db_unreachable(exc: BaseException) -> bool:
+    """An OperationalError of the database driver that got past the metadata store."""
+    return any(
+        cls.__name__ in ("OperationalError", "InterfaceError")
+        and cls.__module__.startswith(("sqlalchemy", "psycopg", "sqlite3"))
+        for cls in type(exc).__mro__
+    )
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error")
+            msg = f"malformed JSON{f' ({detail})' if detail else ''}"
+        problems.append(f"{loc}: {msg}" if loc else msg)
+    more = len(exc.errors()) - len(problems)
+    return "invalid request: " + "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def tusk_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TuskError)
+        message = " ".join(exc.message.splitlines()) or exc.code
+        return _json_error(exc.status, exc.code, message)
+
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _json_error(400, "invalid_argument", _validation_message(exc))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        if exc.status_code == 404 and exc.detail in ("Not Found", None):
+            message = f"no such route: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _json_error(exc.status_code, code, message)
+
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if _is_db_unreachable(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return _json_error(503, "unavailable", f"metadata store is unreachable ({first})")
+        return _json_error(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
+
+    app.add_exception_handler(TuskError, tusk_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+# The JSON body limit
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
+
+
+class BodyLimit:
+    """Refuse (413) request bodies over ``limit`` bytes, except where ``exempt`` says."""
+
+    def __init__(self, app: ASGIApp, limit: int, exempt: Callable[[str, str], bool]) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.exempt(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _send_json(send, 413, "too_large", f"request body over {self.limit} bytes")
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # An HTTPException passes FastAPI's body parsing unchanged: 413, not 400.
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_json(send: Send, status: int, code: str, message: str) -> None:
+    response = _json_error(status, code, message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*response.raw_headers, (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,65 @@
+"""JSON request bodies of the REST API (responses are the result dataclasses' ``to_dict``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RepoCreate(_Body):
+    name: str = Field(description="1-63 letters, digits, '_' or '-'.")
+    description: str = ""
+    update: bool = Field(False, description="Change the description of an existing repo.")
+
+
+class BranchCreate(_Body):
+    name: str
+    head: str | None = Field(
+        None, description="A branch, commit id or ancestor ref (master^2) to point at."
+    )
+    provenance: list[str] = Field(default_factory=list, description="Branches: 'repo@branch'.")
+
+
+class CommitStart(_Body):
+    branch: str
+    parent: str | None = None
+    description: str = ""
+
+
+class Description(_Body):
+    description: str | None = None
+
+
+class CopySource(_Body):
+    src: str = Field(description="What to copy: 'repo@ref:/path' (any repo or commit).")
+
+
+class Gc(_Body):
+    grace: float = Field(3600.0, ge=0, allow_inf_nan=False, description="Seconds.")
+    dry_run: bool = False
+
+
+class PipelineCreate(_Body):
+    spec: dict[str, Any] = Field(description="A pipeline spec, as in Pachyderm.")
+    update: bool = False
+    reprocess: bool = False
+    origin: dict[str, Any] | None = Field(
+        None,
+        description="Where the spec came from (spec_file, working_dir, git...); working_dir "
+        "is where the transform runs unless the spec sets transform.working_dir.",
+    )
+
+
+class PipelineUpdate(_Body):
+    spec: dict[str, Any]
+    reprocess: bool = False
+    origin: dict[str, Any] | None = None
+
+
+class Spec(_Body):
+    spec: dict[str, Any]

@@ -1,0 +1,413 @@
+"""PFS routes: repos, branches, commits, commit sets, files, maintenance, version and health.
+
+Refs in paths are what the CLI takes after '@' (``master``, a commit id, ``master~2``); file
+paths follow ``/files/``, ``/tar/``, ``/list/``... and are checked as the CLI's are (no '..').
+Blocking service calls run on the thread pool: sync endpoints, or ``run_in_threadpool``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from tusk.api import bodies
+from tusk.api.docs import operation_id, returns
+from tusk.api.streams import BodyPipe, ClientGone, reader, tar_items, tar_stream
+from tusk.api.wire import API_PREFIX, MAX_WAIT, plain, timed_out, tusk_version
+from tusk.errors import Timeout, Unavailable
+from tusk.ids import check_repo_name
+from tusk.pfs.models import (
+    BranchInfo,
+    CommitInfo,
+    DiffEntry,
+    FileInfo,
+    FsckReport,
+    GcReport,
+    PutResult,
+    RepoInfo,
+)
+from tusk.pfs.paths import normalize_path, split_path
+from tusk.pfs.refs import Address, parse_address, parse_ref
+from tusk.pfs.service import PfsService
+from tusk.pfs.sources import StreamSource
+from tusk.pps.models import JobInfo, LineageStep
+from tusk.pps.service import PpsService
+
+BIG = 2**62  # bounds for integers that reach SQL
+T = TypeVar("T")
+
+WaitSeconds = Annotated[
+    float | None,
+    Query(ge=0, allow_inf_nan=False, description=f"Seconds; at most {MAX_WAIT:g} per request."),
+]
+Description = Annotated[str, Query(description="Description of the commit made.")]
+Append = Annotated[bool, Query(description="Append to existing files instead of replacing.")]
+
+OCTETS = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+TAR = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def ok(obj: Any, status: int = 200) -> JSONResponse:
+    """A result object, a list of them, or plain JSON data, as JSON."""
+    return JSONResponse(plain(obj), status_code=status)
+
+
+WAIT_STEP = 1.0  # a wait checks this often whether the server is stopping
+
+
+def wait_for(wait: Callable[[float], T], timeout: float | None, stopping: threading.Event) -> T:
+    """Run a service wait for ``timeout`` (at most MAX_WAIT) seconds, in steps, so that a
+    stopping server answers its waiting clients (503) instead of leaving them hanging."""
+    limit = MAX_WAIT if timeout is None or timeout > MAX_WAIT else timeout
+    deadline = time.monotonic() + limit
+    while True:
+        if stopping.is_set():
+            raise Unavailable("the server is stopping; ask again when it is back")
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            return wait(min(left, WAIT_STEP))
+        except Timeout as exc:
+            if left <= WAIT_STEP:
+                raise timed_out(exc, limit) from None
+
+
+def repo_name(repo: str) -> str:
+    return check_repo_name(repo)
+
+
+def ref_text(ref: str) -> str:
+    parse_ref(ref)  # a bad ref is a 400 before any lookup
+    return ref
+
+
+def file_path(path: str) -> str:
+    return normalize_path("/" + path)
+
+
+def address(repo: str, ref: str, path: str | None = None) -> Address:
+    return Address(
+        repo=repo_name(repo),
+        ref=parse_ref(ref),
+        path=file_path(path) if path is not None else None,
+    )
+
+
+def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.Event) -> APIRouter:
+    r = APIRouter(prefix=API_PREFIX, generate_unique_id_function=operation_id)
+
+    # Repos
+
+    @r.post("/repos", status_code=201, tags=["repos"])
+    @returns(RepoInfo)
+    def create_repo(body: bodies.RepoCreate) -> Response:
+        return ok(pfs.create_repo(body.name, body.description, body.update), 201)
+
+    @r.get("/repos", tags=["repos"])
+    @returns(list[RepoInfo])
+    def list_repos() -> Response:
+        return ok(pfs.list_repos())
+
+    @r.get("/repos/{repo}", tags=["repos"])
+    @returns(RepoInfo)
+    def inspect_repo(repo: str) -> Response:
+        return ok(pfs.inspect_repo(repo_name(repo)))
+
+    @r.delete("/repos/{repo}", status_code=204, tags=["repos"])
+    def delete_repo(repo: str, force: bool = False) -> Response:
+        pfs.delete_repo(repo_name(repo), force)
+        return Response(status_code=204)
+
+    # Branches
+
+    @r.post("/repos/{repo}/branches", status_code=201, tags=["branches"])
+    @returns(BranchInfo)
+    def create_branch(repo: str, body: bodies.BranchCreate) -> Response:
+        prov = []
+        for p in body.provenance:
+            pa = parse_address(p)
+            prov.append((pa.repo, pa.ref.base))
+        return ok(pfs.create_branch(repo_name(repo), body.name, body.head, prov), 201)
+
+    @r.get("/repos/{repo}/branches", tags=["branches"])
+    @returns(list[BranchInfo])
+    def list_branches(repo: str) -> Response:
+        return ok(pfs.list_branches(repo_name(repo)))
+
+    @r.get("/repos/{repo}/branches/{branch}", tags=["branches"])
+    @returns(BranchInfo)
+    def inspect_branch(repo: str, branch: str) -> Response:
+        return ok(pfs.inspect_branch(repo_name(repo), branch))
+
+    @r.delete("/repos/{repo}/branches/{branch}", status_code=204, tags=["branches"])
+    def delete_branch(repo: str, branch: str, force: bool = False) -> Response:
+        pfs.delete_branch(repo_name(repo), branch, force)
+        return Response(status_code=204)
+
+    # Commits
+
+    @r.post("/repos/{repo}/commits", status_code=201, tags=["commits"])
+    @returns(CommitInfo)
+    def start_commit(repo: str, body: bodies.CommitStart) -> Response:
+        info = pfs.start_commit(repo_name(repo), body.branch, body.parent, body.description)
+        return ok(info, 201)
+
+    @r.get("/repos/{repo}/commits", tags=["commits"])
+    @returns(list[CommitInfo])
+    def list_commits(
+        repo: str,
+        ref: Annotated[str | None, Query(description="History of this ref; default: all.")] = None,
+        number: Annotated[int | None, Query(ge=0, le=BIG, description="At most this many.")] = None,
+    ) -> Response:
+        return ok(pfs.list_commits(repo_name(repo), ref_text(ref) if ref else None, number))
+
+    @r.get("/repos/{repo}/commits/{ref}", tags=["commits"])
+    @returns(CommitInfo)
+    def inspect_commit(repo: str, ref: str) -> Response:
+        return ok(pfs.inspect_commit(repo_name(repo), ref_text(ref)))
+
+    @r.post("/repos/{repo}/commits/{ref}/finish", tags=["commits"])
+    @returns(CommitInfo)
+    def finish_commit(repo: str, ref: str, body: bodies.Description | None = None) -> Response:
+        desc = body.description if body is not None else None
+        return ok(pfs.finish_commit(repo_name(repo), ref_text(ref), desc))
+
+    @r.post("/repos/{repo}/commits/{ref}/squash", tags=["commits"])
+    @returns(CommitInfo)
+    def squash_commit(repo: str, ref: str, body: bodies.Description | None = None) -> Response:
+        desc = body.description if body is not None else None
+        return ok(pfs.squash_commit(repo_name(repo), ref_text(ref), desc))
+
+    @r.get("/repos/{repo}/commits/{ref}/wait", tags=["commits"])
+    @returns(CommitInfo)
+    def wait_commit(repo: str, ref: str, timeout: WaitSeconds = None) -> Response:
+        """Wait until the commit is finished; 504 when ``timeout`` (at most 30 s) passes."""
+        repo, ref = repo_name(repo), ref_text(ref)
+        return ok(wait_for(lambda t: pfs.wait_commit(repo, ref, t), timeout, stopping))
+
+    @r.delete("/repos/{repo}/commits/{ref}", status_code=204, tags=["commits"])
+    def delete_commit(repo: str, ref: str) -> Response:
+        pfs.delete_commit(repo_name(repo), ref_text(ref))
+        return Response(status_code=204)
+
+    @r.get("/commit-sets/{commit_set}", tags=["commits"])
+    @returns(list[CommitInfo])
+    def inspect_commit_set(commit_set: str) -> Response:
+        return ok(pfs.inspect_commit_set(commit_set))
+
+    @r.get("/commit-sets/{commit_set}/wait", tags=["jobs"])
+    @returns(list[JobInfo])
+    def wait_commit_set(commit_set: str, timeout: WaitSeconds = None) -> Response:
+        """Wait until every job of a commit set is done; returns the jobs."""
+        return ok(wait_for(lambda t: pps.wait_commit_set(commit_set, t), timeout, stopping))
+
+    # Files: writes (streamed request bodies)
+
+    async def put(
+        request: Request,
+        repo: str,
+        ref: str,
+        items: Any,
+        append: bool,
+        description: str,
+    ) -> Response:
+        body = BodyPipe(request.receive)
+        filling = asyncio.ensure_future(body.fill())
+        try:
+            result = await run_in_threadpool(
+                lambda: pfs.put_files(
+                    repo, ref, items(reader(body)), append=append, description=description
+                )
+            )
+        except ClientGone:
+            return Response(status_code=499)  # nobody is listening; nothing was committed
+        finally:
+            body.discard()
+            await filling  # the rest of the body, dropped: the client then reads the answer
+        return ok(result)
+
+    @r.put("/repos/{repo}/commits/{ref}/files/{path:path}", tags=["files"], openapi_extra=OCTETS)
+    @returns(PutResult)
+    async def put_file(
+        request: Request,
+        repo: str,
+        ref: str,
+        path: str,
+        append: Append = False,
+        description: Description = "",
+    ) -> Response:
+        """Put one file from the raw request body, streamed (a new commit, or into the open one).
+
+        Nothing is committed unless the whole body arrives: a dropped upload leaves no trace
+        but unreferenced chunks, which gc removes; just send it again.
+        """
+        repo, ref = repo_name(repo), ref_text(ref)
+        parts = split_path(file_path(path))
+        return await put(
+            request,
+            repo,
+            ref,
+            lambda stream: [(parts, StreamSource(stream))],
+            append,
+            description,
+        )
+
+    @r.post("/repos/{repo}/commits/{ref}/tar/{path:path}", tags=["files"], openapi_extra=TAR)
+    @returns(PutResult)
+    async def put_tar(
+        request: Request,
+        repo: str,
+        ref: str,
+        path: str,
+        append: Append = False,
+        description: Description = "",
+    ) -> Response:
+        """Put every regular file of a tar stream (plain or gzip) under ``path``, as one change."""
+        repo, ref = repo_name(repo), ref_text(ref)
+        prefix = split_path(file_path(path))
+        return await put(
+            request, repo, ref, lambda stream: tar_items(stream, prefix), append, description
+        )
+
+    @r.delete("/repos/{repo}/commits/{ref}/files/{path:path}", tags=["files"])
+    @returns(CommitInfo)
+    def delete_file(repo: str, ref: str, path: str, description: Description = "") -> Response:
+        """Delete a file or a whole directory."""
+        return ok(pfs.delete_files(repo_name(repo), ref_text(ref), [file_path(path)], description))
+
+    @r.post("/repos/{repo}/commits/{ref}/copy/{path:path}", tags=["files"])
+    @returns(CommitInfo)
+    def copy_file(repo: str, ref: str, path: str, body: bodies.CopySource) -> Response:
+        """Copy a file or directory (any repo or commit) to ``path``; no data moves."""
+        src = parse_address(body.src)
+        return ok(pfs.copy_file(src, repo_name(repo), ref_text(ref), file_path(path)))
+
+    # Files: reads
+
+    @r.get(
+        "/repos/{repo}/commits/{ref}/files/{path:path}",
+        tags=["files"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    def get_file(repo: str, ref: str, path: str) -> Response:
+        """A file's bytes, streamed; the ``X-Tusk-Commit`` header names the commit read."""
+        repo, ref, norm = repo_name(repo), ref_text(ref), file_path(path)
+        info = pfs.inspect_file(repo, ref, norm)
+        blocks = pfs.read_file(repo, info.commit, norm)  # by id: the size below stays true
+        headers = {"content-length": str(info.size), "x-tusk-commit": info.commit}
+        return StreamingResponse(blocks, media_type="application/octet-stream", headers=headers)
+
+    @r.get(
+        "/repos/{repo}/commits/{ref}/tar/{path:path}",
+        tags=["files"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-tar": {}}}},
+    )
+    def get_tar(repo: str, ref: str, path: str) -> Response:
+        """Every file at or below ``path`` as a tar stream (names relative to the root)."""
+        repo, ref, norm = repo_name(repo), ref_text(ref), file_path(path)
+        commit = pfs.inspect_file(repo, ref, norm).commit
+        files = pfs.walk_files(repo, commit, norm)
+        first = next(files, None)  # raises here, not mid-stream, for a missing path
+        stream = tar_stream(pfs, _chain(first, files))
+        return StreamingResponse(
+            stream, media_type="application/x-tar", headers={"x-tusk-commit": commit}
+        )
+
+    @r.get("/repos/{repo}/commits/{ref}/info/{path:path}", tags=["files"])
+    @returns(FileInfo)
+    def inspect_file(repo: str, ref: str, path: str) -> Response:
+        """Type, size, hash and chunk count of a file or directory."""
+        return ok(pfs.inspect_file(repo_name(repo), ref_text(ref), file_path(path)))
+
+    @r.get("/repos/{repo}/commits/{ref}/list/{path:path}", tags=["files"])
+    @returns(list[FileInfo])
+    def list_files(repo: str, ref: str, path: str) -> Response:
+        """The entries of a directory (or the file itself)."""
+        return ok(pfs.list_files(repo_name(repo), ref_text(ref), file_path(path)))
+
+    @r.get("/repos/{repo}/commits/{ref}/glob", tags=["files"])
+    @returns(list[FileInfo])
+    def glob_files(
+        repo: str,
+        ref: str,
+        pattern: Annotated[str, Query(min_length=1, description="e.g. /**/*.csv")],
+    ) -> Response:
+        return ok(pfs.glob_files(repo_name(repo), ref_text(ref), pattern))
+
+    @r.get("/repos/{repo}/commits/{ref}/diff/{path:path}", tags=["files"])
+    @returns(list[DiffEntry])
+    def diff_file(
+        repo: str,
+        ref: str,
+        path: str,
+        old: Annotated[
+            str | None, Query(description="Compare with 'repo@ref' (default: the parent).")
+        ] = None,
+    ) -> Response:
+        """Files added, removed or changed below ``path``."""
+        new = address(repo, ref, path)
+        return ok(pfs.diff(new, parse_address(old) if old is not None else None))
+
+    @r.get("/repos/{repo}/commits/{ref}/lineage/{path:path}", tags=["lineage"])
+    @returns(LineageStep)
+    def lineage(
+        repo: str, ref: str, path: str, depth: Annotated[int, Query(ge=0, le=1000)] = 32
+    ) -> Response:
+        """The job, datum, inputs and code behind a file, up the graph."""
+        return ok(pps.lineage(repo_name(repo), ref_text(ref), file_path(path), depth))
+
+    # Maintenance and the server
+
+    @r.post("/fsck", tags=["maintenance"])
+    @returns(FsckReport)
+    def fsck() -> Response:
+        """Re-read every pack and check every hash and reference."""
+        return ok(pfs.fsck())
+
+    @r.post("/gc", tags=["maintenance"])
+    @returns(GcReport)
+    def gc(body: bodies.Gc | None = None) -> Response:
+        """Delete data no commit references and nobody touched within ``grace`` seconds."""
+        body = body or bodies.Gc.model_validate({})
+        return ok(pfs.gc(body.grace, body.dry_run))
+
+    @r.get("/stats", tags=["maintenance"])
+    @returns(dict[str, int])
+    def stats() -> Response:
+        return ok(pfs.stats())
+
+    @r.get("/version", tags=["server"])
+    def version() -> Response:
+        return ok({"tusk": tusk_version(), "api": "v1", "home": home})
+
+    @r.get("/health", tags=["server"])
+    def health() -> Response:
+        """200 when the metadata store answers, else 503."""
+        pfs.list_repos()
+        return ok({"status": "ok"})
+
+    return r
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    if first is not None:
+        yield first
+    yield from rest

@@ -1,0 +1,166 @@
+"""PPS routes: pipelines, dry runs, jobs, datums and logs.
+
+Jobs are named as in the CLI: ``/pipelines/{pipeline}/jobs/{job}``, or ``/jobs/{job}`` with a
+job id alone (a unique prefix is enough).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from tusk.api import bodies
+from tusk.api.docs import operation_id, returns
+from tusk.api.pfs_routes import BIG, WaitSeconds, ok, wait_for
+from tusk.api.wire import API_PREFIX
+from tusk.errors import InvalidSpec
+from tusk.pfs.models import CommitInfo
+from tusk.pps.models import DatumInfo, JobInfo, LogLine, PipelineInfo
+from tusk.pps.service import PpsService
+
+
+def _origin(origin: dict[str, Any] | None) -> dict[str, Any]:
+    where = dict(origin or {})
+    # As the in-process SDK does: the transform runs where the spec was created from.
+    where.setdefault("working_dir", str(Path(os.getcwd()).resolve()))
+    return where
+
+
+def pps_router(pps: PpsService, stopping: threading.Event) -> APIRouter:
+    r = APIRouter(prefix=API_PREFIX, tags=["pipelines"], generate_unique_id_function=operation_id)
+
+    # Pipelines
+
+    @r.post("/pipelines", status_code=201)
+    @returns(PipelineInfo)
+    def create_pipeline(body: bodies.PipelineCreate) -> Response:
+        """Create a pipeline (with ``update``, replace it); it owns an output repo of its name."""
+        info = pps.create_pipeline(
+            body.spec, origin=_origin(body.origin), update=body.update, reprocess=body.reprocess
+        )
+        return ok(info, 201)
+
+    @r.get("/pipelines")
+    @returns(list[PipelineInfo])
+    def list_pipelines() -> Response:
+        return ok(pps.list_pipelines())
+
+    @r.get("/pipelines/{name}")
+    @returns(PipelineInfo)
+    def inspect_pipeline(name: str, history: bool = False) -> Response:
+        return ok(pps.inspect_pipeline(name, history))
+
+    @r.put("/pipelines/{name}")
+    @returns(PipelineInfo)
+    def update_pipeline(name: str, body: bodies.PipelineUpdate) -> Response:
+        """A new version of a pipeline; ``reprocess`` reruns every datum under it."""
+        from tusk.pps.spec import load_spec
+
+        spec = load_spec(body.spec)
+        if spec.pipeline.name != name:
+            raise InvalidSpec(
+                f"pipeline.name is {spec.pipeline.name!r} but the request is for {name!r}"
+            )
+        info = pps.create_pipeline(
+            spec, origin=_origin(body.origin), update=True, reprocess=body.reprocess
+        )
+        return ok(info)
+
+    @r.delete("/pipelines/{name}", status_code=204)
+    def delete_pipeline(name: str, keep_repo: bool = False, force: bool = False) -> Response:
+        """Delete a pipeline (its running jobs are killed) and, unless ``keep_repo``, its repo."""
+        pps.delete_pipeline(name, keep_repo=keep_repo, force=force)
+        return Response(status_code=204)
+
+    @r.post("/pipelines/{name}/stop")
+    @returns(PipelineInfo)
+    def stop_pipeline(name: str) -> Response:
+        """Pause: new input commits queue jobs that start when the pipeline is started."""
+        return ok(pps.set_pipeline_state(name, "paused"))
+
+    @r.post("/pipelines/{name}/start")
+    @returns(PipelineInfo)
+    def start_pipeline(name: str) -> Response:
+        return ok(pps.set_pipeline_state(name, "running"))
+
+    @r.post("/pipelines/{name}/run")
+    @returns(CommitInfo)
+    def run_pipeline(name: str) -> Response:
+        """Run again on the inputs' current heads; returns the new output commit."""
+        return ok(pps.run_pipeline(name))
+
+    @r.post("/dry-run")
+    @returns(list[dict[str, Any]])
+    def dry_run(body: bodies.Spec) -> Response:
+        """The datums a spec would have on the current data, creating nothing."""
+        return ok([d.to_json() for d in pps.datums_for_spec(body.spec)])
+
+    # Jobs
+
+    @r.get("/jobs", tags=["jobs"])
+    @returns(list[JobInfo])
+    def list_jobs(pipeline: str | None = None, commit_set: str | None = None) -> Response:
+        return ok(pps.list_jobs(pipeline, commit_set))
+
+    @r.get("/jobs/{job}", tags=["jobs"])
+    @returns(JobInfo)
+    def inspect_any_job(job: str) -> Response:
+        return ok(pps.inspect_job(None, job))
+
+    @r.get("/pipelines/{name}/jobs/{job}", tags=["jobs"])
+    @returns(JobInfo)
+    def inspect_job(name: str, job: str) -> Response:
+        return ok(pps.inspect_job(name, job))
+
+    @r.get("/jobs/{job}/wait", tags=["jobs"])
+    @returns(JobInfo)
+    def wait_any_job(job: str, timeout: WaitSeconds = None) -> Response:
+        pipeline = pps.inspect_job(None, job).pipeline
+        return ok(wait_for(lambda t: pps.wait_job(pipeline, job, t), timeout, stopping))
+
+    @r.get("/pipelines/{name}/jobs/{job}/wait", tags=["jobs"])
+    @returns(JobInfo)
+    def wait_job(name: str, job: str, timeout: WaitSeconds = None) -> Response:
+        """Wait until the job is done; 504 when ``timeout`` (at most 30 s) passes."""
+        return ok(wait_for(lambda t: pps.wait_job(name, job, t), timeout, stopping))
+
+    @r.post("/jobs/{job}/stop", tags=["jobs"])
+    @returns(JobInfo)
+    def stop_any_job(job: str) -> Response:
+        return ok(pps.stop_job(pps.inspect_job(None, job).pipeline, job))
+
+    @r.post("/pipelines/{name}/jobs/{job}/stop", tags=["jobs"])
+    @returns(JobInfo)
+    def stop_job(name: str, job: str) -> Response:
+        """Kill a job: its running datums stop and its output commit is dropped."""
+        return ok(pps.stop_job(name, job))
+
+    # Datums and logs
+
+    @r.get("/pipelines/{name}/jobs/{job}/datums", tags=["datums"])
+    @returns(list[DatumInfo])
+    def list_datums(name: str, job: str) -> Response:
+        return ok(pps.list_datums(name, job))
+
+    @r.get("/pipelines/{name}/jobs/{job}/datums/{datum}", tags=["datums"])
+    @returns(DatumInfo)
+    def inspect_datum(name: str, job: str, datum: str) -> Response:
+        """One datum (a unique prefix of its id is enough)."""
+        return ok(pps.inspect_datum(name, job, datum))
+
+    @r.get("/pipelines/{name}/logs", tags=["logs"])
+    @returns(list[LogLine])
+    def logs(
+        name: str,
+        job: str | None = None,
+        datum: str | None = None,
+        after: Annotated[int, Query(ge=0, le=BIG, description="Lines after this id.")] = 0,
+    ) -> Response:
+        """What user code wrote, oldest first; page with ``after`` = the last id seen."""
+        return ok(pps.logs(name, job, datum, after))
+
+    return r
