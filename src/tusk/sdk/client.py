@@ -272,12 +272,7 @@ class Client(PipelineMethods):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
-        root = Path(local_dir)
-        if not root.is_dir():
-            raise SourceError(f"{str(root)!r} is not a directory")
-        addr = parse_address(address)
-        base = addr.path if addr.path is not None else join_path("/", root.resolve().name)
-        prefix = split_path(base)
+        addr, prefix, root = dir_target(address, local_dir)
         pairs = (((*prefix, *rel.split("/")), LocalFile(full)) for rel, full in _walk_local(root))
         return self._pfs.put_files(
             addr.repo,
@@ -427,6 +422,18 @@ class CommitHandle:
     def copy_file(self, src: str, path: str) -> CommitInfo:
         """Copy ``src`` (an address) to ``path`` in this commit."""
         return self.client.copy_file(src, self._addr(path))
+
+
+def dir_target(
+    address: str, local_dir: str | os.PathLike[str]
+) -> tuple[Address, tuple[str, ...], Path]:
+    """Where ``put_dir`` puts a local folder: (address, path segments, the folder)."""
+    root = Path(local_dir)
+    if not root.is_dir():
+        raise SourceError(f"{str(root)!r} is not a directory")
+    addr = parse_address(address)
+    base = addr.path if addr.path is not None else join_path("/", root.resolve().name)
+    return addr, split_path(base), root
 
 
 def _walk_local(root: Path) -> Iterator[tuple[str, str]]:

@@ -63,6 +63,7 @@ from tusk.sdk.client import (
     _ref_text,
     _source_name,
     _walk_local,
+    dir_target,
 )
 from tusk.sdk.pipelines import read_spec_source, split_job
 
@@ -385,12 +386,7 @@ class RemoteClient:
         progress: Progress | None = None,
     ) -> PutResult:
         """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
-        root = Path(local_dir)
-        if not root.is_dir():
-            raise SourceError(f"{str(root)!r} is not a directory")
-        addr = parse_address(address)
-        base = addr.path if addr.path is not None else join_path("/", root.resolve().name)
-        prefix = split_path(base)
+        addr, prefix, root = dir_target(address, local_dir)
         members = (
             ((*prefix, *rel.split("/")), _sized_source(Path(full)))
             for rel, full in _walk_local(root)
