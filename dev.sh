@@ -26,7 +26,8 @@ ensure_venv() {
   ensure_debs
   if [ ! -x "$VENV/bin/tusk" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q --upgrade pip 2>&1 |
+      { grep -v "is ignored: it is neither a file nor a directory" || true; }
     # (pip warns about every package index folder it cannot use; keep only what matters)
     "$VENV/bin/pip" install -q -e '.[test,dev,examples]' 2>&1 |
       { grep -v "is ignored: it is neither a file nor a directory" || true; }
