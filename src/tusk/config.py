@@ -110,3 +110,15 @@ def setting(name: str, flag: str | None = None) -> str | None:
             return str(ctx[name])
     value = data.get(name)
     return None if value in (None, "") else str(value)
+
+
+def save_config(data: dict[str, object], path: Path | None = None) -> Path:
+    """Write the config file atomically (a temp file renamed over it); returns its path."""
+    import yaml
+
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+    return path

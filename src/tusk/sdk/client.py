@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from tusk.config import StoreConfig, default_home
+from tusk.config import StoreConfig, default_home, setting
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs import PfsService
 from tusk.pfs.models import (
@@ -78,12 +78,13 @@ class Client(PipelineMethods):
     ) -> Client:
         if address is not None and home is not None:
             raise InvalidArgument("give a home (in-process) or an address (a server), not both")
-        if address is not None or (
-            cls is Client and home is None and os.environ.get("TUSK_ADDRESS")
-        ):
+        remote = address
+        if remote is None and cls is Client and home is None:
+            remote = setting("address")  # $TUSK_ADDRESS, else the config file's context
+        if remote:
             from tusk.sdk.remote import RemoteClient  # httpx loads only for remote use
 
-            return cast("Client", RemoteClient(address))
+            return cast("Client", RemoteClient(remote))
         return super().__new__(cls)
 
     def __init__(

@@ -41,6 +41,7 @@ from tusk.api.wire import (
     timed_out,
     tusk_version,
 )
+from tusk.config import setting
 from tusk.errors import InvalidArgument, SourceError, StorageError, Timeout, TuskError, Unavailable
 from tusk.pfs.models import (
     BranchInfo,
@@ -111,9 +112,12 @@ class RemoteClient:
     def __init__(
         self, address: str | None = None, token: str | None = None, *, timeout: float = 30.0
     ) -> None:
-        given = address or os.environ.get("TUSK_ADDRESS")
+        given = setting("address", address)
+        token = setting("token", token)
         if not given:
-            raise InvalidArgument("no server address: pass address= or set TUSK_ADDRESS")
+            raise InvalidArgument(
+                "no server address: pass address=, set TUSK_ADDRESS or use a tusk context"
+            )
         self.address = normalize_address(given)
         headers = {"user-agent": f"tusk-sdk/{tusk_version()}"}
         if token:
