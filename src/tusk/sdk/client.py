@@ -226,11 +226,7 @@ class Client(PipelineMethods):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
-        addr = parse_address(address)
-        if addr.path is None or addr.trailing_slash:
-            path = join_path(addr.path or "/", _source_name(source))
-        else:
-            path = addr.path
+        addr, path = file_target(address, source)
         return self._pfs.put_files(
             addr.repo,
             _ref_text(addr),
@@ -423,6 +419,15 @@ class CommitHandle:
     def copy_file(self, src: str, path: str) -> CommitInfo:
         """Copy ``src`` (an address) to ``path`` in this commit."""
         return self.client.copy_file(src, self._addr(path))
+
+
+def file_target(address: str, source: SourceLike) -> tuple[Address, str]:
+    """Where ``put_file`` puts one source: the path given, or the source's name under a
+    directory (``repo@branch`` or ``repo@branch:/dir/``)."""
+    addr = parse_address(address)
+    if addr.path is None or addr.trailing_slash:
+        return addr, join_path(addr.path or "/", _source_name(source))
+    return addr, addr.path
 
 
 def dir_target(

@@ -53,7 +53,7 @@ from tusk.pfs.models import (
     PutResult,
     RepoInfo,
 )
-from tusk.pfs.paths import join_path, split_path
+from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address, parse_address
 from tusk.pfs.sources import _local_error, is_url
 from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
@@ -62,9 +62,9 @@ from tusk.sdk.client import (
     Progress,
     SourceLike,
     _ref_text,
-    _source_name,
     _walk_local,
     dir_target,
+    file_target,
 )
 from tusk.sdk.pipelines import read_spec_source, split_job
 
@@ -353,11 +353,7 @@ class RemoteClient:
         progress: Progress | None = None,
     ) -> PutResult:
         """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
-        addr = parse_address(address)
-        if addr.path is None or addr.trailing_slash:
-            path = join_path(addr.path or "/", _source_name(source))
-        else:
-            path = addr.path
+        addr, path = file_target(address, source)
         blocks, size = _open_source(source)
         params = _params(append=append, description=description)
         url = self._commit_url(addr, "files", _path(path))
