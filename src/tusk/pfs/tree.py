@@ -14,6 +14,7 @@ metadata store's ``nodes`` table.
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -119,15 +120,25 @@ class NodeCodec:
     """Compression of node bytes for storage."""
 
     def __init__(self) -> None:
-        self._c = zstandard.ZstdCompressor(level=3)
-        self._d = zstandard.ZstdDecompressor()
+        # zstd contexts are not safe to share between threads (the server answers requests
+        # on many), so each thread gets its own.
+        self._local = threading.local()
+
+    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = self._local.ctx = (
+                zstandard.ZstdCompressor(level=3),
+                zstandard.ZstdDecompressor(),
+            )
+        return ctx
 
     def pack(self, raw: bytes) -> bytes:
-        return self._c.compress(raw)
+        return self._contexts()[0].compress(raw)
 
     def unpack(self, digest: bytes, data: bytes, verify: bool = False) -> bytes:
         try:
-            raw = self._d.decompress(data)
+            raw = self._contexts()[1].decompress(data)
         except zstandard.ZstdError as exc:
             raise CorruptObject(f"tree node {digest.hex()} does not decompress") from exc
         if verify and blake3.blake3(raw).digest() != digest:
