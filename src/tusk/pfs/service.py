@@ -9,7 +9,7 @@ which ``gc`` removes after its grace period.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -523,10 +523,10 @@ class PfsService:
                     self._append(reader, writer, base, parts, source, progress, appends)
                     continue
                 ops.append(PutOp(parts, tuple(source.write_to(writer, progress))))
-            index = writer.flush_unindexed()
+            index, durable = writer.flush_deferred()
         ops.extend(PutOp(p, chunks, True, expect) for p, (expect, chunks) in appends.items())
         stats = writer.stats()
-        commit = self.modify(repo, ref, ops, description, index)
+        commit = self.modify(repo, ref, ops, description, index, durable)
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
 
     def _append(
@@ -618,11 +618,14 @@ class PfsService:
         ops: Sequence[Op],
         description: str = "",
         index: Sequence[IndexEntry] = (),
+        durable: Callable[[], None] | None = None,
     ) -> CommitInfo:
         """Apply ops in one transaction: into the open commit, or as a new finished commit.
 
-        ``index`` holds the chunk index rows of packs this upload wrote (already durable);
-        they are inserted here, with the tree that names them. Every other chunk the new
+        ``index`` holds the chunk index rows of packs this upload wrote; they are inserted
+        here, with the tree that names them. ``durable`` returns once those packs are on disk:
+        the tree is built while the disk flushes, and the transaction waits for it before it
+        commits, so no committed row ever names data that a crash could lose. Every other chunk the new
         files name is touched inside the transaction, and the commit fails if one is gone:
         so a gc can neither have removed one already nor remove one later (it spares what
         was touched after it started).
@@ -644,6 +647,8 @@ class PfsService:
                     "grace period shorter than the upload); retry the put"
                 )
             tx.put_nodes({h: self.codec.pack(raw) for h, raw in editor.new_nodes.items()})
+            if durable is not None:
+                durable()
             now = time.time()
             if open_commit is not None:
                 tx.update_commit(open_commit.id, tree=root, size=size, files=files)

@@ -325,13 +325,35 @@ class ChunkWriter:
         With ``index=False`` the index rows are returned instead, for the caller to insert in
         its own transaction (a commit inserts them with the tree that names them).
         """
+        rows, durable = self._written(background=False)
+        durable()
+        if rows and index:
+            with self.store.meta.write() as tx:
+                self.store.index_packs(tx, rows)
+            return []
+        return rows
+
+    def _written(self, background: bool) -> tuple[list[IndexEntry], Callable[[], None]]:
+        """Index rows of the packs written so far, and a call that returns once they are durable.
+
+        With ``background`` the flush to disk starts on its own thread and the call waits for
+        it; otherwise it is done before returning.
+        """
         while self._inflight:
             self._inflight.pop(0).result()
         if not self._unsynced:
-            return []
+            return [], _done
         written, self._unsynced, self._unsynced_bytes = self._unsynced, [], 0
+        durable = _done
         if self.store.config.sync == "full":
-            self.store.backend.sync([pack_key(pack_id) for pack_id, _ in written])
+            keys = [pack_key(pack_id) for pack_id, _ in written]
+            if background:
+                flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-sync")
+                synced = flusher.submit(self.store.backend.sync, keys)
+                flusher.shutdown(wait=False)
+                durable = synced.result
+            else:
+                self.store.backend.sync(keys)
         now = time.time()
         rows = [
             (
@@ -343,11 +365,7 @@ class ChunkWriter:
             )
             for pack_id, pack in written
         ]
-        if not index:
-            return rows
-        with self.store.meta.write() as tx:
-            self.store.index_packs(tx, rows)
-        return []
+        return rows, durable
 
     def flush(self) -> None:
         """Make every chunk written so far durable and indexed."""
@@ -360,6 +378,16 @@ class ChunkWriter:
         self._flush_pending()
         self._seal()
         return self._checkpoint(index=False)
+
+    def flush_deferred(self) -> tuple[list[IndexEntry], Callable[[], None]]:
+        """Write every chunk; return the index rows and a call that waits until they are durable.
+
+        The disk flush runs while the caller builds its tree; the caller must call the
+        returned function before committing anything that names these chunks.
+        """
+        self._flush_pending()
+        self._seal()
+        return self._written(background=True)
 
     def close(self) -> None:
         try:
@@ -377,6 +405,10 @@ class ChunkWriter:
         return WriteStats(
             self.chunks, self.new_chunks, self.bytes_in, self.bytes_stored, self.packs
         )
+
+
+def _done() -> None:
+    """A durability barrier that has nothing to wait for."""
 
 
 class Prepared(NamedTuple):
