@@ -625,10 +625,10 @@ class PfsService:
         ``index`` holds the chunk index rows of packs this upload wrote; they are inserted
         here, with the tree that names them. ``durable`` returns once those packs are on disk:
         the tree is built while the disk flushes, and the transaction waits for it before it
-        commits, so no committed row ever names data that a crash could lose. Every other chunk the new
-        files name is touched inside the transaction, and the commit fails if one is gone:
-        so a gc can neither have removed one already nor remove one later (it spares what
-        was touched after it started).
+        commits, so no committed row ever names data that a crash could lose. Every other
+        chunk the new files name is touched inside the transaction, and the commit fails if
+        one is gone: so a gc can neither have removed one already nor remove one later (it
+        spares what was touched after it started).
         """
         parsed = parse_ref(ref)
         with self.meta.write() as tx:
