@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from wcmatch import glob as wglob
@@ -30,7 +31,7 @@ from tusk.errors import (
     StorageError,
 )
 from tusk.ids import check_branch_name, check_repo_name, is_commit_id, new_commit_id
-from tusk.pfs import maintenance
+from tusk.pfs import fanout, maintenance
 from tusk.pfs.models import (
     BranchInfo,
     CommitInfo,
@@ -510,21 +511,53 @@ class PfsService:
         """
         # Fail before uploading anything if the target cannot be written.
         start_tree = self._check_writable(repo, ref)
-        base = start_tree if append else None
+        if append:
+            return self._put_appending(repo, ref, start_tree, items, description, progress)
+        # Many local files are written by forked helpers and this process together.
+        listed, lazy = fanout.gather(items)
+        helpers = fanout.Helpers.start(self.chunks, listed)
+        step = helpers.n if helpers is not None else 1
+        mine = enumerate(lazy) if lazy is not None else islice(enumerate(listed), 0, None, step)
+        puts: list[tuple[int, tuple[str, ...], Sequence[ChunkRef]]] = []
+        try:
+            with self.chunks.writer() as writer:
+                for pos, (path, source) in mine:
+                    parts = fanout.item_parts(path)
+                    puts.append((pos, parts, source.write_to(writer, progress)))
+                index, durable = writer.flush_deferred()
+            stats = writer.stats()
+            if helpers is not None:
+                done = helpers.collect()
+                if progress is not None:
+                    progress(done.stats.bytes_in)
+                puts.extend(done.files)
+                puts.sort(key=lambda put: put[0])  # a path given twice: the last one wins
+                index = [*index, *done.index]
+                stats += done.stats
+        finally:
+            if helpers is not None:
+                helpers.cancel()
+        ops = [PutOp(parts, tuple(chunks)) for _, parts, chunks in puts]
+        commit = self.modify(repo, ref, ops, description, index, durable)
+        return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
+
+    def _put_appending(
+        self,
+        repo: str,
+        ref: str,
+        base: bytes,
+        items: Iterable[tuple[str | tuple[str, ...], Source]],
+        description: str,
+        progress: Progress | None,
+    ) -> PutResult:
         reader = self.reader()
-        ops: list[Op] = []
         appends: dict[tuple[str, ...], tuple[bytes | None, tuple[ChunkRef, ...]]] = {}
         with self.chunks.writer() as writer:
             for path, source in items:
-                parts = split_path(path) if isinstance(path, str) else check_parts(path)
-                if not parts:
-                    raise InvalidArgument("cannot put a file at /: give a file path")
-                if base is not None:
-                    self._append(reader, writer, base, parts, source, progress, appends)
-                    continue
-                ops.append(PutOp(parts, tuple(source.write_to(writer, progress))))
+                parts = fanout.item_parts(path)
+                self._append(reader, writer, base, parts, source, progress, appends)
             index, durable = writer.flush_deferred()
-        ops.extend(PutOp(p, chunks, True, expect) for p, (expect, chunks) in appends.items())
+        ops = [PutOp(p, chunks, True, expect) for p, (expect, chunks) in appends.items()]
         stats = writer.stats()
         commit = self.modify(repo, ref, ops, description, index, durable)
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)

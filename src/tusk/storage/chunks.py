@@ -60,6 +60,15 @@ class WriteStats:
     bytes_stored: int
     packs: int
 
+    def __add__(self, other: WriteStats) -> WriteStats:
+        return WriteStats(
+            self.chunks + other.chunks,
+            self.new_chunks + other.new_chunks,
+            self.bytes_in + other.bytes_in,
+            self.bytes_stored + other.bytes_stored,
+            self.packs + other.packs,
+        )
+
 
 class ChunkStore:
     def __init__(self, backend: ObjectBackend, meta: MetaStore, config: StoreConfig) -> None:
