@@ -95,7 +95,8 @@ def install_openapi(app: FastAPI, routers: list[APIRouter]) -> None:
                     ref_template="#/components/schemas/{model}", mode="serialization"
                 )
                 components.update(body.pop("$defs", {}))
-                responses[ok]["content"] = {"application/json": {"schema": body}}
+                # Other media types the route names (a listing's NDJSON form) stay.
+                responses[ok].setdefault("content", {})["application/json"] = {"schema": body}
         app.openapi_schema = schema
         return schema
 

@@ -3,6 +3,10 @@
 Refs in paths are what the CLI takes after '@' (``master``, a commit id, ``master~2``); file
 paths follow ``/files/``, ``/tar/``, ``/list/``... and are checked as the CLI's are (no '..').
 Blocking service calls run on the thread pool: sync endpoints, or ``run_in_threadpool``.
+
+Listings (files, glob, diff, commits) answer a JSON array, or with ``Accept:
+application/x-ndjson`` one JSON object per line, streamed from the service's ``iter_*`` as it
+reads, so neither side ever holds a listing of a million files.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
@@ -19,9 +23,18 @@ from starlette.concurrency import run_in_threadpool
 
 from tusk.api import bodies
 from tusk.api.docs import operation_id, returns
-from tusk.api.streams import BodyPipe, ClientGone, reader, tar_items, tar_stream
-from tusk.api.wire import API_PREFIX, MAX_WAIT, plain, timed_out, tusk_version
-from tusk.errors import Timeout, Unavailable
+from tusk.api.streams import BodyPipe, ClientGone, batched, reader, tar_items, tar_stream
+from tusk.api.wire import (
+    API_PREFIX,
+    MAX_WAIT,
+    NDJSON,
+    error_body,
+    ndjson_line,
+    plain,
+    timed_out,
+    tusk_version,
+)
+from tusk.errors import Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
 from tusk.pfs.models import (
     BranchInfo,
@@ -67,6 +80,65 @@ TAR = {
 def ok(obj: Any, status: int = 200) -> JSONResponse:
     """A result object, a list of them, or plain JSON data, as JSON."""
     return JSONResponse(plain(obj), status_code=status)
+
+
+LINES_BATCH = 64 * 1024  # bytes of NDJSON per write: few thread hops, yet the first lines soon
+
+
+def wants_ndjson(request: Request) -> bool:
+    """Whether the ``Accept`` header names NDJSON (with a ``q`` above 0)."""
+    for media_range in request.headers.get("accept", "").split(","):
+        media, *params = media_range.split(";")
+        if media.strip().lower() != NDJSON:
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
+def listing(request: Request, items: Iterator[Any]) -> Response:
+    """``items`` as a JSON array, or streamed as NDJSON when the client asks for it.
+
+    The first item is made before the answer starts, so that what fails there (no such repo,
+    ref or path) answers with its own status and JSON error, as without NDJSON.
+    """
+    if not wants_ndjson(request):
+        response: Response = ok(list(items))
+    else:
+        first = next(items, None)
+        response = StreamingResponse(
+            batched(ndjson_lines(_chain(first, items)), LINES_BATCH), media_type=NDJSON
+        )
+    response.headers["vary"] = "accept"
+    return response
+
+
+def ndjson_lines(items: Iterator[Any]) -> Iterator[bytes]:
+    """Each item as a line. The status is sent by now: a failure ends the stream with an
+    error line, ``{"error": {"code", "message"}}``, which the SDK raises as its class."""
+    try:
+        for item in items:
+            yield ndjson_line(item)
+    except TuskError as exc:
+        yield ndjson_line(error_body(exc.code, " ".join(exc.message.splitlines()) or exc.code))
+
+
+def ndjson_of(model: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entry of a listing's NDJSON form: one ``model`` per line."""
+    schema = {"$ref": f"#/components/schemas/{model}"}
+    return {200: {"content": {NDJSON: {"schema": schema}}}}
+
+
+NDJSON_NOTE = (
+    "With `Accept: application/x-ndjson` the answer is streamed, one JSON object per line; "
+    'a failure after the first line ends it with a line `{"error": {"code", "message"}}`.'
+)
 
 
 WAIT_STEP = 1.0  # a wait checks this often whether the server is stopping
@@ -168,14 +240,21 @@ def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.
         info = pfs.start_commit(repo_name(repo), body.branch, body.parent, body.description)
         return ok(info, 201)
 
-    @r.get("/repos/{repo}/commits", tags=["commits"])
+    @r.get(
+        "/repos/{repo}/commits",
+        tags=["commits"],
+        responses=ndjson_of("CommitInfo"),
+        description=f"Commits, newest first. {NDJSON_NOTE}",
+    )
     @returns(list[CommitInfo])
     def list_commits(
+        request: Request,
         repo: str,
         ref: Annotated[str | None, Query(description="History of this ref; default: all.")] = None,
         number: Annotated[int | None, Query(ge=0, le=BIG, description="At most this many.")] = None,
     ) -> Response:
-        return ok(pfs.list_commits(repo_name(repo), ref_text(ref) if ref else None, number))
+        items = pfs.iter_commits(repo_name(repo), ref_text(ref) if ref else None, number)
+        return listing(request, items)
 
     @r.get("/repos/{repo}/commits/{ref}", tags=["commits"])
     @returns(CommitInfo)
@@ -337,24 +416,41 @@ def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.
         """Type, size, hash and chunk count of a file or directory."""
         return ok(pfs.inspect_file(repo_name(repo), ref_text(ref), file_path(path)))
 
-    @r.get("/repos/{repo}/commits/{ref}/list/{path:path}", tags=["files"])
+    @r.get(
+        "/repos/{repo}/commits/{ref}/list/{path:path}",
+        tags=["files"],
+        responses=ndjson_of("FileInfo"),
+        description=f"The entries of a directory (or the file itself). {NDJSON_NOTE}",
+    )
     @returns(list[FileInfo])
-    def list_files(repo: str, ref: str, path: str) -> Response:
-        """The entries of a directory (or the file itself)."""
-        return ok(pfs.list_files(repo_name(repo), ref_text(ref), file_path(path)))
+    def list_files(request: Request, repo: str, ref: str, path: str) -> Response:
+        items = pfs.iter_files(repo_name(repo), ref_text(ref), file_path(path))
+        return listing(request, items)
 
-    @r.get("/repos/{repo}/commits/{ref}/glob", tags=["files"])
+    @r.get(
+        "/repos/{repo}/commits/{ref}/glob",
+        tags=["files"],
+        responses=ndjson_of("FileInfo"),
+        description=f"Files and directories matching a glob, in path order. {NDJSON_NOTE}",
+    )
     @returns(list[FileInfo])
     def glob_files(
+        request: Request,
         repo: str,
         ref: str,
         pattern: Annotated[str, Query(min_length=1, description="e.g. /**/*.csv")],
     ) -> Response:
-        return ok(pfs.glob_files(repo_name(repo), ref_text(ref), pattern))
+        return listing(request, pfs.iter_glob(repo_name(repo), ref_text(ref), pattern))
 
-    @r.get("/repos/{repo}/commits/{ref}/diff/{path:path}", tags=["files"])
+    @r.get(
+        "/repos/{repo}/commits/{ref}/diff/{path:path}",
+        tags=["files"],
+        responses=ndjson_of("DiffEntry"),
+        description=f"Files added, removed or changed below `path`. {NDJSON_NOTE}",
+    )
     @returns(list[DiffEntry])
     def diff_file(
+        request: Request,
         repo: str,
         ref: str,
         path: str,
@@ -362,9 +458,9 @@ def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.
             str | None, Query(description="Compare with 'repo@ref' (default: the parent).")
         ] = None,
     ) -> Response:
-        """Files added, removed or changed below ``path``."""
         new = address(repo, ref, path)
-        return ok(pfs.diff(new, parse_address(old) if old is not None else None))
+        items = pfs.iter_diff(new, parse_address(old) if old is not None else None)
+        return listing(request, items)
 
     @r.get("/repos/{repo}/commits/{ref}/lineage/{path:path}", tags=["lineage"])
     @returns(LineageStep)
@@ -407,7 +503,7 @@ def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.
     return r
 
 
-def _chain(first: Any, rest: Any) -> Any:
+def _chain(first: T | None, rest: Iterator[T]) -> Iterator[T]:
     if first is not None:
         yield first
     yield from rest

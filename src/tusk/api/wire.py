@@ -1,4 +1,5 @@
-"""What the REST API and the SDK's HTTP client agree on: errors, result objects, tar framing.
+"""What the REST API and the SDK's HTTP client agree on: errors, result objects, NDJSON
+listings, tar framing.
 
 No web framework here: the SDK's remote client imports this module without FastAPI.
 """
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from tusk import errors
@@ -21,6 +23,8 @@ API_PREFIX = "/api/v1"
 # SDK asks again, so a client that went away never pins a thread for longer.
 MAX_WAIT = 30.0
 BLOCK = 1 << 20  # bytes per read when streaming a file up or down
+# Listings asked for with this ``Accept`` stream one JSON object per line (see ``ndjson_line``).
+NDJSON = "application/x-ndjson"
 
 T = TypeVar("T")
 
@@ -138,6 +142,39 @@ def decode_list(cls: type[T], data: Any) -> list[T]:
     if not isinstance(data, list):
         raise errors.TuskError(f"the server sent {type(data).__name__}, not a list")
     return [decode(cls, d) for d in data]
+
+
+# NDJSON listings
+
+
+def ndjson_line(obj: Any) -> bytes:
+    """A result object (or an error body) as one line of NDJSON.
+
+    ASCII only, so that a line ends at its b"\\n" and nowhere else: readers that split like
+    ``str.splitlines`` (httpx's ``iter_lines`` does) also break at U+2028 or U+0085, which
+    file names may hold.
+    """
+    return json.dumps(plain(obj), separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def ndjson_values(blocks: Iterable[bytes]) -> Iterator[Any]:
+    """The JSON values of an NDJSON byte stream, each as soon as its line is complete.
+
+    A damaged line raises ``json.JSONDecodeError`` (a ``ValueError``).
+    """
+    rest = b""
+    for block in blocks:
+        *lines, rest = (rest + block).split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+    if rest.strip():
+        yield json.loads(rest)
+
+
+def is_error_body(data: Any) -> bool:
+    """Whether a JSON value is ``{"error": {...}}``: how a stream that fails midway ends."""
+    return isinstance(data, dict) and data.keys() == {"error"}
 
 
 # Tar framing: the same bytes ``tarfile`` writes in stream mode, produced piece by piece so

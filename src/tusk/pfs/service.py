@@ -97,6 +97,10 @@ class PlaceOp:
 Op = PutOp | DeleteOp | CopyOp | PlaceOp
 
 
+# Commits listed per read transaction: few round trips, and writers wait on none for long.
+COMMIT_BATCH = 256
+
+
 def _fmt(c: CommitRecord) -> str:
     return f"{c.repo}@{c.id}"
 
@@ -418,20 +422,55 @@ class PfsService:
         self, repo: str, branch: str | None = None, number: int | None = None
     ) -> list[CommitInfo]:
         """Newest first: the branch's history, or every commit of the repo."""
+        return list(self.iter_commits(repo, branch, number))
+
+    def iter_commits(
+        self, repo: str, branch: str | None = None, number: int | None = None
+    ) -> Iterator[CommitInfo]:
+        """:meth:`list_commits`, one at a time; errors raise on the first ``next()``.
+
+        Commits are read ``COMMIT_BATCH`` per read transaction, and no transaction stays open
+        while the caller holds one: a long listing never holds up the store.
+        """
+        if branch is not None:
+            yield from self._history(repo, branch, number)
+            return
         with self.meta.read() as tx:
             self._need_repo(tx, repo)
-            records: list[CommitRecord] = []
-            if branch is not None:
-                ref = parse_ref(branch)
-                b = None if ref.ancestors else tx.get_branch(repo, ref.base)
-                cid = b.head if b else self._resolve(tx, repo, ref, readable=False).id
-                while cid is not None and (number is None or len(records) < number):
-                    c = self._need_commit(tx, cid)
-                    records.append(c)
-                    cid = c.parent
-            else:
-                records = tx.list_commits(repo)[:number] if number else tx.list_commits(repo)
-            return [self._commit_info(tx, c) for c in records]
+            ids = [c.id for c in tx.list_commits(repo)]
+        if number:
+            ids = ids[:number]
+        for start in range(0, len(ids), COMMIT_BATCH):
+            with self.meta.read() as tx:
+                records = [tx.get_commit(cid) for cid in ids[start : start + COMMIT_BATCH]]
+                # One deleted since the listing began is left out, as a new listing would.
+                batch = [self._commit_info(tx, c) for c in records if c is not None]
+            yield from batch
+
+    def _history(self, repo: str, branch: str, number: int | None) -> Iterator[CommitInfo]:
+        """The commit ``branch`` names and its ancestors, newest first, at most ``number``."""
+        cid: str | None = None
+        last: CommitRecord | None = None
+        left = number
+        while True:
+            batch: list[CommitInfo] = []
+            with self.meta.read() as tx:
+                if last is None:
+                    self._need_repo(tx, repo)
+                    ref = parse_ref(branch)
+                    b = None if ref.ancestors else tx.get_branch(repo, ref.base)
+                    cid = b.head if b else self._resolve(tx, repo, ref, readable=False).id
+                else:
+                    # A squash since the last batch may have moved it onto another parent.
+                    cid = (tx.get_commit(last.id) or last).parent
+                while cid is not None and len(batch) < COMMIT_BATCH and (left is None or left > 0):
+                    last = self._need_commit(tx, cid)
+                    batch.append(self._commit_info(tx, last))
+                    cid = last.parent
+                    left = None if left is None else left - 1
+            yield from batch
+            if cid is None or left == 0:
+                return
 
     def wait_commit(self, repo: str, ref: str, timeout: float | None = None) -> CommitInfo:
         def check() -> tuple[bool, CommitInfo]:
@@ -1003,15 +1042,24 @@ class PfsService:
         return self._file_info(commit, "/" + "/".join(split_path(path)), entry)
 
     def list_files(self, repo: str, ref: str, path: str = "/") -> list[FileInfo]:
+        """The entries of the directory at ``path`` (or the file itself)."""
+        return list(self.iter_files(repo, ref, path))
+
+    def iter_files(self, repo: str, ref: str, path: str = "/") -> Iterator[FileInfo]:
+        """:meth:`list_files`, one at a time; errors raise on the first ``next()``.
+
+        Like every ``iter_*`` read: the commit is resolved in one short read transaction, then
+        its tree (immutable, content-addressed) is read page by page, each load a transaction
+        of its own, so nothing is held open while the caller holds an item.
+        """
         commit, entry = self._entry(repo, ref, path)
         norm = "/" + "/".join(split_path(path))
         if isinstance(entry, FileEntry):
-            return [self._file_info(commit, norm, entry)]
+            yield self._file_info(commit, norm, entry)
+            return
         base = norm.rstrip("/")
-        return [
-            self._file_info(commit, f"{base}/{name}", child)
-            for name, child in self.reader().iter_dir(entry.node)
-        ]
+        for name, child in self.reader().iter_dir(entry.node):
+            yield self._file_info(commit, f"{base}/{name}", child)
 
     def walk_files(self, repo: str, ref: str, path: str = "/") -> Iterator[tuple[str, FileEntry]]:
         """Every file at or below ``path``, with its full path."""
@@ -1024,22 +1072,28 @@ class PfsService:
 
     def glob_files(self, repo: str, ref: str, pattern: str) -> list[FileInfo]:
         """Files and directories matching a glob (``*`` within a segment, ``**`` across)."""
+        return list(self.iter_glob(repo, ref, pattern))
+
+    def iter_glob(self, repo: str, ref: str, pattern: str) -> Iterator[FileInfo]:
+        """:meth:`glob_files`, one at a time in path order (a directory before its contents)."""
         commit = self._read_root(repo, ref)
         pat = "/" + pattern.lstrip("/")
         flags = wglob.GLOBSTAR | wglob.DOTGLOB
         reader = self.reader()
-        out: list[FileInfo] = []
-
-        def visit(node: bytes, prefix: str) -> None:
-            for name, entry in reader.iter_dir(node):
-                path = f"{prefix}/{name}"
-                if wglob.globmatch(path, pat, flags=flags):
-                    out.append(self._file_info(commit, path, entry))
-                if isinstance(entry, DirEntry):
-                    visit(entry.node, path)
-
-        visit(commit.tree, "")
-        return out
+        # The open directories, innermost last: a deep tree costs no recursion.
+        stack: list[tuple[str, Iterator[tuple[str, Entry]]]] = [("", reader.iter_dir(commit.tree))]
+        while stack:
+            prefix, entries = stack[-1]
+            item = next(entries, None)
+            if item is None:
+                stack.pop()
+                continue
+            name, entry = item
+            path = f"{prefix}/{name}"
+            if wglob.globmatch(path, pat, flags=flags):
+                yield self._file_info(commit, path, entry)
+            if isinstance(entry, DirEntry):
+                stack.append((path, reader.iter_dir(entry.node)))
 
     def read_file(self, repo: str, ref: str, path: str) -> Iterator[bytes]:
         commit, entry = self._entry(repo, ref, path)
@@ -1053,6 +1107,11 @@ class PfsService:
 
     def diff(self, new: Address, old: Address | None = None) -> list[DiffEntry]:
         """Files that differ between two commits (default: ``new`` and its parent)."""
+        return list(self.iter_diff(new, old))
+
+    def iter_diff(self, new: Address, old: Address | None = None) -> Iterator[DiffEntry]:
+        """:meth:`diff`, one change at a time in path order; errors raise on the first
+        ``next()``. Subtrees the two commits share are skipped unread."""
         with self.meta.read() as tx:
             new_commit = self._resolve(tx, new.repo, new.ref)
             if old is None:
@@ -1070,16 +1129,13 @@ class PfsService:
         b = reader.lookup(new_commit.tree, parts)
         if a is None and b is None:
             raise FileNotFound(f"no such file or directory {path} in either commit")
-        changes = []
         prefix = "/" + "/".join(parts) if parts else ""
         if isinstance(a, DirEntry) and isinstance(b, DirEntry):
-            changes = list(diff_trees(reader, a.node, b.node, prefix))
+            changes = diff_trees(reader, a.node, b.node, prefix)
         else:
-            tree_a = _as_tree(reader, a, parts)
-            tree_b = _as_tree(reader, b, parts)
-            changes = list(diff_trees(reader, tree_a, tree_b))
-        return [
-            DiffEntry(
+            changes = diff_trees(reader, _as_tree(reader, a, parts), _as_tree(reader, b, parts))
+        for c in changes:
+            yield DiffEntry(
                 c.path,
                 c.kind,
                 c.old.size if c.old else None,
@@ -1087,8 +1143,6 @@ class PfsService:
                 c.old.hash.hex() if c.old else None,
                 c.new.hash.hex() if c.new else None,
             )
-            for c in changes
-        ]
 
 
 def _as_tree(reader: TreeReader, entry: Entry | None, parts: tuple[str, ...]) -> bytes:

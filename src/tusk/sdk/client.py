@@ -3,6 +3,12 @@
 Addresses are strings: ``repo``, ``repo@branch``, ``repo@<commit-id>``, ``repo@branch^2``, and
 with a path ``repo@branch:/dir/file``. This client runs Tusk in-process on a home folder;
 ``tusk.sdk.remote.RemoteClient`` is the HTTP transport, with the same methods.
+
+Listings come twice: ``list_*`` (and ``glob_files``, ``diff_file``) return lists, and
+``iter_files``, ``iter_glob``, ``iter_diff`` and ``iter_commits`` are generators that read
+as they go, so a listing of a million files is never held in memory. A generator does its
+work when iterated: a bad address or a missing repo or path raises on the first ``next()``,
+before any item. Stopping early is fine; ``close()`` it (or let it go) to free what it holds.
 """
 
 from __future__ import annotations
@@ -176,9 +182,13 @@ class Client(PipelineMethods):
 
     def list_commits(self, address: str, number: int | None = None) -> list[CommitInfo]:
         """Newest first: a branch's history for ``repo@branch``, every commit for ``repo``."""
+        return list(self.iter_commits(address, number))
+
+    def iter_commits(self, address: str, number: int | None = None) -> Iterator[CommitInfo]:
+        """:meth:`list_commits`, one commit at a time (read a batch at a time)."""
         addr = parse_address(address)
         branch = _ref_text(addr) if addr.explicit_ref else None
-        return self._pfs.list_commits(addr.repo, branch, number)
+        yield from self._pfs.iter_commits(addr.repo, branch, number)
 
     def wait_commit(self, address: str, timeout: float | None = None) -> CommitInfo:
         """Block until the commit is finished; raise Timeout after ``timeout`` seconds."""
@@ -358,22 +368,31 @@ class Client(PipelineMethods):
 
     def list_files(self, address: str) -> list[FileInfo]:
         """The entries of a directory (or the file itself) at ``repo@ref:/path``."""
+        return list(self.iter_files(address))
+
+    def iter_files(self, address: str) -> Iterator[FileInfo]:
+        """:meth:`list_files`, one entry at a time: ``for f in client.iter_files("r@master:/")``."""
         addr = parse_address(address)
-        return self._pfs.list_files(addr.repo, _ref_text(addr), addr.path or "/")
+        yield from self._pfs.iter_files(addr.repo, _ref_text(addr), addr.path or "/")
 
     def glob_files(self, pattern: str) -> list[FileInfo]:
         """Files and directories matching ``repo@ref:/glob`` (``*``, ``?``, ``[..]``, ``**``)."""
-        head, sep, glob = pattern.partition(":")
-        if not sep or not glob:
-            raise InvalidArgument("glob needs a pattern: 'repo@ref:/**/*.csv'")
-        addr = parse_address(head)
-        return self._pfs.glob_files(addr.repo, _ref_text(addr), glob)
+        return list(self.iter_glob(pattern))
+
+    def iter_glob(self, pattern: str) -> Iterator[FileInfo]:
+        """:meth:`glob_files`, one match at a time, in path order."""
+        addr, glob = glob_target(pattern)
+        yield from self._pfs.iter_glob(addr.repo, _ref_text(addr), glob)
 
     def diff_file(self, new: str, old: str | None = None) -> list[DiffEntry]:
         """Files added, removed or changed from ``old`` (default: new's parent) to ``new``."""
+        return list(self.iter_diff(new, old))
+
+    def iter_diff(self, new: str, old: str | None = None) -> Iterator[DiffEntry]:
+        """:meth:`diff_file`, one change at a time, in path order."""
         new_addr = parse_address(new)
         old_addr = parse_address(old) if old is not None else None
-        return self._pfs.diff(new_addr, old_addr)
+        yield from self._pfs.iter_diff(new_addr, old_addr)
 
     # Maintenance
 
@@ -428,6 +447,14 @@ def file_target(address: str, source: SourceLike) -> tuple[Address, str]:
     if addr.path is None or addr.trailing_slash:
         return addr, join_path(addr.path or "/", _source_name(source))
     return addr, addr.path
+
+
+def glob_target(pattern: str) -> tuple[Address, str]:
+    """``repo@ref:/glob`` -> (address of the commit, the glob)."""
+    head, sep, glob = pattern.partition(":")
+    if not sep or not glob:
+        raise InvalidArgument("glob needs a pattern: 'repo@ref:/**/*.csv'")
+    return parse_address(head), glob
 
 
 def dir_target(

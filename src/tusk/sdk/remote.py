@@ -9,11 +9,15 @@ Uploads stream: a file goes up as the raw body of one PUT, read a MiB at a time;
 files (``put_files``, ``put_dir``) as one tar stream built on the fly, so that they land in
 one commit. Downloads stream the other way; ``get_tar`` and ``get_dir`` read a tar stream.
 Nothing is committed unless a whole upload arrives.
+
+The ``iter_*`` listings ask for NDJSON (``Accept: application/x-ndjson``) and decode each line
+as it arrives; stopping early closes the response (the connection is dropped, not drained).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import tarfile
@@ -32,9 +36,12 @@ from tusk.api.wire import (
     API_PREFIX,
     BLOCK,
     MAX_WAIT,
+    NDJSON,
     decode,
     decode_list,
     error_from,
+    is_error_body,
+    ndjson_values,
     tar_end,
     tar_header,
     tar_padding,
@@ -65,6 +72,7 @@ from tusk.sdk.client import (
     _walk_local,
     dir_target,
     file_target,
+    glob_target,
 )
 from tusk.sdk.pipelines import read_spec_source, split_job
 
@@ -206,6 +214,29 @@ class RemoteClient:
         finally:
             response.close()
 
+    def _stream(self, cls: type[T], url: str, params: dict[str, Any] | None = None) -> Iterator[T]:
+        """A listing as NDJSON, each line decoded into ``cls`` as it arrives.
+
+        The request goes out on the first ``next()``; its error, if any, raises there. The
+        response is closed when the listing ends, fails, or is closed (or dropped) early.
+        """
+        response = self._send("GET", url, stream=True, params=params, headers={"accept": NDJSON})
+        try:
+            if response.headers.get("content-type", "").split(";")[0].strip() != NDJSON:
+                # A server from before NDJSON listings answers with the whole JSON array.
+                yield from decode_list(cls, _json_of(response))
+                return
+            for data in ndjson_values(response.iter_bytes()):
+                if is_error_body(data):
+                    raise error_from(response.status_code, data)
+                yield decode(cls, data)
+        except httpx.HTTPError as exc:
+            raise StorageError(f"the listing from {self.address} broke off: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise StorageError(f"{self.address} sent a damaged listing: {exc}") from exc
+        finally:
+            response.close()
+
     def _upload(
         self,
         url: str,
@@ -307,6 +338,13 @@ class RemoteClient:
         return decode_list(
             CommitInfo, self._call("GET", f"/repos/{_seg(addr.repo)}/commits", params=params)
         )
+
+    def iter_commits(self, address: str, number: int | None = None) -> Iterator[CommitInfo]:
+        """:meth:`list_commits`, one commit at a time (streamed)."""
+        addr = parse_address(address)
+        ref = _ref_text(addr) if addr.explicit_ref else None
+        params = _params(ref=ref, number=number)
+        yield from self._stream(CommitInfo, f"/repos/{_seg(addr.repo)}/commits", params)
 
     def wait_commit(self, address: str, timeout: float | None = None) -> CommitInfo:
         """Block until the commit is finished; raise Timeout after ``timeout`` seconds."""
@@ -499,22 +537,37 @@ class RemoteClient:
         url = self._commit_url(addr, "list", _path(addr.path))
         return decode_list(FileInfo, self._call("GET", url))
 
+    def iter_files(self, address: str) -> Iterator[FileInfo]:
+        """:meth:`list_files`, one entry at a time: ``for f in client.iter_files("r@master:/")``."""
+        addr = parse_address(address)
+        yield from self._stream(FileInfo, self._commit_url(addr, "list", _path(addr.path)))
+
     def glob_files(self, pattern: str) -> list[FileInfo]:
         """Files and directories matching ``repo@ref:/glob`` (``*``, ``?``, ``[..]``, ``**``)."""
-        head, sep, glob = pattern.partition(":")
-        if not sep or not glob:
-            raise InvalidArgument("glob needs a pattern: 'repo@ref:/**/*.csv'")
-        addr = parse_address(head)
+        addr, glob = glob_target(pattern)
         url = self._commit_url(addr, "glob")
         return decode_list(FileInfo, self._call("GET", url, params={"pattern": glob}))
 
-    def diff_file(self, new: str, old: str | None = None) -> list[DiffEntry]:
-        """Files added, removed or changed from ``old`` (default: new's parent) to ``new``."""
+    def iter_glob(self, pattern: str) -> Iterator[FileInfo]:
+        """:meth:`glob_files`, one match at a time, in path order."""
+        addr, glob = glob_target(pattern)
+        yield from self._stream(FileInfo, self._commit_url(addr, "glob"), {"pattern": glob})
+
+    def _diff_request(self, new: str, old: str | None) -> tuple[str, dict[str, Any]]:
         new_addr = parse_address(new)
         if old is not None:
             parse_address(old)
-        url = self._commit_url(new_addr, "diff", _path(new_addr.path))
-        return decode_list(DiffEntry, self._call("GET", url, params=_params(old=old)))
+        return self._commit_url(new_addr, "diff", _path(new_addr.path)), _params(old=old)
+
+    def diff_file(self, new: str, old: str | None = None) -> list[DiffEntry]:
+        """Files added, removed or changed from ``old`` (default: new's parent) to ``new``."""
+        url, params = self._diff_request(new, old)
+        return decode_list(DiffEntry, self._call("GET", url, params=params))
+
+    def iter_diff(self, new: str, old: str | None = None) -> Iterator[DiffEntry]:
+        """:meth:`diff_file`, one change at a time, in path order."""
+        url, params = self._diff_request(new, old)
+        yield from self._stream(DiffEntry, url, params)
 
     # Maintenance
 
