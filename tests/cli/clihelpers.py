@@ -37,6 +37,7 @@ class Tusk:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.runner = CliRunner()
+        self.target = ["--home", str(home)]  # or ["--address", URL] to test against a server
 
     def __call__(
         self,
@@ -46,7 +47,7 @@ class Tusk:
         env: dict[str, str] | None = None,
     ) -> Result:
         r = self.runner.invoke(
-            cli, ["--home", str(self.home), *args], input=input, env=env, catch_exceptions=False
+            cli, [*self.target, *args], input=input, env=env, catch_exceptions=False
         )
         result = Result(r.exit_code, r.stdout, r.stderr, r.stdout_bytes)
         if code is not None:

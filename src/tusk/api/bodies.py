@@ -63,3 +63,22 @@ class PipelineUpdate(_Body):
 
 class Spec(_Body):
     spec: dict[str, Any]
+
+
+class ApplyDocument(_Body):
+    spec: dict[str, Any] = Field(
+        description="A pipeline spec (kind: pipeline, the default) or a repo (kind: repo)."
+    )
+    source: str = Field("", description="The file (and document) it came from, for messages.")
+    origin: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Recorded with a pipeline version: spec_file, working_dir, git (sha, "
+        "remote, branch, dirty).",
+    )
+
+
+class Apply(_Body):
+    documents: list[ApplyDocument]
+    prune: bool = Field(False, description="Delete pipelines that no document declares.")
+    dry_run: bool = Field(False, description="Only return the plan; change nothing.")
+    reprocess: bool = Field(False, description="Updated pipelines rerun every datum.")

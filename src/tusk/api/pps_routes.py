@@ -19,7 +19,8 @@ from tusk.api.pfs_routes import BIG, WaitSeconds, ok, wait_for
 from tusk.api.wire import API_PREFIX
 from tusk.errors import InvalidSpec
 from tusk.pfs.models import CommitInfo
-from tusk.pps.models import DatumInfo, JobInfo, LogLine, PipelineInfo
+from tusk.pps.apply import Document, apply_documents
+from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LogLine, PipelineInfo
 from tusk.pps.service import PpsService
 
 
@@ -92,6 +93,16 @@ def pps_router(pps: PpsService, stopping: threading.Event) -> APIRouter:
     def run_pipeline(name: str) -> Response:
         """Run again on the inputs' current heads; returns the new output commit."""
         return ok(pps.run_pipeline(name))
+
+    @r.post("/apply")
+    @returns(ApplyResult)
+    def apply(body: bodies.Apply) -> Response:
+        """Make repos and pipelines match the documents, in one transaction (``tusk apply``)."""
+        docs = [Document(d.spec, d.source, _origin(d.origin)) for d in body.documents]
+        result = apply_documents(
+            pps, docs, prune=body.prune, dry_run=body.dry_run, reprocess=body.reprocess
+        )
+        return ok(result)
 
     @r.post("/dry-run")
     @returns(list[dict[str, Any]])

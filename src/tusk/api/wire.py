@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from tusk import errors
 from tusk.pfs.models import CommitInfo, PutResult
-from tusk.pps.models import LineageStep, PipelineInfo, PipelineVersion
+from tusk.pps.models import ApplyChange, ApplyResult, LineageStep, PipelineInfo, PipelineVersion
 
 API_PREFIX = "/api/v1"
 # A wait request holds a server thread; it returns Timeout after at most this long and the
@@ -135,6 +135,8 @@ def decode(cls: type[T], data: Any) -> T:
         kw["versions"] = [decode(PipelineVersion, v) for v in kw.get("versions") or []]
     elif cls is LineageStep:
         kw["inputs"] = [decode(LineageStep, s) for s in kw.get("inputs") or []]
+    elif cls is ApplyResult:
+        kw["changes"] = [decode(ApplyChange, c) for c in kw.get("changes") or []]
     return cls(**kw)
 
 

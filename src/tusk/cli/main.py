@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tusk.cli.commands import admin, branch, commit, context, file, pipeline, repo
+from tusk.cli.commands import admin, branch, commit, context, file, gitops, pipeline, repo
 from tusk.cli.commands.pipeline import ADDRESS_KEY
 from tusk.cli.core import AliasGroup, State, TuskGroup, fail, output_option, to_cli_error
 
@@ -117,6 +117,7 @@ wait.add_command(pipeline.wait_commit_set)
 for command in (pipeline.logs, pipeline.lineage, pipeline.up, pipeline.serve, pipeline.worker):
     cli.add_command(command)
 cli.add_command(context.context)
+cli.add_command(gitops.apply)
 for command in (admin.fsck, admin.gc, admin.init, admin.version):
     cli.add_command(command)
 

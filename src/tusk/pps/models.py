@@ -99,3 +99,27 @@ class LineageStep(_Dict):
     code: dict[str, Any] = field(default_factory=dict)
     image: str | None = None
     inputs: list[LineageStep] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ApplyChange(_Dict):
+    """One line of an apply plan: what happens (or happened) to one repo or pipeline."""
+
+    kind: str  # "repo" or "pipeline"
+    name: str
+    action: str  # "create", "update", "delete", "unchanged" or "unmanaged"
+    source: str = ""  # the file (and document) that declares it
+    diff: str = ""  # for an update: a unified diff of the stored spec and the new one
+    version: int | None = None  # a pipeline's version after the apply
+    reprocess: bool = False  # an update that reruns every datum
+
+
+@dataclass(frozen=True)
+class ApplyResult(_Dict):
+    """What ``tusk apply`` planned and, unless it was a dry run, did (in one transaction)."""
+
+    dry_run: bool
+    changes: list[ApplyChange] = field(default_factory=list)
+    commit_sets: list[str] = field(default_factory=list)  # started by this apply
+    jobs: list[str] = field(default_factory=list)  # "pipeline@job-id"
+    warnings: list[str] = field(default_factory=list)

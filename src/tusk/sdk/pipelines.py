@@ -17,9 +17,10 @@ from tusk.pfs import PfsService
 from tusk.pfs.models import CommitInfo
 from tusk.pfs.refs import parse_address
 from tusk.pfs.sources import is_url
-from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
+from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
 
 if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
+    from tusk.pps.apply import Document
     from tusk.pps.service import PpsService
 
 
@@ -103,6 +104,40 @@ class PipelineMethods:
             self._pps.create_pipeline(s, origin=origin, update=update, reprocess=reprocess)
             for s in specs
         ]
+
+    def apply(
+        self,
+        documents: list[Document | dict[str, Any]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        reprocess: bool = False,
+    ) -> ApplyResult:
+        """Make repos and pipelines match ``documents`` in one transaction (``tusk apply``).
+
+        Unchanged pipelines are left alone; ``prune`` deletes pipelines no document declares;
+        ``dry_run`` only returns the plan. Every problem is raised before anything changes.
+        """
+        from tusk.pps.apply import apply_documents
+        from tusk.sdk.gitops import as_documents
+
+        return apply_documents(
+            self._pps, as_documents(documents), prune=prune, dry_run=dry_run, reprocess=reprocess
+        )
+
+    def apply_files(
+        self,
+        paths: list[str | os.PathLike[str]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        reprocess: bool = False,
+    ) -> ApplyResult:
+        """:meth:`apply` the spec files and folders at ``paths``, recording their git commit."""
+        from tusk.sdk.gitops import read_documents
+
+        docs: list[Document | dict[str, Any]] = list(read_documents(paths))
+        return self.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
 
     def update_pipeline(
         self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any

@@ -63,7 +63,7 @@ from tusk.pfs.models import (
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address, parse_address
 from tusk.pfs.sources import _local_error, is_url
-from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
+from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
 from tusk.sdk.client import (
     CommitHandle,
     Progress,
@@ -77,6 +77,7 @@ from tusk.sdk.client import (
 from tusk.sdk.pipelines import read_spec_source, split_job
 
 if TYPE_CHECKING:
+    from tusk.pps.apply import Document
     from tusk.sdk.client import Client
 
 T = TypeVar("T")
@@ -616,6 +617,46 @@ class RemoteClient:
         """Create (or update) every pipeline in a spec file, URL or ``-``, in file order."""
         specs, origin = read_spec_source(source)
         return [self._create_pipeline(s, origin, update, reprocess) for s in specs]
+
+    def apply(
+        self,
+        documents: list[Document | dict[str, Any]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        reprocess: bool = False,
+    ) -> ApplyResult:
+        """Make repos and pipelines match ``documents`` in one transaction (``tusk apply``).
+
+        Unchanged pipelines are left alone; ``prune`` deletes pipelines no document declares;
+        ``dry_run`` only returns the plan. Every problem is raised before anything changes.
+        """
+        from tusk.sdk.gitops import as_documents
+
+        body = {
+            "documents": [
+                {"spec": d.spec, "source": d.source, "origin": d.origin}
+                for d in as_documents(documents)
+            ],
+            "prune": prune,
+            "dry_run": dry_run,
+            "reprocess": reprocess,
+        }
+        return decode(ApplyResult, self._call("POST", "/apply", json=body))
+
+    def apply_files(
+        self,
+        paths: list[str | os.PathLike[str]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        reprocess: bool = False,
+    ) -> ApplyResult:
+        """:meth:`apply` the spec files and folders at ``paths``, recording their git commit."""
+        from tusk.sdk.gitops import read_documents
+
+        docs: list[Document | dict[str, Any]] = list(read_documents(paths))
+        return self.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
 
     def update_pipeline(
         self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any

@@ -7,6 +7,7 @@ is a second engine for the same code: write transactions lock the rows they depe
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +60,7 @@ class MetaStore:
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
             event.listen(self.engine, "begin", _pg_on_begin)
+        self._joined = threading.local()  # the thread's atomic() transaction, if any
         self._migrate()
 
     def _migrate(self) -> None:
@@ -89,7 +91,30 @@ class MetaStore:
         self.engine.dispose()
 
     @contextmanager
+    def atomic(self) -> Iterator[MetaTx]:
+        """One write transaction that this thread's reads and writes join until it ends.
+
+        Operations that each open their own transaction (create a repo, then a pipeline,
+        then its branch) run inside it and commit together, or roll back together if one
+        fails: ``tusk apply`` is all or nothing this way.
+        """
+        joined: MetaTx | None = getattr(self._joined, "tx", None)
+        if joined is not None:
+            yield joined
+            return
+        with self.write() as tx:
+            self._joined.tx = tx
+            try:
+                yield tx
+            finally:
+                self._joined.tx = None
+
+    @contextmanager
     def read(self) -> Iterator[MetaTx]:
+        joined: MetaTx | None = getattr(self._joined, "tx", None)
+        if joined is not None:
+            yield joined  # inside atomic(): see its own uncommitted writes
+            return
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield MetaTx(conn, self.is_sqlite)
@@ -102,6 +127,10 @@ class MetaStore:
 
         If the store fails mid-way the transaction rolls back: nothing is half-written.
         """
+        joined: MetaTx | None = getattr(self._joined, "tx", None)
+        if joined is not None:
+            yield joined  # part of the enclosing atomic() transaction
+            return
         try:
             with (
                 self.engine.connect().execution_options(tusk_write=True) as conn,

@@ -1,0 +1,70 @@
+"""``tusk apply``: make the server's repos and pipelines match spec files kept in Git."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tusk.cli import render
+from tusk.cli.core import emit, get_client, output_option
+
+
+@click.command("apply")
+@click.option(
+    "-f",
+    "--file",
+    "paths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A spec file or a folder of them (*.yaml, *.yml, *.json); repeat for more.",
+)
+@click.option("--prune", is_flag=True, help="Delete pipelines that no file declares.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (with spec diffs); change nothing.")
+@click.option(
+    "--reprocess",
+    is_flag=True,
+    help="Updated pipelines rerun every datum (default: the spec's reprocess_spec decides).",
+)
+@output_option
+@click.pass_context
+def apply(
+    ctx: click.Context, paths: tuple[Path, ...], prune: bool, dry_run: bool, reprocess: bool
+) -> None:
+    """Create what the files declare, update what changed, leave the rest alone.
+
+    Files hold Pachyderm pipeline specs and 'kind: repo' documents. Everything is checked
+    first and applied in one transaction, pipelines in graph order; applying the same files
+    again changes nothing. Each new pipeline version records the git commit of its file.
+    """
+    client = get_client(ctx)
+    result = client.apply_files(list(paths), prune=prune, dry_run=dry_run, reprocess=reprocess)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+    def table() -> None:
+        rows = [
+            (
+                c.action + (" (reprocess)" if c.reprocess else ""),
+                c.kind,
+                c.name,
+                "-" if c.version is None else str(c.version),
+                c.source or "-",
+            )
+            for c in result.changes
+        ]
+        render.print_table(("ACTION", "KIND", "NAME", "VERSION", "SOURCE"), rows)
+        for change in result.changes:
+            if change.diff:
+                click.echo("")
+                click.echo(change.diff.rstrip("\n"))
+        done = [c for c in result.changes if c.action not in ("unchanged", "unmanaged")]
+        if dry_run:
+            click.echo(f"\ndry run: {len(done)} change(s) planned, nothing applied")
+        else:
+            click.echo(f"\napplied {len(done)} change(s)")
+            for job in result.jobs:
+                click.echo(f"job started: {job}")
+
+    emit(ctx, result, table)

@@ -1,0 +1,334 @@
+"""``tusk apply``: make the repos and pipelines match a set of declared documents (GitOps).
+
+Documents are Pachyderm pipeline specs (``kind: pipeline`` or no ``kind``) and repo
+declarations::
+
+    kind: repo
+    name: images
+    description: raw images
+    branches: [master, staging]
+
+Apply plans first and changes nothing until every document is valid, every input is either
+stored or declared, and the pipelines form no cycle: all problems are reported together.
+Then it runs the whole plan in one metadata transaction (``MetaStore.atomic``): repos and
+branches first, pruned pipelines next (consumers before producers), then pipelines in graph
+order (producers before consumers). If any step fails, nothing of the apply remains.
+
+A pipeline whose canonical spec equals its current version's is left alone: no new version,
+no job. So applying the same files twice changes nothing the second time. Only ``prune``
+deletes pipelines that no document declares; repos are never deleted by apply.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tusk.errors import InvalidSpec, TuskError
+from tusk.ids import check_branch_name, check_repo_name
+from tusk.pps.models import ApplyChange, ApplyResult
+from tusk.pps.spec import CronInput, PipelineSpec, load_spec
+
+if TYPE_CHECKING:
+    from tusk.pps.service import PpsService
+
+
+class RepoDoc(BaseModel):
+    """A declared repo: created if missing, its description and branches kept as declared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "repo"
+    name: str
+    description: str = ""
+    branches: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_repo_name(value)
+
+    @field_validator("branches")
+    @classmethod
+    def _branches(cls, value: list[str]) -> list[str]:
+        return [check_branch_name(b) for b in value]
+
+
+@dataclass
+class Document:
+    """One document to apply: its parsed content, where it came from, and its origin facts
+    (spec file, git commit...) that a pipeline version records."""
+
+    spec: dict[str, Any]
+    source: str = ""
+    origin: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pipeline:
+    spec: PipelineSpec
+    doc: Document
+
+
+@dataclass
+class _Plan:
+    repos: list[tuple[RepoDoc, Document]]
+    pipelines: list[_Pipeline]  # in graph order: producers first
+    changes: list[ApplyChange]
+    prune: list[str]  # pipelines to delete, consumers first
+
+
+def apply_documents(
+    pps: PpsService,
+    docs: list[Document],
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    reprocess: bool = False,
+) -> ApplyResult:
+    """Plan, and unless ``dry_run`` carry out, the documents in one transaction."""
+    repos, pipelines = _parse(docs)
+    warnings = sorted(
+        {
+            f"{d.origin['git'].get('root', d.source)} has uncommitted changes: recorded as dirty"
+            for d in docs
+            if (d.origin.get("git") or {}).get("dirty")
+        }
+    )
+    if dry_run:
+        plan = _plan(pps, repos, pipelines, prune, reprocess)
+        return ApplyResult(True, plan.changes, warnings=warnings)
+    started: list[str] = []
+    with pps.meta.atomic():
+        plan = _plan(pps, repos, pipelines, prune, reprocess)
+        try:
+            _carry_out(pps, plan, reprocess, started)
+        except TuskError as exc:
+            raise type(exc)(f"{exc.message} (nothing was applied)") from exc
+    jobs = _jobs_started(pps, started)
+    return ApplyResult(
+        False,
+        plan.changes,
+        sorted({cs for _, cs in jobs}),
+        [f"{p}@{cs}" for p, cs in jobs],
+        warnings,
+    )
+
+
+def _parse(docs: list[Document]) -> tuple[list[tuple[RepoDoc, Document]], list[_Pipeline]]:
+    """Every document checked; every problem in all of them raised together."""
+    problems: list[str] = []
+    repos: list[tuple[RepoDoc, Document]] = []
+    pipelines: list[_Pipeline] = []
+    for doc in docs:
+        label = doc.source or "document"
+        kind = doc.spec.get("kind", "pipeline")
+        if kind == "repo":
+            try:
+                repos.append((RepoDoc.model_validate(doc.spec), doc))
+            except ValidationError as exc:
+                problems.append(f"{label}: invalid repo: {_first_errors(exc)}")
+            except TuskError as exc:
+                problems.append(f"{label}: {exc.message}")
+        elif kind == "pipeline":
+            body = {k: v for k, v in doc.spec.items() if k != "kind"}
+            try:
+                pipelines.append(_Pipeline(load_spec(body, label), doc))
+            except InvalidSpec as exc:
+                problems.append(exc.message)
+        else:
+            problems.append(f"{label}: unknown kind {kind!r}; use 'repo' or 'pipeline'")
+    _no_twice([r.name for r, _ in repos], "repo", problems)
+    _no_twice([p.spec.pipeline.name for p in pipelines], "pipeline", problems)
+    if problems:
+        raise _all(problems)
+    return repos, pipelines
+
+
+def _no_twice(names: list[str], kind: str, problems: list[str]) -> None:
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{kind} {name} is declared more than once")
+
+
+def _first_errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def _all(problems: list[str]) -> InvalidSpec:
+    if len(problems) == 1:
+        return InvalidSpec(f"{problems[0]} (nothing was applied)")
+    listed = " | ".join(f"[{i}] {p}" for i, p in enumerate(problems, 1))
+    return InvalidSpec(f"{len(problems)} problems, nothing was applied: {listed}")
+
+
+def _plan(
+    pps: PpsService,
+    repos: list[tuple[RepoDoc, Document]],
+    pipelines: list[_Pipeline],
+    prune: bool,
+    reprocess: bool,
+) -> _Plan:
+    problems: list[str] = []
+    changes: list[ApplyChange] = []
+    existing_repos = {r.name: r for r in pps.pfs.list_repos()}
+    existing = {p.name: p for p in pps.list_pipelines()}
+    declared = {p.spec.pipeline.name for p in pipelines}
+    for repo, doc in repos:
+        have = existing_repos.get(repo.name)
+        if repo.name in existing or repo.name in declared:
+            problems.append(f"{doc.source}: repo {repo.name} is a pipeline's output repo")
+        elif have is None:
+            changes.append(ApplyChange("repo", repo.name, "create", doc.source))
+        elif have.description != repo.description or set(repo.branches) - set(have.branches):
+            changes.append(ApplyChange("repo", repo.name, "update", doc.source))
+        else:
+            changes.append(ApplyChange("repo", repo.name, "unchanged", doc.source))
+    known = set(existing_repos) | {r.name for r, _ in repos} | declared
+    pruned = sorted(set(existing) - declared) if prune else []
+    for p in pipelines:
+        for leaf in p.spec.inputs():
+            if isinstance(leaf, CronInput):
+                continue
+            if leaf.repo not in known or leaf.repo in pruned:
+                problems.append(
+                    f"{p.doc.source}: pipeline {p.spec.pipeline.name} reads repo {leaf.repo}, "
+                    "which neither exists nor is declared (add a 'kind: repo' document)"
+                )
+    ordered = _graph_order(pipelines, problems)
+    for name in pruned:
+        for other in existing.values():
+            if other.name in pruned:
+                continue
+            if name in _input_repos(other.spec) and other.name not in declared:
+                problems.append(
+                    f"pipeline {name} would be pruned but unmanaged pipeline {other.name} reads it"
+                )
+    if problems:
+        raise _all(problems)
+    for p in ordered:
+        name = p.spec.pipeline.name
+        current = existing.get(name)
+        new_text = json.dumps(p.spec.canonical(), sort_keys=True)
+        if current is None:
+            changes.append(ApplyChange("pipeline", name, "create", p.doc.source, version=1))
+        elif json.dumps(current.spec, sort_keys=True) == new_text:
+            changes.append(
+                ApplyChange("pipeline", name, "unchanged", p.doc.source, version=current.version)
+            )
+        else:
+            changes.append(
+                ApplyChange(
+                    "pipeline",
+                    name,
+                    "update",
+                    p.doc.source,
+                    _spec_diff(name, current.spec, p.spec.canonical()),
+                    current.version + 1,
+                    reprocess or p.spec.reprocess_spec == "every_job",
+                )
+            )
+    for name in pruned:
+        changes.append(ApplyChange("pipeline", name, "delete", version=existing[name].version))
+    for name in sorted(set(existing) - declared - set(pruned)):
+        changes.append(ApplyChange("pipeline", name, "unmanaged", version=existing[name].version))
+    return _Plan(repos, ordered, changes, _consumers_first(pruned, existing))
+
+
+def _input_repos(spec: dict[str, Any]) -> set[str]:
+    return {leaf.repo for leaf in load_spec(spec).inputs() if not isinstance(leaf, CronInput)}
+
+
+def _graph_order(pipelines: list[_Pipeline], problems: list[str]) -> list[_Pipeline]:
+    """Pipelines with every producer before its consumers (a cycle is a problem)."""
+    by_name = {p.spec.pipeline.name: p for p in pipelines}
+    order: list[_Pipeline] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
+            problems.append(f"pipelines form a cycle: {cycle}")
+            return
+        state[name] = "visiting"
+        p = by_name[name]
+        for leaf in p.spec.inputs():
+            if not isinstance(leaf, CronInput) and leaf.repo in by_name:
+                visit(leaf.repo, [*trail, name])
+        state[name] = "done"
+        order.append(p)
+
+    for name in by_name:
+        visit(name, [])
+    return order
+
+
+def _consumers_first(pruned: list[str], existing: dict[str, Any]) -> list[str]:
+    left = list(pruned)
+    order: list[str] = []
+    while left:
+        # A pipeline nobody left in the list reads can go now.
+        free = [n for n in left if not any(n in _input_repos(existing[o].spec) for o in left)]
+        free = free or left[:1]
+        order.extend(free)
+        left = [n for n in left if n not in free]
+    return order
+
+
+def _spec_diff(name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    def lines(spec: dict[str, Any]) -> list[str]:
+        return yaml.safe_dump(spec, sort_keys=True, default_flow_style=False).splitlines(True)
+
+    return "".join(
+        difflib.unified_diff(lines(old), lines(new), f"{name} (current)", f"{name} (applied)", n=2)
+    )
+
+
+def _carry_out(pps: PpsService, plan: _Plan, reprocess: bool, started: list[str]) -> None:
+    pfs = pps.pfs
+    for repo, _doc in plan.repos:
+        pfs.create_repo(repo.name, repo.description, update=True)
+        have = set(pfs.inspect_repo(repo.name).branches)
+        for branch in repo.branches:
+            if branch not in have:
+                pfs.create_branch(repo.name, branch)
+    for name in plan.prune:
+        pps.delete_pipeline(name, force=True)
+    actions = {(c.kind, c.name): c for c in plan.changes}
+    for p in plan.pipelines:
+        change = actions[("pipeline", p.spec.pipeline.name)]
+        if change.action == "unchanged":
+            continue
+        try:
+            pps.create_pipeline(
+                p.spec,
+                origin=p.doc.origin,
+                update=change.action == "update",
+                reprocess=change.reprocess or reprocess,
+            )
+        except TuskError as exc:
+            where = f"{p.doc.source}: " if p.doc.source else ""
+            raise type(exc)(f"{where}pipeline {change.name}: {exc.message}") from exc
+        started.append(p.spec.pipeline.name)
+
+
+def _jobs_started(pps: PpsService, names: list[str]) -> list[tuple[str, str]]:
+    """(pipeline, commit set) of the open output commit each created or updated pipeline got."""
+    out: list[tuple[str, str]] = []
+    for name in names:
+        spec, _salt, _origin = pps.spec_of(name)
+        head = pps.pfs.inspect_branch(name, spec.output_branch).head
+        if head is None:
+            continue
+        commit = pps.pfs.inspect_commit(name, head)
+        if not commit.finished:
+            out.append((name, commit.commit_set))
+    return out

@@ -1,0 +1,125 @@
+"""Reading what ``tusk apply`` applies: spec files and folders, and the git facts behind them.
+
+``read_documents`` takes files and folders (every ``*.yaml``, ``*.yml`` and ``*.json`` below
+a folder, in path order), splits multi-document files, and gives each document its origin:
+the spec file, the folder it runs from, and, when the file is in a git work tree, the
+commit SHA, the remote URL (credentials removed), the branch and whether the tree had
+uncommitted changes. A pipeline version records that origin, so ``tusk lineage`` leads from
+an output file to the code commit.
+
+Git is read with the ``git`` command (present wherever a repository is checked out; a
+library would add a dependency for four read-only questions). In GitHub Actions the
+checkout is a detached HEAD, so the branch comes from ``GITHUB_HEAD_REF`` (pull requests)
+or ``GITHUB_REF_NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from tusk.errors import InvalidSpec, SourceError
+from tusk.pps.apply import Document
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_documents(paths: list[str | os.PathLike[str]]) -> list[Document]:
+    """Every document in the files and folders, with its origin; all parse errors at once."""
+    from tusk.pps.spec import parse_specs
+
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
+            found = [
+                p for p in found if not any(s.startswith(".") for s in p.relative_to(path).parts)
+            ]
+            if not found:
+                raise SourceError(f"{str(path)!r} holds no .yaml, .yml or .json spec files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SourceError(f"no such spec file or folder {str(path)!r}")
+    docs: list[Document] = []
+    problems: list[str] = []
+    facts: dict[Path, dict[str, Any] | None] = {}
+    for file in files:
+        try:
+            specs = parse_specs(file.read_bytes(), str(file))
+        except InvalidSpec as exc:
+            problems.append(exc.message)
+            continue
+        folder = file.resolve().parent
+        if folder not in facts:
+            facts[folder] = git_facts(folder)
+        origin: dict[str, Any] = {"spec_file": str(file.resolve()), "working_dir": str(folder)}
+        if facts[folder] is not None:
+            origin["git"] = dict(facts[folder] or {})
+            origin["git"]["path"] = os.path.relpath(file.resolve(), origin["git"]["root"])
+        for i, spec in enumerate(specs, 1):
+            label = str(file) if len(specs) == 1 else f"{file} (document {i} of {len(specs)})"
+            docs.append(Document(spec, label, origin))
+    if problems:
+        if len(problems) == 1:
+            raise InvalidSpec(f"{problems[0]} (nothing was applied)")
+        listed = " | ".join(f"[{i}] {p}" for i, p in enumerate(problems, 1))
+        raise InvalidSpec(f"{len(problems)} problems, nothing was applied: {listed}")
+    return docs
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_facts(folder: Path) -> dict[str, Any] | None:
+    """SHA, remote, branch and dirtiness of the git work tree holding ``folder``, or None."""
+    root = _git(folder, "rev-parse", "--show-toplevel")
+    sha = _git(folder, "rev-parse", "HEAD") if root else None
+    if root is None or sha is None:
+        return None
+    facts: dict[str, Any] = {"sha": sha, "root": root}
+    remote = _git(folder, "remote", "get-url", "origin")
+    if remote is None:
+        names = (_git(folder, "remote") or "").split()
+        remote = _git(folder, "remote", "get-url", names[0]) if names else None
+    if remote:
+        facts["remote"] = _without_credentials(remote)
+    branch = _git(folder, "symbolic-ref", "--quiet", "--short", "HEAD")
+    branch = branch or os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME")
+    if branch:
+        facts["branch"] = branch
+    status = _git(folder, "status", "--porcelain")
+    facts["dirty"] = bool(status)
+    return facts
+
+
+def _without_credentials(url: str) -> str:
+    """A remote URL without the user and token an HTTPS clone in CI may carry."""
+    if "://" not in url:
+        return url  # scp-like git@github.com:org/repo.git carries no secret
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def as_documents(documents: list[Document | dict[str, Any]]) -> list[Document]:
+    """Documents as given to ``Client.apply``: a plain dict is a document without origin."""
+    return [d if isinstance(d, Document) else Document(dict(d)) for d in documents]
