@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from tusk.cli.commands import admin, branch, commit, context, file, gitops, pipeline, repo
+from tusk.cli.commands import (
+    admin,
+    branch,
+    commit,
+    context,
+    file,
+    gitops,
+    pipeline,
+    repo,
+    report,
+)
 from tusk.cli.commands.pipeline import ADDRESS_KEY
 from tusk.cli.core import AliasGroup, State, TuskGroup, fail, output_option, to_cli_error
 
@@ -118,6 +128,7 @@ for command in (pipeline.logs, pipeline.lineage, pipeline.up, pipeline.serve, pi
     cli.add_command(command)
 cli.add_command(context.context)
 cli.add_command(gitops.apply)
+cli.add_command(report.report)
 for command in (admin.fsck, admin.gc, admin.init, admin.version):
     cli.add_command(command)
 
