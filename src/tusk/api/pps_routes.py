@@ -90,9 +90,12 @@ def pps_router(pps: PpsService, stopping: threading.Event) -> APIRouter:
 
     @r.post("/pipelines/{name}/run")
     @returns(CommitInfo)
-    def run_pipeline(name: str) -> Response:
-        """Run again on the inputs' current heads; returns the new output commit."""
-        return ok(pps.run_pipeline(name))
+    def run_pipeline(name: str, branch: str | None = None) -> Response:
+        """Run again on the inputs' current heads; returns the new output commit.
+
+        With ``branch``, run on that branch of the inputs into that branch of the output repo.
+        """
+        return ok(pps.run_pipeline(name, branch))
 
     @r.post("/apply")
     @returns(ApplyResult)

@@ -299,7 +299,11 @@ class Scheduler:
                     continue
                 branch = json.loads(version.spec).get("output_branch", "master")
                 for cid, cbranch, cset, started in tx.open_commits(p.name):
-                    if cbranch == branch and tx.job_for_commit(cid) is None:
+                    # Its own branch, or another one fed by inputs (tusk run pipeline --branch).
+                    ours = cbranch == branch or (
+                        cbranch is not None and bool(tx.branch_provenance(p.name, cbranch))
+                    )
+                    if ours and tx.job_for_commit(cid) is None:
                         wanted.append(JobRecord(
                             p.name, cset, p.version, cid, "created", "", started,
                             None, None, 0, 0, 0, 0, None, None,
@@ -341,6 +345,7 @@ class Scheduler:
             self._fail_job(job, commits)
             return
         spec, salt, _origin = self.pps.spec_of(job.pipeline, job.version)
+        commits = _as_spec_reads(commits, spec)
         datums = compute_datums(spec.input, self.pps.files_for(commits), cron=cron_as_pfs)
         hashes = [d.hash(salt) for d in datums]
         now = time.time()
@@ -411,6 +416,7 @@ class Scheduler:
                     self._fail_job(job, commits if commits != "wait" else "inputs changed")
                 return
             spec, _salt, origin = self.pps.spec_of(job.pipeline, job.version)
+            commits = _as_spec_reads(commits, spec)
             for leaf in spec.inputs():  # an input pinned to a commit reads that commit
                 if isinstance(leaf, PfsInput) and leaf.commit:
                     pinned = self.pfs.inspect_commit(leaf.repo, leaf.commit).id
@@ -618,7 +624,7 @@ class Scheduler:
         with contextlib.suppress(CommitFinished):  # another scheduler got there first
             self.pfs.complete_commit(job.output_commit, base, ops, description=f"job {job.id}")
         self._mark_success(job, counts)
-        if spec.egress is not None:
+        if spec.egress is not None and output.branch == spec.output_branch:  # not a preview
             try:
                 self._egress(job, spec.egress.url)
             except (OSError, TuskError) as exc:
@@ -712,3 +718,22 @@ def next_tick(spec: str, after: float) -> float:
     if spec.startswith("@every"):
         return after + parse_duration(spec[len("@every") :].strip())
     return float(croniter(spec, datetime.fromtimestamp(after, UTC)).get_next(float))
+
+
+def _as_spec_reads(
+    commits: dict[tuple[str, str], str], spec: PipelineSpec
+) -> dict[tuple[str, str], str]:
+    """The input commits keyed as the spec names its inputs.
+
+    A job on another branch (``tusk run pipeline --branch pr-12``) reads ``data@pr-12`` where
+    the spec says ``data@master``: each input the spec names takes the one commit of its repo
+    in the job's commit set.
+    """
+    out = dict(commits)
+    for leaf in spec.inputs():
+        key = (leaf.repo, "master" if isinstance(leaf, CronInput) else leaf.branch)
+        if key not in out:
+            found = [cid for (repo, _branch), cid in commits.items() if repo == leaf.repo]
+            if len(found) == 1:
+                out[key] = found[0]
+    return out

@@ -29,6 +29,7 @@ from tusk.errors import (
     PipelineNotFound,
     RepoNotFound,
 )
+from tusk.ids import check_branch_name
 from tusk.pfs import PfsService
 from tusk.pfs.models import CommitInfo
 from tusk.polling import poll_until
@@ -281,15 +282,67 @@ class PpsService:
             tx.upsert_pipeline(PipelineRecord(p.name, p.version, state, p.created_at, p.updated_at))
         return self.inspect_pipeline(name)
 
-    def run_pipeline(self, name: str) -> CommitInfo:
-        """A new job on the current inputs (a new commit set at the output branch)."""
+    def run_pipeline(self, name: str, branch: str | None = None) -> CommitInfo:
+        """A new job on the current inputs (a new commit set at the output branch).
+
+        With ``branch`` (say ``pr-12``), the pipeline runs on that branch of its inputs
+        instead, into that branch of its output repo: the branch-per-pull-request pattern.
+        Missing branches are made first, each from its usual branch (O(1), nothing copied):
+        the inputs', the upstream pipelines' and the downstream pipelines', so that a later
+        commit to ``data@pr-12`` runs the whole graph on ``pr-12``. Datums that match the
+        usual branch's are skipped, so only what the branch changed is computed.
+        """
         spec, _salt, _origin = self.spec_of(name)
-        started = self.pfs.trigger_branch(name, spec.output_branch)
+        target = spec.output_branch
+        if branch is not None and branch != spec.output_branch:
+            check_branch_name(branch)
+            with self.meta.atomic():
+                self._branch_out(name, branch, set())
+                self._branch_downstream(name, branch, set())
+            target = branch
+        started = self.pfs.trigger_branch(name, target)
         if started is None:
             raise InvalidArgument(
                 f"pipeline {name} has no input data yet; put a file into one of its inputs"
             )
         return started
+
+    def _branch_out(self, name: str, branch: str, done: set[str]) -> None:
+        """Give pipeline ``name`` (and every pipeline upstream) a ``branch`` fed by ``branch``
+        of each of its inputs."""
+        if name in done:
+            return
+        done.add(name)
+        spec, _salt, _origin = self.spec_of(name)
+        provenance = []
+        for leaf in spec.inputs():
+            usual = "master" if isinstance(leaf, CronInput) else leaf.branch
+            if self._is_pipeline(leaf.repo):
+                self._branch_out(leaf.repo, branch, done)
+            elif branch not in self.pfs.inspect_repo(leaf.repo).branches:
+                self.pfs.create_branch(leaf.repo, branch, head=self._head_of(leaf.repo, usual))
+            provenance.append((leaf.repo, branch))
+        exists = branch in self.pfs.inspect_repo(name).branches
+        head = None if exists else self._head_of(name, spec.output_branch)
+        self.pfs.create_branch(name, branch, head=head, provenance=provenance)
+
+    def _branch_downstream(self, name: str, branch: str, done: set[str]) -> None:
+        for p in self.list_pipelines():
+            spec, _salt, _origin = self.spec_of(p.name)
+            reads = {leaf.repo for leaf in spec.inputs() if not isinstance(leaf, CronInput)}
+            if name in reads and p.name not in done:
+                self._branch_out(p.name, branch, done)
+                self._branch_downstream(p.name, branch, done)
+
+    def _is_pipeline(self, name: str) -> bool:
+        with self.meta.read() as tx:
+            return tx.get_pipeline(name) is not None
+
+    def _head_of(self, repo: str, branch: str) -> str | None:
+        """The head commit of repo@branch, or None if the branch is missing or empty."""
+        if branch not in self.pfs.inspect_repo(repo).branches:
+            return None
+        return self.pfs.inspect_branch(repo, branch).head
 
     # Datums of a spec against current data (dry run) and of a job
 

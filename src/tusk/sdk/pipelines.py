@@ -161,9 +161,13 @@ class PipelineMethods:
     def start_pipeline(self, name: str) -> PipelineInfo:
         return self._pps.set_pipeline_state(name, "running")
 
-    def run_pipeline(self, name: str) -> CommitInfo:
-        """Run the pipeline again on its inputs' current heads; returns the new output commit."""
-        return self._pps.run_pipeline(name)
+    def run_pipeline(self, name: str, branch: str | None = None) -> CommitInfo:
+        """Run the pipeline again on its inputs' current heads; returns the new output commit.
+
+        With ``branch``, run it on that branch of its inputs, into that branch of its output
+        repo (made from the usual branches if missing, upstream and downstream too).
+        """
+        return self._pps.run_pipeline(name, branch)
 
     def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         """The datums a spec would have on the current data, without creating anything."""

@@ -682,9 +682,14 @@ class RemoteClient:
     def start_pipeline(self, name: str) -> PipelineInfo:
         return decode(PipelineInfo, self._call("POST", f"/pipelines/{_seg(name)}/start"))
 
-    def run_pipeline(self, name: str) -> CommitInfo:
-        """Run the pipeline again on its inputs' current heads; returns the new output commit."""
-        return decode(CommitInfo, self._call("POST", f"/pipelines/{_seg(name)}/run"))
+    def run_pipeline(self, name: str, branch: str | None = None) -> CommitInfo:
+        """Run the pipeline again on its inputs' current heads; returns the new output commit.
+
+        With ``branch``, run it on that branch of its inputs, into that branch of its output
+        repo (made from the usual branches if missing, upstream and downstream too).
+        """
+        url = f"/pipelines/{_seg(name)}/run"
+        return decode(CommitInfo, self._call("POST", url, params=_params(branch=branch)))
 
     def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         """The datums a spec would have on the current data, without creating anything."""

@@ -218,14 +218,22 @@ def start_pipeline(ctx: click.Context, name: str) -> None:
 
 @click.command("pipeline")
 @click.argument("name")
+@click.option(
+    "--branch",
+    default=None,
+    help="Run on this branch of the inputs, into this branch of the output repo (e.g. a "
+    "pull request's pr-12); missing branches are made from the usual ones.",
+)
 @output_option
 @click.pass_context
-def run_pipeline(ctx: click.Context, name: str) -> None:
+def run_pipeline(ctx: click.Context, name: str, branch: str | None) -> None:
     """Run a pipeline again on its inputs' current data; print the job (PIPELINE@ID).
 
-    The job id is the id of the new commit set; -o json shows the new output commit.
+    The job id is the id of the new commit set; -o json shows the new output commit. With
+    --branch, the pipeline and every pipeline up- and downstream of it get that branch, so
+    later commits to data@BRANCH run the graph there; unchanged datums are skipped.
     """
-    info = get_client(ctx).run_pipeline(name)
+    info = get_client(ctx).run_pipeline(name, branch)
     emit(ctx, info, lambda: click.echo(f"{name}@{info.commit_set}"))
 
 
