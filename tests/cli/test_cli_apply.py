@@ -255,3 +255,14 @@ def test_bad_paths_and_an_unreachable_server(tusk: Tusk, tmp_path: Path) -> None
     assert r.exit_code == 7, r.output
     assert_one_error(r.stderr)
     assert "unreachable" in r.stderr or "cannot reach" in r.stderr
+
+
+def test_create_pipeline_from_a_git_work_tree_records_the_commit_too(
+    tusk: Tusk, project: Project
+) -> None:
+    tusk("create", "repo", "data")
+    project.write("one.json", pipeline("solo", "data", UP))
+    sha = project.commit("one pipeline")
+    tusk("create", "pipeline", "-f", str(project.specs / "one.json"))
+    git = tusk.json("inspect", "pipeline", "solo", "--history")["versions"][0]["origin"]["git"]
+    assert git["sha"] == sha and git["path"] == "specs/one.json" and git["dirty"] is False

@@ -59,9 +59,9 @@ def read_documents(paths: list[str | os.PathLike[str]]) -> list[Document]:
         if folder not in facts:
             facts[folder] = git_facts(folder)
         origin: dict[str, Any] = {"spec_file": str(file.resolve()), "working_dir": str(folder)}
-        if facts[folder] is not None:
-            origin["git"] = dict(facts[folder] or {})
-            origin["git"]["path"] = os.path.relpath(file.resolve(), origin["git"]["root"])
+        git = facts[folder]
+        if git is not None:
+            origin["git"] = {**git, "path": os.path.relpath(file.resolve(), git["root"])}
         for i, spec in enumerate(specs, 1):
             label = str(file) if len(specs) == 1 else f"{file} (document {i} of {len(specs)})"
             docs.append(Document(spec, label, origin))

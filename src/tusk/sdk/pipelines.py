@@ -55,11 +55,14 @@ def read_spec_source(source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]
     path = Path(source)
     if not path.is_file():
         raise SourceError(f"no such pipeline spec file {source!r}")
-    folder = str(path.resolve().parent)
-    return parse_specs(path.read_bytes(), source), {
-        "spec_file": str(path.resolve()),
-        "working_dir": folder,
-    }
+    from tusk.sdk.gitops import git_facts
+
+    folder = path.resolve().parent
+    origin: dict[str, Any] = {"spec_file": str(path.resolve()), "working_dir": str(folder)}
+    git = git_facts(folder)
+    if git is not None:  # create pipeline -f records the code commit as apply does
+        origin["git"] = {**git, "path": os.path.relpath(path.resolve(), git["root"])}
+    return parse_specs(path.read_bytes(), source), origin
 
 
 class PipelineMethods:
