@@ -246,8 +246,11 @@ def run_job(
     put: Callable[[], Any],
     sandbox: str,
     profile: ThreadedProfile | None = None,
+    executor: str | None = None,
 ) -> JobRun:
-    """Put, run the scheduler until idle, and return the newest job of ``pipeline``."""
+    """Put, run the scheduler until idle, and return the newest job of ``pipeline``.
+
+    ``executor``: as ``Client.run_scheduler`` takes it (``local``, ``dask://host:port``)."""
     before = {j.id for j in client.list_jobs(pipeline)}
     cpu0 = os.times()
     start_wall = time.time()
@@ -256,7 +259,7 @@ def run_job(
         put()
         put_done = time.perf_counter()
         put_wall = time.time()
-        client.run_scheduler(once=True, sandbox=sandbox)
+        client.run_scheduler(once=True, sandbox=sandbox, executor=executor)
         end = time.perf_counter()
         end_wall = time.time()
     cpu1 = os.times()

@@ -13,6 +13,7 @@ Dask is imported only here, and only when this executor is chosen.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -94,16 +95,20 @@ class DaskExecutor:
         cancelled: Callable[[], bool] = lambda: False,
     ) -> tuple[list[BatchResult], list[IndexEntry]]:
         from distributed import TimeoutError as DaskTimeout
+        from distributed import wait
 
         future = self.client.submit(remote_batch, self.spec, trees, items, pure=False)
-        while True:
-            try:
-                result: tuple[list[BatchResult], list[IndexEntry]] = future.result(timeout=0.5)
-                return result
-            except (DaskTimeout, TimeoutError):
-                if cancelled():
-                    future.cancel()
-                    return [], []
+        # Wait in slices to notice a cancelled job, then take the result without a timeout:
+        # Future.result(timeout=...) can raise UnboundLocalError from inside distributed when
+        # the timeout races the result (dask/distributed#8514; seen in bench/bench_dask.py).
+        while not future.done():
+            with contextlib.suppress(DaskTimeout, TimeoutError):
+                wait([future], timeout=0.5, return_when="FIRST_COMPLETED")
+            if not future.done() and cancelled():
+                future.cancel()
+                return [], []
+        result: tuple[list[BatchResult], list[IndexEntry]] = future.result()
+        return result
 
     def close(self) -> None:
         self.client.close()
