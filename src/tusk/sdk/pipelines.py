@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs import PfsService
@@ -65,7 +65,36 @@ def read_spec_source(source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]
     return parse_specs(path.read_bytes(), source), origin
 
 
-class PipelineMethods:
+class ApplyFiles:
+    """``apply_files`` for both transports: files are read here, ``apply`` runs there."""
+
+    def apply_files(
+        self: _Applies,
+        paths: list[str | os.PathLike[str]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        reprocess: bool = False,
+    ) -> ApplyResult:
+        """:meth:`apply` the spec files and folders at ``paths``, recording their git commit."""
+        from tusk.sdk.gitops import read_documents
+
+        docs: list[Document | dict[str, Any]] = list(read_documents(paths))
+        return self.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
+
+
+class _Applies(Protocol):
+    def apply(
+        self,
+        documents: list[Document | dict[str, Any]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        reprocess: bool = False,
+    ) -> ApplyResult: ...
+
+
+class PipelineMethods(ApplyFiles):
     home: Path
     _pfs: PfsService
     _pps_service: PpsService | None = None
@@ -127,20 +156,6 @@ class PipelineMethods:
         return apply_documents(
             self._pps, as_documents(documents), prune=prune, dry_run=dry_run, reprocess=reprocess
         )
-
-    def apply_files(
-        self,
-        paths: list[str | os.PathLike[str]],
-        *,
-        prune: bool = False,
-        dry_run: bool = False,
-        reprocess: bool = False,
-    ) -> ApplyResult:
-        """:meth:`apply` the spec files and folders at ``paths``, recording their git commit."""
-        from tusk.sdk.gitops import read_documents
-
-        docs: list[Document | dict[str, Any]] = list(read_documents(paths))
-        return self.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
 
     def update_pipeline(
         self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any

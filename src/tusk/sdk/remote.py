@@ -74,7 +74,7 @@ from tusk.sdk.client import (
     file_target,
     glob_target,
 )
-from tusk.sdk.pipelines import read_spec_source, split_job
+from tusk.sdk.pipelines import ApplyFiles, read_spec_source, split_job
 
 if TYPE_CHECKING:
     from tusk.pps.apply import Document
@@ -115,7 +115,7 @@ def _params(**kw: Any) -> dict[str, Any]:
     return out
 
 
-class RemoteClient:
+class RemoteClient(ApplyFiles):
     """A Tusk client talking to ``tusk up`` / ``tusk serve`` at ``address`` over HTTP."""
 
     def __init__(
@@ -643,20 +643,6 @@ class RemoteClient:
             "reprocess": reprocess,
         }
         return decode(ApplyResult, self._call("POST", "/apply", json=body))
-
-    def apply_files(
-        self,
-        paths: list[str | os.PathLike[str]],
-        *,
-        prune: bool = False,
-        dry_run: bool = False,
-        reprocess: bool = False,
-    ) -> ApplyResult:
-        """:meth:`apply` the spec files and folders at ``paths``, recording their git commit."""
-        from tusk.sdk.gitops import read_documents
-
-        docs: list[Document | dict[str, Any]] = list(read_documents(paths))
-        return self.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
 
     def update_pipeline(
         self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any
