@@ -10,6 +10,8 @@ VENV=.venv
 ensure_debs() {
   local missing=()
   command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  # actionlint checks the run: steps of the example workflows with shellcheck (tests/test_github.py).
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
   # PostgreSQL's server binaries: the tests start their own server in a temp dir.
   command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 ||
     missing+=(postgresql)
@@ -42,8 +44,8 @@ case "${1:-}" in
     ;;
   test)
     ensure_venv
-    "$VENV/bin/ruff" check src tests bench
-    "$VENV/bin/ruff" format --check src tests bench
+    "$VENV/bin/ruff" check src tests bench action
+    "$VENV/bin/ruff" format --check src tests bench action
     "$VENV/bin/mypy"
     "$VENV/bin/lint-imports"
     shift
