@@ -7,19 +7,20 @@ and change nothing, and a killed put must take its helpers with it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
 
 from tusk import Client
-from tusk.errors import BranchNotFound, SourceError
+from tusk.errors import BranchNotFound
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="helpers fork on Linux only")
 ENGINES = ("sqlite", "postgresql")  # helpers open their own connections on either engine
@@ -45,21 +46,60 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_helpers_commit_what_one_process_commits(
-    tree: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with monkeypatch.context() as m:  # a store of its own, so nothing dedups across
-        m.delenv("TUSK_METADATA_URL", raising=False)
-        m.setenv("TUSK_PUT_PROCESSES", "1")
-        alone = Client(tmp_path / "alone")
-        alone.create_repo("r")
-        single = alone.put_dir("r@master:/", tree)
-    monkeypatch.setenv("TUSK_PUT_PROCESSES", "3")
-    client.create_repo("r")
-    multi = client.put_dir("r@master:/", tree)
+# Helpers fork only in a process that runs one thread, and earlier tests of a session (Dask's
+# client, servers) leave threads behind: each put runs in a fresh interpreter.
+PUT = """
+import json, os, sys
+from pathlib import Path
+from tusk import Client
+from tusk.errors import TuskError
+home, address, items = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+try:
+    r = Client(home).put_files(address, [(dest, Path(src)) for dest, src in items])
+    out = {"files": r.files, "bytes": r.bytes}
+except TuskError as exc:
+    out = {"error": type(exc).__name__, "message": exc.message}
+try:
+    os.waitpid(-1, os.WNOHANG)
+    out["children"] = "left"
+except ChildProcessError:
+    out["children"] = "none"
+print(json.dumps(out))
+"""
 
-    assert single.files == multi.files == FILES
-    assert multi.bytes == single.bytes == sum(len(content(i)) for i in range(FILES))
+
+def put(home: Path, address: str, items: list[tuple[str, Path]], processes: int) -> Any:
+    env = {**os.environ, "TUSK_PUT_PROCESSES": str(processes)}
+    pairs = json.dumps([(dest, str(src)) for dest, src in items])
+    done = subprocess.run(
+        [sys.executable, "-c", PUT, str(home), address, pairs],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def tree_items(tree: Path) -> list[tuple[str, Path]]:
+    return sorted(("/" + str(p.relative_to(tree)), p) for p in tree.rglob("*") if p.is_file())
+
+
+def test_helpers_commit_what_one_process_commits(
+    tree: Path, tmp_path: Path, home: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone_home = tmp_path / "alone"  # a store of its own, so nothing dedups across
+    with monkeypatch.context() as m:
+        m.delenv("TUSK_METADATA_URL", raising=False)
+        Client(alone_home).create_repo("r")
+        single = put(alone_home, "r@master:/", tree_items(tree), 1)
+        alone = Client(alone_home)
+    client.create_repo("r")
+    multi = put(home, "r@master:/", tree_items(tree), 3)
+
+    assert single["files"] == multi["files"] == FILES
+    assert multi["bytes"] == single["bytes"] == sum(len(content(i)) for i in range(FILES))
+    assert multi["children"] == "none"
     # Three processes each wrote packs of their own.
     assert client.fsck().counts["packs"] >= 3 > alone.fsck().counts["packs"]
     one = {f.path: f.hash for f in alone.glob_files("r@master:/**")}
@@ -72,10 +112,7 @@ def test_helpers_commit_what_one_process_commits(
     assert report.ok, report.problems
 
 
-def test_a_path_given_twice_keeps_the_last(
-    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TUSK_PUT_PROCESSES", "2")
+def test_a_path_given_twice_keeps_the_last(tmp_path: Path, home: Path, client: Client) -> None:
     client.create_repo("r")
     sources = []
     for i in range(600):
@@ -85,16 +122,15 @@ def test_a_path_given_twice_keeps_the_last(
     # Positions 0 and 1 land in different processes; the later one must win, as in one.
     items = [("/same", sources[0]), ("/same", sources[1])]
     items += [(f"/f{i}", sources[i]) for i in range(2, 600)]
-    client.put_files("r@master:/", items)
+    assert put(home, "r@master:/", items, 2)["files"] == 600
     assert client.get_file("r@master:/same") == b"source 1"
     assert client.get_file("r@master:/f599") == b"source 599"
+    assert client.fsck().counts["packs"] >= 2  # both processes wrote
 
 
 def test_an_unreadable_file_in_a_helpers_share_changes_nothing(
-    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: Path, client: Client
 ) -> None:
-    monkeypatch.setenv("TUSK_PUT_PROCESSES", "2")
-    assert threading.active_count() == 1  # else the put would not fork at all
     client.create_repo("r")
     client.put_file("r@master:/keep", b"kept")
     head = client.inspect_branch("r@master").head
@@ -104,12 +140,11 @@ def test_an_unreadable_file_in_a_helpers_share_changes_nothing(
         path.write_bytes(b"x%d" % i)
         items.append((f"/f{i}", path))
     items[301] = ("/missing", tmp_path / "no-such-file")  # odd position: the helper's share
-    with pytest.raises(SourceError, match="no-such-file"):
-        client.put_files("r@master:/", items)
+    result = put(home, "r@master:/", items, 2)
+    assert result["error"] == "SourceError" and "no-such-file" in result["message"]
+    assert result["children"] == "none"  # every helper was reaped
     assert client.inspect_branch("r@master").head == head
     assert [f.path for f in client.list_files("r@master:/")] == ["/keep"]
-    with pytest.raises(ChildProcessError):  # every helper was reaped
-        os.waitpid(-1, os.WNOHANG)
     assert client.fsck().ok
 
 
