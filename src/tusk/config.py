@@ -59,6 +59,15 @@ SETTINGS = (
     "host",
     "port",
     "webhook_secret",
+    # The webhook's action on a push (docs/deploy.md, "GitHub webhooks"; tusk.pps.webhooks).
+    "webhook_action",
+    "webhook_specs",
+    "webhook_prune",
+    "webhook_repo",
+    "webhook_branch",
+    "webhook_path",
+    "webhook_ref",
+    "webhook_git_url",
 )
 
 

@@ -45,6 +45,14 @@ class InvalidSpec(InvalidArgument):
     code = "invalid_spec"
 
 
+class Unauthorized(TuskError):
+    """A request whose credentials are missing or wrong (a webhook's signature)."""
+
+    code = "unauthorized"
+    status = 401
+    exit_code = 8
+
+
 class NotFound(TuskError):
     code = "not_found"
     status = 404
@@ -117,6 +125,13 @@ class SourceError(TuskError):
     code = "source_error"
     status = 400
     exit_code = 6
+
+
+class GitFetchError(SourceError):
+    """A git remote that could not be fetched, or that lacks the commit asked for."""
+
+    code = "git_fetch_failed"
+    status = 502
 
 
 class StorageError(TuskError):

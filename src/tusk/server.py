@@ -119,7 +119,12 @@ class Server:
         import uvicorn
 
         from tusk.api.app import DEFAULT_MAX_BODY, create_app
+        from tusk.pps.webhooks import WebhookConfig, WebhookService
 
+        # Read at start: a bad TUSK_WEBHOOK_* setting fails here, not at the first push.
+        webhooks = WebhookService(
+            self.services.pps, self.services.home, WebhookConfig.from_settings()
+        )
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         app = create_app(
@@ -127,6 +132,7 @@ class Server:
             self.services.pps,
             max_body=self.max_body or DEFAULT_MAX_BODY,
             home=str(self.services.home),
+            webhooks=webhooks,
         )
         config = uvicorn.Config(
             app,

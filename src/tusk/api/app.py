@@ -1,10 +1,10 @@
 """The REST API: ``create_app(pfs, pps)`` builds the FastAPI application.
 
-Routes live under ``/api/v1`` (see ``tusk.api.pfs_routes`` and ``tusk.api.pps_routes``); the
-OpenAPI document is at ``/openapi.json`` and interactive docs at ``/docs``. Every failure is
-JSON ``{"error": {"code", "message"}}``: a ``TuskError`` with its ``code`` and ``status``,
-a request that does not validate with 400, an unknown route with 404, a JSON body over the
-limit with 413, a metadata store that is down with 503.
+Routes live under ``/api/v1`` (see ``tusk.api.pfs_routes``, ``tusk.api.pps_routes`` and
+``tusk.api.webhook_routes``); the OpenAPI document is at ``/openapi.json`` and interactive
+docs at ``/docs``. Every failure is JSON ``{"error": {"code", "message"}}``: a ``TuskError``
+with its ``code`` and ``status``, a request that does not validate with 400, an unknown route
+with 404, a JSON body over the limit with 413, a metadata store that is down with 503.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tusk.api.docs import install_openapi, operation_id
 from tusk.api.pfs_routes import pfs_router
 from tusk.api.pps_routes import pps_router
+from tusk.api.webhook_routes import webhook_router
 from tusk.api.wire import API_PREFIX, error_body, tusk_version
 from tusk.errors import TuskError
 from tusk.pfs.service import PfsService
 from tusk.pps.service import PpsService
+from tusk.pps.webhooks import WebhookService
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # JSON bodies; uploads stream and have no limit
 THREADS = 64  # blocking service calls run on a pool this big (waits hold one each)
@@ -47,9 +49,15 @@ def is_upload(method: str, path: str) -> bool:
 
 
 def create_app(
-    pfs: PfsService, pps: PpsService, *, max_body: int = DEFAULT_MAX_BODY, home: str = ""
+    pfs: PfsService,
+    pps: PpsService,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+    home: str = "",
+    webhooks: WebhookService | None = None,
 ) -> FastAPI:
-    """The API over one ``PfsService`` and ``PpsService`` (the caller owns and closes them)."""
+    """The API over one ``PfsService`` and ``PpsService`` (the caller owns and closes them);
+    without ``webhooks``, webhook deliveries are refused (401)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -70,7 +78,11 @@ def create_app(
     )
     # Set when the server stops: waits then answer 503 at once (see ``wait_for``).
     app.state.stopping = stopping = threading.Event()
-    routers = [pfs_router(pfs, pps, home, stopping), pps_router(pps, stopping)]
+    routers = [
+        pfs_router(pfs, pps, home, stopping),
+        pps_router(pps, stopping),
+        webhook_router(webhooks),
+    ]
     for router in routers:
         # The routes go straight into the app's router (built with the prefix): FastAPI's
         # include_router adds a layer that every request pays for while matching.

@@ -124,8 +124,8 @@ class Helpers:
         """Helpers for ``items`` if forking pays and is safe here, else None."""
         if len(items) < MIN_FILES or not hasattr(os, "fork") or sys.platform != "linux":
             return None
-        if threading.active_count() != 1:
-            return None
+        if threading.active_count() != 1 or store.meta.in_atomic():
+            return None  # a helper must neither meet a held lock nor join our transaction
         if not all(isinstance(source, LocalFile) for _, source in items):
             return None
         n = min(processes(), len(items) // (MIN_FILES // 2))

@@ -165,3 +165,16 @@ logs = sa.Table(
     sa.Column("line", sa.Text, nullable=False),
     sa.Index("ix_logs_job", "pipeline", "job"),
 )
+
+# Webhook deliveries already handled (by source and delivery id), with the answer given, so a
+# redelivery gets the same answer and does nothing again (see ``tusk.pps.webhooks``).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("source", sa.String(16), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+)

@@ -29,9 +29,10 @@ from tusk.storage.meta.records import (
     RepoRecord,
 )
 from tusk.storage.meta.store_pps import PpsTxMixin
+from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 _BATCH = 500
 
 
@@ -108,6 +109,10 @@ class MetaStore:
                 yield tx
             finally:
                 self._joined.tx = None
+
+    def in_atomic(self) -> bool:
+        """Whether this thread is inside :meth:`atomic`."""
+        return getattr(self._joined, "tx", None) is not None
 
     @contextmanager
     def read(self) -> Iterator[MetaTx]:
@@ -236,7 +241,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
     )
 
 
-class MetaTx(PpsTxMixin):
+class MetaTx(PpsTxMixin, WebhookTxMixin):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
     def __init__(self, conn: Connection, is_sqlite: bool) -> None:
