@@ -2,20 +2,20 @@
 
 The work on a small file (open, read, hash, probe, pack) is mostly Python, so threads take
 turns on the GIL (measured: twice as slow as one thread for 20,000 files of 4 KiB). Instead
-the calling process forks helpers: helper ``k`` of ``n`` takes every n-th file from
-position ``k`` and writes it into packs of its own, through its own metadata connection,
-while the caller writes the files left to it. A helper sends back only what the commit
-needs, each file's chunk references and its packs' index rows (tens of bytes a file),
-never the data. Forking after the imports also skips the half second a fresh interpreter
-would spend importing them.
+the calling process forks helpers that take files from a shared counter, as the caller
+does, and write them into packs of their own, through their own metadata connections. A
+helper sends back only what the commit needs, each file's chunk references and its packs'
+index rows (tens of bytes a file), never the data. Forking after the imports also skips
+the half second a fresh interpreter would spend importing them.
 
 Rules that keep this safe:
 
 - Fork only where no other thread can hold a lock the helper needs: the calling process
   must run one thread (the CLI does; a server does not and keeps the one-process path).
-- A helper makes its packs durable before it reports, and dies with its parent
-  (``PR_SET_PDEATHSIG``), so a killed put leaves only unindexed packs, which gc removes once
-  its grace period passes; the branch is as before.
+- A helper reports the packs it wrote; the parent flushes them to disk with its own
+  before the commit names them. A helper dies with its parent (``PR_SET_PDEATHSIG``), so a
+  killed put leaves only unindexed packs, which gc removes once its grace period passes;
+  the branch is as before.
 - A chunk new to the store that two helpers meet in the same put is stored by both; the
   index keeps one location and the other copy is dead space (as when two puts race).
 """
@@ -37,11 +37,13 @@ from tusk.errors import StorageError, TuskError
 from tusk.pfs.paths import check_parts, split_path
 from tusk.pfs.sources import LocalFile, Source
 from tusk.storage.chunks import ChunkRef, ChunkStore, IndexEntry, WriteStats
+from tusk.storage.meta.records import ChunkLocation, PackRecord
 
 Item = tuple[str | tuple[str, ...], Source]
 
 # Below this many files the fork costs more than it saves.
 MIN_FILES = 512
+CLAIM = 64  # items a process takes from the shared counter at a time
 _PR_SET_PDEATHSIG = 1
 
 
@@ -104,20 +106,41 @@ class Written:
 
 
 class Helpers:
-    """Forked helpers writing every n-th item; :meth:`collect` waits for what they wrote."""
+    """Forked helpers sharing the items with this process; :meth:`collect` waits for them.
+
+    Every process takes the next ``CLAIM`` items from a counter in shared memory until none
+    are left, so a slower process (a forked one pays copy-on-write faults at first) takes
+    fewer and all finish together.
+    """
 
     def __init__(self, store: ChunkStore, items: Sequence[Item], n: int) -> None:
+        import multiprocessing
+
         self.n = n
+        self.total = len(items)
+        self._next = multiprocessing.RawValue("q", 0)
+        self._lock = multiprocessing.Lock()
         self._children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+        self._reap: list[int] = []  # helpers that reported, to wait for in cancel()
         parent = os.getpid()
-        for k in range(1, n):
+        for _ in range(1, n):
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which leaves by os._exit
                 os.close(read_end)
-                _child(store, items, k, n, write_end, parent)
+                _child(store, items, self, write_end, parent)
             os.close(write_end)
             self._children.append((pid, read_end))
+
+    def positions(self) -> Iterator[int]:
+        """Positions of items for the calling process to write, claimed a batch at a time."""
+        while True:
+            with self._lock:
+                start = self._next.value
+                self._next.value = start + CLAIM
+            if start >= self.total:
+                return
+            yield from range(start, min(start + CLAIM, self.total))
 
     @classmethod
     def start(cls, store: ChunkStore, items: Sequence[Item]) -> Helpers | None:
@@ -138,6 +161,7 @@ class Helpers:
         try:
             while self._children:
                 pid, read_end = self._children.pop(0)
+                self._reap.append(pid)  # reaped later: tearing down a forked process is slow
                 result = _receive(pid, read_end)
                 if isinstance(result, BaseException):
                     error = error or result
@@ -147,30 +171,38 @@ class Helpers:
                 out.index.extend(index)
                 out.stats += stats
         finally:
-            self.cancel()
+            if error is not None:
+                self.cancel()
         if error is not None:
             raise error
         return out
 
     def cancel(self) -> None:
-        """Stop and reap every helper not yet collected (the put failed on this side)."""
+        """Stop every helper not yet collected (the put failed on this side) and reap all."""
         while self._children:
             pid, read_end = self._children.pop()
             os.close(read_end)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            self._reap.append(pid)
+        while self._reap:
+            with contextlib.suppress(ChildProcessError):  # already reaped by _receive
+                os.waitpid(self._reap.pop(), 0)
 
 
-def _receive(pid: int, read_end: int) -> tuple[
-    list[tuple[int, tuple[str, ...], list[ChunkRef]]], list[IndexEntry], WriteStats
-] | (BaseException):
+def _receive(
+    pid: int, read_end: int
+) -> (
+    tuple[list[tuple[int, tuple[str, ...], list[ChunkRef]]], list[IndexEntry], WriteStats]
+    | BaseException
+):
+    """What a helper wrote, from the plain tuples it sent (see ``_child``)."""
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read()
-    _, status = os.waitpid(pid, 0)
     try:
         kind, *body = pickle.loads(data)
     except Exception:
+        _, status = os.waitpid(pid, 0)  # it died: say how
         how = (
             f"killed by signal {os.WTERMSIG(status)}"
             if os.WIFSIGNALED(status)
@@ -179,11 +211,19 @@ def _receive(pid: int, read_end: int) -> tuple[
         return StorageError(f"a put helper process died ({how}); nothing was committed, retry")
     if kind == "error":
         return body[0]
-    return body[0], body[1], body[2]
+    files, packs, stats = body
+    index: list[IndexEntry] = [
+        (
+            PackRecord(pack_id, size, chunks, created),
+            [(h, ChunkLocation(pack_id, off, ln, raw, codec)) for h, off, ln, raw, codec in rows],
+        )
+        for pack_id, size, chunks, created, rows in packs
+    ]
+    return files, index, WriteStats(*stats)
 
 
 def _child(
-    store: ChunkStore, items: Sequence[Item], k: int, n: int, write_end: int, parent: int
+    store: ChunkStore, items: Sequence[Item], helpers: Helpers, write_end: int, parent: int
 ) -> None:  # pragma: no cover - runs in the forked child
     payload: tuple[object, ...]
     try:
@@ -192,12 +232,24 @@ def _child(
         store.meta.engine.dispose(close=False)
         files = []
         with store.writer() as writer:
-            for pos in range(k, len(items), n):
+            for pos in helpers.positions():
                 path, source = items[pos]
                 files.append((pos, item_parts(path), source.write_to(writer, None)))
-            index = writer.flush_unindexed()  # durable before the parent may name them
+            index = writer.flush_unsynced()  # the parent flushes them with its own packs
             stats = writer.stats()
-        payload = ("ok", files, index, stats)
+        # Plain tuples: pickling 10^4 dataclasses costs more than the files' hashing saved.
+        packs = [
+            (
+                pack.id,
+                pack.size,
+                pack.chunks,
+                pack.created_at,
+                [(h, loc.offset, loc.length, loc.raw_length, loc.codec) for h, loc in entries],
+            )
+            for pack, entries in index
+        ]
+        totals = (stats.chunks, stats.new_chunks, stats.bytes_in, stats.bytes_stored, stats.packs)
+        payload = ("ok", files, packs, totals)
     except BaseException as exc:
         payload = ("error", exc if isinstance(exc, TuskError) else StorageError(str(exc)))
     try:

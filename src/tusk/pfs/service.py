@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 from wcmatch import glob as wglob
@@ -30,6 +29,7 @@ from tusk.errors import (
     RepoNotFound,
     StorageError,
 )
+from tusk.gcpause import gc_paused
 from tusk.ids import check_branch_name, check_repo_name, is_commit_id, new_commit_id
 from tusk.pfs import fanout, maintenance
 from tusk.pfs.models import (
@@ -548,6 +548,18 @@ class PfsService:
 
         A path is a string, or a tuple of already split segments (checked all the same).
         """
+        with gc_paused():  # many small objects, no cycles: see tusk.gcpause
+            return self._put_files(repo, ref, items, append, description, progress)
+
+    def _put_files(
+        self,
+        repo: str,
+        ref: str,
+        items: Iterable[tuple[str | tuple[str, ...], Source]],
+        append: bool,
+        description: str,
+        progress: Progress | None,
+    ) -> PutResult:
         # Fail before uploading anything if the target cannot be written.
         start_tree = self._check_writable(repo, ref)
         if append:
@@ -555,29 +567,34 @@ class PfsService:
         # Many local files are written by forked helpers and this process together.
         listed, lazy = fanout.gather(items)
         helpers = fanout.Helpers.start(self.chunks, listed)
-        step = helpers.n if helpers is not None else 1
-        mine = enumerate(lazy) if lazy is not None else islice(enumerate(listed), 0, None, step)
+        mine: Iterable[tuple[int, tuple[str | tuple[str, ...], Source]]] = enumerate(listed)
+        if lazy is not None:
+            mine = enumerate(lazy)
+        elif helpers is not None:
+            mine = ((pos, listed[pos]) for pos in helpers.positions())
         puts: list[tuple[int, tuple[str, ...], Sequence[ChunkRef]]] = []
         try:
             with self.chunks.writer() as writer:
                 for pos, (path, source) in mine:
                     parts = fanout.item_parts(path)
                     puts.append((pos, parts, source.write_to(writer, progress)))
-                index, durable = writer.flush_deferred()
+                writer.seal()  # its last pack goes to disk while the helpers finish
+                done = helpers.collect() if helpers is not None else None
+                theirs = [pack.id for pack, _ in done.index] if done is not None else []
+                index, durable = writer.flush_deferred(theirs)
             stats = writer.stats()
-            if helpers is not None:
-                done = helpers.collect()
+            if done is not None:
                 if progress is not None:
                     progress(done.stats.bytes_in)
                 puts.extend(done.files)
                 puts.sort(key=lambda put: put[0])  # a path given twice: the last one wins
                 index = [*index, *done.index]
                 stats += done.stats
+            ops = [PutOp(parts, tuple(chunks)) for _, parts, chunks in puts]
+            commit = self.modify(repo, ref, ops, description, index, durable)
         finally:
             if helpers is not None:
-                helpers.cancel()
-        ops = [PutOp(parts, tuple(chunks)) for _, parts, chunks in puts]
-        commit = self.modify(repo, ref, ops, description, index, durable)
+                helpers.cancel()  # after the commit: a forked process takes a while to exit
         return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
 
     def _put_appending(

@@ -334,7 +334,7 @@ class ChunkWriter:
         With ``index=False`` the index rows are returned instead, for the caller to insert in
         its own transaction (a commit inserts them with the tree that names them).
         """
-        rows, durable = self._written(background=False)
+        rows, durable = self._written("now")
         durable()
         if rows and index:
             with self.store.meta.write() as tx:
@@ -342,21 +342,25 @@ class ChunkWriter:
             return []
         return rows
 
-    def _written(self, background: bool) -> tuple[list[IndexEntry], Callable[[], None]]:
+    def _written(
+        self, sync: str, others: Sequence[str] = ()
+    ) -> tuple[list[IndexEntry], Callable[[], None]]:
         """Index rows of the packs written so far, and a call that returns once they are durable.
 
-        With ``background`` the flush to disk starts on its own thread and the call waits for
-        it; otherwise it is done before returning.
+        ``sync``: "now" flushes them to disk before returning; "background" starts the flush
+        on its own thread and the call waits for it; "none" leaves it to whoever indexes them
+        (a put's helper process: the parent flushes its packs with its own, ``others``).
         """
         while self._inflight:
             self._inflight.pop(0).result()
-        if not self._unsynced:
+        if not self._unsynced and not others:
             return [], _done
         written, self._unsynced, self._unsynced_bytes = self._unsynced, [], 0
         durable = _done
-        if self.store.config.sync == "full":
+        if self.store.config.sync == "full" and sync != "none":
             keys = [pack_key(pack_id) for pack_id, _ in written]
-            if background:
+            keys += [pack_key(pack_id) for pack_id in others]
+            if sync == "background":
                 flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-sync")
                 synced = flusher.submit(self.store.backend.sync, keys)
                 flusher.shutdown(wait=False)
@@ -388,15 +392,30 @@ class ChunkWriter:
         self._seal()
         return self._checkpoint(index=False)
 
-    def flush_deferred(self) -> tuple[list[IndexEntry], Callable[[], None]]:
+    def seal(self) -> None:
+        """Start writing every chunk accepted so far (without waiting for it)."""
+        self._flush_pending()
+        self._seal()
+
+    def flush_deferred(
+        self, others: Sequence[str] = ()
+    ) -> tuple[list[IndexEntry], Callable[[], None]]:
         """Write every chunk; return the index rows and a call that waits until they are durable.
 
         The disk flush runs while the caller builds its tree; the caller must call the
-        returned function before committing anything that names these chunks.
+        returned function before committing anything that names these chunks. ``others``
+        are packs another process wrote for the same commit, flushed along with these.
         """
         self._flush_pending()
         self._seal()
-        return self._written(background=True)
+        return self._written("background", others)
+
+    def flush_unsynced(self) -> list[IndexEntry]:
+        """Write every chunk and return the index rows, leaving the flush to disk to the
+        process that will index them (see :meth:`flush_deferred`'s ``others``)."""
+        self._flush_pending()
+        self._seal()
+        return self._written("none")[0]
 
     def close(self) -> None:
         try:
