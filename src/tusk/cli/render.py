@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tusk.units import human_size
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.tree import Tree
@@ -29,20 +31,6 @@ if TYPE_CHECKING:
         PipelineInfo,
         RepoInfo,
     )
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def human_size(n: int | None) -> str:
-    """``0 B``, ``512 B``, ``1.2 KiB``, ``3.4 GiB``; ``-`` for unknown."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in _UNITS:
-        if abs(size) < 1024 or unit == _UNITS[-1]:
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def iso(ts: float | None) -> str:

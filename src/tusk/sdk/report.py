@@ -34,6 +34,7 @@ from wcmatch import glob as wglob
 
 from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument, NotFound
 from tusk.pfs.refs import parse_address, parse_ref
+from tusk.units import human_size
 
 if TYPE_CHECKING:
     from tusk.sdk import Client, CommitInfo, JobInfo
@@ -760,19 +761,7 @@ def _change(m: MetricChange) -> str:
     return text
 
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def _size(n: int | None) -> str:
-    """``512 B``, ``1.2 KiB`` (as the CLI's tables show sizes); ``-`` where absent."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in _UNITS:
-        if abs(size) < 1024 or unit == _UNITS[-1]:
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+_size = human_size  # as the CLI's tables show sizes
 
 
 def _signed_size(n: int) -> str:
