@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 from tusk.config import StoreConfig, default_home, setting
 from tusk.errors import InvalidArgument, SourceError
@@ -66,7 +66,31 @@ def _ref_text(addr: Address) -> str:
     return addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")
 
 
-class Client(PipelineMethods):
+class _Opens(Protocol):
+    def open_file(self, address: str) -> Iterator[bytes]: ...
+
+
+class FileReads:
+    """Whole-file reads on top of ``open_file``, for both transports."""
+
+    def get_file(self: _Opens, address: str) -> bytes:
+        """A whole file's bytes (use :meth:`open_file` or :meth:`get_file_to` for big files)."""
+        return b"".join(self.open_file(address))
+
+    def get_file_to(
+        self: _Opens, address: str, target: BinaryIO, progress: Progress | None = None
+    ) -> int:
+        """Write a file's bytes to a binary stream; return the byte count."""
+        n = 0
+        for block in self.open_file(address):
+            target.write(block)
+            n += len(block)
+            if progress:
+                progress(len(block))
+        return n
+
+
+class Client(PipelineMethods, FileReads):
     """A Tusk client. ``Client()`` uses ``$TUSK_HOME`` (default ``~/.tusk``), made on first use.
 
     ``Client(address="http://host:7800")``, or ``Client()`` with ``$TUSK_ADDRESS`` set, talks
@@ -311,20 +335,6 @@ class Client(PipelineMethods):
         """Stream a file's bytes, chunk by chunk."""
         addr = parse_address(address)
         return self._pfs.read_file(addr.repo, _ref_text(addr), addr.path or "/")
-
-    def get_file(self, address: str) -> bytes:
-        """A whole file's bytes (use :meth:`open_file` or :meth:`get_file_to` for big files)."""
-        return b"".join(self.open_file(address))
-
-    def get_file_to(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
-        """Write a file's bytes to a binary stream; return the byte count."""
-        n = 0
-        for block in self.open_file(address):
-            target.write(block)
-            n += len(block)
-            if progress:
-                progress(len(block))
-        return n
 
     def get_dir(
         self, address: str, local_dir: str | os.PathLike[str], progress: Progress | None = None

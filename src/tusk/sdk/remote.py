@@ -66,6 +66,7 @@ from tusk.pfs.sources import _local_error, is_url
 from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
 from tusk.sdk.client import (
     CommitHandle,
+    FileReads,
     Progress,
     SourceLike,
     _ref_text,
@@ -115,7 +116,7 @@ def _params(**kw: Any) -> dict[str, Any]:
     return out
 
 
-class RemoteClient(ApplyFiles):
+class RemoteClient(ApplyFiles, FileReads):
     """A Tusk client talking to ``tusk up`` / ``tusk serve`` at ``address`` over HTTP."""
 
     def __init__(
@@ -469,20 +470,6 @@ class RemoteClient(ApplyFiles):
         addr = parse_address(address)
         response = self._send("GET", self._commit_url(addr, "files", _path(addr.path)), stream=True)
         return self._blocks(response)
-
-    def get_file(self, address: str) -> bytes:
-        """A whole file's bytes (use :meth:`open_file` or :meth:`get_file_to` for big files)."""
-        return b"".join(self.open_file(address))
-
-    def get_file_to(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
-        """Write a file's bytes to a binary stream; return the byte count."""
-        n = 0
-        for block in self.open_file(address):
-            target.write(block)
-            n += len(block)
-            if progress:
-                progress(len(block))
-        return n
 
     def _open_tar(self, addr: Address) -> httpx.Response:
         return self._send("GET", self._commit_url(addr, "tar", _path(addr.path)), stream=True)
