@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -32,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tusk.errors import InvalidSpec, TuskError
 from tusk.ids import check_branch_name, check_repo_name
 from tusk.pps.models import ApplyChange, ApplyResult
-from tusk.pps.spec import CronInput, PipelineSpec, load_spec
+from tusk.pps.spec import CronInput, PipelineSpec, load_spec, parse_specs
 
 if TYPE_CHECKING:
     from tusk.pps.service import PpsService
@@ -81,6 +83,40 @@ class _Plan:
     pipelines: list[_Pipeline]  # in graph order: producers first
     changes: list[ApplyChange]
     prune: list[str]  # pipelines to delete, consumers first
+
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def spec_files(top: Path, keep: Callable[[Path], bool] = Path.is_file) -> list[Path]:
+    """Every ``*.yaml``, ``*.yml`` and ``*.json`` below ``top`` that ``keep`` accepts, in path
+    order, leaving out hidden files and folders."""
+    return [
+        p
+        for p in sorted(top.rglob("*"))
+        if p.suffix in SPEC_SUFFIXES
+        and keep(p)
+        and not any(part.startswith(".") for part in p.relative_to(top).parts)
+    ]
+
+
+def documents_of(files: Iterable[tuple[Path, str, dict[str, Any]]]) -> list[Document]:
+    """The documents of spec files given as (file, label, origin); every parse problem in all
+    of them raised together. A file of several documents labels each one."""
+    docs: list[Document] = []
+    problems: list[str] = []
+    for file, label, origin in files:
+        try:
+            specs = parse_specs(file.read_bytes(), label)
+        except InvalidSpec as exc:
+            problems.append(exc.message)
+            continue
+        for i, spec in enumerate(specs, 1):
+            name = label if len(specs) == 1 else f"{label} (document {i} of {len(specs)})"
+            docs.append(Document(spec, name, origin))
+    if problems:
+        raise all_problems(problems)
+    return docs
 
 
 def apply_documents(
@@ -146,7 +182,7 @@ def _parse(docs: list[Document]) -> tuple[list[tuple[RepoDoc, Document]], list[_
     _no_twice([r.name for r, _ in repos], "repo", problems)
     _no_twice([p.spec.pipeline.name for p in pipelines], "pipeline", problems)
     if problems:
-        raise _all(problems)
+        raise all_problems(problems)
     return repos, pipelines
 
 
@@ -161,7 +197,8 @@ def _first_errors(exc: ValidationError) -> str:
     )
 
 
-def _all(problems: list[str]) -> InvalidSpec:
+def all_problems(problems: list[str]) -> InvalidSpec:
+    """One InvalidSpec naming every problem (and that nothing was applied)."""
     if len(problems) == 1:
         return InvalidSpec(f"{problems[0]} (nothing was applied)")
     listed = " | ".join(f"[{i}] {p}" for i, p in enumerate(problems, 1))
@@ -192,6 +229,7 @@ def _plan(
             changes.append(ApplyChange("repo", repo.name, "unchanged", doc.source))
     known = set(existing_repos) | {r.name for r, _ in repos} | declared
     pruned = sorted(set(existing) - declared) if prune else []
+    reads = {name: _input_repos(p.spec) for name, p in existing.items()}
     for p in pipelines:
         for leaf in p.spec.inputs():
             if isinstance(leaf, CronInput):
@@ -206,12 +244,12 @@ def _plan(
         for other in existing.values():
             if other.name in pruned:
                 continue
-            if name in _input_repos(other.spec) and other.name not in declared:
+            if name in reads[other.name] and other.name not in declared:
                 problems.append(
                     f"pipeline {name} would be pruned but unmanaged pipeline {other.name} reads it"
                 )
     if problems:
-        raise _all(problems)
+        raise all_problems(problems)
     for p in ordered:
         name = p.spec.pipeline.name
         current = existing.get(name)
@@ -238,7 +276,7 @@ def _plan(
         changes.append(ApplyChange("pipeline", name, "delete", version=existing[name].version))
     for name in sorted(set(existing) - declared - set(pruned)):
         changes.append(ApplyChange("pipeline", name, "unmanaged", version=existing[name].version))
-    return _Plan(repos, ordered, changes, _consumers_first(pruned, existing))
+    return _Plan(repos, ordered, changes, _consumers_first(pruned, reads))
 
 
 def _input_repos(spec: dict[str, Any]) -> set[str]:
@@ -271,12 +309,12 @@ def _graph_order(pipelines: list[_Pipeline], problems: list[str]) -> list[_Pipel
     return order
 
 
-def _consumers_first(pruned: list[str], existing: dict[str, Any]) -> list[str]:
+def _consumers_first(pruned: list[str], reads: dict[str, set[str]]) -> list[str]:
     left = list(pruned)
     order: list[str] = []
     while left:
         # A pipeline nobody left in the list reads can go now.
-        free = [n for n in left if not any(n in _input_repos(existing[o].spec) for o in left)]
+        free = [n for n in left if not any(n in reads[o] for o in left)]
         free = free or left[:1]
         order.extend(free)
         left = [n for n in left if n not in free]

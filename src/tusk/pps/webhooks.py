@@ -55,7 +55,6 @@ from typing import Any
 
 from tusk.errors import (
     InvalidArgument,
-    InvalidSpec,
     RepoNotFound,
     SourceError,
     TuskError,
@@ -63,17 +62,15 @@ from tusk.errors import (
 )
 from tusk.ids import check_branch_name, check_repo_name
 from tusk.pfs.sources import LocalFile, Source
-from tusk.pps.apply import Document, apply_documents
+from tusk.pps.apply import Document, apply_documents, documents_of, spec_files
 from tusk.pps.gitcache import GitCache, is_sha, without_credentials
 from tusk.pps.service import PpsService
-from tusk.pps.spec import parse_specs
 from tusk.storage.meta.store_webhooks import WebhookDeliveryRecord
 
 __all__ = ["WebhookConfig", "WebhookOutcome", "WebhookService", "signature_of"]
 
 GITHUB = "github"
 ACTIONS = ("apply", "commit")
-SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 # Transports a URL from a payload may use; a configured TUSK_WEBHOOK_GIT_URL may use any.
 PAYLOAD_PROTOCOLS = "http:https"
 _DELIVERY = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -349,29 +346,16 @@ class WebhookService:
         if top.is_file() and not top.is_symlink():
             files = [top]
         elif top.is_dir() and not top.is_symlink():
-            files = [
-                p
-                for p in sorted(top.rglob("*"))
-                if p.suffix in SPEC_SUFFIXES
-                and _regular(p)
-                and not any(s.startswith(".") for s in p.relative_to(top).parts)
-            ]
+            files = spec_files(top, _regular)
             if not files:
                 raise SourceError(f"{where or 'the repository'}/ {at} holds no spec files")
         else:
             raise SourceError(
                 f"no spec folder {where!r} {at} (set TUSK_WEBHOOK_SPECS to where the specs are)"
             )
-        docs: list[Document] = []
-        problems: list[str] = []
-        for file in files:
-            in_repo = file.relative_to(checkout.root).as_posix()
-            try:
-                specs = parse_specs(file.read_bytes(), in_repo)
-            except InvalidSpec as exc:
-                problems.append(exc.message)
-                continue
-            origin: dict[str, Any] = {
+
+        def origin_of(in_repo: str, file: Path) -> dict[str, Any]:
+            return {
                 "spec_file": str(file),
                 "working_dir": str(file.parent),
                 "git": {
@@ -384,15 +368,9 @@ class WebhookService:
                 },
                 "webhook": GITHUB,
             }
-            for i, spec in enumerate(specs, 1):
-                label = in_repo if len(specs) == 1 else f"{in_repo} (document {i} of {len(specs)})"
-                docs.append(Document(spec, label, origin))
-        if len(problems) == 1:
-            raise InvalidSpec(f"{problems[0]} (nothing was applied)")
-        if problems:
-            listed = " | ".join(f"[{i}] {p}" for i, p in enumerate(problems, 1))
-            raise InvalidSpec(f"{len(problems)} problems, nothing was applied: {listed}")
-        return docs
+
+        named = [(f, f.relative_to(checkout.root).as_posix()) for f in files]
+        return documents_of((f, in_repo, origin_of(in_repo, f)) for f, in_repo in named)
 
     def _commit(self, push: _Push, checkout: _Checkout) -> dict[str, Any]:
         """The tree (or its folder) as the branch's content, in one commit."""

@@ -21,24 +21,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tusk.errors import InvalidSpec, SourceError
-from tusk.pps.apply import Document
-
-SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+from tusk.errors import SourceError
+from tusk.pps.apply import Document, documents_of, spec_files
 
 
 def read_documents(paths: list[str | os.PathLike[str]]) -> list[Document]:
     """Every document in the files and folders, with its origin; all parse errors at once."""
-    from tusk.pps.spec import parse_specs
-
     files: list[Path] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
-            found = [
-                p for p in found if not any(s.startswith(".") for s in p.relative_to(path).parts)
-            ]
+            found = spec_files(path)
             if not found:
                 raise SourceError(f"{str(path)!r} holds no .yaml, .yml or .json spec files")
             files.extend(found)
@@ -46,15 +39,9 @@ def read_documents(paths: list[str | os.PathLike[str]]) -> list[Document]:
             files.append(path)
         else:
             raise SourceError(f"no such spec file or folder {str(path)!r}")
-    docs: list[Document] = []
-    problems: list[str] = []
     facts: dict[Path, dict[str, Any] | None] = {}
-    for file in files:
-        try:
-            specs = parse_specs(file.read_bytes(), str(file))
-        except InvalidSpec as exc:
-            problems.append(exc.message)
-            continue
+
+    def origin_of(file: Path) -> dict[str, Any]:
         folder = file.resolve().parent
         if folder not in facts:
             facts[folder] = git_facts(folder)
@@ -62,15 +49,9 @@ def read_documents(paths: list[str | os.PathLike[str]]) -> list[Document]:
         git = facts[folder]
         if git is not None:
             origin["git"] = {**git, "path": os.path.relpath(file.resolve(), git["root"])}
-        for i, spec in enumerate(specs, 1):
-            label = str(file) if len(specs) == 1 else f"{file} (document {i} of {len(specs)})"
-            docs.append(Document(spec, label, origin))
-    if problems:
-        if len(problems) == 1:
-            raise InvalidSpec(f"{problems[0]} (nothing was applied)")
-        listed = " | ".join(f"[{i}] {p}" for i, p in enumerate(problems, 1))
-        raise InvalidSpec(f"{len(problems)} problems, nothing was applied: {listed}")
-    return docs
+        return origin
+
+    return documents_of((file, str(file), origin_of(file)) for file in files)
 
 
 def _git(folder: Path, *args: str) -> str | None:
