@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from tusk.errors import StorageError, TuskError
+from tusk.errors import InvalidArgument, StorageError, TuskError
 from tusk.pfs.paths import check_parts, split_path
 from tusk.pfs.sources import LocalFile, Source
 from tusk.storage.chunks import ChunkRef, ChunkStore, IndexEntry, WriteStats
@@ -68,8 +68,6 @@ def gather(items: Iterable[Item]) -> tuple[list[Item], Iterator[Item] | None]:
 
 def item_parts(path: str | tuple[str, ...]) -> tuple[str, ...]:
     """The checked segments of a put's destination path."""
-    from tusk.errors import InvalidArgument
-
     parts = split_path(path) if isinstance(path, str) else check_parts(path)
     if not parts:
         raise InvalidArgument("cannot put a file at /: give a file path")
@@ -84,8 +82,6 @@ def processes() -> int:
         try:
             return max(1, int(text))
         except ValueError:
-            from tusk.errors import InvalidArgument
-
             raise InvalidArgument(
                 f"TUSK_PUT_PROCESSES must be a whole number, not {text!r}"
             ) from None

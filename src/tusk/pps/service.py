@@ -298,7 +298,12 @@ class PpsService:
             check_branch_name(branch)
             with self.meta.atomic():
                 self._branch_out(name, branch, set())
-                self._branch_downstream(name, branch, set())
+                readers: dict[str, list[str]] = {}  # repo -> the pipelines that read it
+                for p in self.list_pipelines():
+                    for leaf in self.spec_of(p.name)[0].inputs():
+                        if not isinstance(leaf, CronInput):
+                            readers.setdefault(leaf.repo, []).append(p.name)
+                self._branch_downstream(name, branch, readers, set())
             target = branch
         started = self.pfs.trigger_branch(name, target)
         if started is None:
@@ -326,13 +331,13 @@ class PpsService:
         head = None if exists else self._head_of(name, spec.output_branch)
         self.pfs.create_branch(name, branch, head=head, provenance=provenance)
 
-    def _branch_downstream(self, name: str, branch: str, done: set[str]) -> None:
-        for p in self.list_pipelines():
-            spec, _salt, _origin = self.spec_of(p.name)
-            reads = {leaf.repo for leaf in spec.inputs() if not isinstance(leaf, CronInput)}
-            if name in reads and p.name not in done:
-                self._branch_out(p.name, branch, done)
-                self._branch_downstream(p.name, branch, done)
+    def _branch_downstream(
+        self, name: str, branch: str, readers: dict[str, list[str]], done: set[str]
+    ) -> None:
+        for reader in dict.fromkeys(readers.get(name, ())):
+            if reader not in done:
+                self._branch_out(reader, branch, done)
+                self._branch_downstream(reader, branch, readers, done)
 
     def _is_pipeline(self, name: str) -> bool:
         with self.meta.read() as tx:
