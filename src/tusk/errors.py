@@ -113,6 +113,14 @@ class PathConflict(Conflict):
     code = "path_conflict"
 
 
+class JobFailed(TuskError):
+    """What was waited for cannot finish: the job that makes it failed or was stopped."""
+
+    code = "job_failed"
+    status = 409
+    exit_code = 1
+
+
 class Timeout(TuskError):
     code = "timeout"
     status = 504

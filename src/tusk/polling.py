@@ -16,12 +16,15 @@ def poll_until(
     timeout: float | None,
     still: Callable[[T], str],
     max_delay: float = 0.25,
+    pause: Callable[[float], None] | None = None,
 ) -> T:
     """Call ``check`` until it says done; return its value.
 
     ``check`` returns (done, value). After ``timeout`` seconds (None: never) raise
-    :class:`Timeout` with the message ``still(value)`` (what is still not done).
+    :class:`Timeout` with the message ``still(value)`` (what is still not done). Between two
+    checks ``pause(delay)`` runs (default: sleep), for waiters that do work meanwhile.
     """
+    pause = pause or time.sleep
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.02
     while True:
@@ -30,5 +33,6 @@ def poll_until(
             return value
         if deadline is not None and time.monotonic() >= deadline:
             raise Timeout(f"{still(value)} after {timeout:g}s")
-        time.sleep(delay)
+        left = delay if deadline is None else deadline - time.monotonic()
+        pause(max(0.0, min(delay, left)))
         delay = min(delay * 2, max_delay)

@@ -276,9 +276,10 @@ def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.
     @r.get("/repos/{repo}/commits/{ref}/wait", tags=["commits"])
     @returns(CommitInfo)
     def wait_commit(repo: str, ref: str, timeout: WaitSeconds = None) -> Response:
-        """Wait until the commit is finished; 504 when ``timeout`` (at most 30 s) passes."""
+        """Wait until the commit is finished; 504 when ``timeout`` (at most 30 s) passes, 409
+        (job_failed) when the job that makes it failed and dropped it."""
         repo, ref = repo_name(repo), ref_text(ref)
-        return ok(wait_for(lambda t: pfs.wait_commit(repo, ref, t), timeout, stopping))
+        return ok(wait_for(lambda t: pps.wait_commit(repo, ref, t), timeout, stopping))
 
     @r.delete("/repos/{repo}/commits/{ref}", status_code=204, tags=["commits"])
     def delete_commit(repo: str, ref: str) -> Response:

@@ -104,6 +104,47 @@ def emit(ctx: click.Context, obj: Any, table: Callable[[], None] | None = None) 
         table()
 
 
+def progress_log(ctx: click.Context, *, stdout_json: bool = True) -> Callable[[str], None]:
+    """Progress lines: ``HH:MM:SS message`` on stderr, or JSON lines on stdout with ``-o json``
+    (``stdout_json=False``: stderr always, for commands whose stdout is their answer)."""
+    import threading
+    import time
+
+    as_json = stdout_json and wants_json(ctx)
+    lock = threading.Lock()
+
+    def log(message: str) -> None:
+        now = time.time()
+        with lock:
+            if as_json:
+                click.echo(json.dumps({"ts": now, "message": message}))
+            else:
+                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(now))} {message}", err=True)
+
+    return log
+
+
+def run_option(f: F) -> F:
+    """``--no-run`` for the wait commands."""
+    return click.option(
+        "--no-run",
+        "no_run",
+        is_flag=True,
+        help="On a home where no scheduler (tusk up) runs, only wait (default: run the "
+        "pending jobs in this process meanwhile, as tusk up --once would).",
+    )(f)
+
+
+def note_unscheduled(client: Client, what: str) -> None:
+    """One stderr line when jobs were made on a home where no scheduler runs them."""
+    if client.scheduler_running() is False:
+        click.echo(
+            f"note: no scheduler is running on {client.home}: {what} run under 'tusk up', or at "
+            "the next 'tusk wait'",
+            err=True,
+        )
+
+
 def fail(message: str) -> NoReturn:
     """Refuse bad user input the CLI itself detects (one line, exit 2)."""
     from tusk.errors import InvalidArgument

@@ -472,12 +472,30 @@ class PfsService:
             if cid is None or left == 0:
                 return
 
-    def wait_commit(self, repo: str, ref: str, timeout: float | None = None) -> CommitInfo:
+    def wait_commit(
+        self,
+        repo: str,
+        ref: str,
+        timeout: float | None = None,
+        pause: Callable[[float], None] | None = None,
+    ) -> CommitInfo:
+        """Wait until the commit ``ref`` names now is finished (a branch is resolved once).
+
+        A commit dropped meanwhile (its job failed or was stopped) raises CommitNotFound.
+        """
+        first = self.inspect_commit(repo, ref)
+
         def check() -> tuple[bool, CommitInfo]:
-            info = self.inspect_commit(repo, ref)
+            try:
+                info = self.inspect_commit(repo, first.id)
+            except CommitNotFound:
+                raise CommitNotFound(
+                    f"commit {repo}@{first.id} was dropped before it finished"
+                ) from None
             return info.finished, info
 
-        return poll_until(check, timeout, lambda i: f"commit {repo}@{i.id} is still open", 0.5)
+        still = lambda i: f"commit {repo}@{i.id} is still open"  # noqa: E731
+        return poll_until(check, timeout, still, 0.5, pause)
 
     def delete_commit(self, repo: str, ref: str) -> None:
         """Delete a branch head commit (open or finished); its branches fall back to its parent."""

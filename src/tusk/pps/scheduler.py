@@ -136,28 +136,51 @@ class Scheduler:
     # The loop
 
     def run(self, stop: threading.Event | None = None, once: bool = False) -> None:
-        """Run until ``stop`` is set; with ``once``, until no job is waiting or running."""
+        """Run until ``stop`` is set; with ``once``, until no job is waiting or running.
+
+        A scheduler of role ``all`` holds the store's scheduler lock shared while it runs, so
+        that ``tusk wait`` on the store knows jobs are run (it retries the lock each pass
+        while a waiter that runs jobs itself holds it alone).
+        """
         stop = stop or threading.Event()
-        self._clean_scratch()
-        (self.fast_scratch / "pids").mkdir(parents=True, exist_ok=True)
+        presence = self.meta.scheduler_presence() if self.role == "all" else None
+        self.begin()
         try:
             while not stop.is_set():
+                if presence is not None and not presence.held:
+                    presence.hold_shared()
                 busy = self.tick()
                 if once and not busy:
                     return
                 # Sleep until the poll interval passes, a worker finishes, or stop is asked.
-                self._wake.wait(self.poll)
-                self._wake.clear()
+                self.pause(self.poll)
                 if stop.is_set():
                     break
         finally:
-            for job in list(self._running.values()):
-                job.dead.set()
-            for job in list(self._running.values()):
-                for t in job.threads:
-                    t.join()
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            shutil.rmtree(self.fast_scratch, ignore_errors=True)
+            self.end()
+            if presence is not None:
+                presence.release()
+
+    def begin(self) -> None:
+        """Before the first :meth:`tick`: scratch folders of dead processes go."""
+        self._clean_scratch()
+        (self.fast_scratch / "pids").mkdir(parents=True, exist_ok=True)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep until ``seconds`` pass or a worker has news (a datum done, a job started)."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def end(self) -> None:
+        """Stop this process's workers (their unrun datums go back to the queue)."""
+        for job in list(self._running.values()):
+            job.dead.set()
+        for job in list(self._running.values()):
+            for t in job.threads:
+                t.join()
+        self._running.clear()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.fast_scratch, ignore_errors=True)
 
     def _clean_scratch(self) -> None:
         """Remove scratch folders left by dead processes of this host (and our own)."""

@@ -25,6 +25,7 @@ from tusk.errors import (
     InUse,
     InvalidArgument,
     InvalidSpec,
+    JobFailed,
     JobNotFound,
     PipelineNotFound,
     RepoNotFound,
@@ -52,6 +53,7 @@ from tusk.storage.meta.records import (
 from tusk.storage.meta.store import MetaTx
 
 DONE_STATES = ("success", "failure", "killed")
+Pause = Callable[[float], None]  # what a waiter does between two checks (default: sleep)
 
 
 def input_summary(inp: Input) -> str:
@@ -452,14 +454,52 @@ class PpsService:
         self.pfs.drop_open_commit(job.output_commit)
         return self.inspect_job(pipeline, job.id)
 
-    def wait_job(self, pipeline: str, job_id: str, timeout: float | None = None) -> JobInfo:
-        def check() -> tuple[bool, JobInfo]:
-            info = self.inspect_job(pipeline, job_id)
+    def wait_job(
+        self, pipeline: str, job_id: str, timeout: float | None = None, pause: Pause | None = None
+    ) -> JobInfo:
+        """Wait until a job is done; a job its commit set will make (the scheduler has not yet
+        seen the input commit) counts as one to wait for."""
+
+        def check() -> tuple[bool, JobInfo | None]:
+            try:
+                info = self.inspect_job(pipeline, job_id)
+            except JobNotFound:
+                with self.meta.read() as tx:
+                    coming = any(
+                        c.repo == pipeline and not c.finished for c in tx.commits_in_set(job_id)
+                    )
+                if not coming:
+                    raise
+                return False, None
             return info.done, info
 
-        return poll_until(check, timeout, lambda i: f"job {pipeline}@{i.id} is still {i.state}")
+        def still(i: JobInfo | None) -> str:
+            return f"job {pipeline}@{i.id if i else job_id} is still {i.state if i else 'to come'}"
 
-    def wait_commit_set(self, commit_set: str, timeout: float | None = None) -> list[JobInfo]:
+        info = poll_until(check, timeout, still, pause=pause)
+        assert info is not None
+        return info
+
+    def wait_commit(
+        self, repo: str, ref: str, timeout: float | None = None, pause: Pause | None = None
+    ) -> CommitInfo:
+        """:meth:`PfsService.wait_commit`, saying why when a failed job dropped the commit."""
+        first = self.pfs.inspect_commit(repo, ref)
+        try:
+            return self.pfs.wait_commit(repo, first.id, timeout, pause)
+        except CommitNotFound:
+            with self.meta.read() as tx:
+                job = tx.job_for_commit(first.id)
+            if job is None or job.state not in ("failure", "killed"):
+                raise
+            raise JobFailed(
+                f"commit {repo}@{first.id} will not finish: job {job.pipeline}@{job.id} "
+                f"{'failed' if job.state == 'failure' else 'was stopped'}: {job.reason}"
+            ) from None
+
+    def wait_commit_set(
+        self, commit_set: str, timeout: float | None = None, pause: Pause | None = None
+    ) -> list[JobInfo]:
         """Wait until every job of a commit set is done; return the jobs."""
 
         def check() -> tuple[bool, list[JobInfo]]:
@@ -476,7 +516,8 @@ class PpsService:
             ]
             return all(j.done for j in jobs) and not pending_outputs, jobs
 
-        return poll_until(check, timeout, lambda _: f"commit set {commit_set} still has jobs")
+        still = lambda _: f"commit set {commit_set} still has jobs"  # noqa: E731
+        return poll_until(check, timeout, still, pause=pause)
 
     # Datums
 

@@ -214,10 +214,23 @@ class Client(PipelineMethods, FileReads):
         branch = _ref_text(addr) if addr.explicit_ref else None
         yield from self._pfs.iter_commits(addr.repo, branch, number)
 
-    def wait_commit(self, address: str, timeout: float | None = None) -> CommitInfo:
-        """Block until the commit is finished; raise Timeout after ``timeout`` seconds."""
+    def wait_commit(
+        self,
+        address: str,
+        timeout: float | None = None,
+        *,
+        run: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> CommitInfo:
+        """Block until the commit is finished; raise Timeout after ``timeout`` seconds.
+
+        A branch names its head as it is now. If no scheduler runs on this home, pending jobs
+        run in this process meanwhile (``run=False``: only wait, and warn once); ``log`` gets
+        their progress lines. JobFailed when the job that makes the commit failed.
+        """
         addr = parse_address(address)
-        return self._pfs.wait_commit(addr.repo, _ref_text(addr), timeout)
+        with self._waiting(run, log) as pause:
+            return self._pps.wait_commit(addr.repo, _ref_text(addr), timeout, pause)
 
     def squash_commit(self, address: str, description: str | None = None) -> CommitInfo:
         """Merge a commit into its parent."""

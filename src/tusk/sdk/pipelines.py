@@ -6,9 +6,11 @@ the commit set that caused it); a unique prefix of the id is enough.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +23,7 @@ from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LineageStep, LogLin
 
 if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
     from tusk.pps.apply import Document
-    from tusk.pps.service import PpsService
+    from tusk.pps.service import Pause, PpsService
 
 
 def split_job(address: str) -> tuple[str | None, str]:
@@ -202,11 +204,20 @@ class PipelineMethods(ApplyFiles):
         pipeline, job = split_job(address)
         return self._pps.inspect_job(pipeline, job)
 
-    def wait_job(self, address: str, timeout: float | None = None) -> JobInfo:
+    def wait_job(
+        self,
+        address: str,
+        timeout: float | None = None,
+        *,
+        run: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> JobInfo:
+        """Block until a job is done (as :meth:`wait_commit` runs pending jobs meanwhile)."""
         pipeline, job = split_job(address)
         if pipeline is None:
             pipeline = self._pps.inspect_job(None, job).pipeline
-        return self._pps.wait_job(pipeline, job, timeout)
+        with self._waiting(run, log) as pause:
+            return self._pps.wait_job(pipeline, job, timeout, pause)
 
     def stop_job(self, address: str) -> JobInfo:
         pipeline, job = split_job(address)
@@ -235,9 +246,46 @@ class PipelineMethods(ApplyFiles):
     ) -> list[LogLine]:
         return self._pps.logs(pipeline, job, datum, after)
 
-    def wait_commit_set(self, commit_set: str, timeout: float | None = None) -> list[JobInfo]:
-        """Block until every job of a commit set is done; returns the jobs."""
-        return self._pps.wait_commit_set(commit_set, timeout)
+    def wait_commit_set(
+        self,
+        commit_set: str,
+        timeout: float | None = None,
+        *,
+        run: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> list[JobInfo]:
+        """Block until every job of a commit set is done; returns the jobs.
+
+        Pending jobs run in this process meanwhile when no scheduler runs on the home, as
+        for :meth:`wait_commit`.
+        """
+        with self._waiting(run, log) as pause:
+            return self._pps.wait_commit_set(commit_set, timeout, pause)
+
+    @contextmanager
+    def _waiting(self, run: bool, log: Callable[[str], None] | None) -> Iterator[Pause]:
+        """What a wait does between checks: run this home's jobs if nothing else does."""
+        from tusk.pps.waiting import WaitRunner
+
+        logger = logging.getLogger("tusk.scheduler")
+        runner = WaitRunner(
+            self._pps,
+            run=run,
+            log=log or logger.info,
+            warn=log or logger.warning,
+            executor=lambda: self._executor(None, None),
+        )
+        try:
+            yield runner.pause
+        finally:
+            runner.close()
+
+    def scheduler_running(self) -> bool | None:
+        """Whether a scheduler (``tusk up``, or a wait running jobs) runs on this home now.
+
+        None from a client of a server: there the server runs the jobs, or says why not.
+        """
+        return self._pfs.storage.meta.scheduler_presence().others_running()
 
     def lineage(self, address: str, depth: int = 32) -> LineageStep:
         """Job, datum, inputs and code behind the file at ``repo@ref:/path``, up the graph."""
@@ -265,24 +313,28 @@ class PipelineMethods(ApplyFiles):
         ``dask://host:port`` (datums run on that Dask cluster's workers). ``role="worker"``
         runs datums only (``tusk worker``), for jobs a ``tusk up``/``serve`` elsewhere manages.
         """
-        from tusk.pps.executor import LocalExecutor
         from tusk.pps.scheduler import Scheduler
 
-        chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
-        runner: Any
-        if chosen == "local":
-            runner = LocalExecutor(sandbox)
-        else:
-            from tusk.pps.dask_executor import DaskExecutor, StoreSpec
-
-            storage = self._pfs.storage
-            spec = StoreSpec(str(self.home), storage.meta.url, storage.backend.url, sandbox)
-            runner = DaskExecutor(chosen, spec)
+        runner = self._executor(executor, sandbox)
         try:
             Scheduler(self._pps, runner, log=log, role=role).run(stop, once=once)
         finally:
-            if chosen != "local":
-                runner.close()
+            closer = getattr(runner, "close", None)
+            if closer is not None:
+                closer()
+
+    def _executor(self, executor: str | None, sandbox: str | None) -> Any:
+        """``executor`` (default: ``$TUSK_EXECUTOR``, else local processes) for a scheduler."""
+        from tusk.pps.executor import LocalExecutor
+
+        chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
+        if chosen == "local":
+            return LocalExecutor(sandbox)
+        from tusk.pps.dask_executor import DaskExecutor, StoreSpec
+
+        storage = self._pfs.storage
+        spec = StoreSpec(str(self.home), storage.meta.url, storage.backend.url, sandbox)
+        return DaskExecutor(chosen, spec)
 
     def sandbox_mode(self, sandbox: str | None = None) -> str:
         from tusk.pps.executor import sandbox_mode

@@ -348,9 +348,21 @@ class RemoteClient(ApplyFiles, FileReads):
         params = _params(ref=ref, number=number)
         yield from self._stream(CommitInfo, f"/repos/{_seg(addr.repo)}/commits", params)
 
-    def wait_commit(self, address: str, timeout: float | None = None) -> CommitInfo:
-        """Block until the commit is finished; raise Timeout after ``timeout`` seconds."""
-        url = self._commit_url(parse_address(address), "wait")
+    def wait_commit(
+        self,
+        address: str,
+        timeout: float | None = None,
+        *,
+        run: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> CommitInfo:
+        """Block until the commit is finished; raise Timeout after ``timeout`` seconds.
+
+        The server runs the jobs (``run`` and ``log`` are for in-process clients).
+        """
+        addr = parse_address(address)
+        first = self.inspect_commit(address)  # a branch is resolved once, as in-process
+        url = f"/repos/{_seg(addr.repo)}/commits/{_seg(first.id)}/wait"
         return decode(CommitInfo, self._wait(url, timeout))
 
     def squash_commit(self, address: str, description: str | None = None) -> CommitInfo:
@@ -688,7 +700,15 @@ class RemoteClient(ApplyFiles, FileReads):
     def inspect_job(self, address: str) -> JobInfo:
         return decode(JobInfo, self._call("GET", self._job_url(address)))
 
-    def wait_job(self, address: str, timeout: float | None = None) -> JobInfo:
+    def wait_job(
+        self,
+        address: str,
+        timeout: float | None = None,
+        *,
+        run: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> JobInfo:
+        """Block until a job is done (the server runs it)."""
         return decode(JobInfo, self._wait(self._job_url(address, "wait"), timeout))
 
     def stop_job(self, address: str) -> JobInfo:
@@ -718,7 +738,14 @@ class RemoteClient(ApplyFiles, FileReads):
         url = f"/pipelines/{_seg(pipeline)}/logs"
         return decode_list(LogLine, self._call("GET", url, params=params))
 
-    def wait_commit_set(self, commit_set: str, timeout: float | None = None) -> list[JobInfo]:
+    def wait_commit_set(
+        self,
+        commit_set: str,
+        timeout: float | None = None,
+        *,
+        run: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> list[JobInfo]:
         """Block until every job of a commit set is done; returns the jobs."""
         return decode_list(JobInfo, self._wait(f"/commit-sets/{_seg(commit_set)}/wait", timeout))
 
@@ -746,6 +773,10 @@ class RemoteClient(ApplyFiles, FileReads):
         raise InvalidArgument(
             f"the scheduler runs on the server ({self.address}): start it there with tusk up"
         )
+
+    def scheduler_running(self) -> bool | None:
+        """None: the server runs the jobs (or its ``tusk serve`` says it does not)."""
+        return None
 
     def sandbox_mode(self, sandbox: str | None = None) -> str:
         """Not remote: the sandbox is the server's business (``tusk up --sandbox``)."""

@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from tusk.cli import render
-from tusk.cli.core import emit, get_client, output_option, print_json, wants_json
+from tusk.cli.core import (
+    emit,
+    get_client,
+    output_option,
+    print_json,
+    progress_log,
+    run_option,
+    wants_json,
+)
 from tusk.cli.parse import Duration
 
 
@@ -62,11 +70,17 @@ def inspect_commit(ctx: click.Context, address: str) -> None:
     metavar="DURATION",
     help="Give up after this long (e.g. 0.5, 30s, 5m); default: wait forever.",
 )
+@run_option
 @output_option
 @click.pass_context
-def wait_commit(ctx: click.Context, address: str, timeout: float | None) -> None:
-    """Wait until a commit is finished, then show it."""
-    info = get_client(ctx).wait_commit(address, timeout=timeout)
+def wait_commit(ctx: click.Context, address: str, timeout: float | None, no_run: bool) -> None:
+    """Wait until a commit is finished, then show it; exit 1 if its job failed.
+
+    A branch names its head as it is now. On a home where no scheduler runs, the pending
+    jobs run in this process meanwhile.
+    """
+    log = progress_log(ctx, stdout_json=False)
+    info = get_client(ctx).wait_commit(address, timeout=timeout, run=not no_run, log=log)
     emit(ctx, info, lambda: render.commit_fields(info))
 
 

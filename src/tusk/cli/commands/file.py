@@ -16,6 +16,7 @@ from tusk.cli.core import (
     emit,
     fail,
     get_client,
+    note_unscheduled,
     output_option,
     print_json,
     source_failure,
@@ -116,6 +117,8 @@ def put_file(
     with progress.progress_bar("put", total) as cb:
         result = _run_put(client, plan, append, description, cb)
     emit(ctx, result)
+    if result.commit.subvenance:  # the commit feeds pipelines
+        note_unscheduled(client, "the jobs it starts")
 
 
 # get file

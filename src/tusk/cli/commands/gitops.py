@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tusk.cli import render
-from tusk.cli.core import emit, get_client, output_option
+from tusk.cli.core import emit, get_client, note_unscheduled, output_option
 
 
 @click.command("apply")
@@ -68,3 +68,8 @@ def apply(
                 click.echo(f"job started: {job}")
 
     emit(ctx, result, table)
+    pipelines = [
+        c for c in result.changes if c.kind == "pipeline" and c.action in ("create", "update")
+    ]
+    if not dry_run and (result.jobs or pipelines):
+        note_unscheduled(client, "the jobs of these pipelines")

@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tusk.cli import render
-from tusk.cli.core import CliError, emit, fail, get_client, output_option, print_json, wants_json
+from tusk.cli.core import (
+    CliError,
+    emit,
+    fail,
+    get_client,
+    note_unscheduled,
+    output_option,
+    print_json,
+    progress_log,
+    run_option,
+    wants_json,
+)
 from tusk.cli.parse import Duration
 from tusk.config import default_home
 
@@ -105,6 +116,7 @@ def _create(ctx: click.Context, source: str, update: bool, reprocess: bool) -> N
         done.append(info)
     if wants_json(ctx):
         print_json(done)
+    note_unscheduled(client, "its jobs" if len(done) == 1 else "their jobs")
 
 
 def _dry_run(ctx: click.Context, source: str) -> None:
@@ -132,7 +144,8 @@ def _dry_run(ctx: click.Context, source: str) -> None:
 def create_pipeline(ctx: click.Context, source: str, dry_run: bool) -> None:
     """Create the pipelines of a spec file; each gets an output repo of its name.
 
-    A job starts for the inputs' current data once a scheduler runs (tusk up).
+    A job starts for the inputs' current data once a scheduler runs (tusk up), or when a
+    tusk wait runs it on a home where no scheduler runs.
     """
     if dry_run:
         _dry_run(ctx, source)
@@ -281,11 +294,16 @@ def stop_job(ctx: click.Context, address: str) -> None:
 @click.command("job")
 @click.argument("address", metavar="PIPELINE@JOB")
 @_timeout_option
+@run_option
 @output_option
 @click.pass_context
-def wait_job(ctx: click.Context, address: str, timeout: float | None) -> None:
-    """Wait until a job is done, then show it; exit 1 if it did not succeed."""
-    info = get_client(ctx).wait_job(address, timeout=timeout)
+def wait_job(ctx: click.Context, address: str, timeout: float | None, no_run: bool) -> None:
+    """Wait until a job is done, then show it; exit 1 if it did not succeed.
+
+    On a home where no scheduler runs, the pending jobs run in this process meanwhile.
+    """
+    log = progress_log(ctx, stdout_json=False)
+    info = get_client(ctx).wait_job(address, timeout=timeout, run=not no_run, log=log)
     emit(ctx, info, lambda: render.job_fields(info))
     if info.state != "success":
         raise CliError(_job_failed(info), 1)
@@ -294,11 +312,19 @@ def wait_job(ctx: click.Context, address: str, timeout: float | None) -> None:
 @click.command("commit-set")
 @click.argument("commit_set", metavar="ID")
 @_timeout_option
+@run_option
 @output_option
 @click.pass_context
-def wait_commit_set(ctx: click.Context, commit_set: str, timeout: float | None) -> None:
-    """Wait until every job of a commit set is done, then list them; exit 1 if one failed."""
-    jobs = get_client(ctx).wait_commit_set(commit_set, timeout=timeout)
+def wait_commit_set(
+    ctx: click.Context, commit_set: str, timeout: float | None, no_run: bool
+) -> None:
+    """Wait until every job of a commit set is done, then list them; exit 1 if one failed.
+
+    On a home where no scheduler runs, the pending jobs run in this process meanwhile.
+    """
+    log = progress_log(ctx, stdout_json=False)
+    client = get_client(ctx)
+    jobs = client.wait_commit_set(commit_set, timeout=timeout, run=not no_run, log=log)
     emit(ctx, jobs, lambda: render.job_table(jobs))
     failed = [j for j in jobs if j.state != "success"]
     if failed:
@@ -470,18 +496,7 @@ def _server_home(ctx: click.Context, command: str) -> Path | None:
 
 
 def _logger(ctx: click.Context) -> Callable[[str], None]:
-    as_json = wants_json(ctx)
-    lock = threading.Lock()
-
-    def log(message: str) -> None:
-        now = time.time()
-        with lock:
-            if as_json:
-                click.echo(json.dumps({"ts": now, "message": message}))
-            else:
-                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(now))} {message}", err=True)
-
-    return log
+    return progress_log(ctx)
 
 
 DEFAULT_PORT = 7800  # tusk.server.DEFAULT_PORT (not imported: --help stays quick)

@@ -21,6 +21,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from tusk.errors import StorageError, Unavailable
 from tusk.storage.meta import schema as t
+from tusk.storage.meta.presence import (
+    FileSchedulerPresence,
+    PgSchedulerPresence,
+    SchedulerPresence,
+)
 from tusk.storage.meta.records import (
     BranchRecord,
     ChunkLocation,
@@ -90,6 +95,12 @@ class MetaStore:
             except sa.exc.OperationalError:
                 pass  # another process holds it open; its close will checkpoint
         self.engine.dispose()
+
+    def scheduler_presence(self) -> SchedulerPresence:
+        """A new handle on the store's scheduler lock (see :mod:`tusk.storage.meta.presence`)."""
+        if self.is_sqlite:  # a home's database is always a file (WAL needs one)
+            return FileSchedulerPresence(Path(f"{sa.engine.make_url(self.url).database}.scheduler"))
+        return PgSchedulerPresence(self.engine)
 
     @contextmanager
     def atomic(self) -> Iterator[MetaTx]:
