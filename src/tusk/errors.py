@@ -46,11 +46,19 @@ class InvalidSpec(InvalidArgument):
 
 
 class Unauthorized(TuskError):
-    """A request whose credentials are missing or wrong (a webhook's signature)."""
+    """A request whose credentials are missing or wrong (a token, a webhook's signature)."""
 
     code = "unauthorized"
     status = 401
     exit_code = 8
+
+
+class PermissionDenied(TuskError):
+    """A caller who is known but lacks the role an operation needs."""
+
+    code = "permission_denied"
+    status = 403
+    exit_code = 9
 
 
 class NotFound(TuskError):

@@ -600,7 +600,9 @@ def test_a_database_of_the_previous_schema_gains_the_delivery_table(
     url = os.environ.get("TUSK_METADATA_URL") or sqlite_url(home / "tusk.db")
     store = MetaStore(url)
     with store.write() as tx:  # back to revision 0002, as a home made before webhooks is
-        tx.conn.execute(sa.text("DROP TABLE webhook_deliveries"))
+        for table in ("webhook_deliveries", "auth_settings", "auth_tokens", "role_bindings"):
+            tx.conn.execute(sa.text(f"DROP TABLE {table}"))
+        tx.conn.execute(sa.text("DROP TABLE audit_log"))
         tx.conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
     store.close()
     store = MetaStore(url)

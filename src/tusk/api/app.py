@@ -21,11 +21,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tusk.api.auth_routes import auth_router
 from tusk.api.docs import install_openapi, operation_id
+from tusk.api.guard import guarded_route_class
 from tusk.api.pfs_routes import pfs_router
 from tusk.api.pps_routes import pps_router
 from tusk.api.webhook_routes import webhook_router
 from tusk.api.wire import API_PREFIX, error_body, tusk_version
+from tusk.auth.service import AuthService
 from tusk.errors import TuskError
 from tusk.pfs.service import PfsService
 from tusk.pps.service import PpsService
@@ -78,10 +81,15 @@ def create_app(
     )
     # Set when the server stops: waits then answer 503 at once (see ``wait_for``).
     app.state.stopping = stopping = threading.Event()
+    # One gate for every route: AuthService.authorize, with the rules of tusk.auth.permissions.
+    auth = AuthService(pfs.meta)
+    app.state.auth = auth
+    route_class = guarded_route_class(auth)
     routers = [
-        pfs_router(pfs, pps, home, stopping),
-        pps_router(pps, stopping),
-        webhook_router(webhooks),
+        pfs_router(pfs, pps, home, stopping, auth, route_class),
+        pps_router(pps, stopping, auth, route_class),
+        webhook_router(webhooks, route_class),
+        auth_router(auth, route_class),
     ]
     for router in routers:
         # The routes go straight into the app's router (built with the prefix): FastAPI's

@@ -82,3 +82,18 @@ class Apply(_Body):
     prune: bool = Field(False, description="Delete pipelines that no document declares.")
     dry_run: bool = Field(False, description="Only return the plan; change nothing.")
     reprocess: bool = Field(False, description="Updated pipelines rerun every datum.")
+
+
+class TokenCreate(_Body):
+    principal: str | None = Field(
+        None, description="user:NAME, robot:NAME or pipeline:NAME (default: the caller)."
+    )
+    ttl: float | None = Field(None, description="Seconds until it expires (default: never).")
+    description: str = Field("", max_length=500)
+
+
+class RolesSet(_Body):
+    principal: str = Field(description="user:NAME, robot:NAME or pipeline:NAME.")
+    roles: list[str] = Field(
+        max_length=8, description="The roles it has there from now on ([] or ['none']: none)."
+    )

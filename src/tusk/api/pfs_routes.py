@@ -19,10 +19,12 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from tusk.api import bodies
 from tusk.api.docs import operation_id, returns
+from tusk.api.guard import EDGE, current_caller
 from tusk.api.streams import BodyPipe, ClientGone, batched, reader, tar_items, tar_stream
 from tusk.api.wire import (
     API_PREFIX,
@@ -34,6 +36,8 @@ from tusk.api.wire import (
     timed_out,
     tusk_version,
 )
+from tusk.auth.permissions import REPO_READ
+from tusk.auth.service import AuthService
 from tusk.errors import Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
 from tusk.pfs.models import (
@@ -181,15 +185,28 @@ def address(repo: str, ref: str, path: str | None = None) -> Address:
     )
 
 
-def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.Event) -> APIRouter:
-    r = APIRouter(prefix=API_PREFIX, generate_unique_id_function=operation_id)
+def pfs_router(
+    pfs: PfsService,
+    pps: PpsService,
+    home: str,
+    stopping: threading.Event,
+    auth: AuthService,
+    route_class: type[APIRoute],
+) -> APIRouter:
+    r = APIRouter(
+        prefix=API_PREFIX, generate_unique_id_function=operation_id, route_class=route_class
+    )
 
     # Repos
 
     @r.post("/repos", status_code=201, tags=["repos"])
     @returns(RepoInfo)
     def create_repo(body: bodies.RepoCreate) -> Response:
-        return ok(pfs.create_repo(body.name, body.description, body.update), 201)
+        """Create a repo; with auth on, its creator owns it."""
+        info = pfs.create_repo(body.name, body.description, body.update)
+        if not body.update:
+            auth.grant_creator(current_caller(), info.name)
+        return ok(info, 201)
 
     @r.get("/repos", tags=["repos"])
     @returns(list[RepoInfo])
@@ -204,6 +221,7 @@ def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.
     @r.delete("/repos/{repo}", status_code=204, tags=["repos"])
     def delete_repo(repo: str, force: bool = False) -> Response:
         pfs.delete_repo(repo_name(repo), force)
+        auth.forget_repo(repo)
         return Response(status_code=204)
 
     # Branches
@@ -376,6 +394,7 @@ def pfs_router(pfs: PfsService, pps: PpsService, home: str, stopping: threading.
     def copy_file(repo: str, ref: str, path: str, body: bodies.CopySource) -> Response:
         """Copy a file or directory (any repo or commit) to ``path``; no data moves."""
         src = parse_address(body.src)
+        auth.require(current_caller(), REPO_READ, src.repo, edge=EDGE, operation="copy_file")
         return ok(pfs.copy_file(src, repo_name(repo), ref_text(ref), file_path(path)))
 
     # Files: reads

@@ -12,16 +12,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.routing import APIRoute
 
 from tusk.api import bodies
 from tusk.api.docs import operation_id, returns
+from tusk.api.guard import EDGE, current_caller
 from tusk.api.pfs_routes import BIG, WaitSeconds, ok, wait_for
 from tusk.api.wire import API_PREFIX
+from tusk.auth.permissions import REPO_OWN, REPO_READ, REPO_WRITE
+from tusk.auth.service import AuthService
 from tusk.errors import InvalidSpec
 from tusk.pfs.models import CommitInfo
 from tusk.pps.apply import Document, apply_documents
 from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LogLine, PipelineInfo
 from tusk.pps.service import PpsService
+from tusk.pps.spec import PipelineSpec
 
 
 def _origin(origin: dict[str, Any] | None) -> dict[str, Any]:
@@ -31,18 +36,53 @@ def _origin(origin: dict[str, Any] | None) -> dict[str, Any]:
     return where
 
 
-def pps_router(pps: PpsService, stopping: threading.Event) -> APIRouter:
-    r = APIRouter(prefix=API_PREFIX, tags=["pipelines"], generate_unique_id_function=operation_id)
+def _input_repos(spec: dict[str, Any] | PipelineSpec) -> set[str]:
+    """The repos a spec reads (a cron input's repo is the pipeline's own making)."""
+    from tusk.pps.spec import CronInput, load_spec
+
+    loaded = spec if isinstance(spec, PipelineSpec) else load_spec(spec)
+    return {leaf.repo for leaf in loaded.inputs() if not isinstance(leaf, CronInput)}
+
+
+def pps_router(
+    pps: PpsService, stopping: threading.Event, auth: AuthService, route_class: type[APIRoute]
+) -> APIRouter:
+    r = APIRouter(
+        prefix=API_PREFIX,
+        tags=["pipelines"],
+        generate_unique_id_function=operation_id,
+        route_class=route_class,
+    )
+
+    def may_read_inputs(spec: dict[str, Any] | PipelineSpec, operation: str) -> set[str]:
+        """With auth on, the spec's input repos, each checked for read (else nothing)."""
+        caller = current_caller()
+        if not caller.active:
+            return set()
+        inputs = _input_repos(spec)
+        for repo in sorted(inputs):
+            auth.require(caller, REPO_READ, repo, edge=EDGE, operation=operation)
+        return inputs
 
     # Pipelines
 
     @r.post("/pipelines", status_code=201)
     @returns(PipelineInfo)
     def create_pipeline(body: bodies.PipelineCreate) -> Response:
-        """Create a pipeline (with ``update``, replace it); it owns an output repo of its name."""
+        """Create a pipeline (with ``update``, replace it); it owns an output repo of its name.
+
+        With auth on: read on every input; the creator owns the output repo, and the
+        pipeline's identity may read its inputs and write its output repo.
+        """
+        inputs = may_read_inputs(body.spec, "create_pipeline")
+        caller = current_caller()
+        name = str((body.spec.get("pipeline") or {}).get("name", ""))
+        if caller.active and body.update and name in {p.name for p in pps.list_pipelines()}:
+            auth.require(caller, REPO_OWN, name, edge=EDGE, operation="create_pipeline")
         info = pps.create_pipeline(
             body.spec, origin=_origin(body.origin), update=body.update, reprocess=body.reprocess
         )
+        auth.grant_pipeline(caller, info.name, inputs)
         return ok(info, 201)
 
     @r.get("/pipelines")
@@ -66,15 +106,19 @@ def pps_router(pps: PpsService, stopping: threading.Event) -> APIRouter:
             raise InvalidSpec(
                 f"pipeline.name is {spec.pipeline.name!r} but the request is for {name!r}"
             )
+        inputs = may_read_inputs(spec, "update_pipeline")
         info = pps.create_pipeline(
             spec, origin=_origin(body.origin), update=True, reprocess=body.reprocess
         )
+        auth.grant_pipeline(current_caller(), info.name, inputs)
         return ok(info)
 
     @r.delete("/pipelines/{name}", status_code=204)
     def delete_pipeline(name: str, keep_repo: bool = False, force: bool = False) -> Response:
         """Delete a pipeline (its running jobs are killed) and, unless ``keep_repo``, its repo."""
         pps.delete_pipeline(name, keep_repo=keep_repo, force=force)
+        if not keep_repo:
+            auth.forget_repo(name)
         return Response(status_code=204)
 
     @r.post("/pipelines/{name}/stop")
@@ -102,15 +146,40 @@ def pps_router(pps: PpsService, stopping: threading.Event) -> APIRouter:
     def apply(body: bodies.Apply) -> Response:
         """Make repos and pipelines match the documents, in one transaction (``tusk apply``)."""
         docs = [Document(d.spec, d.source, _origin(d.origin)) for d in body.documents]
+        caller = current_caller()
+        specs = {
+            str(d.spec["pipeline"].get("name")): d.spec
+            for d in docs
+            if isinstance(d.spec.get("pipeline"), dict)
+        }
+        inputs: dict[str, set[str]] = {}
+        if caller.active:  # what each change needs, checked on the plan before anything
+            plan = apply_documents(pps, docs, prune=body.prune, dry_run=True)
+            for change in plan.changes:
+                if change.kind != "pipeline" or change.action in ("unchanged", "unmanaged"):
+                    continue
+                if change.action in ("update", "delete"):
+                    auth.require(caller, REPO_OWN, change.name, edge=EDGE, operation="apply")
+                if change.name in specs and change.action != "delete":
+                    inputs[change.name] = may_read_inputs(specs[change.name], "apply")
         result = apply_documents(
             pps, docs, prune=body.prune, dry_run=body.dry_run, reprocess=body.reprocess
         )
+        if not body.dry_run:
+            for change in result.changes:
+                if change.kind == "repo" and change.action == "create":
+                    auth.grant_creator(caller, change.name)
+                elif change.kind == "pipeline" and change.action in ("create", "update"):
+                    auth.grant_pipeline(caller, change.name, inputs.get(change.name, set()))
+                elif change.kind == "pipeline" and change.action == "delete":
+                    auth.forget_repo(change.name)
         return ok(result)
 
     @r.post("/dry-run")
     @returns(list[dict[str, Any]])
     def dry_run(body: bodies.Spec) -> Response:
         """The datums a spec would have on the current data, creating nothing."""
+        may_read_inputs(body.spec, "dry_run")
         return ok([d.to_json() for d in pps.datums_for_spec(body.spec)])
 
     # Jobs
@@ -145,7 +214,9 @@ def pps_router(pps: PpsService, stopping: threading.Event) -> APIRouter:
     @r.post("/jobs/{job}/stop", tags=["jobs"])
     @returns(JobInfo)
     def stop_any_job(job: str) -> Response:
-        return ok(pps.stop_job(pps.inspect_job(None, job).pipeline, job))
+        pipeline = pps.inspect_job(None, job).pipeline
+        auth.require(current_caller(), REPO_WRITE, pipeline, edge=EDGE, operation="stop_any_job")
+        return ok(pps.stop_job(pipeline, job))
 
     @r.post("/pipelines/{name}/jobs/{job}/stop", tags=["jobs"])
     @returns(JobInfo)

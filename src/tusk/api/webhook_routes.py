@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from tusk.api.docs import operation_id, returns
 from tusk.api.wire import API_PREFIX
@@ -40,9 +41,14 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-def webhook_router(webhooks: WebhookService | None) -> APIRouter:
+def webhook_router(webhooks: WebhookService | None, route_class: type[APIRoute]) -> APIRouter:
     """The webhook routes; with ``webhooks`` None (no service built) every delivery is 401."""
-    r = APIRouter(prefix=API_PREFIX, tags=["webhooks"], generate_unique_id_function=operation_id)
+    r = APIRouter(
+        prefix=API_PREFIX,
+        tags=["webhooks"],
+        generate_unique_id_function=operation_id,
+        route_class=route_class,
+    )
 
     @r.post("/webhooks/github", responses=_RESPONSES, openapi_extra=_BODY)
     @returns(dict[str, Any])

@@ -178,3 +178,50 @@ webhook_deliveries = sa.Table(
     sa.Column("response", sa.Text, nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
 )
+
+# Auth (tusk.auth): settings, tokens (only a keyed hash of each), role bindings, the audit log.
+auth_settings = sa.Table(
+    "auth_settings",
+    metadata,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+auth_tokens = sa.Table(
+    "auth_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("principal", sa.String(200), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_auth_tokens_principal", "principal"),
+)
+
+role_bindings = sa.Table(
+    "role_bindings",
+    metadata,
+    sa.Column("resource_type", sa.String(16), primary_key=True),  # "cluster" or "repo"
+    sa.Column("resource", sa.String(63), primary_key=True),  # "" for the cluster
+    sa.Column("principal", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(32), primary_key=True),
+    sa.Index("ix_role_bindings_principal", "principal"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("principal", sa.String(200), nullable=False),
+    sa.Column("edge", sa.String(16), nullable=False),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("resource_type", sa.String(16), nullable=False),
+    sa.Column("resource", sa.String(200), nullable=False),
+    sa.Column("allowed", sa.Boolean, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_audit_ts", "ts"),
+)

@@ -33,11 +33,12 @@ from tusk.storage.meta.records import (
     PackRecord,
     RepoRecord,
 )
+from tusk.storage.meta.store_auth import AuthTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 _BATCH = 500
 
 
@@ -252,7 +253,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
     )
 
 
-class MetaTx(PpsTxMixin, WebhookTxMixin):
+class MetaTx(PpsTxMixin, WebhookTxMixin, AuthTxMixin):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
     def __init__(self, conn: Connection, is_sqlite: bool) -> None:

@@ -1,0 +1,114 @@
+"""Auth routes: activate, tokens, roles, the audit log (``tusk auth ...``, ``tusk audit``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fastapi import APIRouter, Query, Response
+from fastapi.routing import APIRoute
+
+from tusk.api import bodies
+from tusk.api.docs import operation_id, returns
+from tusk.api.guard import current_caller
+from tusk.api.pfs_routes import ok, repo_name
+from tusk.api.wire import API_PREFIX
+from tusk.auth.service import AuditEntry, AuthService, RepoAccess, TokenInfo
+from tusk.errors import Conflict
+
+
+def auth_router(auth: AuthService, route_class: type[APIRoute]) -> APIRouter:
+    r = APIRouter(
+        prefix=API_PREFIX,
+        tags=["auth"],
+        generate_unique_id_function=operation_id,
+        route_class=route_class,
+    )
+    activation = threading.Lock()
+
+    @r.post("/auth/activate", status_code=201)
+    def auth_activate() -> Response:
+        """Turn auth on; the answer holds the root token, shown this once. 409 when on."""
+        with activation:
+            if auth.is_active():
+                raise Conflict("auth is already active; tusk auth deactivate turns it off")
+            info, token = auth.activate()
+        return ok({"token": token, "info": info}, 201)
+
+    @r.post("/auth/deactivate", status_code=204)
+    def auth_deactivate() -> Response:
+        """Turn auth off (root only): tokens and roles go, the audit log stays."""
+        auth.deactivate(current_caller())
+        return Response(status_code=204)
+
+    @r.get("/auth/whoami")
+    def auth_whoami() -> Response:
+        caller = current_caller()
+        return ok(
+            {
+                "principal": caller.principal,
+                "token_id": caller.token_id,
+                "cluster_roles": sorted(caller.cluster_roles),
+                "active": caller.active,
+            }
+        )
+
+    @r.post("/auth/tokens", status_code=201)
+    def auth_create_token(body: bodies.TokenCreate) -> Response:
+        """A new token (for another identity: clusterAdmin); shown this once."""
+        info, token = auth.create_token(
+            current_caller(), body.principal, body.ttl, body.description
+        )
+        return ok({"token": token, "info": info}, 201)
+
+    @r.get("/auth/tokens")
+    @returns(list[TokenInfo])
+    def auth_list_tokens() -> Response:
+        """The caller's tokens (every token for clusterAdmin), never their secrets."""
+        return ok(auth.list_tokens(current_caller()))
+
+    @r.delete("/auth/tokens/{token_id}")
+    @returns(TokenInfo)
+    def auth_revoke_token(token_id: str) -> Response:
+        """Revoke a token: refused from its next request on."""
+        return ok(auth.revoke_token(current_caller(), token_id))
+
+    @r.get("/auth/repos/{repo}/roles")
+    def auth_get_repo_roles(repo: str) -> Response:
+        """Who has which role on a repo: {principal: [roles]}."""
+        return ok(auth.get_roles("repo", repo_name(repo)))
+
+    @r.put("/auth/repos/{repo}/roles")
+    def auth_set_repo_roles(repo: str, body: bodies.RolesSet) -> Response:
+        """Replace one identity's roles on a repo (repoOwner or clusterAdmin)."""
+        caller = current_caller()
+        return ok(auth.set_roles(caller, "repo", repo_name(repo), body.principal, body.roles))
+
+    @r.get("/auth/cluster/roles")
+    def auth_get_cluster_roles() -> Response:
+        return ok(auth.get_roles("cluster", ""))
+
+    @r.put("/auth/cluster/roles")
+    def auth_set_cluster_roles(body: bodies.RolesSet) -> Response:
+        """Replace one identity's cluster roles (clusterAdmin, pipelineCreator)."""
+        return ok(auth.set_roles(current_caller(), "cluster", "", body.principal, body.roles))
+
+    @r.get("/auth/repos/{repo}/check")
+    @returns(RepoAccess)
+    def auth_check_repo(repo: str) -> Response:
+        """The caller's roles and permissions on a repo."""
+        return ok(auth.check_repo(current_caller(), repo_name(repo)))
+
+    @r.get("/audit")
+    @returns(list[AuditEntry])
+    def audit(
+        user: str | None = None,
+        repo: str | None = None,
+        since: float | None = Query(None, description="Seconds back from now."),
+        limit: int = Query(1000, ge=1, le=100_000),
+    ) -> Response:
+        """The audit log, newest first (clusterAdmin)."""
+        after = None if since is None else time.time() - since
+        return ok(auth.audit(principal=user, repo=repo, since=after, limit=limit))
+
+    return r

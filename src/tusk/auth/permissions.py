@@ -1,0 +1,157 @@
+"""What each operation needs, as data: the table beside the one check.
+
+Every operation of every edge has a rule here, keyed ``"<edge>.<operation>"`` (a REST route's
+operation id, later an S3 action or a gRPC method). ``AuthService.authorize`` refuses an
+operation without a rule, and a test enumerates the routes of the OpenAPI document against
+this table, so a new route without a rule fails a test instead of passing silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Permissions
+PUBLIC = "public"  # no token needed (health, version, a webhook signed by its own secret)
+AUTHENTICATED = "authenticated"  # any valid token
+REPO_READ = "repo.read"
+REPO_WRITE = "repo.write"
+REPO_OWN = "repo.own"  # delete the repo or its pipeline, set roles on it
+REPO_CREATE = "repo.create"  # users and robots (the creator owns the new repo)
+PIPELINE_CREATE = "pipeline.create"
+CLUSTER_ADMIN = "cluster.admin"
+
+REPO_ROLES = {
+    "repoReader": {REPO_READ},
+    "repoWriter": {REPO_READ, REPO_WRITE},
+    "repoOwner": {REPO_READ, REPO_WRITE, REPO_OWN},
+}
+CLUSTER_ROLES = {
+    "clusterAdmin": {
+        AUTHENTICATED,
+        REPO_READ,
+        REPO_WRITE,
+        REPO_OWN,
+        REPO_CREATE,
+        PIPELINE_CREATE,
+        CLUSTER_ADMIN,
+    },
+    "pipelineCreator": {PIPELINE_CREATE},
+}
+ROLES = {**REPO_ROLES, **CLUSTER_ROLES}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``permission`` on the repo named by the path parameter ``repo`` (None: no repo).
+
+    ``change``: the operation changes something, so every call is audited, allowed or not
+    (a denied read is audited too).
+    """
+
+    permission: str
+    repo: str | None = None
+    change: bool = False
+
+
+def _read(param: str = "repo") -> Rule:
+    return Rule(REPO_READ, param)
+
+
+def _write(param: str = "repo") -> Rule:
+    return Rule(REPO_WRITE, param, change=True)
+
+
+def _own(param: str = "repo") -> Rule:
+    return Rule(REPO_OWN, param, change=True)
+
+
+_AUTH = Rule(AUTHENTICATED)
+_ADMIN = Rule(CLUSTER_ADMIN)
+_ADMIN_CHANGE = Rule(CLUSTER_ADMIN, change=True)
+
+# Handlers that need more than their rule (a second repo in the body, a job's pipeline, each
+# input of a spec) call ``AuthService.require`` with the caller the rule let through.
+REST: dict[str, Rule] = {
+    # repos, branches, commits
+    "create_repo": Rule(REPO_CREATE, change=True),
+    "list_repos": _AUTH,
+    "inspect_repo": _read(),
+    "delete_repo": _own(),
+    "create_branch": _write(),
+    "list_branches": _read(),
+    "inspect_branch": _read(),
+    "delete_branch": _write(),
+    "start_commit": _write(),
+    "list_commits": _read(),
+    "inspect_commit": _read(),
+    "finish_commit": _write(),
+    "squash_commit": _write(),
+    "wait_commit": _read(),
+    "delete_commit": _write(),
+    "inspect_commit_set": _AUTH,
+    "wait_commit_set": _AUTH,
+    # files
+    "put_file": _write(),
+    "put_tar": _write(),
+    "delete_file": _write(),
+    "copy_file": _write(),  # and read on the source repo (in the handler)
+    "get_file": _read(),
+    "get_tar": _read(),
+    "inspect_file": _read(),
+    "list_files": _read(),
+    "glob_files": _read(),
+    "diff_file": _read(),
+    "lineage": _read(),
+    # the store
+    "fsck": _ADMIN,
+    "gc": _ADMIN_CHANGE,
+    "stats": _AUTH,
+    "version": Rule(PUBLIC),
+    "health": Rule(PUBLIC),
+    # pipelines (a pipeline's repo is its output repo, of its name)
+    "create_pipeline": Rule(PIPELINE_CREATE, change=True),  # and read on every input
+    "list_pipelines": _AUTH,
+    "inspect_pipeline": _read("name"),
+    "update_pipeline": _own("name"),  # and read on every input
+    "delete_pipeline": _own("name"),
+    "stop_pipeline": _write("name"),
+    "start_pipeline": _write("name"),
+    "run_pipeline": _write("name"),
+    "apply": Rule(PIPELINE_CREATE, change=True),  # and what each document needs
+    "dry_run": _AUTH,  # and read on every input
+    # jobs, datums, logs
+    "list_jobs": _AUTH,
+    "inspect_any_job": _AUTH,
+    "inspect_job": _read("name"),
+    "wait_any_job": _AUTH,
+    "wait_job": _read("name"),
+    "stop_any_job": Rule(AUTHENTICATED, change=True),  # and write on the job's pipeline
+    "stop_job": _write("name"),
+    "list_datums": _read("name"),
+    "inspect_datum": _read("name"),
+    "logs": _read("name"),
+    # webhooks carry their own HMAC; the action runs as the configured robot
+    "github_webhook": Rule(PUBLIC, change=True),
+    # auth itself
+    "auth_activate": Rule(PUBLIC, change=True),  # only while auth is off
+    "auth_deactivate": _ADMIN_CHANGE,
+    "auth_whoami": _AUTH,
+    "auth_create_token": Rule(AUTHENTICATED, change=True),  # for others: clusterAdmin
+    "auth_list_tokens": _AUTH,  # one's own; all for clusterAdmin
+    "auth_revoke_token": Rule(AUTHENTICATED, change=True),  # one's own, or clusterAdmin
+    "auth_get_repo_roles": _read(),
+    "auth_set_repo_roles": _own(),
+    "auth_get_cluster_roles": _ADMIN,
+    "auth_set_cluster_roles": _ADMIN_CHANGE,
+    "auth_check_repo": Rule(AUTHENTICATED, "repo"),
+    "audit": _ADMIN,
+}
+
+RULES: dict[str, Rule] = {f"rest.{name}": rule for name, rule in REST.items()}
+
+
+def permissions_of(roles: set[str]) -> set[str]:
+    out: set[str] = set()
+    for role in roles:
+        out |= ROLES.get(role, set())
+    return out

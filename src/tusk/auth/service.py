@@ -1,0 +1,505 @@
+"""``AuthService``: tokens, roles, the audit log, and ``authorize``, the one gate.
+
+Every edge (REST now; the S3 gateway, console and gRPC as they come) calls
+:meth:`AuthService.authorize` with its edge name, the operation, the bearer token and the repo
+the operation touches; the rule comes from :mod:`tusk.auth.permissions`. Handlers that touch a
+second resource call :meth:`AuthService.require` with the caller ``authorize`` returned.
+
+Auth is off until :meth:`activate` (then everything is allowed and nothing audited: the
+embedded, single-user case). Once on, each request reads its token's row and the caller's
+role bindings in one read transaction: a revoked token is refused on its very next request.
+
+Tokens are ``tusk_<id>_<secret>``: a 16-hex-digit id (the row's key, shown in listings) and
+a 256-bit secret from :mod:`secrets`. The store keeps only HMAC-SHA256 of the secret under a
+random key made at activation, compared with :func:`hmac.compare_digest`. A slow password
+hash (argon2, scrypt) guards guessable passwords; these secrets are random and 256 bits long,
+so a keyed fast hash is as safe against a stolen database and costs microseconds, not the
+tens of milliseconds argon2 would add to every request (docs/auth.md has the numbers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tusk.auth.permissions import (
+    AUTHENTICATED,
+    CLUSTER_ADMIN,
+    CLUSTER_ROLES,
+    PUBLIC,
+    REPO_CREATE,
+    REPO_ROLES,
+    RULES,
+    Rule,
+    permissions_of,
+)
+from tusk.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RepoNotFound,
+    Unauthorized,
+)
+from tusk.storage.meta.store import MetaStore, MetaTx
+from tusk.storage.meta.store_auth import AuditRecord, TokenRecord
+
+ROOT = "user:root"
+_PRINCIPAL = re.compile(r"^(user|robot|pipeline):[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+_TOKEN = re.compile(r"^tusk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+MAX_TTL = 10 * 365 * 86400.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request comes from. ``principal`` is "" while auth is off (everyone may)."""
+
+    principal: str
+    token_id: str = ""
+    cluster_roles: frozenset[str] = frozenset()
+    active: bool = True
+
+    @property
+    def is_admin(self) -> bool:
+        return not self.active or "clusterAdmin" in self.cluster_roles
+
+
+OFF = Caller("", active=False)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    principal: str
+    description: str
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    state: str  # "active", "expired" or "revoked"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: float
+    principal: str
+    edge: str
+    operation: str
+    resource_type: str
+    resource: str
+    allowed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class RepoAccess:
+    """What ``tusk auth check repo`` shows: a caller's roles and permissions on one repo."""
+
+    principal: str
+    repo: str
+    roles: list[str] = field(default_factory=list)
+    permissions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def check_principal(principal: str) -> str:
+    if not isinstance(principal, str) or not _PRINCIPAL.match(principal):
+        raise InvalidArgument(
+            f"invalid identity {str(principal)[:80]!r}: use user:NAME, robot:NAME or "
+            "pipeline:NAME (letters, digits, . _ @ + -)"
+        )
+    return principal
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None when there is none)."""
+    if header is None or header == "":
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("malformed Authorization header: send 'Authorization: Bearer <token>'")
+    return value.strip()
+
+
+def _token_info(r: TokenRecord, now: float) -> TokenInfo:
+    state = "active"
+    if r.revoked_at is not None:
+        state = "revoked"
+    elif r.expires_at is not None and r.expires_at <= now:
+        state = "expired"
+    return TokenInfo(
+        r.id, r.principal, r.description, r.created_by, r.created_at, r.expires_at,
+        r.revoked_at, state,
+    )  # fmt: skip
+
+
+class AuthService:
+    def __init__(self, meta: MetaStore) -> None:
+        self.meta = meta
+
+    # The gate
+
+    def authorize(
+        self,
+        edge: str,
+        operation: str,
+        token: str | None,
+        *,
+        repo: str | None = None,
+        detail: str = "",
+    ) -> Caller:
+        """The one check: may the holder of ``token`` do ``operation`` on ``edge`` (to ``repo``)?
+
+        Returns the caller; raises Unauthorized (no valid token) or PermissionDenied (a rule
+        it does not meet, or an operation without a rule). Changes and denials are audited.
+        """
+        rule = RULES.get(f"{edge}.{operation}")
+        with self.meta.read() as tx:
+            settings = tx.auth_settings()
+            if settings.get("active") != "1":
+                if rule is None:
+                    raise PermissionDenied(f"{edge} operation {operation} has no permission rule")
+                return OFF
+            if rule is None or rule.permission == PUBLIC:
+                caller: Caller = Caller("", active=True)
+            else:
+                try:
+                    caller = self._authenticate(tx, settings, token)
+                except Unauthorized as exc:
+                    if rule.change:
+                        self._audit(edge, operation, "", repo, False, exc.message)
+                    raise
+            problem = self._problem(tx, caller, rule, repo) if rule else "it has no rule"
+        if problem is not None:
+            what = f"{operation} on repo {repo}" if repo else operation
+            message = f"{caller.principal or 'anonymous'} may not {what}: {problem}"
+            self._audit(edge, operation, caller.principal, repo, False, detail or message)
+            raise PermissionDenied(message)
+        # Auth's own changes are audited by the methods below, with what they changed.
+        own = operation.startswith("auth_")
+        if rule is not None and rule.change and rule.permission != PUBLIC and not own:
+            self._audit(edge, operation, caller.principal, repo, True, detail)
+        return caller
+
+    def require(
+        self, caller: Caller, permission: str, repo: str | None, *, edge: str, operation: str
+    ) -> None:
+        """A second check inside a handler (a body's other repo, a spec's inputs)."""
+        if not caller.active:
+            return
+        with self.meta.read() as tx:
+            problem = self._problem(tx, caller, Rule(permission, "repo"), repo)
+        if problem is not None:
+            what = f"{operation} ({permission} on repo {repo})" if repo else operation
+            message = f"{caller.principal} may not {what}: {problem}"
+            self._audit(edge, operation, caller.principal, repo, False, message)
+            raise PermissionDenied(message)
+
+    def _authenticate(self, tx: MetaTx, settings: dict[str, str], token: str | None) -> Caller:
+        if token is None:
+            raise Unauthorized(
+                "auth is on: this request needs a token (tusk auth login, $TUSK_TOKEN or "
+                "'Authorization: Bearer <token>')"
+            )
+        m = _TOKEN.match(token)
+        if m is None:
+            raise Unauthorized("that is not a Tusk token (tusk_<16 hex digits>_<43 characters>)")
+        record = tx.get_token(m.group(1))
+        digest = self._digest(settings, m.group(2))
+        if record is None or not hmac.compare_digest(record.digest, digest):
+            raise Unauthorized(f"token {m.group(1)} is not valid: log in with another")
+        if record.revoked_at is not None:
+            raise Unauthorized(f"token {record.id} was revoked: log in with another")
+        if record.expires_at is not None and record.expires_at <= time.time():
+            raise Unauthorized(f"token {record.id} has expired: ask for a new one")
+        roles = frozenset(role for kind, role in tx.roles_of(record.principal, None))
+        return Caller(record.principal, record.id, roles)
+
+    def _problem(self, tx: MetaTx, caller: Caller, rule: Rule, repo: str | None) -> str | None:
+        """Why ``caller`` fails ``rule`` on ``repo``; None when it passes."""
+        need = rule.permission
+        if need in (PUBLIC, AUTHENTICATED):
+            return None
+        have = permissions_of(set(caller.cluster_roles))
+        if need in have:
+            return None
+        if need == REPO_CREATE:
+            return None if not caller.principal.startswith("pipeline:") else "pipelines may not"
+        if need == CLUSTER_ADMIN:
+            return "it needs clusterAdmin"
+        if rule.repo is None:
+            return f"it needs a cluster role with {need} (pipelineCreator or clusterAdmin)"
+        if repo is None:
+            return f"it needs {need} on a repo"
+        roles = {role for kind, role in tx.roles_of(caller.principal, repo) if kind == "repo"}
+        if need in permissions_of(roles):
+            return None
+        needed = next(name for name, perms in REPO_ROLES.items() if need in perms)
+        return f"it needs {needed} (has {', '.join(sorted(roles)) or 'no role'} there)"
+
+    def _digest(self, settings: dict[str, str], secret: str) -> str:
+        key = bytes.fromhex(settings["key"])
+        return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+
+    def _audit(
+        self,
+        edge: str,
+        operation: str,
+        principal: str,
+        resource: str | None,
+        allowed: bool,
+        detail: str,
+        resource_type: str = "repo",
+    ) -> None:
+        record = AuditRecord(
+            time.time(), principal or "anonymous", edge, operation,
+            resource_type if resource else "", resource or "", allowed, detail[:500],
+        )  # fmt: skip
+        with self.meta.write() as tx:
+            tx.add_audit([record])
+
+    def audit_event(
+        self, caller: Caller, edge: str, operation: str, resource_type: str, resource: str,
+        detail: str = "",
+    ) -> None:  # fmt: skip
+        """Record a change a handler made beyond its route's own entry (when auth is on)."""
+        if caller.active:
+            self._audit(edge, operation, caller.principal, resource, True, detail, resource_type)
+
+    # Activation
+
+    def is_active(self) -> bool:
+        with self.meta.read() as tx:
+            return tx.auth_settings().get("active") == "1"
+
+    def activate(self) -> tuple[TokenInfo, str]:
+        """Turn auth on; the root identity gets clusterAdmin and a token, returned once."""
+        with self.meta.write() as tx:
+            if tx.auth_settings().get("active") == "1":
+                raise Conflict("auth is already active; tusk auth deactivate turns it off")
+            settings = {"active": "1", "key": secrets.token_hex(32)}
+            tx.set_auth_settings(dict(settings))
+            tx.set_roles("cluster", "", ROOT, ["clusterAdmin"])
+            info, token = self._mint(tx, settings, ROOT, None, "root token", ROOT)
+            tx.add_audit([AuditRecord(time.time(), ROOT, "rest", "auth_activate", "", "",
+                                      True, "auth activated")])  # fmt: skip
+        return info, token
+
+    def deactivate(self, caller: Caller) -> None:
+        if caller.principal != ROOT:
+            raise PermissionDenied(f"{caller.principal} may not deactivate auth: only {ROOT} may")
+        with self.meta.write() as tx:
+            tx.delete_all_auth()
+            tx.add_audit([AuditRecord(time.time(), caller.principal, "rest", "auth_deactivate",
+                                      "", "", True, "auth deactivated")])  # fmt: skip
+
+    # Tokens
+
+    def _mint(
+        self,
+        tx: MetaTx,
+        settings: dict[str, str],
+        principal: str,
+        ttl: float | None,
+        description: str,
+        created_by: str,
+    ) -> tuple[TokenInfo, str]:
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        now = time.time()
+        record = TokenRecord(
+            token_id, principal, self._digest(settings, secret), description, created_by, now,
+            None if ttl is None else now + ttl, None,
+        )  # fmt: skip
+        tx.insert_token(record)
+        return _token_info(record, now), f"tusk_{token_id}_{secret}"
+
+    def create_token(
+        self,
+        caller: Caller,
+        principal: str | None = None,
+        ttl: float | None = None,
+        description: str = "",
+    ) -> tuple[TokenInfo, str]:
+        """A new token for ``principal`` (default: the caller); for others, clusterAdmin."""
+        principal = check_principal(principal or caller.principal)
+        if ttl is not None and not (0 < ttl <= MAX_TTL):
+            raise InvalidArgument("ttl must be between 1 second and 10 years")
+        if principal != caller.principal and not caller.is_admin:
+            raise PermissionDenied(
+                f"{caller.principal} may not create tokens for {principal}: it needs clusterAdmin"
+            )
+        with self.meta.write() as tx:
+            settings = self._need_active(tx)
+            info, token = self._mint(tx, settings, principal, ttl, description, caller.principal)
+            tx.add_audit([AuditRecord(time.time(), caller.principal, "rest", "auth_create_token",
+                                      "token", info.id, True, f"for {principal}")])  # fmt: skip
+        return info, token
+
+    def mint_for_pipeline(self, pipeline: str, ttl: float) -> tuple[str, str] | None:
+        """A job's token for ``pipeline:<name>`` (id, token), or None while auth is off."""
+        with self.meta.write() as tx:
+            settings = tx.auth_settings()
+            if settings.get("active") != "1":
+                return None
+            info, token = self._mint(
+                tx, settings, f"pipeline:{pipeline}", ttl, "job token", f"pipeline:{pipeline}"
+            )
+        return info.id, token
+
+    def revoke_quietly(self, token_id: str) -> None:
+        """Revoke a token the system minted (a job's, when the job ends)."""
+        with self.meta.write() as tx:
+            tx.revoke_token(token_id, time.time())
+
+    def list_tokens(self, caller: Caller) -> list[TokenInfo]:
+        now = time.time()
+        with self.meta.read() as tx:
+            self._need_active(tx)
+            records = tx.list_tokens(None if caller.is_admin else caller.principal)
+        return [_token_info(r, now) for r in records]
+
+    def revoke_token(self, caller: Caller, token_id: str) -> TokenInfo:
+        with self.meta.write() as tx:
+            self._need_active(tx)
+            record = tx.get_token(token_id) if re.fullmatch(r"[0-9a-f]{16}", token_id) else None
+            if record is None:
+                raise NotFound(f"token {token_id[:40]} not found (tusk auth list-tokens)")
+            if record.principal != caller.principal and not caller.is_admin:
+                raise PermissionDenied(
+                    f"{caller.principal} may not revoke {record.principal}'s token: it needs "
+                    "clusterAdmin"
+                )
+            tx.revoke_token(token_id, time.time())
+            entry = AuditRecord(
+                time.time(), caller.principal, "rest", "auth_revoke_token", "token", token_id,
+                True, f"of {record.principal}",
+            )  # fmt: skip
+            tx.add_audit([entry])
+            record = tx.get_token(token_id)
+        assert record is not None
+        return _token_info(record, time.time())
+
+    def _need_active(self, tx: MetaTx) -> dict[str, str]:
+        settings = tx.auth_settings()
+        if settings.get("active") != "1":
+            raise Conflict("auth is not active: tusk auth activate turns it on")
+        return settings
+
+    # Roles
+
+    def get_roles(self, resource_type: str, resource: str) -> dict[str, list[str]]:
+        with self.meta.read() as tx:
+            self._need_active(tx)
+            if resource_type == "repo" and tx.get_repo(resource) is None:
+                raise RepoNotFound(f"repo {resource} not found")
+            out: dict[str, list[str]] = {}
+            for principal, role in tx.bindings_on(resource_type, resource):
+                out.setdefault(principal, []).append(role)
+        return out
+
+    def set_roles(
+        self, caller: Caller, resource_type: str, resource: str, principal: str,
+        roles: Iterable[str],
+    ) -> dict[str, list[str]]:  # fmt: skip
+        """Replace ``principal``'s roles on a repo or the cluster (``[]`` or ``none``: remove)."""
+        principal = check_principal(principal)
+        known = REPO_ROLES if resource_type == "repo" else CLUSTER_ROLES
+        wanted = [r for r in roles if r != "none"]
+        for role in wanted:
+            if role not in known:
+                raise InvalidArgument(
+                    f"unknown {resource_type} role {role[:40]!r}: use one of "
+                    f"{', '.join(known)} (or none)"
+                )
+        with self.meta.write() as tx:
+            self._need_active(tx)
+            if resource_type == "repo" and tx.get_repo(resource) is None:
+                raise RepoNotFound(f"repo {resource} not found")
+            if principal == ROOT and resource_type == "cluster" and "clusterAdmin" not in wanted:
+                raise InvalidArgument(f"{ROOT} keeps clusterAdmin")
+            tx.set_roles(resource_type, resource, principal, wanted)
+            tx.add_audit([AuditRecord(
+                time.time(), caller.principal, "rest", f"auth_set_{resource_type}_roles",
+                resource_type, resource, True, f"{principal}: {', '.join(wanted) or 'none'}",
+            )])  # fmt: skip
+        return self.get_roles(resource_type, resource)
+
+    def check_repo(self, caller: Caller, repo: str) -> RepoAccess:
+        with self.meta.read() as tx:
+            self._need_active(tx)
+            if tx.get_repo(repo) is None:
+                raise RepoNotFound(f"repo {repo} not found")
+            roles = sorted(
+                {role for kind, role in tx.roles_of(caller.principal, repo) if kind == "repo"}
+            )
+        perms = permissions_of(set(roles) | set(caller.cluster_roles))
+        repo_perms = sorted(p for p in perms if p.startswith("repo."))
+        return RepoAccess(caller.principal, repo, roles + sorted(caller.cluster_roles), repo_perms)
+
+    def grant_creator(self, caller: Caller, repo: str) -> None:
+        """The creator of a repo owns it (a user or robot; not while auth is off)."""
+        if caller.active and caller.principal and not caller.principal.startswith("pipeline:"):
+            with self.meta.write() as tx:
+                tx.set_roles("repo", repo, caller.principal, ["repoOwner"])
+
+    def grant_pipeline(self, caller: Caller, name: str, inputs: Iterable[str]) -> None:
+        """A pipeline reads its inputs and writes its output repo; its creator owns that."""
+        if not caller.active:
+            return
+        identity = f"pipeline:{name}"
+        with self.meta.write() as tx:
+            for binding_repo in [r for r in set(inputs) if r != name]:
+                current = {role for kind, role in tx.roles_of(identity, binding_repo)
+                           if kind == "repo"}  # fmt: skip
+                if not current:
+                    tx.set_roles("repo", binding_repo, identity, ["repoReader"])
+            tx.set_roles("repo", name, identity, ["repoWriter"])
+        self.grant_creator(caller, name)
+
+    def forget_repo(self, repo: str) -> None:
+        """A deleted repo's bindings go (a new repo of that name starts with none)."""
+        with self.meta.write() as tx:
+            tx.delete_bindings("repo", repo)
+
+    # The audit log
+
+    def audit(
+        self,
+        *,
+        principal: str | None = None,
+        repo: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        with self.meta.read() as tx:
+            rows = tx.audit(principal=principal, resource=repo, since=since, limit=limit)
+        return [
+            AuditEntry(
+                r.id or 0,
+                r.ts,
+                r.principal,
+                r.edge,
+                r.operation,
+                r.resource_type,
+                r.resource,
+                r.allowed,
+                r.detail,
+            )
+            for r in rows
+        ]

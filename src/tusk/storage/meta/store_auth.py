@@ -1,0 +1,183 @@
+"""SQL for auth (mixed into ``MetaTx``): settings, tokens, role bindings, the audit log.
+
+Only :mod:`tusk.auth` calls these; it decides what they mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tusk.storage.meta import schema as t
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    principal: str
+    digest: str  # hex HMAC-SHA256 of the secret under the store's auth key
+    description: str
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    ts: float
+    principal: str
+    edge: str
+    operation: str
+    resource_type: str
+    resource: str
+    allowed: bool
+    detail: str
+    id: int | None = None
+
+
+class AuthTxMixin:
+    conn: Connection
+    is_sqlite: bool
+
+    # Settings
+
+    def auth_settings(self) -> dict[str, str]:
+        return {r.key: r.value for r in self.conn.execute(sa.select(t.auth_settings))}
+
+    def set_auth_settings(self, values: dict[str, str | None]) -> None:
+        c = t.auth_settings.c
+        for key, value in values.items():
+            self.conn.execute(t.auth_settings.delete().where(c.key == key))
+            if value is not None:
+                self.conn.execute(t.auth_settings.insert().values(key=key, value=value))
+
+    # Tokens
+
+    def insert_token(self, record: TokenRecord) -> None:
+        self.conn.execute(t.auth_tokens.insert().values(**record.__dict__))
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        row = self.conn.execute(
+            sa.select(t.auth_tokens).where(t.auth_tokens.c.id == token_id)
+        ).first()
+        return None if row is None else TokenRecord(*row)
+
+    def list_tokens(self, principal: str | None = None) -> list[TokenRecord]:
+        q = sa.select(t.auth_tokens).order_by(t.auth_tokens.c.created_at)
+        if principal is not None:
+            q = q.where(t.auth_tokens.c.principal == principal)
+        return [TokenRecord(*row) for row in self.conn.execute(q)]
+
+    def revoke_token(self, token_id: str, now: float) -> None:
+        c = t.auth_tokens.c
+        self.conn.execute(
+            t.auth_tokens.update()
+            .where(c.id == token_id, c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+    def revoke_tokens_of(self, principal: str, now: float) -> int:
+        c = t.auth_tokens.c
+        done = self.conn.execute(
+            t.auth_tokens.update()
+            .where(c.principal == principal, c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return int(done.rowcount or 0)
+
+    def delete_all_auth(self) -> None:
+        """Deactivation: tokens, bindings and settings go (the audit log stays)."""
+        for table in (t.auth_tokens, t.role_bindings, t.auth_settings):
+            self.conn.execute(table.delete())
+
+    # Role bindings
+
+    def roles_of(self, principal: str, repo: str | None) -> list[tuple[str, str]]:
+        """(resource_type, role) bound to ``principal`` on the cluster and on ``repo``."""
+        c = t.role_bindings.c
+        where = c.resource_type == "cluster"
+        if repo is not None:
+            where = sa.or_(where, sa.and_(c.resource_type == "repo", c.resource == repo))
+        q = sa.select(c.resource_type, c.role).where(c.principal == principal, where)
+        return [(r.resource_type, r.role) for r in self.conn.execute(q)]
+
+    def bindings_on(self, resource_type: str, resource: str) -> list[tuple[str, str]]:
+        """(principal, role) bound on one resource."""
+        c = t.role_bindings.c
+        q = (
+            sa.select(c.principal, c.role)
+            .where(c.resource_type == resource_type, c.resource == resource)
+            .order_by(c.principal, c.role)
+        )
+        return [(r.principal, r.role) for r in self.conn.execute(q)]
+
+    def set_roles(
+        self, resource_type: str, resource: str, principal: str, roles: Iterable[str]
+    ) -> None:
+        """Replace ``principal``'s roles on one resource."""
+        c = t.role_bindings.c
+        self.conn.execute(
+            t.role_bindings.delete().where(
+                c.resource_type == resource_type,
+                c.resource == resource,
+                c.principal == principal,
+            )
+        )
+        for role in sorted(set(roles)):
+            self.conn.execute(
+                t.role_bindings.insert().values(
+                    resource_type=resource_type, resource=resource, principal=principal, role=role
+                )
+            )
+
+    def delete_bindings(self, resource_type: str, resource: str) -> None:
+        c = t.role_bindings.c
+        self.conn.execute(
+            t.role_bindings.delete().where(c.resource_type == resource_type, c.resource == resource)
+        )
+
+    def delete_bindings_of(self, principal: str) -> None:
+        self.conn.execute(t.role_bindings.delete().where(t.role_bindings.c.principal == principal))
+
+    # Audit
+
+    def add_audit(self, records: Iterable[AuditRecord]) -> None:
+        rows = [{k: v for k, v in r.__dict__.items() if k != "id"} for r in records]
+        if rows:
+            self.conn.execute(t.audit_log.insert(), rows)
+
+    def audit(
+        self,
+        *,
+        principal: str | None = None,
+        resource: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """Newest first."""
+        c = t.audit_log.c
+        q = sa.select(t.audit_log).order_by(c.id.desc()).limit(limit)
+        if principal is not None:
+            q = q.where(c.principal == principal)
+        if resource is not None:
+            q = q.where(c.resource == resource)
+        if since is not None:
+            q = q.where(c.ts >= since)
+        return [
+            AuditRecord(
+                r.ts,
+                r.principal,
+                r.edge,
+                r.operation,
+                r.resource_type,
+                r.resource,
+                bool(r.allowed),
+                r.detail,
+                r.id,
+            )
+            for r in self.conn.execute(q)
+        ]
