@@ -12,6 +12,7 @@ thread of its own; the caller's ``stop`` event ends both.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -79,8 +80,17 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Server:
@@ -98,8 +108,14 @@ class Server:
         port: int = DEFAULT_PORT,
         http: bool = True,
         max_body: int | None = None,
+        insecure: bool = False,
+        tls: tuple[str, str] | None = None,
     ) -> None:
+        """``insecure``: serve a non-loopback address with auth off (refused otherwise);
+        ``tls``: (certificate file, key file) for HTTPS, served by uvicorn."""
         self.services = services
+        self.insecure = insecure
+        self.tls = tls
         self.host = host
         self.port = port
         self.http = http
@@ -111,7 +127,20 @@ class Server:
 
     @property
     def url(self) -> str:
-        return _url(self.host, self.port)
+        return _url(self.host, self.port, "https" if self.tls else "http")
+
+    def _check_exposure(self) -> None:
+        """No open door: a non-loopback address needs auth on, or ``insecure`` said aloud."""
+        if self.insecure or _is_loopback(self.host):
+            return
+        from tusk.auth.service import AuthService
+
+        if not AuthService(self.services.pfs.meta).is_active():
+            raise InvalidArgument(
+                f"refusing to listen on {self.host} with auth off: anyone who reaches it could "
+                "change or delete any repo; run tusk auth activate on a server at 127.0.0.1 "
+                "first, or pass --insecure"
+            )
 
     def start(self) -> None:
         if not self.http:
@@ -125,6 +154,11 @@ class Server:
         webhooks = WebhookService(
             self.services.pps, self.services.home, WebhookConfig.from_settings()
         )
+        self._check_exposure()
+        if self.tls is not None:
+            for path in self.tls:
+                if not Path(path).is_file():
+                    raise InvalidArgument(f"no such TLS file {path!r}")
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         app = create_app(
@@ -141,6 +175,8 @@ class Server:
             access_log=False,
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
             lifespan="on",
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
         )
         server = uvicorn.Server(config)
         self._uvicorn = server
@@ -184,7 +220,10 @@ class Server:
             from tusk.pps.executor import LocalExecutor
             from tusk.pps.scheduler import Scheduler
 
-            Scheduler(self.services.pps, LocalExecutor(sandbox), log=log).run(stop, once=once)
+            api = self.url if self._uvicorn is not None else None
+            Scheduler(self.services.pps, LocalExecutor(sandbox), log=log, api_url=api).run(
+                stop, once=once
+            )
         else:
             while not stop.wait(0.2):
                 if self._thread is not None and not self._thread.is_alive():

@@ -106,7 +106,7 @@ def spawn(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[An
         if not line:
             break
         seen.append(line)
-        m = re.search(r"REST API on (http://\S+)/api/v1", line)
+        m = re.search(r"REST API on (https?://\S+)/api/v1", line)
         if m:
             return proc, m.group(1)
     proc.kill()

@@ -39,6 +39,7 @@ from typing import Any
 
 from croniter import croniter
 
+from tusk.auth.service import AuthService
 from tusk.errors import CommitFinished, TuskError
 from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
@@ -89,6 +90,8 @@ class _Job:
     trees: dict[tuple[str, str], bytes]  # (repo, branch) -> that commit's root tree
     dead: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    identity: dict[str, str] = field(default_factory=dict)  # TUSK_ADDRESS, TUSK_TOKEN
+    token_id: str = ""
 
 
 class Scheduler:
@@ -100,13 +103,21 @@ class Scheduler:
         poll: float = 0.1,
         log: Callable[[str], None] | None = None,
         role: str = "all",
+        api_url: str | None = None,
     ) -> None:
         """``role``: ``all`` (``tusk up``: jobs and datums) or ``worker`` (``tusk worker``:
         only claims and runs datums of jobs that a scheduler elsewhere started and finishes).
+
+        ``api_url``: the REST API of this store. With auth on, each job's datums get
+        ``TUSK_ADDRESS`` and a token of the pipeline's own identity (``pipeline:<name>``) in
+        ``TUSK_TOKEN``, revoked when the job ends here: code that calls Tusk may read the
+        pipeline's inputs and write its output repo, nothing else.
         """
         if role not in ("all", "worker"):
             raise ValueError(f"unknown scheduler role {role!r}")
         self.role = role
+        self.api_url = api_url
+        self.auth = AuthService(pps.meta)
         self.pps = pps
         self.pfs = pps.pfs
         self.meta = pps.meta
@@ -178,7 +189,8 @@ class Scheduler:
         for job in list(self._running.values()):
             for t in job.threads:
                 t.join()
-        self._running.clear()
+        for key in list(self._running):
+            self._forget(key)
         shutil.rmtree(self.scratch, ignore_errors=True)
         shutil.rmtree(self.fast_scratch, ignore_errors=True)
 
@@ -227,7 +239,7 @@ class Scheduler:
             if key not in live:
                 running.dead.set()
                 if not any(t.is_alive() for t in running.threads):
-                    del self._running[key]
+                    self._forget(key)
         return busy
 
     # 1. leases
@@ -428,7 +440,7 @@ class Scheduler:
         open_datums = counts.get("pending", 0) + counts.get("running", 0)
         if open_datums == 0 or counts.get("failed", 0):  # a failed datum ends the job
             if running is None or not any(t.is_alive() for t in running.threads):
-                self._running.pop(key, None)
+                self._forget(key)
                 if self.role == "all":
                     self._finish_job(job)
             return
@@ -446,6 +458,7 @@ class Scheduler:
                     commits[(leaf.repo, leaf.branch)] = pinned
             trees = {key: self.pfs.commit_record(cid).tree for key, cid in commits.items()}
             running = _Job(job, spec, origin, commits, trees)
+            self._give_identity(running)
             self._running[key] = running
         alive = [t for t in running.threads if t.is_alive()]
         want = min(running.spec.parallelism_spec.constant, counts.get("pending", 0) + len(alive))
@@ -456,6 +469,21 @@ class Scheduler:
             t.start()
             alive.append(t)
         running.threads = alive
+
+    def _give_identity(self, job: _Job) -> None:
+        if self.api_url is None:
+            return
+        ttl = max(3600.0, 2 * (job.spec.job_timeout or 0))
+        minted = self.auth.mint_for_pipeline(job.record.pipeline, ttl)
+        if minted is not None:
+            job.token_id, token = minted
+            job.identity = {"TUSK_ADDRESS": self.api_url, "TUSK_TOKEN": token}
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        """A job no longer run here: its identity's token is revoked."""
+        job = self._running.pop(key, None)
+        if job is not None and job.token_id:
+            self.auth.revoke_quietly(job.token_id)
 
     def _worker(self, job: _Job) -> None:
         owner = self._new_owner()
@@ -497,7 +525,7 @@ class Scheduler:
             output_commit=job.record.output_commit,
             cmd=list(t.cmd),
             stdin=list(t.stdin),
-            env=dict(t.env),
+            env={**t.env, **job.identity},
             working_dir=t.working_dir or job.origin.get("working_dir"),
             err_cmd=list(t.err_cmd),
             err_stdin=list(t.err_stdin),

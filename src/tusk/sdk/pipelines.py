@@ -306,8 +306,11 @@ class PipelineMethods(ApplyFiles):
         log: Callable[[str], None] | None = None,
         executor: str | None = None,
         role: str = "all",
+        api_url: str | None = None,
     ) -> None:
         """Run the scheduler and workers in this process (what ``tusk up`` does).
+
+        ``api_url``: the REST API serving this home, for jobs' own identity when auth is on.
 
         ``executor``: ``local`` (default: datums run as processes here) or
         ``dask://host:port`` (datums run on that Dask cluster's workers). ``role="worker"``
@@ -317,7 +320,7 @@ class PipelineMethods(ApplyFiles):
 
         runner = self._executor(executor, sandbox)
         try:
-            Scheduler(self._pps, runner, log=log, role=role).run(stop, once=once)
+            Scheduler(self._pps, runner, log=log, role=role, api_url=api_url).run(stop, once=once)
         finally:
             closer = getattr(runner, "close", None)
             if closer is not None:

@@ -510,13 +510,34 @@ def _http_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="The HTTP port of the REST API (0: any free port).",
     )(f)
+    f = click.option(
+        "--insecure",
+        is_flag=True,
+        help="Allow a non-loopback --host while auth is off (anyone reaching it may change "
+        "anything); without it, that is refused until tusk auth activate.",
+    )(f)
+    f = click.option(
+        "--tls-cert",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Serve HTTPS with this certificate (PEM; needs --tls-key).",
+    )(f)
+    f = click.option(
+        "--tls-key", type=click.Path(dir_okay=False), default=None, help="The TLS key (PEM)."
+    )(f)
     return click.option(
         "--host",
         default="127.0.0.1",
         show_default=True,
-        help="Listen on this address; 0.0.0.0 or :: listens on every interface (the API has "
-        "no authentication: expose it only behind a proxy that has).",
+        help="Listen on this address; 0.0.0.0 or :: listens on every interface (needs auth "
+        "on, see tusk auth activate, or --insecure).",
     )(f)
+
+
+def _tls(cert: str | None, key: str | None) -> tuple[str, str] | None:
+    if (cert is None) != (key is None):
+        fail("--tls-cert and --tls-key go together")
+    return None if cert is None or key is None else (cert, key)
 
 
 def _explicit(ctx: click.Context, *names: str) -> bool:
@@ -567,6 +588,9 @@ def up(
     sandbox: str | None,
     host: str,
     port: int,
+    insecure: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
     no_http: bool,
     executor: str | None,
 ) -> None:
@@ -593,10 +617,18 @@ def up(
         log(f"scheduler running on {client.home} {until}; sandbox: {mode} ({_SANDBOX_NOTES[mode]})")
         try:
             if not (once or no_http):
-                server = _start_api(
-                    ctx, Server(Services.open(client.home), host=host, port=port), log
+                api = Server(
+                    Services.open(client.home),
+                    host=host,
+                    port=port,
+                    insecure=insecure,
+                    tls=_tls(tls_cert, tls_key),
                 )
-            client.run_scheduler(stop, once=once, sandbox=mode, log=log, executor=executor)
+                server = _start_api(ctx, api, log)
+            url = server.url if server is not None else None
+            client.run_scheduler(
+                stop, once=once, sandbox=mode, log=log, executor=executor, api_url=url
+            )
         finally:
             if server is not None:
                 server.close()
@@ -636,7 +668,14 @@ def worker(ctx: click.Context, sandbox: str | None) -> None:
 @_http_options
 @output_option
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    insecure: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
     """Serve the REST API on a home without running jobs (tusk up does both).
 
     The API answers at http://HOST:PORT/api/v1, docs at /docs; point clients at it with
@@ -648,7 +687,13 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     log = _logger(ctx)
     stop = threading.Event()
     with _stop_on_signals(stop, log):
-        server = Server(Services.open(home), host=host, port=port)
+        server = Server(
+            Services.open(home),
+            host=host,
+            port=port,
+            insecure=insecure,
+            tls=_tls(tls_cert, tls_key),
+        )
         try:
             server.start()
             log(
