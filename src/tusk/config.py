@@ -68,6 +68,7 @@ SETTINGS = (
     "webhook_path",
     "webhook_ref",
     "webhook_git_url",
+    "webhook_identity",
 )
 
 

@@ -36,7 +36,7 @@ from tusk.api.wire import (
     timed_out,
     tusk_version,
 )
-from tusk.auth.permissions import REPO_READ
+from tusk.auth.permissions import REPO_OWN, REPO_READ
 from tusk.auth.service import AuthService
 from tusk.errors import Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
@@ -202,10 +202,16 @@ def pfs_router(
     @r.post("/repos", status_code=201, tags=["repos"])
     @returns(RepoInfo)
     def create_repo(body: bodies.RepoCreate) -> Response:
-        """Create a repo; with auth on, its creator owns it."""
-        info = pfs.create_repo(body.name, body.description, body.update)
-        if not body.update:
-            auth.grant_creator(current_caller(), info.name)
+        """Create a repo (``update``: or change its description); with auth on, its creator
+        owns it, and changing an existing one needs repoOwner."""
+        caller = current_caller()
+        name = repo_name(body.name)
+        exists = body.update and name in {r.name for r in pfs.list_repos()}
+        if exists:
+            auth.require(caller, REPO_OWN, name, edge=EDGE, operation="create_repo")
+        info = pfs.create_repo(name, body.description, body.update)
+        if not exists:
+            auth.grant_creator(caller, info.name)
         return ok(info, 201)
 
     @r.get("/repos", tags=["repos"])
@@ -233,6 +239,10 @@ def pfs_router(
         for p in body.provenance:
             pa = parse_address(p)
             prov.append((pa.repo, pa.ref.base))
+        for upstream in sorted({r for r, _b in prov}):  # provenance reads them
+            auth.require(
+                current_caller(), REPO_READ, upstream, edge=EDGE, operation="create_branch"
+            )
         return ok(pfs.create_branch(repo_name(repo), body.name, body.head, prov), 201)
 
     @r.get("/repos/{repo}/branches", tags=["branches"])
@@ -307,13 +317,19 @@ def pfs_router(
     @r.get("/commit-sets/{commit_set}", tags=["commits"])
     @returns(list[CommitInfo])
     def inspect_commit_set(commit_set: str) -> Response:
-        return ok(pfs.inspect_commit_set(commit_set))
+        """The commits of a commit set (with auth on, those of repos the caller may read)."""
+        commits = pfs.inspect_commit_set(commit_set)
+        readable = auth.readable(current_caller(), {c.repo for c in commits})
+        return ok([c for c in commits if c.repo in readable])
 
     @r.get("/commit-sets/{commit_set}/wait", tags=["jobs"])
     @returns(list[JobInfo])
     def wait_commit_set(commit_set: str, timeout: WaitSeconds = None) -> Response:
-        """Wait until every job of a commit set is done; returns the jobs."""
-        return ok(wait_for(lambda t: pps.wait_commit_set(commit_set, t), timeout, stopping))
+        """Wait until every job of a commit set is done; returns the jobs (with auth on, those
+        of pipelines the caller may read)."""
+        jobs = wait_for(lambda t: pps.wait_commit_set(commit_set, t), timeout, stopping)
+        readable = auth.readable(current_caller(), {j.pipeline for j in jobs})
+        return ok([j for j in jobs if j.pipeline in readable])
 
     # Files: writes (streamed request bodies)
 

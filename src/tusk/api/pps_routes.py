@@ -88,7 +88,10 @@ def pps_router(
     @r.get("/pipelines")
     @returns(list[PipelineInfo])
     def list_pipelines() -> Response:
-        return ok(pps.list_pipelines())
+        """Every pipeline (with auth on, those whose repo the caller may read)."""
+        pipelines = pps.list_pipelines()
+        readable = auth.readable(current_caller(), {p.name for p in pipelines})
+        return ok([p for p in pipelines if p.name in readable])
 
     @r.get("/pipelines/{name}")
     @returns(PipelineInfo)
@@ -146,33 +149,15 @@ def pps_router(
     def apply(body: bodies.Apply) -> Response:
         """Make repos and pipelines match the documents, in one transaction (``tusk apply``)."""
         docs = [Document(d.spec, d.source, _origin(d.origin)) for d in body.documents]
-        caller = current_caller()
-        specs = {
-            str(d.spec["pipeline"].get("name")): d.spec
-            for d in docs
-            if isinstance(d.spec.get("pipeline"), dict)
-        }
-        inputs: dict[str, set[str]] = {}
-        if caller.active:  # what each change needs, checked on the plan before anything
-            plan = apply_documents(pps, docs, prune=body.prune, dry_run=True)
-            for change in plan.changes:
-                if change.kind != "pipeline" or change.action in ("unchanged", "unmanaged"):
-                    continue
-                if change.action in ("update", "delete"):
-                    auth.require(caller, REPO_OWN, change.name, edge=EDGE, operation="apply")
-                if change.name in specs and change.action != "delete":
-                    inputs[change.name] = may_read_inputs(specs[change.name], "apply")
         result = apply_documents(
-            pps, docs, prune=body.prune, dry_run=body.dry_run, reprocess=body.reprocess
+            pps,
+            docs,
+            prune=body.prune,
+            dry_run=body.dry_run,
+            reprocess=body.reprocess,
+            caller=current_caller(),
+            edge=EDGE,
         )
-        if not body.dry_run:
-            for change in result.changes:
-                if change.kind == "repo" and change.action == "create":
-                    auth.grant_creator(caller, change.name)
-                elif change.kind == "pipeline" and change.action in ("create", "update"):
-                    auth.grant_pipeline(caller, change.name, inputs.get(change.name, set()))
-                elif change.kind == "pipeline" and change.action == "delete":
-                    auth.forget_repo(change.name)
         return ok(result)
 
     @r.post("/dry-run")
@@ -187,12 +172,19 @@ def pps_router(
     @r.get("/jobs", tags=["jobs"])
     @returns(list[JobInfo])
     def list_jobs(pipeline: str | None = None, commit_set: str | None = None) -> Response:
-        return ok(pps.list_jobs(pipeline, commit_set))
+        """Jobs, newest first (with auth on, those of pipelines the caller may read)."""
+        jobs = pps.list_jobs(pipeline, commit_set)
+        readable = auth.readable(current_caller(), {j.pipeline for j in jobs})
+        return ok([j for j in jobs if j.pipeline in readable])
 
     @r.get("/jobs/{job}", tags=["jobs"])
     @returns(JobInfo)
     def inspect_any_job(job: str) -> Response:
-        return ok(pps.inspect_job(None, job))
+        info = pps.inspect_job(None, job)
+        auth.require(
+            current_caller(), REPO_READ, info.pipeline, edge=EDGE, operation="inspect_any_job"
+        )
+        return ok(info)
 
     @r.get("/pipelines/{name}/jobs/{job}", tags=["jobs"])
     @returns(JobInfo)
@@ -203,6 +195,7 @@ def pps_router(
     @returns(JobInfo)
     def wait_any_job(job: str, timeout: WaitSeconds = None) -> Response:
         pipeline = pps.inspect_job(None, job).pipeline
+        auth.require(current_caller(), REPO_READ, pipeline, edge=EDGE, operation="wait_any_job")
         return ok(wait_for(lambda t: pps.wait_job(pipeline, job, t), timeout, stopping))
 
     @r.get("/pipelines/{name}/jobs/{job}/wait", tags=["jobs"])

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from tusk.auth.permissions import (
     CLUSTER_ROLES,
     PUBLIC,
     REPO_CREATE,
+    REPO_READ,
     REPO_ROLES,
     RULES,
     Rule,
@@ -51,6 +53,7 @@ from tusk.storage.meta.store import MetaStore, MetaTx
 from tusk.storage.meta.store_auth import AuditRecord, TokenRecord
 
 ROOT = "user:root"
+_DEFERRED = threading.local()  # denials audited inside a transaction, written after it
 _PRINCIPAL = re.compile(r"^(user|robot|pipeline):[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 _TOKEN = re.compile(r"^tusk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 MAX_TTL = 10 * 365 * 86400.0
@@ -203,12 +206,20 @@ class AuthService:
         if not caller.active:
             return
         with self.meta.read() as tx:
-            problem = self._problem(tx, caller, Rule(permission, "repo"), repo)
+            problem = self._problem(tx, caller, Rule(permission, "repo" if repo else None), repo)
         if problem is not None:
             what = f"{operation} ({permission} on repo {repo})" if repo else operation
             message = f"{caller.principal} may not {what}: {problem}"
             self._audit(edge, operation, caller.principal, repo, False, message)
             raise PermissionDenied(message)
+
+    def readable(self, caller: Caller, repos: Iterable[str]) -> set[str]:
+        """Which of ``repos`` the caller may read (every one while auth is off)."""
+        wanted = set(repos)
+        if not caller.active or REPO_READ in permissions_of(set(caller.cluster_roles)):
+            return wanted
+        with self.meta.read() as tx:
+            return wanted & tx.repos_with_roles(caller.principal)  # each repo role reads
 
     def _authenticate(self, tx: MetaTx, settings: dict[str, str], token: str | None) -> Caller:
         if token is None:
@@ -270,8 +281,23 @@ class AuthService:
             time.time(), principal or "anonymous", edge, operation,
             resource_type if resource else "", resource or "", allowed, detail[:500],
         )  # fmt: skip
+        if not allowed and self.meta.in_atomic():
+            # A denial inside a transaction (apply) would roll back with it: kept for after.
+            pending = getattr(_DEFERRED, "records", None) or []
+            _DEFERRED.records = [*pending, record]
+            return
         with self.meta.write() as tx:
             tx.add_audit([record])
+
+    def flush_audit(self) -> None:
+        """Write the denials kept while a transaction ran (call after it ends)."""
+        if self.meta.in_atomic():
+            return
+        pending = getattr(_DEFERRED, "records", None)
+        if pending:
+            _DEFERRED.records = []
+            with self.meta.write() as tx:
+                tx.add_audit(pending)
 
     def audit_event(
         self, caller: Caller, edge: str, operation: str, resource_type: str, resource: str,
@@ -280,6 +306,15 @@ class AuthService:
         """Record a change a handler made beyond its route's own entry (when auth is on)."""
         if caller.active:
             self._audit(edge, operation, caller.principal, resource, True, detail, resource_type)
+
+    def caller_for(self, principal: str) -> Caller:
+        """An identity the server acts as without a token (a webhook's robot); OFF if auth is."""
+        check_principal(principal)
+        with self.meta.read() as tx:
+            if tx.auth_settings().get("active") != "1":
+                return OFF
+            roles = frozenset(role for _kind, role in tx.roles_of(principal, None))
+        return Caller(principal, "", roles)
 
     # Activation
 

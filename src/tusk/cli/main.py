@@ -9,6 +9,7 @@ import click
 
 from tusk.cli.commands import (
     admin,
+    auth,
     branch,
     commit,
     context,
@@ -127,6 +128,8 @@ wait.add_command(pipeline.wait_commit_set)
 for command in (pipeline.logs, pipeline.lineage, pipeline.up, pipeline.serve, pipeline.worker):
     cli.add_command(command)
 cli.add_command(context.context)
+cli.add_command(auth.auth)
+cli.add_command(auth.audit)
 cli.add_command(gitops.apply)
 cli.add_command(report.report)
 for command in (admin.fsck, admin.gc, admin.init, admin.version):

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tusk.auth.permissions import REPO_OWN, REPO_READ
+from tusk.auth.service import AuthService, Caller
 from tusk.errors import InvalidSpec, TuskError
 from tusk.ids import check_branch_name, check_repo_name
 from tusk.pps.models import ApplyChange, ApplyResult
@@ -126,8 +128,16 @@ def apply_documents(
     prune: bool = False,
     dry_run: bool = False,
     reprocess: bool = False,
+    caller: Caller | None = None,
+    edge: str = "rest",
 ) -> ApplyResult:
-    """Plan, and unless ``dry_run`` carry out, the documents in one transaction."""
+    """Plan, and unless ``dry_run`` carry out, the documents in one transaction.
+
+    With a ``caller`` (auth on), the plan is checked first, inside that transaction: an
+    updated or deleted pipeline needs repoOwner on its repo, a created or updated one read on
+    its inputs. Then repos created are owned by the caller, and each pipeline's identity
+    may read its inputs and write its repo.
+    """
     repos, pipelines = _parse(docs)
     warnings = sorted(
         {
@@ -136,16 +146,27 @@ def apply_documents(
             if (d.origin.get("git") or {}).get("dirty")
         }
     )
+    guard = _Guard(AuthService(pps.meta), caller, edge) if caller and caller.active else None
     if dry_run:
         plan = _plan(pps, repos, pipelines, prune, reprocess)
+        if guard is not None:
+            guard.check(plan)
         return ApplyResult(True, plan.changes, warnings=warnings)
     started: list[str] = []
-    with pps.meta.atomic():
-        plan = _plan(pps, repos, pipelines, prune, reprocess)
-        try:
-            _carry_out(pps, plan, reprocess, started)
-        except TuskError as exc:
-            raise type(exc)(f"{exc.message} (nothing was applied)") from exc
+    try:
+        with pps.meta.atomic():
+            plan = _plan(pps, repos, pipelines, prune, reprocess)
+            if guard is not None:
+                guard.check(plan)
+            try:
+                _carry_out(pps, plan, reprocess, started)
+            except TuskError as exc:
+                raise type(exc)(f"{exc.message} (nothing was applied)") from exc
+            if guard is not None:
+                guard.grant(plan)
+    finally:
+        if guard is not None:
+            guard.auth.flush_audit()
     jobs = _jobs_started(pps, started)
     return ApplyResult(
         False,
@@ -154,6 +175,45 @@ def apply_documents(
         [f"{p}@{cs}" for p, cs in jobs],
         warnings,
     )
+
+
+@dataclass
+class _Guard:
+    """What an apply's plan needs of its caller, checked by the one gate."""
+
+    auth: AuthService
+    caller: Caller
+    edge: str
+
+    def _inputs(self, spec: PipelineSpec) -> set[str]:
+        return {leaf.repo for leaf in spec.inputs() if not isinstance(leaf, CronInput)}
+
+    def check(self, plan: _Plan) -> None:
+        specs = {p.spec.pipeline.name: p.spec for p in plan.pipelines}
+        for change in plan.changes:
+            if change.kind == "repo" and change.action == "update":  # its description
+                self.auth.require(self.caller, REPO_OWN, change.name, edge=self.edge,
+                                  operation="apply")  # fmt: skip
+            if change.kind != "pipeline" or change.action in ("unchanged", "unmanaged"):
+                continue
+            if change.action in ("update", "delete"):
+                self.auth.require(self.caller, REPO_OWN, change.name, edge=self.edge,
+                                  operation="apply")  # fmt: skip
+            if change.name in specs and change.action != "delete":
+                for repo in sorted(self._inputs(specs[change.name])):
+                    self.auth.require(self.caller, REPO_READ, repo, edge=self.edge,
+                                      operation="apply")  # fmt: skip
+
+    def grant(self, plan: _Plan) -> None:
+        specs = {p.spec.pipeline.name: p.spec for p in plan.pipelines}
+        for change in plan.changes:
+            if change.kind == "repo" and change.action == "create":
+                self.auth.grant_creator(self.caller, change.name)
+            elif change.kind == "pipeline" and change.action in ("create", "update"):
+                inputs = self._inputs(specs[change.name])
+                self.auth.grant_pipeline(self.caller, change.name, inputs)
+            elif change.kind == "pipeline" and change.action == "delete":
+                self.auth.forget_repo(change.name)
 
 
 def _parse(docs: list[Document]) -> tuple[list[tuple[RepoDoc, Document]], list[_Pipeline]]:

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tusk.auth.permissions import PIPELINE_CREATE, REPO_CREATE, REPO_WRITE
+from tusk.auth.service import AuthService, Caller, check_principal
 from tusk.errors import (
     InvalidArgument,
     RepoNotFound,
@@ -107,6 +109,7 @@ class WebhookConfig:
     path: str = ""  # commit: the folder of the git tree to commit ('' for all of it)
     ref: str | None = None  # act on pushes to this ref only (default: any branch)
     git_url: str | None = None  # fetch from here instead of the payload's clone_url
+    identity: str = "robot:github-webhook"  # with auth on, what it does is checked as this
 
     def __post_init__(self) -> None:
         if self.action is not None and self.action not in ACTIONS:
@@ -120,6 +123,7 @@ class WebhookConfig:
             )
         if self.repo is not None:
             check_repo_name(self.repo)
+        check_principal(self.identity)
         if self.branch is not None:
             check_branch_name(self.branch)
 
@@ -144,6 +148,7 @@ class WebhookConfig:
             path=_repo_path("TUSK_WEBHOOK_PATH", setting("webhook_path") or ""),
             ref=ref,
             git_url=setting("webhook_git_url"),
+            identity=setting("webhook_identity") or "robot:github-webhook",
         )
 
 
@@ -202,6 +207,7 @@ class WebhookService:
         self.config = config
         self.root = Path(home) / "webhooks"
         self.git = GitCache(self.root)
+        self.auth = AuthService(pps.meta)
 
     # The delivery
 
@@ -319,23 +325,33 @@ class WebhookService:
     def _in_transaction(
         self, delivery: str, event: str, push: _Push, said: dict[str, Any], checkout: _Checkout
     ) -> WebhookOutcome:
-        with self.meta.atomic() as tx:
-            stored = tx.get_webhook_delivery(GITHUB, delivery)
-            if stored is not None:
-                return _replay(stored)  # a twin delivery got here first
-            if self.config.action == "apply":
-                result = self._apply(push, checkout)
-            else:
-                result = self._commit(push, checkout)
-            body = {**said, "result": result}
-            tx.insert_webhook_delivery(_row(delivery, event, 200, body))
+        caller = self.auth.caller_for(self.config.identity)
+        try:
+            with self.meta.atomic() as tx:
+                stored = tx.get_webhook_delivery(GITHUB, delivery)
+                if stored is not None:
+                    return _replay(stored)  # a twin delivery got here first
+                if self.config.action == "apply":
+                    result = self._apply(push, checkout, caller)
+                else:
+                    result = self._commit(push, checkout, caller)
+                body = {**said, "result": result}
+                tx.insert_webhook_delivery(_row(delivery, event, 200, body))
+                what = f"{self.config.action} of {push.ref} at {push.sha[:12]}"
+                self.auth.audit_event(caller, "webhook", "github_push", "", "", what)
+        finally:
+            self.auth.flush_audit()
         return WebhookOutcome(200, body)
 
     # Actions (inside the delivery's transaction)
 
-    def _apply(self, push: _Push, checkout: _Checkout) -> dict[str, Any]:
+    def _apply(self, push: _Push, checkout: _Checkout, caller: Caller) -> dict[str, Any]:
         docs = self._documents(push, checkout)
-        return apply_documents(self.pps, docs, prune=self.config.prune).to_dict()
+        self.auth.require(caller, PIPELINE_CREATE, None, edge="webhook", operation="apply")
+        result = apply_documents(
+            self.pps, docs, prune=self.config.prune, caller=caller, edge="webhook"
+        )
+        return result.to_dict()
 
     def _documents(self, push: _Push, checkout: _Checkout) -> list[Document]:
         """Every document of the spec folder at that SHA, with its origin (as ``tusk apply``
@@ -372,7 +388,7 @@ class WebhookService:
         named = [(f, f.relative_to(checkout.root).as_posix()) for f in files]
         return documents_of((f, in_repo, origin_of(in_repo, f)) for f, in_repo in named)
 
-    def _commit(self, push: _Push, checkout: _Checkout) -> dict[str, Any]:
+    def _commit(self, push: _Push, checkout: _Checkout, caller: Caller) -> dict[str, Any]:
         """The tree (or its folder) as the branch's content, in one commit."""
         repo = self.config.repo
         assert repo is not None  # WebhookConfig checks it
@@ -393,7 +409,10 @@ class WebhookService:
         try:
             self.pfs.inspect_repo(repo)
         except RepoNotFound:
+            self.auth.require(caller, REPO_CREATE, None, edge="webhook", operation="commit")
             self.pfs.create_repo(repo, f"files of git {checkout.remote}")
+            self.auth.grant_creator(caller, repo)
+        self.auth.require(caller, REPO_WRITE, repo, edge="webhook", operation="commit")
         commit = self.pfs.start_commit(repo, branch, description=f"git {push.sha} {push.ref}")
         old = set()
         if commit.parent is not None:

@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 from tusk.config import StoreConfig, default_home, setting
 from tusk.errors import InvalidArgument, SourceError
@@ -95,7 +95,8 @@ class Client(PipelineMethods, FileReads):
 
     ``Client(address="http://host:7800")``, or ``Client()`` with ``$TUSK_ADDRESS`` set, talks
     to a server over HTTP instead (a :class:`tusk.sdk.remote.RemoteClient`, same methods); an
-    explicit ``home`` always means in-process.
+    explicit ``home`` always means in-process. ``token=`` is the server's bearer token
+    (default: ``$TUSK_TOKEN``, else the config file's); the in-process client has no auth.
     """
 
     def __new__(
@@ -103,6 +104,7 @@ class Client(PipelineMethods, FileReads):
         home: str | os.PathLike[str] | None = None,
         *,
         address: str | None = None,
+        token: str | None = None,
         config: StoreConfig | None = None,
         tree_params: TreeParams | None = None,
     ) -> Client:
@@ -114,7 +116,7 @@ class Client(PipelineMethods, FileReads):
         if remote:
             from tusk.sdk.remote import RemoteClient  # httpx loads only for remote use
 
-            return cast("Client", RemoteClient(remote))
+            return cast("Client", RemoteClient(remote, token))
         return super().__new__(cls)
 
     def __init__(
@@ -122,6 +124,7 @@ class Client(PipelineMethods, FileReads):
         home: str | os.PathLike[str] | None = None,
         *,
         address: str | None = None,
+        token: str | None = None,
         config: StoreConfig | None = None,
         tree_params: TreeParams | None = None,
     ) -> None:
@@ -139,6 +142,72 @@ class Client(PipelineMethods, FileReads):
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    # Auth: a server's (tusk up / tusk serve); the embedded home has none
+
+    def _no_auth(self, what: str) -> InvalidArgument:
+        return InvalidArgument(
+            f"auth applies to a server: {what} needs Client(address=...) (or $TUSK_ADDRESS); "
+            f"the home {self.home} in-process has no auth"
+        )
+
+    def auth_activate(self) -> str:
+        """Servers only (``RemoteClient.auth_activate``); raises InvalidArgument here."""
+        raise self._no_auth("auth_activate")
+
+    def auth_deactivate(self) -> None:
+        """Servers only (``RemoteClient.auth_deactivate``); raises InvalidArgument here."""
+        raise self._no_auth("auth_deactivate")
+
+    def whoami(self) -> dict[str, Any]:
+        """Servers only (``RemoteClient.whoami``); raises InvalidArgument here."""
+        raise self._no_auth("whoami")
+
+    def create_token(
+        self, principal: str | None = None, ttl: float | None = None, description: str = ""
+    ) -> tuple[dict[str, Any], str]:
+        """Servers only (``RemoteClient.create_token``); raises InvalidArgument here."""
+        raise self._no_auth("create_token")
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Servers only (``RemoteClient.list_tokens``); raises InvalidArgument here."""
+        raise self._no_auth("list_tokens")
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Servers only (``RemoteClient.revoke_token``); raises InvalidArgument here."""
+        raise self._no_auth("revoke_token")
+
+    def get_repo_roles(self, repo: str) -> dict[str, list[str]]:
+        """Servers only (``RemoteClient.get_repo_roles``); raises InvalidArgument here."""
+        raise self._no_auth("get_repo_roles")
+
+    def set_repo_roles(
+        self, repo: str, principal: str, roles: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Servers only (``RemoteClient.set_repo_roles``); raises InvalidArgument here."""
+        raise self._no_auth("set_repo_roles")
+
+    def get_cluster_roles(self) -> dict[str, list[str]]:
+        """Servers only (``RemoteClient.get_cluster_roles``); raises InvalidArgument here."""
+        raise self._no_auth("get_cluster_roles")
+
+    def set_cluster_roles(self, principal: str, roles: Sequence[str]) -> dict[str, list[str]]:
+        """Servers only (``RemoteClient.set_cluster_roles``); raises InvalidArgument here."""
+        raise self._no_auth("set_cluster_roles")
+
+    def check_repo(self, repo: str) -> dict[str, Any]:
+        """Servers only (``RemoteClient.check_repo``); raises InvalidArgument here."""
+        raise self._no_auth("check_repo")
+
+    def audit(
+        self,
+        user: str | None = None,
+        repo: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Servers only (``RemoteClient.audit``); raises InvalidArgument here."""
+        raise self._no_auth("audit")
 
     # Repos
 

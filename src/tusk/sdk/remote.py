@@ -757,6 +757,86 @@ class RemoteClient(ApplyFiles, FileReads):
         url = self._commit_url(addr, "lineage", _path(addr.path))
         return decode(LineageStep, self._call("GET", url, params={"depth": depth}))
 
+    # Auth (a server's; the in-process client has none)
+
+    def auth_activate(self) -> str:
+        """Turn auth on; returns the root token (user:root, clusterAdmin), shown this once.
+
+        Needs no token; raises Conflict when auth is already on.
+        """
+        return str(self._call("POST", "/auth/activate")["token"])
+
+    def auth_deactivate(self) -> None:
+        """Turn auth off (user:root only): tokens and roles go, the audit log stays."""
+        self._call("POST", "/auth/deactivate")
+
+    def whoami(self) -> dict[str, Any]:
+        """Who this client's token is: ``{principal, token_id, cluster_roles, active}``."""
+        return cast("dict[str, Any]", self._call("GET", "/auth/whoami"))
+
+    def create_token(
+        self, principal: str | None = None, ttl: float | None = None, description: str = ""
+    ) -> tuple[dict[str, Any], str]:
+        """A new token for ``principal`` (default: the caller; others need clusterAdmin).
+
+        ``ttl``: seconds until it expires (None: never). Returns ``(info, token)``; the token
+        is shown this once.
+        """
+        body = {"principal": principal, "ttl": ttl, "description": description}
+        out = self._call("POST", "/auth/tokens", json=body)
+        return cast("dict[str, Any]", out["info"]), str(out["token"])
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """The caller's tokens (every token for clusterAdmin), never their secrets."""
+        return cast("list[dict[str, Any]]", self._call("GET", "/auth/tokens"))
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Revoke a token by its id: it is refused from its next request on."""
+        return cast("dict[str, Any]", self._call("DELETE", f"/auth/tokens/{_seg(token_id)}"))
+
+    def get_repo_roles(self, repo: str) -> dict[str, list[str]]:
+        """Who has which role on a repo: ``{principal: [roles]}``."""
+        return cast("dict[str, list[str]]", self._call("GET", f"/auth/repos/{_seg(repo)}/roles"))
+
+    def set_repo_roles(
+        self, repo: str, principal: str, roles: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Replace ``principal``'s roles on a repo (``[]`` or ``["none"]``: remove them).
+
+        Returns the repo's roles after the change.
+        """
+        body = {"principal": principal, "roles": list(roles)}
+        out = self._call("PUT", f"/auth/repos/{_seg(repo)}/roles", json=body)
+        return cast("dict[str, list[str]]", out)
+
+    def get_cluster_roles(self) -> dict[str, list[str]]:
+        """Who has which cluster role: ``{principal: [roles]}`` (clusterAdmin)."""
+        return cast("dict[str, list[str]]", self._call("GET", "/auth/cluster/roles"))
+
+    def set_cluster_roles(self, principal: str, roles: Sequence[str]) -> dict[str, list[str]]:
+        """Replace ``principal``'s cluster roles (clusterAdmin); returns them all after."""
+        body = {"principal": principal, "roles": list(roles)}
+        return cast("dict[str, list[str]]", self._call("PUT", "/auth/cluster/roles", json=body))
+
+    def check_repo(self, repo: str) -> dict[str, Any]:
+        """The caller's roles and permissions on a repo: ``{principal, repo, roles, ...}``."""
+        return cast("dict[str, Any]", self._call("GET", f"/auth/repos/{_seg(repo)}/check"))
+
+    def audit(
+        self,
+        user: str | None = None,
+        repo: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The audit log, newest first (clusterAdmin).
+
+        ``user``: one principal's entries; ``repo``: one repo's; ``since``: seconds back from
+        now; ``limit``: at most this many entries.
+        """
+        params = _params(user=user, repo=repo, since=since, limit=limit)
+        return cast("list[dict[str, Any]]", self._call("GET", "/audit", params=params))
+
     # Running jobs here: not over HTTP
 
     def run_scheduler(
@@ -768,6 +848,7 @@ class RemoteClient(ApplyFiles, FileReads):
         log: Callable[[str], None] | None = None,
         executor: str | None = None,
         role: str = "all",
+        api_url: str | None = None,
     ) -> None:
         """Not remote: the scheduler runs with the server (``tusk up`` on its machine)."""
         raise InvalidArgument(

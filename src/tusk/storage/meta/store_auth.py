@@ -105,6 +105,11 @@ class AuthTxMixin:
         q = sa.select(c.resource_type, c.role).where(c.principal == principal, where)
         return [(r.resource_type, r.role) for r in self.conn.execute(q)]
 
+    def repos_with_roles(self, principal: str) -> set[str]:
+        c = t.role_bindings.c
+        q = sa.select(c.resource).where(c.principal == principal, c.resource_type == "repo")
+        return {r.resource for r in self.conn.execute(q)}
+
     def bindings_on(self, resource_type: str, resource: str) -> list[tuple[str, str]]:
         """(principal, role) bound on one resource."""
         c = t.role_bindings.c
