@@ -119,3 +119,57 @@ def test_tls(home: Path, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_bad_credentials_and_bad_role_requests_change_nothing(home: Path) -> None:
+    from apihelpers import start_live, stop_live
+
+    live = start_live(home)
+    try:
+        with httpx.Client(base_url=live.url, timeout=30) as web:
+            root = web.post(f"{API}/auth/activate").json()["token"]
+            assert call(web, root, "POST", "/repos", json={"name": "r"}).status_code == 201
+
+            def state() -> Any:
+                return (
+                    call(web, root, "GET", "/auth/repos/r/roles").json(),
+                    call(web, root, "GET", "/auth/cluster/roles").json(),
+                    [t["id"] for t in call(web, root, "GET", "/auth/tokens").json()],
+                    call(web, root, "GET", "/repos").json(),
+                )
+
+            before = state()
+            headers = [
+                "Bearer",
+                "Basic dXNlcjpwYXNz",
+                "Token " + root,
+                "Bearer tusk_0123456789abcdef_short",
+                "Bearer " + root[:-1] + ("A" if root[-1] != "A" else "B"),  # a wrong secret
+                "Bearer " + "A" * 200_000,  # a huge header
+            ]
+            for header in headers:
+                got = web.post(
+                    f"{API}/repos", json={"name": "x"}, headers={"authorization": header}
+                )
+                assert got.status_code == 401, (header[:40], got.text)
+                message = got.json()["error"]["message"]
+                assert "\n" not in message and len(message) < 300
+            bad_roles = [
+                ("/auth/repos/r/roles", {"principal": "user:a", "roles": ["repoAdmin"]}, 400),
+                ("/auth/repos/r/roles", {"principal": "alice", "roles": ["repoReader"]}, 400),
+                ("/auth/repos/r/roles", {"principal": "user:a b", "roles": ["repoReader"]}, 400),
+                ("/auth/repos/nope/roles", {"principal": "user:a", "roles": ["repoReader"]}, 404),
+                ("/auth/repos/r/roles", {"principal": "user:a", "roles": ["x"] * 9}, 400),
+                ("/auth/cluster/roles", {"principal": "user:a", "roles": ["repoReader"]}, 400),
+                ("/auth/cluster/roles", {"principal": "user:root", "roles": []}, 400),
+            ]
+            for path, body, status in bad_roles:
+                got = call(web, root, "PUT", path, json=body)
+                assert got.status_code == status, (path, body, got.text)
+            for body in ({"principal": "user:a", "ttl": -5}, {"principal": "nobody"}):
+                assert call(web, root, "POST", "/auth/tokens", json=body).status_code == 400
+            assert call(web, root, "DELETE", "/auth/tokens/not-a-token").status_code == 404
+            assert call(web, root, "POST", "/auth/activate").status_code == 409
+            assert state() == before
+    finally:
+        stop_live(live)
