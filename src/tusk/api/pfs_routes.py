@@ -212,6 +212,7 @@ def pfs_router(
         info = pfs.create_repo(name, body.description, body.update)
         if not exists:
             auth.grant_creator(caller, info.name)
+        auth.audit_event(caller, EDGE, "create_repo", "repo", name, body.description[:200])
         return ok(info, 201)
 
     @r.get("/repos", tags=["repos"])

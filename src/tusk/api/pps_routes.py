@@ -83,6 +83,7 @@ def pps_router(
             body.spec, origin=_origin(body.origin), update=body.update, reprocess=body.reprocess
         )
         auth.grant_pipeline(caller, info.name, inputs)
+        auth.audit_event(caller, EDGE, "create_pipeline", "repo", info.name, f"v{info.version}")
         return ok(info, 201)
 
     @r.get("/pipelines")

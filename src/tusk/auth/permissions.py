@@ -45,12 +45,14 @@ class Rule:
     """``permission`` on the repo named by the path parameter ``repo`` (None: no repo).
 
     ``change``: the operation changes something, so every call is audited, allowed or not
-    (a denied read is audited too).
+    (a denied read is audited too). ``audited_by_handler``: a change whose allowed calls the
+    handler audits itself, naming what it changed (the repo of a body).
     """
 
     permission: str
     repo: str | None = None
     change: bool = False
+    audited_by_handler: bool = False  # a change whose resource only the handler knows
 
 
 def _read(param: str = "repo") -> Rule:
@@ -73,7 +75,7 @@ _ADMIN_CHANGE = Rule(CLUSTER_ADMIN, change=True)
 # input of a spec) call ``AuthService.require`` with the caller the rule let through.
 REST: dict[str, Rule] = {
     # repos, branches, commits
-    "create_repo": Rule(REPO_CREATE, change=True),
+    "create_repo": Rule(REPO_CREATE, audited_by_handler=True),  # the repo is in the body
     "list_repos": _AUTH,
     "inspect_repo": _read(),
     "delete_repo": _own(),
@@ -109,7 +111,8 @@ REST: dict[str, Rule] = {
     "version": Rule(PUBLIC),
     "health": Rule(PUBLIC),
     # pipelines (a pipeline's repo is its output repo, of its name)
-    "create_pipeline": Rule(PIPELINE_CREATE, change=True),  # and read on every input
+    # and read on every input; the pipeline is named in the body
+    "create_pipeline": Rule(PIPELINE_CREATE, audited_by_handler=True),
     "list_pipelines": _AUTH,
     "inspect_pipeline": _read("name"),
     "update_pipeline": _own("name"),  # and read on every input
