@@ -15,6 +15,11 @@ shell would (quotes work; no ``$VAR``, globs or pipes), runs ``tusk`` with it an
 - turns tusk's ``error: ...`` and ``warning: ...`` lines into GitHub annotations, and exits
   with tusk's exit code.
 
+The token (input ``token``, else the job's ``$TUSK_TOKEN``) is a secret: ``run`` first prints
+``::add-mask::<token>`` so GitHub masks it in every later log line, and replaces it with
+``***`` in everything the script writes itself (log lines, annotations, the summary and the
+outputs), in case a message of tusk's ever echoes it.
+
 Only the standard library and the installed ``tusk`` command are used, so the script runs on
 any Python 3.8+ that a runner has before Tusk is installed.
 """
@@ -61,6 +66,55 @@ class ActionError(Exception):
     """A problem with the action's inputs or environment: one error annotation, exit 2."""
 
 
+# Secrets: masked by GitHub, and never written by this script
+
+SECRETS: list[str] = []
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for secret in SECRETS:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_bytes(data: bytes) -> bytes:
+    for secret in SECRETS:
+        data = data.replace(secret.encode("utf-8"), REDACTED.encode())
+    return data
+
+
+class _Redacting:
+    """A text stream that passes on what it is given with the secrets redacted."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return int(self.stream.write(redact(text)))
+
+    def __getattr__(self, name: str) -> Any:  # flush, buffer, fileno, encoding, ...
+        return getattr(self.stream, name)
+
+
+def add_mask(secret: str) -> None:
+    """Have GitHub mask ``secret`` in the log from now on (each line of it too: the runner
+    masks line by line), and redact it from everything this script writes."""
+    # To the stream under the redaction: redacted, the command would mask nothing.
+    out = sys.stdout.stream if isinstance(sys.stdout, _Redacting) else sys.stdout
+    parts = [secret, *(line.strip() for line in secret.splitlines())]
+    for part in dict.fromkeys(p for p in parts if p):
+        out.write(f"::add-mask::{_escape_data(part)}\n")
+        SECRETS.append(part)
+    out.flush()
+    SECRETS.sort(key=len, reverse=True)  # a secret before any part of it
+    if not isinstance(sys.stdout, _Redacting):
+        sys.stdout = _Redacting(sys.stdout)
+    if not isinstance(sys.stderr, _Redacting):
+        sys.stderr = _Redacting(sys.stderr)
+
+
 # GitHub's workflow commands and files
 
 
@@ -74,8 +128,8 @@ def _escape_property(text: str) -> str:
 
 def annotate(level: str, message: str, title: str = "") -> None:
     """An ``::error::`` / ``::warning::`` / ``::notice::`` line: shown on the run's page."""
-    props = f" title={_escape_property(title)}" if title else ""
-    sys.stderr.write(f"::{level}{props}::{_escape_data(message)}\n")
+    props = f" title={_escape_property(redact(title))}" if title else ""
+    sys.stderr.write(f"::{level}{props}::{_escape_data(redact(message))}\n")
     sys.stderr.flush()
 
 
@@ -84,6 +138,7 @@ def set_output(name: str, value: str) -> None:
     path = os.environ.get("GITHUB_OUTPUT")
     if not path:
         return
+    value = redact(value)
     if "\n" in value or "\r" in value:
         delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
         while delimiter in value:  # practically never; GitHub rejects a clash
@@ -98,6 +153,7 @@ def set_output(name: str, value: str) -> None:
 def add_summary(markdown: str) -> None:
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if path and markdown:
+        markdown = redact(markdown)
         with open(path, "a", encoding="utf-8") as f:
             f.write(markdown if markdown.endswith("\n") else markdown + "\n")
 
@@ -125,7 +181,7 @@ class Done:
 def _relay_stderr(stream: Any, title: str, errors: list[str]) -> None:
     """tusk's stderr as it comes: error and warning lines become annotations."""
     for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        line = redact(raw.decode("utf-8", "replace").rstrip("\r\n"))
         if line.startswith("error: "):
             errors.append(line[len("error: ") :])
             annotate("error", line[len("error: ") :], title)
@@ -147,12 +203,13 @@ def run_tusk(args: list[str], *, echo: bool, title: str) -> Done:
     relay.start()
     chunks: list[bytes] = []
     assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    for chunk in iter(lambda: os.read(fd, 65536), b""):
-        chunks.append(chunk)
+    # Line by line (a token holds no newline), so no secret is split between two writes.
+    for line in iter(proc.stdout.readline, b""):
+        chunks.append(line)
         if echo:
-            sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
+            sys.stdout.buffer.write(_redact_bytes(line))
+            sys.stdout.buffer.flush()
     code = proc.wait()
     relay.join()
     stdout = b"".join(chunks).decode("utf-8", "replace")
@@ -296,6 +353,12 @@ def do_report(globals_: list[str], words: list[str]) -> tuple[int, dict[str, str
     with open(summary, "rb") as f:
         f.seek(before)
         markdown = f.read().decode("utf-8", "replace")
+    if redact(markdown) != markdown:  # tusk wrote this part itself: redact it there too
+        markdown = redact(markdown)
+        with open(summary, "r+b") as f:
+            f.truncate(before)
+            f.seek(before)
+            f.write(markdown.encode("utf-8"))
     print(markdown.rstrip())
     return 0, {"markdown": markdown, "_written": "yes"}
 
@@ -403,9 +466,13 @@ def do_other(globals_: list[str], words: list[str]) -> tuple[int, dict[str, str]
 
 
 def run() -> int:
+    token = os.environ.get("TUSK_ACTION_TOKEN", "").strip()
+    # Before anything is printed: GitHub masks the token (the input's, else the job's own
+    # $TUSK_TOKEN) in every log line after this one, and this script never writes it.
+    if token or os.environ.get("TUSK_TOKEN", "").strip():
+        add_mask(token or os.environ["TUSK_TOKEN"].strip())
     command = os.environ.get("TUSK_ACTION_COMMAND", "")
     address = os.environ.get("TUSK_ACTION_ADDRESS", "").strip()
-    token = os.environ.get("TUSK_ACTION_TOKEN", "")
     # Empty inputs leave the job's own TUSK_ADDRESS / TUSK_TOKEN (or a tusk context) alone.
     if address:
         os.environ["TUSK_ADDRESS"] = address

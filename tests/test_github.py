@@ -39,13 +39,14 @@ import pytest
 import yaml
 
 from tusk.polling import poll_until
+from tusk.sdk.remote import RemoteClient
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTION_YML = ROOT / "action.yml"
 WORKFLOWS = sorted((ROOT / "examples" / "github").glob("*.yml"))
 PLACEHOLDER = "your-org/tusk@v1"  # how the examples name the action (docs/ci-cd.md)
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-TOKEN = "s3cret-token-for-the-proxy"
+TOKEN = "s3cret-not-a-tusk-token"  # a bogus token
 
 
 def _tool(name: str) -> str:
@@ -532,32 +533,80 @@ def _local_or_pinned() -> str:
     return "local"
 
 
-def _no_secret(run: ActionRun) -> None:
-    texts = [s.stdout + s.stderr + s.summary for s in run.steps] + list(run.outputs.values())
-    assert not any(TOKEN in t for t in texts)
+def _no_secret(run: ActionRun, secret: str) -> None:
+    """The token is nowhere in what the steps wrote (log, summary, GITHUB_OUTPUT, outputs)
+    but in the ``::add-mask::`` line, the first of the run step's log."""
+    for step in run.steps:
+        log = step.stdout
+        if step.name == "Run tusk":
+            mask, _, log = log.partition("\n")
+            assert mask == f"::add-mask::{secret}", step.stdout[:200]
+        for what, text in (
+            ("stdout", log),
+            ("stderr", step.stderr),
+            ("GITHUB_STEP_SUMMARY", step.summary),
+            ("GITHUB_OUTPUT", step.raw_output),
+        ):
+            assert secret not in text, f"the token is in the {what} of {step.name}"
+    assert not any(secret in v for v in run.outputs.values())
 
 
-def _direct(server: str, cwd: Path, *args: str) -> Any:
-    """``tusk ARGS -o json`` against the server, outside the action."""
+def _direct(server: str, cwd: Path, *args: str, token: str = "") -> Any:
+    """``tusk ARGS -o json`` against the server, outside the action (as ``token``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
     env["TUSK_ADDRESS"] = server
+    if token:
+        env["TUSK_TOKEN"] = token
     done = subprocess.run(
         [sys.executable, "-m", "tusk.cli.main", *args, "-o", "json"],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
+@dataclass
+class Secured:
+    """A server with auth on: its root token and a client with it, and robot:ci's token
+    (pipelineCreator)."""
+
+    address: str
+    root: str
+    admin: RemoteClient
+    ci: str
+    ci_id: str
+
+
+@pytest.fixture
+def secured(server: str) -> Iterator[Secured]:
+    """Auth on, as docs/ci-cd.md says: activate, a robot:ci token, its cluster role.
+
+    pipelineCreator is enough: the workflow's first apply creates the repo ``data`` and the
+    pipelines reading it, and the robot owns what it creates.
+    """
+    with RemoteClient(server, "") as anyone:
+        root = anyone.auth_activate()
+    with RemoteClient(server, root) as admin:
+        info, token = admin.create_token("robot:ci", None, "GitHub Actions")
+        admin.set_cluster_roles("robot:ci", ["pipelineCreator"])
+        yield Secured(server, root, admin, token, info["id"])
+
+
 def test_the_action_drives_a_server_as_github_runs_it(
-    server: str, project: Path, tmp_path: Path
+    secured: Secured, project: Path, tmp_path: Path
 ) -> None:
+    """The whole flow against a server with auth on, as robot:ci (its token the input)."""
     runner = Runner(tmp_path, project)
     first_sha = _git(project, "rev-parse", "HEAD")
-    common = {"address": server, "token": TOKEN, "version": _local_or_pinned()}
+    server = secured.address
+    common = {"address": server, "token": secured.ci, "version": _local_or_pinned()}
+
+    def direct(*args: str) -> Any:  # outside the action, as user:root
+        return _direct(server, project, *args, token=secured.root)
 
     def act(command: str, **more: str) -> ActionRun:
         run = runner.run(command=command, **common, **more)
@@ -565,11 +614,11 @@ def test_the_action_drives_a_server_as_github_runs_it(
         assert run.code == 0, steps
         assert len(run.steps) == 2
         assert "already installed" in run.steps[0].stdout  # nothing was pip-installed
-        _no_secret(run)
+        _no_secret(run, secured.ci)
         return run
 
     # The plan: the table lists what apply would do, and outputs say nothing started.
-    plan = _direct(server, project, "apply", "-f", "specs/", "--dry-run")
+    plan = direct("apply", "-f", "specs/", "--dry-run")
     run = act("apply -f specs/ --dry-run")
     assert run.outputs == {"commit-set": "", "jobs": "", "markdown": run.summary}
     assert "Dry run: 3 to create; nothing was applied." in run.summary
@@ -577,13 +626,13 @@ def test_the_action_drives_a_server_as_github_runs_it(
     for change in plan["changes"]:
         row = f"| {change['action']} | {change['kind']} | `{change['name']}` |"
         assert row in run.summary
-    assert _direct(server, project, "list", "repo") == []
+    assert direct("list", "repo") == []
 
     # Apply for real, then data: the put starts one job per pipeline, in one commit set.
     run = act("apply -f specs/")
     assert "Applied: 3 created." in run.summary
     assert run.outputs["commit-set"] == run.outputs["jobs"] == ""
-    assert {p["name"] for p in _direct(server, project, "list", "pipeline")} == {"count", "stats"}
+    assert {p["name"] for p in direct("list", "pipeline")} == {"count", "stats"}
     run = act("put file data@master:/a.txt -f data/a.txt")
     put_set = run.outputs["commit-set"]
     assert re.fullmatch(r"[0-9a-f]{32}", put_set)
@@ -616,11 +665,11 @@ def test_the_action_drives_a_server_as_github_runs_it(
     listed = {
         f"{j['pipeline']}@{j['id']}"
         for cs in result_sets
-        for j in _direct(server, project, "list", "job", "--commit-set", cs)
+        for j in direct("list", "job", "--commit-set", cs)
     }
     assert listed == set(jobs)
     # Applying the same files again changes nothing.
-    again = _direct(server, project, "apply", "-f", "specs/", "--dry-run")["changes"]
+    again = direct("apply", "-f", "specs/", "--dry-run")["changes"]
     assert {c["action"] for c in again} == {"unchanged"}
 
     # The branch-per-pull-request pattern.
@@ -649,7 +698,7 @@ def test_the_action_drives_a_server_as_github_runs_it(
         ("master:/a.txt.len", first_sha, "v1"),
         ("pr-1:/b.txt.len", second_sha, "v2"),
     ):
-        step = _direct(server, project, "lineage", f"count@{path}")
+        step = direct("lineage", f"count@{path}")
         assert step["code"]["sha"] == made_by and step["image"].endswith(f":{tag}")
         assert step["code"]["remote"] == "https://github.com/o/p.git"
         assert step["code"]["branch"] == "main" and step["code"]["path"] == "specs/count.yaml"
@@ -672,6 +721,25 @@ def test_the_action_drives_a_server_as_github_runs_it(
     )
     assert "exited with code 3" in errors[0]
     assert run.summary.count("### `tusk wait") == 1 and "| failure |" in run.summary
+    _no_secret(run, secured.ci)
+
+    # The robot made the repos and pipelines, so it owns them.
+    assert secured.admin.get_repo_roles("count") == {
+        "pipeline:count": ["repoWriter"],
+        "pipeline:stats": ["repoReader"],
+        "robot:ci": ["repoOwner"],
+    }
+
+    # robot:ci's token once revoked: exit 8, one clear error line, still never shown.
+    secured.admin.revoke_token(secured.ci_id)
+    run = runner.run(command="put file data@master:/c.txt -f data/a.txt", **common)
+    assert [s.code for s in run.steps] == [0, 8]
+    assert run.last.stderr == (
+        f"::error title=tusk put file::token {secured.ci_id} was revoked: log in with another\n"
+    )
+    assert f"**Failed** (exit 8): token {secured.ci_id} was revoked" in run.summary
+    assert run.outputs["commit-set"] == run.outputs["jobs"] == ""
+    _no_secret(run, secured.ci)
 
 
 def test_a_later_step_reuses_the_tusk_an_earlier_step_installed(
@@ -720,7 +788,7 @@ def test_an_unreachable_server_fails_the_step_with_one_error_line(
     assert lines[0].startswith("::error title=tusk apply::cannot reach the Tusk server at")
     assert "**Failed** (exit 7): cannot reach the Tusk server" in run.summary
     assert run.outputs["commit-set"] == ""
-    _no_secret(run)
+    _no_secret(run, TOKEN)
 
 
 def test_bad_inputs_are_one_clear_error(project: Path, tmp_path: Path) -> None:
@@ -731,3 +799,32 @@ def test_bad_inputs_are_one_clear_error(project: Path, tmp_path: Path) -> None:
     run = runner.run(command="--home x", address="http://127.0.0.1:9", version=_local_or_pinned())
     assert run.last.code == 2
     assert "names no tusk command" in run.last.stderr
+
+
+def test_a_token_tusk_echoes_is_redacted_everywhere(project: Path, tmp_path: Path) -> None:
+    """Should a tusk message ever hold the token, the action writes ``***`` instead: in the
+    log, the annotation, the summary and the outputs (a stand-in tusk echoes it)."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    (fake / "tusk").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = version ]; then echo \'{"tusk": "9.9.9"}\'; exit 0; fi\n'
+        'echo "sent: $TUSK_TOKEN"\n'
+        'echo "error: the server refused $TUSK_TOKEN" >&2\n'
+        "exit 8\n"
+    )
+    (fake / "tusk").chmod(0o755)
+    runner = Runner(tmp_path, project)
+    runner.path.insert(0, str(fake))
+    secret = "tusk_0123456789abcdef_" + "x" * 43
+    run = runner.run(
+        command="list repo", address="http://127.0.0.1:9", token=f" {secret}\n", version="9.9.9"
+    )
+    assert [s.code for s in run.steps] == [0, 8], run.steps[0].stderr
+    assert "tusk 9.9.9 is already installed" in run.steps[0].stdout
+    assert run.last.stdout == f"::add-mask::{secret}\nsent: ***\n"
+    assert run.last.stderr == "::error title=tusk list::the server refused ***\n"
+    assert "sent: ***" in run.outputs["markdown"] and "(exit 8): the server refused ***" in (
+        run.summary
+    )
+    _no_secret(run, secret)

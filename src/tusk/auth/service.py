@@ -14,7 +14,7 @@ a 256-bit secret from :mod:`secrets`. The store keeps only HMAC-SHA256 of the se
 random key made at activation, compared with :func:`hmac.compare_digest`. A slow password
 hash (argon2, scrypt) guards guessable passwords; these secrets are random and 256 bits long,
 so a keyed fast hash is as safe against a stolen database and costs microseconds, not the
-tens of milliseconds argon2 would add to every request (docs/auth.md has the numbers).
+200-350 ms argon2's default verify took here on every request (docs/auth.md has the numbers).
 """
 
 from __future__ import annotations
@@ -178,16 +178,17 @@ class AuthService:
                 if rule is None:
                     raise PermissionDenied(f"{edge} operation {operation} has no permission rule")
                 return OFF
+            on_repo: set[str] | None = None
             if rule is None or rule.permission == PUBLIC:
                 caller: Caller = Caller("", active=True)
             else:
                 try:
-                    caller = self._authenticate(tx, settings, token)
+                    caller, on_repo = self._authenticate(tx, settings, token, repo)
                 except Unauthorized as exc:
                     if rule.change:
                         self._audit(edge, operation, "", repo, False, exc.message)
                     raise
-            problem = self._problem(tx, caller, rule, repo) if rule else "it has no rule"
+            problem = self._problem(tx, caller, rule, repo, on_repo) if rule else "it has no rule"
         if problem is not None:
             what = f"{operation} on repo {repo}" if repo else operation
             message = f"{caller.principal or 'anonymous'} may not {what}: {problem}"
@@ -221,7 +222,10 @@ class AuthService:
         with self.meta.read() as tx:
             return wanted & tx.repos_with_roles(caller.principal)  # each repo role reads
 
-    def _authenticate(self, tx: MetaTx, settings: dict[str, str], token: str | None) -> Caller:
+    def _authenticate(
+        self, tx: MetaTx, settings: dict[str, str], token: str | None, repo: str | None = None
+    ) -> tuple[Caller, set[str]]:
+        """The caller a token names, and its roles on ``repo`` (one query for both kinds)."""
         if token is None:
             raise Unauthorized(
                 "auth is on: this request needs a token (tusk auth login, $TUSK_TOKEN or "
@@ -230,7 +234,7 @@ class AuthService:
         m = _TOKEN.match(token)
         if m is None:
             raise Unauthorized("that is not a Tusk token (tusk_<16 hex digits>_<43 characters>)")
-        record = tx.get_token(m.group(1))
+        record, roles = tx.token_with_roles(m.group(1), repo)
         digest = self._digest(settings, m.group(2))
         if record is None or not hmac.compare_digest(record.digest, digest):
             raise Unauthorized(f"token {m.group(1)} is not valid: log in with another")
@@ -238,11 +242,22 @@ class AuthService:
             raise Unauthorized(f"token {record.id} was revoked: log in with another")
         if record.expires_at is not None and record.expires_at <= time.time():
             raise Unauthorized(f"token {record.id} has expired: ask for a new one")
-        roles = frozenset(role for kind, role in tx.roles_of(record.principal, None))
-        return Caller(record.principal, record.id, roles)
+        cluster: set[str] = set()
+        on_repo: set[str] = set()
+        for kind, role in roles:
+            (cluster if kind == "cluster" else on_repo).add(role)
+        return Caller(record.principal, record.id, frozenset(cluster)), on_repo
 
-    def _problem(self, tx: MetaTx, caller: Caller, rule: Rule, repo: str | None) -> str | None:
-        """Why ``caller`` fails ``rule`` on ``repo``; None when it passes."""
+    def _problem(
+        self,
+        tx: MetaTx,
+        caller: Caller,
+        rule: Rule,
+        repo: str | None,
+        on_repo: set[str] | None = None,
+    ) -> str | None:
+        """Why ``caller`` fails ``rule`` on ``repo`` (``on_repo``: its roles there, if read
+        already); None when it passes."""
         need = rule.permission
         if need in (PUBLIC, AUTHENTICATED):
             return None
@@ -257,7 +272,9 @@ class AuthService:
             return f"it needs a cluster role with {need} (pipelineCreator or clusterAdmin)"
         if repo is None:
             return f"it needs {need} on a repo"
-        roles = {role for kind, role in tx.roles_of(caller.principal, repo) if kind == "repo"}
+        roles = on_repo
+        if roles is None:
+            roles = {role for kind, role in tx.roles_of(caller.principal, repo) if kind == "repo"}
         if need in permissions_of(roles):
             return None
         needed = next(name for name, perms in REPO_ROLES.items() if need in perms)

@@ -190,6 +190,8 @@ class _Guard:
 
     def check(self, plan: _Plan) -> None:
         specs = {p.spec.pipeline.name: p.spec for p in plan.pipelines}
+        # Repos this apply creates (declared ones, new pipelines' outputs) are the caller's.
+        made = {c.name for c in plan.changes if c.action == "create"}
         for change in plan.changes:
             if change.kind == "repo" and change.action == "update":  # its description
                 self.auth.require(self.caller, REPO_OWN, change.name, edge=self.edge,
@@ -200,7 +202,7 @@ class _Guard:
                 self.auth.require(self.caller, REPO_OWN, change.name, edge=self.edge,
                                   operation="apply")  # fmt: skip
             if change.name in specs and change.action != "delete":
-                for repo in sorted(self._inputs(specs[change.name])):
+                for repo in sorted(self._inputs(specs[change.name]) - made):
                     self.auth.require(self.caller, REPO_READ, repo, edge=self.edge,
                                       operation="apply")  # fmt: skip
 

@@ -39,6 +39,39 @@ class AuditRecord:
     id: int | None = None
 
 
+# Built once: every authenticated request runs these three, and building a statement costs
+# more than SQLite takes to run it.
+_SETTINGS = sa.select(t.auth_settings.c.key, t.auth_settings.c.value)
+_TOKEN = sa.select(t.auth_tokens).where(t.auth_tokens.c.id == sa.bindparam("id"))
+_rb = t.role_bindings.c
+_ROLES = sa.select(_rb.resource_type, _rb.role).where(
+    _rb.principal == sa.bindparam("principal"),
+    sa.or_(
+        _rb.resource_type == "cluster",
+        sa.and_(_rb.resource_type == "repo", _rb.resource == sa.bindparam("repo")),
+    ),
+)
+
+# A token's row with its principal's roles on the cluster and one repo: one query per request.
+_tk = t.auth_tokens
+_TOKEN_ROLES = (
+    sa.select(_tk, _rb.resource_type, _rb.role)
+    .select_from(
+        _tk.outerjoin(
+            t.role_bindings,
+            sa.and_(
+                _rb.principal == _tk.c.principal,
+                sa.or_(
+                    _rb.resource_type == "cluster",
+                    sa.and_(_rb.resource_type == "repo", _rb.resource == sa.bindparam("repo")),
+                ),
+            ),
+        )
+    )
+    .where(_tk.c.id == sa.bindparam("id"))
+)
+
+
 class AuthTxMixin:
     conn: Connection
     is_sqlite: bool
@@ -46,7 +79,7 @@ class AuthTxMixin:
     # Settings
 
     def auth_settings(self) -> dict[str, str]:
-        return {r.key: r.value for r in self.conn.execute(sa.select(t.auth_settings))}
+        return {key: value for key, value in self.conn.execute(_SETTINGS)}
 
     def set_auth_settings(self, values: dict[str, str | None]) -> None:
         c = t.auth_settings.c
@@ -61,10 +94,19 @@ class AuthTxMixin:
         self.conn.execute(t.auth_tokens.insert().values(**record.__dict__))
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        row = self.conn.execute(
-            sa.select(t.auth_tokens).where(t.auth_tokens.c.id == token_id)
-        ).first()
+        row = self.conn.execute(_TOKEN, {"id": token_id}).first()
         return None if row is None else TokenRecord(*row)
+
+    def token_with_roles(
+        self, token_id: str, repo: str | None
+    ) -> tuple[TokenRecord | None, list[tuple[str, str]]]:
+        """A token, and (resource_type, role) of its principal on the cluster and ``repo``."""
+        rows = self.conn.execute(_TOKEN_ROLES, {"id": token_id, "repo": repo or ""}).all()
+        if not rows:
+            return None, []
+        n = len(_tk.c)
+        roles = [(r[n], r[n + 1]) for r in rows if r[n] is not None]
+        return TokenRecord(*rows[0][:n]), roles
 
     def list_tokens(self, principal: str | None = None) -> list[TokenRecord]:
         q = sa.select(t.auth_tokens).order_by(t.auth_tokens.c.created_at)
@@ -98,12 +140,8 @@ class AuthTxMixin:
 
     def roles_of(self, principal: str, repo: str | None) -> list[tuple[str, str]]:
         """(resource_type, role) bound to ``principal`` on the cluster and on ``repo``."""
-        c = t.role_bindings.c
-        where = c.resource_type == "cluster"
-        if repo is not None:
-            where = sa.or_(where, sa.and_(c.resource_type == "repo", c.resource == repo))
-        q = sa.select(c.resource_type, c.role).where(c.principal == principal, where)
-        return [(r.resource_type, r.role) for r in self.conn.execute(q)]
+        rows = self.conn.execute(_ROLES, {"principal": principal, "repo": repo or ""})
+        return [(kind, role) for kind, role in rows]
 
     def repos_with_roles(self, principal: str) -> set[str]:
         c = t.role_bindings.c
