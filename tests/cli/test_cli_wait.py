@@ -141,6 +141,9 @@ def test_a_failing_datum_ends_the_wait_with_the_jobs_error(
     job = t.json("list", "job", "-p", "p")[0]
     assert job["state"] == "failure"
     assert "failed" in t("wait", "job", f"p@{job['id']}", code=1).stderr  # at once, as before
+    # Waiting on the branch after the failure: the job's error, not "no commits yet".
+    again = t.fails("wait", "commit", "p@master", code=1)
+    assert "has no finished commit: job p@" in again and "broken input" in again
 
 
 def test_waiting_on_what_does_not_exist_fails_at_once(

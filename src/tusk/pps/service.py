@@ -484,7 +484,23 @@ class PpsService:
         self, repo: str, ref: str, timeout: float | None = None, pause: Pause | None = None
     ) -> CommitInfo:
         """:meth:`PfsService.wait_commit`, saying why when a failed job dropped the commit."""
-        first = self.pfs.inspect_commit(repo, ref)
+        try:
+            first = self.pfs.inspect_commit(repo, ref)
+        except CommitNotFound:
+            # A pipeline's branch whose first job failed before this wait began has no commit:
+            # the failure is the answer, not "no commits yet".
+            with self.meta.read() as tx:
+                jobs = tx.list_jobs(repo) if tx.get_pipeline(repo) is not None else []
+            last = max(jobs, key=lambda j: j.created_at, default=None)
+            if last is not None and last.state in ("failure", "killed"):
+                with self.meta.read() as tx:
+                    dropped = tx.get_commit(last.output_commit) is None
+                if dropped:
+                    raise JobFailed(
+                        f"{repo}@{ref} has no finished commit: job {last.pipeline}@{last.id} "
+                        f"{'failed' if last.state == 'failure' else 'was stopped'}: {last.reason}"
+                    ) from None
+            raise
         try:
             return self.pfs.wait_commit(repo, first.id, timeout, pause)
         except CommitNotFound:
