@@ -13,8 +13,9 @@ from tusk.api.docs import operation_id, returns
 from tusk.api.guard import current_caller
 from tusk.api.pfs_routes import ok, repo_name
 from tusk.api.wire import API_PREFIX
-from tusk.auth.service import AuditEntry, AuthService, RepoAccess, TokenInfo
+from tusk.auth.service import AuthService, RepoAccess, TokenInfo
 from tusk.errors import Conflict
+from tusk.storage.meta.store_auth import AuditRecord
 
 
 def auth_router(auth: AuthService, route_class: type[APIRoute]) -> APIRouter:
@@ -100,7 +101,7 @@ def auth_router(auth: AuthService, route_class: type[APIRoute]) -> APIRouter:
         return ok(auth.check_repo(current_caller(), repo_name(repo)))
 
     @r.get("/audit")
-    @returns(list[AuditEntry])
+    @returns(list[AuditRecord])
     def audit(
         user: str | None = None,
         repo: str | None = None,

@@ -92,22 +92,6 @@ class TokenInfo:
 
 
 @dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    ts: float
-    principal: str
-    edge: str
-    operation: str
-    resource_type: str
-    resource: str
-    allowed: bool
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
 class RepoAccess:
     """What ``tusk auth check repo`` shows: a caller's roles and permissions on one repo."""
 
@@ -538,20 +522,7 @@ class AuthService:
         repo: str | None = None,
         since: float | None = None,
         limit: int = 1000,
-    ) -> list[AuditEntry]:
+    ) -> list[AuditRecord]:
+        """The audit log, newest first."""
         with self.meta.read() as tx:
-            rows = tx.audit(principal=principal, resource=repo, since=since, limit=limit)
-        return [
-            AuditEntry(
-                r.id or 0,
-                r.ts,
-                r.principal,
-                r.edge,
-                r.operation,
-                r.resource_type,
-                r.resource,
-                r.allowed,
-                r.detail,
-            )
-            for r in rows
-        ]
+            return tx.audit(principal=principal, resource=repo, since=since, limit=limit)

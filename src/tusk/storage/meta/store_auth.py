@@ -38,6 +38,9 @@ class AuditRecord:
     detail: str
     id: int | None = None
 
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, **{k: v for k, v in self.__dict__.items() if k != "id"}}
+
 
 # Built once: every authenticated request runs these three, and building a statement costs
 # more than SQLite takes to run it.
