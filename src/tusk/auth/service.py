@@ -14,7 +14,7 @@ a 256-bit secret from :mod:`secrets`. The store keeps only HMAC-SHA256 of the se
 random key made at activation, compared with :func:`hmac.compare_digest`. A slow password
 hash (argon2, scrypt) guards guessable passwords; these secrets are random and 256 bits long,
 so a keyed fast hash is as safe against a stolen database and costs microseconds, not the
-200-350 ms argon2's default verify took here on every request (docs/auth.md has the numbers).
+116-346 ms argon2's default verify took here on every request (docs/auth.md has the numbers).
 """
 
 from __future__ import annotations
