@@ -366,15 +366,12 @@ def test_several_errors_on_one_line() -> None:
 @pytest.mark.parametrize(
     ("section", "field", "where"),
     [
-        ("spec", "resource_requests", "resource_requests"),
         ("spec", "tf_job", "tf_job"),
         ("spec", "service", "service"),
         ("spec", "spout", "spout"),
         ("spec", "spec_commit", "spec_commit"),
-        ("spec", "pod_patch", "pod_patch"),
         ("spec", "s3_out", "s3_out"),
         ("spec", "datum_set_spec", "datum_set_spec"),
-        ("transform", "secrets", "transform.secrets"),
         ("pfs", "s3", "input.pfs.s3"),
         ("pfs", "trigger", "input.pfs.trigger"),
         ("parallelism_spec", "coefficient", "parallelism_spec.coefficient"),
@@ -401,10 +398,24 @@ def test_unsupported_fields_are_refused_with_reason(section: str, field: str, wh
     assert f"{where}: {UNSUPPORTED[section][field]}" in message
 
 
-def test_kubernetes_fields_say_tusk_runs_locally() -> None:
-    message = error_of(base(resourceLimits={"cpu": 1}, sidecarResourceLimits={"cpu": 1}))
-    assert "resourceLimits: not supported by Tusk (runs locally, no Kubernetes)" in message
-    assert "sidecarResourceLimits: not supported by Tusk" in message
+def test_resource_and_kubernetes_fields_are_taken_as_written() -> None:
+    spec = load_spec(
+        base(
+            resourceRequests={"cpu": "500m", "memory": "1Gi"},
+            resourceLimits={"cpu": 2, "memory": "512Mi", "gpu": {"type": "nvidia.com/gpu"}},
+            sidecarResourceLimits={"cpu": 1},
+            schedulingSpec={"nodeSelector": {"disk": "ssd"}},
+            podPatch="[]",
+            tolerations=[{"key": "gpu", "operator": "Exists"}],
+        )
+    )
+    assert spec.resource_requests is not None and spec.resource_requests.cpu == 0.5
+    assert spec.resource_limits is not None and spec.resource_limits.memory_bytes == 512 << 20
+    assert spec.canonical()["scheduling_spec"] == {"nodeSelector": {"disk": "ssd"}}
+    for bad, word in (("abc", "is not a size"), ("1Gx", "is not a size"), ("0", "at least")):
+        assert word in error_of(base(resource_limits={"memory": bad}))
+    assert "CPU must be positive" in error_of(base(resource_requests={"cpu": "0"}))
+    assert "is not a CPU quantity" in error_of(base(resource_requests={"cpu": "two"}))
 
 
 def test_default_project_is_accepted_other_projects_refused() -> None:

@@ -81,14 +81,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "with `tusk put file` or the SDK"
         ),
         "spec_commit": "set by Pachyderm itself; Tusk versions specs on its own: remove it",
-        "resource_requests": _K8S,
-        "resource_limits": _K8S,
-        "sidecar_resource_requests": _K8S,
-        "sidecar_resource_limits": _K8S,
-        "tolerations": _K8S,
-        "scheduling_spec": _K8S,
-        "pod_spec": _K8S,
-        "pod_patch": _K8S,
         "s3_out": "not supported by Tusk (no S3 output gateway); write results under /pfs/out",
         "datum_set_spec": "not supported by Tusk (it sizes datum sets itself); remove it",
         "determined": "not supported by Tusk (no Determined integration); remove it",
@@ -105,9 +97,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "pipeline": {"project": _PROJECT},
     "transform": {
-        "secrets": "not supported by Tusk (no Kubernetes secrets); pass values through env",
-        "image_pull_secrets": _K8S,
-        "memory_volume": _K8S,
         "dockerfile": _V1,
         "build": _V1,
         "debug": "not supported by Tusk (logging is not set per pipeline); remove it",
@@ -263,9 +252,119 @@ class _SpecModel(BaseModel):
     )
 
 
+_QUANTITY = re.compile(
+    r"^([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
+)
+_QUANTITY_FACTORS = {
+    None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
+}  # fmt: skip
+
+
+def parse_quantity(value: Any, what: str = "quantity") -> float:
+    """A Kubernetes quantity (``1Gi``, ``500M``, ``500m``, ``2.5``, ``1e3``) -> a number.
+
+    Raises ValueError with a one-line message saying what is accepted.
+    """
+    hint = f"use a {what} like '1Gi', '512Mi', '500M', '500m' or a plain number"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{value!r} is not a {what}; {hint}")
+    m = _QUANTITY.match(str(value).strip())
+    if m is None:
+        raise ValueError(f"{value!r} is not a {what}; {hint}")
+    number = float(m.group(1)) * _QUANTITY_FACTORS[m.group(2)]
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite {what}; {hint}")
+    return number
+
+
+class Gpu(_SpecModel):
+    type: str = ""
+    number: int = Field(default=0, ge=0)
+
+
+class Resources(_SpecModel):
+    """Pachyderm's ResourceSpec: ``cpu`` (cores), ``memory`` and ``disk`` (quantities, kept as
+    written), ``gpu`` (type and number). The ``*_cores``/``*_bytes`` properties parse them."""
+
+    cpu: float | None = None
+    memory: str | None = None
+    disk: str | None = None
+    gpu: Gpu | None = None
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _check_cpu(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            cores = parse_quantity(value, "CPU quantity")
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        if cores <= 0:
+            raise _error(f"{value!r}: CPU must be positive, e.g. 0.5, '500m' or 2")
+        return cores
+
+    @field_validator("memory", "disk", mode="before")
+    @classmethod
+    def _check_bytes(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            size = parse_quantity(value, "size")
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        if size < 1:
+            raise _error(f"{value!r}: a size must be at least one byte, e.g. '512Mi' or '1Gi'")
+        return str(value).strip()
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return None if self.memory is None else int(parse_quantity(self.memory))
+
+    @property
+    def disk_bytes(self) -> int | None:
+        return None if self.disk is None else int(parse_quantity(self.disk))
+
+
+class SecretMount(_SpecModel):
+    """``transform.secrets[]``: a stored secret's key as an environment variable
+    (``env_var`` + ``key``) or its keys as files under ``mount_path``."""
+
+    name: str
+    key: str = ""
+    env_var: str = ""
+    mount_path: str = ""
+
+    @model_validator(mode="after")
+    def _one_use(self) -> SecretMount:
+        if not _NAME.match(self.name) and not re.match(
+            r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", self.name
+        ):
+            raise _error(
+                f"invalid secret name {self.name!r}; use the name given to tusk create secret",
+                sub="name",
+            )
+        if self.env_var and self.mount_path:
+            raise _error("set env_var (with key) or mount_path, not both", sub="env_var")
+        if not self.env_var and not self.mount_path:
+            raise _error(
+                "set env_var (with key) to pass one key, or mount_path for files", sub="env_var"
+            )
+        if self.env_var and not self.key:
+            raise _error("env_var needs the key whose value it gets", sub="key")
+        if self.env_var and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.env_var):
+            raise _error(f"{self.env_var!r} is not an environment variable name", sub="env_var")
+        if self.mount_path and not self.mount_path.startswith("/"):
+            raise _error(f"{self.mount_path!r} must be an absolute path", sub="mount_path")
+        return self
+
+
 class Transform(_SpecModel):
     """What to run for each datum. ``image`` and ``user`` are recorded; the local executor
-    runs ``cmd`` on the host, the sandboxed and container executors may use them."""
+    runs ``cmd`` on the host, the sandboxed and container executors may use them.
+    ``secrets`` name stored secrets (``tusk create secret``); ``image_pull_secrets`` are kept
+    for registry pulls; ``memory_volume`` is a Kubernetes setting, recorded."""
 
     cmd: list[str]
     stdin: list[str] = Field(default_factory=list)
@@ -276,6 +375,9 @@ class Transform(_SpecModel):
     err_stdin: list[str] = Field(default_factory=list)
     accept_return_code: list[int] = Field(default_factory=list)
     user: str | None = None
+    secrets: list[SecretMount] = Field(default_factory=list)
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    memory_volume: bool = False
 
     @field_validator("cmd")
     @classmethod
@@ -552,6 +654,16 @@ class PipelineSpec(_SpecModel):
     reprocess_spec: Literal["until_success", "every_job"] = "until_success"
     salt: str | None = None
     autoscaling: bool = False
+    # Resources: limits are enforced on each datum process and requests admit datums to this
+    # machine (tusk.pps.resources); the rest only means something on Kubernetes: recorded.
+    resource_requests: Resources | None = None
+    resource_limits: Resources | None = None
+    sidecar_resource_requests: Resources | None = None
+    sidecar_resource_limits: Resources | None = None
+    scheduling_spec: dict[str, Any] | None = None
+    pod_spec: str | None = None
+    pod_patch: str | None = None
+    tolerations: list[dict[str, Any]] | None = None
 
     @field_validator("datum_timeout", "job_timeout", mode="before")
     @classmethod
@@ -903,15 +1015,19 @@ __all__ = [
     "UNSUPPORTED",
     "CronInput",
     "Egress",
+    "Gpu",
     "Input",
     "Metadata",
     "ParallelismSpec",
     "PfsInput",
     "Pipeline",
     "PipelineSpec",
+    "Resources",
+    "SecretMount",
     "Transform",
     "load_spec",
     "parse_duration",
+    "parse_quantity",
     "parse_specs",
     "spec_hash",
 ]
