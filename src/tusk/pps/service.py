@@ -163,12 +163,16 @@ class PpsService:
         update: bool = False,
         reprocess: bool = False,
     ) -> PipelineInfo:
-        """Create (or with ``update``, replace) a pipeline; starts a job if inputs have data."""
+        """Create (or with ``update``, replace) a pipeline; starts a job if inputs have data.
+
+        All or nothing: the pipeline's rows, its output repo and branch, cron repos and the
+        branch's provenance are written in one metadata transaction.
+        """
         spec = data if isinstance(data, PipelineSpec) else load_spec(data)
         name = spec.pipeline.name
         now = time.time()
         canonical = json.dumps(spec.canonical(), sort_keys=True)
-        with self.meta.write() as tx:
+        with self.meta.atomic() as tx:
             existing = tx.get_pipeline(name, lock=True)
             if existing is not None and not update:
                 raise AlreadyExists(
@@ -208,14 +212,15 @@ class PpsService:
                     name, version, canonical, spec_hash(spec), salt, json.dumps(origin or {}), now
                 )
             )
-        if existing is None:
-            self.pfs.create_repo(name, spec.description or f"output of pipeline {name}")
-        for leaf in spec.inputs():
-            if isinstance(leaf, CronInput):
-                with contextlib.suppress(AlreadyExists):
+            if existing is None:
+                self.pfs.create_repo(name, spec.description or f"output of pipeline {name}")
+            for leaf in spec.inputs():
+                if isinstance(leaf, CronInput) and tx.get_repo(leaf.repo) is None:
                     self.pfs.create_repo(leaf.repo, f"ticks of cron input {leaf.name} of {name}")
-        self.pfs.create_branch(name, spec.output_branch, provenance=spec.input_branches())
-        self.pfs.trigger_branch(name, spec.output_branch, defer_if_open=True)
+            # A repo read under two names (cross, join, group, union) is one provenance edge.
+            provenance = list(dict.fromkeys(spec.input_branches()))
+            self.pfs.create_branch(name, spec.output_branch, provenance=provenance)
+            self.pfs.trigger_branch(name, spec.output_branch, defer_if_open=True)
         return self.inspect_pipeline(name)
 
     def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
