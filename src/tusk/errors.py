@@ -91,6 +91,10 @@ class JobNotFound(NotFound):
     code = "job_not_found"
 
 
+class SecretNotFound(NotFound):
+    code = "secret_not_found"
+
+
 class DatumNotFound(NotFound):
     code = "datum_not_found"
 

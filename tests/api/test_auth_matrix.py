@@ -276,6 +276,9 @@ JSON_BODIES: dict[str, Any] = {
     "auth_create_token": {"principal": "user:intruder"},
     "auth_set_repo_roles": {"principal": "user:intruder", "roles": ["repoOwner"]},
     "auth_set_cluster_roles": {"principal": "user:intruder", "roles": ["clusterAdmin"]},
+    "create_secret": {
+        "manifest": {"kind": "Secret", "metadata": {"name": "intruder"}, "stringData": {"k": "v"}}
+    },
 }
 RAW_BODIES: dict[str, tuple[bytes, str]] = {
     "put_file": (b"intruder\n", "application/octet-stream"),

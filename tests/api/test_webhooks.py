@@ -603,6 +603,7 @@ def test_a_database_of_the_previous_schema_gains_the_delivery_table(
         for table in ("webhook_deliveries", "auth_settings", "auth_tokens", "role_bindings"):
             tx.conn.execute(sa.text(f"DROP TABLE {table}"))
         tx.conn.execute(sa.text("DROP TABLE audit_log"))
+        tx.conn.execute(sa.text("DROP TABLE secrets"))
         tx.conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
     store.close()
     store = MetaStore(url)

@@ -26,6 +26,7 @@ from tusk.api.docs import install_openapi, operation_id
 from tusk.api.guard import guarded_route_class
 from tusk.api.pfs_routes import pfs_router
 from tusk.api.pps_routes import pps_router
+from tusk.api.secret_routes import secret_router
 from tusk.api.webhook_routes import webhook_router
 from tusk.api.wire import API_PREFIX, error_body, tusk_version
 from tusk.auth.service import AuthService
@@ -90,6 +91,7 @@ def create_app(
         pps_router(pps, stopping, auth, route_class),
         webhook_router(webhooks, route_class),
         auth_router(auth, route_class),
+        secret_router(pps, route_class),
     ]
     for router in routers:
         # The routes go straight into the app's router (built with the prefix): FastAPI's

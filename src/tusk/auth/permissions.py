@@ -148,6 +148,12 @@ REST: dict[str, Rule] = {
     "auth_set_cluster_roles": _ADMIN_CHANGE,
     "auth_check_repo": Rule(AUTHENTICATED, "repo"),
     "audit": _ADMIN,
+    # secrets: readable only by admins (and, through the scheduler, by the pipelines that
+    # name them); no answer ever holds a value
+    "create_secret": _ADMIN_CHANGE,
+    "list_secrets": _ADMIN,
+    "inspect_secret": _ADMIN,
+    "delete_secret": _ADMIN_CHANGE,
 }
 
 RULES: dict[str, Rule] = {f"rest.{name}": rule for name, rule in REST.items()}

@@ -33,6 +33,7 @@ NOUN_ALIASES = {
     "pipelines": "pipeline",
     "jobs": "job",
     "datums": "datum",
+    "secrets": "secret",
 }
 
 

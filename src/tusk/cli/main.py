@@ -18,6 +18,7 @@ from tusk.cli.commands import (
     pipeline,
     repo,
     report,
+    secret,
 )
 from tusk.cli.commands.pipeline import ADDRESS_KEY
 from tusk.cli.core import AliasGroup, State, TuskGroup, fail, output_option, to_cli_error
@@ -66,14 +67,14 @@ def _verb(name: str, help: str) -> AliasGroup:
     return group
 
 
-create = _verb("create", "Create a repo, a branch or a pipeline.")
+create = _verb("create", "Create a repo, a branch, a pipeline or a secret.")
 update = _verb("update", "Update a pipeline to a new version of its spec.")
-list_ = _verb("list", "List repos, branches, commits, files, pipelines, jobs or datums.")
+list_ = _verb("list", "List repos, branches, commits, files, pipelines, jobs, datums or secrets.")
 inspect = _verb(
     "inspect",
-    "Show details of a repo, branch, commit, commit set, file, pipeline, job or datum.",
+    "Show details of a repo, branch, commit, commit set, file, pipeline, job, datum or secret.",
 )
-delete = _verb("delete", "Delete a repo, branch, commit, file or pipeline.")
+delete = _verb("delete", "Delete a repo, branch, commit, file, pipeline or secret.")
 start = _verb("start", "Start a commit, or resume a pipeline.")
 stop = _verb("stop", "Pause a pipeline or kill a job.")
 run = _verb("run", "Run a pipeline on its inputs' current data.")
@@ -125,6 +126,10 @@ stop.add_command(pipeline.stop_job)
 run.add_command(pipeline.run_pipeline)
 wait.add_command(pipeline.wait_job)
 wait.add_command(pipeline.wait_commit_set)
+create.add_command(secret.create_secret)
+list_.add_command(secret.list_secret)
+inspect.add_command(secret.inspect_secret)
+delete.add_command(secret.delete_secret)
 for command in (pipeline.logs, pipeline.lineage, pipeline.up, pipeline.serve, pipeline.worker):
     cli.add_command(command)
 cli.add_command(context.context)

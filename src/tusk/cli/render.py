@@ -107,7 +107,7 @@ def print_fields(fields: Sequence[tuple[str, str]]) -> None:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     for key, value in fields:
-        grid.add_row(Text(f"{key}:"), Text(value))
+        grid.add_row(Text(f"{key}:" if key else ""), Text(value))  # "": the line above goes on
     _print(grid)
 
 
@@ -358,6 +358,7 @@ def pipeline_fields(p: PipelineInfo) -> None:
             ("Created", when(p.created_at)),
             ("Updated", when(p.updated_at)),
             ("Last job", last),
+            *[("Resources" if i == 0 else "", line) for i, line in enumerate(p.resources)],
         ]
     )
 

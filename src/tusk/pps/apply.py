@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from tusk.auth.service import AuthService, Caller
 from tusk.errors import InvalidSpec, TuskError
 from tusk.ids import check_branch_name, check_repo_name
 from tusk.pps.models import ApplyChange, ApplyResult
-from tusk.pps.spec import CronInput, PipelineSpec, load_spec, parse_specs
+from tusk.pps.spec import CronInput, PipelineSpec, load_spec, parse_specs, render_jsonnet
 
 if TYPE_CHECKING:
     from tusk.pps.service import PpsService
@@ -88,28 +88,80 @@ class _Plan:
 
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+TEMPLATE_SUFFIX = ".jsonnet"
+#: ``edges.jsonnet`` takes its arguments from ``edges.args.yaml`` beside it.
+ARGS_SUFFIX = ".args.yaml"
 
 
 def spec_files(top: Path, keep: Callable[[Path], bool] = Path.is_file) -> list[Path]:
-    """Every ``*.yaml``, ``*.yml`` and ``*.json`` below ``top`` that ``keep`` accepts, in path
-    order, leaving out hidden files and folders."""
+    """Every ``*.yaml``, ``*.yml``, ``*.json`` and ``*.jsonnet`` below ``top`` that ``keep``
+    accepts, in path order, leaving out hidden files and folders and the ``*.args.yaml``
+    files that hold a template's arguments."""
     return [
         p
         for p in sorted(top.rglob("*"))
-        if p.suffix in SPEC_SUFFIXES
+        if (p.suffix in SPEC_SUFFIXES or p.suffix == TEMPLATE_SUFFIX)
+        and not p.name.endswith(ARGS_SUFFIX)
         and keep(p)
         and not any(part.startswith(".") for part in p.relative_to(top).parts)
     ]
 
 
-def documents_of(files: Iterable[tuple[Path, str, dict[str, Any]]]) -> list[Document]:
+def template_args_file(template: Path) -> Path:
+    """Where a template's arguments are kept: ``x.jsonnet`` -> ``x.args.yaml``."""
+    return template.with_name(template.name[: -len(TEMPLATE_SUFFIX)] + ARGS_SUFFIX)
+
+
+def template_args(
+    template: Path, label: str, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A template's arguments: its ``.args.yaml`` (a mapping name -> value), if any, with
+    ``overrides`` (``tusk apply --arg``) winning over it."""
+    args: dict[str, Any] = {}
+    file = template_args_file(template)
+    if file.is_file():
+        where = (
+            label[: -len(TEMPLATE_SUFFIX)] + ARGS_SUFFIX
+            if label.endswith(TEMPLATE_SUFFIX)
+            else str(file)
+        )
+        try:
+            data = yaml.safe_load(file.read_bytes())
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
+            problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
+            raise InvalidSpec(f"{at}: invalid YAML: {problem}; fix the syntax there") from None
+        except yaml.YAMLError as exc:
+            raise InvalidSpec(f"{where}: invalid YAML: {' '.join(str(exc).split())}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise InvalidSpec(f"{where}: the arguments of {label} must be a mapping of name: value")
+        args.update(data)
+    args.update(overrides or {})
+    return args
+
+
+def documents_of(
+    files: Iterable[tuple[Path, str, dict[str, Any]]],
+    *,
+    jsonnet_args: Mapping[str, Any] | None = None,
+) -> list[Document]:
     """The documents of spec files given as (file, label, origin); every parse problem in all
-    of them raised together. A file of several documents labels each one."""
+    of them raised together. A file of several documents labels each one. A ``*.jsonnet``
+    file is rendered with its ``.args.yaml`` and ``jsonnet_args`` (which win; each is given
+    to the templates that have such a parameter)."""
     docs: list[Document] = []
     problems: list[str] = []
     for file, label, origin in files:
         try:
-            specs = parse_specs(file.read_bytes(), label)
+            if file.suffix == TEMPLATE_SUFFIX:
+                args = template_args(file, label, jsonnet_args)
+                optional = set(jsonnet_args or ())
+                specs = render_jsonnet(file, args, source=label, optional=optional)
+            else:
+                specs = parse_specs(file.read_bytes(), label)
         except InvalidSpec as exc:
             problems.append(exc.message)
             continue

@@ -37,6 +37,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -172,9 +173,13 @@ def _blake3_json(value: Any) -> str:
 
 
 def normalize_glob(glob: str) -> str:
-    """Trailing slashes dropped; ``""`` and ``"/"`` are the root."""
-    trimmed = glob.rstrip("/")
-    return trimmed if trimmed else "/"
+    """A glob as Pachyderm cleans it (``pfsfile.CleanPath``): always absolute, ``.``/``..``
+    segments resolved, repeated and trailing slashes dropped; ``""``, ``"."`` and ``"/"`` are
+    the root. So ``*`` means ``/*`` and ``a/`` means ``/a``."""
+    if glob.startswith("/") and "//" not in glob and "/." not in glob:
+        trimmed = glob.rstrip("/")  # the common case, already clean
+        return trimmed if trimmed else "/"
+    return "/" + posixpath.normpath("/" + glob).strip("/")
 
 
 def _glob_error(glob: str, problem: str) -> InvalidSpec:
@@ -334,6 +339,7 @@ class _Match:
     path: str
     files: tuple[DatumFile, ...]
     match: re.Match[str] | None
+    source: str = ""  # repo@branch (or repo@commit) the match comes from
 
 
 _Combo = tuple[_Match, ...]
@@ -412,7 +418,7 @@ def _matches(pfs: PfsInput, files_for: FilesFor) -> list[_Match]:
             )
             for f in files
         )
-        out.append(_Match(pfs.name, path, datum_files, pattern.match(path)))
+        out.append(_Match(pfs.name, path, datum_files, pattern.match(path), _source(pfs)))
     return out
 
 
@@ -426,11 +432,14 @@ def compute_datums(
 
     - pfs/cron: one datum per glob match, by path;
     - cross: the cartesian product of the children's datums, first child outermost;
-    - union: the children's datums one child after another, a repeated datum id kept once;
+    - union: the children's datums one child after another, a repeated datum kept once
+      (branches may share an input name; a datum then also records which repo it is from);
     - join: per join key (``join_on`` with the glob's groups substituted, keys in sorted
       order), the product of every child's matches with that key; if some child has no match
       for a key, the product of the ``outer_join`` children's matches that do (nothing if
-      none of them is outer);
+      none of them is outer). A child without ``join_on`` gives every match the key ``""``,
+      as Pachyderm does (see ``Input._exactly_one``), so a join of such children is their
+      cross;
     - group: per ``group_by`` key (sorted), one datum with every child's matches of that key.
 
     ``cron`` turns a cron input into the pfs input that reads its ticks (default
@@ -446,19 +455,42 @@ def iter_datums(
     cron: Callable[[CronInput], PfsInput] = cron_as_pfs,
 ) -> Iterator[Datum]:
     """:func:`compute_datums` one datum at a time (children are still listed up front)."""
+    shared = _shared_names(input, cron)
     for combo in _combos(input, files_for, cron):
-        yield _datum(combo)
+        yield _datum(combo, shared)
 
 
-def _datum(combo: _Combo) -> Datum:
-    return Datum.of(
+def _source(pfs: PfsInput) -> str:
+    return f"{pfs.repo}@{pfs.commit or pfs.branch}"
+
+
+def _shared_names(input: Input, cron: Callable[[CronInput], PfsInput]) -> frozenset[str]:
+    """Input names that several leaves with different sources present (only the branches of
+    a union may share a name; see spec.py)."""
+    sources: dict[str, set[str]] = {}
+    for leaf in input.leaves():
+        pfs = leaf if isinstance(leaf, PfsInput) else cron(leaf)
+        sources.setdefault(pfs.name, set()).add(_source(pfs))
+    return frozenset(name for name, found in sources.items() if len(found) > 1)
+
+
+def _datum(combo: _Combo, shared: frozenset[str] = frozenset()) -> Datum:
+    datum = Datum.of(
         ((m.input_name, m.path) for m in combo),
         (f for m in combo for f in m.files),
     )
+    qualified = sorted((m.input_name, m.source, m.path) for m in combo if m.input_name in shared)
+    if not qualified:
+        return datum
+    # Two union branches under one name may match the same path in different repos: the
+    # datum id then also names the source, as Pachyderm's (name, repo, branch, path) does.
+    # Ids of datums without a shared name are unchanged.
+    body = ["tusk-datum-v1", [list(pair) for pair in datum.matches], [list(q) for q in qualified]]
+    return Datum(id=_blake3_json(body), files=datum.files, matches=datum.matches)
 
 
-def _combo_key(combo: _Combo) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted({(m.input_name, m.path) for m in combo}))
+def _combo_key(combo: _Combo) -> tuple[tuple[str, str, str], ...]:
+    return tuple(sorted({(m.input_name, m.source, m.path) for m in combo}))
 
 
 def _combos(
@@ -475,7 +507,7 @@ def _combos(
         for parts in itertools.product(*lists):
             yield tuple(m for part in parts for m in part)
     elif node.union is not None:
-        seen: set[tuple[tuple[str, str], ...]] = set()
+        seen: set[tuple[tuple[str, str, str], ...]] = set()
         for child in node.union:
             for combo in _combos(child, files_for, cron):
                 key = _combo_key(combo)

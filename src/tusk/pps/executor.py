@@ -34,6 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tusk.errors import InvalidArgument
+from tusk.pps.resources import Limits
+from tusk.pps.secret_mounts import (
+    SANDBOX_SECRETS,
+    bwrap_secret_args,
+    scrub_output,
+    scrub_values,
+    scrubbing,
+    write_secret_files,
+)
 
 _LOG_LINES = 2000  # kept per stream per datum attempt
 _TAIL_CHARS = 2000
@@ -54,6 +63,11 @@ class DatumTask:
     accept_return_code: list[int]
     timeout: float | None
     inputs: list[tuple[str, str, str]]  # (input name, first file path, commit id)
+    limits: Limits | None = None  # resource_limits, set on each process (tusk.pps.resources)
+    # transform.secrets with mount_path: (secret name, mount path, {key: value}), written for
+    # the datum and removed after it; every value given (env or file), scrubbed from its output
+    secret_files: list[tuple[str, str, dict[str, bytes]]] = field(default_factory=list)
+    secret_values: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -145,17 +159,49 @@ class LocalExecutor:
         pfs_root: Path,
         cancelled: Callable[[], bool] = lambda: False,
     ) -> DatumOutcome:
-        """Run ``task`` on the inputs materialised under ``pfs_root`` (outputs in ``out/``)."""
+        """Run ``task`` on the inputs materialised under ``pfs_root`` (outputs in ``out/``).
+
+        Its secret files exist while it runs, and the values of its secrets are scrubbed from
+        what it prints (``tusk.pps.secret_mounts``).
+        """
+        folder = pfs_root.with_name(pfs_root.name + ".secrets")
+        secrets = write_secret_files(folder, task.secret_files)
+        try:
+            with scrubbing(scrub_values(task.secret_values)):
+                return self._run_datum(task, pfs_root, cancelled, secrets)
+        finally:
+            if secrets is not None:
+                shutil.rmtree(secrets, ignore_errors=True)
+
+    def _run_datum(
+        self,
+        task: DatumTask,
+        pfs_root: Path,
+        cancelled: Callable[[], bool],
+        secrets: Path | None,
+    ) -> DatumOutcome:
         (pfs_root / "out").mkdir(parents=True, exist_ok=True)
         sandboxed = self.mode == "bwrap"
         mount = "/pfs" if sandboxed else str(pfs_root)
         env = self._env(task, mount)
+        if secrets is not None:
+            env["TUSK_SECRETS"] = SANDBOX_SECRETS if sandboxed else str(secrets)
         cwd = task.working_dir or os.getcwd()
         if not os.path.isdir(cwd):
             return DatumOutcome(False, error=f"working directory {cwd} does not exist")
         input_names = sorted({name for name, _, _ in task.inputs})
         prefix = _bwrap_args(pfs_root, input_names, cwd) if sandboxed else []
+        if sandboxed and secrets is not None:
+            prefix = bwrap_secret_args(prefix, secrets, task.secret_files)
+        if task.limits is not None:  # set before bubblewrap or the command runs; inherited
+            prefix = task.limits.prefix() + prefix
         outcome = self._run_one(prefix + task.cmd, task.stdin, env, cwd, task.timeout, cancelled)
+        if prefix and outcome.error.startswith(prefix[0]):  # name the command, not a wrapper
+            outcome.error = task.cmd[0] + outcome.error[len(prefix[0]) :]
+        if task.limits is not None and not outcome.ok:
+            hit = task.limits.explain(outcome.exit_code, outcome.stderr_tail, sandboxed)
+            if hit is not None and not outcome.error.startswith(("stopped", "timed out")):
+                outcome.error = f"{hit}: {outcome.error}"
         if outcome.ok or outcome.error.startswith("stopped"):
             return outcome
         if outcome.exit_code is not None and outcome.exit_code in task.accept_return_code:
@@ -252,6 +298,7 @@ class LocalExecutor:
                 _kill(proc)
                 out, err = proc.communicate()
                 break
+        out, err = scrub_output(out), scrub_output(err)  # the datum's secret values: ***
         now = time.time()
         logs = _lines("stdout", out, now) + _lines("stderr", err, now)
         tail = _tail(err.decode("utf-8", "replace"))

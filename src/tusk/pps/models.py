@@ -32,6 +32,8 @@ class PipelineInfo(_Dict):
     last_job: str | None = None
     last_job_state: str | None = None
     versions: list[PipelineVersion] = field(default_factory=list)
+    # One line per resource setting and what applies it here (tusk.pps.resources.describe).
+    resources: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,14 @@ class ApplyResult(_Dict):
     commit_sets: list[str] = field(default_factory=list)  # started by this apply
     jobs: list[str] = field(default_factory=list)  # "pipeline@job-id"
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SecretInfo(_Dict):
+    """A stored secret as shown (``tusk inspect secret``): its keys, never their values."""
+
+    name: str
+    keys: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    created_by: str = ""

@@ -44,10 +44,12 @@ from tusk.errors import CommitFinished, TuskError
 from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
 from tusk.pfs.tree import EMPTY_TREE
+from tusk.pps import resources
 from tusk.pps.batch import BatchItem, run_batch
 from tusk.pps.dask_executor import DaskExecutor
 from tusk.pps.datums import compute_datums, cron_as_pfs
 from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, kill_noted
+from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PfsInput, PipelineSpec, parse_duration
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
@@ -92,6 +94,7 @@ class _Job:
     threads: list[threading.Thread] = field(default_factory=list)
     identity: dict[str, str] = field(default_factory=dict)  # TUSK_ADDRESS, TUSK_TOKEN
     token_id: str = ""
+    secrets: SecretMaterial = field(default_factory=SecretMaterial)  # transform.secrets
 
 
 class Scheduler:
@@ -122,6 +125,7 @@ class Scheduler:
         self.pfs = pps.pfs
         self.meta = pps.meta
         self.executor = executor or LocalExecutor()
+        self.admission = resources.admission()  # requests and GPUs of datums run here
         self.poll = poll
         self.log = log or (lambda msg: None)
         # Each process has its own scratch folders: several schedulers may share a home. Small
@@ -380,6 +384,10 @@ class Scheduler:
             self._fail_job(job, commits)
             return
         spec, salt, _origin = self.pps.spec_of(job.pipeline, job.version)
+        unusable = self.pps.secrets.problem(spec.transform.secrets)
+        if unusable is not None:  # a secret or key it names is missing: fail before any datum
+            self._fail_job(job, unusable)
+            return
         commits = _as_spec_reads(commits, spec)
         datums = compute_datums(spec.input, self.pps.files_for(commits), cron=cron_as_pfs)
         hashes = [d.hash(salt) for d in datums]
@@ -451,6 +459,11 @@ class Scheduler:
                     self._fail_job(job, commits if commits != "wait" else "inputs changed")
                 return
             spec, _salt, origin = self.pps.spec_of(job.pipeline, job.version)
+            unfit = self._local() and resources.unfit(resources.request_of(spec))
+            if unfit:  # it would wait for ever (Kubernetes: Pending); fail it, saying why
+                if self.role == "all":
+                    self._fail_job(job, f"{unfit}; no datum can run")
+                return
             commits = _as_spec_reads(commits, spec)
             for leaf in spec.inputs():  # an input pinned to a commit reads that commit
                 if isinstance(leaf, PfsInput) and leaf.commit:
@@ -458,6 +471,7 @@ class Scheduler:
                     commits[(leaf.repo, leaf.branch)] = pinned
             trees = {key: self.pfs.commit_record(cid).tree for key, cid in commits.items()}
             running = _Job(job, spec, origin, commits, trees)
+            running.secrets = self.pps.secrets.material(spec.transform.secrets)
             self._give_identity(running)
             self._running[key] = running
         alive = [t for t in running.threads if t.is_alive()]
@@ -489,17 +503,28 @@ class Scheduler:
         owner = self._new_owner()
         try:
             while not job.dead.is_set():
-                with self.meta.read() as tx:
-                    pending = tx.count_datums(job.record.pipeline, job.record.id).get("pending", 0)
-                limit = max(1, min(32, pending // (2 * job.spec.parallelism_spec.constant)))
-                now = time.time()
-                with self.meta.write() as tx:
-                    batch = tx.claim_datums(
-                        job.record.pipeline, job.record.id, owner, now + LEASE_SECONDS, now, limit
-                    )
-                if not batch:
+                # Room on this machine for one more running datum (resource requests, GPUs),
+                # taken before claiming and given back once the batch is recorded.
+                need = resources.request_of(job.spec) if self._local() else resources.Request()
+                grant = self.admission.acquire(need, job.dead)
+                if grant is None:
                     return
-                self._run_batch(job, owner, batch)
+                try:
+                    with self.meta.read() as tx:
+                        counts = tx.count_datums(job.record.pipeline, job.record.id)
+                    pending = counts.get("pending", 0)
+                    limit = max(1, min(32, pending // (2 * job.spec.parallelism_spec.constant)))
+                    now = time.time()
+                    with self.meta.write() as tx:
+                        batch = tx.claim_datums(
+                            job.record.pipeline, job.record.id, owner, now + LEASE_SECONDS, now,
+                            limit,
+                        )  # fmt: skip
+                    if not batch:
+                        return
+                    self._run_batch(job, owner, batch, grant.env)
+                finally:
+                    self.admission.release(grant)
         except Exception as exc:  # a worker must not die silently: the job fails instead
             self.errors.append(f"{type(exc).__name__}: {exc}")
             with self.meta.write() as tx:
@@ -525,21 +550,32 @@ class Scheduler:
             output_commit=job.record.output_commit,
             cmd=list(t.cmd),
             stdin=list(t.stdin),
-            env={**t.env, **job.identity},
+            env={**t.env, **job.secrets.env, **job.identity},
             working_dir=t.working_dir or job.origin.get("working_dir"),
             err_cmd=list(t.err_cmd),
             err_stdin=list(t.err_stdin),
             accept_return_code=list(t.accept_return_code),
             timeout=job.spec.datum_timeout,
             inputs=[(name, path, commit) for name, (path, commit) in firsts.items()],
+            limits=resources.limits_of(job.spec),
+            secret_files=job.secrets.files,
+            secret_values=job.secrets.values,
         )
 
-    def _run_batch(self, job: _Job, owner: str, batch: list[DatumRecord]) -> None:
+    def _local(self) -> bool:
+        """Datums run on this machine (not on Dask workers)."""
+        return isinstance(self.executor, LocalExecutor)
+
+    def _run_batch(
+        self, job: _Job, owner: str, batch: list[DatumRecord], env: dict[str, str] | None = None
+    ) -> None:
         pipeline, job_id = job.record.pipeline, job.record.id
         items = []
         for d in batch:
             files = json.loads(d.files)
-            items.append(BatchItem(self._task(job, d, files), files))
+            task = self._task(job, d, files)
+            task.env.update(env or {})  # CUDA_VISIBLE_DEVICES of the GPUs given to it
+            items.append(BatchItem(task, files))
         if isinstance(self.executor, LocalExecutor):
             size = sum(f.get("size", 0) for item in items for f in item.files)
             root = self.fast_scratch if size <= _FAST_SCRATCH_MAX else self.scratch

@@ -43,6 +43,8 @@ from tusk.pps.models import (
     PipelineInfo,
     PipelineVersion,
 )
+from tusk.pps.resources import describe as describe_resources
+from tusk.pps.secrets import SecretService
 from tusk.pps.spec import CronInput, Input, PfsInput, PipelineSpec, load_spec, spec_hash
 from tusk.storage.meta.records import (
     DatumRecord,
@@ -75,6 +77,14 @@ class PpsService:
         self.meta = pfs.meta
         self.home = Path(home)
         self._specs: dict[tuple[str, int, float], tuple[PipelineSpec, str, dict]] = {}
+        self._secrets: SecretService | None = None
+
+    @property
+    def secrets(self) -> SecretService:
+        """Stored secrets (``tusk create secret``), encrypted under a key outside the store."""
+        if self._secrets is None:
+            self._secrets = SecretService(self.meta, self.home)
+        return self._secrets
 
     # Specs and pipelines
 
@@ -258,6 +268,7 @@ class PpsService:
             last_job=jobs[0].id if jobs else None,
             last_job_state=jobs[0].state if jobs else None,
             versions=versions,
+            resources=describe_resources(spec),
         )
 
     def list_pipelines(self) -> list[PipelineInfo]:

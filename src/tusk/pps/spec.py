@@ -10,6 +10,8 @@ Nothing is silently ignored. An unknown key anywhere is an error that names its 
 listed in :data:`UNSUPPORTED` with the reason, and refused with that reason. One exception:
 ``project: {name: default}`` (which ``pachctl`` writes into every exported spec since 2.5) is
 accepted because Tusk's only project *is* the default one; any other project is refused.
+Fields that only mean something on Kubernetes (``scheduling_spec``, ``pod_patch``...) are
+recorded; resource requests and limits are honoured on this machine.
 
 Every error is one :class:`~tusk.errors.InvalidSpec` line: ``invalid pipeline spec: <path>:
 <what is wrong and what to do>``, several problems joined with ``"; "``.
@@ -24,16 +26,18 @@ Choices where Pachyderm leaves room:
 - Cron specs are 5-field cron expressions, descriptors (``@hourly``, ``@daily``...) or
   ``@every <duration>``, as Pachyderm (robfig/cron ``ParseStandard``) accepts.
 - A cron input's repo defaults to ``<pipeline>_<cron name>`` (Pachyderm's default).
-- Input names (pfs ``name``, default the repo; cron ``name``) must be unique across the whole
-  input tree because each becomes ``/pfs/<name>``; ``out`` is reserved for the output.
+- Input names (pfs ``name``, default the repo; cron ``name``) must be unique across the
+  input tree because each becomes ``/pfs/<name>``, except between the branches of a
+  ``union`` (one branch is mounted per datum, as in Pachyderm); ``out`` is reserved.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -253,11 +257,14 @@ class _SpecModel(BaseModel):
 
 
 _QUANTITY = re.compile(
-    r"^([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
+    r"^([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(KiB|MiB|GiB|TiB|Ki|Mi|Gi|Ti|Pi|Ei|KB|kB|MB|GB|TB|k|M|G|T|P|E|m)?$"
 )
 _QUANTITY_FACTORS = {
     None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
+    # Not Kubernetes quantities, but Pachyderm's own examples write them (e.g. "256MB").
+    "KB": 1e3, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+    "KiB": 2.0**10, "MiB": 2.0**20, "GiB": 2.0**30, "TiB": 2.0**40,
 }  # fmt: skip
 
 
@@ -433,11 +440,8 @@ class PfsInput(_SpecModel):
     @field_validator("glob")
     @classmethod
     def _check_glob(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise _error(
-                f"{value!r} must start with '/', e.g. '/*' (a datum per top-level file or "
-                "directory) or '/' (one datum with everything)"
-            )
+        # As Pachyderm (pfsfile.CleanPath when a pipeline is created): "*" means "/*", "" and
+        # "." mean "/", "./a//b/" means "/a/b". normalize_glob does the cleaning.
         engine = _glob_engine()
         try:
             engine.glob_to_regex(value)
@@ -567,7 +571,15 @@ class Input(_SpecModel):
                             f"{kind} (e.g. cross the {kind} with them)",
                             sub=f"{kind}[{i}]",
                         )
-                    if not getattr(child.pfs, key):
+                    # A join without join_on is valid in Pachyderm (validateInput in
+                    # src/server/pps/server/api_server.go never asks for it): its worker keys each
+                    # match by glob.Replace(path, join_on) (src/server/worker/datum/
+                    # worker.go, processPFSTask), and ohmyglob's Replace of an empty template
+                    # is "", so every match of that input has the key "" (hashed, in
+                    # processKeyTask). A join of inputs without join_on is thus their cross;
+                    # with join_on on some inputs, the others only meet keys that expand to
+                    # "" (or appear alone when outer_join). datums._join does the same.
+                    if kind == "group" and not child.pfs.group_by:
                         raise _error(
                             f"required in a {kind}; capture part of the path in the glob and "
                             f"name it, e.g. glob '/(*).csv' with {key} '$1'",
@@ -727,7 +739,8 @@ def _check_input_tree(
     names: dict[str, str],
     problems: list[str],
 ) -> Input:
-    """Whole-tree rules: unique input names, join/group-only fields, cron repo defaults.
+    """Whole-tree rules: unique input names (the branches of a union may share one),
+    join/group-only fields, cron repo defaults.
 
     Returns the node with cron repos filled in (the same object when nothing changed).
     """
@@ -763,10 +776,26 @@ def _check_input_tree(
         return node.model_copy(update={"cron": cron.model_copy(update={"repo": repo})})
     kind = node.kind
     old = node.children
-    new = [
-        _check_input_tree(child, f"{path}.{kind}[{i}]", kind, pipeline, names, problems)
-        for i, child in enumerate(old)
-    ]
+    if kind != "union":
+        new = [
+            _check_input_tree(child, f"{path}.{kind}[{i}]", kind, pipeline, names, problems)
+            for i, child in enumerate(old)
+        ]
+    else:
+        # As Pachyderm (ppsutil.ValidateNames): a datum of a union comes from one branch only,
+        # so its branches may reuse a name (each is checked against the names claimed before
+        # the union, not against its sibling branches); inputs after the union (crossed with
+        # it) may use none of the names any branch presents.
+        new = []
+        presented: dict[str, str] = {}
+        for i, child in enumerate(old):
+            own = dict(names)
+            new.append(
+                _check_input_tree(child, f"{path}.{kind}[{i}]", kind, pipeline, own, problems)
+            )
+            for name, where in own.items():
+                presented.setdefault(name, where)
+        names.update(presented)
     if all(a is b for a, b in zip(old, new, strict=True)):
         return node
     return node.model_copy(update={kind: new})
@@ -804,11 +833,64 @@ def load_spec(data: Any, source: str = "") -> PipelineSpec:
     try:
         spec = PipelineSpec.model_validate(cleaned)
     except ValidationError as exc:
-        problems.extend(_describe(exc))
+        problems.extend(_root_causes(exc, problems))
     if problems:
         unique = list(dict.fromkeys(p.replace("\n", " ") for p in problems))
         raise InvalidSpec(f"{prefix}invalid pipeline spec: {'; '.join(unique)}; see {DOCS}")
     return spec
+
+
+def _loc_path(loc: tuple[Any, ...]) -> str:
+    """A pydantic loc as a snake_case spec path (``input.cross[1].pfs``)."""
+    path = ""
+    for part in loc:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join_path(path, _snake(str(part)))
+    return path
+
+
+def _snake_path(path: str) -> str:
+    return ".".join(_snake(part) for part in path.split("."))
+
+
+def _root_causes(exc: ValidationError, reported: list[str]) -> list[str]:
+    """pydantic's problems (as :func:`_describe` words them) without those that only follow
+    from another one, so the user sees the cause:
+
+    - a required field missing beside a refused field (``spout`` instead of ``input``,
+      ``tf_job`` instead of ``transform``): removing the refused field comes first;
+    - a required field missing beside an unknown field that looks like it (``glb`` for
+      ``glob``): one line, the unknown field with "did you mean".
+    """
+    import difflib
+
+    errors = exc.errors()
+    refused_parents = set()
+    for problem in reported:
+        path = problem.split(": ", 1)[0]
+        refused_parents.add(_snake_path(path.rpartition(".")[0]))
+    missing: dict[str, list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing" and err["loc"]:
+            missing.setdefault(_loc_path(err["loc"][:-1]), []).append(str(err["loc"][-1]))
+    meant: dict[int, str] = {}  # index of an unknown-field error -> the missing field it means
+    for i, err in enumerate(errors):
+        if err["type"] == "extra_forbidden" and err["loc"]:
+            parent = _loc_path(err["loc"][:-1])
+            unknown = _snake(str(err["loc"][-1]))
+            close = difflib.get_close_matches(unknown, missing.get(parent, []), n=1, cutoff=0.6)
+            if close:
+                meant[i] = close[0]
+                missing[parent].remove(close[0])
+    explained = {(_loc_path(errors[i]["loc"][:-1]), field) for i, field in meant.items()}
+    out: list[str] = []
+    for i, (err, text) in enumerate(zip(errors, _describe(exc), strict=True)):
+        loc = err["loc"]
+        if err["type"] == "missing" and loc:
+            parent = _loc_path(loc[:-1])
+            if parent in refused_parents or (parent, str(loc[-1])) in explained:
+                continue
+        out.append(f"{text} (did you mean {meant[i]!r}?)" if i in meant else text)
+    return out
 
 
 def _join_path(path: str, key: str) -> str:
@@ -955,15 +1037,22 @@ def parse_specs(text: str | bytes, source: str = "spec") -> list[dict[str, Any]]
         try:
             docs = _parse_json_stream(text)
         except json.JSONDecodeError as json_exc:
-            # YAML flow style ({a: 1}) also starts with a brace; report JSON's error if both fail.
-            try:
-                docs = _parse_yaml(text, source)
-            except InvalidSpec:
+            # YAML flow style ({a: 1}) also starts with a brace, and YAML takes what Pachyderm's
+            # YAML reader takes beyond JSON (trailing commas, tabs). If both fail, the parser
+            # that got further into the file names the real line and cause (JSON's on a tie).
+            docs, yaml_error, yaml_at = _try_yaml(text, source)
+            if yaml_error is not None:
+                if yaml_at > json_exc.pos:
+                    raise yaml_error from None
                 raise InvalidSpec(
                     f"{source}:{json_exc.lineno}:{json_exc.colno}: invalid JSON: {json_exc.msg}; "
                     "fix the syntax there"
                 ) from None
         except ValueError as exc:
+            # A key given twice: YAML reads JSON too, and its error has the line.
+            docs, yaml_error, _ = _try_yaml(text, source)
+            if yaml_error is not None:
+                raise yaml_error from None
             raise InvalidSpec(f"{source}: invalid JSON: {exc}; keep one of them") from None
     else:
         docs = _parse_yaml(text, source)
@@ -985,6 +1074,8 @@ def parse_specs(text: str | bytes, source: str = "spec") -> list[dict[str, Any]]
 
 
 def _parse_json_stream(text: str) -> list[Any]:
+    """JSON values one after another, as ``pachctl`` reads them; a line of ``---`` (or
+    ``...``) between two of them is skipped, as a YAML reader would."""
     decoder = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
     docs: list[Any] = []
     pos = 0
@@ -993,21 +1084,200 @@ def _parse_json_stream(text: str) -> list[Any]:
             pos += 1
         if pos >= len(text):
             return docs
+        separator = _DOC_SEPARATOR.match(text, pos)
+        if separator is not None:
+            pos = separator.end()
+            continue
         doc, pos = decoder.raw_decode(text, pos)
         docs.append(doc)
 
 
+_DOC_SEPARATOR = re.compile(r"(?:---|\.\.\.)[ \t]*(?:#[^\n]*)?(?:\r?\n|\Z)")
+
+
 def _parse_yaml(text: str, source: str) -> list[Any]:
+    docs, error, _ = _try_yaml(text, source)
+    if error is not None:
+        raise error
+    return docs
+
+
+def _load_yaml(text: str) -> list[Any]:
+    return [doc for doc in yaml.load_all(text, Loader=_UniqueKeyLoader) if doc is not None]
+
+
+def _try_yaml(text: str, source: str) -> tuple[list[Any], InvalidSpec | None, int]:
+    """(documents, None, 0), or ([], the error naming the line, its offset in ``text``).
+
+    PyYAML refuses tabs as separating whitespace (``key:\tvalue``, ``{a: 1,\tb: 2}``,
+    tab-indented JSON), which YAML 1.2 and Pachyderm's reader (Go's yaml.v3) take. So when
+    PyYAML fails on a text with tabs, it is read again with those tabs as spaces; if that
+    fails too, the first error is the one reported.
+    """
     try:
-        return [doc for doc in yaml.load_all(text, Loader=_UniqueKeyLoader) if doc is not None]
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
-        raise InvalidSpec(f"{where}: invalid YAML: {problem}; fix the syntax there") from None
+        return _load_yaml(text), None, 0
     except yaml.YAMLError as exc:
-        problem = " ".join(str(exc).split())
-        raise InvalidSpec(f"{source}: invalid YAML: {problem}; fix the syntax") from None
+        first = exc
+    if "\t" in text:
+        untabbed = _untab(text)
+        if untabbed != text:
+            try:
+                return _load_yaml(untabbed), None, 0
+            except yaml.YAMLError:
+                pass
+    if isinstance(first, yaml.MarkedYAMLError):
+        mark = first.problem_mark or first.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = " ".join(str(first.problem or first.context or "syntax error").split())
+        error = InvalidSpec(f"{where}: invalid YAML: {problem}; fix the syntax there")
+        return [], error, mark.index if mark else -1
+    problem = " ".join(str(first).split())
+    return [], InvalidSpec(f"{source}: invalid YAML: {problem}; fix the syntax"), -1
+
+
+_INDICATORS = frozenset(":-,?")
+_TOKEN_START = frozenset(" \t[{,:")
+
+
+def _untab(text: str) -> str:
+    """``text`` with the tabs that YAML 1.2 reads as separating whitespace made spaces: every
+    tab inside a flow collection (``{...}``, ``[...]``), after an indicator (``key:\t``,
+    ``-\t``) and before a comment or the end of a line. Tabs in quoted scalars, inside plain
+    scalars (``echo a\tb``) and in block indentation (refused by every YAML reader) stay."""
+    out: list[str] = []
+    depth = 0  # flow collections open
+    quote = ""  # the quote of the scalar we are in, if any
+    escaped = False
+    comment = False
+    indent = True  # still in the line's leading whitespace
+    last = ""  # the last character that is not a space or tab on this line
+    n = len(text)
+    for i, c in enumerate(text):
+        prev = text[i - 1] if i else "\n"
+        if quote:
+            if escaped:
+                escaped = False
+            elif quote == '"' and c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = ""
+            out.append(c)
+            continue
+        if c == "\n":
+            comment, indent, last = False, True, ""
+            out.append(c)
+            continue
+        if comment:
+            out.append(c)
+            continue
+        if c in " \t":
+            if c == "\t" and not (indent and depth == 0):
+                j = i
+                while j < n and text[j] in " \t":
+                    j += 1
+                ends = j >= n or text[j] in "#\r\n"
+                if depth > 0 or ends or last in _INDICATORS:
+                    c = " "
+            out.append(c)
+            continue
+        start = indent or prev in _TOKEN_START
+        indent = False
+        if c == "#" and prev in " \t\n":
+            comment = True
+        elif c in "\"'" and start:
+            quote = c
+        elif c in "[{" and start:
+            depth += 1
+        elif c in "]}" and depth > 0:
+            depth -= 1
+        last = c
+        out.append(c)
+    return "".join(out)
+
+
+def render_jsonnet(
+    template: str | os.PathLike[str],
+    args: Mapping[str, Any] | None = None,
+    *,
+    text: str | None = None,
+    source: str = "",
+    optional: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """Every pipeline spec a Jsonnet template renders (``pachctl create pipeline --jsonnet``).
+
+    ``template`` is the file to evaluate (its imports are found beside it), or with ``text``
+    the name of a template read elsewhere (a URL, stdin). ``args`` are the top-level
+    arguments: strings are passed as strings, as ``pachctl --arg name=value`` passes them;
+    other values (numbers, lists, mappings from an ``.args.yaml`` file) as JSON values. The
+    result is one spec or a list of specs. A template error raises InvalidSpec with jsonnet's
+    own message and its file:line; a missing or unknown argument is named, except that the
+    ``optional`` arguments are passed only if the template has such a parameter (``tusk
+    apply --arg`` gives its arguments to every template that takes them).
+    """
+    label = source or str(template)
+    try:
+        import _jsonnet  # the `jsonnet` package: imported only when a template is rendered
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise InvalidSpec(
+            f"{label}: rendering jsonnet templates needs the jsonnet package; install it with: "
+            "pip install jsonnet"
+        ) from None
+    tla_vars: dict[str, str] = {}
+    tla_codes: dict[str, str] = {}
+    for name, value in (args or {}).items():
+        if isinstance(value, str):
+            tla_vars[str(name)] = value
+        else:
+            tla_codes[str(name)] = json.dumps(value)
+    while True:
+        try:
+            if text is None:
+                rendered = _jsonnet.evaluate_file(
+                    str(template), tla_vars=tla_vars, tla_codes=tla_codes
+                )
+            else:
+                rendered = _jsonnet.evaluate_snippet(
+                    str(template), text, tla_vars=tla_vars, tla_codes=tla_codes
+                )
+        except RuntimeError as exc:
+            unknown = _JSONNET_UNKNOWN.search(str(exc).partition("\n")[0])
+            name = unknown.group(1) if unknown else ""
+            if name in optional and (name in tla_vars or name in tla_codes):
+                tla_vars.pop(name, None)  # not a parameter of this template: leave it out
+                tla_codes.pop(name, None)
+                continue
+            raise InvalidSpec(_jsonnet_error(str(exc), label)) from None
+        return parse_specs(rendered, label)
+
+
+_JSONNET_UNKNOWN = re.compile(r"function has no parameter (\S+)")
+_JSONNET_LOCATION = re.compile(r"^\S+?:(?:\d+:\d+(?:-\d+)?|\(\d+:\d+\)-\(\d+:\d+\))")
+
+
+def _jsonnet_error(raw: str, label: str) -> str:
+    """jsonnet's error text as one line: its message and where (the first located frame)."""
+    lines = [line.strip() for line in raw.strip().splitlines() if line.strip()]
+    head = lines[0] if lines else "jsonnet failed"
+    missing = re.search(r"function parameter (\S+?) not bound in call", head)
+    if missing:
+        name = missing.group(1)
+        return f"{label}: the template needs the argument {name!r}; pass it with --arg {name}=VALUE"
+    unknown = _JSONNET_UNKNOWN.search(head)
+    if unknown:
+        name = unknown.group(1)
+        return f"{label}: the template has no parameter {name!r}; remove the argument {name}"
+    where = ""
+    for frame in lines[1:]:  # the innermost frame in the user's files, not in std.jsonnet
+        located = _JSONNET_LOCATION.match(frame)
+        if located and not located.group(0).startswith(("std.jsonnet:", "<std>")):
+            where = located.group(0)
+            break
+    message = f"invalid jsonnet template: {head}"
+    if where:
+        return f"{message} (at {where})"
+    if _JSONNET_LOCATION.search(head.partition(": ")[2]):
+        return message  # a static error: jsonnet put file:line:column in the message
+    return f"{label}: {message}"
 
 
 __all__ = [
@@ -1029,5 +1299,6 @@ __all__ = [
     "parse_duration",
     "parse_quantity",
     "parse_specs",
+    "render_jsonnet",
     "spec_hash",
 ]

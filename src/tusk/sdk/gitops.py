@@ -1,7 +1,9 @@
 """Reading what ``tusk apply`` applies: spec files and folders, and the git facts behind them.
 
-``read_documents`` takes files and folders (every ``*.yaml``, ``*.yml`` and ``*.json`` below
-a folder, in path order), splits multi-document files, and gives each document its origin:
+``read_documents`` takes files and folders (every ``*.yaml``, ``*.yml``, ``*.json`` and
+``*.jsonnet`` below a folder, in path order), renders Jsonnet templates (with the arguments of
+their ``.args.yaml`` and ``--arg``), splits multi-document files, and gives each document its
+origin:
 the spec file, the folder it runs from, and, when the file is in a git work tree, the
 commit SHA, the remote URL (credentials removed), the branch and whether the tree had
 uncommitted changes. A pipeline version records that origin, so ``tusk lineage`` leads from
@@ -17,23 +19,71 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tusk.errors import SourceError
-from tusk.pps.apply import Document, documents_of, spec_files
+from tusk.errors import InvalidArgument, SourceError
+from tusk.pps.apply import (
+    ARGS_SUFFIX,
+    TEMPLATE_SUFFIX,
+    Document,
+    documents_of,
+    spec_files,
+)
 
 
-def read_documents(paths: list[str | os.PathLike[str]]) -> list[Document]:
-    """Every document in the files and folders, with its origin; all parse errors at once."""
+def parse_template_args(items: Iterable[str]) -> dict[str, str]:
+    """``--arg name=value`` options as a mapping (as pachctl reads them: the value is a
+    string, everything after the first ``=``; a name given twice keeps the last value)."""
+    args: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise InvalidArgument(
+                f"invalid template argument {item!r}: write it as name=value, "
+                "e.g. --arg image=python:3.12"
+            )
+        args[name] = value
+    return args
+
+
+def _orphan_args(top: Path, found: list[Path]) -> list[str]:
+    templates = {p for p in found if p.suffix == TEMPLATE_SUFFIX}
+    orphans = []
+    for args in sorted(top.rglob("*" + ARGS_SUFFIX)):
+        if any(part.startswith(".") for part in args.relative_to(top).parts):
+            continue
+        template = args.with_name(args.name[: -len(ARGS_SUFFIX)] + TEMPLATE_SUFFIX)
+        if template not in templates:
+            orphans.append(f"{args}: arguments for {template.name}, which is not there")
+    return orphans
+
+
+def read_documents(
+    paths: list[str | os.PathLike[str]], *, jsonnet_args: Mapping[str, Any] | None = None
+) -> list[Document]:
+    """Every document in the files and folders, with its origin; all parse errors at once.
+
+    ``*.jsonnet`` templates are rendered with the arguments of their sibling ``.args.yaml``
+    and ``jsonnet_args`` (``tusk apply --arg``), which win over the file's.
+    """
     files: list[Path] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
             found = spec_files(path)
+            orphans = _orphan_args(path, found)
+            if orphans:
+                raise InvalidArgument(
+                    "; ".join(orphans) + f"; name it after its template (x{TEMPLATE_SUFFIX} "
+                    f"takes x{ARGS_SUFFIX})"
+                )
             if not found:
-                raise SourceError(f"{str(path)!r} holds no .yaml, .yml or .json spec files")
+                raise SourceError(
+                    f"{str(path)!r} holds no .yaml, .yml, .json or .jsonnet spec files"
+                )
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -51,7 +101,9 @@ def read_documents(paths: list[str | os.PathLike[str]]) -> list[Document]:
             origin["git"] = {**git, "path": os.path.relpath(file.resolve(), git["root"])}
         return origin
 
-    return documents_of((file, str(file), origin_of(file)) for file in files)
+    return documents_of(
+        ((file, str(file), origin_of(file)) for file in files), jsonnet_args=jsonnet_args
+    )
 
 
 def _git(folder: Path, *args: str) -> str | None:

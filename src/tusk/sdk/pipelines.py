@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,7 +19,15 @@ from tusk.pfs import PfsService
 from tusk.pfs.models import CommitInfo
 from tusk.pfs.refs import parse_address
 from tusk.pfs.sources import is_url
-from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
+from tusk.pps.models import (
+    ApplyResult,
+    DatumInfo,
+    JobInfo,
+    LineageStep,
+    LogLine,
+    PipelineInfo,
+    SecretInfo,
+)
 
 if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
     from tusk.pps.apply import Document
@@ -36,15 +44,27 @@ def split_job(address: str) -> tuple[str | None, str]:
     return None, address
 
 
-def read_spec_source(source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Specs from a local file, a URL or ``-`` (stdin), and where they came from."""
-    from tusk.pps.spec import parse_specs
+def read_spec_source(
+    source: str, *, jsonnet_args: Mapping[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Specs from a local file, a URL or ``-`` (stdin), and where they came from.
 
+    With ``jsonnet_args`` (even empty), or for a ``*.jsonnet`` file, the source is a Jsonnet
+    template (``pachctl create pipeline --jsonnet``) rendered with those top-level arguments;
+    it renders one spec or a list of them.
+    """
+    from tusk.pps.spec import parse_specs, render_jsonnet
+
+    template = jsonnet_args is not None or source.endswith(".jsonnet")
+    args = dict(jsonnet_args or {})
     if source == "-":
         import sys
 
         text = sys.stdin.read()
-        return parse_specs(text, "<stdin>"), {"spec_file": "-", "working_dir": os.getcwd()}
+        origin: dict[str, Any] = {"spec_file": "-", "working_dir": os.getcwd()}
+        if template:
+            return render_jsonnet("<stdin>", args, text=text), origin
+        return parse_specs(text, "<stdin>"), origin
     if is_url(source):
         import httpx
 
@@ -53,18 +73,60 @@ def read_spec_source(source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]
             r.raise_for_status()
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot fetch pipeline spec {source}: {exc}") from exc
-        return parse_specs(r.text, source), {"spec_file": source, "working_dir": os.getcwd()}
+        origin = {"spec_file": source, "working_dir": os.getcwd()}
+        if template:
+            return render_jsonnet(source, args, text=r.text), origin
+        return parse_specs(r.text, source), origin
     path = Path(source)
     if not path.is_file():
-        raise SourceError(f"no such pipeline spec file {source!r}")
+        what = "jsonnet template" if template else "pipeline spec file"
+        raise SourceError(f"no such {what} {source!r}")
     from tusk.sdk.gitops import git_facts
 
     folder = path.resolve().parent
-    origin: dict[str, Any] = {"spec_file": str(path.resolve()), "working_dir": str(folder)}
+    origin = {"spec_file": str(path.resolve()), "working_dir": str(folder)}
     git = git_facts(folder)
     if git is not None:  # create pipeline -f records the code commit as apply does
         origin["git"] = {**git, "path": os.path.relpath(path.resolve(), git["root"])}
+    if template:
+        return render_jsonnet(path, args, source=source), origin
     return parse_specs(path.read_bytes(), source), origin
+
+
+SecretManifest = dict[str, Any] | str | bytes | os.PathLike[str]
+
+
+def read_manifest(manifest: SecretManifest) -> dict[str, Any] | str:
+    """A secret manifest as given (a mapping, or JSON/YAML text) or read from a file path;
+    ``-`` reads stdin. A one-line string that names an existing file is that file."""
+    if isinstance(manifest, dict):
+        return manifest
+    if isinstance(manifest, bytes):
+        return manifest.decode("utf-8", "replace")
+    if isinstance(manifest, os.PathLike) or (
+        isinstance(manifest, str)
+        and "\n" not in manifest
+        and manifest.strip() not in ("", "{}")
+        and not manifest.lstrip().startswith("{")
+    ):
+        source = os.fspath(manifest)
+        if source == "-":
+            import sys
+
+            return sys.stdin.read()
+        path = Path(source)
+        if not path.is_file():
+            raise SourceError(f"no such secret manifest file {source!r}")
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise SourceError(f"cannot read secret manifest {source}: {exc.strerror}") from exc
+    if isinstance(manifest, str):
+        return manifest
+    raise InvalidArgument(
+        f"a secret manifest is a dict, JSON or YAML text, or a file path, not "
+        f"{type(manifest).__name__}"
+    )
 
 
 class ApplyFiles:
@@ -294,6 +356,26 @@ class PipelineMethods(ApplyFiles):
             raise InvalidArgument("lineage needs a file: repo@ref:/path")
         ref = addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")
         return self._pps.lineage(addr.repo, ref, addr.path, depth)
+
+    # Secrets (values go in, never come out)
+
+    def create_secret(self, manifest: SecretManifest) -> SecretInfo:
+        """Store a Kubernetes Secret manifest (``kind: Secret``, ``metadata.name``, ``data`` in
+        base64 and/or ``stringData``): a dict, JSON/YAML text or a file path. Its values are
+        encrypted at rest; raises AlreadyExists if the name is taken (delete it first)."""
+        return self._pps.secrets.create(read_manifest(manifest))
+
+    def list_secrets(self) -> list[SecretInfo]:
+        """Every secret's name and keys (never the values)."""
+        return self._pps.secrets.list_all()
+
+    def inspect_secret(self, name: str) -> SecretInfo:
+        """A secret's keys and times (never the values)."""
+        return self._pps.secrets.inspect(name)
+
+    def delete_secret(self, name: str) -> None:
+        """Delete a secret; pipelines naming it fail their next job, saying so."""
+        self._pps.secrets.delete(name)
 
     # Running jobs here
 

@@ -63,7 +63,15 @@ from tusk.pfs.models import (
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address, parse_address
 from tusk.pfs.sources import _local_error, is_url
-from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
+from tusk.pps.models import (
+    ApplyResult,
+    DatumInfo,
+    JobInfo,
+    LineageStep,
+    LogLine,
+    PipelineInfo,
+    SecretInfo,
+)
 from tusk.sdk.client import (
     CommitHandle,
     FileReads,
@@ -75,7 +83,13 @@ from tusk.sdk.client import (
     file_target,
     glob_target,
 )
-from tusk.sdk.pipelines import ApplyFiles, read_spec_source, split_job
+from tusk.sdk.pipelines import (
+    ApplyFiles,
+    SecretManifest,
+    read_manifest,
+    read_spec_source,
+    split_job,
+)
 
 if TYPE_CHECKING:
     from tusk.pps.apply import Document
@@ -756,6 +770,27 @@ class RemoteClient(ApplyFiles, FileReads):
             raise InvalidArgument("lineage needs a file: repo@ref:/path")
         url = self._commit_url(addr, "lineage", _path(addr.path))
         return decode(LineageStep, self._call("GET", url, params={"depth": depth}))
+
+    # Secrets (values go in, never come out; clusterAdmin when auth is on)
+
+    def create_secret(self, manifest: SecretManifest) -> SecretInfo:
+        """Store a Kubernetes Secret manifest (``kind: Secret``, ``metadata.name``, ``data`` in
+        base64 and/or ``stringData``): a dict, JSON/YAML text or a file path. Its values are
+        encrypted at rest; raises AlreadyExists if the name is taken (delete it first)."""
+        body = {"manifest": read_manifest(manifest)}
+        return decode(SecretInfo, self._call("POST", "/secrets", json=body))
+
+    def list_secrets(self) -> list[SecretInfo]:
+        """Every secret's name and keys (never the values)."""
+        return decode_list(SecretInfo, self._call("GET", "/secrets"))
+
+    def inspect_secret(self, name: str) -> SecretInfo:
+        """A secret's keys and times (never the values)."""
+        return decode(SecretInfo, self._call("GET", f"/secrets/{_seg(name)}"))
+
+    def delete_secret(self, name: str) -> None:
+        """Delete a secret; pipelines naming it fail their next job, saying so."""
+        self._call("DELETE", f"/secrets/{_seg(name)}")
 
     # Auth (a server's; the in-process client has none)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,7 +19,15 @@ from tusk.cli.core import emit, get_client, note_unscheduled, output_option
     multiple=True,
     required=True,
     type=click.Path(path_type=Path),
-    help="A spec file or a folder of them (*.yaml, *.yml, *.json); repeat for more.",
+    help="A spec file or a folder of them (*.yaml, *.yml, *.json, *.jsonnet); repeat for more.",
+)
+@click.option(
+    "--arg",
+    "template_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A top-level argument (a string) for every *.jsonnet template; wins over the "
+    "template's NAME.args.yaml. Repeat for more.",
 )
 @click.option("--prune", is_flag=True, help="Delete pipelines that no file declares.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (with spec diffs); change nothing.")
@@ -30,16 +39,30 @@ from tusk.cli.core import emit, get_client, note_unscheduled, output_option
 @output_option
 @click.pass_context
 def apply(
-    ctx: click.Context, paths: tuple[Path, ...], prune: bool, dry_run: bool, reprocess: bool
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    template_args: tuple[str, ...],
+    prune: bool,
+    dry_run: bool,
+    reprocess: bool,
 ) -> None:
     """Create what the files declare, update what changed, leave the rest alone.
 
-    Files hold Pachyderm pipeline specs and 'kind: repo' documents. Everything is checked
-    first and applied in one transaction, pipelines in graph order; applying the same files
-    again changes nothing. Each new pipeline version records the git commit of its file.
+    Files hold Pachyderm pipeline specs and 'kind: repo' documents; Jsonnet templates
+    (*.jsonnet) are rendered with the arguments of their NAME.args.yaml and --arg. Everything
+    is checked first and applied in one transaction, pipelines in graph order; applying the
+    same files again changes nothing. Each new pipeline version records the git commit of its
+    file.
     """
+    from tusk.sdk.gitops import parse_template_args, read_documents
+
+    jsonnet_args = parse_template_args(template_args)
     client = get_client(ctx)
-    result = client.apply_files(list(paths), prune=prune, dry_run=dry_run, reprocess=reprocess)
+    if jsonnet_args:
+        docs: list[Any] = list(read_documents(list(paths), jsonnet_args=jsonnet_args))
+        result = client.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
+    else:
+        result = client.apply_files(list(paths), prune=prune, dry_run=dry_run, reprocess=reprocess)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
 

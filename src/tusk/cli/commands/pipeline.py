@@ -51,24 +51,61 @@ _timeout_option = click.option(
 
 
 def _spec_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--arg",
+        "template_args",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A top-level argument (a string) for the --jsonnet template; repeat for more.",
+    )(f)
+    f = click.option(
+        "--jsonnet",
+        "template",
+        metavar="TEMPLATE",
+        default=None,
+        help="A Jsonnet template rendering one spec or a list of specs (as pachctl's "
+        "--jsonnet): a file, a URL, or - for stdin. Instead of -f.",
+    )(f)
     return click.option(
         "-f",
         "--file",
         "source",
-        required=True,
+        default=None,
         metavar="SPEC",
         help="The pipeline spec (JSON or YAML; several in one file are fine): a file, a URL, "
         "or - for stdin.",
     )(f)
 
 
+def _spec_source(
+    source: str | None, template: str | None, template_args: tuple[str, ...]
+) -> tuple[str, dict[str, str] | None]:
+    """The source to read and, for a --jsonnet template, its arguments (exactly one of -f
+    and --jsonnet, as pachctl asks; --arg only with --jsonnet)."""
+    if source is not None and template is not None:
+        fail("give either -f/--file or --jsonnet, not both")
+    if template is None:
+        if template_args:
+            fail("--arg is for a --jsonnet template; add --jsonnet TEMPLATE or drop --arg")
+        if source is None:
+            fail("give the spec with -f/--file SPEC (or a template with --jsonnet TEMPLATE)")
+        return source, None
+    from tusk.sdk.gitops import parse_template_args
+
+    return template, parse_template_args(template_args)
+
+
 # Pipelines
 
 
 def _read_specs(
-    client: Client, source: str, update: bool | None
+    client: Client,
+    source: str,
+    update: bool | None,
+    jsonnet_args: dict[str, str] | None = None,
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
-    """(name, spec) of every spec of ``source``, and where they came from.
+    """(name, spec) of every spec of ``source`` (a template rendered with ``jsonnet_args``
+    when they are given), and where they came from.
 
     Each spec is checked before any is created, so a bad field in the second spec of a file
     does not leave the first one behind; so are the names, against the existing pipelines
@@ -77,7 +114,7 @@ def _read_specs(
     from tusk.errors import AlreadyExists, PipelineNotFound
     from tusk.sdk import load_spec, read_spec_source
 
-    specs, origin = read_spec_source(source)
+    specs, origin = read_spec_source(source, jsonnet_args=jsonnet_args)
     where = "<stdin>" if source == "-" else source
     named: list[tuple[str, dict[str, Any]]] = []
     for i, spec in enumerate(specs, 1):
@@ -98,11 +135,17 @@ def _read_specs(
     return named, origin
 
 
-def _create(ctx: click.Context, source: str, update: bool, reprocess: bool) -> None:
+def _create(
+    ctx: click.Context,
+    source: str,
+    update: bool,
+    reprocess: bool,
+    jsonnet_args: dict[str, str] | None = None,
+) -> None:
     from tusk.errors import TuskError
 
     client = get_client(ctx)
-    named, origin = _read_specs(client, source, update)
+    named, origin = _read_specs(client, source, update, jsonnet_args)
     done: list[PipelineInfo] = []
     for _name, spec in named:
         try:
@@ -119,9 +162,9 @@ def _create(ctx: click.Context, source: str, update: bool, reprocess: bool) -> N
     note_unscheduled(client, "its jobs" if len(done) == 1 else "their jobs")
 
 
-def _dry_run(ctx: click.Context, source: str) -> None:
+def _dry_run(ctx: click.Context, source: str, jsonnet_args: dict[str, str] | None) -> None:
     client = get_client(ctx)
-    named, _origin = _read_specs(client, source, None)
+    named, _origin = _read_specs(client, source, None, jsonnet_args)
     plans: list[dict[str, Any]] = [
         {"pipeline": name, "datums": client.dry_run(spec)} for name, spec in named
     ]
@@ -141,16 +184,24 @@ def _dry_run(ctx: click.Context, source: str) -> None:
 )
 @output_option
 @click.pass_context
-def create_pipeline(ctx: click.Context, source: str, dry_run: bool) -> None:
-    """Create the pipelines of a spec file; each gets an output repo of its name.
+def create_pipeline(
+    ctx: click.Context,
+    source: str | None,
+    template: str | None,
+    template_args: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Create the pipelines of a spec file (or --jsonnet template); each gets an output repo
+    of its name.
 
     A job starts for the inputs' current data once a scheduler runs (tusk up), or when a
     tusk wait runs it on a home where no scheduler runs.
     """
+    spec, jsonnet_args = _spec_source(source, template, template_args)
     if dry_run:
-        _dry_run(ctx, source)
+        _dry_run(ctx, spec, jsonnet_args)
     else:
-        _create(ctx, source, update=False, reprocess=False)
+        _create(ctx, spec, update=False, reprocess=False, jsonnet_args=jsonnet_args)
 
 
 @click.command("pipeline")
@@ -162,9 +213,16 @@ def create_pipeline(ctx: click.Context, source: str, dry_run: bool) -> None:
 )
 @output_option
 @click.pass_context
-def update_pipeline(ctx: click.Context, source: str, reprocess: bool) -> None:
-    """Replace existing pipelines with a new version of their specs."""
-    _create(ctx, source, update=True, reprocess=reprocess)
+def update_pipeline(
+    ctx: click.Context,
+    source: str | None,
+    template: str | None,
+    template_args: tuple[str, ...],
+    reprocess: bool,
+) -> None:
+    """Replace existing pipelines with a new version of their specs (or --jsonnet template)."""
+    spec, jsonnet_args = _spec_source(source, template, template_args)
+    _create(ctx, spec, update=True, reprocess=reprocess, jsonnet_args=jsonnet_args)
 
 
 @click.command("pipeline")

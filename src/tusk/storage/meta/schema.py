@@ -225,3 +225,17 @@ audit_log = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
     sa.Index("ix_audit_ts", "ts"),
 )
+
+# Secrets (tusk.pps.secrets): the key names in clear (a JSON list), the values only as one
+# AES-GCM ciphertext under a key kept outside this store ($TUSK_SECRET_KEY or
+# <home>/secrets.key).
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(253), primary_key=True),
+    sa.Column("keys", sa.Text, nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+)
