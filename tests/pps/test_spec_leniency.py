@@ -12,26 +12,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
 
 from clihelpers import Tusk
+from test_spec import base, error_of
 
 from tusk.errors import InvalidSpec
 from tusk.pps.datums import FileInfo, compute_datums
 from tusk.pps.spec import PfsInput, load_spec, parse_specs
-
-
-def base(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "pipeline": {"name": "p"},
-        "transform": {"cmd": ["true"]},
-        "input": {"pfs": {"repo": "a", "glob": "/*"}},
-    }
-    spec.update(overrides)
-    return spec
-
-
-def error_of(data: Any) -> str:
-    with pytest.raises(InvalidSpec) as info:
-        load_spec(data)
-    return info.value.message
 
 
 def files(**repos: list[str]) -> Any:
