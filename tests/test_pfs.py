@@ -21,6 +21,7 @@ from tusk.errors import (
     InvalidName,
     InvalidPath,
     PathConflict,
+    ProjectNotFound,
     RepoNotFound,
     Timeout,
 )
@@ -94,9 +95,11 @@ def test_repo_create_list_inspect_delete(client: Client) -> None:
 
 
 def test_repo_names_are_checked(client: Client) -> None:
-    for bad in ("", "has space", "a/b", "x" * 64, "dots.dots", "ümlaut"):
+    for bad in ("", "has space", "a/b/c", "/x", "x/", "x" * 64, "dots.dots", "ümlaut"):
         with pytest.raises(InvalidName):
             client.create_repo(bad)
+    with pytest.raises(ProjectNotFound, match="tusk create project nope"):
+        client.create_repo("nope/x")  # project/repo names a project, which must exist
     assert client.list_repos() == []
 
 
@@ -945,3 +948,30 @@ def test_put_files_refuses_bad_item_paths(repo: Client) -> None:
         "/dir/b",
         "/dir/b/c",
     ]
+
+
+def test_projects_hold_repos_of_the_same_name(client: Client) -> None:
+    """Everything before projects is in ``default``; another project's repos are
+    ``project/repo`` and may share names with default's (issue 20)."""
+    pfs = client._pfs
+    assert [p.name for p in pfs.list_projects()] == ["default"]
+    pfs.create_project("research", "the lab")
+    client.create_repo("images")
+    client.create_repo("research/images")
+    client.put_file("images@master:/a", b"default")
+    client.put_file("research/images@master:/a", b"research")
+    assert client.get_file("research/images@master:/a") == b"research"
+    assert client.get_file("default/images@master:/a") == b"default"  # default/ is optional
+    assert pfs.inspect_project("research").repos == ["research/images"]
+    assert pfs.inspect_project("default").repos == ["images"]
+    with pytest.raises(InUse, match="still has 1 repo"):
+        pfs.delete_project("research")
+    with pytest.raises(InvalidArgument, match="cannot be deleted"):
+        pfs.delete_project("default")
+    with pytest.raises(InvalidName):
+        pfs.create_project("bad name")
+    with pytest.raises(AlreadyExists):
+        pfs.create_project("research")
+    client.delete_repo("research/images")
+    pfs.delete_project("research")
+    assert [p.name for p in pfs.list_projects()] == ["default"]

@@ -71,6 +71,10 @@ class RepoNotFound(NotFound):
     code = "repo_not_found"
 
 
+class ProjectNotFound(NotFound):
+    code = "project_not_found"
+
+
 class BranchNotFound(NotFound):
     code = "branch_not_found"
 

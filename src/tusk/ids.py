@@ -20,10 +20,43 @@ def is_commit_id(text: str) -> bool:
     return bool(_COMMIT_ID.match(text))
 
 
-def check_repo_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise InvalidName(f"invalid repo name {name!r}: use 1-63 letters, digits, '_' or '-'")
+DEFAULT_PROJECT = "default"
+
+
+def check_project_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidName(
+            f"invalid project name {str(name)[:80]!r}: use 1-63 letters, digits, '_' or '-'"
+        )
     return name
+
+
+def check_repo_name(name: str) -> str:
+    """A repo name: ``repo`` (project ``default``) or ``project/repo``, as Pachyderm writes it."""
+    project, _, bare = name.rpartition("/") if isinstance(name, str) else ("", "", name)
+    bad_project = (bool(project) and not _NAME.match(project)) or name.startswith("/")
+    if not isinstance(name, str) or not _NAME.match(bare) or bad_project:
+        raise InvalidName(
+            f"invalid repo name {str(name)[:80]!r}: use 1-63 letters, digits, '_' or '-', "
+            "after 'project/' for a repo of another project than default"
+        )
+    if project == DEFAULT_PROJECT:
+        return bare  # default/images is images
+    return name
+
+
+def split_repo(name: str) -> tuple[str, str]:
+    """``project/repo`` -> (project, repo); ``repo`` -> ("default", repo)."""
+    project, _, bare = name.rpartition("/")
+    return project or DEFAULT_PROJECT, bare
+
+
+def qualify(project: str | None, repo: str) -> str:
+    """The stored name of ``repo`` in ``project``: bare in ``default``; a name that already
+    names its project is left as it is."""
+    if "/" in repo or not project or project == DEFAULT_PROJECT:
+        return repo
+    return f"{project}/{repo}"
 
 
 def check_branch_name(name: str) -> str:

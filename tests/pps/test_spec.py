@@ -419,14 +419,23 @@ def test_resource_and_kubernetes_fields_are_taken_as_written() -> None:
     assert "is not a CPU quantity" in error_of(base(resource_requests={"cpu": "two"}))
 
 
-def test_default_project_is_accepted_other_projects_refused() -> None:
+def test_projects_name_the_pipeline_and_its_inputs() -> None:
     data = base()
     data["pipeline"]["project"] = {"name": "default"}
     data["input"]["pfs"]["project"] = {"name": "default"}
     spec = load_spec(data)
-    assert "project" not in json.dumps(spec.canonical())
-    data["input"]["pfs"]["project"] = {"name": "research"}
-    assert "input.pfs.project: not supported by Tusk" in error_of(data)
+    assert "project" not in json.dumps(spec.canonical())  # the default is the same as none
+    assert spec.name == "p" and spec.inputs()[0].repo == "data"
+    data["pipeline"]["project"] = {"name": "research"}
+    data["input"]["pfs"] = {"repo": "data", "glob": "/*"}  # read from the pipeline's project
+    spec = load_spec(data)
+    assert spec.name == "research/p" and spec.inputs()[0].repo == "research/data"
+    assert spec.inputs()[0].name == "data"  # mounted at /pfs/data
+    data["input"]["pfs"]["project"] = "default"  # a string is taken as the project's name
+    spec = load_spec(data)
+    assert spec.inputs()[0].repo == "data" and load_spec(spec.canonical()) == spec
+    data["input"]["pfs"]["project"] = {"name": "bad name"}
+    assert "invalid project name 'bad name'" in error_of(data)
 
 
 def test_key_given_in_both_spellings_is_refused() -> None:
@@ -445,7 +454,7 @@ def test_env_values_must_be_strings() -> None:
     assert "transform.env.PORT: should be a string (quote it) (got 8080)" in message
 
 
-@pytest.mark.parametrize("repo", ["", "has space", "a/b", "x" * 64, "dots.no"])
+@pytest.mark.parametrize("repo", ["", "has space", "a/b/c", "x" * 64, "dots.no", "/x"])
 def test_repo_name_rule(repo: str) -> None:
     message = error_of(base(input={"pfs": {"repo": repo, "glob": "/*", "name": "n"}}))
     assert "input.pfs.repo: invalid repo name" in message

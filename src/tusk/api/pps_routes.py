@@ -74,13 +74,16 @@ def pps_router(
         With auth on: read on every input; the creator owns the output repo, and the
         pipeline's identity may read its inputs and write its output repo.
         """
-        inputs = may_read_inputs(body.spec, "create_pipeline")
+        from tusk.pps.spec import load_spec
+
+        spec = load_spec(body.spec)
+        inputs = may_read_inputs(spec, "create_pipeline")
         caller = current_caller()
-        name = str((body.spec.get("pipeline") or {}).get("name", ""))
+        name = spec.name
         if caller.active and body.update and name in {p.name for p in pps.list_pipelines()}:
             auth.require(caller, REPO_OWN, name, edge=EDGE, operation="create_pipeline")
         info = pps.create_pipeline(
-            body.spec, origin=_origin(body.origin), update=body.update, reprocess=body.reprocess
+            spec, origin=_origin(body.origin), update=body.update, reprocess=body.reprocess
         )
         auth.grant_pipeline(caller, info.name, inputs)
         auth.audit_event(caller, EDGE, "create_pipeline", "repo", info.name, f"v{info.version}")
@@ -106,10 +109,8 @@ def pps_router(
         from tusk.pps.spec import load_spec
 
         spec = load_spec(body.spec)
-        if spec.pipeline.name != name:
-            raise InvalidSpec(
-                f"pipeline.name is {spec.pipeline.name!r} but the request is for {name!r}"
-            )
+        if spec.name != name:
+            raise InvalidSpec(f"pipeline.name is {spec.name!r} but the request is for {name!r}")
         inputs = may_read_inputs(spec, "update_pipeline")
         info = pps.create_pipeline(
             spec, origin=_origin(body.origin), update=True, reprocess=body.reprocess

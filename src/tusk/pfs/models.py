@@ -21,6 +21,14 @@ class RepoInfo(_Dict):
 
 
 @dataclass(frozen=True)
+class ProjectInfo(_Dict):
+    name: str
+    description: str
+    created_at: float
+    repos: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class BranchInfo(_Dict):
     repo: str
     name: str

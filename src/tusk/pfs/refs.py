@@ -51,12 +51,12 @@ def parse_ref(text: str) -> Ref:
 
 
 def parse_address(text: str, *, default_branch: str = DEFAULT_BRANCH) -> Address:
-    """Parse ``repo[@ref][:path]``."""
+    """Parse ``[project/]repo[@ref][:path]``."""
     if not text:
         raise InvalidArgument("empty address: use repo@branch:/path")
     head, sep, path = text.partition(":")
     repo, at, ref = head.partition("@")
-    check_repo_name(repo)
+    repo = check_repo_name(repo)  # default/images is images
     if at and not ref:
         raise InvalidArgument(f"invalid address {text!r}: nothing after '@'; use repo@branch")
     return Address(

@@ -26,11 +26,20 @@ from tusk.errors import (
     InUse,
     InvalidArgument,
     PathConflict,
+    ProjectNotFound,
     RepoNotFound,
     StorageError,
 )
 from tusk.gcpause import gc_paused
-from tusk.ids import check_branch_name, check_repo_name, is_commit_id, new_commit_id
+from tusk.ids import (
+    DEFAULT_PROJECT,
+    check_branch_name,
+    check_project_name,
+    check_repo_name,
+    is_commit_id,
+    new_commit_id,
+    split_repo,
+)
 from tusk.pfs import fanout, maintenance
 from tusk.pfs.models import (
     BranchInfo,
@@ -39,6 +48,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ProjectInfo,
     PutResult,
     RepoInfo,
 )
@@ -62,6 +72,7 @@ from tusk.polling import poll_until
 from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
+from tusk.storage.meta.store_projects import ProjectRecord
 from tusk.storage.store import Storage
 
 
@@ -127,9 +138,64 @@ class PfsService:
 
     # Repos
 
-    def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
-        check_repo_name(name)
+    # Projects: a repo of another project than default is stored as "project/repo".
+
+    def create_project(self, name: str, description: str = "", update: bool = False) -> ProjectInfo:
+        check_project_name(name)
         with self.meta.write() as tx:
+            if tx.get_project(name) is not None:
+                if not update:
+                    raise AlreadyExists(
+                        f"project {name} already exists (use --update to change it)"
+                    )
+                tx.update_project(name, description)
+            else:
+                tx.insert_project(ProjectRecord(name, description, time.time()))
+            return self._project_info(tx, name)
+
+    def _project_info(self, tx: MetaTx, name: str) -> ProjectInfo:
+        record = tx.get_project(name)
+        if record is None:
+            raise ProjectNotFound(f"project {name} not found (list them with: tusk list project)")
+        if name == DEFAULT_PROJECT:
+            repos = [r.name for r in tx.list_repos() if "/" not in r.name]
+        else:
+            repos = tx.project_repos(name)
+        return ProjectInfo(record.name, record.description, record.created_at, repos)
+
+    def inspect_project(self, name: str) -> ProjectInfo:
+        check_project_name(name)
+        with self.meta.read() as tx:
+            return self._project_info(tx, name)
+
+    def list_projects(self) -> list[ProjectInfo]:
+        with self.meta.read() as tx:
+            return [self._project_info(tx, p.name) for p in tx.list_projects()]
+
+    def delete_project(self, name: str) -> None:
+        """Delete an empty project (never ``default``)."""
+        check_project_name(name)
+        if name == DEFAULT_PROJECT:
+            raise InvalidArgument("the default project cannot be deleted")
+        with self.meta.write() as tx:
+            info = self._project_info(tx, name)
+            if info.repos:
+                shown = ", ".join(info.repos[:3]) + ("..." if len(info.repos) > 3 else "")
+                raise InUse(
+                    f"project {name} still has {len(info.repos)} repo(s) ({shown}); delete them "
+                    "first"
+                )
+            tx.delete_project(name)
+
+    def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
+        name = check_repo_name(name)
+        project, _bare = split_repo(name)
+        with self.meta.write() as tx:
+            if project != DEFAULT_PROJECT and tx.get_project(project) is None:
+                raise ProjectNotFound(
+                    f"project {project} not found; create it first with: tusk create project "
+                    f"{project}"
+                )
             existing = tx.get_repo(name)
             if existing is not None:
                 if not update:

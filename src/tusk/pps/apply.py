@@ -241,7 +241,7 @@ class _Guard:
         return {leaf.repo for leaf in spec.inputs() if not isinstance(leaf, CronInput)}
 
     def check(self, plan: _Plan) -> None:
-        specs = {p.spec.pipeline.name: p.spec for p in plan.pipelines}
+        specs = {p.spec.name: p.spec for p in plan.pipelines}
         # Repos this apply creates (declared ones, new pipelines' outputs) are the caller's.
         made = {c.name for c in plan.changes if c.action == "create"}
         for change in plan.changes:
@@ -259,7 +259,7 @@ class _Guard:
                                       operation="apply")  # fmt: skip
 
     def grant(self, plan: _Plan) -> None:
-        specs = {p.spec.pipeline.name: p.spec for p in plan.pipelines}
+        specs = {p.spec.name: p.spec for p in plan.pipelines}
         for change in plan.changes:
             if change.kind == "repo" and change.action == "create":
                 self.auth.grant_creator(self.caller, change.name)
@@ -294,7 +294,7 @@ def _parse(docs: list[Document]) -> tuple[list[tuple[RepoDoc, Document]], list[_
         else:
             problems.append(f"{label}: unknown kind {kind!r}; use 'repo' or 'pipeline'")
     _no_twice([r.name for r, _ in repos], "repo", problems)
-    _no_twice([p.spec.pipeline.name for p in pipelines], "pipeline", problems)
+    _no_twice([p.spec.name for p in pipelines], "pipeline", problems)
     if problems:
         raise all_problems(problems)
     return repos, pipelines
@@ -330,7 +330,7 @@ def _plan(
     changes: list[ApplyChange] = []
     existing_repos = {r.name: r for r in pps.pfs.list_repos()}
     existing = {p.name: p for p in pps.list_pipelines()}
-    declared = {p.spec.pipeline.name for p in pipelines}
+    declared = {p.spec.name for p in pipelines}
     for repo, doc in repos:
         have = existing_repos.get(repo.name)
         if repo.name in existing or repo.name in declared:
@@ -350,7 +350,7 @@ def _plan(
                 continue
             if leaf.repo not in known or leaf.repo in pruned:
                 problems.append(
-                    f"{p.doc.source}: pipeline {p.spec.pipeline.name} reads repo {leaf.repo}, "
+                    f"{p.doc.source}: pipeline {p.spec.name} reads repo {leaf.repo}, "
                     "which neither exists nor is declared (add a 'kind: repo' document)"
                 )
     ordered = _graph_order(pipelines, problems)
@@ -365,7 +365,7 @@ def _plan(
     if problems:
         raise all_problems(problems)
     for p in ordered:
-        name = p.spec.pipeline.name
+        name = p.spec.name
         current = existing.get(name)
         new_text = json.dumps(p.spec.canonical(), sort_keys=True)
         if current is None:
@@ -399,7 +399,7 @@ def _input_repos(spec: dict[str, Any]) -> set[str]:
 
 def _graph_order(pipelines: list[_Pipeline], problems: list[str]) -> list[_Pipeline]:
     """Pipelines with every producer before its consumers (a cycle is a problem)."""
-    by_name = {p.spec.pipeline.name: p for p in pipelines}
+    by_name = {p.spec.name: p for p in pipelines}
     order: list[_Pipeline] = []
     state: dict[str, str] = {}
 
@@ -456,7 +456,7 @@ def _carry_out(pps: PpsService, plan: _Plan, reprocess: bool, started: list[str]
         pps.delete_pipeline(name, force=True)
     actions = {(c.kind, c.name): c for c in plan.changes}
     for p in plan.pipelines:
-        change = actions[("pipeline", p.spec.pipeline.name)]
+        change = actions[("pipeline", p.spec.name)]
         if change.action == "unchanged":
             continue
         try:
@@ -469,7 +469,7 @@ def _carry_out(pps: PpsService, plan: _Plan, reprocess: bool, started: list[str]
         except TuskError as exc:
             where = f"{p.doc.source}: " if p.doc.source else ""
             raise type(exc)(f"{where}pipeline {change.name}: {exc.message}") from exc
-        started.append(p.spec.pipeline.name)
+        started.append(p.spec.name)
 
 
 def _jobs_started(pps: PpsService, names: list[str]) -> list[tuple[str, str]]:

@@ -123,7 +123,7 @@ class PpsService:
         return cached
 
     def _check_inputs(self, tx: MetaTx, spec: PipelineSpec, updating: bool) -> None:
-        name = spec.pipeline.name
+        name = spec.name
         egress = spec.egress.url if spec.egress is not None else ""
         if "://" in egress and not egress.startswith("file://"):
             raise InvalidSpec(
@@ -179,7 +179,7 @@ class PpsService:
         branch's provenance are written in one metadata transaction.
         """
         spec = data if isinstance(data, PipelineSpec) else load_spec(data)
-        name = spec.pipeline.name
+        name = spec.name
         now = time.time()
         canonical = json.dumps(spec.canonical(), sort_keys=True)
         with self.meta.atomic() as tx:

@@ -8,8 +8,9 @@ snake_case dict with every default filled in, the form that is stored and hashed
 Nothing is silently ignored. An unknown key anywhere is an error that names its path
 (``input.cross[1].pfs.glb: unknown field``). Pachyderm fields that Tusk does not implement are
 listed in :data:`UNSUPPORTED` with the reason, and refused with that reason. One exception:
-``project: {name: default}`` (which ``pachctl`` writes into every exported spec since 2.5) is
-accepted because Tusk's only project *is* the default one; any other project is refused.
+``project: {name: P}`` on the pipeline, a pfs or a cron input names a project (``tusk create
+project``): the pipeline and its output repo are stored as ``P/name``, and an input without a
+project reads the pipeline's project, as in Pachyderm; ``{name: default}`` is the same as none.
 Fields that only mean something on Kubernetes (``scheduling_spec``, ``pod_patch``...) are
 recorded; resource requests and limits are honoured on this machine.
 
@@ -57,6 +58,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from tusk.errors import InvalidSpec
+from tusk.ids import DEFAULT_PROJECT, qualify
 
 DOCS = "docs/pipeline-spec.md"
 
@@ -67,10 +69,6 @@ _NAME_RULE = "use 1-63 letters, digits, '_' or '-'"
 _K8S = "not supported by Tusk (runs locally, no Kubernetes); remove it"
 _V1 = "a Pachyderm 1.x field with no effect in Pachyderm 2; remove it"
 _FLAG = "a pachctl request flag, not part of a spec; remove it (tusk apply creates or updates)"
-_PROJECT = (
-    "not supported by Tusk (no projects; only the default project is accepted); "
-    "remove it or set it to {name: default}"
-)
 
 #: Pachyderm pipeline-spec fields Tusk refuses, by section, with the reason given to the user.
 UNSUPPORTED: dict[str, dict[str, str]] = {
@@ -99,7 +97,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "reprocess": _FLAG,
         "dry_run": _FLAG,
     },
-    "pipeline": {"project": _PROJECT},
     "transform": {
         "dockerfile": _V1,
         "build": _V1,
@@ -108,14 +105,12 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "input": {"git": "not supported by Tusk (git inputs were removed in Pachyderm 2); remove it"},
     "pfs": {
-        "project": _PROJECT,
         "s3": "not supported by Tusk (no per-datum S3 gateway); read files from /pfs/<name>",
         "trigger": "not supported by Tusk yet (no branch triggers); remove it",
         "repo_type": "set by Pachyderm itself; remove it",
         "reference": "set by Pachyderm itself; remove it",
     },
     "cron": {
-        "project": _PROJECT,
         "commit": "set by Pachyderm itself for the current tick; remove it",
     },
     "parallelism_spec": {
@@ -217,6 +212,17 @@ def _parse_go_duration(text: str, hint: str) -> float:
 def _check_name(value: str, what: str) -> str:
     if not _NAME.match(value):
         raise _error(f"invalid {what} {value!r}; {_NAME_RULE}")
+    return value
+
+
+def _check_repo_ref(value: str) -> str:
+    """``repo`` or ``project/repo`` (the stored name of a repo of another project)."""
+    project, _, bare = value.rpartition("/")
+    if not _NAME.match(bare) or (("/" in value) and not _NAME.match(project)):
+        raise _error(
+            f"invalid repo name {value!r}; {_NAME_RULE}, after 'project/' for a repo of "
+            "another project"
+        )
     return value
 
 
@@ -407,18 +413,19 @@ class PfsInput(_SpecModel):
     lazy: bool = False
     empty_files: bool = False
     commit: str | None = None
+    project: Project | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _default_name(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("name") and isinstance(data.get("repo"), str):
-            return {**data, "name": data["repo"]}
+            return {**data, "name": data["repo"].rpartition("/")[2]}  # project/repo -> repo
         return data
 
     @field_validator("repo")
     @classmethod
     def _check_repo(cls, value: str) -> str:
-        return _check_name(value, "repo name")
+        return _check_repo_ref(value)
 
     @field_validator("branch")
     @classmethod
@@ -480,6 +487,7 @@ class CronInput(_SpecModel):
     repo: str = ""
     overwrite: bool = False
     start: str | None = None
+    project: Project | None = None
 
     @field_validator("name")
     @classmethod
@@ -489,7 +497,7 @@ class CronInput(_SpecModel):
     @field_validator("repo")
     @classmethod
     def _check_repo(cls, value: str) -> str:
-        return value if value == "" else _check_name(value, "repo name")
+        return value if value == "" else _check_repo_ref(value)
 
     @field_validator("spec")
     @classmethod
@@ -612,8 +620,25 @@ class Input(_SpecModel):
                 yield from child.leaves()
 
 
+class Project(_SpecModel):
+    """Pachyderm's ``{name: ...}`` form of a project (a bare string is taken as its name)."""
+
+    name: str = DEFAULT_PROJECT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check_name(value or DEFAULT_PROJECT, "project name")
+
+
 class Pipeline(_SpecModel):
     name: str
+    project: Project | None = None
 
     @field_validator("name")
     @classmethod
@@ -696,9 +721,7 @@ class PipelineSpec(_SpecModel):
     def _check_tree(self) -> PipelineSpec:
         problems: list[str] = []
         names: dict[str, str] = {}
-        new_input = _check_input_tree(
-            self.input, "input", None, self.pipeline.name, names, problems
-        )
+        new_input = _check_input_tree(self.input, "input", None, self.name, names, problems)
         if problems:
             raise _error("; ".join(problems))
         if new_input is self.input:
@@ -706,8 +729,14 @@ class PipelineSpec(_SpecModel):
         return self.model_copy(update={"input": new_input})
 
     @property
+    def project(self) -> str:
+        return self.pipeline.project.name if self.pipeline.project else DEFAULT_PROJECT
+
+    @property
     def name(self) -> str:
-        return self.pipeline.name
+        """The pipeline's (and its output repo's) stored name: ``project/name`` outside the
+        default project."""
+        return qualify(self.project, self.pipeline.name)
 
     def inputs(self) -> list[PfsInput | CronInput]:
         """Every leaf input (pfs and cron), depth first, in spec order."""
@@ -744,9 +773,18 @@ def _check_input_tree(
 
     Returns the node with cron repos filled in (the same object when nothing changed).
     """
+    project = pipeline.rpartition("/")[0] or DEFAULT_PROJECT
     if node.pfs is not None:
         pfs = node.pfs
         where = f"{path}.pfs"
+        # An input reads its own project's repo, else the pipeline's project's (Pachyderm's).
+        repo = qualify(pfs.project.name if pfs.project else project, pfs.repo)
+        # The stored repo names its project, except default's bare names: those keep
+        # {name: default} when the pipeline is elsewhere, so that the spec reads the same again.
+        keep = Project() if "/" not in repo and project != DEFAULT_PROJECT else None
+        if repo != pfs.repo or pfs.project != keep:
+            pfs = pfs.model_copy(update={"repo": repo, "project": keep})
+            node = node.model_copy(update={"pfs": pfs})
         _claim_name(pfs.name, f"{where}.name", names, problems)
         if pfs.repo == pipeline:
             problems.append(
@@ -764,16 +802,25 @@ def _check_input_tree(
         cron = node.cron
         where = f"{path}.cron"
         _claim_name(cron.name, f"{where}.name", names, problems)
+        cron_project = cron.project.name if cron.project else project
         if cron.repo:
-            return node
-        repo = f"{pipeline}_{cron.name}"
-        if not _NAME.match(repo):
+            repo = qualify(cron_project, cron.repo)
+            keep = Project() if "/" not in repo and project != DEFAULT_PROJECT else None
+            if repo == cron.repo and cron.project == keep:
+                return node
+            updated = cron.model_copy(update={"repo": repo, "project": keep})
+            return node.model_copy(update={"cron": updated})
+        bare = f"{pipeline.rpartition('/')[2]}_{cron.name}"
+        repo = qualify(cron_project, bare)
+        if not _NAME.match(bare):
             problems.append(
                 f"{where}.repo: the default repo name {repo!r} is not a valid repo name "
                 f"({_NAME_RULE}); set repo"
             )
             return node
-        return node.model_copy(update={"cron": cron.model_copy(update={"repo": repo})})
+        return node.model_copy(
+            update={"cron": cron.model_copy(update={"repo": repo, "project": None})}
+        )
     kind = node.kind
     old = node.children
     if kind != "union":
@@ -922,8 +969,8 @@ def _prepare(data: Any, section: str, path: str, problems: list[str]) -> Any:
             problems.append(f"{where}: given twice (as {seen[snake]!r} and {key!r}); keep one")
             continue
         seen[snake] = key
-        if snake == "project" and snake in refused and _is_default_project(value):
-            continue
+        if section == "pipeline" and snake == "project" and _is_default_project(value):
+            continue  # the default project is the same as none: specs hash the same either way
         if snake in refused:
             problems.append(f"{where}: {refused[snake]}")
             continue

@@ -119,7 +119,7 @@ def _read_specs(
     named: list[tuple[str, dict[str, Any]]] = []
     for i, spec in enumerate(specs, 1):
         label = where if len(specs) == 1 else f"{where} (spec {i} of {len(specs)})"
-        name = load_spec(spec, label).pipeline.name
+        name = load_spec(spec, label).name
         if any(name == n for n, _ in named):
             fail(f"{where}: pipeline {name} is defined twice")
         named.append((name, spec))

@@ -6,10 +6,21 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# Repo and pipeline names: "repo" in project default, "project/repo" in another (63 + 1 + 63).
+NAME = 127
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 repos = sa.Table(
     "repos",
     metadata,
-    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(NAME), primary_key=True),
     sa.Column("description", sa.Text, nullable=False, default=""),
     sa.Column("created_at", sa.Float, nullable=False),
 )
@@ -17,7 +28,7 @@ repos = sa.Table(
 branches = sa.Table(
     "branches",
     metadata,
-    sa.Column("repo", sa.String(63), primary_key=True),
+    sa.Column("repo", sa.String(NAME), primary_key=True),
     sa.Column("name", sa.String(63), primary_key=True),
     sa.Column("head", sa.String(32), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -26,9 +37,9 @@ branches = sa.Table(
 branch_provenance = sa.Table(
     "branch_provenance",
     metadata,
-    sa.Column("repo", sa.String(63), primary_key=True),
+    sa.Column("repo", sa.String(NAME), primary_key=True),
     sa.Column("branch", sa.String(63), primary_key=True),
-    sa.Column("from_repo", sa.String(63), primary_key=True),
+    sa.Column("from_repo", sa.String(NAME), primary_key=True),
     sa.Column("from_branch", sa.String(63), primary_key=True),
 )
 
@@ -36,7 +47,7 @@ commits = sa.Table(
     "commits",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("repo", sa.String(63), nullable=False, index=True),
+    sa.Column("repo", sa.String(NAME), nullable=False, index=True),
     sa.Column("branch", sa.String(63), nullable=True),
     sa.Column("parent", sa.String(32), nullable=True, index=True),
     sa.Column("tree", sa.LargeBinary(32), nullable=False),
@@ -90,7 +101,7 @@ commit_provenance = sa.Table(
 pipelines = sa.Table(
     "pipelines",
     metadata,
-    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(NAME), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -100,7 +111,7 @@ pipelines = sa.Table(
 pipeline_versions = sa.Table(
     "pipeline_versions",
     metadata,
-    sa.Column("pipeline", sa.String(63), primary_key=True),
+    sa.Column("pipeline", sa.String(NAME), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("spec", sa.Text, nullable=False),
     sa.Column("spec_hash", sa.String(64), nullable=False),
@@ -113,7 +124,7 @@ pipeline_versions = sa.Table(
 jobs = sa.Table(
     "jobs",
     metadata,
-    sa.Column("pipeline", sa.String(63), primary_key=True),
+    sa.Column("pipeline", sa.String(NAME), primary_key=True),
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("output_commit", sa.String(32), nullable=False, index=True),
@@ -133,7 +144,7 @@ jobs = sa.Table(
 datums = sa.Table(
     "datums",
     metadata,
-    sa.Column("pipeline", sa.String(63), primary_key=True),
+    sa.Column("pipeline", sa.String(NAME), primary_key=True),
     sa.Column("job", sa.String(32), primary_key=True),
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
@@ -157,7 +168,7 @@ logs = sa.Table(
     "logs",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("pipeline", sa.String(63), nullable=False),
+    sa.Column("pipeline", sa.String(NAME), nullable=False),
     sa.Column("job", sa.String(32), nullable=False),
     sa.Column("datum", sa.String(64), nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
@@ -205,7 +216,7 @@ role_bindings = sa.Table(
     "role_bindings",
     metadata,
     sa.Column("resource_type", sa.String(16), primary_key=True),  # "cluster" or "repo"
-    sa.Column("resource", sa.String(63), primary_key=True),  # "" for the cluster
+    sa.Column("resource", sa.String(NAME), primary_key=True),  # "" for the cluster
     sa.Column("principal", sa.String(200), primary_key=True),
     sa.Column("role", sa.String(32), primary_key=True),
     sa.Index("ix_role_bindings_principal", "principal"),

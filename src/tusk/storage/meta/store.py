@@ -35,11 +35,12 @@ from tusk.storage.meta.records import (
 )
 from tusk.storage.meta.store_auth import AuthTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
+from tusk.storage.meta.store_projects import ProjectTxMixin
 from tusk.storage.meta.store_secrets import SecretTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 _BATCH = 500
 
 
@@ -254,7 +255,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
     )
 
 
-class MetaTx(PpsTxMixin, WebhookTxMixin, AuthTxMixin, SecretTxMixin):
+class MetaTx(PpsTxMixin, WebhookTxMixin, AuthTxMixin, ProjectTxMixin, SecretTxMixin):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
     def __init__(self, conn: Connection, is_sqlite: bool) -> None:
