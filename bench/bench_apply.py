@@ -1,13 +1,12 @@
 """``tusk apply`` of many specs: the first apply, and a second one that must change nothing.
 
-Generates N pipeline specs in G chains (each chain reads the one before it; the first reads
-a data repo declared in the same folder), plus jsonnet templates for a tenth of them, and
-runs the real CLI (``python -m tusk.cli.main``) on a fresh home: ``apply`` twice, checking
-that the second reports every change as unchanged. Prints the times and the ratio.
+Generates N pipeline specs in G projects (in each, a chain: every pipeline reads the one
+before it, the first a data repo declared in the same folder), one in ten as a jsonnet
+template, and runs the real CLI (``python -m tusk.cli.main``) on a fresh home: ``tusk create
+project`` for each, then ``apply`` twice, checking that the second reports every change as
+unchanged. Prints the times and the ratio.
 
     .venv/bin/python bench/bench_apply.py [--specs 200] [--groups 5]
-
-Projects (issue 20) are not in Tusk yet: the groups stand in for projects.
 """
 
 from __future__ import annotations
@@ -25,24 +24,27 @@ from pathlib import Path
 def write_specs(folder: Path, specs: int, groups: int) -> None:
     per = specs // groups
     for g in range(groups):
-        (folder / f"data-{g}.yaml").write_text(f"kind: repo\nname: data-{g}\n")
+        project = f"project-{g}"
+        (folder / f"data-{g}.yaml").write_text(f"kind: repo\nname: {project}/data\n")
         for i in range(per):
-            name = f"g{g}-p{i}"
-            src = f"data-{g}" if i == 0 else f"g{g}-p{i - 1}"
+            name = f"p{i}"  # the same names in every project
+            src = "data" if i == 0 else f"p{i - 1}"  # read from the pipeline's project
             if i % 10 == 9:  # a jsonnet template with its arguments beside it
-                (folder / f"{name}.jsonnet").write_text(
-                    "function(name, src) {pipeline: {name: name}, "
+                (folder / f"{project}-{name}.jsonnet").write_text(
+                    "function(name, src, project) {pipeline: {name: name, project: project}, "
                     "input: {pfs: {repo: src, glob: '/*'}}, transform: {cmd: ['true']}}\n"
                 )
-                (folder / f"{name}.args.yaml").write_text(f"name: {name}\nsrc: {src}\n")
+                (folder / f"{project}-{name}.args.yaml").write_text(
+                    f"name: {name}\nsrc: {src}\nproject: {project}\n"
+                )
                 continue
             spec = {
-                "pipeline": {"name": name},
+                "pipeline": {"name": name, "project": {"name": project}},
                 "input": {"pfs": {"repo": src, "glob": "/*"}},
                 "transform": {"cmd": ["sh", "-c", "cp -r /pfs/in/* /pfs/out/"]},
                 "resourceLimits": {"memory": "256Mi"},
             }
-            (folder / f"{name}.json").write_text(json.dumps(spec))
+            (folder / f"{project}-{name}.json").write_text(json.dumps(spec))
 
 
 def tusk(home: Path, *args: str) -> tuple[float, dict]:
@@ -67,12 +69,17 @@ def main() -> None:
         folder, home = Path(tmp) / "specs", Path(tmp) / "home"
         folder.mkdir()
         write_specs(folder, args.specs, args.groups)
+        projects = 0.0
+        for g in range(args.groups):
+            took, _ = tusk(home, "create", "project", f"project-{g}")
+            projects += took
         first, result = tusk(home, "apply", "-f", str(folder))
         created = sum(1 for c in result["changes"] if c["action"] == "create")
         second, again = tusk(home, "apply", "-f", str(folder))
         changed = [c for c in again["changes"] if c["action"] != "unchanged"]
         noop, _ = tusk(home, "list", "repo")
-    print(f"tusk apply of {args.specs} specs in {args.groups} chains (+{args.groups} repos)")
+    print(f"tusk apply of {args.specs} specs in {args.groups} projects (+{args.groups} repos)")
+    print(f"  create project x {args.groups}: {projects:6.2f} s")
     print(f"  first apply:  {first:6.2f} s  ({created} created)")
     print(f"  second apply: {second:6.2f} s  ({len(changed)} changed: must be 0)")
     print(f"  a no-op command (tusk list repo) for scale: {noop:.2f} s")

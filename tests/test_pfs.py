@@ -953,7 +953,7 @@ def test_put_files_refuses_bad_item_paths(repo: Client) -> None:
 def test_projects_hold_repos_of_the_same_name(client: Client) -> None:
     """Everything before projects is in ``default``; another project's repos are
     ``project/repo`` and may share names with default's (issue 20)."""
-    pfs = client._pfs
+    pfs = client  # both transports have the project methods
     assert [p.name for p in pfs.list_projects()] == ["default"]
     pfs.create_project("research", "the lab")
     client.create_repo("images")

@@ -52,6 +52,8 @@ class StoreConfig:
 SETTINGS = (
     "address",
     "token",
+    # The current project: bare repo and pipeline names are in it (docs/projects.md).
+    "project",
     "metadata_url",
     "storage_url",
     "executor",

@@ -35,6 +35,13 @@ REPO_ROLE_PERMS = {
     "repoWriter": {"repo.read", "repo.write"},
     "repoOwner": {"repo.read", "repo.write", "repo.own"},
 }
+# Bound on a project, as Pachyderm's: its own roles, and the repo roles for each repo of it.
+PROJECT_ROLE_PERMS = {
+    "projectViewer": set(),
+    "projectWriter": {"project.create_repo"},
+    "projectOwner": {"project.create_repo", "project.own", *REPO_ROLE_PERMS["repoOwner"]},
+    **REPO_ROLE_PERMS,
+}
 
 
 def pipeline_spec(name: str, repo: str = "r") -> dict[str, Any]:
@@ -53,10 +60,12 @@ class Identity:
     principal: str = ""
     cluster_roles: frozenset[str] = frozenset()
     repo_roles: dict[str, str] = field(default_factory=dict)  # repo -> role
+    project_roles: dict[str, str] = field(default_factory=dict)  # project -> role
 
 
 def expected(rule: Rule, who: Identity, repo: str | None) -> int:
-    """ALLOWED, 401 or 403: what the rule should answer ``who`` (``repo``: the path's repo)."""
+    """ALLOWED, 401 or 403: what the rule should answer ``who`` (``repo``: the path's repo, or
+    its project for a rule naming one)."""
     perm = rule.permission
     if perm == "public":
         return ALLOWED
@@ -68,9 +77,16 @@ def expected(rule: Rule, who: Identity, repo: str | None) -> int:
         return 403 if who.principal.startswith("pipeline:") else ALLOWED
     if perm in ("pipeline.create", "cluster.admin"):
         return 403  # pipelineCreator is given to no identity here
+    if perm.startswith("project."):
+        assert rule.project is not None and repo is not None, (perm, repo)
+        role = who.project_roles.get(repo)
+        return ALLOWED if role and perm in PROJECT_ROLE_PERMS[role] else 403
     assert perm.startswith("repo.") and repo is not None, (perm, repo)
     role = who.repo_roles.get(repo)
-    return ALLOWED if role and perm in REPO_ROLE_PERMS[role] else 403
+    on_project = who.project_roles.get(repo.rpartition("/")[0] or "default")
+    perms = REPO_ROLE_PERMS[role] if role else set()
+    perms |= PROJECT_ROLE_PERMS[on_project] if on_project else set()
+    return ALLOWED if perm in perms else 403
 
 
 def test_expected_model() -> None:
@@ -88,6 +104,14 @@ def test_expected_model() -> None:
     assert expected(REST["create_repo"], pipe, None) == 403
     assert expected(REST["fsck"], reader, None) == 403
     assert expected(REST["delete_repo"], admin, "r") == ALLOWED
+    powner = Identity("p", {}, True, "user:po", project_roles={"default": "projectOwner"})
+    pwriter = Identity("p", {}, True, "user:pw", project_roles={"default": "projectWriter"})
+    assert expected(REST["delete_repo"], powner, "r") == ALLOWED
+    assert expected(REST["delete_repo"], powner, "other/r") == 403
+    assert expected(REST["auth_set_project_roles"], powner, "default") == ALLOWED
+    assert expected(REST["auth_set_project_roles"], pwriter, "default") == 403
+    assert expected(REST["auth_set_project_roles"], reader, "default") == 403
+    assert expected(REST["inspect_repo"], pwriter, "r") == 403
 
 
 # The server
@@ -174,6 +198,16 @@ def _setup(live: Live, http: httpx.Client) -> World:
         identities[user] = Identity(
             user, bearer(token), True, principal, repo_roles={"r": role, "p": role}
         )
+    # Roles on project default (r and p are in it): projectOwner owns both, projectWriter
+    # only creates repos there (as in Pachyderm: it reads none it did not create).
+    for user, role in [("project_owner", "projectOwner"), ("project_writer", "projectWriter")]:
+        principal = f"user:{user}"
+        body = {"principal": principal, "roles": [role]}
+        _ok(http.put(f"{API}/auth/projects/default/roles", json=body, headers=root))
+        token = _token(http, root, principal)["token"]
+        identities[user] = Identity(
+            user, bearer(token), True, principal, project_roles={"default": role}
+        )
     root_id = _ok(http.get(f"{API}/auth/whoami", headers=root))["token_id"]
     identities["forged_token"] = Identity("forged_token", bearer(f"tusk_{root_id}_{'A' * 43}"))
     identities["root"] = Identity(
@@ -231,6 +265,7 @@ def _setup(live: Live, http: httpx.Client) -> World:
         "commit_set": commit["commit_set"],
         "token_id": spare,
         "datum": datums[0]["id"],
+        "project": "default",
     }
     return World(live, http, root, identities, operations, params)
 
@@ -247,6 +282,9 @@ def test_every_route_has_a_rule(world: World) -> None:
         rule = REST[op]
         if rule.repo is not None:
             assert rule.repo in names, f"{op}: rule names {rule.repo!r}, not a param of {path}"
+        if rule.project is not None:
+            assert rule.project in names, f"{op}: rule names {rule.project!r}, not in {path}"
+            assert rule.repo is None, f"{op}: a rule names a repo or a project, not both"
 
 
 # 2. The matrix
@@ -263,6 +301,7 @@ def _tar() -> bytes:
 
 
 JSON_BODIES: dict[str, Any] = {
+    "create_project": {"name": "intruder"},
     "create_repo": {"name": "intruder"},
     "create_branch": {"name": "intruder", "head": "master"},
     "start_commit": {"branch": "master"},
@@ -275,6 +314,7 @@ JSON_BODIES: dict[str, Any] = {
     "github_webhook": {},
     "auth_create_token": {"principal": "user:intruder"},
     "auth_set_repo_roles": {"principal": "user:intruder", "roles": ["repoOwner"]},
+    "auth_set_project_roles": {"principal": "user:intruder", "roles": ["projectOwner"]},
     "auth_set_cluster_roles": {"principal": "user:intruder", "roles": ["clusterAdmin"]},
     "create_secret": {
         "manifest": {"kind": "Secret", "metadata": {"name": "intruder"}, "stringData": {"k": "v"}}
@@ -320,6 +360,7 @@ def snapshot(world: World) -> dict[str, Any]:
         ),
         "jobs": sorted(j["id"] for j in _ok(get(f"{API}/jobs", headers=root))),
         "cluster_roles": _ok(get(f"{API}/auth/cluster/roles", headers=root)),
+        "project_roles": _ok(get(f"{API}/auth/projects/default/roles", headers=root)),
         "tokens": sorted(
             (t["id"], t["principal"], t["revoked_at"] is None)
             for t in _ok(get(f"{API}/auth/tokens", headers=root))
@@ -338,6 +379,8 @@ IDENTITIES = [
     "reader",
     "writer",
     "owner",
+    "project_owner",
+    "project_writer",
     "root",
     "pipeline",
 ]
@@ -349,8 +392,8 @@ def test_denied_operations(world: World, name: str) -> None:
     denied = {}
     for op in sorted(world.operations):
         rule = REST[op]
-        repo = world.params[rule.repo] if rule.repo else None
-        outcome = expected(rule, who, repo)
+        param = rule.repo or rule.project
+        outcome = expected(rule, who, world.params[param] if param else None)
         if outcome != ALLOWED:
             denied[op] = outcome
     if name == "root":
@@ -393,7 +436,7 @@ def test_denied_operations(world: World, name: str) -> None:
 SAFE_READS = ["inspect_repo", "list_files", "get_file", "list_branches", "inspect_pipeline"]
 
 
-@pytest.mark.parametrize("name", ["reader", "writer", "owner", "root", "pipeline"])
+@pytest.mark.parametrize("name", ["reader", "writer", "owner", "project_owner", "root", "pipeline"])
 def test_allowed_reads_pass_the_gate(world: World, name: str) -> None:
     who = world.identities[name]
     for op in SAFE_READS:

@@ -69,8 +69,8 @@ class Tusk:
 
     def state(self) -> dict[str, Any]:
         """Everything list commands show, to check that a failed command changed nothing."""
-        repos = self.json("list", "repo")
-        out: dict[str, Any] = {"repos": repos}
+        repos = self.json("list", "repo", "--all-projects")
+        out: dict[str, Any] = {"repos": repos, "projects": self.json("list", "project")}
         for repo in repos:
             name = repo["name"]
             out[f"{name}/commits"] = self.json("list", "commit", name)

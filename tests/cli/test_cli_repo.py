@@ -59,7 +59,7 @@ def test_empty_list(tusk: Tusk) -> None:
     assert tusk("list", "repo").lines[0].startswith("NAME")
 
 
-@pytest.mark.parametrize("name", ["bad name", "a/b", "x@y", "", "-" * 64])
+@pytest.mark.parametrize("name", ["bad name", "a/b/c", "/b", "x@y", "", "-" * 64])
 def test_invalid_name(tusk: Tusk, name: str) -> None:
     tusk("create", "repo", "ok")
     before = tusk.state()

@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import unquote
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -26,9 +27,10 @@ from tusk.api.docs import install_openapi, operation_id
 from tusk.api.guard import guarded_route_class
 from tusk.api.pfs_routes import pfs_router
 from tusk.api.pps_routes import pps_router
+from tusk.api.project_routes import project_router
 from tusk.api.secret_routes import secret_router
 from tusk.api.webhook_routes import webhook_router
-from tusk.api.wire import API_PREFIX, error_body, tusk_version
+from tusk.api.wire import API_PREFIX, SLASH_IN_NAME, error_body, tusk_version
 from tusk.auth.service import AuthService
 from tusk.errors import TuskError
 from tusk.pfs.service import PfsService
@@ -88,6 +90,7 @@ def create_app(
     route_class = guarded_route_class(auth)
     routers = [
         pfs_router(pfs, pps, home, stopping, auth, route_class),
+        project_router(pfs, auth, route_class),
         pps_router(pps, stopping, auth, route_class),
         webhook_router(webhooks, route_class),
         auth_router(auth, route_class),
@@ -100,6 +103,7 @@ def create_app(
     _add_error_handlers(app)
     install_openapi(app, routers)
     app.add_middleware(BodyLimit, limit=max_body, exempt=is_upload)
+    app.add_middleware(SlashInName)  # outermost: every layer below sees the rewritten path
     return app
 
 
@@ -163,6 +167,58 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+# Repo and pipeline names with a '/' (project/name) in path segments
+
+
+_ENCODED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
+_API_SEGMENTS = API_PREFIX.encode().split(b"/")  # [b"", b"api", b"v1"]
+# The segments after these name a repo or a pipeline: /repos/{repo}, /pipelines/{name},
+# /auth/repos/{repo}.
+_NAMED_AFTER = ((b"repos",), (b"pipelines",), (b"auth", b"repos"))
+
+
+def _name_segment(segments: list[bytes]) -> int | None:
+    """The index of the path segment that names a repo or pipeline, if any."""
+    n = len(_API_SEGMENTS)
+    if segments[:n] != _API_SEGMENTS:
+        return None
+    for before in _NAMED_AFTER:
+        at = n + len(before)
+        if tuple(segments[n:at]) == before and len(segments) > at:
+            return at
+    return None
+
+
+def rewrite_path(raw_path: bytes) -> str | None:
+    """The path to route for ``raw_path`` when an encoded slash (``%2F``) is in a repo or
+    pipeline name: ``/api/v1/repos/research%2Fimages/...`` routes as ``research~images``
+    (``name_param`` turns it back); None when there is nothing to rewrite."""
+    if not _ENCODED_SLASH.search(raw_path):
+        return None
+    segments = raw_path.split(b"/")
+    at = _name_segment(segments)
+    if at is None or not _ENCODED_SLASH.search(segments[at]):
+        return None
+    segments[at] = _ENCODED_SLASH.sub(SLASH_IN_NAME.encode(), segments[at])
+    return unquote(b"/".join(segments).decode("ascii", "replace"))
+
+
+class SlashInName:
+    """Route ``research%2Fimages`` as one path segment: servers decode ``%2F`` before routing,
+    which would split the name in two. Only the segment naming a repo or pipeline changes;
+    an encoded slash elsewhere (a file path) decodes as before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("raw_path"):
+            path = rewrite_path(scope["raw_path"])
+            if path is not None:
+                scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
 
 
 # The JSON body limit

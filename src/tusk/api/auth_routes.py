@@ -85,6 +85,18 @@ def auth_router(auth: AuthService, route_class: type[APIRoute]) -> APIRouter:
         caller = current_caller()
         return ok(auth.set_roles(caller, "repo", repo_name(repo), body.principal, body.roles))
 
+    @r.get("/auth/projects/{project}/roles")
+    def auth_get_project_roles(project: str) -> Response:
+        """Who has which role on a project: {principal: [roles]}."""
+        return ok(auth.get_roles("project", project))
+
+    @r.put("/auth/projects/{project}/roles")
+    def auth_set_project_roles(project: str, body: bodies.RolesSet) -> Response:
+        """Replace one identity's roles on a project (projectOwner or clusterAdmin):
+        projectViewer, projectWriter, projectOwner, or a repo role for every repo of it."""
+        caller = current_caller()
+        return ok(auth.set_roles(caller, "project", project, body.principal, body.roles))
+
     @r.get("/auth/cluster/roles")
     def auth_get_cluster_roles() -> Response:
         return ok(auth.get_roles("cluster", ""))

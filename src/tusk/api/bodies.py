@@ -12,9 +12,18 @@ class _Body(BaseModel):
 
 
 class RepoCreate(_Body):
-    name: str = Field(description="1-63 letters, digits, '_' or '-'.")
+    name: str = Field(
+        description="1-63 letters, digits, '_' or '-'; 'project/name' for a repo of another "
+        "project than default."
+    )
     description: str = ""
     update: bool = Field(False, description="Change the description of an existing repo.")
+
+
+class ProjectCreate(_Body):
+    name: str = Field(description="1-63 letters, digits, '_' or '-'.")
+    description: str = ""
+    update: bool = Field(False, description="Change the description of an existing project.")
 
 
 class BranchCreate(_Body):

@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from tusk.api.wire import name_param
 from tusk.auth.permissions import RULES
 from tusk.auth.service import OFF, AuthService, Caller, parse_bearer
 
@@ -32,11 +33,13 @@ def current_caller() -> Caller:
 
 def _guard(endpoint: Callable[..., Any], name: str, auth: AuthService) -> Callable[..., Any]:
     rule = RULES.get(f"{EDGE}.{name}")
-    param = rule.repo if rule is not None else None
+    param = (rule.repo or rule.project) if rule is not None else None  # what it names
 
     def check(request: Request) -> Caller:
         token = parse_bearer(request.headers.get("authorization"))
         repo = request.path_params.get(param) if param else None
+        if repo is not None:
+            repo = name_param(repo)  # research~images: research%2Fimages as sent
         return auth.authorize(EDGE, name, token, repo=repo)
 
     # FastAPI reads the signature: the handler's own (annotations resolved in its module),

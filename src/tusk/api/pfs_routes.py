@@ -31,12 +31,13 @@ from tusk.api.wire import (
     MAX_WAIT,
     NDJSON,
     error_body,
+    name_param,
     ndjson_line,
     plain,
     timed_out,
     tusk_version,
 )
-from tusk.auth.permissions import REPO_OWN, REPO_READ
+from tusk.auth.permissions import REPO_CREATE, REPO_OWN, REPO_READ
 from tusk.auth.service import AuthService
 from tusk.errors import Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
@@ -165,7 +166,8 @@ def wait_for(wait: Callable[[float], T], timeout: float | None, stopping: thread
 
 
 def repo_name(repo: str) -> str:
-    return check_repo_name(repo)
+    """The repo a path segment names (``research~images``: ``research%2Fimages`` as sent)."""
+    return check_repo_name(name_param(repo))
 
 
 def ref_text(ref: str) -> str:
@@ -209,6 +211,8 @@ def pfs_router(
         exists = body.update and name in {r.name for r in pfs.list_repos()}
         if exists:
             auth.require(caller, REPO_OWN, name, edge=EDGE, operation="create_repo")
+        else:  # in another project than default: projectWriter there
+            auth.require(caller, REPO_CREATE, name, edge=EDGE, operation="create_repo")
         info = pfs.create_repo(name, body.description, body.update)
         if not exists:
             auth.grant_creator(caller, info.name)
@@ -227,8 +231,9 @@ def pfs_router(
 
     @r.delete("/repos/{repo}", status_code=204, tags=["repos"])
     def delete_repo(repo: str, force: bool = False) -> Response:
-        pfs.delete_repo(repo_name(repo), force)
-        auth.forget_repo(repo)
+        name = repo_name(repo)
+        pfs.delete_repo(name, force)
+        auth.forget_repo(name)
         return Response(status_code=204)
 
     # Branches

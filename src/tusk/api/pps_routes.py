@@ -18,7 +18,7 @@ from tusk.api import bodies
 from tusk.api.docs import operation_id, returns
 from tusk.api.guard import EDGE, current_caller
 from tusk.api.pfs_routes import BIG, WaitSeconds, ok, wait_for
-from tusk.api.wire import API_PREFIX
+from tusk.api.wire import API_PREFIX, name_param
 from tusk.auth.permissions import REPO_OWN, REPO_READ, REPO_WRITE
 from tusk.auth.service import AuthService
 from tusk.errors import InvalidSpec
@@ -100,6 +100,7 @@ def pps_router(
     @r.get("/pipelines/{name}")
     @returns(PipelineInfo)
     def inspect_pipeline(name: str, history: bool = False) -> Response:
+        name = name_param(name)
         return ok(pps.inspect_pipeline(name, history))
 
     @r.put("/pipelines/{name}")
@@ -108,6 +109,7 @@ def pps_router(
         """A new version of a pipeline; ``reprocess`` reruns every datum under it."""
         from tusk.pps.spec import load_spec
 
+        name = name_param(name)
         spec = load_spec(body.spec)
         if spec.name != name:
             raise InvalidSpec(f"pipeline.name is {spec.name!r} but the request is for {name!r}")
@@ -121,6 +123,7 @@ def pps_router(
     @r.delete("/pipelines/{name}", status_code=204)
     def delete_pipeline(name: str, keep_repo: bool = False, force: bool = False) -> Response:
         """Delete a pipeline (its running jobs are killed) and, unless ``keep_repo``, its repo."""
+        name = name_param(name)
         pps.delete_pipeline(name, keep_repo=keep_repo, force=force)
         if not keep_repo:
             auth.forget_repo(name)
@@ -130,11 +133,13 @@ def pps_router(
     @returns(PipelineInfo)
     def stop_pipeline(name: str) -> Response:
         """Pause: new input commits queue jobs that start when the pipeline is started."""
+        name = name_param(name)
         return ok(pps.set_pipeline_state(name, "paused"))
 
     @r.post("/pipelines/{name}/start")
     @returns(PipelineInfo)
     def start_pipeline(name: str) -> Response:
+        name = name_param(name)
         return ok(pps.set_pipeline_state(name, "running"))
 
     @r.post("/pipelines/{name}/run")
@@ -144,6 +149,7 @@ def pps_router(
 
         With ``branch``, run on that branch of the inputs into that branch of the output repo.
         """
+        name = name_param(name)
         return ok(pps.run_pipeline(name, branch))
 
     @r.post("/apply")
@@ -191,6 +197,7 @@ def pps_router(
     @r.get("/pipelines/{name}/jobs/{job}", tags=["jobs"])
     @returns(JobInfo)
     def inspect_job(name: str, job: str) -> Response:
+        name = name_param(name)
         return ok(pps.inspect_job(name, job))
 
     @r.get("/jobs/{job}/wait", tags=["jobs"])
@@ -204,6 +211,7 @@ def pps_router(
     @returns(JobInfo)
     def wait_job(name: str, job: str, timeout: WaitSeconds = None) -> Response:
         """Wait until the job is done; 504 when ``timeout`` (at most 30 s) passes."""
+        name = name_param(name)
         return ok(wait_for(lambda t: pps.wait_job(name, job, t), timeout, stopping))
 
     @r.post("/jobs/{job}/stop", tags=["jobs"])
@@ -217,6 +225,7 @@ def pps_router(
     @returns(JobInfo)
     def stop_job(name: str, job: str) -> Response:
         """Kill a job: its running datums stop and its output commit is dropped."""
+        name = name_param(name)
         return ok(pps.stop_job(name, job))
 
     # Datums and logs
@@ -224,12 +233,14 @@ def pps_router(
     @r.get("/pipelines/{name}/jobs/{job}/datums", tags=["datums"])
     @returns(list[DatumInfo])
     def list_datums(name: str, job: str) -> Response:
+        name = name_param(name)
         return ok(pps.list_datums(name, job))
 
     @r.get("/pipelines/{name}/jobs/{job}/datums/{datum}", tags=["datums"])
     @returns(DatumInfo)
     def inspect_datum(name: str, job: str, datum: str) -> Response:
         """One datum (a unique prefix of its id is enough)."""
+        name = name_param(name)
         return ok(pps.inspect_datum(name, job, datum))
 
     @r.get("/pipelines/{name}/logs", tags=["logs"])
@@ -241,6 +252,7 @@ def pps_router(
         after: Annotated[int, Query(ge=0, le=BIG, description="Lines after this id.")] = 0,
     ) -> Response:
         """What user code wrote, oldest first; page with ``after`` = the last id seen."""
+        name = name_param(name)
         return ok(pps.logs(name, job, datum, after))
 
     return r

@@ -25,6 +25,18 @@ MAX_WAIT = 30.0
 BLOCK = 1 << 20  # bytes per read when streaming a file up or down
 # Listings asked for with this ``Accept`` stream one JSON object per line (see ``ndjson_line``).
 NDJSON = "application/x-ndjson"
+# A repo or pipeline of another project than default is named ``project/name``; in a URL
+# path segment the client sends it percent-encoded (``research%2Fimages``). Servers decode %2F
+# before routing, so the API rewrites it to this character (which no name contains) in the
+# segments that name a repo or pipeline, and ``name_param`` turns it back.
+SLASH_IN_NAME = "~"
+
+
+def name_param(text: str) -> str:
+    """A repo or pipeline name from a URL path segment: ``research~images`` is
+    ``research/images`` (never for refs or file paths, where ``~`` means what it says)."""
+    return text.replace(SLASH_IN_NAME, "/")
+
 
 T = TypeVar("T")
 

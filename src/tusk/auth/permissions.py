@@ -19,12 +19,31 @@ REPO_OWN = "repo.own"  # delete the repo or its pipeline, set roles on it
 REPO_CREATE = "repo.create"  # users and robots (the creator owns the new repo)
 PIPELINE_CREATE = "pipeline.create"
 CLUSTER_ADMIN = "cluster.admin"
+# On a project (Pachyderm's PROJECT_LIST_REPO, PROJECT_CREATE_REPO, PROJECT_DELETE and
+# PROJECT_MODIFY_BINDINGS; the last two are one here: delete the project, set roles on it)
+PROJECT_LIST_REPO = "project.list_repo"
+PROJECT_CREATE_REPO = "project.create_repo"
+PROJECT_OWN = "project.own"
 
 REPO_ROLES = {
     "repoReader": {REPO_READ},
     "repoWriter": {REPO_READ, REPO_WRITE},
     "repoOwner": {REPO_READ, REPO_WRITE, REPO_OWN},
 }
+# Pachyderm's project roles (src/server/auth/server/roles.go): projectViewer lists the
+# project's repos, projectWriter also creates repos in it (their creator owns them), and
+# projectOwner is repoOwner of every repo of the project and may delete it and set roles on
+# it. Neither projectViewer nor projectWriter reads or writes a repo someone else made: for
+# that, bind a repo role on the project (repoReader, repoWriter, repoOwner), which holds for
+# every repo of the project, as in Pachyderm.
+PROJECT_ROLES = {
+    "projectViewer": {PROJECT_LIST_REPO},
+    "projectWriter": {PROJECT_LIST_REPO, PROJECT_CREATE_REPO},
+    "projectOwner": {
+        PROJECT_LIST_REPO, PROJECT_CREATE_REPO, PROJECT_OWN, REPO_READ, REPO_WRITE, REPO_OWN,
+    },
+}  # fmt: skip
+ON_PROJECT = {**PROJECT_ROLES, **REPO_ROLES}  # the roles a project binding may hold
 CLUSTER_ROLES = {
     "clusterAdmin": {
         AUTHENTICATED,
@@ -34,15 +53,19 @@ CLUSTER_ROLES = {
         REPO_CREATE,
         PIPELINE_CREATE,
         CLUSTER_ADMIN,
+        PROJECT_LIST_REPO,
+        PROJECT_CREATE_REPO,
+        PROJECT_OWN,
     },
     "pipelineCreator": {PIPELINE_CREATE},
 }
-ROLES = {**REPO_ROLES, **CLUSTER_ROLES}
+ROLES = {**REPO_ROLES, **PROJECT_ROLES, **CLUSTER_ROLES}
 
 
 @dataclass(frozen=True)
 class Rule:
-    """``permission`` on the repo named by the path parameter ``repo`` (None: no repo).
+    """``permission`` on the repo named by the path parameter ``repo`` (None: no repo), or
+    on the project named by the path parameter ``project``.
 
     ``change``: the operation changes something, so every call is audited, allowed or not
     (a denied read is audited too). ``audited_by_handler``: a change whose allowed calls the
@@ -53,6 +76,7 @@ class Rule:
     repo: str | None = None
     change: bool = False
     audited_by_handler: bool = False  # a change whose resource only the handler knows
+    project: str | None = None  # the path parameter naming the project (a project rule)
 
 
 def _read(param: str = "repo") -> Rule:
@@ -74,6 +98,11 @@ _ADMIN_CHANGE = Rule(CLUSTER_ADMIN, change=True)
 # Handlers that need more than their rule (a second repo in the body, a job's pipeline, each
 # input of a spec) call ``AuthService.require`` with the caller the rule let through.
 REST: dict[str, Rule] = {
+    # projects (a repo of another project than default is project/repo)
+    "create_project": Rule(REPO_CREATE, audited_by_handler=True),  # the project is in the body
+    "list_projects": _AUTH,
+    "inspect_project": _AUTH,
+    "delete_project": Rule(PROJECT_OWN, change=True, project="project"),
     # repos, branches, commits
     "create_repo": Rule(REPO_CREATE, audited_by_handler=True),  # the repo is in the body
     "list_repos": _AUTH,
@@ -147,6 +176,8 @@ REST: dict[str, Rule] = {
     "auth_get_cluster_roles": _ADMIN,
     "auth_set_cluster_roles": _ADMIN_CHANGE,
     "auth_check_repo": Rule(AUTHENTICATED, "repo"),
+    "auth_get_project_roles": _AUTH,
+    "auth_set_project_roles": Rule(PROJECT_OWN, change=True, project="project"),
     "audit": _ADMIN,
     # secrets: readable only by admins (and, through the scheduler, by the pipelines that
     # name them); no answer ever holds a value

@@ -33,6 +33,10 @@ from tusk.auth.permissions import (
     AUTHENTICATED,
     CLUSTER_ADMIN,
     CLUSTER_ROLES,
+    ON_PROJECT,
+    PROJECT_CREATE_REPO,
+    PROJECT_OWN,
+    PROJECT_ROLES,
     PUBLIC,
     REPO_CREATE,
     REPO_READ,
@@ -44,19 +48,52 @@ from tusk.auth.permissions import (
 from tusk.errors import (
     Conflict,
     InvalidArgument,
+    InvalidName,
     NotFound,
     PermissionDenied,
+    ProjectNotFound,
     RepoNotFound,
     Unauthorized,
 )
+from tusk.ids import DEFAULT_PROJECT, check_project_name, check_repo_name, split_repo
 from tusk.storage.meta.store import MetaStore, MetaTx
 from tusk.storage.meta.store_auth import AuditRecord, TokenRecord
 
 ROOT = "user:root"
 _DEFERRED = threading.local()  # denials audited inside a transaction, written after it
-_PRINCIPAL = re.compile(r"^(user|robot|pipeline):[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+# A pipeline of another project than default is pipeline:project/name, as its repo is.
+_PRINCIPAL = re.compile(
+    r"^(?:(user|robot):[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}"
+    r"|pipeline:(?:[A-Za-z0-9_-]{1,63}/)?[A-Za-z0-9_-]{1,63})$"
+)
 _TOKEN = re.compile(r"^tusk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 MAX_TTL = 10 * 365 * 86400.0
+_KNOWN = {"repo": REPO_ROLES, "project": ON_PROJECT, "cluster": CLUSTER_ROLES}
+Bound = set[tuple[str, str]]  # (resource_type, role) on a repo and its project, or a project
+
+
+def _bound_permissions(bound: Bound) -> set[str]:
+    """What roles bound on a repo ("repo") and on its project ("project") allow there."""
+    out: set[str] = set()
+    for kind, role in bound:
+        out |= (REPO_ROLES if kind == "repo" else ON_PROJECT).get(role, set())
+    return out
+
+
+def _bound_text(bound: Bound, project: str) -> str:
+    shown = sorted(role if kind == "repo" else f"{role} on project {project}"
+                   for kind, role in bound)  # fmt: skip
+    return ", ".join(shown) or "no role"
+
+
+def _canonical(repo: str | None) -> str | None:
+    """A repo as stored (``default/images`` is ``images``); a bad name is left to its handler."""
+    if repo is None:
+        return None
+    try:
+        return check_repo_name(repo)
+    except InvalidName:
+        return repo
 
 
 @dataclass(frozen=True)
@@ -104,6 +141,17 @@ class RepoAccess:
         return dict(self.__dict__)
 
 
+def _role_hint(resource_type: str, role: str) -> str:
+    if resource_type == "repo" and role in PROJECT_ROLES:
+        return f"; {role} is a project role: set it on a project (tusk auth set project ...)"
+    if resource_type == "project" and role == "projectReader":
+        return (
+            "; Pachyderm's read-only project role is projectViewer (it lists the repos); "
+            "repoReader on a project reads every repo of it"
+        )
+    return ""
+
+
 def check_principal(principal: str) -> str:
     if not isinstance(principal, str) or not _PRINCIPAL.match(principal):
         raise InvalidArgument(
@@ -148,52 +196,74 @@ class AuthService:
         token: str | None,
         *,
         repo: str | None = None,
+        project: str | None = None,
         detail: str = "",
     ) -> Caller:
-        """The one check: may the holder of ``token`` do ``operation`` on ``edge`` (to ``repo``)?
+        """The one check: may the holder of ``token`` do ``operation`` on ``edge`` (to ``repo``,
+        or to ``project`` for a rule that names a project)?
 
-        Returns the caller; raises Unauthorized (no valid token) or PermissionDenied (a rule
-        it does not meet, or an operation without a rule). Changes and denials are audited.
+        The caller's roles on a repo are those bound on the repo plus those bound on its
+        project, read with the token in one query. For a rule naming a project, ``repo`` is
+        taken as the project when ``project`` is not given (an edge passes the value of the
+        path parameter its rule names). Returns the caller; raises Unauthorized (no valid
+        token) or PermissionDenied (a rule it does not meet, or an operation without a rule).
+        Changes and denials are audited.
         """
         rule = RULES.get(f"{edge}.{operation}")
+        if rule is not None and rule.project is not None and project is None:
+            project, repo = repo, None
+        repo = _canonical(repo)
+        scope = project if project is not None else split_repo(repo)[0] if repo else None
+        kind, resource = ("project", project) if project is not None else ("repo", repo)
         with self.meta.read() as tx:
             settings = tx.auth_settings()
             if settings.get("active") != "1":
                 if rule is None:
                     raise PermissionDenied(f"{edge} operation {operation} has no permission rule")
                 return OFF
-            on_repo: set[str] | None = None
+            bound: Bound | None = None
             if rule is None or rule.permission == PUBLIC:
                 caller: Caller = Caller("", active=True)
             else:
                 try:
-                    caller, on_repo = self._authenticate(tx, settings, token, repo)
+                    caller, bound = self._authenticate(tx, settings, token, repo, scope)
                 except Unauthorized as exc:
                     if rule.change:
-                        self._audit(edge, operation, "", repo, False, exc.message)
+                        self._audit(edge, operation, "", resource, False, exc.message, kind)
                     raise
-            problem = self._problem(tx, caller, rule, repo, on_repo) if rule else "it has no rule"
+            problem = (
+                self._problem(tx, caller, rule, repo, bound, project) if rule else "it has no rule"
+            )
         if problem is not None:
-            what = f"{operation} on repo {repo}" if repo else operation
+            what = f"{operation} on {kind} {resource}" if resource else operation
             message = f"{caller.principal or 'anonymous'} may not {what}: {problem}"
-            self._audit(edge, operation, caller.principal, repo, False, detail or message)
+            self._audit(edge, operation, caller.principal, resource, False, detail or message, kind)
             raise PermissionDenied(message)
         # Auth's own changes are audited by the methods below, with what they changed.
         own = operation.startswith("auth_")
         if rule is not None and rule.change and rule.permission != PUBLIC and not own:
-            self._audit(edge, operation, caller.principal, repo, True, detail)
+            self._audit(edge, operation, caller.principal, resource, True, detail, kind)
         return caller
 
     def require(
         self, caller: Caller, permission: str, repo: str | None, *, edge: str, operation: str
     ) -> None:
-        """A second check inside a handler (a body's other repo, a spec's inputs)."""
+        """A second check inside a handler (a body's other repo, a spec's inputs; for
+        REPO_CREATE, the new repo: outside project default it needs projectWriter there)."""
         if not caller.active:
             return
+        on_project = permission == PROJECT_OWN  # then ``repo`` names a project
+        repo = repo if on_project else _canonical(repo)
         with self.meta.read() as tx:
-            problem = self._problem(tx, caller, Rule(permission, "repo" if repo else None), repo)
+            if on_project:
+                rule = Rule(permission, project="project")
+                problem = self._problem(tx, caller, rule, None, project=repo)
+            else:
+                rule = Rule(permission, "repo" if repo else None)
+                problem = self._problem(tx, caller, rule, repo)
         if problem is not None:
-            what = f"{operation} ({permission} on repo {repo})" if repo else operation
+            kind = "project" if on_project else "repo"
+            what = f"{operation} ({permission} on {kind} {repo})" if repo else operation
             message = f"{caller.principal} may not {what}: {problem}"
             self._audit(edge, operation, caller.principal, repo, False, message)
             raise PermissionDenied(message)
@@ -204,12 +274,23 @@ class AuthService:
         if not caller.active or REPO_READ in permissions_of(set(caller.cluster_roles)):
             return wanted
         with self.meta.read() as tx:
-            return wanted & tx.repos_with_roles(caller.principal)  # each repo role reads
+            direct = tx.repos_with_roles(caller.principal)  # each repo role reads
+            projects = {
+                name for name, role in tx.project_roles_of(caller.principal)
+                if REPO_READ in ON_PROJECT.get(role, set())
+            }  # fmt: skip
+        return {r for r in wanted if r in direct or split_repo(r)[0] in projects}
 
     def _authenticate(
-        self, tx: MetaTx, settings: dict[str, str], token: str | None, repo: str | None = None
-    ) -> tuple[Caller, set[str]]:
-        """The caller a token names, and its roles on ``repo`` (one query for both kinds)."""
+        self,
+        tx: MetaTx,
+        settings: dict[str, str],
+        token: str | None,
+        repo: str | None = None,
+        project: str | None = None,
+    ) -> tuple[Caller, Bound]:
+        """The caller a token names, and its roles on ``repo`` and ``project`` (one query for
+        the token and every kind of binding)."""
         if token is None:
             raise Unauthorized(
                 "auth is on: this request needs a token (tusk auth login, $TUSK_TOKEN or "
@@ -218,7 +299,7 @@ class AuthService:
         m = _TOKEN.match(token)
         if m is None:
             raise Unauthorized("that is not a Tusk token (tusk_<16 hex digits>_<43 characters>)")
-        record, roles = tx.token_with_roles(m.group(1), repo)
+        record, roles = tx.token_with_roles(m.group(1), repo, project)
         digest = self._digest(settings, m.group(2))
         if record is None or not hmac.compare_digest(record.digest, digest):
             raise Unauthorized(f"token {m.group(1)} is not valid: log in with another")
@@ -226,11 +307,9 @@ class AuthService:
             raise Unauthorized(f"token {record.id} was revoked: log in with another")
         if record.expires_at is not None and record.expires_at <= time.time():
             raise Unauthorized(f"token {record.id} has expired: ask for a new one")
-        cluster: set[str] = set()
-        on_repo: set[str] = set()
-        for kind, role in roles:
-            (cluster if kind == "cluster" else on_repo).add(role)
-        return Caller(record.principal, record.id, frozenset(cluster)), on_repo
+        cluster = {role for kind, role in roles if kind == "cluster"}
+        bound = {(kind, role) for kind, role in roles if kind != "cluster"}
+        return Caller(record.principal, record.id, frozenset(cluster)), bound
 
     def _problem(
         self,
@@ -238,10 +317,12 @@ class AuthService:
         caller: Caller,
         rule: Rule,
         repo: str | None,
-        on_repo: set[str] | None = None,
+        bound: Bound | None = None,
+        project: str | None = None,
     ) -> str | None:
-        """Why ``caller`` fails ``rule`` on ``repo`` (``on_repo``: its roles there, if read
-        already); None when it passes."""
+        """Why ``caller`` fails ``rule`` on ``repo`` (or ``project``, for a rule naming one);
+        ``bound``: its roles on the repo and its project, or on the project, if read already.
+        None when it passes."""
         need = rule.permission
         if need in (PUBLIC, AUTHENTICATED):
             return None
@@ -249,20 +330,46 @@ class AuthService:
         if need in have:
             return None
         if need == REPO_CREATE:
-            return None if not caller.principal.startswith("pipeline:") else "pipelines may not"
+            if caller.principal.startswith("pipeline:"):
+                return "pipelines may not"
+            where = split_repo(repo)[0] if repo else DEFAULT_PROJECT
+            if where == DEFAULT_PROJECT:
+                return None  # any user or robot, as today (Pachyderm: projectWriter on default)
+            roles = {
+                (k, r) for k, r in tx.roles_of(caller.principal, None, where) if k != "cluster"
+            }
+            if PROJECT_CREATE_REPO in _bound_permissions(roles):
+                return None
+            return (
+                f"it needs projectWriter on project {where} (has {_bound_text(roles, where)} there)"
+            )
         if need == CLUSTER_ADMIN:
             return "it needs clusterAdmin"
+        if rule.project is not None:
+            if project is None:
+                return f"it needs {need} on a project"
+            if bound is None:
+                bound = {(k, r) for k, r in tx.roles_of(caller.principal, None, project)
+                         if k == "project"}  # fmt: skip
+            if need in _bound_permissions(bound):
+                return None
+            needed = next(name for name, perms in PROJECT_ROLES.items() if need in perms)
+            return f"it needs {needed} (has {_bound_text(bound, project)} there)"
         if rule.repo is None:
             return f"it needs a cluster role with {need} (pipelineCreator or clusterAdmin)"
         if repo is None:
             return f"it needs {need} on a repo"
-        roles = on_repo
-        if roles is None:
-            roles = {role for kind, role in tx.roles_of(caller.principal, repo) if kind == "repo"}
-        if need in permissions_of(roles):
+        where = split_repo(repo)[0]
+        if bound is None:
+            bound = {(k, r) for k, r in tx.roles_of(caller.principal, repo, where)
+                     if k != "cluster"}  # fmt: skip
+        if need in _bound_permissions(bound):
             return None
         needed = next(name for name, perms in REPO_ROLES.items() if need in perms)
-        return f"it needs {needed} (has {', '.join(sorted(roles)) or 'no role'} there)"
+        return (
+            f"it needs {needed} on the repo or on project {where} "
+            f"(has {_bound_text(bound, where)} there)"
+        )
 
     def _digest(self, settings: dict[str, str], secret: str) -> str:
         key = bytes.fromhex(settings["key"])
@@ -439,11 +546,25 @@ class AuthService:
 
     # Roles
 
+    def _need_resource(self, tx: MetaTx, resource_type: str, resource: str) -> None:
+        if resource_type not in _KNOWN:
+            raise InvalidArgument(
+                f"roles are set on a repo, a project or the cluster, not {resource_type[:40]!r}"
+            )
+        if resource_type == "repo" and tx.get_repo(resource) is None:
+            raise RepoNotFound(f"repo {resource} not found")
+        if resource_type == "project" and tx.get_project(check_project_name(resource)) is None:
+            raise ProjectNotFound(
+                f"project {resource} not found (list them with: tusk list project)"
+            )
+
     def get_roles(self, resource_type: str, resource: str) -> dict[str, list[str]]:
+        """Who has which role on a repo, a project or the cluster (``""``)."""
+        if resource_type == "repo":
+            resource = _canonical(resource) or resource
         with self.meta.read() as tx:
             self._need_active(tx)
-            if resource_type == "repo" and tx.get_repo(resource) is None:
-                raise RepoNotFound(f"repo {resource} not found")
+            self._need_resource(tx, resource_type, resource)
             out: dict[str, list[str]] = {}
             for principal, role in tx.bindings_on(resource_type, resource):
                 out.setdefault(principal, []).append(role)
@@ -453,20 +574,23 @@ class AuthService:
         self, caller: Caller, resource_type: str, resource: str, principal: str,
         roles: Iterable[str],
     ) -> dict[str, list[str]]:  # fmt: skip
-        """Replace ``principal``'s roles on a repo or the cluster (``[]`` or ``none``: remove)."""
+        """Replace ``principal``'s roles on a repo, a project or the cluster (``[]`` or
+        ``none``: remove them). A project takes its own roles (projectViewer, projectWriter,
+        projectOwner) and the repo roles, which then hold on every repo of the project."""
         principal = check_principal(principal)
-        known = REPO_ROLES if resource_type == "repo" else CLUSTER_ROLES
+        if resource_type == "repo":
+            resource = _canonical(resource) or resource
+        known = _KNOWN.get(resource_type, {})
         wanted = [r for r in roles if r != "none"]
         for role in wanted:
             if role not in known:
                 raise InvalidArgument(
-                    f"unknown {resource_type} role {role[:40]!r}: use one of "
-                    f"{', '.join(known)} (or none)"
+                    f"unknown {resource_type} role {str(role)[:40]!r}: use one of "
+                    f"{', '.join(known)} (or none){_role_hint(resource_type, str(role))}"
                 )
         with self.meta.write() as tx:
             self._need_active(tx)
-            if resource_type == "repo" and tx.get_repo(resource) is None:
-                raise RepoNotFound(f"repo {resource} not found")
+            self._need_resource(tx, resource_type, resource)
             if principal == ROOT and resource_type == "cluster" and "clusterAdmin" not in wanted:
                 raise InvalidArgument(f"{ROOT} keeps clusterAdmin")
             tx.set_roles(resource_type, resource, principal, wanted)
@@ -477,14 +601,19 @@ class AuthService:
         return self.get_roles(resource_type, resource)
 
     def check_repo(self, caller: Caller, repo: str) -> RepoAccess:
+        """The caller's roles on a repo (those on its project shown as ``ROLE (project P)``)
+        and what they allow there."""
+        repo = _canonical(repo) or repo
+        project = split_repo(repo)[0]
         with self.meta.read() as tx:
             self._need_active(tx)
             if tx.get_repo(repo) is None:
                 raise RepoNotFound(f"repo {repo} not found")
-            roles = sorted(
-                {role for kind, role in tx.roles_of(caller.principal, repo) if kind == "repo"}
-            )
-        perms = permissions_of(set(roles) | set(caller.cluster_roles))
+            bound = {(k, r) for k, r in tx.roles_of(caller.principal, repo, project)
+                     if k != "cluster"}  # fmt: skip
+        roles = sorted(r for k, r in bound if k == "repo")
+        roles += sorted(f"{r} (project {project})" for k, r in bound if k == "project")
+        perms = _bound_permissions(bound) | permissions_of(set(caller.cluster_roles))
         repo_perms = sorted(p for p in perms if p.startswith("repo."))
         return RepoAccess(caller.principal, repo, roles + sorted(caller.cluster_roles), repo_perms)
 
@@ -511,7 +640,19 @@ class AuthService:
     def forget_repo(self, repo: str) -> None:
         """A deleted repo's bindings go (a new repo of that name starts with none)."""
         with self.meta.write() as tx:
-            tx.delete_bindings("repo", repo)
+            tx.delete_bindings("repo", _canonical(repo) or repo)
+
+    def grant_project_creator(self, caller: Caller, project: str) -> None:
+        """The creator of a project is its projectOwner, as in Pachyderm (a user or robot;
+        nothing while auth is off)."""
+        if caller.active and caller.principal and not caller.principal.startswith("pipeline:"):
+            with self.meta.write() as tx:
+                tx.set_roles("project", project, caller.principal, ["projectOwner"])
+
+    def forget_project(self, project: str) -> None:
+        """A deleted project's bindings go (a new project of that name starts with none)."""
+        with self.meta.write() as tx:
+            tx.delete_bindings("project", project)
 
     # The audit log
 

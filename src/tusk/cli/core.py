@@ -34,6 +34,7 @@ NOUN_ALIASES = {
     "jobs": "job",
     "datums": "datum",
     "secrets": "secret",
+    "projects": "project",
 }
 
 
@@ -43,6 +44,7 @@ class State:
 
     home: Path | None = None
     client: Client | None = None
+    project: str | None = None  # --project (else $TUSK_PROJECT, the config file, default)
 
 
 def get_client(ctx: click.Context) -> Client:
@@ -52,7 +54,12 @@ def get_client(ctx: click.Context) -> Client:
     if state.client is None:
         from tusk.sdk import Client
 
-        state.client = Client(state.home) if state.home is not None else Client()
+        project = state.project
+        state.client = (
+            Client(state.home, project=project)
+            if state.home is not None
+            else Client(project=project)
+        )
         root.call_on_close(state.client.close)
     return state.client
 

@@ -16,6 +16,7 @@ from tusk.cli.commands import (
     file,
     gitops,
     pipeline,
+    project,
     repo,
     report,
     secret,
@@ -40,23 +41,31 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     help="Talk to the Tusk server at URL (tusk up / tusk serve) instead of working on a home "
     "in-process (default: $TUSK_ADDRESS when set and --home is not given).",
 )
+@click.option(
+    "--project",
+    default=None,
+    metavar="NAME",
+    help="The current project: bare repo and pipeline names are its (default: $TUSK_PROJECT, "
+    "else the config file's project, else default).",
+)
 @output_option
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, address: str | None) -> None:
+def cli(ctx: click.Context, home: Path | None, address: str | None, project: str | None) -> None:
     """Tusk: version control for data, with pachctl's commands.
 
     Addresses: REPO, REPO@BRANCH, REPO@COMMIT-ID, REPO@BRANCH^2 (or ~2), and with a path
-    REPO@BRANCH:/dir/file. The branch defaults to master.
+    REPO@BRANCH:/dir/file. The branch defaults to master. A repo of another project than
+    default is PROJECT/REPO (or REPO with --project PROJECT).
     """
     if home is not None and address is not None:
         fail("give --home (work on a home here) or --address (talk to a server), not both")
-    state = State(home=home.expanduser() if home is not None else None)
+    state = State(home=home.expanduser() if home is not None else None, project=project)
     ctx.obj = state
     if address is not None:
         from tusk.sdk import Client
 
         ctx.meta[ADDRESS_KEY] = address
-        client = Client(address=address)
+        client = Client(address=address, project=project)
         state.client = client
         ctx.call_on_close(client.close)
 
@@ -67,14 +76,18 @@ def _verb(name: str, help: str) -> AliasGroup:
     return group
 
 
-create = _verb("create", "Create a repo, a branch, a pipeline or a secret.")
+create = _verb("create", "Create a project, a repo, a branch, a pipeline or a secret.")
 update = _verb("update", "Update a pipeline to a new version of its spec.")
-list_ = _verb("list", "List repos, branches, commits, files, pipelines, jobs, datums or secrets.")
+list_ = _verb(
+    "list",
+    "List projects, repos, branches, commits, files, pipelines, jobs, datums or secrets.",
+)
 inspect = _verb(
     "inspect",
-    "Show details of a repo, branch, commit, commit set, file, pipeline, job, datum or secret.",
+    "Show details of a project, repo, branch, commit, commit set, file, pipeline, job, datum "
+    "or secret.",
 )
-delete = _verb("delete", "Delete a repo, branch, commit, file, pipeline or secret.")
+delete = _verb("delete", "Delete a project, repo, branch, commit, file, pipeline or secret.")
 start = _verb("start", "Start a commit, or resume a pipeline.")
 stop = _verb("stop", "Pause a pipeline or kill a job.")
 run = _verb("run", "Run a pipeline on its inputs' current data.")
@@ -87,6 +100,10 @@ glob = _verb("glob", "List files matching a glob pattern.")
 diff = _verb("diff", "Show what changed between two commits.")
 copy = _verb("copy", "Copy files between commits, without copying data.")
 
+create.add_command(project.create_project)
+list_.add_command(project.list_project)
+inspect.add_command(project.inspect_project)
+delete.add_command(project.delete_project)
 create.add_command(repo.create_repo)
 create.add_command(branch.create_branch)
 list_.add_command(repo.list_repo)

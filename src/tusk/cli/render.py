@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         LineageStep,
         LogLine,
         PipelineInfo,
+        ProjectInfo,
         RepoInfo,
     )
 
@@ -118,10 +119,57 @@ def _join(items: Sequence[str]) -> str:
 # Repos
 
 
-def repo_table(repos: Sequence[RepoInfo]) -> None:
+def project_of(name: str) -> str:
+    """The project of a stored repo or pipeline name (``research/images``: research)."""
+    return name.rpartition("/")[0] or "default"
+
+
+def repo_table(repos: Sequence[RepoInfo], projects: bool = False) -> None:
+    """Repos by NAME as addressed (``project/repo`` outside default); ``projects``: with a
+    PROJECT column first, as ``tusk list repo --all-projects`` shows them."""
     print_table(
-        ("NAME", "CREATED", "SIZE (MASTER)", "DESCRIPTION"),
-        [(r.name, ago(r.created_at), human_size(r.size), first_line(r.description)) for r in repos],
+        (*(("PROJECT",) if projects else ()), "NAME", "CREATED", "SIZE (MASTER)", "DESCRIPTION"),
+        [
+            (
+                *((project_of(r.name),) if projects else ()),
+                r.name,
+                ago(r.created_at),
+                human_size(r.size),
+                first_line(r.description),
+            )
+            for r in repos
+        ],
+    )
+
+
+# Projects
+
+
+def project_table(projects: Sequence[ProjectInfo], current: str = "") -> None:
+    """Projects; the current one (--project, $TUSK_PROJECT) is marked with ``*``."""
+    print_table(
+        ("ACTIVE", "PROJECT", "REPOS", "CREATED", "DESCRIPTION"),
+        [
+            (
+                "*" if p.name == current else "",
+                p.name,
+                str(len(p.repos)),
+                ago(p.created_at),
+                first_line(p.description),
+            )
+            for p in projects
+        ],
+    )
+
+
+def project_fields(p: ProjectInfo) -> None:
+    print_fields(
+        [
+            ("Name", p.name),
+            ("Description", p.description or "-"),
+            ("Created", when(p.created_at)),
+            ("Repos", _join(p.repos)),
+        ]
     )
 
 

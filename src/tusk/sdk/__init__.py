@@ -17,6 +17,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ProjectInfo,
     PutResult,
     RepoInfo,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "LineageStep",
     "LogLine",
     "PipelineInfo",
+    "ProjectInfo",
     "PutResult",
     "RemoteClient",
     "RepoInfo",

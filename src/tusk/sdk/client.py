@@ -31,6 +31,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ProjectInfo,
     PutResult,
     RepoInfo,
 )
@@ -47,6 +48,7 @@ from tusk.pfs.sources import (
 )
 from tusk.pfs.tree import TreeParams
 from tusk.sdk.pipelines import PipelineMethods
+from tusk.sdk.projects import current_project
 
 Progress = Callable[[int], None]
 SourceLike = str | os.PathLike[str] | bytes | BinaryIO
@@ -97,6 +99,10 @@ class Client(PipelineMethods, FileReads):
     to a server over HTTP instead (a :class:`tusk.sdk.remote.RemoteClient`, same methods); an
     explicit ``home`` always means in-process. ``token=`` is the server's bearer token
     (default: ``$TUSK_TOKEN``, else the config file's); the in-process client has no auth.
+
+    ``project=`` is the current project (default: ``$TUSK_PROJECT``, else the config file's,
+    else ``default``): every method that takes a repo or pipeline name or an address reads a
+    bare name as ``project/name``; a name with a ``/`` names its project itself.
     """
 
     def __new__(
@@ -107,6 +113,7 @@ class Client(PipelineMethods, FileReads):
         token: str | None = None,
         config: StoreConfig | None = None,
         tree_params: TreeParams | None = None,
+        project: str | None = None,
     ) -> Client:
         if address is not None and home is not None:
             raise InvalidArgument("give a home (in-process) or an address (a server), not both")
@@ -116,7 +123,7 @@ class Client(PipelineMethods, FileReads):
         if remote:
             from tusk.sdk.remote import RemoteClient  # httpx loads only for remote use
 
-            return cast("Client", RemoteClient(remote, token))
+            return cast("Client", RemoteClient(remote, token, project=project))
         return super().__new__(cls)
 
     def __init__(
@@ -127,7 +134,9 @@ class Client(PipelineMethods, FileReads):
         token: str | None = None,
         config: StoreConfig | None = None,
         tree_params: TreeParams | None = None,
+        project: str | None = None,
     ) -> None:
+        self.project = current_project(project)
         self.home = Path(home) if home is not None else default_home()
         self._pfs = PfsService.open(self.home, config=config)
         if tree_params is not None:
@@ -187,6 +196,16 @@ class Client(PipelineMethods, FileReads):
         """Servers only (``RemoteClient.set_repo_roles``); raises InvalidArgument here."""
         raise self._no_auth("set_repo_roles")
 
+    def get_project_roles(self, project: str) -> dict[str, list[str]]:
+        """Servers only (``RemoteClient.get_project_roles``); raises InvalidArgument here."""
+        raise self._no_auth("get_project_roles")
+
+    def set_project_roles(
+        self, project: str, principal: str, roles: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Servers only (``RemoteClient.set_project_roles``); raises InvalidArgument here."""
+        raise self._no_auth("set_project_roles")
+
     def get_cluster_roles(self) -> dict[str, list[str]]:
         """Servers only (``RemoteClient.get_cluster_roles``); raises InvalidArgument here."""
         raise self._no_auth("get_cluster_roles")
@@ -209,15 +228,33 @@ class Client(PipelineMethods, FileReads):
         """Servers only (``RemoteClient.audit``); raises InvalidArgument here."""
         raise self._no_auth("audit")
 
+    # Projects (a repo of another project than default is named project/repo)
+
+    def create_project(self, name: str, description: str = "", update: bool = False) -> ProjectInfo:
+        """Create a project; with ``update=True`` an existing one gets the new description."""
+        return self._pfs.create_project(name, description, update)
+
+    def list_projects(self) -> list[ProjectInfo]:
+        """Every project, by name, with its repos."""
+        return self._pfs.list_projects()
+
+    def inspect_project(self, name: str) -> ProjectInfo:
+        """A project's description, creation time and repos."""
+        return self._pfs.inspect_project(name)
+
+    def delete_project(self, name: str) -> None:
+        """Delete an empty project (never ``default``); refused while it has repos."""
+        self._pfs.delete_project(name)
+
     # Repos
 
     def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
         """Create a repo; with ``update=True`` an existing repo gets the new description."""
-        return self._pfs.create_repo(name, description, update)
+        return self._pfs.create_repo(self._repo(name), description, update)
 
     def inspect_repo(self, name: str) -> RepoInfo:
         """A repo's description, size (of master's head) and branches."""
-        return self._pfs.inspect_repo(name)
+        return self._pfs.inspect_repo(self._repo(name))
 
     def list_repos(self) -> list[RepoInfo]:
         """Every repo, by name."""
@@ -225,7 +262,7 @@ class Client(PipelineMethods, FileReads):
 
     def delete_repo(self, name: str, force: bool = False) -> None:
         """Delete a repo; refused while another repo's branch names it in provenance."""
-        self._pfs.delete_repo(name, force)
+        self._pfs.delete_repo(self._repo(name), force)
 
     # Branches
 
@@ -233,25 +270,25 @@ class Client(PipelineMethods, FileReads):
         self, address: str, head: str | None = None, provenance: Sequence[str] = ()
     ) -> BranchInfo:
         """Create ``repo@branch`` at ``head`` (a branch, commit or ancestor ref), or move it."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         prov = []
         for p in provenance:
-            pa = parse_address(p)
+            pa = self._parse(p)
             prov.append((pa.repo, pa.ref.base))
         return self._pfs.create_branch(addr.repo, addr.ref.base, head, prov)
 
     def inspect_branch(self, address: str) -> BranchInfo:
         """Head, provenance and subvenance of ``repo@branch``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return self._pfs.inspect_branch(addr.repo, addr.ref.base)
 
     def list_branches(self, repo: str) -> list[BranchInfo]:
         """The branches of a repo."""
-        return self._pfs.list_branches(repo)
+        return self._pfs.list_branches(self._repo(repo))
 
     def delete_branch(self, address: str, force: bool = False) -> None:
         """Delete ``repo@branch`` (its commits stay reachable by id)."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         self._pfs.delete_branch(addr.repo, addr.ref.base, force)
 
     # Commits
@@ -260,17 +297,17 @@ class Client(PipelineMethods, FileReads):
         self, address: str, parent: str | None = None, description: str = ""
     ) -> CommitInfo:
         """Open a commit on ``repo@branch``; writes to the branch go into it until finished."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return self._pfs.start_commit(addr.repo, addr.ref.base, parent, description)
 
     def finish_commit(self, address: str, description: str | None = None) -> CommitInfo:
         """Finish the open commit on ``repo@branch`` (or ``repo@<commit-id>``)."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return self._pfs.finish_commit(addr.repo, _ref_text(addr), description)
 
     def inspect_commit(self, address: str) -> CommitInfo:
         """One commit: state, parent, children, size, branches."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return self._pfs.inspect_commit(addr.repo, _ref_text(addr))
 
     def list_commits(self, address: str, number: int | None = None) -> list[CommitInfo]:
@@ -279,7 +316,7 @@ class Client(PipelineMethods, FileReads):
 
     def iter_commits(self, address: str, number: int | None = None) -> Iterator[CommitInfo]:
         """:meth:`list_commits`, one commit at a time (read a batch at a time)."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         branch = _ref_text(addr) if addr.explicit_ref else None
         yield from self._pfs.iter_commits(addr.repo, branch, number)
 
@@ -297,18 +334,18 @@ class Client(PipelineMethods, FileReads):
         run in this process meanwhile (``run=False``: only wait, and warn once); ``log`` gets
         their progress lines. JobFailed when the job that makes the commit failed.
         """
-        addr = parse_address(address)
+        addr = self._parse(address)
         with self._waiting(run, log) as pause:
             return self._pps.wait_commit(addr.repo, _ref_text(addr), timeout, pause)
 
     def squash_commit(self, address: str, description: str | None = None) -> CommitInfo:
         """Merge a commit into its parent."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return self._pfs.squash_commit(addr.repo, _ref_text(addr), description)
 
     def delete_commit(self, address: str) -> None:
         """Delete a branch head commit; the branch moves back to its parent."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         self._pfs.delete_commit(addr.repo, _ref_text(addr))
 
     def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
@@ -342,7 +379,7 @@ class Client(PipelineMethods, FileReads):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
-        addr, path = file_target(address, source)
+        addr, path = file_target(self._address(address), source)
         return self._pfs.put_files(
             addr.repo,
             _ref_text(addr),
@@ -362,7 +399,7 @@ class Client(PipelineMethods, FileReads):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put many (path, source) pairs under ``repo@branch[:/dir]`` as one change."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         base = addr.path or "/"
         prefix = split_path(base)
         pairs = (((*prefix, *split_path(p)), _to_source(s)) for p, s in items)
@@ -385,7 +422,7 @@ class Client(PipelineMethods, FileReads):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
-        addr, prefix, root = dir_target(address, local_dir)
+        addr, prefix, root = dir_target(self._address(address), local_dir)
         pairs = (((*prefix, *rel.split("/")), LocalFile(full)) for rel, full in _walk_local(root))
         return self._pfs.put_files(
             addr.repo,
@@ -398,15 +435,15 @@ class Client(PipelineMethods, FileReads):
 
     def delete_file(self, address: str, description: str = "") -> CommitInfo:
         """Delete a file or a whole directory at ``repo@branch:/path``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         if addr.path is None:
             raise InvalidArgument("delete file needs a path: repo@branch:/path")
         return self._pfs.delete_files(addr.repo, _ref_text(addr), [addr.path], description)
 
     def copy_file(self, src: str, dst: str) -> CommitInfo:
         """Copy a file or directory (any repo or commit) to ``repo@branch:/path``; no data moves."""
-        s = parse_address(src)
-        d = parse_address(dst)
+        s = self._parse(src)
+        d = self._parse(dst)
         if d.path is None:
             raise InvalidArgument("copy file needs a destination path: repo@branch:/path")
         return self._pfs.copy_file(s, d.repo, _ref_text(d), d.path)
@@ -415,14 +452,14 @@ class Client(PipelineMethods, FileReads):
 
     def open_file(self, address: str) -> Iterator[bytes]:
         """Stream a file's bytes, chunk by chunk."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return self._pfs.read_file(addr.repo, _ref_text(addr), addr.path or "/")
 
     def get_dir(
         self, address: str, local_dir: str | os.PathLike[str], progress: Progress | None = None
     ) -> int:
         """Write every file at or below ``repo@ref:/path`` into ``local_dir``; return the count."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         base = addr.path or "/"
         root = Path(local_dir)
         count = 0
@@ -440,7 +477,7 @@ class Client(PipelineMethods, FileReads):
 
     def get_tar(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
         """Write a tar stream of every file at or below ``repo@ref:/path``; return the count."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         base = addr.path or "/"
         count = 0
         with tarfile.open(fileobj=target, mode="w|") as tar:
@@ -455,7 +492,7 @@ class Client(PipelineMethods, FileReads):
 
     def inspect_file(self, address: str) -> FileInfo:
         """Type, size, hash and chunk count of a file or directory."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return self._pfs.inspect_file(addr.repo, _ref_text(addr), addr.path or "/")
 
     def list_files(self, address: str) -> list[FileInfo]:
@@ -464,7 +501,7 @@ class Client(PipelineMethods, FileReads):
 
     def iter_files(self, address: str) -> Iterator[FileInfo]:
         """:meth:`list_files`, one entry at a time: ``for f in client.iter_files("r@master:/")``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         yield from self._pfs.iter_files(addr.repo, _ref_text(addr), addr.path or "/")
 
     def glob_files(self, pattern: str) -> list[FileInfo]:
@@ -473,7 +510,7 @@ class Client(PipelineMethods, FileReads):
 
     def iter_glob(self, pattern: str) -> Iterator[FileInfo]:
         """:meth:`glob_files`, one match at a time, in path order."""
-        addr, glob = glob_target(pattern)
+        addr, glob = glob_target(self._address(pattern))
         yield from self._pfs.iter_glob(addr.repo, _ref_text(addr), glob)
 
     def diff_file(self, new: str, old: str | None = None) -> list[DiffEntry]:
@@ -482,8 +519,8 @@ class Client(PipelineMethods, FileReads):
 
     def iter_diff(self, new: str, old: str | None = None) -> Iterator[DiffEntry]:
         """:meth:`diff_file`, one change at a time, in path order."""
-        new_addr = parse_address(new)
-        old_addr = parse_address(old) if old is not None else None
+        new_addr = self._parse(new)
+        old_addr = self._parse(old) if old is not None else None
         yield from self._pfs.iter_diff(new_addr, old_addr)
 
     # Maintenance

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs import PfsService
 from tusk.pfs.models import CommitInfo
-from tusk.pfs.refs import parse_address
 from tusk.pfs.sources import is_url
 from tusk.pps.models import (
     ApplyResult,
@@ -28,6 +27,7 @@ from tusk.pps.models import (
     PipelineInfo,
     SecretInfo,
 )
+from tusk.sdk.projects import ProjectScope
 
 if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
     from tusk.pps.apply import Document
@@ -158,7 +158,7 @@ class _Applies(Protocol):
     ) -> ApplyResult: ...
 
 
-class PipelineMethods(ApplyFiles):
+class PipelineMethods(ApplyFiles, ProjectScope):
     home: Path
     _pfs: PfsService
     _pps_service: PpsService | None = None
@@ -189,7 +189,9 @@ class PipelineMethods(ApplyFiles):
         """
         where = dict(origin or {})
         where.setdefault("working_dir", str(Path(working_dir or os.getcwd()).resolve()))
-        return self._pps.create_pipeline(spec, origin=where, update=update, reprocess=reprocess)
+        return self._pps.create_pipeline(
+            self._spec(spec), origin=where, update=update, reprocess=reprocess
+        )
 
     def create_pipelines_from(
         self, source: str, *, update: bool = False, reprocess: bool = False
@@ -197,7 +199,9 @@ class PipelineMethods(ApplyFiles):
         """Create (or update) every pipeline in a spec file, URL or ``-``, in file order."""
         specs, origin = read_spec_source(source)
         return [
-            self._pps.create_pipeline(s, origin=origin, update=update, reprocess=reprocess)
+            self._pps.create_pipeline(
+                self._spec(s), origin=origin, update=update, reprocess=reprocess
+            )
             for s in specs
         ]
 
@@ -214,12 +218,13 @@ class PipelineMethods(ApplyFiles):
         Unchanged pipelines are left alone; ``prune`` deletes pipelines no document declares;
         ``dry_run`` only returns the plan. Every problem is raised before anything changes.
         """
-        from tusk.pps.apply import apply_documents
+        from tusk.pps.apply import Document, apply_documents
         from tusk.sdk.gitops import as_documents
 
-        return apply_documents(
-            self._pps, as_documents(documents), prune=prune, dry_run=dry_run, reprocess=reprocess
-        )
+        docs = [
+            Document(self._document(d.spec), d.source, d.origin) for d in as_documents(documents)
+        ]
+        return apply_documents(self._pps, docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
 
     def update_pipeline(
         self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any
@@ -228,20 +233,20 @@ class PipelineMethods(ApplyFiles):
         return self.create_pipeline(spec, update=True, reprocess=reprocess, **kw)
 
     def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
-        return self._pps.inspect_pipeline(name, history)
+        return self._pps.inspect_pipeline(self._repo(name), history)
 
     def list_pipelines(self) -> list[PipelineInfo]:
         return self._pps.list_pipelines()
 
     def delete_pipeline(self, name: str, *, keep_repo: bool = False, force: bool = False) -> None:
-        self._pps.delete_pipeline(name, keep_repo=keep_repo, force=force)
+        self._pps.delete_pipeline(self._repo(name), keep_repo=keep_repo, force=force)
 
     def stop_pipeline(self, name: str) -> PipelineInfo:
         """Pause a pipeline: new input commits queue jobs that start when it is started."""
-        return self._pps.set_pipeline_state(name, "paused")
+        return self._pps.set_pipeline_state(self._repo(name), "paused")
 
     def start_pipeline(self, name: str) -> PipelineInfo:
-        return self._pps.set_pipeline_state(name, "running")
+        return self._pps.set_pipeline_state(self._repo(name), "running")
 
     def run_pipeline(self, name: str, branch: str | None = None) -> CommitInfo:
         """Run the pipeline again on its inputs' current heads; returns the new output commit.
@@ -249,21 +254,21 @@ class PipelineMethods(ApplyFiles):
         With ``branch``, run it on that branch of its inputs, into that branch of its output
         repo (made from the usual branches if missing, upstream and downstream too).
         """
-        return self._pps.run_pipeline(name, branch)
+        return self._pps.run_pipeline(self._repo(name), branch)
 
     def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         """The datums a spec would have on the current data, without creating anything."""
-        return [d.to_json() for d in self._pps.datums_for_spec(spec)]
+        return [d.to_json() for d in self._pps.datums_for_spec(self._spec(spec))]
 
     # Jobs, datums, logs
 
     def list_jobs(
         self, pipeline: str | None = None, commit_set: str | None = None
     ) -> list[JobInfo]:
-        return self._pps.list_jobs(pipeline, commit_set)
+        return self._pps.list_jobs(self._repo(pipeline) if pipeline else None, commit_set)
 
     def inspect_job(self, address: str) -> JobInfo:
-        pipeline, job = split_job(address)
+        pipeline, job = split_job(self._job(address))
         return self._pps.inspect_job(pipeline, job)
 
     def wait_job(
@@ -275,26 +280,26 @@ class PipelineMethods(ApplyFiles):
         log: Callable[[str], None] | None = None,
     ) -> JobInfo:
         """Block until a job is done (as :meth:`wait_commit` runs pending jobs meanwhile)."""
-        pipeline, job = split_job(address)
+        pipeline, job = split_job(self._job(address))
         if pipeline is None:
             pipeline = self._pps.inspect_job(None, job).pipeline
         with self._waiting(run, log) as pause:
             return self._pps.wait_job(pipeline, job, timeout, pause)
 
     def stop_job(self, address: str) -> JobInfo:
-        pipeline, job = split_job(address)
+        pipeline, job = split_job(self._job(address))
         if pipeline is None:
             pipeline = self._pps.inspect_job(None, job).pipeline
         return self._pps.stop_job(pipeline, job)
 
     def list_datums(self, address: str) -> list[DatumInfo]:
-        pipeline, job = split_job(address)
+        pipeline, job = split_job(self._job(address))
         if pipeline is None:
             raise InvalidArgument("list datum needs pipeline@<job id>")
         return self._pps.list_datums(pipeline, job)
 
     def inspect_datum(self, address: str, datum: str) -> DatumInfo:
-        pipeline, job = split_job(address)
+        pipeline, job = split_job(self._job(address))
         if pipeline is None:
             raise InvalidArgument("inspect datum needs pipeline@<job id> and a datum id")
         return self._pps.inspect_datum(pipeline, job, datum)
@@ -306,7 +311,7 @@ class PipelineMethods(ApplyFiles):
         datum: str | None = None,
         after: int = 0,
     ) -> list[LogLine]:
-        return self._pps.logs(pipeline, job, datum, after)
+        return self._pps.logs(self._repo(pipeline), job, datum, after)
 
     def wait_commit_set(
         self,
@@ -351,7 +356,7 @@ class PipelineMethods(ApplyFiles):
 
     def lineage(self, address: str, depth: int = 32) -> LineageStep:
         """Job, datum, inputs and code behind the file at ``repo@ref:/path``, up the graph."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         if addr.path is None:
             raise InvalidArgument("lineage needs a file: repo@ref:/path")
         ref = addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")

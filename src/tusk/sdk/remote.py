@@ -57,6 +57,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ProjectInfo,
     PutResult,
     RepoInfo,
 )
@@ -90,6 +91,7 @@ from tusk.sdk.pipelines import (
     read_spec_source,
     split_job,
 )
+from tusk.sdk.projects import ProjectScope, current_project
 
 if TYPE_CHECKING:
     from tusk.pps.apply import Document
@@ -130,12 +132,18 @@ def _params(**kw: Any) -> dict[str, Any]:
     return out
 
 
-class RemoteClient(ApplyFiles, FileReads):
+class RemoteClient(ApplyFiles, FileReads, ProjectScope):
     """A Tusk client talking to ``tusk up`` / ``tusk serve`` at ``address`` over HTTP."""
 
     def __init__(
-        self, address: str | None = None, token: str | None = None, *, timeout: float = 30.0
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        project: str | None = None,
     ) -> None:
+        self.project = current_project(project)
         given = setting("address", address)
         token = setting("token", token)
         if not given:
@@ -275,16 +283,35 @@ class RemoteClient(ApplyFiles, FileReads):
             ),
         )
 
+    # Projects (a repo of another project than default is named project/repo)
+
+    def create_project(self, name: str, description: str = "", update: bool = False) -> ProjectInfo:
+        """Create a project; with ``update=True`` an existing one gets the new description."""
+        body = {"name": name, "description": description, "update": update}
+        return decode(ProjectInfo, self._call("POST", "/projects", json=body))
+
+    def list_projects(self) -> list[ProjectInfo]:
+        """Every project, by name, with its repos."""
+        return decode_list(ProjectInfo, self._call("GET", "/projects"))
+
+    def inspect_project(self, name: str) -> ProjectInfo:
+        """A project's description, creation time and repos."""
+        return decode(ProjectInfo, self._call("GET", f"/projects/{_seg(name)}"))
+
+    def delete_project(self, name: str) -> None:
+        """Delete an empty project (never ``default``); refused while it has repos."""
+        self._call("DELETE", f"/projects/{_seg(name)}")
+
     # Repos
 
     def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
         """Create a repo; with ``update=True`` an existing repo gets the new description."""
-        body = {"name": name, "description": description, "update": update}
+        body = {"name": self._repo(name), "description": description, "update": update}
         return decode(RepoInfo, self._call("POST", "/repos", json=body))
 
     def inspect_repo(self, name: str) -> RepoInfo:
         """A repo's description, size (of master's head) and branches."""
-        return decode(RepoInfo, self._call("GET", f"/repos/{_seg(name)}"))
+        return decode(RepoInfo, self._call("GET", f"/repos/{_seg(self._repo(name))}"))
 
     def list_repos(self) -> list[RepoInfo]:
         """Every repo, by name."""
@@ -292,7 +319,8 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def delete_repo(self, name: str, force: bool = False) -> None:
         """Delete a repo; refused while another repo's branch names it in provenance."""
-        self._call("DELETE", f"/repos/{_seg(name)}", params=_params(force=force))
+        url = f"/repos/{_seg(self._repo(name))}"
+        self._call("DELETE", url, params=_params(force=force))
 
     # Branches
 
@@ -300,27 +328,30 @@ class RemoteClient(ApplyFiles, FileReads):
         self, address: str, head: str | None = None, provenance: Sequence[str] = ()
     ) -> BranchInfo:
         """Create ``repo@branch`` at ``head`` (a branch, commit or ancestor ref), or move it."""
-        addr = parse_address(address)
-        for p in provenance:
+        addr = self._parse(address)
+        prov = [self._address(p) for p in provenance]
+        for p in prov:
             parse_address(p)
-        body = {"name": addr.ref.base, "head": head, "provenance": list(provenance)}
+        body = {"name": addr.ref.base, "head": head, "provenance": prov}
         return decode(
             BranchInfo, self._call("POST", f"/repos/{_seg(addr.repo)}/branches", json=body)
         )
 
     def inspect_branch(self, address: str) -> BranchInfo:
         """Head, provenance and subvenance of ``repo@branch``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         url = f"/repos/{_seg(addr.repo)}/branches/{_seg(addr.ref.base)}"
         return decode(BranchInfo, self._call("GET", url))
 
     def list_branches(self, repo: str) -> list[BranchInfo]:
         """The branches of a repo."""
-        return decode_list(BranchInfo, self._call("GET", f"/repos/{_seg(repo)}/branches"))
+        return decode_list(
+            BranchInfo, self._call("GET", f"/repos/{_seg(self._repo(repo))}/branches")
+        )
 
     def delete_branch(self, address: str, force: bool = False) -> None:
         """Delete ``repo@branch`` (its commits stay reachable by id)."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         url = f"/repos/{_seg(addr.repo)}/branches/{_seg(addr.ref.base)}"
         self._call("DELETE", url, params=_params(force=force))
 
@@ -330,7 +361,7 @@ class RemoteClient(ApplyFiles, FileReads):
         self, address: str, parent: str | None = None, description: str = ""
     ) -> CommitInfo:
         """Open a commit on ``repo@branch``; writes to the branch go into it until finished."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         body = {"branch": addr.ref.base, "parent": parent, "description": description}
         return decode(
             CommitInfo, self._call("POST", f"/repos/{_seg(addr.repo)}/commits", json=body)
@@ -338,17 +369,17 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def finish_commit(self, address: str, description: str | None = None) -> CommitInfo:
         """Finish the open commit on ``repo@branch`` (or ``repo@<commit-id>``)."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         url = self._commit_url(addr, "finish")
         return decode(CommitInfo, self._call("POST", url, json={"description": description}))
 
     def inspect_commit(self, address: str) -> CommitInfo:
         """One commit: state, parent, children, size, branches."""
-        return decode(CommitInfo, self._call("GET", self._commit_url(parse_address(address))))
+        return decode(CommitInfo, self._call("GET", self._commit_url(self._parse(address))))
 
     def list_commits(self, address: str, number: int | None = None) -> list[CommitInfo]:
         """Newest first: a branch's history for ``repo@branch``, every commit for ``repo``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         ref = _ref_text(addr) if addr.explicit_ref else None
         params = _params(ref=ref, number=number)
         return decode_list(
@@ -357,7 +388,7 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def iter_commits(self, address: str, number: int | None = None) -> Iterator[CommitInfo]:
         """:meth:`list_commits`, one commit at a time (streamed)."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         ref = _ref_text(addr) if addr.explicit_ref else None
         params = _params(ref=ref, number=number)
         yield from self._stream(CommitInfo, f"/repos/{_seg(addr.repo)}/commits", params)
@@ -374,19 +405,19 @@ class RemoteClient(ApplyFiles, FileReads):
 
         The server runs the jobs (``run`` and ``log`` are for in-process clients).
         """
-        addr = parse_address(address)
+        addr = self._parse(address)
         first = self.inspect_commit(address)  # a branch is resolved once, as in-process
         url = f"/repos/{_seg(addr.repo)}/commits/{_seg(first.id)}/wait"
         return decode(CommitInfo, self._wait(url, timeout))
 
     def squash_commit(self, address: str, description: str | None = None) -> CommitInfo:
         """Merge a commit into its parent."""
-        url = self._commit_url(parse_address(address), "squash")
+        url = self._commit_url(self._parse(address), "squash")
         return decode(CommitInfo, self._call("POST", url, json={"description": description}))
 
     def delete_commit(self, address: str) -> None:
         """Delete a branch head commit; the branch moves back to its parent."""
-        self._call("DELETE", self._commit_url(parse_address(address)))
+        self._call("DELETE", self._commit_url(self._parse(address)))
 
     def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
         """Every commit in a commit set (all commits caused by one change)."""
@@ -419,7 +450,7 @@ class RemoteClient(ApplyFiles, FileReads):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
-        addr, path = file_target(address, source)
+        addr, path = file_target(self._address(address), source)
         blocks, size = _open_source(source)
         params = _params(append=append, description=description)
         url = self._commit_url(addr, "files", _path(path))
@@ -437,7 +468,7 @@ class RemoteClient(ApplyFiles, FileReads):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put many (path, source) pairs under ``repo@branch[:/dir]`` as one change."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         prefix = split_path(addr.path or "/")
         members = (((*prefix, *split_path(p)), _sized_source(s)) for p, s in items)
         return self._put_tar(addr, members, append, description, progress)
@@ -452,7 +483,7 @@ class RemoteClient(ApplyFiles, FileReads):
         progress: Progress | None = None,
     ) -> PutResult:
         """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
-        addr, prefix, root = dir_target(address, local_dir)
+        addr, prefix, root = dir_target(self._address(address), local_dir)
         members = (
             ((*prefix, *rel.split("/")), _sized_source(Path(full)))
             for rel, full in _walk_local(root)
@@ -473,7 +504,7 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def delete_file(self, address: str, description: str = "") -> CommitInfo:
         """Delete a file or a whole directory at ``repo@branch:/path``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         if addr.path is None:
             raise InvalidArgument("delete file needs a path: repo@branch:/path")
         url = self._commit_url(addr, "files", _path(addr.path))
@@ -482,8 +513,9 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def copy_file(self, src: str, dst: str) -> CommitInfo:
         """Copy a file or directory (any repo or commit) to ``repo@branch:/path``; no data moves."""
+        src = self._address(src)
         parse_address(src)
-        d = parse_address(dst)
+        d = self._parse(dst)
         if d.path is None:
             raise InvalidArgument("copy file needs a destination path: repo@branch:/path")
         url = self._commit_url(d, "copy", _path(d.path))
@@ -493,7 +525,7 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def open_file(self, address: str) -> Iterator[bytes]:
         """Stream a file's bytes, chunk by chunk."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         response = self._send("GET", self._commit_url(addr, "files", _path(addr.path)), stream=True)
         return self._blocks(response)
 
@@ -504,7 +536,7 @@ class RemoteClient(ApplyFiles, FileReads):
         self, address: str, local_dir: str | os.PathLike[str], progress: Progress | None = None
     ) -> int:
         """Write every file at or below ``repo@ref:/path`` into ``local_dir``; return the count."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         base = addr.path or "/"
         root = Path(local_dir)
         count = 0
@@ -530,7 +562,7 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def get_tar(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
         """Write a tar stream of every file at or below ``repo@ref:/path``; return the count."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         # The bytes go to ``target`` as they arrive; tarfile reads along only to count.
         tee = _Blocks(self._blocks(self._open_tar(addr)), target, progress)
         count = 0
@@ -542,34 +574,35 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def inspect_file(self, address: str) -> FileInfo:
         """Type, size, hash and chunk count of a file or directory."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         return decode(FileInfo, self._call("GET", self._commit_url(addr, "info", _path(addr.path))))
 
     def list_files(self, address: str) -> list[FileInfo]:
         """The entries of a directory (or the file itself) at ``repo@ref:/path``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         url = self._commit_url(addr, "list", _path(addr.path))
         return decode_list(FileInfo, self._call("GET", url))
 
     def iter_files(self, address: str) -> Iterator[FileInfo]:
         """:meth:`list_files`, one entry at a time: ``for f in client.iter_files("r@master:/")``."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         yield from self._stream(FileInfo, self._commit_url(addr, "list", _path(addr.path)))
 
     def glob_files(self, pattern: str) -> list[FileInfo]:
         """Files and directories matching ``repo@ref:/glob`` (``*``, ``?``, ``[..]``, ``**``)."""
-        addr, glob = glob_target(pattern)
+        addr, glob = glob_target(self._address(pattern))
         url = self._commit_url(addr, "glob")
         return decode_list(FileInfo, self._call("GET", url, params={"pattern": glob}))
 
     def iter_glob(self, pattern: str) -> Iterator[FileInfo]:
         """:meth:`glob_files`, one match at a time, in path order."""
-        addr, glob = glob_target(pattern)
+        addr, glob = glob_target(self._address(pattern))
         yield from self._stream(FileInfo, self._commit_url(addr, "glob"), {"pattern": glob})
 
     def _diff_request(self, new: str, old: str | None) -> tuple[str, dict[str, Any]]:
-        new_addr = parse_address(new)
+        new_addr = self._parse(new)
         if old is not None:
+            old = self._address(old)
             parse_address(old)
         return self._commit_url(new_addr, "diff", _path(new_addr.path)), _params(old=old)
 
@@ -621,7 +654,12 @@ class RemoteClient(ApplyFiles, FileReads):
     def _create_pipeline(
         self, spec: dict[str, Any], origin: dict[str, Any], update: bool, reprocess: bool
     ) -> PipelineInfo:
-        body = {"spec": spec, "update": update, "reprocess": reprocess, "origin": origin}
+        body = {
+            "spec": self._spec(spec),
+            "update": update,
+            "reprocess": reprocess,
+            "origin": origin,
+        }
         return decode(PipelineInfo, self._call("POST", "/pipelines", json=body))
 
     def create_pipelines_from(
@@ -648,7 +686,7 @@ class RemoteClient(ApplyFiles, FileReads):
 
         body = {
             "documents": [
-                {"spec": d.spec, "source": d.source, "origin": d.origin}
+                {"spec": self._document(d.spec), "source": d.source, "origin": d.origin}
                 for d in as_documents(documents)
             ],
             "prune": prune,
@@ -665,21 +703,25 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
         params = _params(history=history)
-        return decode(PipelineInfo, self._call("GET", f"/pipelines/{_seg(name)}", params=params))
+        return decode(
+            PipelineInfo, self._call("GET", f"/pipelines/{_seg(self._repo(name))}", params=params)
+        )
 
     def list_pipelines(self) -> list[PipelineInfo]:
         return decode_list(PipelineInfo, self._call("GET", "/pipelines"))
 
     def delete_pipeline(self, name: str, *, keep_repo: bool = False, force: bool = False) -> None:
         params = _params(keep_repo=keep_repo, force=force)
-        self._call("DELETE", f"/pipelines/{_seg(name)}", params=params)
+        self._call("DELETE", f"/pipelines/{_seg(self._repo(name))}", params=params)
 
     def stop_pipeline(self, name: str) -> PipelineInfo:
         """Pause a pipeline: new input commits queue jobs that start when it is started."""
-        return decode(PipelineInfo, self._call("POST", f"/pipelines/{_seg(name)}/stop"))
+        return decode(PipelineInfo, self._call("POST", f"/pipelines/{_seg(self._repo(name))}/stop"))
 
     def start_pipeline(self, name: str) -> PipelineInfo:
-        return decode(PipelineInfo, self._call("POST", f"/pipelines/{_seg(name)}/start"))
+        return decode(
+            PipelineInfo, self._call("POST", f"/pipelines/{_seg(self._repo(name))}/start")
+        )
 
     def run_pipeline(self, name: str, branch: str | None = None) -> CommitInfo:
         """Run the pipeline again on its inputs' current heads; returns the new output commit.
@@ -687,17 +729,17 @@ class RemoteClient(ApplyFiles, FileReads):
         With ``branch``, run it on that branch of its inputs, into that branch of its output
         repo (made from the usual branches if missing, upstream and downstream too).
         """
-        url = f"/pipelines/{_seg(name)}/run"
+        url = f"/pipelines/{_seg(self._repo(name))}/run"
         return decode(CommitInfo, self._call("POST", url, params=_params(branch=branch)))
 
     def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         """The datums a spec would have on the current data, without creating anything."""
-        return list(self._call("POST", "/dry-run", json={"spec": spec}))
+        return list(self._call("POST", "/dry-run", json={"spec": self._spec(spec)}))
 
     # Jobs, datums, logs
 
     def _job_url(self, address: str, *rest: str) -> str:
-        pipeline, job = split_job(address)
+        pipeline, job = split_job(self._job(address))
         base = (
             f"/jobs/{_seg(job)}"
             if pipeline is None
@@ -708,7 +750,7 @@ class RemoteClient(ApplyFiles, FileReads):
     def list_jobs(
         self, pipeline: str | None = None, commit_set: str | None = None
     ) -> list[JobInfo]:
-        params = _params(pipeline=pipeline, commit_set=commit_set)
+        params = _params(pipeline=self._repo(pipeline) if pipeline else None, commit_set=commit_set)
         return decode_list(JobInfo, self._call("GET", "/jobs", params=params))
 
     def inspect_job(self, address: str) -> JobInfo:
@@ -749,7 +791,7 @@ class RemoteClient(ApplyFiles, FileReads):
         after: int = 0,
     ) -> list[LogLine]:
         params = _params(job=job, datum=datum, after=after)
-        url = f"/pipelines/{_seg(pipeline)}/logs"
+        url = f"/pipelines/{_seg(self._repo(pipeline))}/logs"
         return decode_list(LogLine, self._call("GET", url, params=params))
 
     def wait_commit_set(
@@ -765,7 +807,7 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def lineage(self, address: str, depth: int = 32) -> LineageStep:
         """Job, datum, inputs and code behind the file at ``repo@ref:/path``, up the graph."""
-        addr = parse_address(address)
+        addr = self._parse(address)
         if addr.path is None:
             raise InvalidArgument("lineage needs a file: repo@ref:/path")
         url = self._commit_url(addr, "lineage", _path(addr.path))
@@ -831,7 +873,9 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def get_repo_roles(self, repo: str) -> dict[str, list[str]]:
         """Who has which role on a repo: ``{principal: [roles]}``."""
-        return cast("dict[str, list[str]]", self._call("GET", f"/auth/repos/{_seg(repo)}/roles"))
+        return cast(
+            "dict[str, list[str]]", self._call("GET", f"/auth/repos/{_seg(self._repo(repo))}/roles")
+        )
 
     def set_repo_roles(
         self, repo: str, principal: str, roles: Sequence[str]
@@ -841,7 +885,24 @@ class RemoteClient(ApplyFiles, FileReads):
         Returns the repo's roles after the change.
         """
         body = {"principal": principal, "roles": list(roles)}
-        out = self._call("PUT", f"/auth/repos/{_seg(repo)}/roles", json=body)
+        out = self._call("PUT", f"/auth/repos/{_seg(self._repo(repo))}/roles", json=body)
+        return cast("dict[str, list[str]]", out)
+
+    def get_project_roles(self, project: str) -> dict[str, list[str]]:
+        """Who has which role on a project: ``{principal: [roles]}``."""
+        out = self._call("GET", f"/auth/projects/{_seg(project)}/roles")
+        return cast("dict[str, list[str]]", out)
+
+    def set_project_roles(
+        self, project: str, principal: str, roles: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Replace ``principal``'s roles on a project (projectOwner or clusterAdmin):
+        projectViewer, projectWriter, projectOwner, or a repo role (repoReader, repoWriter,
+        repoOwner) that then holds on every repo of the project; ``[]`` or ``["none"]``
+        remove them. Returns the project's roles after the change.
+        """
+        body = {"principal": principal, "roles": list(roles)}
+        out = self._call("PUT", f"/auth/projects/{_seg(project)}/roles", json=body)
         return cast("dict[str, list[str]]", out)
 
     def get_cluster_roles(self) -> dict[str, list[str]]:
@@ -855,7 +916,9 @@ class RemoteClient(ApplyFiles, FileReads):
 
     def check_repo(self, repo: str) -> dict[str, Any]:
         """The caller's roles and permissions on a repo: ``{principal, repo, roles, ...}``."""
-        return cast("dict[str, Any]", self._call("GET", f"/auth/repos/{_seg(repo)}/check"))
+        return cast(
+            "dict[str, Any]", self._call("GET", f"/auth/repos/{_seg(self._repo(repo))}/check")
+        )
 
     def audit(
         self,
@@ -869,7 +932,9 @@ class RemoteClient(ApplyFiles, FileReads):
         ``user``: one principal's entries; ``repo``: one repo's; ``since``: seconds back from
         now; ``limit``: at most this many entries.
         """
-        params = _params(user=user, repo=repo, since=since, limit=limit)
+        params = _params(
+            user=user, repo=self._repo(repo) if repo else None, since=since, limit=limit
+        )
         return cast("list[dict[str, Any]]", self._call("GET", "/audit", params=params))
 
     # Running jobs here: not over HTTP

@@ -248,12 +248,12 @@ def revoke(ctx: click.Context, token_id: str) -> None:
 
 @auth.group("set")
 def set_() -> None:
-    """Give an identity roles on a repo or the cluster."""
+    """Give an identity roles on a repo, a project or the cluster."""
 
 
 @auth.group("get")
 def get() -> None:
-    """Show who has which role on a repo or the cluster."""
+    """Show who has which role on a repo, a project or the cluster."""
 
 
 @auth.group("check")
@@ -301,6 +301,29 @@ def check_repo(ctx: click.Context, repo: str) -> None:
         )
 
     emit(ctx, access, table)
+
+
+@set_.command("project")
+@click.argument("project")
+@click.argument("roles", metavar="ROLE[,ROLE]")
+@click.argument("principal")
+@output_option
+@click.pass_context
+def set_project(ctx: click.Context, project: str, roles: str, principal: str) -> None:
+    """Replace PRINCIPAL's roles on PROJECT: projectViewer, projectWriter (creates repos in
+    it), projectOwner (owns every repo of it), a repo role for every repo of it (repoReader,
+    repoWriter, repoOwner), or none."""
+    client = _remote(ctx, "auth set project")
+    _roles_table(ctx, client.set_project_roles(project, principal, _roles(roles)))
+
+
+@get.command("project")
+@click.argument("project")
+@output_option
+@click.pass_context
+def get_project(ctx: click.Context, project: str) -> None:
+    """Who has which role on PROJECT."""
+    _roles_table(ctx, _remote(ctx, "auth get project").get_project_roles(project))
 
 
 @set_.command("cluster")

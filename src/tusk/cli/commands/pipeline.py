@@ -113,11 +113,13 @@ def _read_specs(
     """
     from tusk.errors import AlreadyExists, PipelineNotFound
     from tusk.sdk import load_spec, read_spec_source
+    from tusk.sdk.projects import with_project
 
     specs, origin = read_spec_source(source, jsonnet_args=jsonnet_args)
     where = "<stdin>" if source == "-" else source
     named: list[tuple[str, dict[str, Any]]] = []
-    for i, spec in enumerate(specs, 1):
+    for i, raw in enumerate(specs, 1):
+        spec = with_project(client.project, raw)  # in the current project unless it names one
         label = where if len(specs) == 1 else f"{where} (spec {i} of {len(specs)})"
         name = load_spec(spec, label).name
         if any(name == n for n, _ in named):

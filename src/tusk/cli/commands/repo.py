@@ -21,12 +21,21 @@ def create_repo(ctx: click.Context, name: str, description: str, update: bool) -
 
 
 @click.command("repo")
+@click.option(
+    "-A",
+    "--all-projects",
+    is_flag=True,
+    help="List the repos of every project (default: those of the current project).",
+)
 @output_option
 @click.pass_context
-def list_repo(ctx: click.Context) -> None:
-    """List every repo."""
-    repos = get_client(ctx).list_repos()
-    emit(ctx, repos, lambda: render.repo_table(repos))
+def list_repo(ctx: click.Context, all_projects: bool) -> None:
+    """List the repos of the current project (--project, $TUSK_PROJECT; default: default)."""
+    client = get_client(ctx)
+    repos = client.list_repos()
+    if not all_projects:
+        repos = [r for r in repos if render.project_of(r.name) == client.project]
+    emit(ctx, repos, lambda: render.repo_table(repos, projects=all_projects))
 
 
 @click.command("repo")

@@ -215,7 +215,7 @@ auth_tokens = sa.Table(
 role_bindings = sa.Table(
     "role_bindings",
     metadata,
-    sa.Column("resource_type", sa.String(16), primary_key=True),  # "cluster" or "repo"
+    sa.Column("resource_type", sa.String(16), primary_key=True),  # cluster, project, repo
     sa.Column("resource", sa.String(NAME), primary_key=True),  # "" for the cluster
     sa.Column("principal", sa.String(200), primary_key=True),
     sa.Column("role", sa.String(32), primary_key=True),

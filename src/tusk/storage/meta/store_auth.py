@@ -47,28 +47,25 @@ class AuditRecord:
 _SETTINGS = sa.select(t.auth_settings.c.key, t.auth_settings.c.value)
 _TOKEN = sa.select(t.auth_tokens).where(t.auth_tokens.c.id == sa.bindparam("id"))
 _rb = t.role_bindings.c
+# The cluster, one repo and one project (the repo's, or the one a project rule names).
+_ON = sa.or_(
+    _rb.resource_type == "cluster",
+    sa.and_(_rb.resource_type == "repo", _rb.resource == sa.bindparam("repo")),
+    sa.and_(_rb.resource_type == "project", _rb.resource == sa.bindparam("project")),
+)
 _ROLES = sa.select(_rb.resource_type, _rb.role).where(
-    _rb.principal == sa.bindparam("principal"),
-    sa.or_(
-        _rb.resource_type == "cluster",
-        sa.and_(_rb.resource_type == "repo", _rb.resource == sa.bindparam("repo")),
-    ),
+    _rb.principal == sa.bindparam("principal"), _ON
 )
 
-# A token's row with its principal's roles on the cluster and one repo: one query per request.
+# A token's row with its principal's roles on the cluster, one repo and its project: one
+# query per request.
 _tk = t.auth_tokens
 _TOKEN_ROLES = (
     sa.select(_tk, _rb.resource_type, _rb.role)
     .select_from(
         _tk.outerjoin(
             t.role_bindings,
-            sa.and_(
-                _rb.principal == _tk.c.principal,
-                sa.or_(
-                    _rb.resource_type == "cluster",
-                    sa.and_(_rb.resource_type == "repo", _rb.resource == sa.bindparam("repo")),
-                ),
-            ),
+            sa.and_(_rb.principal == _tk.c.principal, _ON),
         )
     )
     .where(_tk.c.id == sa.bindparam("id"))
@@ -101,10 +98,12 @@ class AuthTxMixin:
         return None if row is None else TokenRecord(*row)
 
     def token_with_roles(
-        self, token_id: str, repo: str | None
+        self, token_id: str, repo: str | None, project: str | None = None
     ) -> tuple[TokenRecord | None, list[tuple[str, str]]]:
-        """A token, and (resource_type, role) of its principal on the cluster and ``repo``."""
-        rows = self.conn.execute(_TOKEN_ROLES, {"id": token_id, "repo": repo or ""}).all()
+        """A token, and (resource_type, role) of its principal on the cluster, ``repo`` and
+        ``project`` (resource_type "cluster", "repo" or "project")."""
+        values = {"id": token_id, "repo": repo or "", "project": project or ""}
+        rows = self.conn.execute(_TOKEN_ROLES, values).all()
         if not rows:
             return None, []
         n = len(_tk.c)
@@ -141,15 +140,26 @@ class AuthTxMixin:
 
     # Role bindings
 
-    def roles_of(self, principal: str, repo: str | None) -> list[tuple[str, str]]:
-        """(resource_type, role) bound to ``principal`` on the cluster and on ``repo``."""
-        rows = self.conn.execute(_ROLES, {"principal": principal, "repo": repo or ""})
-        return [(kind, role) for kind, role in rows]
+    def roles_of(
+        self, principal: str, repo: str | None, project: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(resource_type, role) bound to ``principal`` on the cluster, ``repo`` and
+        ``project``."""
+        values = {"principal": principal, "repo": repo or "", "project": project or ""}
+        return [(kind, role) for kind, role in self.conn.execute(_ROLES, values)]
 
     def repos_with_roles(self, principal: str) -> set[str]:
         c = t.role_bindings.c
         q = sa.select(c.resource).where(c.principal == principal, c.resource_type == "repo")
         return {r.resource for r in self.conn.execute(q)}
+
+    def project_roles_of(self, principal: str) -> list[tuple[str, str]]:
+        """(project, role) bound to ``principal`` on projects."""
+        c = t.role_bindings.c
+        q = sa.select(c.resource, c.role).where(
+            c.principal == principal, c.resource_type == "project"
+        )
+        return [(r.resource, r.role) for r in self.conn.execute(q)]
 
     def bindings_on(self, resource_type: str, resource: str) -> list[tuple[str, str]]:
         """(principal, role) bound on one resource."""
