@@ -40,3 +40,13 @@ def test_contexts_choose_where_commands_go(run, tmp_path: Path) -> None:  # type
     assert "no context 'nope'" in run("context", "use", "nope", code=2)
     run("context", "delete", "away")
     assert "away" not in run("context", "list")
+
+
+def test_a_context_may_name_a_project(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("create", "project", "research")
+    run("context", "set", "lab", "--project", "research")
+    run("context", "use", "lab")
+    run("create", "repo", "images")  # a bare name: the context's project
+    assert "research/images" in run("list", "repo", "--all-projects")
+    assert "invalid project name" in run("context", "set", "x", "--project", "a b", code=2)
+    assert "x" not in run("context", "list").split()

@@ -50,14 +50,21 @@ def list_context(ctx: click.Context) -> None:
 @click.argument("name")
 @click.option("--address", default=None, help="The server's URL (omit for in-process).")
 @click.option("--token", default=None, help="A bearer token sent with every request.")
-def set_context(name: str, address: str | None, token: str | None) -> None:
+@click.option(
+    "--project", default=None, help="The project bare repo names belong to (default: default)."
+)
+def set_context(name: str, address: str | None, token: str | None, project: str | None) -> None:
     """Create or change the context NAME."""
     if not name or any(c in name for c in "/:\n"):
         fail(f"invalid context name {name!r}: use letters, digits, '-' and '_'")
+    if project is not None:
+        from tusk.ids import check_project_name
+
+        check_project_name(project)
     data = load_config()
     contexts = _contexts(data)
     entry = dict(contexts.get(name) or {})
-    for key, value in (("address", address), ("token", token)):
+    for key, value in (("address", address), ("token", token), ("project", project)):
         if value is not None:
             entry[key] = value
     contexts[name] = entry
