@@ -178,3 +178,36 @@ def test_progress_only_on_a_terminal(
     get_dir = _Spy(monkeypatch, "get_dir")
     tusk("get", "file", "r@master:/t", "-r", "-o", str(tmp_path / "t"))
     assert sum(get_dir.reported) == 2 * len(data)
+
+
+def test_progress_log_survives_a_signal_handler_that_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM handler logs "stopping" in the main thread, maybe while that thread is inside
+    log() writing a line: the lock must be re-entrant, or ``tusk up`` never stops."""
+    import threading
+
+    import click
+
+    from tusk.cli.core import progress_log
+
+    lines: list[str] = []
+    real_echo = click.echo
+
+    def echo(message: Any = None, **kw: Any) -> None:
+        lines.append(str(message))
+        if len(lines) == 1:  # the "signal" arrives while the first line is being written
+            log("SIGTERM: stopping")
+        real_echo(message, **kw)
+
+    ctx = click.Context(click.Command("up"))
+    log = progress_log(ctx)
+    monkeypatch.setattr(click, "echo", echo)
+    done = threading.Event()
+
+    def run() -> None:
+        log("REST API off")
+        done.set()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    assert done.wait(10), "log() deadlocked when re-entered"
+    assert [line.split(" ", 1)[1] for line in lines] == ["REST API off", "SIGTERM: stopping"]

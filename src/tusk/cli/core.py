@@ -119,7 +119,8 @@ def progress_log(ctx: click.Context, *, stdout_json: bool = True) -> Callable[[s
     import time
 
     as_json = stdout_json and wants_json(ctx)
-    lock = threading.Lock()
+    # Re-entrant: a signal handler that logs may interrupt this thread inside log().
+    lock = threading.RLock()
 
     def log(message: str) -> None:
         now = time.time()
