@@ -153,6 +153,9 @@ class LocalExecutor:
         self.mode = sandbox_mode(sandbox)
         self.pids_dir = pids_dir
 
+    def close(self) -> None:
+        """Nothing to release (the Dask executor's ``close`` ends its client)."""
+
     def run(
         self,
         task: DatumTask,

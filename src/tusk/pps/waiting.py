@@ -92,9 +92,7 @@ class WaitRunner:
         try:
             if self.scheduler is not None:
                 self.scheduler.end()
-                closer = getattr(self.scheduler.executor, "close", None)
-                if closer is not None:
-                    closer()
+                self.scheduler.executor.close()
         finally:
             self.scheduler = None
             self.presence.release()

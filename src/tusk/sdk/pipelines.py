@@ -31,6 +31,8 @@ from tusk.sdk.projects import ProjectScope
 
 if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
     from tusk.pps.apply import Document
+    from tusk.pps.dask_executor import DaskExecutor
+    from tusk.pps.executor import LocalExecutor
     from tusk.pps.service import Pause, PpsService
 
 
@@ -409,11 +411,9 @@ class PipelineMethods(ApplyFiles, ProjectScope):
         try:
             Scheduler(self._pps, runner, log=log, role=role, api_url=api_url).run(stop, once=once)
         finally:
-            closer = getattr(runner, "close", None)
-            if closer is not None:
-                closer()
+            runner.close()
 
-    def _executor(self, executor: str | None, sandbox: str | None) -> Any:
+    def _executor(self, executor: str | None, sandbox: str | None) -> LocalExecutor | DaskExecutor:
         """``executor`` (default: ``$TUSK_EXECUTOR``, else local processes) for a scheduler."""
         from tusk.pps.executor import LocalExecutor
 
