@@ -41,6 +41,7 @@ from tusk.ids import (
     split_repo,
 )
 from tusk.pfs import fanout, maintenance
+from tusk.pfs import gc as sweep
 from tusk.pfs.models import (
     BranchInfo,
     CommitInfo,
@@ -1105,8 +1106,8 @@ class PfsService:
         fresh = TreeReader(self.meta.get_nodes, NodeCache(), self.codec)
         return maintenance.fsck(self.meta, self.chunks, fresh)
 
-    def gc(self, grace: float = maintenance.DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
-        return maintenance.gc(self.meta, self.chunks, self.reader(), grace, dry_run)
+    def gc(self, grace: float = sweep.DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
+        return sweep.gc(self.meta, self.chunks, self.reader(), grace, dry_run)
 
     def stats(self) -> dict[str, int]:
         with self.meta.read() as tx:
