@@ -19,11 +19,9 @@ from tusk.pps.datums import (
     compute_datums,
     cron_as_pfs,
     datum_id,
-    expand_key,
-    glob_to_regex,
     iter_datums,
-    template_groups,
 )
+from tusk.pps.globs import expand_key, glob_to_regex, template_groups
 from tusk.pps.spec import CronInput, Input, PfsInput, load_spec
 
 

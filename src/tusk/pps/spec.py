@@ -59,6 +59,7 @@ from pydantic_core import PydanticCustomError
 
 from tusk.errors import InvalidSpec
 from tusk.ids import DEFAULT_PROJECT, qualify
+from tusk.pps import globs
 
 DOCS = "docs/pipeline-spec.md"
 
@@ -242,13 +243,6 @@ def _check_input_name(value: str) -> str:
     if value == "out":
         raise _error("input name 'out' is reserved for /pfs/out, the output; set another name")
     return value
-
-
-def _glob_engine() -> Any:
-    # datums.py owns glob syntax and imports this module, so import it when first needed.
-    from tusk.pps import datums
-
-    return datums
 
 
 class _SpecModel(BaseModel):
@@ -449,21 +443,19 @@ class PfsInput(_SpecModel):
     def _check_glob(cls, value: str) -> str:
         # As Pachyderm (pfsfile.CleanPath when a pipeline is created): "*" means "/*", "" and
         # "." mean "/", "./a//b/" means "/a/b". normalize_glob does the cleaning.
-        engine = _glob_engine()
         try:
-            engine.glob_to_regex(value)
+            globs.glob_to_regex(value)
         except InvalidSpec as exc:
             raise _error(exc.message) from None
-        return str(engine.normalize_glob(value))
+        return globs.normalize_glob(value)
 
     @model_validator(mode="after")
     def _check_keys(self) -> PfsInput:
-        engine = _glob_engine()
-        groups = engine.glob_to_regex(self.glob).groups
+        groups = globs.glob_to_regex(self.glob).groups
         for field in ("join_on", "group_by"):
             template = getattr(self, field)
             try:
-                refs = engine.template_groups(template)
+                refs = globs.template_groups(template)
             except InvalidSpec as exc:
                 raise _error(exc.message, sub=field) from None
             bad = [ref for ref in refs if ref > groups]
