@@ -35,8 +35,6 @@ from tusk.errors import InvalidPath, InvalidSpec
 from tusk.pps.globs import expand_key, glob_to_regex, normalize_glob, template_groups
 from tusk.pps.spec import CronInput, Input, PfsInput
 
-_TEMPLATE_REF = re.compile(r"\$(?:(\$)|(\d+)|\{(\d+)\})")
-
 
 @dataclass(frozen=True)
 class FileInfo:
