@@ -30,9 +30,7 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,12 +38,12 @@ import tempfile
 import threading
 import time
 import timeit
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from servers import tusk_serve
 
 REPO = "bench"
 USER = "user:bench"
@@ -55,49 +53,6 @@ CHECK_TIMEOUT = 30.0
 
 def make_data(seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(FILE_SIZE)
-
-
-@contextmanager
-def tusk_serve(home: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """``tusk --home HOME serve --port 0`` in its own process; yields (address, pid).
-
-    The address comes from the "REST API on ..." line on stderr (as tests/api/apihelpers.py
-    ``spawn`` reads it); the rest of stderr is drained by a thread so the server never blocks.
-    """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tusk.cli.main", "--home", str(home), "serve", "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stderr is not None
-    address = None
-    seen: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        m = re.search(r"REST API on (https?://\S+)/api/v1", line)
-        if m:
-            address = m.group(1)
-            break
-    if address is None:
-        proc.kill()
-        raise SystemExit(f"tusk serve did not start: {''.join(seen)[-800:]}")
-    drain = threading.Thread(target=lambda: proc.stderr.read() if proc.stderr else "", daemon=True)
-    drain.start()
-    try:
-        yield address, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def expect(resp: httpx.Response, status: int) -> dict[str, Any]:

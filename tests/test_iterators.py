@@ -463,8 +463,8 @@ def test_the_sdk_reads_what_other_servers_send() -> None:
         return answers[request.url.path]
 
     with RemoteClient("http://tusk.invalid:7800") as remote:
-        remote._http.close()
-        remote._http = httpx.Client(
+        remote._t.http.close()
+        remote._t.http = httpx.Client(
             transport=httpx.MockTransport(answer), base_url=remote.address + API
         )
         assert [f.path for f in remote.iter_files("r@old:/")] == ["/a", "/a"]

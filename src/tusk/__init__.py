@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from tusk._version import __version__
+
 __all__ = ["Client", "CommitHandle", "__version__", "errors"]
 
 if TYPE_CHECKING:

@@ -51,6 +51,9 @@ class CopySource(_Body):
 class Gc(_Body):
     grace: float = Field(3600.0, ge=0, allow_inf_nan=False, description="Seconds.")
     dry_run: bool = False
+    repack_threshold: float = Field(
+        0.5, ge=0, le=1, allow_inf_nan=False, description="Repack packs less live than this."
+    )
 
 
 class PipelineCreate(_Body):

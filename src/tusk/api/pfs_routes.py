@@ -523,9 +523,16 @@ def pfs_router(
     @r.post("/gc", tags=["maintenance"])
     @returns(GcReport)
     def gc(body: bodies.Gc | None = None) -> Response:
-        """Delete data no commit references and nobody touched within ``grace`` seconds."""
+        """Delete data no commit references and nobody touched within ``grace`` seconds,
+        repack packs less than ``repack_threshold`` live, prune old scratch folders."""
+        from dataclasses import replace
+
+        from tusk.pps.webhooks import prune_scratch
+
         body = body or bodies.Gc.model_validate({})
-        return ok(pfs.gc(body.grace, body.dry_run))
+        report = pfs.gc(body.grace, body.dry_run, body.repack_threshold)
+        pruned = prune_scratch(pps, body.grace, body.dry_run)
+        return ok(replace(report, scratch_deleted=pruned))
 
     @r.get("/stats", tags=["maintenance"])
     @returns(dict[str, int])

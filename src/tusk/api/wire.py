@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import json
 import re
-import tarfile
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -43,12 +42,11 @@ T = TypeVar("T")
 
 @functools.cache
 def tusk_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """Tusk's version (``tusk.__version__``, which the package metadata is built from: no
+    ``importlib.metadata`` scan at start-up)."""
+    from tusk._version import __version__
 
-    try:
-        return version("tusk-data")
-    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
-        return "0+unknown"
+    return __version__
 
 
 # Errors
@@ -194,27 +192,33 @@ def is_error_body(data: Any) -> bool:
 # Tar framing: the same bytes ``tarfile`` writes in stream mode, produced piece by piece so
 # that a file's contents can be streamed between its header and its padding.
 
-TAR_BLOCK = tarfile.BLOCKSIZE
-TAR_RECORD = tarfile.RECORDSIZE
+TAR_BLOCK = 512  # tarfile.BLOCKSIZE: fixed by the format (tarfile loads only when used)
+TAR_RECORD = 20 * TAR_BLOCK  # tarfile.RECORDSIZE
 
 
 def _tarfile_header(name: str, size: int) -> bytes:
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.size = size
     return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
-# The header tarfile writes for a short ASCII name, with the name, size and checksum blank:
-# filling those in costs a microsecond where tarfile takes fifty (10^5 small files add up).
-_USTAR = bytearray(_tarfile_header("", 0))
-_USTAR[148:156] = b" " * 8
+@functools.cache
+def _ustar() -> bytes:
+    """The header tarfile writes for a short ASCII name, with the name, size and checksum
+    blank: filling those in costs a microsecond where tarfile takes fifty (10^5 small files
+    add up)."""
+    blank = bytearray(_tarfile_header("", 0))
+    blank[148:156] = b" " * 8
+    return bytes(blank)
 
 
 def tar_header(name: str, size: int) -> bytes:
     """The header ``tarfile`` (PAX format, as ``Client.get_tar`` uses) writes for a file."""
     if not name.isascii() or len(name) > 100 or "\0" in name or size >= 8**11:
         return _tarfile_header(name, size)
-    header = bytearray(_USTAR)
+    header = bytearray(_ustar())
     header[0 : len(name)] = name.encode("ascii")
     header[124:136] = b"%011o\0" % size
     header[148:156] = b"%06o\0 " % sum(header)

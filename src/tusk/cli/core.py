@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,21 +198,27 @@ def _debug() -> bool:
     return os.environ.get("TUSK_DEBUG", "") not in ("", "0")
 
 
+def _print_traceback(exc: BaseException) -> None:
+    import traceback  # only with TUSK_DEBUG: it costs every command start-up otherwise
+
+    traceback.print_exception(exc, file=sys.stderr)
+
+
 def to_cli_error(exc: BaseException) -> CliError:
     """Map an exception escaping a command to its one-line message and exit code."""
     from tusk.errors import TuskError
 
     if isinstance(exc, TuskError):
         if _debug():
-            traceback.print_exception(exc, file=sys.stderr)
+            _print_traceback(exc)
         return CliError(" ".join(exc.message.splitlines()) or exc.code, exc.exit_code)
     if isinstance(exc, OSError) and exc.strerror:
         if _debug():
-            traceback.print_exception(exc, file=sys.stderr)
+            _print_traceback(exc)
         where = f": {os.fsdecode(exc.filename)!r}" if exc.filename else ""
         return CliError(f"{exc.strerror}{where}", 1)
     if _debug():
-        traceback.print_exception(exc, file=sys.stderr)
+        _print_traceback(exc)
     return CliError(f"internal error: {exc!r}", 1)
 
 

@@ -312,7 +312,9 @@ def gc_fields(r: GcReport) -> None:
             ("Tree nodes", str(r.nodes_deleted)),
             ("Chunks", str(r.chunks_deleted)),
             ("Packs", str(r.packs_deleted)),
+            ("Repacked", f"{r.packs_repacked} packs ({human_size(r.bytes_rewritten)} rewritten)"),
             ("Temp files", str(r.temp_files_deleted)),
+            ("Scratch", f"{r.scratch_deleted} folders"),
             ("Would free" if r.dry_run else "Freed", human_size(r.bytes_freed)),
         ]
     )

@@ -1,19 +1,49 @@
-"""gc: mark and sweep with a grace period (nodes, chunks, packs, stale temporary objects)."""
+"""gc: mark and sweep with a grace period, and repack of packs that are mostly dead.
+
+One run, in this order; every step leaves a store that fsck finds clean, so a run killed at
+any point (kill -9 included) loses nothing, and the next run finishes the job:
+
+1. Mark: every node and chunk reachable from a commit or a datum's output.
+2. Sweep rows: delete the index rows of nodes and chunks nobody reaches and nobody touched
+   within the grace period (writers touch what they reuse inside their transaction).
+3. Repack: a pack whose indexed chunks fill less than ``repack_threshold`` of it has those
+   chunks' stored bytes copied (not recompressed, but hash-checked) into a new pack object,
+   written in full and durable first; then ONE transaction indexes the new pack and moves
+   the rows that still name the old place (:meth:`MetaTx.move_chunks`). A writer that
+   deduplicates against such a chunk only needs its row, which moves but never disappears;
+   a reader sees the old or the new place, both complete. Killed before the transaction:
+   the new object is unindexed garbage (step 5 of a later run); after it: the old pack is
+   empty and retired.
+4. Empty packs: a pack no row names, emptied or retired more than the grace period ago,
+   loses its row, then its object (a reader that looked a chunk up before the move still
+   finds the old object within the grace period).
+5. Unindexed pack objects older than the grace period (interrupted uploads or repacks) go,
+   under the writers' lock (see :meth:`ChunkStore.index_packs`), and so do stale temp files.
+"""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 
+import zstandard
+
+from tusk.errors import CorruptObject, InvalidArgument, StorageError
 from tusk.pfs.maintenance import reachable
 from tusk.pfs.models import GcReport
 from tusk.pfs.tree import TreeReader
 from tusk.storage.backends.base import ObjectInfo
 from tusk.storage.chunks import ChunkStore
+from tusk.storage.meta.records import ChunkLocation, PackRecord
 from tusk.storage.meta.store import MetaStore
-from tusk.storage.packs import pack_key
+from tusk.storage.meta.store_gc import ChunkMove, PackUsage
+from tusk.storage.packs import PackBuilder, pack_key
 
 DEFAULT_GRACE = 3600.0
+DEFAULT_REPACK_THRESHOLD = 0.5
 
 
 def gc(
@@ -22,13 +52,17 @@ def gc(
     reader: TreeReader,
     grace: float = DEFAULT_GRACE,
     dry_run: bool = False,
+    repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
 ) -> GcReport:
-    """Delete nodes, chunks and packs that no commit references and nobody touched lately.
-
-    Writers touch every chunk they reuse and every node they write, inside their transaction,
-    so anything touched within ``grace`` seconds survives; an interrupted gc only leaves
-    garbage for the next run.
-    """
+    """Delete what no commit references and nobody touched within ``grace`` seconds, and
+    repack packs whose live fraction is below ``repack_threshold`` (0 turns that off)."""
+    if not math.isfinite(grace) or grace < 0:
+        raise InvalidArgument(f"gc grace must be 0 or more seconds, not {grace}")
+    if not math.isfinite(repack_threshold) or not 0 <= repack_threshold <= 1:
+        raise InvalidArgument(
+            f"repack threshold must be between 0 and 1 (0 turns repacking off), "
+            f"not {repack_threshold}"
+        )
     started = time.time()
     cutoff = started - grace
     with meta.read() as tx:
@@ -39,17 +73,22 @@ def gc(
     live_nodes, live_chunks = reachable(reader, roots, None)
     dead_nodes = [h for h in all_nodes if h not in live_nodes]
     dead_chunks = [h for h in all_chunks if h not in live_chunks]
-    nodes_deleted = chunks_deleted = packs_deleted = bytes_freed = temp_deleted = 0
     if dry_run:
-        return GcReport(len(dead_nodes), len(dead_chunks), 0, 0, 0, dry_run=True)
+        return _dry_run(meta, dead_nodes, dead_chunks, cutoff, repack_threshold)
     with meta.write() as tx:
         nodes_deleted = tx.delete_nodes(dead_nodes, cutoff)
         chunks_deleted = tx.delete_chunks(dead_chunks, cutoff)
-        empty = [p for p in tx.empty_packs() if p.created_at < cutoff]
+    repacked = rewritten = 0
+    if repack_threshold > 0:
+        repacked, rewritten = _Repacker(meta, chunk_store).run(repack_threshold, cutoff)
+    packs_deleted = bytes_freed = 0
+    backend = chunk_store.backend
+    with meta.write() as tx:
+        expired = time.time() - grace  # retired packs count their grace from retirement
+        empty = [p for p in tx.empty_packs() if p.created_at < expired]
         for p in empty:
             tx.delete_pack(p.id)
     # Objects go only after their rows are gone, so no reader is sent to a deleted pack.
-    backend = chunk_store.backend
     for p in empty:
         backend.delete(pack_key(p.id))
         packs_deleted += 1
@@ -59,12 +98,151 @@ def gc(
     # gone and fails instead of committing (see PfsService.modify).
     with meta.write() as tx:
         known = {p.id for p in tx.list_packs()}
-        for obj in _stale_objects(backend.list("packs/"), known, cutoff):
-            backend.delete(obj[0])
+        for key, size in _stale_objects(backend.list("packs/"), known, cutoff):
+            backend.delete(key)
             packs_deleted += 1
-            bytes_freed += obj[1]
+            bytes_freed += size
     temp_deleted = backend.remove_stale_temp(cutoff)
-    return GcReport(nodes_deleted, chunks_deleted, packs_deleted, bytes_freed, temp_deleted)
+    return GcReport(
+        nodes_deleted,
+        chunks_deleted,
+        packs_deleted,
+        bytes_freed,
+        temp_deleted,
+        packs_repacked=repacked,
+        bytes_rewritten=rewritten,
+    )
+
+
+# What a pack holds besides payloads, at most: header and trailer, and a footer entry (69
+# bytes, compressed or not, plus zstd's framing) per chunk.
+_PACK_OVERHEAD = 64
+_ENTRY_OVERHEAD = 72
+
+
+def _should_repack(u: PackUsage, threshold: float, cutoff: float) -> bool:
+    """Whether a pack's live part (its live chunks and their share of the pack's own bytes)
+    is below ``threshold`` of it: a fully live pack, small or not, never qualifies, so a
+    repacked pack is not repacked again."""
+    live = u.live_bytes + _PACK_OVERHEAD + _ENTRY_OVERHEAD * u.live_chunks
+    return u.live_chunks > 0 and u.pack.created_at < cutoff and live < threshold * u.pack.size
+
+
+def _dry_run(
+    meta: MetaStore,
+    dead_nodes: list[bytes],
+    dead_chunks: list[bytes],
+    cutoff: float,
+    threshold: float,
+) -> GcReport:
+    """What a run would do now: the same marks, with the sweep and repack only counted."""
+    with meta.read() as tx:
+        usage = tx.pack_usage()
+        dead = tx.locate_chunks(dead_chunks)
+    gone: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for loc in dead.values():
+        gone[loc.pack][0] += loc.length
+        gone[loc.pack][1] += 1
+    packs = freed = repacked = rewritten = 0
+    for u in usage:
+        lost_bytes, lost_chunks = gone.get(u.pack.id, (0, 0))
+        after = PackUsage(u.pack, u.live_bytes - lost_bytes, u.live_chunks - lost_chunks)
+        if after.live_chunks == 0 and u.pack.created_at < cutoff:
+            packs, freed = packs + 1, freed + u.pack.size
+        elif threshold > 0 and _should_repack(after, threshold, cutoff):
+            packs, freed = packs + 1, freed + u.pack.size
+            repacked, rewritten = repacked + 1, rewritten + after.live_bytes
+    return GcReport(
+        len(dead_nodes),
+        len(dead_chunks),
+        packs,
+        freed,
+        0,
+        dry_run=True,
+        packs_repacked=repacked,
+        bytes_rewritten=rewritten,
+    )
+
+
+class _Repacker:
+    """Copies the live chunks of mostly dead packs into new packs of about the pack target."""
+
+    def __init__(self, meta: MetaStore, store: ChunkStore) -> None:
+        self.meta = meta
+        self.store = store
+        self.backend = store.backend
+        self.dctx = zstandard.ZstdDecompressor()
+
+    def run(self, threshold: float, cutoff: float) -> tuple[int, int]:
+        """Repack every pack below ``threshold``; return (packs retired, bytes rewritten)."""
+        with self.meta.read() as tx:
+            usage = [u for u in tx.pack_usage() if _should_repack(u, threshold, cutoff)]
+        target = self.store.config.pack_target
+        retired = rewritten = 0
+        batch: list[str] = []
+        live = 0
+        for u in usage:
+            batch.append(u.pack.id)
+            live += u.live_bytes
+            if live >= target:
+                n, size = self._repack(batch)
+                retired, rewritten = retired + n, rewritten + size
+                batch, live = [], 0
+        if batch:
+            n, size = self._repack(batch)
+            retired, rewritten = retired + n, rewritten + size
+        return retired, rewritten
+
+    def _repack(self, pack_ids: Sequence[str]) -> tuple[int, int]:
+        """Move the indexed chunks of ``pack_ids`` into one new pack; (retired, its size)."""
+        with self.meta.read() as tx:
+            rows = tx.chunks_in_packs(pack_ids)
+        by_pack: dict[str, list[tuple[bytes, ChunkLocation]]] = defaultdict(list)
+        for digest, loc in rows:
+            by_pack[loc.pack].append((digest, loc))
+        new_id = uuid.uuid4().hex
+        builder = PackBuilder()
+        moves: list[ChunkMove] = []
+        for pack_id in pack_ids:
+            staged = self._live_payloads(pack_id, by_pack.get(pack_id, []))
+            for digest, loc, payload in staged:
+                builder.add(digest, payload, loc.raw_length, loc.codec)
+                offset = builder.entries[-1].offset
+                new = ChunkLocation(new_id, offset, len(payload), loc.raw_length, loc.codec)
+                moves.append(ChunkMove(digest, loc, new))
+        if not moves:
+            return 0, 0
+        key = pack_key(new_id)
+        # Written in full and durable before any row names it.
+        self.backend.put_parts(key, builder.seal(), durable=True)
+        record = PackRecord(new_id, builder.size, len(builder), time.time())
+        with self.meta.write() as tx:
+            if not self.backend.exists(key):
+                # A concurrent gc with no grace swept it as unindexed: the old packs stay.
+                return 0, 0
+            emptied = tx.move_chunks(record, moves, time.time())
+        return len(emptied), record.size
+
+    def _live_payloads(
+        self, pack_id: str, entries: list[tuple[bytes, ChunkLocation]]
+    ) -> list[tuple[bytes, ChunkLocation, bytes]]:
+        """The stored bytes of a pack's indexed chunks, each checked against its hash; none
+        if the pack is missing or damaged (left as it is, for fsck to report)."""
+        if not entries:
+            return []
+        try:
+            data = self.backend.get(pack_key(pack_id))
+        except StorageError:
+            return []
+        out: list[tuple[bytes, ChunkLocation, bytes]] = []
+        for digest, loc in entries:
+            payload = data[loc.offset : loc.offset + loc.length]
+            try:
+                ChunkStore.decode(digest, loc, payload, self.dctx)
+            except CorruptObject:
+                return []
+            out.append((digest, loc, payload))
+        return out
 
 
 def _stale_objects(

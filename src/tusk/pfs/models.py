@@ -104,7 +104,10 @@ class FsckReport(_Dict):
 class GcReport(_Dict):
     nodes_deleted: int
     chunks_deleted: int
-    packs_deleted: int
-    bytes_freed: int
+    packs_deleted: int  # pack objects deleted (emptied, repacked, or never indexed)
+    bytes_freed: int  # their bytes; the space given back is bytes_freed - bytes_rewritten
     temp_files_deleted: int
     dry_run: bool = False
+    packs_repacked: int = 0  # mostly dead packs whose live chunks were copied to new packs
+    bytes_rewritten: int = 0  # bytes of the new packs
+    scratch_deleted: int = 0  # old webhook checkouts and scratch folders of dead processes

@@ -1106,8 +1106,13 @@ class PfsService:
         fresh = TreeReader(self.meta.get_nodes, NodeCache(), self.codec)
         return maintenance.fsck(self.meta, self.chunks, fresh)
 
-    def gc(self, grace: float = sweep.DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
-        return sweep.gc(self.meta, self.chunks, self.reader(), grace, dry_run)
+    def gc(
+        self,
+        grace: float = sweep.DEFAULT_GRACE,
+        dry_run: bool = False,
+        repack_threshold: float = sweep.DEFAULT_REPACK_THRESHOLD,
+    ) -> GcReport:
+        return sweep.gc(self.meta, self.chunks, self.reader(), grace, dry_run, repack_threshold)
 
     def stats(self) -> dict[str, int]:
         with self.meta.read() as tx:

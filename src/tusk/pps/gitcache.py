@@ -4,7 +4,9 @@ Layout under the cache root (``<home>/webhooks``)::
 
     git/<key>/          a bare repository per remote URL (key: a hash of the URL)
     git/<key>.lock      held while that repository is fetched into (flock: threads and processes)
-    checkouts/<sha>/    the tree of a commit, extracted once and kept
+    checkouts/<sha>/    the tree of a commit, extracted once and kept (its mtime: last use)
+    tmp/                scratch of deliveries that commit a tree (one folder each)
+    in-use.lock         held shared by each delivery, exclusively by ``tusk gc``'s prune
 
 Only what a push needs is fetched: the pushed ref (``+ref:ref``, which keeps its objects
 reachable), and if the SHA is still missing (a force-push moved the ref on), the SHA itself,
@@ -17,6 +19,11 @@ Checkouts are ``git archive`` streams extracted with tarfile's ``data`` filter: 
 would land outside the checkout (an absolute symlink, one pointing above the tree) is left
 out rather than written. A checkout is extracted into a temporary folder and renamed into
 place, so ``checkouts/<sha>`` is either complete or absent.
+
+``tusk gc`` prunes the cache (:meth:`GitCache.prune`) while no delivery holds it: checkouts
+not used within its grace period and that no pipeline runs in, and temporary folders that a
+killed process left. A checkout is renamed to a temporary name before it is deleted, so a
+kill during the deletion never leaves a partial ``checkouts/<sha>``.
 
 Git runs with ``GIT_TERMINAL_PROMPT=0`` (a private remote without credentials fails instead
 of waiting for a password) and, for URLs a request supplied, ``GIT_ALLOW_PROTOCOL=http:https``
@@ -34,7 +41,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from tusk.errors import GitFetchError, SourceError
@@ -154,6 +163,8 @@ class GitCache:
     def checkout(self, git_dir: Path, sha: str, dest: Path) -> Path:
         """The tree of commit ``sha`` at ``dest`` (extracted unless it is there already)."""
         if dest.is_dir():
+            with contextlib.suppress(OSError):
+                os.utime(dest)  # used now: gc's prune measures its grace from here
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -167,6 +178,45 @@ class GitCache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold the cache for a delivery: :meth:`prune` skips it until every holder is done."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "in-use.lock", "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def prune(self, older_than: float, keep: Collection[str] = (), dry_run: bool = False) -> int:
+        """Remove checkouts last used before ``older_than`` whose name is not in ``keep``, and
+        temporary folders older than that; how many (would) go. Nothing while a delivery
+        holds the cache (see :meth:`in_use`): it is pruned by a later gc."""
+        if not self.root.is_dir():
+            return 0
+        with open(self.root / "in-use.lock", "a+b") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0
+            try:
+                old = [p for p in self._prunable(set(keep)) if _mtime(p) < older_than]
+                if not dry_run:
+                    for path in old:
+                        _remove_tree(path)
+                return len(old)
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _prunable(self, keep: set[str]) -> Iterator[Path]:
+        checkouts = self.root / "checkouts"
+        for entry in _folders(checkouts):
+            if entry.name.startswith(".") or (is_sha(entry.name) and entry.name not in keep):
+                yield entry  # a leftover of an extraction or removal, or an unused checkout
+        yield from _folders(self.root / "tmp")
+        yield from (e for e in _folders(self.root / "git") if e.name.startswith("."))
 
     def _extract(self, git_dir: Path, sha: str, into: Path) -> None:
         args = ["git", f"--git-dir={git_dir}", "archive", "--format=tar", sha]
@@ -189,3 +239,30 @@ class GitCache:
                 err.seek(0)
                 said = err.read().decode(errors="replace").strip()
                 raise GitFetchError(f"git archive of {sha} failed: {said}")
+
+
+def _folders(path: Path) -> list[Path]:
+    try:
+        return [e for e in path.iterdir() if e.is_dir() and not e.is_symlink()]
+    except FileNotFoundError:
+        return []
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a folder; a named one is first renamed to a dot name, so that a kill halfway
+    leaves a leftover that looks like one, never a partial checkout or repository."""
+    if not path.name.startswith("."):
+        hidden = path.with_name(f".gc-{path.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, hidden)
+        except FileNotFoundError:
+            return
+        path = hidden
+    shutil.rmtree(path, ignore_errors=True)

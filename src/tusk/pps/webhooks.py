@@ -45,6 +45,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -69,7 +70,13 @@ from tusk.pps.gitcache import GitCache, is_sha, without_credentials
 from tusk.pps.service import PpsService
 from tusk.storage.meta.store_webhooks import WebhookDeliveryRecord
 
-__all__ = ["WebhookConfig", "WebhookOutcome", "WebhookService", "signature_of"]
+__all__ = [
+    "WebhookConfig",
+    "WebhookOutcome",
+    "WebhookService",
+    "prune_scratch",
+    "signature_of",
+]
 
 GITHUB = "github"
 ACTIONS = ("apply", "commit")
@@ -293,17 +300,19 @@ class WebhookService:
         """Fetch the commit and check it out (outside any transaction), then act and record
         the delivery in one transaction."""
         url, protocols = self._source(push)
-        git_dir = self.git.fetch(url, push.ref, push.sha, protocols=protocols)
-        remote = without_credentials(push.clone_url or url)
-        if self.config.action == "apply":
-            # Kept: the pipelines' transforms run in it (their working_dir).
-            tree = self.git.checkout(git_dir, push.sha, self.root / "checkouts" / push.sha)
-            return self._in_transaction(delivery, event, push, said, _Checkout(tree, remote))
-        scratch = self.root / "tmp"
-        scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{push.sha[:12]}-", dir=scratch) as tmp:
-            tree = self.git.checkout(git_dir, push.sha, Path(tmp) / "tree")
-            return self._in_transaction(delivery, event, push, said, _Checkout(tree, remote))
+        with self.git.in_use():  # tusk gc prunes no checkout while a delivery runs
+            git_dir = self.git.fetch(url, push.ref, push.sha, protocols=protocols)
+            remote = without_credentials(push.clone_url or url)
+            if self.config.action == "apply":
+                # Kept: the pipelines' transforms run in it (their working_dir); gc keeps
+                # it while a pipeline's current version or an unfinished job names it.
+                tree = self.git.checkout(git_dir, push.sha, self.root / "checkouts" / push.sha)
+                return self._in_transaction(delivery, event, push, said, _Checkout(tree, remote))
+            scratch = self.root / "tmp"
+            scratch.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=f"{push.sha[:12]}-", dir=scratch) as tmp:
+                tree = self.git.checkout(git_dir, push.sha, Path(tmp) / "tree")
+                return self._in_transaction(delivery, event, push, said, _Checkout(tree, remote))
 
     def _source(self, push: _Push) -> tuple[str, str | None]:
         """(URL to fetch from, transports allowed): the configured URL, else the payload's."""
@@ -435,6 +444,77 @@ class WebhookService:
             return {**out, "commit": None, "deleted": 0, "unchanged": True}
         done = self.pfs.finish_commit(repo, commit.id)
         return {**out, "commit": done.id, "deleted": len(stale), "unchanged": False}
+
+
+def prune_scratch(pps: PpsService, grace: float, dry_run: bool = False) -> int:
+    """Remove what deliveries and killed processes leave under the home, unused for longer
+    than ``grace`` seconds; how many folders (would) go (``tusk gc`` calls it).
+
+    That is: webhook checkouts that no delivery used within ``grace`` and no pipeline's
+    current version or unfinished job runs in, the webhook cache's temporary folders, and
+    the scratch folders of dead scheduler processes of this host (their noted datum
+    processes are ended first, as a starting scheduler does).
+    """
+    older_than = time.time() - grace
+    cache = GitCache(pps.home / "webhooks")
+    removed = cache.prune(older_than, _checkouts_in_use(pps, cache.root), dry_run)
+    return removed + _prune_worker_scratch(pps.home, older_than, dry_run)
+
+
+def _checkouts_in_use(pps: PpsService, root: Path) -> set[str]:
+    """Names of the checkouts that pipelines may still run in (their working_dir)."""
+    with pps.meta.read() as tx:
+        versions = {(p.name, p.version) for p in tx.list_pipelines()}
+        versions |= {(j.pipeline, j.version) for j in tx.list_jobs(states=["created", "running"])}
+        origins = [tx.get_pipeline_version(name, version) for name, version in versions]
+    checkouts = (root / "checkouts").resolve()
+    names: set[str] = set()
+    for record in origins:
+        if record is None:
+            continue
+        try:
+            origin = json.loads(record.origin)
+        except ValueError:
+            continue
+        git = origin.get("git") if isinstance(origin.get("git"), dict) else {}
+        for where in (origin.get("working_dir"), git.get("root")):
+            if isinstance(where, str):
+                parts = Path(where).resolve().parts
+                top = checkouts.parts
+                if parts[: len(top)] == top and len(parts) > len(top):
+                    names.add(parts[len(top)])
+    return names
+
+
+def _prune_worker_scratch(home: Path, older_than: float, dry_run: bool) -> int:
+    """Scratch folders (``<host>-<pid>``) of scheduler processes of this host that died."""
+    from tusk.pps.executor import kill_noted
+    from tusk.pps.scheduler import _HOST, _fast_scratch_root, _pid_alive
+
+    roots = [home / "scratch"]
+    fast = _fast_scratch_root()
+    if fast is not None:
+        roots.append(fast)
+    removed = 0
+    for root in roots:
+        try:
+            entries = [e for e in root.iterdir() if e.is_dir() and not e.is_symlink()]
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            host, _, pid = entry.name.rpartition("-")
+            if host != _HOST or not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            try:
+                if entry.stat().st_mtime >= older_than:
+                    continue
+            except FileNotFoundError:
+                continue
+            removed += 1
+            if not dry_run:
+                kill_noted(entry / "pids")
+                shutil.rmtree(entry, ignore_errors=True)
+    return removed
 
 
 def _regular(path: Path) -> bool:

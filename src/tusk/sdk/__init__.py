@@ -21,7 +21,7 @@ from tusk.pfs.models import (
     PutResult,
     RepoInfo,
 )
-from tusk.pfs.sources import is_url, source_name
+from tusk.pfs.sourcetext import is_url, source_name
 from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
 from tusk.sdk.client import Client, CommitHandle
 from tusk.sdk.pipelines import read_spec_source

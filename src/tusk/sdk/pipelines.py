@@ -1,4 +1,4 @@
-"""The pipeline half of ``tusk.Client``: specs, jobs, datums, logs, lineage, the scheduler.
+"""The pipeline half of the client API: specs, jobs, datums, logs, lineage, the scheduler.
 
 Jobs are addressed as Pachyderm addresses them: ``pipeline@<job id>`` (the job id is the id of
 the commit set that caused it); a unique prefix of the id is enough.
@@ -6,18 +6,15 @@ the commit set that caused it); a unique prefix of the id is enough.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tusk.errors import InvalidArgument, SourceError
-from tusk.pfs import PfsService
 from tusk.pfs.models import CommitInfo
-from tusk.pfs.sources import is_url
+from tusk.pfs.sourcetext import is_url
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
@@ -31,9 +28,8 @@ from tusk.sdk.projects import ProjectScope
 
 if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
     from tusk.pps.apply import Document
-    from tusk.pps.dask_executor import DaskExecutor
-    from tusk.pps.executor import LocalExecutor
-    from tusk.pps.service import Pause, PpsService
+    from tusk.sdk.local import LocalTransport
+    from tusk.sdk.remote import HttpTransport
 
 
 def split_job(address: str) -> tuple[str | None, str]:
@@ -131,47 +127,11 @@ def read_manifest(manifest: SecretManifest) -> dict[str, Any] | str:
     )
 
 
-class ApplyFiles:
-    """``apply_files`` for both transports: files are read here, ``apply`` runs there."""
+class PipelineMethods(ProjectScope):
+    """The pipeline half of the client API (see :mod:`tusk.sdk.base`): names and addresses
+    are read here, the work is done through the transport ``self._t``."""
 
-    def apply_files(
-        self: _Applies,
-        paths: list[str | os.PathLike[str]],
-        *,
-        prune: bool = False,
-        dry_run: bool = False,
-        reprocess: bool = False,
-    ) -> ApplyResult:
-        """:meth:`apply` the spec files and folders at ``paths``, recording their git commit."""
-        from tusk.sdk.gitops import read_documents
-
-        docs: list[Document | dict[str, Any]] = list(read_documents(paths))
-        return self.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
-
-
-class _Applies(Protocol):
-    def apply(
-        self,
-        documents: list[Document | dict[str, Any]],
-        *,
-        prune: bool = False,
-        dry_run: bool = False,
-        reprocess: bool = False,
-    ) -> ApplyResult: ...
-
-
-class PipelineMethods(ApplyFiles, ProjectScope):
-    home: Path
-    _pfs: PfsService
-    _pps_service: PpsService | None = None
-
-    @property
-    def _pps(self) -> PpsService:
-        if self._pps_service is None:
-            from tusk.pps.service import PpsService
-
-            self._pps_service = PpsService(self._pfs, self.home)
-        return self._pps_service
+    _t: LocalTransport | HttpTransport
 
     # Pipelines
 
@@ -187,25 +147,18 @@ class PipelineMethods(ApplyFiles, ProjectScope):
         """Create a pipeline from a spec dict (Pachyderm's spec); with ``update``, replace it.
 
         The transform runs in ``working_dir`` unless the spec sets ``transform.working_dir``
-        (default: the current directory).
+        (default: the current directory; for a server, a path on the server's machine).
         """
         where = dict(origin or {})
         where.setdefault("working_dir", str(Path(working_dir or os.getcwd()).resolve()))
-        return self._pps.create_pipeline(
-            self._spec(spec), origin=where, update=update, reprocess=reprocess
-        )
+        return self._t.create_pipeline(self._spec(spec), where, update, reprocess)
 
     def create_pipelines_from(
         self, source: str, *, update: bool = False, reprocess: bool = False
     ) -> list[PipelineInfo]:
         """Create (or update) every pipeline in a spec file, URL or ``-``, in file order."""
         specs, origin = read_spec_source(source)
-        return [
-            self._pps.create_pipeline(
-                self._spec(s), origin=origin, update=update, reprocess=reprocess
-            )
-            for s in specs
-        ]
+        return [self._t.create_pipeline(self._spec(s), origin, update, reprocess) for s in specs]
 
     def apply(
         self,
@@ -220,13 +173,24 @@ class PipelineMethods(ApplyFiles, ProjectScope):
         Unchanged pipelines are left alone; ``prune`` deletes pipelines no document declares;
         ``dry_run`` only returns the plan. Every problem is raised before anything changes.
         """
-        from tusk.pps.apply import Document, apply_documents
         from tusk.sdk.gitops import as_documents
 
-        docs = [
-            Document(self._document(d.spec), d.source, d.origin) for d in as_documents(documents)
-        ]
-        return apply_documents(self._pps, docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
+        docs = [(self._document(d.spec), d.source, d.origin) for d in as_documents(documents)]
+        return self._t.apply(docs, prune, dry_run, reprocess)
+
+    def apply_files(
+        self,
+        paths: list[str | os.PathLike[str]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        reprocess: bool = False,
+    ) -> ApplyResult:
+        """:meth:`apply` the spec files and folders at ``paths``, recording their git commit."""
+        from tusk.sdk.gitops import read_documents
+
+        docs: list[Document | dict[str, Any]] = list(read_documents(paths))
+        return self.apply(docs, prune=prune, dry_run=dry_run, reprocess=reprocess)
 
     def update_pipeline(
         self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any
@@ -235,20 +199,20 @@ class PipelineMethods(ApplyFiles, ProjectScope):
         return self.create_pipeline(spec, update=True, reprocess=reprocess, **kw)
 
     def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
-        return self._pps.inspect_pipeline(self._repo(name), history)
+        return self._t.inspect_pipeline(self._repo(name), history)
 
     def list_pipelines(self) -> list[PipelineInfo]:
-        return self._pps.list_pipelines()
+        return self._t.list_pipelines()
 
     def delete_pipeline(self, name: str, *, keep_repo: bool = False, force: bool = False) -> None:
-        self._pps.delete_pipeline(self._repo(name), keep_repo=keep_repo, force=force)
+        self._t.delete_pipeline(self._repo(name), keep_repo, force)
 
     def stop_pipeline(self, name: str) -> PipelineInfo:
         """Pause a pipeline: new input commits queue jobs that start when it is started."""
-        return self._pps.set_pipeline_state(self._repo(name), "paused")
+        return self._t.set_pipeline_state(self._repo(name), "paused")
 
     def start_pipeline(self, name: str) -> PipelineInfo:
-        return self._pps.set_pipeline_state(self._repo(name), "running")
+        return self._t.set_pipeline_state(self._repo(name), "running")
 
     def run_pipeline(self, name: str, branch: str | None = None) -> CommitInfo:
         """Run the pipeline again on its inputs' current heads; returns the new output commit.
@@ -256,22 +220,21 @@ class PipelineMethods(ApplyFiles, ProjectScope):
         With ``branch``, run it on that branch of its inputs, into that branch of its output
         repo (made from the usual branches if missing, upstream and downstream too).
         """
-        return self._pps.run_pipeline(self._repo(name), branch)
+        return self._t.run_pipeline(self._repo(name), branch)
 
     def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         """The datums a spec would have on the current data, without creating anything."""
-        return [d.to_json() for d in self._pps.datums_for_spec(self._spec(spec))]
+        return self._t.dry_run(self._spec(spec))
 
     # Jobs, datums, logs
 
     def list_jobs(
         self, pipeline: str | None = None, commit_set: str | None = None
     ) -> list[JobInfo]:
-        return self._pps.list_jobs(self._repo(pipeline) if pipeline else None, commit_set)
+        return self._t.list_jobs(self._repo(pipeline) if pipeline else None, commit_set)
 
     def inspect_job(self, address: str) -> JobInfo:
-        pipeline, job = split_job(self._job(address))
-        return self._pps.inspect_job(pipeline, job)
+        return self._t.inspect_job(*split_job(self._job(address)))
 
     def wait_job(
         self,
@@ -283,28 +246,22 @@ class PipelineMethods(ApplyFiles, ProjectScope):
     ) -> JobInfo:
         """Block until a job is done (as :meth:`wait_commit` runs pending jobs meanwhile)."""
         pipeline, job = split_job(self._job(address))
-        if pipeline is None:
-            pipeline = self._pps.inspect_job(None, job).pipeline
-        with self._waiting(run, log) as pause:
-            return self._pps.wait_job(pipeline, job, timeout, pause)
+        return self._t.wait_job(pipeline, job, timeout, run, log)
 
     def stop_job(self, address: str) -> JobInfo:
-        pipeline, job = split_job(self._job(address))
-        if pipeline is None:
-            pipeline = self._pps.inspect_job(None, job).pipeline
-        return self._pps.stop_job(pipeline, job)
+        return self._t.stop_job(*split_job(self._job(address)))
 
     def list_datums(self, address: str) -> list[DatumInfo]:
         pipeline, job = split_job(self._job(address))
         if pipeline is None:
             raise InvalidArgument("list datum needs pipeline@<job id>")
-        return self._pps.list_datums(pipeline, job)
+        return self._t.list_datums(pipeline, job)
 
     def inspect_datum(self, address: str, datum: str) -> DatumInfo:
         pipeline, job = split_job(self._job(address))
         if pipeline is None:
             raise InvalidArgument("inspect datum needs pipeline@<job id> and a datum id")
-        return self._pps.inspect_datum(pipeline, job, datum)
+        return self._t.inspect_datum(pipeline, job, datum)
 
     def logs(
         self,
@@ -313,7 +270,7 @@ class PipelineMethods(ApplyFiles, ProjectScope):
         datum: str | None = None,
         after: int = 0,
     ) -> list[LogLine]:
-        return self._pps.logs(self._repo(pipeline), job, datum, after)
+        return self._t.logs(self._repo(pipeline), job, datum, after)
 
     def wait_commit_set(
         self,
@@ -325,66 +282,39 @@ class PipelineMethods(ApplyFiles, ProjectScope):
     ) -> list[JobInfo]:
         """Block until every job of a commit set is done; returns the jobs.
 
-        Pending jobs run in this process meanwhile when no scheduler runs on the home, as
-        for :meth:`wait_commit`.
+        In-process, pending jobs run in this process meanwhile when no scheduler runs on the
+        home, as for :meth:`wait_commit`.
         """
-        with self._waiting(run, log) as pause:
-            return self._pps.wait_commit_set(commit_set, timeout, pause)
-
-    @contextmanager
-    def _waiting(self, run: bool, log: Callable[[str], None] | None) -> Iterator[Pause]:
-        """What a wait does between checks: run this home's jobs if nothing else does."""
-        from tusk.pps.waiting import WaitRunner
-
-        logger = logging.getLogger("tusk.scheduler")
-        runner = WaitRunner(
-            self._pps,
-            run=run,
-            log=log or logger.info,
-            warn=log or logger.warning,
-            executor=lambda: self._executor(None, None),
-        )
-        try:
-            yield runner.pause
-        finally:
-            runner.close()
-
-    def scheduler_running(self) -> bool | None:
-        """Whether a scheduler (``tusk up``, or a wait running jobs) runs on this home now.
-
-        None from a client of a server: there the server runs the jobs, or says why not.
-        """
-        return self._pfs.storage.meta.scheduler_presence().others_running()
+        return self._t.wait_commit_set(commit_set, timeout, run, log)
 
     def lineage(self, address: str, depth: int = 32) -> LineageStep:
         """Job, datum, inputs and code behind the file at ``repo@ref:/path``, up the graph."""
         addr = self._parse(address)
         if addr.path is None:
             raise InvalidArgument("lineage needs a file: repo@ref:/path")
-        ref = addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")
-        return self._pps.lineage(addr.repo, ref, addr.path, depth)
+        return self._t.lineage(addr, addr.path, depth)
 
-    # Secrets (values go in, never come out)
+    # Secrets (values go in, never come out; clusterAdmin when auth is on)
 
     def create_secret(self, manifest: SecretManifest) -> SecretInfo:
         """Store a Kubernetes Secret manifest (``kind: Secret``, ``metadata.name``, ``data`` in
         base64 and/or ``stringData``): a dict, JSON/YAML text or a file path. Its values are
         encrypted at rest; raises AlreadyExists if the name is taken (delete it first)."""
-        return self._pps.secrets.create(read_manifest(manifest))
+        return self._t.create_secret(read_manifest(manifest))
 
     def list_secrets(self) -> list[SecretInfo]:
         """Every secret's name and keys (never the values)."""
-        return self._pps.secrets.list_all()
+        return self._t.list_secrets()
 
     def inspect_secret(self, name: str) -> SecretInfo:
         """A secret's keys and times (never the values)."""
-        return self._pps.secrets.inspect(name)
+        return self._t.inspect_secret(name)
 
     def delete_secret(self, name: str) -> None:
         """Delete a secret; pipelines naming it fail their next job, saying so."""
-        self._pps.secrets.delete(name)
+        self._t.delete_secret(name)
 
-    # Running jobs here
+    # Running jobs here (in-process only: a server runs its own)
 
     def run_scheduler(
         self,
@@ -404,29 +334,18 @@ class PipelineMethods(ApplyFiles, ProjectScope):
         ``executor``: ``local`` (default: datums run as processes here) or
         ``dask://host:port`` (datums run on that Dask cluster's workers). ``role="worker"``
         runs datums only (``tusk worker``), for jobs a ``tusk up``/``serve`` elsewhere manages.
+        A client of a server raises InvalidArgument: the scheduler runs with the server.
         """
-        from tusk.pps.scheduler import Scheduler
+        self._t.run_scheduler(stop, once, sandbox, log, executor, role, api_url)
 
-        runner = self._executor(executor, sandbox)
-        try:
-            Scheduler(self._pps, runner, log=log, role=role, api_url=api_url).run(stop, once=once)
-        finally:
-            runner.close()
+    def scheduler_running(self) -> bool | None:
+        """Whether a scheduler (``tusk up``, or a wait running jobs) runs on this home now.
 
-    def _executor(self, executor: str | None, sandbox: str | None) -> LocalExecutor | DaskExecutor:
-        """``executor`` (default: ``$TUSK_EXECUTOR``, else local processes) for a scheduler."""
-        from tusk.pps.executor import LocalExecutor
-
-        chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
-        if chosen == "local":
-            return LocalExecutor(sandbox)
-        from tusk.pps.dask_executor import DaskExecutor, StoreSpec
-
-        storage = self._pfs.storage
-        spec = StoreSpec(str(self.home), storage.meta.url, storage.backend.url, sandbox)
-        return DaskExecutor(chosen, spec)
+        None from a client of a server: there the server runs the jobs, or says why not.
+        """
+        return self._t.scheduler_running()
 
     def sandbox_mode(self, sandbox: str | None = None) -> str:
-        from tusk.pps.executor import sandbox_mode
-
-        return sandbox_mode(sandbox)
+        """The sandbox datums run in here (a client of a server raises InvalidArgument: the
+        sandbox is the server's business)."""
+        return self._t.sandbox_mode(sandbox)

@@ -1,17 +1,21 @@
 """``RemoteClient``: the SDK over HTTP, with exactly the methods of the in-process ``Client``.
 
-``tusk.Client(address="http://host:7800")`` (or ``$TUSK_ADDRESS``) returns one. Addresses are
-parsed here as the in-process client parses them, so a bad address fails the same way before
-any request; the server's answers come back as the same result dataclasses, its errors as
-the same exception classes (by their ``code``).
+``tusk.Client(address="http://host:7800")`` (or ``$TUSK_ADDRESS``) returns one. Both are
+:class:`tusk.sdk.base.BaseClient`: addresses are parsed there, so a bad address fails the
+same way before any request; :class:`HttpTransport` here carries each call to the REST API
+and brings the server's answers back as the same result dataclasses, its errors as the same
+exception classes (by their ``code``).
 
 Uploads stream: a file goes up as the raw body of one PUT, read a MiB at a time; several
 files (``put_files``, ``put_dir``) as one tar stream built on the fly, so that they land in
 one commit. Downloads stream the other way; ``get_tar`` and ``get_dir`` read a tar stream.
 Nothing is committed unless a whole upload arrives.
 
-The ``iter_*`` listings ask for NDJSON (``Accept: application/x-ndjson``) and decode each line
-as it arrives; stopping early closes the response (the connection is dropped, not drained).
+The listings ask for NDJSON (``Accept: application/x-ndjson``) and decode each line as it
+arrives; stopping early closes the response (the connection is dropped, not drained).
+
+This module never imports the storage layer (SQLAlchemy, the chunker, the object stores):
+a command against a server loads httpx and the result types only.
 """
 
 from __future__ import annotations
@@ -20,14 +24,11 @@ import io
 import json
 import os
 import sys
-import tarfile
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -62,8 +63,8 @@ from tusk.pfs.models import (
     RepoInfo,
 )
 from tusk.pfs.paths import split_path
-from tusk.pfs.refs import Address, parse_address
-from tusk.pfs.sources import _local_error, is_url
+from tusk.pfs.refs import Address
+from tusk.pfs.sourcetext import is_url, local_error
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
@@ -73,29 +74,8 @@ from tusk.pps.models import (
     PipelineInfo,
     SecretInfo,
 )
-from tusk.sdk.client import (
-    CommitHandle,
-    FileReads,
-    Progress,
-    SourceLike,
-    _ref_text,
-    _walk_local,
-    dir_target,
-    file_target,
-    glob_target,
-)
-from tusk.sdk.pipelines import (
-    ApplyFiles,
-    SecretManifest,
-    read_manifest,
-    read_spec_source,
-    split_job,
-)
-from tusk.sdk.projects import ProjectScope, current_project
-
-if TYPE_CHECKING:
-    from tusk.pps.apply import Document
-    from tusk.sdk.client import Client
+from tusk.sdk.base import BaseClient, Progress, SourceLike, ref_text
+from tusk.sdk.projects import current_project
 
 T = TypeVar("T")
 SPOOL = 8 * 1024 * 1024  # a stream of unknown size is kept in memory up to this, then on disk
@@ -132,8 +112,10 @@ def _params(**kw: Any) -> dict[str, Any]:
     return out
 
 
-class RemoteClient(ApplyFiles, FileReads, ProjectScope):
+class RemoteClient(BaseClient):
     """A Tusk client talking to ``tusk up`` / ``tusk serve`` at ``address`` over HTTP."""
+
+    _t: HttpTransport
 
     def __init__(
         self,
@@ -145,26 +127,40 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
     ) -> None:
         self.project = current_project(project)
         given = setting("address", address)
-        token = setting("token", token)
         if not given:
             raise InvalidArgument(
                 "no server address: pass address=, set TUSK_ADDRESS or use a tusk context"
             )
-        self.address = normalize_address(given)
+        self._t = HttpTransport(normalize_address(given), setting("token", token), timeout)
+
+    @property
+    def address(self) -> str:
+        """The server's URL (``http(s)://host:port``)."""
+        return self._t.address
+
+    def __repr__(self) -> str:
+        return f"RemoteClient({self.address!r})"
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+
+class HttpTransport:
+    """The client API's calls as REST requests to the server at ``address``."""
+
+    def __init__(self, address: str, token: str | None, timeout: float) -> None:
+        self.address = address
         headers = {"user-agent": f"tusk-sdk/{tusk_version()}"}
         if token:
             headers["authorization"] = f"Bearer {token}"
         # No read timeout: fsck, gc and big commits take what they take; waits are long polls
         # that the server ends after MAX_WAIT seconds.
-        self._http = httpx.Client(
-            base_url=self.address + API_PREFIX,
+        self.http = httpx.Client(
+            base_url=address + API_PREFIX,
             headers=headers,
             timeout=httpx.Timeout(timeout, read=None),
         )
         self._home: Path | None = None
-
-    def __repr__(self) -> str:
-        return f"RemoteClient({self.address!r})"
 
     @property
     def home(self) -> Path:
@@ -174,14 +170,7 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
         return self._home
 
     def close(self) -> None:
-        """Close the connections to the server."""
-        self._http.close()
-
-    def __enter__(self) -> RemoteClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+        self.http.close()
 
     # Plumbing
 
@@ -193,8 +182,8 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
 
     def _send(self, method: str, url: str, *, stream: bool = False, **kw: Any) -> httpx.Response:
         try:
-            request = self._http.build_request(method, url, **kw)
-            response = self._http.send(request, stream=stream)
+            request = self.http.build_request(method, url, **kw)
+            response = self.http.send(request, stream=stream)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         if response.status_code >= 400:
@@ -213,6 +202,12 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
             return None
         return response.json()
 
+    def rest(self, what: str, method: str, url: str, **kw: Any) -> Any:
+        """One REST call (``params`` without None values), its JSON answer."""
+        if "params" in kw:
+            kw["params"] = _params(**kw["params"])
+        return self._call(method, url, **kw)
+
     def _wait(self, url: str, timeout: float | None) -> Any:
         """A long poll: ask in slices of at most MAX_WAIT seconds until done or ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -228,7 +223,7 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
                 raise timed_out(exc, timeout) from None
 
     def _commit_url(self, addr: Address, *rest: str) -> str:
-        return "/".join((f"/repos/{_seg(addr.repo)}/commits/{_seg(_ref_text(addr))}", *rest))
+        return "/".join((f"/repos/{_seg(addr.repo)}/commits/{_seg(ref_text(addr))}", *rest))
 
     def _blocks(self, response: httpx.Response) -> Iterator[bytes]:
         try:
@@ -283,174 +278,104 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
             ),
         )
 
-    # Projects (a repo of another project than default is named project/repo)
+    # Projects, repos, branches
 
-    def create_project(self, name: str, description: str = "", update: bool = False) -> ProjectInfo:
-        """Create a project; with ``update=True`` an existing one gets the new description."""
+    def create_project(self, name: str, description: str, update: bool) -> ProjectInfo:
         body = {"name": name, "description": description, "update": update}
         return decode(ProjectInfo, self._call("POST", "/projects", json=body))
 
     def list_projects(self) -> list[ProjectInfo]:
-        """Every project, by name, with its repos."""
         return decode_list(ProjectInfo, self._call("GET", "/projects"))
 
     def inspect_project(self, name: str) -> ProjectInfo:
-        """A project's description, creation time and repos."""
         return decode(ProjectInfo, self._call("GET", f"/projects/{_seg(name)}"))
 
     def delete_project(self, name: str) -> None:
-        """Delete an empty project (never ``default``); refused while it has repos."""
         self._call("DELETE", f"/projects/{_seg(name)}")
 
-    # Repos
-
-    def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
-        """Create a repo; with ``update=True`` an existing repo gets the new description."""
-        body = {"name": self._repo(name), "description": description, "update": update}
+    def create_repo(self, name: str, description: str, update: bool) -> RepoInfo:
+        body = {"name": name, "description": description, "update": update}
         return decode(RepoInfo, self._call("POST", "/repos", json=body))
 
     def inspect_repo(self, name: str) -> RepoInfo:
-        """A repo's description, size (of master's head) and branches."""
-        return decode(RepoInfo, self._call("GET", f"/repos/{_seg(self._repo(name))}"))
+        return decode(RepoInfo, self._call("GET", f"/repos/{_seg(name)}"))
 
     def list_repos(self) -> list[RepoInfo]:
-        """Every repo, by name."""
         return decode_list(RepoInfo, self._call("GET", "/repos"))
 
-    def delete_repo(self, name: str, force: bool = False) -> None:
-        """Delete a repo; refused while another repo's branch names it in provenance."""
-        url = f"/repos/{_seg(self._repo(name))}"
-        self._call("DELETE", url, params=_params(force=force))
-
-    # Branches
+    def delete_repo(self, name: str, force: bool) -> None:
+        self._call("DELETE", f"/repos/{_seg(name)}", params=_params(force=force))
 
     def create_branch(
-        self, address: str, head: str | None = None, provenance: Sequence[str] = ()
+        self, addr: Address, head: str | None, provenance: list[tuple[str, Address]]
     ) -> BranchInfo:
-        """Create ``repo@branch`` at ``head`` (a branch, commit or ancestor ref), or move it."""
-        addr = self._parse(address)
-        prov = [self._address(p) for p in provenance]
-        for p in prov:
-            parse_address(p)
-        body = {"name": addr.ref.base, "head": head, "provenance": prov}
-        return decode(
-            BranchInfo, self._call("POST", f"/repos/{_seg(addr.repo)}/branches", json=body)
-        )
+        body = {"name": addr.ref.base, "head": head, "provenance": [t for t, _ in provenance]}
+        url = f"/repos/{_seg(addr.repo)}/branches"
+        return decode(BranchInfo, self._call("POST", url, json=body))
 
-    def inspect_branch(self, address: str) -> BranchInfo:
-        """Head, provenance and subvenance of ``repo@branch``."""
-        addr = self._parse(address)
+    def inspect_branch(self, addr: Address) -> BranchInfo:
         url = f"/repos/{_seg(addr.repo)}/branches/{_seg(addr.ref.base)}"
         return decode(BranchInfo, self._call("GET", url))
 
     def list_branches(self, repo: str) -> list[BranchInfo]:
-        """The branches of a repo."""
-        return decode_list(
-            BranchInfo, self._call("GET", f"/repos/{_seg(self._repo(repo))}/branches")
-        )
+        return decode_list(BranchInfo, self._call("GET", f"/repos/{_seg(repo)}/branches"))
 
-    def delete_branch(self, address: str, force: bool = False) -> None:
-        """Delete ``repo@branch`` (its commits stay reachable by id)."""
-        addr = self._parse(address)
+    def delete_branch(self, addr: Address, force: bool) -> None:
         url = f"/repos/{_seg(addr.repo)}/branches/{_seg(addr.ref.base)}"
         self._call("DELETE", url, params=_params(force=force))
 
     # Commits
 
-    def start_commit(
-        self, address: str, parent: str | None = None, description: str = ""
-    ) -> CommitInfo:
-        """Open a commit on ``repo@branch``; writes to the branch go into it until finished."""
-        addr = self._parse(address)
+    def start_commit(self, addr: Address, parent: str | None, description: str) -> CommitInfo:
         body = {"branch": addr.ref.base, "parent": parent, "description": description}
-        return decode(
-            CommitInfo, self._call("POST", f"/repos/{_seg(addr.repo)}/commits", json=body)
-        )
+        url = f"/repos/{_seg(addr.repo)}/commits"
+        return decode(CommitInfo, self._call("POST", url, json=body))
 
-    def finish_commit(self, address: str, description: str | None = None) -> CommitInfo:
-        """Finish the open commit on ``repo@branch`` (or ``repo@<commit-id>``)."""
-        addr = self._parse(address)
+    def finish_commit(self, addr: Address, description: str | None) -> CommitInfo:
         url = self._commit_url(addr, "finish")
         return decode(CommitInfo, self._call("POST", url, json={"description": description}))
 
-    def inspect_commit(self, address: str) -> CommitInfo:
-        """One commit: state, parent, children, size, branches."""
-        return decode(CommitInfo, self._call("GET", self._commit_url(self._parse(address))))
+    def inspect_commit(self, addr: Address) -> CommitInfo:
+        return decode(CommitInfo, self._call("GET", self._commit_url(addr)))
 
-    def list_commits(self, address: str, number: int | None = None) -> list[CommitInfo]:
-        """Newest first: a branch's history for ``repo@branch``, every commit for ``repo``."""
-        addr = self._parse(address)
-        ref = _ref_text(addr) if addr.explicit_ref else None
+    def iter_commits(self, repo: str, ref: str | None, number: int | None) -> Iterator[CommitInfo]:
         params = _params(ref=ref, number=number)
-        return decode_list(
-            CommitInfo, self._call("GET", f"/repos/{_seg(addr.repo)}/commits", params=params)
-        )
-
-    def iter_commits(self, address: str, number: int | None = None) -> Iterator[CommitInfo]:
-        """:meth:`list_commits`, one commit at a time (streamed)."""
-        addr = self._parse(address)
-        ref = _ref_text(addr) if addr.explicit_ref else None
-        params = _params(ref=ref, number=number)
-        yield from self._stream(CommitInfo, f"/repos/{_seg(addr.repo)}/commits", params)
+        return self._stream(CommitInfo, f"/repos/{_seg(repo)}/commits", params)
 
     def wait_commit(
         self,
-        address: str,
-        timeout: float | None = None,
-        *,
-        run: bool = True,
-        log: Callable[[str], None] | None = None,
+        addr: Address,
+        timeout: float | None,
+        run: bool,
+        log: Callable[[str], None] | None,
     ) -> CommitInfo:
-        """Block until the commit is finished; raise Timeout after ``timeout`` seconds.
-
-        The server runs the jobs (``run`` and ``log`` are for in-process clients).
-        """
-        addr = self._parse(address)
-        first = self.inspect_commit(address)  # a branch is resolved once, as in-process
+        # The server runs the jobs (run and log are for in-process clients); a branch is
+        # resolved once, as in-process.
+        first = self.inspect_commit(addr)
         url = f"/repos/{_seg(addr.repo)}/commits/{_seg(first.id)}/wait"
         return decode(CommitInfo, self._wait(url, timeout))
 
-    def squash_commit(self, address: str, description: str | None = None) -> CommitInfo:
-        """Merge a commit into its parent."""
-        url = self._commit_url(self._parse(address), "squash")
+    def squash_commit(self, addr: Address, description: str | None) -> CommitInfo:
+        url = self._commit_url(addr, "squash")
         return decode(CommitInfo, self._call("POST", url, json={"description": description}))
 
-    def delete_commit(self, address: str) -> None:
-        """Delete a branch head commit; the branch moves back to its parent."""
-        self._call("DELETE", self._commit_url(self._parse(address)))
+    def delete_commit(self, addr: Address) -> None:
+        self._call("DELETE", self._commit_url(addr))
 
     def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
-        """Every commit in a commit set (all commits caused by one change)."""
         return decode_list(CommitInfo, self._call("GET", f"/commit-sets/{_seg(commit_set)}"))
 
-    @contextmanager
-    def commit(self, address: str, description: str = "") -> Iterator[CommitHandle]:
-        """Open a commit, yield a handle to write through, finish it on success.
-
-        On an exception the open commit is deleted, so nothing half-written becomes visible.
-        """
-        info = self.start_commit(address, description=description)
-        handle = CommitHandle(cast("Client", self), info)
-        try:
-            yield handle
-        except BaseException:
-            self.delete_commit(f"{info.repo}@{info.id}")
-            raise
-        handle.info = self.finish_commit(f"{info.repo}@{info.id}")
-
-    # Files: writes
+    # Files
 
     def put_file(
         self,
-        address: str,
+        addr: Address,
+        path: str,
         source: SourceLike,
-        *,
-        append: bool = False,
-        description: str = "",
-        progress: Progress | None = None,
+        append: bool,
+        description: str,
+        progress: Progress | None,
     ) -> PutResult:
-        """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
-        addr, path = file_target(self._address(address), source)
         blocks, size = _open_source(source)
         params = _params(append=append, description=description)
         url = self._commit_url(addr, "files", _path(path))
@@ -460,87 +385,39 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
 
     def put_files(
         self,
-        address: str,
-        items: Iterable[tuple[str, SourceLike]],
-        *,
-        append: bool = False,
-        description: str = "",
-        progress: Progress | None = None,
-    ) -> PutResult:
-        """Put many (path, source) pairs under ``repo@branch[:/dir]`` as one change."""
-        addr = self._parse(address)
-        prefix = split_path(addr.path or "/")
-        members = (((*prefix, *split_path(p)), _sized_source(s)) for p, s in items)
-        return self._put_tar(addr, members, append, description, progress)
-
-    def put_dir(
-        self,
-        address: str,
-        local_dir: str | os.PathLike[str],
-        *,
-        append: bool = False,
-        description: str = "",
-        progress: Progress | None = None,
-    ) -> PutResult:
-        """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
-        addr, prefix, root = dir_target(self._address(address), local_dir)
-        members = (
-            ((*prefix, *rel.split("/")), _sized_source(Path(full)))
-            for rel, full in _walk_local(root)
-        )
-        return self._put_tar(addr, members, append, description, progress)
-
-    def _put_tar(
-        self,
         addr: Address,
-        members: Iterator[tuple[tuple[str, ...], Callable[[], tuple[int, BinaryIO]]]],
+        members: Iterable[tuple[tuple[str, ...], SourceLike]],
         append: bool,
         description: str,
         progress: Progress | None,
     ) -> PutResult:
-        body = _counted(_tar_of(members), progress)
+        sized = ((parts, _sized_source(s)) for parts, s in members)
+        body = _counted(_tar_of(sized), progress)
         params = _params(append=append, description=description)
         return self._upload(self._commit_url(addr, "tar", ""), body, params, "application/x-tar")
 
-    def delete_file(self, address: str, description: str = "") -> CommitInfo:
-        """Delete a file or a whole directory at ``repo@branch:/path``."""
-        addr = self._parse(address)
-        if addr.path is None:
-            raise InvalidArgument("delete file needs a path: repo@branch:/path")
-        url = self._commit_url(addr, "files", _path(addr.path))
+    def delete_file(self, addr: Address, path: str, description: str) -> CommitInfo:
+        url = self._commit_url(addr, "files", _path(path))
         params = _params(description=description)
         return decode(CommitInfo, self._call("DELETE", url, params=params))
 
-    def copy_file(self, src: str, dst: str) -> CommitInfo:
-        """Copy a file or directory (any repo or commit) to ``repo@branch:/path``; no data moves."""
-        src = self._address(src)
-        parse_address(src)
-        d = self._parse(dst)
-        if d.path is None:
-            raise InvalidArgument("copy file needs a destination path: repo@branch:/path")
-        url = self._commit_url(d, "copy", _path(d.path))
-        return decode(CommitInfo, self._call("POST", url, json={"src": src}))
+    def copy_file(self, src_text: str, src: Address, dst: Address, path: str) -> CommitInfo:
+        url = self._commit_url(dst, "copy", _path(path))
+        return decode(CommitInfo, self._call("POST", url, json={"src": src_text}))
 
-    # Files: reads
-
-    def open_file(self, address: str) -> Iterator[bytes]:
-        """Stream a file's bytes, chunk by chunk."""
-        addr = self._parse(address)
+    def open_file(self, addr: Address) -> Iterator[bytes]:
         response = self._send("GET", self._commit_url(addr, "files", _path(addr.path)), stream=True)
         return self._blocks(response)
 
     def _open_tar(self, addr: Address) -> httpx.Response:
         return self._send("GET", self._commit_url(addr, "tar", _path(addr.path)), stream=True)
 
-    def get_dir(
-        self, address: str, local_dir: str | os.PathLike[str], progress: Progress | None = None
-    ) -> int:
-        """Write every file at or below ``repo@ref:/path`` into ``local_dir``; return the count."""
-        addr = self._parse(address)
+    def get_dir(self, addr: Address, root: Path, progress: Progress | None) -> int:
         base = addr.path or "/"
-        root = Path(local_dir)
         count = 0
         stream = io.BufferedReader(_Blocks(self._blocks(self._open_tar(addr))), BLOCK)
+        import tarfile
+
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 if not member.isreg():
@@ -560,134 +437,63 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
         stream.close()
         return count
 
-    def get_tar(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
-        """Write a tar stream of every file at or below ``repo@ref:/path``; return the count."""
-        addr = self._parse(address)
+    def get_tar(self, addr: Address, target: BinaryIO, progress: Progress | None) -> int:
         # The bytes go to ``target`` as they arrive; tarfile reads along only to count.
         tee = _Blocks(self._blocks(self._open_tar(addr)), target, progress)
         count = 0
+        import tarfile
+
         with tarfile.open(fileobj=io.BufferedReader(tee, BLOCK), mode="r|") as tar:
             for member in tar:
                 count += member.isreg()
         tee.drain()
         return count
 
-    def inspect_file(self, address: str) -> FileInfo:
-        """Type, size, hash and chunk count of a file or directory."""
-        addr = self._parse(address)
+    def inspect_file(self, addr: Address) -> FileInfo:
         return decode(FileInfo, self._call("GET", self._commit_url(addr, "info", _path(addr.path))))
 
-    def list_files(self, address: str) -> list[FileInfo]:
-        """The entries of a directory (or the file itself) at ``repo@ref:/path``."""
-        addr = self._parse(address)
-        url = self._commit_url(addr, "list", _path(addr.path))
-        return decode_list(FileInfo, self._call("GET", url))
+    def iter_files(self, addr: Address) -> Iterator[FileInfo]:
+        return self._stream(FileInfo, self._commit_url(addr, "list", _path(addr.path)))
 
-    def iter_files(self, address: str) -> Iterator[FileInfo]:
-        """:meth:`list_files`, one entry at a time: ``for f in client.iter_files("r@master:/")``."""
-        addr = self._parse(address)
-        yield from self._stream(FileInfo, self._commit_url(addr, "list", _path(addr.path)))
+    def iter_glob(self, addr: Address, glob: str) -> Iterator[FileInfo]:
+        return self._stream(FileInfo, self._commit_url(addr, "glob"), {"pattern": glob})
 
-    def glob_files(self, pattern: str) -> list[FileInfo]:
-        """Files and directories matching ``repo@ref:/glob`` (``*``, ``?``, ``[..]``, ``**``)."""
-        addr, glob = glob_target(self._address(pattern))
-        url = self._commit_url(addr, "glob")
-        return decode_list(FileInfo, self._call("GET", url, params={"pattern": glob}))
-
-    def iter_glob(self, pattern: str) -> Iterator[FileInfo]:
-        """:meth:`glob_files`, one match at a time, in path order."""
-        addr, glob = glob_target(self._address(pattern))
-        yield from self._stream(FileInfo, self._commit_url(addr, "glob"), {"pattern": glob})
-
-    def _diff_request(self, new: str, old: str | None) -> tuple[str, dict[str, Any]]:
-        new_addr = self._parse(new)
-        if old is not None:
-            old = self._address(old)
-            parse_address(old)
-        return self._commit_url(new_addr, "diff", _path(new_addr.path)), _params(old=old)
-
-    def diff_file(self, new: str, old: str | None = None) -> list[DiffEntry]:
-        """Files added, removed or changed from ``old`` (default: new's parent) to ``new``."""
-        url, params = self._diff_request(new, old)
-        return decode_list(DiffEntry, self._call("GET", url, params=params))
-
-    def iter_diff(self, new: str, old: str | None = None) -> Iterator[DiffEntry]:
-        """:meth:`diff_file`, one change at a time, in path order."""
-        url, params = self._diff_request(new, old)
-        yield from self._stream(DiffEntry, url, params)
+    def iter_diff(
+        self, new: Address, old_text: str | None, old: Address | None
+    ) -> Iterator[DiffEntry]:
+        url = self._commit_url(new, "diff", _path(new.path))
+        return self._stream(DiffEntry, url, _params(old=old_text))
 
     # Maintenance
 
     def fsck(self) -> FsckReport:
-        """Re-read every pack and check every hash and reference."""
         return decode(FsckReport, self._call("POST", "/fsck"))
 
-    def gc(self, grace: float = 3600.0, dry_run: bool = False) -> GcReport:
-        """Delete data no commit references and nobody touched within ``grace`` seconds."""
-        body = {"grace": grace, "dry_run": dry_run}
+    def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
+        body = {"grace": grace, "dry_run": dry_run, "repack_threshold": repack_threshold}
         return decode(GcReport, self._call("POST", "/gc", json=body))
 
     def stats(self) -> dict[str, int]:
-        """Counts of repos, commits, nodes, packs, chunks and pack bytes."""
         return dict(self._call("GET", "/stats"))
 
     # Pipelines
 
     def create_pipeline(
-        self,
-        spec: dict[str, Any],
-        *,
-        update: bool = False,
-        reprocess: bool = False,
-        working_dir: str | os.PathLike[str] | None = None,
-        origin: dict[str, Any] | None = None,
-    ) -> PipelineInfo:
-        """Create a pipeline from a spec dict (Pachyderm's spec); with ``update``, replace it.
-
-        The transform runs in ``working_dir`` unless the spec sets ``transform.working_dir``
-        (default: the current directory; a path on the server's machine).
-        """
-        where = dict(origin or {})
-        where.setdefault("working_dir", str(Path(working_dir or os.getcwd()).resolve()))
-        return self._create_pipeline(spec, where, update, reprocess)
-
-    def _create_pipeline(
         self, spec: dict[str, Any], origin: dict[str, Any], update: bool, reprocess: bool
     ) -> PipelineInfo:
-        body = {
-            "spec": self._spec(spec),
-            "update": update,
-            "reprocess": reprocess,
-            "origin": origin,
-        }
+        body = {"spec": spec, "update": update, "reprocess": reprocess, "origin": origin}
         return decode(PipelineInfo, self._call("POST", "/pipelines", json=body))
-
-    def create_pipelines_from(
-        self, source: str, *, update: bool = False, reprocess: bool = False
-    ) -> list[PipelineInfo]:
-        """Create (or update) every pipeline in a spec file, URL or ``-``, in file order."""
-        specs, origin = read_spec_source(source)
-        return [self._create_pipeline(s, origin, update, reprocess) for s in specs]
 
     def apply(
         self,
-        documents: list[Document | dict[str, Any]],
-        *,
-        prune: bool = False,
-        dry_run: bool = False,
-        reprocess: bool = False,
+        docs: list[tuple[dict[str, Any], str, dict[str, Any]]],
+        prune: bool,
+        dry_run: bool,
+        reprocess: bool,
     ) -> ApplyResult:
-        """Make repos and pipelines match ``documents`` in one transaction (``tusk apply``).
-
-        Unchanged pipelines are left alone; ``prune`` deletes pipelines no document declares;
-        ``dry_run`` only returns the plan. Every problem is raised before anything changes.
-        """
-        from tusk.sdk.gitops import as_documents
-
         body = {
             "documents": [
-                {"spec": self._document(d.spec), "source": d.source, "origin": d.origin}
-                for d in as_documents(documents)
+                {"spec": spec, "source": source, "origin": origin} for spec, source, origin in docs
             ],
             "prune": prune,
             "dry_run": dry_run,
@@ -695,51 +501,31 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
         }
         return decode(ApplyResult, self._call("POST", "/apply", json=body))
 
-    def update_pipeline(
-        self, spec: dict[str, Any], *, reprocess: bool = False, **kw: Any
-    ) -> PipelineInfo:
-        """A new version of a pipeline; ``reprocess`` reruns every datum under it."""
-        return self.create_pipeline(spec, update=True, reprocess=reprocess, **kw)
-
-    def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
-        params = _params(history=history)
-        return decode(
-            PipelineInfo, self._call("GET", f"/pipelines/{_seg(self._repo(name))}", params=params)
-        )
+    def inspect_pipeline(self, name: str, history: bool) -> PipelineInfo:
+        url = f"/pipelines/{_seg(name)}"
+        return decode(PipelineInfo, self._call("GET", url, params=_params(history=history)))
 
     def list_pipelines(self) -> list[PipelineInfo]:
         return decode_list(PipelineInfo, self._call("GET", "/pipelines"))
 
-    def delete_pipeline(self, name: str, *, keep_repo: bool = False, force: bool = False) -> None:
+    def delete_pipeline(self, name: str, keep_repo: bool, force: bool) -> None:
         params = _params(keep_repo=keep_repo, force=force)
-        self._call("DELETE", f"/pipelines/{_seg(self._repo(name))}", params=params)
+        self._call("DELETE", f"/pipelines/{_seg(name)}", params=params)
 
-    def stop_pipeline(self, name: str) -> PipelineInfo:
-        """Pause a pipeline: new input commits queue jobs that start when it is started."""
-        return decode(PipelineInfo, self._call("POST", f"/pipelines/{_seg(self._repo(name))}/stop"))
+    def set_pipeline_state(self, name: str, state: str) -> PipelineInfo:
+        verb = "stop" if state == "paused" else "start"
+        return decode(PipelineInfo, self._call("POST", f"/pipelines/{_seg(name)}/{verb}"))
 
-    def start_pipeline(self, name: str) -> PipelineInfo:
-        return decode(
-            PipelineInfo, self._call("POST", f"/pipelines/{_seg(self._repo(name))}/start")
-        )
-
-    def run_pipeline(self, name: str, branch: str | None = None) -> CommitInfo:
-        """Run the pipeline again on its inputs' current heads; returns the new output commit.
-
-        With ``branch``, run it on that branch of its inputs, into that branch of its output
-        repo (made from the usual branches if missing, upstream and downstream too).
-        """
-        url = f"/pipelines/{_seg(self._repo(name))}/run"
+    def run_pipeline(self, name: str, branch: str | None) -> CommitInfo:
+        url = f"/pipelines/{_seg(name)}/run"
         return decode(CommitInfo, self._call("POST", url, params=_params(branch=branch)))
 
     def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
-        """The datums a spec would have on the current data, without creating anything."""
-        return list(self._call("POST", "/dry-run", json={"spec": self._spec(spec)}))
+        return list(self._call("POST", "/dry-run", json={"spec": spec}))
 
     # Jobs, datums, logs
 
-    def _job_url(self, address: str, *rest: str) -> str:
-        pipeline, job = split_job(self._job(address))
+    def _job_url(self, pipeline: str | None, job: str, *rest: str) -> str:
         base = (
             f"/jobs/{_seg(job)}"
             if pipeline is None
@@ -747,220 +533,85 @@ class RemoteClient(ApplyFiles, FileReads, ProjectScope):
         )
         return "/".join((base, *rest))
 
-    def list_jobs(
-        self, pipeline: str | None = None, commit_set: str | None = None
-    ) -> list[JobInfo]:
-        params = _params(pipeline=self._repo(pipeline) if pipeline else None, commit_set=commit_set)
+    def list_jobs(self, pipeline: str | None, commit_set: str | None) -> list[JobInfo]:
+        params = _params(pipeline=pipeline, commit_set=commit_set)
         return decode_list(JobInfo, self._call("GET", "/jobs", params=params))
 
-    def inspect_job(self, address: str) -> JobInfo:
-        return decode(JobInfo, self._call("GET", self._job_url(address)))
+    def inspect_job(self, pipeline: str | None, job: str) -> JobInfo:
+        return decode(JobInfo, self._call("GET", self._job_url(pipeline, job)))
 
     def wait_job(
         self,
-        address: str,
-        timeout: float | None = None,
-        *,
-        run: bool = True,
-        log: Callable[[str], None] | None = None,
+        pipeline: str | None,
+        job: str,
+        timeout: float | None,
+        run: bool,
+        log: Callable[[str], None] | None,
     ) -> JobInfo:
-        """Block until a job is done (the server runs it)."""
-        return decode(JobInfo, self._wait(self._job_url(address, "wait"), timeout))
+        return decode(JobInfo, self._wait(self._job_url(pipeline, job, "wait"), timeout))
 
-    def stop_job(self, address: str) -> JobInfo:
-        return decode(JobInfo, self._call("POST", self._job_url(address, "stop")))
+    def stop_job(self, pipeline: str | None, job: str) -> JobInfo:
+        return decode(JobInfo, self._call("POST", self._job_url(pipeline, job, "stop")))
 
-    def list_datums(self, address: str) -> list[DatumInfo]:
-        pipeline, _job = split_job(address)
-        if pipeline is None:
-            raise InvalidArgument("list datum needs pipeline@<job id>")
-        return decode_list(DatumInfo, self._call("GET", self._job_url(address, "datums")))
+    def list_datums(self, pipeline: str, job: str) -> list[DatumInfo]:
+        return decode_list(DatumInfo, self._call("GET", self._job_url(pipeline, job, "datums")))
 
-    def inspect_datum(self, address: str, datum: str) -> DatumInfo:
-        pipeline, _job = split_job(address)
-        if pipeline is None:
-            raise InvalidArgument("inspect datum needs pipeline@<job id> and a datum id")
-        url = self._job_url(address, "datums", _seg(datum))
+    def inspect_datum(self, pipeline: str, job: str, datum: str) -> DatumInfo:
+        url = self._job_url(pipeline, job, "datums", _seg(datum))
         return decode(DatumInfo, self._call("GET", url))
 
-    def logs(
-        self,
-        pipeline: str,
-        job: str | None = None,
-        datum: str | None = None,
-        after: int = 0,
-    ) -> list[LogLine]:
+    def logs(self, pipeline: str, job: str | None, datum: str | None, after: int) -> list[LogLine]:
         params = _params(job=job, datum=datum, after=after)
-        url = f"/pipelines/{_seg(self._repo(pipeline))}/logs"
+        url = f"/pipelines/{_seg(pipeline)}/logs"
         return decode_list(LogLine, self._call("GET", url, params=params))
 
     def wait_commit_set(
         self,
         commit_set: str,
-        timeout: float | None = None,
-        *,
-        run: bool = True,
-        log: Callable[[str], None] | None = None,
+        timeout: float | None,
+        run: bool,
+        log: Callable[[str], None] | None,
     ) -> list[JobInfo]:
-        """Block until every job of a commit set is done; returns the jobs."""
         return decode_list(JobInfo, self._wait(f"/commit-sets/{_seg(commit_set)}/wait", timeout))
 
-    def lineage(self, address: str, depth: int = 32) -> LineageStep:
-        """Job, datum, inputs and code behind the file at ``repo@ref:/path``, up the graph."""
-        addr = self._parse(address)
-        if addr.path is None:
-            raise InvalidArgument("lineage needs a file: repo@ref:/path")
-        url = self._commit_url(addr, "lineage", _path(addr.path))
+    def lineage(self, addr: Address, path: str, depth: int) -> LineageStep:
+        url = self._commit_url(addr, "lineage", _path(path))
         return decode(LineageStep, self._call("GET", url, params={"depth": depth}))
 
-    # Secrets (values go in, never come out; clusterAdmin when auth is on)
+    # Secrets
 
-    def create_secret(self, manifest: SecretManifest) -> SecretInfo:
-        """Store a Kubernetes Secret manifest (``kind: Secret``, ``metadata.name``, ``data`` in
-        base64 and/or ``stringData``): a dict, JSON/YAML text or a file path. Its values are
-        encrypted at rest; raises AlreadyExists if the name is taken (delete it first)."""
-        body = {"manifest": read_manifest(manifest)}
-        return decode(SecretInfo, self._call("POST", "/secrets", json=body))
+    def create_secret(self, manifest: dict[str, Any] | str) -> SecretInfo:
+        return decode(SecretInfo, self._call("POST", "/secrets", json={"manifest": manifest}))
 
     def list_secrets(self) -> list[SecretInfo]:
-        """Every secret's name and keys (never the values)."""
         return decode_list(SecretInfo, self._call("GET", "/secrets"))
 
     def inspect_secret(self, name: str) -> SecretInfo:
-        """A secret's keys and times (never the values)."""
         return decode(SecretInfo, self._call("GET", f"/secrets/{_seg(name)}"))
 
     def delete_secret(self, name: str) -> None:
-        """Delete a secret; pipelines naming it fail their next job, saying so."""
         self._call("DELETE", f"/secrets/{_seg(name)}")
 
-    # Auth (a server's; the in-process client has none)
-
-    def auth_activate(self) -> str:
-        """Turn auth on; returns the root token (user:root, clusterAdmin), shown this once.
-
-        Needs no token; raises Conflict when auth is already on.
-        """
-        return str(self._call("POST", "/auth/activate")["token"])
-
-    def auth_deactivate(self) -> None:
-        """Turn auth off (user:root only): tokens and roles go, the audit log stays."""
-        self._call("POST", "/auth/deactivate")
-
-    def whoami(self) -> dict[str, Any]:
-        """Who this client's token is: ``{principal, token_id, cluster_roles, active}``."""
-        return cast("dict[str, Any]", self._call("GET", "/auth/whoami"))
-
-    def create_token(
-        self, principal: str | None = None, ttl: float | None = None, description: str = ""
-    ) -> tuple[dict[str, Any], str]:
-        """A new token for ``principal`` (default: the caller; others need clusterAdmin).
-
-        ``ttl``: seconds until it expires (None: never). Returns ``(info, token)``; the token
-        is shown this once.
-        """
-        body = {"principal": principal, "ttl": ttl, "description": description}
-        out = self._call("POST", "/auth/tokens", json=body)
-        return cast("dict[str, Any]", out["info"]), str(out["token"])
-
-    def list_tokens(self) -> list[dict[str, Any]]:
-        """The caller's tokens (every token for clusterAdmin), never their secrets."""
-        return cast("list[dict[str, Any]]", self._call("GET", "/auth/tokens"))
-
-    def revoke_token(self, token_id: str) -> dict[str, Any]:
-        """Revoke a token by its id: it is refused from its next request on."""
-        return cast("dict[str, Any]", self._call("DELETE", f"/auth/tokens/{_seg(token_id)}"))
-
-    def get_repo_roles(self, repo: str) -> dict[str, list[str]]:
-        """Who has which role on a repo: ``{principal: [roles]}``."""
-        return cast(
-            "dict[str, list[str]]", self._call("GET", f"/auth/repos/{_seg(self._repo(repo))}/roles")
-        )
-
-    def set_repo_roles(
-        self, repo: str, principal: str, roles: Sequence[str]
-    ) -> dict[str, list[str]]:
-        """Replace ``principal``'s roles on a repo (``[]`` or ``["none"]``: remove them).
-
-        Returns the repo's roles after the change.
-        """
-        body = {"principal": principal, "roles": list(roles)}
-        out = self._call("PUT", f"/auth/repos/{_seg(self._repo(repo))}/roles", json=body)
-        return cast("dict[str, list[str]]", out)
-
-    def get_project_roles(self, project: str) -> dict[str, list[str]]:
-        """Who has which role on a project: ``{principal: [roles]}``."""
-        out = self._call("GET", f"/auth/projects/{_seg(project)}/roles")
-        return cast("dict[str, list[str]]", out)
-
-    def set_project_roles(
-        self, project: str, principal: str, roles: Sequence[str]
-    ) -> dict[str, list[str]]:
-        """Replace ``principal``'s roles on a project (projectOwner or clusterAdmin):
-        projectViewer, projectWriter, projectOwner, or a repo role (repoReader, repoWriter,
-        repoOwner) that then holds on every repo of the project; ``[]`` or ``["none"]``
-        remove them. Returns the project's roles after the change.
-        """
-        body = {"principal": principal, "roles": list(roles)}
-        out = self._call("PUT", f"/auth/projects/{_seg(project)}/roles", json=body)
-        return cast("dict[str, list[str]]", out)
-
-    def get_cluster_roles(self) -> dict[str, list[str]]:
-        """Who has which cluster role: ``{principal: [roles]}`` (clusterAdmin)."""
-        return cast("dict[str, list[str]]", self._call("GET", "/auth/cluster/roles"))
-
-    def set_cluster_roles(self, principal: str, roles: Sequence[str]) -> dict[str, list[str]]:
-        """Replace ``principal``'s cluster roles (clusterAdmin); returns them all after."""
-        body = {"principal": principal, "roles": list(roles)}
-        return cast("dict[str, list[str]]", self._call("PUT", "/auth/cluster/roles", json=body))
-
-    def check_repo(self, repo: str) -> dict[str, Any]:
-        """The caller's roles and permissions on a repo: ``{principal, repo, roles, ...}``."""
-        return cast(
-            "dict[str, Any]", self._call("GET", f"/auth/repos/{_seg(self._repo(repo))}/check")
-        )
-
-    def audit(
-        self,
-        user: str | None = None,
-        repo: str | None = None,
-        since: float | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        """The audit log, newest first (clusterAdmin).
-
-        ``user``: one principal's entries; ``repo``: one repo's; ``since``: seconds back from
-        now; ``limit``: at most this many entries.
-        """
-        params = _params(
-            user=user, repo=self._repo(repo) if repo else None, since=since, limit=limit
-        )
-        return cast("list[dict[str, Any]]", self._call("GET", "/audit", params=params))
-
-    # Running jobs here: not over HTTP
+    # Running jobs: the server's business
 
     def run_scheduler(
         self,
-        stop: threading.Event | None = None,
-        *,
-        once: bool = False,
-        sandbox: str | None = None,
-        log: Callable[[str], None] | None = None,
-        executor: str | None = None,
-        role: str = "all",
-        api_url: str | None = None,
-    ) -> None:
-        """Not remote: the scheduler runs with the server (``tusk up`` on its machine)."""
+        stop: threading.Event | None,
+        once: bool,
+        sandbox: str | None,
+        log: Callable[[str], None] | None,
+        executor: str | None,
+        role: str,
+        api_url: str | None,
+    ) -> NoReturn:
         raise InvalidArgument(
             f"the scheduler runs on the server ({self.address}): start it there with tusk up"
         )
 
     def scheduler_running(self) -> bool | None:
-        """None: the server runs the jobs (or its ``tusk serve`` says it does not)."""
         return None
 
-    def sandbox_mode(self, sandbox: str | None = None) -> str:
-        """Not remote: the sandbox is the server's business (``tusk up --sandbox``)."""
+    def sandbox_mode(self, sandbox: str | None) -> NoReturn:
         raise InvalidArgument(
             f"the sandbox is chosen on the server ({self.address}): tusk up --sandbox MODE"
         )
@@ -1012,7 +663,7 @@ def _open_local(path: str | os.PathLike[str]) -> BinaryIO:
     try:
         return open(path, "rb")
     except OSError as exc:
-        raise _local_error(exc, os.fspath(path)) from exc
+        raise local_error(exc, os.fspath(path)) from exc
 
 
 def _open_source(source: SourceLike) -> tuple[Iterator[bytes], int | None]:
@@ -1073,6 +724,8 @@ def _sized_source(source: SourceLike) -> Callable[[], tuple[int, BinaryIO]]:
 
 def _spool(blocks: Iterator[bytes]) -> tuple[int, BinaryIO]:
     """A stream of unknown length, kept until its size is known (tar headers need it)."""
+    import tempfile
+
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 - closed by _tar_of
     size = 0
     for block in blocks:

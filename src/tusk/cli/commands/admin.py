@@ -40,11 +40,22 @@ def fsck(ctx: click.Context) -> None:
     help="Keep unreferenced data touched within this long (e.g. 0, 30m, 1h, 2d).",
 )
 @click.option("--dry-run", is_flag=True, help="Only report what would be deleted.")
+@click.option(
+    "--repack-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    metavar="F",
+    help="Rewrite packs whose live fraction is below F, so their dead bytes go (0: never).",
+)
 @output_option
 @click.pass_context
-def gc(ctx: click.Context, grace: float, dry_run: bool) -> None:
-    """Delete data no commit references (garbage collection)."""
-    report = get_client(ctx).gc(grace=grace, dry_run=dry_run)
+def gc(ctx: click.Context, grace: float, dry_run: bool, repack_threshold: float) -> None:
+    """Delete data no commit references and repack mostly dead packs (garbage collection).
+
+    Also removes old webhook checkouts and scratch folders that killed processes left.
+    """
+    report = get_client(ctx).gc(grace=grace, dry_run=dry_run, repack_threshold=repack_threshold)
     emit(ctx, report, lambda: render.gc_fields(report))
 
 

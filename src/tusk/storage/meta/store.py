@@ -34,6 +34,7 @@ from tusk.storage.meta.records import (
     RepoRecord,
 )
 from tusk.storage.meta.store_auth import AuthTxMixin
+from tusk.storage.meta.store_gc import GcTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_projects import ProjectTxMixin
 from tusk.storage.meta.store_secrets import SecretTxMixin
@@ -255,7 +256,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
     )
 
 
-class MetaTx(PpsTxMixin, WebhookTxMixin, AuthTxMixin, ProjectTxMixin, SecretTxMixin):
+class MetaTx(PpsTxMixin, WebhookTxMixin, AuthTxMixin, ProjectTxMixin, SecretTxMixin, GcTxMixin):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
     def __init__(self, conn: Connection, is_sqlite: bool) -> None:

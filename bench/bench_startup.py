@@ -1,0 +1,168 @@
+"""Start-up: how long a `tusk` command takes, whole process, against `python -c pass`.
+
+Every row is a fresh process of the installed `tusk` command (the console script next to this
+interpreter), run ``--runs`` times (default 10), after one unmeasured warm-up run that fills
+the page cache and writes the bytecode caches; the median wall time and the largest peak RSS
+(``os.wait4``'s ``ru_maxrss``) are printed. `python -c pass` runs in the same loop, so a slow
+or busy machine shows in the floor row, not only in Tusk's.
+
+Rows:
+- floor: ``python -c pass``;
+- ``tusk --help``;
+- embedded (``--home`` of a store with 3 repos): ``list repo``, ``inspect repo``,
+  ``list commit``, ``list file``;
+- against a server (``TUSK_ADDRESS`` set, a ``tusk serve`` this script starts on a loopback
+  port, on another home with the same data): the same four read commands.
+
+Targets (issue 15): ``tusk --help`` <= 0.10 s; ``tusk list repo`` embedded <= 0.30 s; every
+read command against a server <= 0.15 s and <= 40 MB RSS. PASS/FAIL is printed per row; the
+script exits 0 either way (non-zero only when a command fails).
+
+    .venv/bin/python bench/bench_startup.py [--runs 10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from servers import tusk_serve
+
+HELP_TARGET = 0.10
+EMBEDDED_TARGET = 0.30
+REMOTE_TARGET = 0.15
+REMOTE_RSS_MB = 40.0
+
+
+def tusk_command() -> str:
+    here = Path(sys.executable).parent / "tusk"
+    return str(here) if here.exists() else (shutil.which("tusk") or "tusk")
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err.strip()[-400:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def measure(argv: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
+    run_once(argv, env)  # warm-up: page cache and bytecode
+    walls, rss = [], []
+    for _ in range(runs):
+        w, r = run_once(argv, env)
+        walls.append(w)
+        rss.append(r)
+    return {
+        "median_s": statistics.median(walls),
+        "min_s": min(walls),
+        "max_s": max(walls),
+        "rss_mb": max(rss),
+    }
+
+
+def seed(home: Path, env: dict[str, str], tusk: str, data: Path) -> None:
+    for name in ("images", "labels", "models"):
+        subprocess.run(
+            [tusk, "--home", str(home), "create", "repo", name],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    subprocess.run(
+        [tusk, "--home", str(home), "put", "file", "images@master:/", "-r", "-f", str(data)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    tusk = tusk_command()
+    work = Path(tempfile.mkdtemp(prefix="tusk-startup-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    env["TUSK_CONFIG"] = str(work / "no-config.yaml")  # no context from the user's config
+    rows: list[tuple[str, str, float | None, dict[str, Any]]] = []
+    try:
+        data = work / "data"
+        for i in range(50):
+            (data / f"d{i % 5}").mkdir(parents=True, exist_ok=True)
+            (data / f"d{i % 5}" / f"f{i:03d}.txt").write_text(f"row {i}\n")
+        embedded, served = work / "embedded", work / "served"
+        seed(embedded, env, tusk, data)
+        seed(served, env, tusk, data)
+        reads = [
+            ["list", "repo"],
+            ["inspect", "repo", "images"],
+            ["list", "commit", "images@master"],
+            ["list", "file", "images@master:/d1"],
+        ]
+        rows.append(
+            (
+                "floor",
+                "python -c pass",
+                None,
+                measure([sys.executable, "-c", "pass"], env, args.runs),
+            )
+        )
+        rows.append(("", "tusk --help", HELP_TARGET, measure([tusk, "--help"], env, args.runs)))
+        for cmd in reads:
+            target = EMBEDDED_TARGET if cmd == ["list", "repo"] else None
+            argv = [tusk, "--home", str(embedded), *cmd]
+            rows.append(
+                ("embedded", "tusk " + " ".join(cmd), target, measure(argv, env, args.runs))
+            )
+        with tusk_serve(served, env) as (address, _pid):
+            remote_env = {**env, "TUSK_ADDRESS": address}
+            for cmd in reads:
+                m = measure([tusk, *cmd], remote_env, args.runs)
+                m["rss_target_mb"] = REMOTE_RSS_MB
+                rows.append(("server", "tusk " + " ".join(cmd), REMOTE_TARGET, m))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    floor = rows[0][3]["median_s"]
+    print(
+        f"{'where':9} {'command':36} {'median':>8} {'min':>7} {'-floor':>7} {'RSS MB':>7}  target"
+    )
+    for where, name, target, m in rows:
+        verdict = ""
+        if target is not None:
+            ok = m["median_s"] <= target and m["rss_mb"] <= m.get("rss_target_mb", float("inf"))
+            limit = f"<= {target:.2f} s" + (
+                f", <= {m['rss_target_mb']:.0f} MB" if "rss_target_mb" in m else ""
+            )
+            verdict = f"{limit}: {'PASS' if ok else 'FAIL'}"
+            m["pass"] = ok
+        print(
+            f"{where:9} {name:36} {m['median_s']:8.3f} {m['min_s']:7.3f} "
+            f"{m['median_s'] - floor:7.3f} {m['rss_mb']:7.1f}  {verdict}"
+        )
+    print(f"(median of {args.runs} runs each; -floor: minus python -c pass's median)")
+    if args.json:
+        out = [{"where": w, "command": n, "target_s": t, **m} for w, n, t, m in rows]
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

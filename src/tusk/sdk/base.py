@@ -1,0 +1,434 @@
+"""The one client API of the SDK, over a transport: in-process or HTTP.
+
+``tusk.Client`` (in-process on a home folder) and ``tusk.sdk.remote.RemoteClient`` (a server
+over HTTP) are this class with another transport, so every public method lives here once:
+it reads the caller's addresses (``repo``, ``repo@branch``, ``repo@<commit-id>``,
+``repo@branch^2``, with a path ``repo@branch:/dir/file``), puts bare names in the current
+project, checks what can be checked before anything is sent, and hands parsed arguments to
+``self._t``. A transport (:class:`tusk.sdk.local.LocalTransport`,
+:class:`tusk.sdk.remote.HttpTransport`) only carries a call to the services or to the REST
+API and brings back the same result types and exceptions. That is the seam: the two
+transports have the same method names and signatures, and mypy checks every call here
+against both.
+
+This module imports neither transport, so ``import tusk`` and a command against a server
+never load the storage layer, and an in-process command never loads httpx.
+
+Listings come twice: ``list_*`` (and ``glob_files``, ``diff_file``) return lists, and
+``iter_files``, ``iter_glob``, ``iter_diff`` and ``iter_commits`` are generators that read
+as they go, so a listing of a million files is never held in memory. A generator does its
+work when iterated: a bad address or a missing repo or path raises on the first ``next()``,
+before any item. Stopping early is fine; ``close()`` it (or let it go) to free what it holds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from tusk.errors import InvalidArgument, SourceError
+from tusk.pfs.models import (
+    BranchInfo,
+    CommitInfo,
+    DiffEntry,
+    FileInfo,
+    FsckReport,
+    GcReport,
+    ProjectInfo,
+    PutResult,
+    RepoInfo,
+)
+from tusk.pfs.paths import join_path, split_path
+from tusk.pfs.refs import Address, parse_address
+from tusk.pfs.sourcetext import source_name
+from tusk.sdk.auth import AuthMethods
+from tusk.sdk.pipelines import PipelineMethods
+
+if TYPE_CHECKING:
+    from tusk.sdk.local import LocalTransport
+    from tusk.sdk.remote import HttpTransport
+
+Progress = Callable[[int], None]
+SourceLike = str | os.PathLike[str] | bytes | BinaryIO
+
+
+def ref_text(addr: Address) -> str:
+    """The ref of an address as the services and the REST API take it (``branch~2``)."""
+    return addr.ref.base + (f"~{addr.ref.ancestors}" if addr.ref.ancestors else "")
+
+
+class BaseClient(PipelineMethods, AuthMethods):
+    """What ``tusk.Client`` and ``RemoteClient`` share: every method, over ``self._t``."""
+
+    _t: LocalTransport | HttpTransport
+
+    @property
+    def home(self) -> Path:
+        """The home folder (for a server: the server's, as the server sees it)."""
+        return self._t.home
+
+    def close(self) -> None:
+        """Release the database and file handles, or the connections to the server."""
+        self._t.close()
+
+    def __enter__(self) -> BaseClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Projects (a repo of another project than default is named project/repo)
+
+    def create_project(self, name: str, description: str = "", update: bool = False) -> ProjectInfo:
+        """Create a project; with ``update=True`` an existing one gets the new description."""
+        return self._t.create_project(name, description, update)
+
+    def list_projects(self) -> list[ProjectInfo]:
+        """Every project, by name, with its repos."""
+        return self._t.list_projects()
+
+    def inspect_project(self, name: str) -> ProjectInfo:
+        """A project's description, creation time and repos."""
+        return self._t.inspect_project(name)
+
+    def delete_project(self, name: str) -> None:
+        """Delete an empty project (never ``default``); refused while it has repos."""
+        self._t.delete_project(name)
+
+    # Repos
+
+    def create_repo(self, name: str, description: str = "", update: bool = False) -> RepoInfo:
+        """Create a repo; with ``update=True`` an existing repo gets the new description."""
+        return self._t.create_repo(self._repo(name), description, update)
+
+    def inspect_repo(self, name: str) -> RepoInfo:
+        """A repo's description, size (of master's head) and branches."""
+        return self._t.inspect_repo(self._repo(name))
+
+    def list_repos(self) -> list[RepoInfo]:
+        """Every repo, by name."""
+        return self._t.list_repos()
+
+    def delete_repo(self, name: str, force: bool = False) -> None:
+        """Delete a repo; refused while another repo's branch names it in provenance."""
+        self._t.delete_repo(self._repo(name), force)
+
+    # Branches
+
+    def create_branch(
+        self, address: str, head: str | None = None, provenance: Sequence[str] = ()
+    ) -> BranchInfo:
+        """Create ``repo@branch`` at ``head`` (a branch, commit or ancestor ref), or move it."""
+        addr = self._parse(address)
+        prov = [(text, parse_address(text)) for text in map(self._address, provenance)]
+        return self._t.create_branch(addr, head, prov)
+
+    def inspect_branch(self, address: str) -> BranchInfo:
+        """Head, provenance and subvenance of ``repo@branch``."""
+        return self._t.inspect_branch(self._parse(address))
+
+    def list_branches(self, repo: str) -> list[BranchInfo]:
+        """The branches of a repo."""
+        return self._t.list_branches(self._repo(repo))
+
+    def delete_branch(self, address: str, force: bool = False) -> None:
+        """Delete ``repo@branch`` (its commits stay reachable by id)."""
+        self._t.delete_branch(self._parse(address), force)
+
+    # Commits
+
+    def start_commit(
+        self, address: str, parent: str | None = None, description: str = ""
+    ) -> CommitInfo:
+        """Open a commit on ``repo@branch``; writes to the branch go into it until finished."""
+        return self._t.start_commit(self._parse(address), parent, description)
+
+    def finish_commit(self, address: str, description: str | None = None) -> CommitInfo:
+        """Finish the open commit on ``repo@branch`` (or ``repo@<commit-id>``)."""
+        return self._t.finish_commit(self._parse(address), description)
+
+    def inspect_commit(self, address: str) -> CommitInfo:
+        """One commit: state, parent, children, size, branches."""
+        return self._t.inspect_commit(self._parse(address))
+
+    def list_commits(self, address: str, number: int | None = None) -> list[CommitInfo]:
+        """Newest first: a branch's history for ``repo@branch``, every commit for ``repo``."""
+        return list(self.iter_commits(address, number))
+
+    def iter_commits(self, address: str, number: int | None = None) -> Iterator[CommitInfo]:
+        """:meth:`list_commits`, one commit at a time (read a batch at a time)."""
+        addr = self._parse(address)
+        ref = ref_text(addr) if addr.explicit_ref else None
+        yield from self._t.iter_commits(addr.repo, ref, number)
+
+    def wait_commit(
+        self,
+        address: str,
+        timeout: float | None = None,
+        *,
+        run: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> CommitInfo:
+        """Block until the commit is finished; raise Timeout after ``timeout`` seconds.
+
+        A branch names its head as it is now. In-process, if no scheduler runs on this home,
+        pending jobs run in this process meanwhile (``run=False``: only wait, and warn once);
+        ``log`` gets their progress lines. A server runs its jobs itself. JobFailed when the
+        job that makes the commit failed.
+        """
+        return self._t.wait_commit(self._parse(address), timeout, run, log)
+
+    def squash_commit(self, address: str, description: str | None = None) -> CommitInfo:
+        """Merge a commit into its parent."""
+        return self._t.squash_commit(self._parse(address), description)
+
+    def delete_commit(self, address: str) -> None:
+        """Delete a branch head commit; the branch moves back to its parent."""
+        self._t.delete_commit(self._parse(address))
+
+    def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
+        """Every commit in a commit set (all commits caused by one change)."""
+        return self._t.inspect_commit_set(commit_set)
+
+    @contextmanager
+    def commit(self, address: str, description: str = "") -> Iterator[CommitHandle]:
+        """Open a commit, yield a handle to write through, finish it on success.
+
+        On an exception the open commit is deleted, so nothing half-written becomes visible.
+        """
+        info = self.start_commit(address, description=description)
+        handle = CommitHandle(self, info)
+        try:
+            yield handle
+        except BaseException:
+            self.delete_commit(f"{info.repo}@{info.id}")
+            raise
+        handle.info = self.finish_commit(f"{info.repo}@{info.id}")
+
+    # Files: writes
+
+    def put_file(
+        self,
+        address: str,
+        source: SourceLike,
+        *,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Put one file at ``repo@branch:/path`` from a local path, URL, bytes or stream."""
+        addr, path = file_target(self._address(address), source)
+        return self._t.put_file(addr, path, source, append, description, progress)
+
+    def put_files(
+        self,
+        address: str,
+        items: Iterable[tuple[str, SourceLike]],
+        *,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Put many (path, source) pairs under ``repo@branch[:/dir]`` as one change."""
+        addr = self._parse(address)
+        prefix = split_path(addr.path or "/")
+        members = (((*prefix, *split_path(p)), s) for p, s in items)
+        return self._t.put_files(addr, members, append, description, progress)
+
+    def put_dir(
+        self,
+        address: str,
+        local_dir: str | os.PathLike[str],
+        *,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
+        addr, prefix, root = dir_target(self._address(address), local_dir)
+        members = (((*prefix, *rel.split("/")), Path(full)) for rel, full in _walk_local(root))
+        return self._t.put_files(addr, members, append, description, progress)
+
+    def delete_file(self, address: str, description: str = "") -> CommitInfo:
+        """Delete a file or a whole directory at ``repo@branch:/path``."""
+        addr = self._parse(address)
+        if addr.path is None:
+            raise InvalidArgument("delete file needs a path: repo@branch:/path")
+        return self._t.delete_file(addr, addr.path, description)
+
+    def copy_file(self, src: str, dst: str) -> CommitInfo:
+        """Copy a file or directory (any repo or commit) to ``repo@branch:/path``; no data moves."""
+        src = self._address(src)
+        s = parse_address(src)
+        d = self._parse(dst)
+        if d.path is None:
+            raise InvalidArgument("copy file needs a destination path: repo@branch:/path")
+        return self._t.copy_file(src, s, d, d.path)
+
+    # Files: reads
+
+    def open_file(self, address: str) -> Iterator[bytes]:
+        """Stream a file's bytes, chunk by chunk."""
+        return self._t.open_file(self._parse(address))
+
+    def get_file(self, address: str) -> bytes:
+        """A whole file's bytes (use :meth:`open_file` or :meth:`get_file_to` for big files)."""
+        return b"".join(self.open_file(address))
+
+    def get_file_to(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
+        """Write a file's bytes to a binary stream; return the byte count."""
+        n = 0
+        for block in self.open_file(address):
+            target.write(block)
+            n += len(block)
+            if progress:
+                progress(len(block))
+        return n
+
+    def get_dir(
+        self, address: str, local_dir: str | os.PathLike[str], progress: Progress | None = None
+    ) -> int:
+        """Write every file at or below ``repo@ref:/path`` into ``local_dir``; return the count."""
+        return self._t.get_dir(self._parse(address), Path(local_dir), progress)
+
+    def get_tar(self, address: str, target: BinaryIO, progress: Progress | None = None) -> int:
+        """Write a tar stream of every file at or below ``repo@ref:/path``; return the count."""
+        return self._t.get_tar(self._parse(address), target, progress)
+
+    def inspect_file(self, address: str) -> FileInfo:
+        """Type, size, hash and chunk count of a file or directory."""
+        return self._t.inspect_file(self._parse(address))
+
+    def list_files(self, address: str) -> list[FileInfo]:
+        """The entries of a directory (or the file itself) at ``repo@ref:/path``."""
+        return list(self.iter_files(address))
+
+    def iter_files(self, address: str) -> Iterator[FileInfo]:
+        """:meth:`list_files`, one entry at a time: ``for f in client.iter_files("r@master:/")``."""
+        addr = self._parse(address)
+        yield from self._t.iter_files(addr)
+
+    def glob_files(self, pattern: str) -> list[FileInfo]:
+        """Files and directories matching ``repo@ref:/glob`` (``*``, ``?``, ``[..]``, ``**``)."""
+        return list(self.iter_glob(pattern))
+
+    def iter_glob(self, pattern: str) -> Iterator[FileInfo]:
+        """:meth:`glob_files`, one match at a time, in path order."""
+        addr, glob = glob_target(self._address(pattern))
+        yield from self._t.iter_glob(addr, glob)
+
+    def diff_file(self, new: str, old: str | None = None) -> list[DiffEntry]:
+        """Files added, removed or changed from ``old`` (default: new's parent) to ``new``."""
+        return list(self.iter_diff(new, old))
+
+    def iter_diff(self, new: str, old: str | None = None) -> Iterator[DiffEntry]:
+        """:meth:`diff_file`, one change at a time, in path order."""
+        new_addr = self._parse(new)
+        old_text = self._address(old) if old is not None else None
+        old_addr = parse_address(old_text) if old_text is not None else None
+        yield from self._t.iter_diff(new_addr, old_text, old_addr)
+
+    # Maintenance
+
+    def fsck(self) -> FsckReport:
+        """Re-read every pack and check every hash and reference."""
+        return self._t.fsck()
+
+    def gc(
+        self, grace: float = 3600.0, dry_run: bool = False, repack_threshold: float = 0.5
+    ) -> GcReport:
+        """Delete data no commit references and nobody touched within ``grace`` seconds, and
+        rewrite packs whose live fraction is below ``repack_threshold`` (0: never)."""
+        return self._t.gc(grace, dry_run, repack_threshold)
+
+    def stats(self) -> dict[str, int]:
+        """Counts of repos, commits, nodes, packs, chunks and pack bytes."""
+        return self._t.stats()
+
+
+class CommitHandle:
+    """Writes into one open commit; see :meth:`BaseClient.commit`."""
+
+    def __init__(self, client: BaseClient, info: CommitInfo) -> None:
+        self.client = client
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def _addr(self, path: str) -> str:
+        return f"{self.info.repo}@{self.info.id}:{path}"
+
+    def put_file(self, path: str, source: SourceLike, append: bool = False) -> PutResult:
+        """Put one file into this commit."""
+        return self.client.put_file(self._addr(path), source, append=append)
+
+    def put_dir(self, path: str, local_dir: str | os.PathLike[str]) -> PutResult:
+        """Put a local directory into this commit under ``path``."""
+        return self.client.put_dir(self._addr(path), local_dir)
+
+    def delete_file(self, path: str) -> CommitInfo:
+        """Delete a file or directory in this commit."""
+        return self.client.delete_file(self._addr(path))
+
+    def copy_file(self, src: str, path: str) -> CommitInfo:
+        """Copy ``src`` (an address) to ``path`` in this commit."""
+        return self.client.copy_file(src, self._addr(path))
+
+
+def file_target(address: str, source: SourceLike) -> tuple[Address, str]:
+    """Where ``put_file`` puts one source: the path given, or the source's name under a
+    directory (``repo@branch`` or ``repo@branch:/dir/``)."""
+    addr = parse_address(address)
+    if addr.path is None or addr.trailing_slash:
+        return addr, join_path(addr.path or "/", _source_name(source))
+    return addr, addr.path
+
+
+def glob_target(pattern: str) -> tuple[Address, str]:
+    """``repo@ref:/glob`` -> (address of the commit, the glob)."""
+    head, sep, glob = pattern.partition(":")
+    if not sep or not glob:
+        raise InvalidArgument("glob needs a pattern: 'repo@ref:/**/*.csv'")
+    return parse_address(head), glob
+
+
+def dir_target(
+    address: str, local_dir: str | os.PathLike[str]
+) -> tuple[Address, tuple[str, ...], Path]:
+    """Where ``put_dir`` puts a local folder: (address, path segments, the folder)."""
+    root = Path(local_dir)
+    if not root.is_dir():
+        raise SourceError(f"{str(root)!r} is not a directory")
+    addr = parse_address(address)
+    base = addr.path if addr.path is not None else join_path("/", root.resolve().name)
+    return addr, split_path(base), root
+
+
+def _walk_local(root: Path) -> Iterator[tuple[str, str]]:
+    """(relative posix path, full path) for every regular file below ``root``, sorted."""
+    stack = [("", str(root))]
+    while stack:
+        rel, full = stack.pop()
+        with os.scandir(full) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in entries:
+            name = f"{rel}/{e.name}" if rel else e.name
+            if e.is_dir(follow_symlinks=False):
+                subdirs.append((name, e.path))
+            elif e.is_file():
+                yield name, e.path
+        stack.extend(reversed(subdirs))
+
+
+def _source_name(source: SourceLike) -> str:
+    if isinstance(source, os.PathLike):
+        return Path(source).name
+    if isinstance(source, str):
+        return source_name(source)
+    raise InvalidArgument("a stream or bytes source needs a destination path: repo@branch:/path")

@@ -1,0 +1,430 @@
+"""The in-process transport: the client API's calls go straight to ``PfsService`` and
+``PpsService`` on a home folder (see :mod:`tusk.sdk.base` for the seam).
+
+Loaded only by an in-process client, so a client of a server never imports the storage
+layer; the pipeline service (and pydantic) loads on the first pipeline call.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tarfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+
+from tusk.config import StoreConfig
+from tusk.errors import InvalidArgument
+from tusk.pfs import PfsService
+from tusk.pfs.models import (
+    BranchInfo,
+    CommitInfo,
+    DiffEntry,
+    FileInfo,
+    FsckReport,
+    GcReport,
+    ProjectInfo,
+    PutResult,
+    RepoInfo,
+)
+from tusk.pfs.paths import split_path
+from tusk.pfs.refs import Address
+from tusk.pfs.sources import BlockStream, BytesSource, LocalFile, Source, StreamSource, source_for
+from tusk.pfs.tree import TreeParams
+from tusk.pps.models import (
+    ApplyResult,
+    DatumInfo,
+    JobInfo,
+    LineageStep,
+    LogLine,
+    PipelineInfo,
+    SecretInfo,
+)
+from tusk.sdk.base import Progress, SourceLike, ref_text
+
+if TYPE_CHECKING:
+    from tusk.pps.dask_executor import DaskExecutor
+    from tusk.pps.executor import LocalExecutor
+    from tusk.pps.service import Pause, PpsService
+
+
+def _to_source(src: SourceLike) -> Source:
+    if isinstance(src, bytes):
+        return BytesSource(src)
+    if isinstance(src, os.PathLike):
+        return LocalFile(Path(src))
+    if isinstance(src, str):
+        return source_for(src)
+    return StreamSource(src)
+
+
+class LocalTransport:
+    """Tusk in this process, on ``home``."""
+
+    def __init__(
+        self, home: Path, config: StoreConfig | None = None, tree_params: TreeParams | None = None
+    ) -> None:
+        self.home = home
+        self.pfs = PfsService.open(home, config=config)
+        if tree_params is not None:
+            self.pfs.tree_params = tree_params
+        self._pps_service: PpsService | None = None
+
+    @property
+    def pps(self) -> PpsService:
+        if self._pps_service is None:
+            from tusk.pps.service import PpsService
+
+            self._pps_service = PpsService(self.pfs, self.home)
+        return self._pps_service
+
+    def close(self) -> None:
+        self.pfs.close()
+
+    def rest(self, what: str, method: str, url: str, **kw: Any) -> NoReturn:
+        """Server-only calls (auth): there is no server here."""
+        raise InvalidArgument(
+            f"auth applies to a server: {what} needs Client(address=...) (or $TUSK_ADDRESS); "
+            f"the home {self.home} in-process has no auth"
+        )
+
+    # Projects, repos, branches
+
+    def create_project(self, name: str, description: str, update: bool) -> ProjectInfo:
+        return self.pfs.create_project(name, description, update)
+
+    def list_projects(self) -> list[ProjectInfo]:
+        return self.pfs.list_projects()
+
+    def inspect_project(self, name: str) -> ProjectInfo:
+        return self.pfs.inspect_project(name)
+
+    def delete_project(self, name: str) -> None:
+        self.pfs.delete_project(name)
+
+    def create_repo(self, name: str, description: str, update: bool) -> RepoInfo:
+        return self.pfs.create_repo(name, description, update)
+
+    def inspect_repo(self, name: str) -> RepoInfo:
+        return self.pfs.inspect_repo(name)
+
+    def list_repos(self) -> list[RepoInfo]:
+        return self.pfs.list_repos()
+
+    def delete_repo(self, name: str, force: bool) -> None:
+        self.pfs.delete_repo(name, force)
+
+    def create_branch(
+        self, addr: Address, head: str | None, provenance: list[tuple[str, Address]]
+    ) -> BranchInfo:
+        prov = [(p.repo, p.ref.base) for _, p in provenance]
+        return self.pfs.create_branch(addr.repo, addr.ref.base, head, prov)
+
+    def inspect_branch(self, addr: Address) -> BranchInfo:
+        return self.pfs.inspect_branch(addr.repo, addr.ref.base)
+
+    def list_branches(self, repo: str) -> list[BranchInfo]:
+        return self.pfs.list_branches(repo)
+
+    def delete_branch(self, addr: Address, force: bool) -> None:
+        self.pfs.delete_branch(addr.repo, addr.ref.base, force)
+
+    # Commits
+
+    def start_commit(self, addr: Address, parent: str | None, description: str) -> CommitInfo:
+        return self.pfs.start_commit(addr.repo, addr.ref.base, parent, description)
+
+    def finish_commit(self, addr: Address, description: str | None) -> CommitInfo:
+        return self.pfs.finish_commit(addr.repo, ref_text(addr), description)
+
+    def inspect_commit(self, addr: Address) -> CommitInfo:
+        return self.pfs.inspect_commit(addr.repo, ref_text(addr))
+
+    def iter_commits(self, repo: str, ref: str | None, number: int | None) -> Iterator[CommitInfo]:
+        return self.pfs.iter_commits(repo, ref, number)
+
+    def wait_commit(
+        self,
+        addr: Address,
+        timeout: float | None,
+        run: bool,
+        log: Callable[[str], None] | None,
+    ) -> CommitInfo:
+        with self._waiting(run, log) as pause:
+            return self.pps.wait_commit(addr.repo, ref_text(addr), timeout, pause)
+
+    def squash_commit(self, addr: Address, description: str | None) -> CommitInfo:
+        return self.pfs.squash_commit(addr.repo, ref_text(addr), description)
+
+    def delete_commit(self, addr: Address) -> None:
+        self.pfs.delete_commit(addr.repo, ref_text(addr))
+
+    def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
+        return self.pfs.inspect_commit_set(commit_set)
+
+    # Files
+
+    def put_file(
+        self,
+        addr: Address,
+        path: str,
+        source: SourceLike,
+        append: bool,
+        description: str,
+        progress: Progress | None,
+    ) -> PutResult:
+        return self.pfs.put_files(
+            addr.repo,
+            ref_text(addr),
+            [(path, _to_source(source))],
+            append=append,
+            description=description,
+            progress=progress,
+        )
+
+    def put_files(
+        self,
+        addr: Address,
+        members: Iterable[tuple[tuple[str, ...], SourceLike]],
+        append: bool,
+        description: str,
+        progress: Progress | None,
+    ) -> PutResult:
+        return self.pfs.put_files(
+            addr.repo,
+            ref_text(addr),
+            ((parts, _to_source(s)) for parts, s in members),
+            append=append,
+            description=description,
+            progress=progress,
+        )
+
+    def delete_file(self, addr: Address, path: str, description: str) -> CommitInfo:
+        return self.pfs.delete_files(addr.repo, ref_text(addr), [path], description)
+
+    def copy_file(self, src_text: str, src: Address, dst: Address, path: str) -> CommitInfo:
+        return self.pfs.copy_file(src, dst.repo, ref_text(dst), path)
+
+    def open_file(self, addr: Address) -> Iterator[bytes]:
+        return self.pfs.read_file(addr.repo, ref_text(addr), addr.path or "/")
+
+    def get_dir(self, addr: Address, root: Path, progress: Progress | None) -> int:
+        base = addr.path or "/"
+        count = 0
+        for path, entry in self.pfs.walk_files(addr.repo, ref_text(addr), base):
+            rel = path[len(base.rstrip("/")) + 1 :] if base != path else Path(path).name
+            target = root.joinpath(*split_path(rel))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as f:
+                for block in self.pfs.read_entry(entry):
+                    f.write(block)
+                    if progress:
+                        progress(len(block))
+            count += 1
+        return count
+
+    def get_tar(self, addr: Address, target: BinaryIO, progress: Progress | None) -> int:
+        count = 0
+        with tarfile.open(fileobj=target, mode="w|") as tar:
+            for path, entry in self.pfs.walk_files(addr.repo, ref_text(addr), addr.path or "/"):
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size = entry.size
+                # BufferedReader returns full blocks, which tarfile's copy loop requires.
+                stream = io.BufferedReader(BlockStream(self.pfs.read_entry(entry), progress))
+                tar.addfile(info, stream)
+                count += 1
+        return count
+
+    def inspect_file(self, addr: Address) -> FileInfo:
+        return self.pfs.inspect_file(addr.repo, ref_text(addr), addr.path or "/")
+
+    def iter_files(self, addr: Address) -> Iterator[FileInfo]:
+        return self.pfs.iter_files(addr.repo, ref_text(addr), addr.path or "/")
+
+    def iter_glob(self, addr: Address, glob: str) -> Iterator[FileInfo]:
+        return self.pfs.iter_glob(addr.repo, ref_text(addr), glob)
+
+    def iter_diff(
+        self, new: Address, old_text: str | None, old: Address | None
+    ) -> Iterator[DiffEntry]:
+        return self.pfs.iter_diff(new, old)
+
+    # Maintenance
+
+    def fsck(self) -> FsckReport:
+        return self.pfs.fsck()
+
+    def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
+        from dataclasses import replace
+
+        from tusk.pps.webhooks import prune_scratch
+
+        report = self.pfs.gc(grace, dry_run, repack_threshold)
+        return replace(report, scratch_deleted=prune_scratch(self.pps, grace, dry_run))
+
+    def stats(self) -> dict[str, int]:
+        return self.pfs.stats()
+
+    # Pipelines
+
+    def create_pipeline(
+        self, spec: dict[str, Any], origin: dict[str, Any], update: bool, reprocess: bool
+    ) -> PipelineInfo:
+        return self.pps.create_pipeline(spec, origin=origin, update=update, reprocess=reprocess)
+
+    def apply(
+        self,
+        docs: list[tuple[dict[str, Any], str, dict[str, Any]]],
+        prune: bool,
+        dry_run: bool,
+        reprocess: bool,
+    ) -> ApplyResult:
+        from tusk.pps.apply import Document, apply_documents
+
+        documents = [Document(spec, source, origin) for spec, source, origin in docs]
+        return apply_documents(
+            self.pps, documents, prune=prune, dry_run=dry_run, reprocess=reprocess
+        )
+
+    def inspect_pipeline(self, name: str, history: bool) -> PipelineInfo:
+        return self.pps.inspect_pipeline(name, history)
+
+    def list_pipelines(self) -> list[PipelineInfo]:
+        return self.pps.list_pipelines()
+
+    def delete_pipeline(self, name: str, keep_repo: bool, force: bool) -> None:
+        self.pps.delete_pipeline(name, keep_repo=keep_repo, force=force)
+
+    def set_pipeline_state(self, name: str, state: str) -> PipelineInfo:
+        return self.pps.set_pipeline_state(name, state)
+
+    def run_pipeline(self, name: str, branch: str | None) -> CommitInfo:
+        return self.pps.run_pipeline(name, branch)
+
+    def dry_run(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+        return [d.to_json() for d in self.pps.datums_for_spec(spec)]
+
+    # Jobs, datums, logs
+
+    def list_jobs(self, pipeline: str | None, commit_set: str | None) -> list[JobInfo]:
+        return self.pps.list_jobs(pipeline, commit_set)
+
+    def inspect_job(self, pipeline: str | None, job: str) -> JobInfo:
+        return self.pps.inspect_job(pipeline, job)
+
+    def wait_job(
+        self,
+        pipeline: str | None,
+        job: str,
+        timeout: float | None,
+        run: bool,
+        log: Callable[[str], None] | None,
+    ) -> JobInfo:
+        if pipeline is None:
+            pipeline = self.pps.inspect_job(None, job).pipeline
+        with self._waiting(run, log) as pause:
+            return self.pps.wait_job(pipeline, job, timeout, pause)
+
+    def stop_job(self, pipeline: str | None, job: str) -> JobInfo:
+        if pipeline is None:
+            pipeline = self.pps.inspect_job(None, job).pipeline
+        return self.pps.stop_job(pipeline, job)
+
+    def list_datums(self, pipeline: str, job: str) -> list[DatumInfo]:
+        return self.pps.list_datums(pipeline, job)
+
+    def inspect_datum(self, pipeline: str, job: str, datum: str) -> DatumInfo:
+        return self.pps.inspect_datum(pipeline, job, datum)
+
+    def logs(self, pipeline: str, job: str | None, datum: str | None, after: int) -> list[LogLine]:
+        return self.pps.logs(pipeline, job, datum, after)
+
+    def wait_commit_set(
+        self,
+        commit_set: str,
+        timeout: float | None,
+        run: bool,
+        log: Callable[[str], None] | None,
+    ) -> list[JobInfo]:
+        with self._waiting(run, log) as pause:
+            return self.pps.wait_commit_set(commit_set, timeout, pause)
+
+    def lineage(self, addr: Address, path: str, depth: int) -> LineageStep:
+        return self.pps.lineage(addr.repo, ref_text(addr), path, depth)
+
+    # Secrets
+
+    def create_secret(self, manifest: dict[str, Any] | str) -> SecretInfo:
+        return self.pps.secrets.create(manifest)
+
+    def list_secrets(self) -> list[SecretInfo]:
+        return self.pps.secrets.list_all()
+
+    def inspect_secret(self, name: str) -> SecretInfo:
+        return self.pps.secrets.inspect(name)
+
+    def delete_secret(self, name: str) -> None:
+        self.pps.secrets.delete(name)
+
+    # Running jobs here
+
+    @contextmanager
+    def _waiting(self, run: bool, log: Callable[[str], None] | None) -> Iterator[Pause]:
+        """What a wait does between checks: run this home's jobs if nothing else does."""
+        from tusk.pps.waiting import WaitRunner
+
+        logger = logging.getLogger("tusk.scheduler")
+        runner = WaitRunner(
+            self.pps,
+            run=run,
+            log=log or logger.info,
+            warn=log or logger.warning,
+            executor=lambda: self._executor(None, None),
+        )
+        try:
+            yield runner.pause
+        finally:
+            runner.close()
+
+    def run_scheduler(
+        self,
+        stop: threading.Event | None,
+        once: bool,
+        sandbox: str | None,
+        log: Callable[[str], None] | None,
+        executor: str | None,
+        role: str,
+        api_url: str | None,
+    ) -> None:
+        from tusk.pps.scheduler import Scheduler
+
+        runner = self._executor(executor, sandbox)
+        try:
+            Scheduler(self.pps, runner, log=log, role=role, api_url=api_url).run(stop, once=once)
+        finally:
+            runner.close()
+
+    def _executor(self, executor: str | None, sandbox: str | None) -> LocalExecutor | DaskExecutor:
+        """``executor`` (default: ``$TUSK_EXECUTOR``, else local processes) for a scheduler."""
+        from tusk.pps.executor import LocalExecutor
+
+        chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
+        if chosen == "local":
+            return LocalExecutor(sandbox)
+        from tusk.pps.dask_executor import DaskExecutor, StoreSpec
+
+        storage = self.pfs.storage
+        spec = StoreSpec(str(self.home), storage.meta.url, storage.backend.url, sandbox)
+        return DaskExecutor(chosen, spec)
+
+    def scheduler_running(self) -> bool | None:
+        return self.pfs.storage.meta.scheduler_presence().others_running()
+
+    def sandbox_mode(self, sandbox: str | None) -> str:
+        from tusk.pps.executor import sandbox_mode
+
+        return sandbox_mode(sandbox)

@@ -1,0 +1,133 @@
+"""A command imports only what it uses (issue 15): the import graph, not the time.
+
+Each check runs the real entry point (``tusk.cli.main.main``) or the SDK in a fresh
+interpreter and reads ``sys.modules`` at the end. Against a server, the CLI and the SDK must
+not load the storage layer (SQLAlchemy, the chunker, compressors of the chunk store, object
+store clients), pydantic or the web framework; ``tusk --help`` loads neither the storage
+layer nor httpx; an embedded read loads no HTTP client, pydantic or server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from apihelpers import Live, start_live, stop_live
+
+import tusk
+
+STORAGE = {
+    "sqlalchemy",
+    "psycopg",
+    "pyfastcdc",
+    "blake3",
+    "boto3",
+    "botocore",
+    "tusk.storage",
+    "tusk.pfs.service",
+    "tusk.pfs.sources",
+    "tusk.pfs.tree",
+}
+SERVER = {"fastapi", "starlette", "uvicorn", "tusk.api.app", "tusk.server"}
+PIPELINES = {"pydantic", "yaml", "tusk.pps.spec", "tusk.pps.service", "distributed"}
+
+PROBE = """
+import json, sys
+{body}
+print("MODULES=" + json.dumps(sorted(sys.modules)))
+"""
+
+CLI = """
+from tusk.cli.main import main
+sys.argv = ["tusk", *{argv!r}]
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+"""
+
+
+def loaded(body: str, env: dict[str, str]) -> set[str]:
+    """The modules (and their top-level packages' prefixes) a fresh interpreter loaded."""
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(body=body)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("MODULES="))
+    return set(json.loads(line[len("MODULES=") :]))
+
+
+def offenders(modules: set[str], banned: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == b or m.startswith(b + ".") for b in banned))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live, dict[str, str]]]:
+    home = tmp_path_factory.mktemp("lean") / "home"
+    with tusk.Client(home) as c:
+        c.create_repo("images")
+        c.put_file("images@master:/a/b.txt", b"hello\n")
+    live = start_live(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    env["TUSK_CONFIG"] = str(home.parent / "none.yaml")
+    yield live, {**env, "TUSK_ADDRESS": live.url}
+    stop_live(live)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list", "repo"],
+        ["inspect", "repo", "images"],
+        ["list", "commit", "images@master"],
+        ["list", "file", "images@master:/a"],
+        ["get", "file", "images@master:/a/b.txt"],
+        ["diff", "file", "images@master"],
+    ],
+    ids=lambda a: "-".join(a[:2]),
+)
+def test_a_read_command_against_a_server_loads_no_storage_pipelines_or_server(
+    served: tuple[Live, dict[str, str]], argv: list[str]
+) -> None:
+    _, env = served
+    modules = loaded(CLI.format(argv=argv), env)
+    assert "httpx" in modules  # the command did talk to the server
+    assert offenders(modules, STORAGE | SERVER | PIPELINES) == []
+
+
+def test_the_sdk_against_a_server_loads_no_storage(served: tuple[Live, dict[str, str]]) -> None:
+    live, env = served
+    body = f"""
+import tusk.sdk.remote
+import tusk
+with tusk.Client(address={live.url!r}) as c:
+    assert c.get_file("images@master:/a/b.txt") == b"hello\\n"
+    assert [r.name for r in c.list_repos()] == ["images"]
+"""
+    assert offenders(loaded(body, env), STORAGE | SERVER | PIPELINES) == []
+
+
+def test_help_loads_neither_storage_nor_http(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    modules = loaded(CLI.format(argv=["--help"]), env)
+    assert offenders(modules, STORAGE | SERVER | PIPELINES | {"httpx", "httpcore"}) == []
+
+
+def test_an_embedded_read_loads_no_http_client_pipelines_or_server(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with tusk.Client(home) as c:
+        c.create_repo("images")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    env["TUSK_CONFIG"] = str(tmp_path / "none.yaml")
+    modules = loaded(CLI.format(argv=["--home", str(home), "list", "repo"]), env)
+    assert "sqlalchemy" in modules  # it did open the store
+    assert offenders(modules, SERVER | PIPELINES | {"httpx", "httpcore", "boto3"}) == []
