@@ -281,6 +281,40 @@ def disk_write_rate(directory: Path, size: int) -> float:
     return size / seconds / MB
 
 
+FLOOR = BENCH_DIR / "floor.py"
+TMPFS = Path("/dev/shm")
+
+
+@dataclass
+class FloorRun:
+    """One run of ``bench/floor.py`` as its own process."""
+
+    wall: float  # the whole process, interpreter start-up included (as a tusk command's)
+    work: float  # the floor's own timing of its work
+    bytes: int
+
+
+def floor_run(dataset: str, source: Path, out: Path, sync: str) -> FloorRun:
+    """Run ``bench/floor.py DATASET SOURCE`` writing into ``out`` (removed afterwards)."""
+    try:
+        res = run([sys.executable, FLOOR, dataset, source, "--out", out, "--sync", sync])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    return FloorRun(res.seconds, float(data["seconds"]), int(data["bytes"]))
+
+
+def tmpfs_room(size: int) -> Path | None:
+    """``/dev/shm`` if it is a writable tmpfs with room for ``size`` bytes plus slack."""
+    try:
+        st = os.statvfs(TMPFS)
+    except OSError:
+        return None
+    if not os.access(TMPFS, os.W_OK) or st.f_bavail * st.f_frsize < size * 1.5 + 256 * MiB:
+        return None
+    return TMPFS
+
+
 _SDK_PUT = """
 import json, sys, time
 from tusk import Client
@@ -547,12 +581,19 @@ class Row:
     tusk: float | None = None
     dvc: float | None = None
     note: str = ""
+    floor: float | None = None  # bench/floor.py: the least work any Python tool does
 
     @property
     def ratio(self) -> float | None:
         if self.tusk is None or not self.dvc:
             return None
         return self.tusk / self.dvc
+
+    @property
+    def floor_ratio(self) -> float | None:
+        if self.tusk is None or not self.floor:
+            return None
+        return self.tusk / self.floor
 
 
 @dataclass
@@ -568,7 +609,7 @@ class Target:
 class TargetSpec:
     label: str
     row: str  # key in Report.rows
-    field: str  # "tusk" or "ratio"
+    field: str  # "tusk", "ratio" (tusk/dvc) or "floor_ratio" (tusk/floor)
     op: str
     limit: float
     unit: str
@@ -580,8 +621,10 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
 }
 TARGETS = (
-    TargetSpec("D1 ingest time, tusk/dvc", "d1_ingest", "ratio", "<=", 1 / 5, "x"),
-    TargetSpec("D2 tusk ingest throughput", "d2_rate", "tusk", ">=", 500.0, "MB/s"),
+    TargetSpec("D1 ingest time, tusk/dvc", "d1_ingest", "ratio", "<=", 0.10, "x"),
+    TargetSpec("D1 ingest time, tusk/floor", "d1_ingest", "floor_ratio", "<=", 2.0, "x"),
+    TargetSpec("D2 tusk ingest, TUSK_HOME on tmpfs", "d2_rate_tmpfs", "tusk", ">=", 700.0, "MB/s"),
+    TargetSpec("D2 tusk ingest on disk / fdatasync rate", "d2_vs_disk", "tusk", ">=", 0.8, "x"),
     TargetSpec("D3 tusk storage added", "d3_storage", "tusk", "<=", 4.0, "MiB"),
     TargetSpec("D1 SDK diff of 1 changed file (open+diff)", "d1_diff_sdk", "tusk", "<", 0.1, "s"),
 )
@@ -675,6 +718,11 @@ class Bench:
             row.tusk = self.tusk_d1(
                 "put", "file", "d1@master:/", "-r", "-f", self.layout.d1
             ).seconds
+        self.log("D1: Python floor (bench/floor.py d1)")
+        settle()
+        floor = floor_run("d1", self.layout.d1, self.layout.root / "floor-d1", self.opts.tusk_sync)
+        row.floor = floor.wall
+        self.report.details["floor_d1"] = asdict(floor)
         repo = None
         if self.dvc is not None:
             self.log("D1: dvc add + git commit")
@@ -768,6 +816,8 @@ class Bench:
             d3_rate.tusk = d3_size / d3.tusk / MB
             d3_bytes.tusk = (tree_bytes(cli.home) - before) / MiB
             self.report.details["tusk_home_d2_bytes"] = tree_bytes(cli.home)
+            self.d2_floor_and_disk(d2_rate)
+            self.d2_tmpfs()
             for sync in ("full", "none"):
                 row = self.report.row(
                     f"d2_rate_sdk_{sync}", f"D2 ingest, SDK in-process, TUSK_SYNC={sync}", "MB/s"
@@ -797,6 +847,58 @@ class Bench:
             d3_rate.dvc = d3_size / d3.dvc / MB
             d3_bytes.dvc = (repo.cache_bytes() - before) / MiB
             self.report.details["dvc_d3_ingest"] = timings
+
+    def d2_floor_and_disk(self, d2_rate: Row) -> None:
+        """The floor's D2 rate on disk, and Tusk's D2 rate against the disk's own, both
+        measured now (the disk's rate drifts over a run on shared machines)."""
+        size = self.sizes.d2_size
+        self.log("D2: Python floor on disk (bench/floor.py d2)")
+        settle()
+        floor = floor_run("d2", self.layout.d2, self.layout.root / "floor-d2", self.opts.tusk_sync)
+        d2_rate.floor = size / floor.wall / MB
+        self.report.details["floor_d2_disk"] = asdict(floor)
+        disk = disk_write_rate(self.layout.root, max(size, 16 * MiB))
+        self.report.config["disk_write_MBps_at_d2"] = round(disk, 1)
+        if d2_rate.tusk is not None:
+            # The ceiling: the disk rate measured at the start and now, whichever is higher.
+            ceiling = max(disk, float(self.report.config.get("disk_write_MBps") or 0))
+            self.report.row(
+                "d2_vs_disk", "D2 tusk ingest on disk / fdatasync write rate", "x"
+            ).tusk = d2_rate.tusk / ceiling
+
+    def d2_tmpfs(self) -> None:
+        """D2 with ``TUSK_HOME`` (and the floor's output) on tmpfs: no disk in the way, so
+        this is Tusk's own speed. Best of 3 runs, each on a fresh home."""
+        assert self.opts.tusk_exe is not None
+        size = self.sizes.d2_size
+        row = self.report.row(
+            "d2_rate_tmpfs", "D2 ingest throughput, TUSK_HOME on tmpfs (best of 3)", "MB/s"
+        )
+        shm = tmpfs_room(size)
+        if shm is None:
+            self.report.warnings.append(f"no room on {TMPFS} for D2: tmpfs rows skipped")
+            return
+        home = Path(tempfile.mkdtemp(prefix="tusk-bench-home-", dir=shm))
+        runs: list[float] = []
+        floors: list[float] = []
+        try:
+            for i in range(3):
+                cli = TuskCli(self.opts.tusk_exe, home / f"h{i}", self.opts.tusk_sync)
+                cli("create", "repo", "d2")
+                self.log(f"D2: tusk put big.bin, TUSK_HOME on tmpfs ({i + 1}/3)")
+                settle()
+                runs.append(cli("put", "file", "d2@master:/big.bin", "-f", self.layout.d2).seconds)
+                shutil.rmtree(cli.home)
+                settle()
+                floors.append(
+                    floor_run("d2", self.layout.d2, home / "floor", self.opts.tusk_sync).wall
+                )
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        row.tusk = size / min(runs) / MB
+        row.floor = size / min(floors) / MB
+        self.report.details["tusk_d2_tmpfs_s"] = runs
+        self.report.details["floor_d2_tmpfs_s"] = floors
 
     def sanity(self) -> None:
         if self.tusk_d1 is None or self.tusk_d2 is None:
@@ -863,15 +965,26 @@ def render(report: Report, targets: list[Target]) -> str:
         f"  scale {cfg['scale']}  generator {cfg.get('generator')}"
         f"  tusk {cfg.get('tusk_version', '-')}  dvc {cfg.get('dvc_version', '-')}"
         f"  python {cfg['python']}  cpus {cfg['cpus']}  TUSK_SYNC={cfg.get('tusk_sync')}",
-        f"  disk: sequential write + fdatasync {cfg.get('disk_write_MBps', '-')} MB/s"
-        " (the ceiling for durable ingest on this machine)",
+        f"  disk: sequential write + fdatasync {cfg.get('disk_write_MBps', '-')} MB/s at start,"
+        f" {cfg.get('disk_write_MBps_at_d2', '-')} MB/s before D2's ratio"
+        " (the ceiling for durable ingest on this machine: the higher is used)",
+        "  floor: bench/floor.py as its own process (read, BLAKE3, one pack, one SQLite"
+        " write), wall time with start-up, as the tusk commands",
         "",
     ]
-    header = ("metric", "tusk", "dvc", "tusk/dvc")
+    header = ("metric", "tusk", "dvc", "tusk/dvc", "floor", "tusk/floor")
     table = [header]
     for row in report.rows.values():
-        ratio = fmt(row.ratio, "x")
-        table.append((row.label, fmt(row.tusk, row.unit), fmt(row.dvc, row.unit), ratio))
+        table.append(
+            (
+                row.label,
+                fmt(row.tusk, row.unit),
+                fmt(row.dvc, row.unit),
+                fmt(row.ratio, "x"),
+                fmt(row.floor, row.unit),
+                fmt(row.floor_ratio, "x"),
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for i, cells in enumerate(table):
         parts = [cells[0].ljust(widths[0])]
@@ -897,7 +1010,8 @@ def to_json(report: Report, targets: list[Target]) -> dict[str, Any]:
     return {
         "config": report.config,
         "results": {
-            key: {**asdict(row), "ratio_tusk_dvc": row.ratio} for key, row in report.rows.items()
+            key: {**asdict(row), "ratio_tusk_dvc": row.ratio, "ratio_tusk_floor": row.floor_ratio}
+            for key, row in report.rows.items()
         },
         "targets": [asdict(t) for t in targets],
         "details": report.details,

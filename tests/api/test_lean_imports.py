@@ -120,6 +120,8 @@ def test_help_loads_neither_storage_nor_http(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
     modules = loaded(CLI.format(argv=["--help"]), env)
     assert offenders(modules, STORAGE | SERVER | PIPELINES | {"httpx", "httpcore"}) == []
+    # The verbs and commands are listed from main.py's registry, no command module loaded.
+    assert offenders(modules, {"tusk.cli.commands"}) == []
 
 
 def test_an_embedded_read_loads_no_http_client_pipelines_or_server(tmp_path: Path) -> None:
@@ -131,3 +133,7 @@ def test_an_embedded_read_loads_no_http_client_pipelines_or_server(tmp_path: Pat
     modules = loaded(CLI.format(argv=["--home", str(home), "list", "repo"]), env)
     assert "sqlalchemy" in modules  # it did open the store
     assert offenders(modules, SERVER | PIPELINES | {"httpx", "httpcore", "boto3"}) == []
+    assert offenders(modules, {"tusk.cli.commands"}) == [
+        "tusk.cli.commands",
+        "tusk.cli.commands.repo",
+    ]

@@ -211,3 +211,26 @@ def test_progress_log_survives_a_signal_handler_that_logs(monkeypatch: pytest.Mo
     worker.start()
     assert done.wait(10), "log() deadlocked when re-entered"
     assert [line.split(" ", 1)[1] for line in lines] == ["REST API off", "SIGTERM: stopping"]
+
+
+def test_every_lazy_command_loads_under_its_name_with_its_summary() -> None:
+    """main.py registers commands by module:function with the summary `tusk --help` shows
+    without importing them; each must import, carry that name, and have that summary."""
+    import click
+
+    from tusk.cli import main
+    from tusk.cli.core import AliasGroup
+
+    groups: list[AliasGroup] = [main.cli, *main.NOUNS]
+    checked = 0
+    for group in groups:
+        ctx = click.Context(group)
+        for name, (_target, summary) in dict(group.lazy).items():
+            cmd = group.get_command(ctx, name)
+            assert cmd is not None and cmd.name == name, name
+            if summary is not None:
+                assert summary == cmd.get_short_help_str(limit=10**6), name
+            checked += 1
+    assert checked == sum(map(len, main.NOUNS.values())) + len(main.COMMANDS)
+    # And no verb is also registered lazily under the same name.
+    assert not set(main.cli.lazy) & {verb.name for verb in main.NOUNS}

@@ -22,6 +22,8 @@ OUTPUT_KEY = "tusk.output"
 FORMATS = ("table", "json")
 
 # Plural and short forms pachctl users type out of habit.
+ADDRESS_KEY = "tusk.address"  # ctx.meta: the --address given to the root group, if any
+
 NOUN_ALIASES = {
     "repos": "repo",
     "branches": "branch",
@@ -230,13 +232,58 @@ def _passes_through(exc: BaseException) -> bool:
 
 
 class AliasGroup(click.Group):
-    """A verb (``list``, ``create``...) whose nouns also answer to their plural forms."""
+    """A verb (``list``, ``create``...) whose nouns also answer to their plural forms.
+
+    Commands may be registered lazily (:meth:`add_lazy`): by ``module:attribute`` under
+    ``tusk.cli.commands``, imported only when the command is looked up, so ``tusk list repo``
+    loads the repo commands and nothing of the pipeline, auth or report ones. A lazy command
+    can carry its one-line summary, so the group's ``--help`` lists it without the import
+    (tests/cli/test_cli_units.py checks every summary against the command's own).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, str | None]] = {}
+
+    def add_lazy(self, name: str, target: str, summary: str | None = None) -> None:
+        """Register command ``name`` as ``module:attribute`` of ``tusk.cli.commands``."""
+        self.lazy[name] = (target, summary)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        cmd = super().get_command(ctx, cmd_name)
-        if cmd is None and cmd_name in NOUN_ALIASES:
-            cmd = super().get_command(ctx, NOUN_ALIASES[cmd_name])
-        return cmd
+        name = cmd_name if cmd_name in self.commands or cmd_name in self.lazy else None
+        if name is None and cmd_name in NOUN_ALIASES:
+            name = NOUN_ALIASES[cmd_name]
+        if name is None:
+            return None
+        if name not in self.commands and name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[name][0].partition(":")
+            command = getattr(importlib.import_module(f"tusk.cli.commands.{module}"), attr)
+            self.add_command(command, name)
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, but a lazy command with a summary is listed without importing it."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        rows = []
+        for name in names:
+            lazy = self.lazy.get(name)
+            if name not in self.commands and lazy is not None and lazy[1] is not None:
+                # Shortened as click shortens a command's own help.
+                rows.append((name, click.Command(name, help=lazy[1]).get_short_help_str(limit)))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

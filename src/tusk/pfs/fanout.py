@@ -114,22 +114,26 @@ class Helpers:
 
         self.n = n
         self.total = len(items)
-        self._next = multiprocessing.RawValue("q", 0)
+        # Process k's first batch is its own (slot k); the counter hands out the rest.
+        self._next = multiprocessing.RawValue("q", n * CLAIM)
         self._lock = multiprocessing.Lock()
         self._children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
         self._reap: list[int] = []  # helpers that reported, to wait for in cancel()
         parent = os.getpid()
-        for _ in range(1, n):
+        for slot in range(1, n):
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which leaves by os._exit
                 os.close(read_end)
-                _child(store, items, self, write_end, parent)
+                _child(store, items, self, slot, write_end, parent)
             os.close(write_end)
             self._children.append((pid, read_end))
 
-    def positions(self) -> Iterator[int]:
-        """Positions of items for the calling process to write, claimed a batch at a time."""
+    def positions(self, slot: int = 0) -> Iterator[int]:
+        """Positions of items for the process in ``slot`` (0: the caller) to write: its own
+        first batch, so every process writes some even when one starts late, then batches
+        claimed from the shared counter."""
+        yield from range(slot * CLAIM, min((slot + 1) * CLAIM, self.total))
         while True:
             with self._lock:
                 start = self._next.value
@@ -219,7 +223,12 @@ def _receive(
 
 
 def _child(
-    store: ChunkStore, items: Sequence[Item], helpers: Helpers, write_end: int, parent: int
+    store: ChunkStore,
+    items: Sequence[Item],
+    helpers: Helpers,
+    slot: int,
+    write_end: int,
+    parent: int,
 ) -> None:  # pragma: no cover - runs in the forked child
     payload: tuple[object, ...]
     try:
@@ -228,7 +237,7 @@ def _child(
         store.meta.engine.dispose(close=False)
         files = []
         with store.writer() as writer:
-            for pos in helpers.positions():
+            for pos in helpers.positions(slot):
                 path, source = items[pos]
                 files.append((pos, item_parts(path), source.write_to(writer, None)))
             index = writer.flush_unsynced()  # the parent flushes them with its own packs

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
-from urllib.parse import urlsplit
 
-from tusk.errors import InvalidArgument, SourceError
+from tusk.errors import SourceError
+from tusk.pfs.sourcetext import is_url, local_error
 from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress, Readable
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
-
-
-def _local_error(exc: OSError, what: str) -> SourceError:
-    name = exc.filename or what
-    if isinstance(exc, FileNotFoundError):
-        return SourceError(f"no such local file {name!r}")
-    if isinstance(exc, IsADirectoryError):
-        return SourceError(f"{name!r} is a directory: use -r to put a directory")
-    if isinstance(exc, PermissionError):
-        return SourceError(f"cannot read {name!r}: permission denied")
-    return SourceError(f"cannot read {name!r}: {exc.strerror or exc}")
 
 
 class _Chain:
@@ -57,7 +45,7 @@ class LocalFile:
                     return writer.write_stream(_Chain(prefix, f), progress)
             return writer.write_file(self.path, progress)
         except OSError as exc:
-            raise _local_error(exc, str(self.path)) from exc
+            raise local_error(exc, str(self.path)) from exc
 
 
 @dataclass(frozen=True)
@@ -129,10 +117,6 @@ class UrlSource:
 Source = LocalFile | StreamSource | BytesSource | UrlSource
 
 
-def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
-
-
 def source_for(text: str) -> Source:
     """A CLI-style source: ``-`` is stdin, http(s):// a URL, anything else a local path."""
     if text == "-":
@@ -140,18 +124,3 @@ def source_for(text: str) -> Source:
     if is_url(text):
         return UrlSource(text)
     return LocalFile(Path(text))
-
-
-def source_name(text: str) -> str:
-    """The name a CLI-style source keeps when put into a directory (its base name)."""
-    if text == "-":
-        raise InvalidArgument("reading stdin (-f -) needs a destination path: repo@branch:/path")
-    if is_url(text):
-        name = urlsplit(text).path.rstrip("/").rsplit("/", 1)[-1]
-    else:
-        name = os.path.basename(text.rstrip("/" + os.sep))
-        if name in ("", ".", ".."):
-            name = os.path.basename(os.path.abspath(text))
-    if not name:
-        raise InvalidArgument(f"cannot derive a file name from {text!r}; give a path")
-    return name

@@ -249,8 +249,7 @@ class BaseClient(PipelineMethods, AuthMethods):
     ) -> PutResult:
         """Put every file below ``local_dir`` under ``repo@branch:/path`` (default: its name)."""
         addr, prefix, root = dir_target(self._address(address), local_dir)
-        members = (((*prefix, *rel.split("/")), Path(full)) for rel, full in _walk_local(root))
-        return self._t.put_files(addr, members, append, description, progress)
+        return self._t.put_dir(addr, prefix, root, append, description, progress)
 
     def delete_file(self, address: str, description: str = "") -> CommitInfo:
         """Delete a file or a whole directory at ``repo@branch:/path``."""
@@ -409,7 +408,7 @@ def dir_target(
     return addr, split_path(base), root
 
 
-def _walk_local(root: Path) -> Iterator[tuple[str, str]]:
+def walk_local(root: Path) -> Iterator[tuple[str, str]]:
     """(relative posix path, full path) for every regular file below ``root``, sorted."""
     stack = [("", str(root))]
     while stack:

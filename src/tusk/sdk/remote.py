@@ -74,7 +74,7 @@ from tusk.pps.models import (
     PipelineInfo,
     SecretInfo,
 )
-from tusk.sdk.base import BaseClient, Progress, SourceLike, ref_text
+from tusk.sdk.base import BaseClient, Progress, SourceLike, ref_text, walk_local
 from tusk.sdk.projects import current_project
 
 T = TypeVar("T")
@@ -395,6 +395,18 @@ class HttpTransport:
         body = _counted(_tar_of(sized), progress)
         params = _params(append=append, description=description)
         return self._upload(self._commit_url(addr, "tar", ""), body, params, "application/x-tar")
+
+    def put_dir(
+        self,
+        addr: Address,
+        prefix: tuple[str, ...],
+        root: Path,
+        append: bool,
+        description: str,
+        progress: Progress | None,
+    ) -> PutResult:
+        members = (((*prefix, *rel.split("/")), full) for rel, full in walk_local(root))
+        return self.put_files(addr, members, append, description, progress)
 
     def delete_file(self, addr: Address, path: str, description: str) -> CommitInfo:
         url = self._commit_url(addr, "files", _path(path))

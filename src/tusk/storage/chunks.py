@@ -179,6 +179,9 @@ class ChunkWriter:
         self._pending_bytes = 0
         self._seen: set[bytes] = set()
         self._pack = PackBuilder()
+        self._small_limit = store.config.chunk_min
+        self._sample_ratio = store.config.compress_sample_ratio
+        self._main_ctx: tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor] | None = None
         self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tusk-hash")
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusk-pack")
         self._inflight: list[Future[None]] = []
@@ -204,21 +207,42 @@ class ChunkWriter:
     def write_file(
         self, path: str | os.PathLike[str], progress: Progress | None = None
     ) -> list[ChunkRef]:
-        head = self._read_small(path)
-        if head is not None:
-            return [self._accept_one(self._prepare(head), progress)] if head else []
-        return self._pipeline((c.data for c in self._cdc.cut_file(os.fspath(path))), progress)
-
-    def _read_small(self, path: str | os.PathLike[str]) -> bytes | None:
-        """The whole file if it fits in one chunk, else None."""
-        limit = self.store.config.chunk_min
+        # A file that fits in one chunk (most files of a many-file put) takes a straight path
+        # on this thread: a handful of calls a file, as its work is mostly the interpreter's.
         # os.open/os.read: a buffered file object costs more than the read on small files.
+        limit = self._small_limit
         fd = os.open(path, os.O_RDONLY)
         try:
             data = os.read(fd, limit + 1)
         finally:
             os.close(fd)
-        return None if len(data) > limit else data
+        if len(data) > limit:
+            return self._pipeline((c.data for c in self._cdc.cut_file(os.fspath(path))), progress)
+        if not data:
+            return []
+        digest = blake3.blake3(data).digest()
+        size = len(data)
+        ctx = self._main_ctx
+        if ctx is None:
+            ctx = self._main_ctx = self._contexts()
+        # The whole chunk is the sample (it is at most chunk_min): see _prepare.
+        probe = ctx[0].compress(data)
+        if len(probe) <= self._sample_ratio * size:
+            packed = ctx[1].compress(data)
+            if len(packed) < size:
+                self._pending.append(Prepared(digest, size, packed, CODEC_ZSTD))
+            else:
+                self._pending.append(Prepared(digest, size, data, CODEC_RAW))
+        else:
+            self._pending.append(Prepared(digest, size, data, CODEC_RAW))
+        self.chunks += 1
+        self.bytes_in += size
+        self._pending_bytes += size
+        if progress is not None:
+            progress(size)
+        if self._pending_bytes >= _DEDUP_BYTES or len(self._pending) >= _DEDUP_CHUNKS:
+            self._flush_pending()
+        return [(digest, size)]
 
     def write_stream(self, stream: Readable, progress: Progress | None = None) -> list[ChunkRef]:
         # cut_stream reuses its buffer, so each chunk is copied before the next is cut.
@@ -227,7 +251,7 @@ class ChunkWriter:
     def write_bytes(self, data: bytes, progress: Progress | None = None) -> list[ChunkRef]:
         if not data:
             return []
-        if len(data) <= self.store.config.chunk_min:
+        if len(data) <= self._small_limit:
             return [self._accept_one(self._prepare(data), progress)]
         return self._pipeline((c.data for c in self._cdc.cut_buf(data)), progress)
 
@@ -257,19 +281,21 @@ class ChunkWriter:
     def _prepare_all(self, pieces: list[bytes | memoryview]) -> list[Prepared]:
         return [self._prepare(p) for p in pieces]
 
+    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor]:
+        """Compressors for one thread: a fast probe (does this data compress?) and the real one."""
+        return (
+            zstandard.ZstdCompressor(level=-5),
+            zstandard.ZstdCompressor(level=self.store.config.compress_level),
+        )
+
     def _prepare(self, data: bytes | memoryview) -> Prepared:
         """Hash, and compress where an 8 KiB sample says it pays (runs on worker threads)."""
-        cfg = self.store.config
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
-            ctx = (
-                zstandard.ZstdCompressor(level=-5),  # a fast probe: does this data compress?
-                zstandard.ZstdCompressor(level=cfg.compress_level),
-            )
-            self._local.ctx = ctx
+            ctx = self._local.ctx = self._contexts()
         digest = blake3.blake3(data).digest()
         sample = data[:8192]
-        if len(ctx[0].compress(sample)) <= cfg.compress_sample_ratio * len(sample):
+        if len(ctx[0].compress(sample)) <= self._sample_ratio * len(sample):
             packed = ctx[1].compress(data)
             if len(packed) < len(data):
                 return Prepared(digest, len(data), packed, CODEC_ZSTD)

@@ -21,6 +21,7 @@ import click
 
 from tusk.cli import render
 from tusk.cli.core import (
+    ADDRESS_KEY,
     CliError,
     emit,
     fail,
@@ -540,9 +541,6 @@ def _stop_on_signals(stop: threading.Event, log: Callable[[str], None]) -> Itera
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-ADDRESS_KEY = "tusk.address"  # ctx.meta: the --address given to the root group, if any
 
 
 def _server_home(ctx: click.Context, command: str) -> Path | None:
