@@ -7,7 +7,9 @@ the page cache and writes the bytecode caches; the median wall time and the larg
 or busy machine shows in the floor row, not only in Tusk's.
 
 Rows:
-- floor: ``python -c pass``;
+- floor: ``python -c pass``, and the imports of the libraries under the commands with
+  nothing of Tusk (click; click, rich, httpx and httpcore for a server; click, rich and
+  SQLAlchemy with its SQLite dialect for a home), so the part that is Tusk's shows;
 - ``tusk --help``;
 - embedded (``--home`` of a store with 3 repos): ``list repo``, ``inspect repo``,
   ``list commit``, ``list file``;
@@ -41,6 +43,12 @@ HELP_TARGET = 0.10
 EMBEDDED_TARGET = 0.30
 REMOTE_TARGET = 0.15
 REMOTE_RSS_MB = 40.0
+_CLI = ["click", "rich.console", "rich.table"]
+LIBRARY_FLOORS = [
+    ("import click", ["click"]),
+    ("import click, rich, httpx, httpcore", [*_CLI, "httpx", "httpcore"]),
+    ("import click, rich, sqlalchemy[sqlite]", [*_CLI, "sqlalchemy", "sqlalchemy.dialects.sqlite"]),
+]
 
 
 def tusk_command() -> str:
@@ -125,6 +133,12 @@ def main() -> None:
                 measure([sys.executable, "-c", "pass"], env, args.runs),
             )
         )
+        # What the libraries the commands stand on cost to import, with nothing of Tusk: the
+        # floor under each group of rows (click for every command, rich for tables, httpx and
+        # httpcore against a server, SQLAlchemy and its SQLite dialect on a home).
+        for label, mods in LIBRARY_FLOORS:
+            argv = [sys.executable, "-c", "import " + ", ".join(mods)]
+            rows.append(("floor", label, None, measure(argv, env, args.runs)))
         rows.append(("", "tusk --help", HELP_TARGET, measure([tusk, "--help"], env, args.runs)))
         for cmd in reads:
             target = EMBEDDED_TARGET if cmd == ["list", "repo"] else None
@@ -155,7 +169,7 @@ def main() -> None:
             verdict = f"{limit}: {'PASS' if ok else 'FAIL'}"
             m["pass"] = ok
         print(
-            f"{where:9} {name:36} {m['median_s']:8.3f} {m['min_s']:7.3f} "
+            f"{where:9} {name:40} {m['median_s']:8.3f} {m['min_s']:7.3f} "
             f"{m['median_s'] - floor:7.3f} {m['rss_mb']:7.1f}  {verdict}"
         )
     print(f"(median of {args.runs} runs each; -floor: minus python -c pass's median)")

@@ -33,7 +33,7 @@ import zstandard
 
 from tusk.errors import CorruptObject, InvalidArgument, StorageError
 from tusk.pfs.maintenance import reachable
-from tusk.pfs.models import GcReport
+from tusk.pfs.models import DEFAULT_GRACE, DEFAULT_REPACK_THRESHOLD, GcReport
 from tusk.pfs.tree import TreeReader
 from tusk.storage.backends.base import ObjectInfo
 from tusk.storage.chunks import ChunkStore
@@ -41,9 +41,6 @@ from tusk.storage.meta.records import ChunkLocation, PackRecord
 from tusk.storage.meta.store import MetaStore
 from tusk.storage.meta.store_gc import ChunkMove, PackUsage
 from tusk.storage.packs import PackBuilder, pack_key
-
-DEFAULT_GRACE = 3600.0
-DEFAULT_REPACK_THRESHOLD = 0.5
 
 
 def gc(

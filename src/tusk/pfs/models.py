@@ -11,6 +11,11 @@ class _Dict:
         return asdict(self)  # type: ignore[call-overload]
 
 
+# gc's defaults: keep what was touched within an hour; repack packs less than half live.
+DEFAULT_GRACE = 3600.0
+DEFAULT_REPACK_THRESHOLD = 0.5
+
+
 @dataclass(frozen=True)
 class RepoInfo(_Dict):
     name: str

@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wcmatch import glob as wglob
-
 from tusk.config import StoreConfig
 from tusk.errors import (
     AlreadyExists,
@@ -40,9 +38,9 @@ from tusk.ids import (
     new_commit_id,
     split_repo,
 )
-from tusk.pfs import fanout, maintenance
-from tusk.pfs import gc as sweep
 from tusk.pfs.models import (
+    DEFAULT_GRACE,
+    DEFAULT_REPACK_THRESHOLD,
     BranchInfo,
     CommitInfo,
     DiffEntry,
@@ -649,6 +647,8 @@ class PfsService:
         start_tree = self._check_writable(repo, ref)
         if append:
             return self._put_appending(repo, ref, start_tree, items, description, progress)
+        from tusk.pfs import fanout  # loads with a put, not with every command
+
         # Many local files are written by forked helpers and this process together.
         listed, lazy = fanout.gather(items)
         helpers = fanout.Helpers.start(self.chunks, listed)
@@ -691,6 +691,8 @@ class PfsService:
         description: str,
         progress: Progress | None,
     ) -> PutResult:
+        from tusk.pfs import fanout
+
         reader = self.reader()
         appends: dict[tuple[str, ...], tuple[bytes | None, tuple[ChunkRef, ...]]] = {}
         with self.chunks.writer() as writer:
@@ -1099,19 +1101,58 @@ class PfsService:
             return None
         return "dir" if isinstance(entry, DirEntry) else "file"
 
+    def tree_entry(self, root: bytes, path: str) -> Entry | None:
+        """The entry (file or directory) at ``path`` of the tree ``root``; O(depth)."""
+        return self.reader().lookup(root, split_path(path))
+
+    def tree_matches(
+        self, root: bytes, segments: Sequence[Callable[[str], bool]]
+    ) -> Iterator[tuple[str, Entry]]:
+        """Entries of ``root`` exactly ``len(segments)`` levels down whose every path segment
+        passes its test, in tree order. Only directories whose own path passes are read, so
+        ``/*`` over a million files in a thousand directories reads the root, not the files."""
+        if not segments or root == EMPTY_TREE:
+            return
+        reader = self.reader()
+        stack: list[tuple[str, int, Iterator[tuple[str, Entry]]]] = [("", 0, reader.iter_dir(root))]
+        last = len(segments) - 1
+        while stack:
+            prefix, depth, entries = stack[-1]
+            item = next(entries, None)
+            if item is None:
+                stack.pop()
+                continue
+            name, entry = item
+            if not segments[depth](name):
+                continue
+            path = f"{prefix}/{name}"
+            if depth == last:
+                yield path, entry
+            elif isinstance(entry, DirEntry):
+                stack.append((path, depth + 1, reader.iter_dir(entry.node)))
+
+    def files_below(self, path: str, entry: Entry) -> Iterator[tuple[str, FileEntry]]:
+        """The file ``entry`` at ``path``, or every file below the directory ``entry``."""
+        if isinstance(entry, FileEntry):
+            yield path, entry
+        else:
+            yield from self.reader().walk(entry.node, path.rstrip("/"))
+
     # Maintenance
 
     def fsck(self) -> FsckReport:
-        # A reader with its own cache: fsck must see the store, not what this process cached.
-        fresh = TreeReader(self.meta.get_nodes, NodeCache(), self.codec)
-        return maintenance.fsck(self.meta, self.chunks, fresh)
+        from tusk.pfs import maintenance  # loads with fsck, not with every command
+
+        return maintenance.fsck(self.meta, self.chunks, self.codec)
 
     def gc(
         self,
-        grace: float = sweep.DEFAULT_GRACE,
+        grace: float = DEFAULT_GRACE,
         dry_run: bool = False,
-        repack_threshold: float = sweep.DEFAULT_REPACK_THRESHOLD,
+        repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
     ) -> GcReport:
+        from tusk.pfs import gc as sweep  # loads with gc, not with every command
+
         return sweep.gc(self.meta, self.chunks, self.reader(), grace, dry_run, repack_threshold)
 
     def stats(self) -> dict[str, int]:
@@ -1182,25 +1223,57 @@ class PfsService:
         return list(self.iter_glob(repo, ref, pattern))
 
     def iter_glob(self, repo: str, ref: str, pattern: str) -> Iterator[FileInfo]:
-        """:meth:`glob_files`, one at a time in path order (a directory before its contents)."""
+        """:meth:`glob_files`, one at a time in path order (a directory before its contents).
+
+        Only the directories a match can lie in are read: leading literal segments are looked
+        up straight down the tree, and a directory is entered only when its path matches the
+        pattern's first segments (up to a ``**``), so globbing one file of a million reads
+        the nodes on its path, not the tree."""
         commit = self._read_root(repo, ref)
         pat = "/" + pattern.lstrip("/")
+        from wcmatch import glob as wglob  # loads with a glob, not with every command
+
         flags = wglob.GLOBSTAR | wglob.DOTGLOB
         reader = self.reader()
+        segs = pat[1:].split("/")
+        # Segments before the first "**" match one path segment each: they prune the walk.
+        deep = next((i for i, s in enumerate(segs) if "**" in s), len(segs))
+        if "" in segs[:-1]:
+            deep = 0  # "a//b": leave the odd spelling to the matcher, unpruned
+        k = 0
+        while k < min(deep, len(segs) - 1) and _literal_segment(segs[k]):
+            k += 1
+        start = reader.lookup(commit.tree, segs[:k])
+        if not isinstance(start, DirEntry):
+            return
+        base = "/" + "/".join(segs[:k]) if k else ""
         # The open directories, innermost last: a deep tree costs no recursion.
-        stack: list[tuple[str, Iterator[tuple[str, Entry]]]] = [("", reader.iter_dir(commit.tree))]
+        stack: list[tuple[str, int, Iterator[tuple[str, Entry]]]] = [
+            (base, k, reader.iter_dir(start.node))
+        ]
         while stack:
-            prefix, entries = stack[-1]
+            prefix, depth, entries = stack[-1]
             item = next(entries, None)
             if item is None:
                 stack.pop()
                 continue
             name, entry = item
             path = f"{prefix}/{name}"
+            d = depth + 1
+            if d <= deep and d < len(segs):
+                # Fewer segments than the pattern: a match only through "**" matching none.
+                if deep < len(segs) and wglob.globmatch(path, pat, flags=flags):
+                    yield self._file_info(commit, path, entry)
+                # Enter a directory only if its segments fit the pattern's first ones.
+                if isinstance(entry, DirEntry) and wglob.globmatch(
+                    path, "/" + "/".join(segs[:d]), flags=flags
+                ):
+                    stack.append((path, d, reader.iter_dir(entry.node)))
+                continue
             if wglob.globmatch(path, pat, flags=flags):
                 yield self._file_info(commit, path, entry)
-            if isinstance(entry, DirEntry):
-                stack.append((path, reader.iter_dir(entry.node)))
+            if isinstance(entry, DirEntry) and deep < len(segs):
+                stack.append((path, d, reader.iter_dir(entry.node)))
 
     def read_file(self, repo: str, ref: str, path: str) -> Iterator[bytes]:
         commit, entry = self._entry(repo, ref, path)
@@ -1250,6 +1323,11 @@ class PfsService:
                 c.old.hash.hex() if c.old else None,
                 c.new.hash.hex() if c.new else None,
             )
+
+
+def _literal_segment(seg: str) -> bool:
+    """A glob segment that names exactly one entry (no wildcard, class or escape)."""
+    return bool(seg) and seg not in (".", "..") and not any(c in seg for c in "*?[]\\")
 
 
 def _as_tree(reader: TreeReader, entry: Entry | None, parts: tuple[str, ...]) -> bytes:

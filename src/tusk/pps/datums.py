@@ -231,21 +231,77 @@ def _matches(pfs: PfsInput, files_for: FilesFor) -> list[_Match]:
     pattern = glob_to_regex(glob)
     out = []
     for path, files in pfs_matches(pfs, files_for(pfs)):
-        datum_files = tuple(
-            DatumFile(
-                input_name=pfs.name,
-                repo=pfs.repo,
-                branch=pfs.branch,
-                path=f.path,
-                hash=f.hash,
-                size=f.size,
-                lazy=pfs.lazy,
-                empty=pfs.empty_files,
-            )
-            for f in files
-        )
+        datum_files = _datum_files(pfs, files)
         out.append(_Match(pfs.name, path, datum_files, pattern.match(path), _source(pfs)))
     return out
+
+
+def _datum_files(pfs: PfsInput, files: Iterable[FileInfo]) -> tuple[DatumFile, ...]:
+    return tuple(
+        DatumFile(
+            input_name=pfs.name,
+            repo=pfs.repo,
+            branch=pfs.branch,
+            path=f.path,
+            hash=f.hash,
+            size=f.size,
+            lazy=pfs.lazy,
+            empty=pfs.empty_files,
+        )
+        for f in files
+    )
+
+
+def match_datum(pfs: PfsInput, path: str, files: Iterable[FileInfo]) -> Datum:
+    """The datum of one glob match ``path`` of a pipeline whose input is the single pfs input
+    ``pfs``, holding ``files`` (the match itself, or every file below it): the same datum
+    :func:`compute_datums` makes for that match."""
+    return _datum((_Match(pfs.name, path, _datum_files(pfs, files), None, _source(pfs)),))
+
+
+def files_reference(job: str) -> str:
+    """What a datum carried forward unchanged records as its files: the job whose record of
+    the same datum holds the list (see :func:`datum_files`)."""
+    return json.dumps({"same_as": job}, separators=(",", ":"))
+
+
+def datum_files(text: str, lookup: Callable[[str], str | None]) -> list[dict[str, Any]]:
+    """A datum record's files as a list of :meth:`DatumFile.to_json` dicts: the list itself,
+    or, for a reference (:func:`files_reference`), the list of the record that
+    ``lookup(job)`` returns (the same datum in that job; [] if it is gone)."""
+    data = json.loads(text)
+    if isinstance(data, dict):
+        found = lookup(str(data.get("same_as", "")))
+        data = json.loads(found) if found is not None else []
+        if isinstance(data, dict):  # references always name a record with the list
+            data = []
+    return list(data)
+
+
+def glob_segments(glob: str) -> list[Callable[[str], bool]] | None:
+    """One test per path segment, equivalent to ``glob`` when each of its segments matches
+    exactly one path segment (no ``**``, braces, groups or escapes; ``/`` itself is not
+    cut): a path matches the glob iff it has that many segments and each passes its test.
+    None for other globs. Lets a caller find the matches by walking the tree to that depth
+    (``/*`` over a million files reads the top directory, not the files)."""
+    glob = normalize_glob(glob)
+    if glob == "/" or "**" in glob or any(c in glob for c in "{}()\\"):
+        return None
+    tests: list[Callable[[str], bool]] = []
+    for seg in glob[1:].split("/"):
+        try:
+            regex = glob_to_regex("/" + seg)
+        except InvalidSpec:  # a class cut by "/", e.g. "[a/b]": not segment by segment
+            return None
+        tests.append(_segment_test(regex))
+    return tests
+
+
+def _segment_test(regex: re.Pattern[str]) -> Callable[[str], bool]:
+    def test(name: str) -> bool:
+        return regex.match("/" + name) is not None
+
+    return test
 
 
 def compute_datums(
@@ -388,10 +444,14 @@ __all__ = [
     "FilesFor",
     "compute_datums",
     "cron_as_pfs",
+    "datum_files",
     "datum_id",
     "expand_key",
+    "files_reference",
+    "glob_segments",
     "glob_to_regex",
     "iter_datums",
+    "match_datum",
     "normalize_glob",
     "pfs_matches",
     "template_groups",

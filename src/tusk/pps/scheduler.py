@@ -43,11 +43,20 @@ from tusk.auth.service import AuthService
 from tusk.errors import CommitFinished, TuskError
 from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
-from tusk.pfs.tree import EMPTY_TREE
+from tusk.pfs.tree import EMPTY_TREE, DirEntry, Entry, FileEntry
 from tusk.pps import resources
 from tusk.pps.batch import BatchItem, run_batch
 from tusk.pps.dask_executor import DaskExecutor
-from tusk.pps.datums import compute_datums, cron_as_pfs
+from tusk.pps.datums import (
+    Datum,
+    compute_datums,
+    cron_as_pfs,
+    datum_id,
+    files_reference,
+    glob_segments,
+    match_datum,
+)
+from tusk.pps.datums import FileInfo as DatumInputFile
 from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, kill_noted
 from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
@@ -376,7 +385,13 @@ class Scheduler:
                 out[(c.repo, c.branch or "")] = c.id
         return out
 
-    def _start_job(self, job: JobRecord) -> None:
+    def _start_job(self, job: JobRecord, incremental: bool = True) -> None:
+        try:
+            self._start(job, incremental)
+        except _Replan:
+            self._start(job, False)
+
+    def _start(self, job: JobRecord, incremental: bool) -> None:
         commits = self._input_commits(job)
         if commits == "wait":
             return
@@ -389,14 +404,20 @@ class Scheduler:
             self._fail_job(job, unusable)
             return
         commits = _as_spec_reads(commits, spec)
-        datums = compute_datums(spec.input, self.pps.files_for(commits), cron=cron_as_pfs)
+        plan = self._incremental_plan(job, spec, commits) if incremental else None
+        items: list[Datum | str] = (
+            plan[1]
+            if plan is not None
+            else list(compute_datums(spec.input, self.pps.files_for(commits), cron=cron_as_pfs))
+        )
+        datums = [d for d in items if isinstance(d, Datum)]
         hashes = [d.hash(salt) for d in datums]
         now = time.time()
         cached: dict[str, bytes] = {}
         if spec.reprocess_spec != "every_job":
             # Most datums match the previous job's (one query by job); the rest are looked up
             # by hash across the pipeline's history (e.g. a failed job's finished datums).
-            for _id, h, state, tree in self._parent_results(job):
+            for _id, h, state, tree in plan[2] if plan is not None else self._parent_results(job):
                 if state in ("success", "skipped") and tree is not None:
                     cached[h] = tree
             missing = [h for h in hashes if h not in cached]
@@ -404,7 +425,13 @@ class Scheduler:
                 with self.meta.read() as tx:
                     cached.update(tx.datum_outputs_by_hash(job.pipeline, missing))
         rows = []
-        for seq, (d, h) in enumerate(zip(datums, hashes, strict=True)):
+        copies: list[tuple[str, int]] = []  # unchanged datums of the parent job: (id, seq)
+        by_datum = iter(hashes)
+        for seq, d in enumerate(items):
+            if isinstance(d, str):
+                copies.append((d, seq))
+                continue
+            h = next(by_datum)
             tree = cached.get(h)
             rows.append(
                 DatumRecord(
@@ -414,14 +441,19 @@ class Scheduler:
                     tree, 0, None, "", "", None, None, None, None,
                 )
             )  # fmt: skip
-        skipped = sum(1 for r in rows if r.state == "skipped")
+        skipped = sum(1 for r in rows if r.state == "skipped") + len(copies)
         with self.meta.write() as tx:
             if not tx.set_job_state_if(
                 job.pipeline, job.id, "created",
-                state="running", started_at=now, datums_total=len(rows), skipped=skipped,
+                state="running", started_at=now, datums_total=len(items), skipped=skipped,
             ):  # fmt: skip
                 return  # another scheduler started it
             tx.insert_datums(rows)
+            if plan is not None and copies:
+                ref = files_reference(plan[0])
+                copied = tx.copy_datums_skipped(job.pipeline, plan[0], job.id, copies, ref)
+                if copied != len(copies):  # the parent's rows went away: start it afresh
+                    raise _Replan()
             if spec.transform.image:
                 note = (
                     f"transform.image {spec.transform.image} is recorded; the local executor "
@@ -429,7 +461,59 @@ class Scheduler:
                 )
                 tx.add_logs([LogRecord(job.pipeline, job.id, "", now, "system", note)])
         self._wake.set()  # give it workers on the next pass, right away
-        self.log(f"job {job.pipeline}@{job.id} started: {len(rows)} datums, {skipped} unchanged")
+        self.log(f"job {job.pipeline}@{job.id} started: {len(items)} datums, {skipped} unchanged")
+
+    def _incremental_plan(
+        self, job: JobRecord, spec: PipelineSpec, commits: dict[tuple[str, str], str]
+    ) -> tuple[str, list[Datum | str], list[tuple[str, str, str, bytes | None]]] | None:
+        """The datums of a job from its parent job's, reading only what changed.
+
+        For a pipeline with one pfs input whose glob matches segment by segment (``/*``,
+        ``/*/*.csv``...): the matches come from walking the input tree to the glob's depth,
+        and a match whose entry (a directory's node hash, a file's content hash) is the same
+        in the parent job's input commit, and whose datum the parent job finished, is that
+        datum again: same id, same files, same hash. It is returned as its id (the caller
+        copies the parent's row, skipped); only the other matches are listed file by file
+        and returned as :class:`Datum`. So the job after a one-file commit to a repo of a
+        million files in a thousand directories lists one directory, not the repo.
+
+        Returns (parent job id, items in datum order, the parent's datum results), or None
+        when this does not apply (the caller computes every datum).
+        """
+        pfs = spec.input.pfs
+        if pfs is None or pfs.commit or spec.reprocess_spec == "every_job":
+            return None
+        tests = glob_segments(pfs.glob)
+        new_commit = commits.get((pfs.repo, pfs.branch))
+        if tests is None or new_commit is None:
+            return None
+        parent = self._parent_job(job)
+        if parent is None or parent.version != job.version:
+            return None
+        with self.meta.read() as tx:
+            before: dict[tuple[str, str], str] = {}
+            for cid in tx.commit_provenance(parent.output_commit):
+                c = tx.get_commit(cid)
+                if c is not None:
+                    before[(c.repo, c.branch or "")] = c.id
+            results = tx.datum_results(parent.pipeline, parent.id)
+        old_commit = _as_spec_reads(before, spec).get((pfs.repo, pfs.branch))
+        if old_commit is None:
+            return None
+        old_root = self.pfs.commit_record(old_commit).tree
+        new_root = self.pfs.commit_record(new_commit).tree
+        done = {i for i, _h, state, tree in results if state in ("success", "skipped") and tree}
+        items: list[Datum | str] = []
+        matches = sorted(self.pfs.tree_matches(new_root, tests), key=lambda m: m[0])
+        for path, entry in matches:
+            did = datum_id([(pfs.name, path)])
+            if did in done and _same_entry(self.pfs.tree_entry(old_root, path), entry):
+                items.append(did)
+                continue
+            below = self.pfs.files_below(path, entry)
+            files = [DatumInputFile(p, e.hash.hex(), e.size) for p, e in below]
+            items.append(match_datum(pfs, path, files))
+        return parent.id, items, results
 
     # 4. running datums
 
@@ -805,6 +889,18 @@ def next_tick(spec: str, after: float) -> float:
     if spec.startswith("@every"):
         return after + parse_duration(spec[len("@every") :].strip())
     return float(croniter(spec, datetime.fromtimestamp(after, UTC)).get_next(float))
+
+
+class _Replan(Exception):
+    """The parent job's datums changed while a job was being planned from them."""
+
+
+def _same_entry(old: Entry | None, new: Entry) -> bool:
+    if isinstance(old, DirEntry) and isinstance(new, DirEntry):
+        return old.node == new.node
+    if isinstance(old, FileEntry) and isinstance(new, FileEntry):
+        return old.hash == new.hash and old.size == new.size
+    return False
 
 
 def _as_spec_reads(

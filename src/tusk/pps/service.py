@@ -34,7 +34,7 @@ from tusk.ids import check_branch_name
 from tusk.pfs import PfsService
 from tusk.pfs.models import CommitInfo
 from tusk.polling import poll_until
-from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs
+from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs, datum_files
 from tusk.pps.models import (
     DatumInfo,
     JobInfo,
@@ -553,6 +553,16 @@ class PpsService:
 
     # Datums
 
+    def _files_of(self, d: DatumRecord) -> list[dict[str, Any]]:
+        """A datum's files (a datum carried forward unchanged names the job that listed them)."""
+
+        def lookup(job: str) -> str | None:
+            with self.meta.read() as tx:
+                found = tx.get_datum(d.pipeline, job, d.id)
+            return found.files if found is not None else None
+
+        return datum_files(d.files, lookup)
+
     def _datum_info(self, d: DatumRecord) -> DatumInfo:
         outputs = None
         if d.output_tree is not None:
@@ -562,7 +572,7 @@ class PpsService:
             job=d.job,
             id=d.id,
             state=d.state,
-            files=json.loads(d.files),
+            files=self._files_of(d),
             attempts=d.attempts,
             exit_code=d.exit_code,
             error=d.error,
@@ -651,7 +661,7 @@ class PpsService:
                 image=(spec.get("transform") or {}).get("image"),
             )
             if depth > 0:
-                for f in json.loads(d.files):
+                for f in self._files_of(d):
                     commit = self._input_commit(run_job, f["repo"])
                     if commit is not None:
                         step.inputs.append(self._lineage(f["repo"], commit, f["path"], depth - 1))

@@ -155,10 +155,13 @@ class HttpTransport:
             headers["authorization"] = f"Bearer {token}"
         # No read timeout: fsck, gc and big commits take what they take; waits are long polls
         # that the server ends after MAX_WAIT seconds.
+        # Plain http:// never uses TLS (and the client follows no redirects), so it skips
+        # building a verifying SSL context: loading the CA bundle costs every command ~30 ms.
         self.http = httpx.Client(
             base_url=address + API_PREFIX,
             headers=headers,
             timeout=httpx.Timeout(timeout, read=None),
+            verify=address.startswith("https://"),
         )
         self._home: Path | None = None
 

@@ -37,6 +37,7 @@ from tusk.storage.meta.store_auth import AuthTxMixin
 from tusk.storage.meta.store_gc import GcTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_projects import ProjectTxMixin
+from tusk.storage.meta.store_scan import ScanTxMixin
 from tusk.storage.meta.store_secrets import SecretTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
@@ -256,7 +257,9 @@ def _commit_from_row(row: Any) -> CommitRecord:
     )
 
 
-class MetaTx(PpsTxMixin, WebhookTxMixin, AuthTxMixin, ProjectTxMixin, SecretTxMixin, GcTxMixin):
+class MetaTx(
+    PpsTxMixin, WebhookTxMixin, AuthTxMixin, ProjectTxMixin, SecretTxMixin, GcTxMixin, ScanTxMixin
+):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
     def __init__(self, conn: Connection, is_sqlite: bool) -> None:
