@@ -1,22 +1,38 @@
 #!/usr/bin/env python3
-"""A long write + read load run against one ``tusk serve`` process, with the checks at the end.
+"""A long write + read load against one Tusk server process, with the checks at the end.
 
 The longer companion of ``tests/api/test_load.py`` (issue 4): the same shape of load, for
 minutes instead of one burst, with per-operation rates and latencies over time windows so
 that one can see whether throughput degrades as the repos grow.
 
-* Starts ``tusk serve`` (``--port 0``: a free 127.0.0.1 port) on its own ``TUSK_HOME`` in a
-  fresh work folder, on SQLite or on PostgreSQL (a server started with ``tests/pgserver.py``,
-  as ``bench/bench_server.py`` and the tests do).
+* Starts ``tusk up`` (API and scheduler in one process, so the measured process runs the
+  pipelines too; ``tusk serve`` with ``--pipelines 0``) with ``--port 0`` (a free 127.0.0.1
+  port) on its own ``TUSK_HOME`` in a fresh work folder, on SQLite or on PostgreSQL (a server
+  started with ``tests/pgserver.py``, as ``bench/bench_server.py`` and the tests do). Datums
+  run as short child processes of it (``TUSK_SANDBOX=none``), not counted in its RSS.
 * For ``--duration`` seconds, ``--clients`` clients each loop over a random mix (seeded) of
   ``put_file`` (a new file under ``/c<k>/`` of repo ``r<k mod repos>``, or an overwrite of one
   of its own), ``get_file`` (one of its own files, compared with the bytes it put last),
-  ``list_files`` of ``/c<k>`` (every file it put must be listed) and ``inspect_commit`` of the
-  repo's master, in the proportions of ``MIX`` (each client starts with ``INITIAL_FILES``
-  files, put before the timed run, so its mix is the same from the first second);
-  ``--committers`` committers each loop appending commits to the one branch
-  ``shared@master``, each commit putting one new file, and keep every commit id the server
-  returns.
+  ``list_files`` of ``/c<k>`` (every file it put must be listed), ``inspect_commit`` of the
+  repo's master and ``diff_file`` of the repo's master against its parent, in the
+  proportions of ``MIX`` (each client starts with ``INITIAL_FILES`` files, put before the
+  timed run, so its mix is the same from the first second); ``--committers`` committers each
+  loop appending commits to the one branch ``shared@master``, each commit putting one new
+  file, and keep every commit id the server returns; for each of ``--pipelines`` pipelines
+  ``count<i>`` (input ``feed<i>``, glob ``/*``: ``FEED_DIRS`` datums, each writing the byte
+  count of its folder), a feeder puts one file into ``feed<i>`` every ``--feed-every``
+  seconds, so a job starts every time (one datum runs, the others are skipped) while the
+  load goes on.
+* The server's RSS every ``--rss-every`` seconds; the growth after warm-up (``--warmup``,
+  default the first 20% of the run) is (RSS at the end of the load - RSS after warm-up) /
+  RSS after warm-up, checked against ``--max-growth`` percent. ``--probe`` runs the server
+  under :func:`probed_server`, which on SIGUSR2 (sent after warm-up and at the end) dumps
+  its RSS, threads, the cyclic collector's state, gc-tracked objects by type, the tree-node
+  caches, glibc's ``mallinfo2()``, CPython's small-object allocator and its resident memory
+  by kind of mapping; ``--tracemalloc FRAMES`` adds ``python -X tracemalloc=FRAMES`` and
+  prints the allocation sites that grew most between the two dumps (the server is then 2-3
+  times slower, and the snapshots themselves take memory: use it to find a site, not to
+  measure the growth).
 * Every operation is timed; the report gives per operation the count, errors by exception
   class, ops/s and p50/p95/p99 latency over the whole run and per ``--window`` seconds,
   with the server's CPU and RSS in each window (operations still in flight at the end finish
@@ -28,7 +44,9 @@ that one can see whether throughput degrades as the repos grow.
   asserts none); every commit id a committer got back is in ``list_commits("shared@master")``
   and the branch holds exactly the seed commit plus those; every committed file is on the
   branch and reads back with the right bytes; every client's files are in its repo with the
-  bytes it put last; the server's peak RSS (``VmHWM``) stays under ``--max-rss-mib``; the
+  bytes it put last; the server's RSS grew by at most ``--max-growth`` percent after
+  warm-up; each pipeline's jobs all succeeded, one per fed commit, and its outputs hold the
+  right byte counts; the server's peak RSS (``VmHWM``) stays under ``--max-rss-mib``; the
   server stops cleanly on SIGTERM; ``tusk fsck`` on the home finds nothing.
 
 Threads or processes. The clients and committers are threads, each with its own HTTP client
@@ -45,7 +63,9 @@ raise --procs).
 
     .venv/bin/python bench/bench_load.py [--engine sqlite|postgres] [--duration 120]
         [--clients 50] [--committers 20] [--repos 5] [--seed 1] [--window 10]
-        [--procs 1] [--workdir DIR] [--keep] [--json PATH|-]
+        [--procs 1] [--pipelines 1] [--feed-every 2] [--rss-every 5] [--warmup S]
+        [--max-growth 10] [--probe] [--tracemalloc FRAMES] [--top 15]
+        [--workdir DIR] [--keep] [--json PATH|-]
 """
 
 from __future__ import annotations
@@ -68,7 +88,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -81,9 +101,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TUSK = Path(sys.executable).parent / "tusk"
 
-CLIENT_OPS = ("put", "get", "list", "inspect")
-OPS = (*CLIENT_OPS, "commit")
-MIX = {"put": 25, "get": 35, "list": 20, "inspect": 20}  # percent of a client's operations
+CLIENT_OPS = ("put", "get", "list", "inspect", "diff")
+OPS = (*CLIENT_OPS, "commit", "feed")
+# percent of a client's operations
+MIX = {"put": 25, "get": 30, "list": 15, "inspect": 15, "diff": 15}
 OVERWRITE = 0.2  # share of a client's puts that overwrite one of its files instead of a new one
 CLIENT_SIZE = (512, 32 * 1024)  # bytes of a client's file, uniform
 COMMIT_SIZE = (64, 4096)  # bytes of a committer's file (after its header), uniform
@@ -92,6 +113,13 @@ SHARED = "shared"
 INITIAL_FILES = 4  # files each client puts (one commit per repo) before the timed run
 SEED_PATH = "/seed"
 HANG_GRACE = 120.0  # seconds after the end an operation may still take before it counts as hung
+FEED = "feed"  # input repo feed<i> of pipeline count<i>
+FEED_DIRS = 8  # top-level folders of a feed repo: one datum each (glob /*)
+FEED_SIZE = (256, 8192)  # bytes of a fed file, uniform
+# A datum: the total bytes of its folder's files, into /pfs/out/<folder>.
+COUNT_CMD = (
+    'p="${TUSK_PFS:-/pfs}"; for d in "$p"/in/*; do cat "$d"/* | wc -c > "$p/out/${d##*/}"; done'
+)
 
 T = TypeVar("T")
 Record = tuple[str, float, float, str]  # op, start (s after t0), latency (s), error class or ""
@@ -117,6 +145,8 @@ class Shard:
     clients: list[int]
     committers: list[int]
     initial: dict[int, dict[str, str]]  # client -> its files put before the run -> digest
+    feeders: list[int] = field(default_factory=list)  # pipelines whose input repo this feeds
+    feed_every: float = 2.0
 
 
 @dataclass
@@ -129,6 +159,10 @@ class ShardResult:
     uncertain: dict[str, list[str]] = field(default_factory=dict)  # repo -> paths
     samples: dict[str, str] = field(default_factory=dict)  # "op ErrorClass" -> first message
     hung: list[str] = field(default_factory=list)
+    # pipeline -> (path, size) of each fed file; the commit set of the last successful feed
+    fed: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    fed_uncertain: dict[int, list[str]] = field(default_factory=dict)
+    last_feed: dict[int, str] = field(default_factory=dict)
     cpu_s: float = 0.0
     threads: int = 0
 
@@ -203,6 +237,14 @@ class ShardRun:
                             raise Mismatch(f"{len(lost)} put files not listed, e.g. {lost[0]}")
 
                     self.timed(op, out, ls)
+                elif op == "diff":
+
+                    def diff() -> None:  # master against its parent
+                        for e in c.diff_file(f"{repo}@master"):
+                            if e.change not in ("added", "removed", "changed"):
+                                raise Mismatch(f"diff entry {e.path}: change {e.change!r}")
+
+                    self.timed(op, out, diff)
                 else:
                     self.timed(op, out, lambda: c.inspect_commit(f"{repo}@master"))
         finally:
@@ -241,6 +283,41 @@ class ShardRun:
                 self.result.commits.extend(commits)
                 self.result.shared_uncertain.extend(uncertain)
 
+    def feeder(self, i: int) -> None:
+        """Puts one file to ``feed<i>@master`` every ``feed_every`` s: a job of ``count<i>``
+        each time (one datum of ``FEED_DIRS`` runs, the others are skipped)."""
+        import tusk
+
+        rng = random.Random(f"{self.shard.seed}:feeder:{i}")
+        out: list[Record] = []
+        fed: list[tuple[str, int]] = []
+        uncertain: list[str] = []
+        last = ""
+        c = tusk.Client(address=self.shard.address)
+        n = 0
+        try:
+            while time.monotonic() < self.stop:
+                path = f"/d{n % FEED_DIRS}/{n:06d}.bin"
+                data = rng.randbytes(rng.randint(*FEED_SIZE))
+                put = partial(c.put_file, f"{FEED}{i}@master:{path}", data)
+                ok, res = self.timed("feed", out, put)
+                if ok and res is not None:
+                    fed.append((path, len(data)))
+                    last = res.commit.commit_set
+                else:
+                    uncertain.append(path)
+                n += 1
+                due = self.t0 + n * self.shard.feed_every
+                time.sleep(max(0.0, min(due, self.stop) - time.monotonic()))
+        finally:
+            c.close()
+            with self._lock:
+                self.result.records.extend(out)
+                self.result.fed[i] = fed
+                self.result.fed_uncertain[i] = uncertain
+                if last:
+                    self.result.last_feed[i] = last
+
 
 def run_shard(shard: Shard, go: Any, clock: Any, out: Any) -> None:
     """A worker process: its clients' and committers' threads, from ``clock[0]`` to ``clock[1]``."""
@@ -260,6 +337,10 @@ def run_shard(shard: Shard, go: Any, clock: Any, out: Any) -> None:
         threads += [
             threading.Thread(target=run.committer, args=(k,), name=f"committer-{k}", daemon=True)
             for k in shard.committers
+        ]
+        threads += [
+            threading.Thread(target=run.feeder, args=(i,), name=f"feeder-{i}", daemon=True)
+            for i in shard.feeders
         ]
         time.sleep(max(0.0, t0 - time.monotonic()))
         before = resource.getrusage(resource.RUSAGE_SELF)
@@ -282,18 +363,38 @@ def run_shard(shard: Shard, go: Any, clock: Any, out: Any) -> None:
 
 
 class Serve:
-    """``tusk --home HOME serve --port 0`` in a subprocess; its address from its stderr."""
+    """``tusk --home HOME serve|up --port 0`` in a subprocess; its address from its stderr.
 
-    def __init__(self, home: Path, env: dict[str, str], log: Path) -> None:
+    ``probe``: a folder; the server then runs under :func:`probed_server` (``python -X
+    tracemalloc=FRAMES`` when ``frames`` > 0), and :meth:`snapshot` asks it for a dump.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        env: dict[str, str],
+        log: Path,
+        command: str = "serve",
+        probe: Path | None = None,
+        frames: int = 0,
+    ) -> None:
+        tusk_args = ["--home", str(home), command, "--port", "0"]
+        argv = [str(TUSK), *tusk_args]
+        self.probe = probe
+        self.snapshots = 0
+        if probe is not None:
+            probe.mkdir(parents=True, exist_ok=True)
+            traced = [f"-Xtracemalloc={frames}"] if frames > 0 else []
+            argv = [sys.executable, *traced, __file__, PROBE_FLAG, str(probe), *tusk_args]
         self.proc = subprocess.Popen(
-            [str(TUSK), "--home", str(home), "serve", "--port", "0"],
+            argv,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.pid = self.proc.pid
-        self.log_lines: list[str] = []
+        self.log_lines: deque[str] = deque(maxlen=200)
         lines: queue.Queue[str | None] = queue.Queue()
         log_file = log.open("w")
 
@@ -308,7 +409,7 @@ class Serve:
             lines.put(None)
 
         threading.Thread(target=drain, daemon=True).start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + (300 if frames > 0 else 60)  # tracemalloc: slow
         while True:
             try:
                 line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -321,7 +422,22 @@ class Serve:
                     return
                 continue
             self.proc.kill()
-            raise SystemExit(f"tusk serve did not start: {''.join(self.log_lines)[-800:]}")
+            raise SystemExit(f"tusk {command} did not start: {''.join(self.log_lines)[-800:]}")
+
+    def snapshot(self, label: str, timeout: float = 300.0) -> Path | None:
+        """Ask a probed server for a dump (SIGUSR2); the dump's JSON file, or None."""
+        if self.probe is None or self.proc.poll() is not None:
+            return None
+        self.snapshots += 1
+        done = self.probe / f"{self.snapshots:02d}-{label}.json"
+        (self.probe / "next").write_text(done.stem)
+        self.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while not done.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return None
+            time.sleep(0.2)
+        return done
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -409,6 +525,214 @@ class Sampler:
         self._stop.set()
         self._thread.join(10)
         return list(self.samples)
+
+
+class RssSampler:
+    """The server's VmRSS every ``every`` seconds from t0 until stopped: (s after t0, KiB)."""
+
+    def __init__(self, pid: int, t0: float, every: float) -> None:
+        self.pid, self.t0, self.every = pid, t0, every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        i = 0
+        while not self._stop.wait(max(0.0, self.t0 + i * self.every - time.monotonic())):
+            try:
+                self.samples.append((time.monotonic() - self.t0, proc_kib(self.pid, "VmRSS")))
+            except OSError:
+                return
+            i += 1
+
+    def stop(self) -> list[tuple[float, int]]:
+        self._stop.set()
+        self._thread.join(10)
+        return list(self.samples)
+
+
+def rss_growth(samples: list[tuple[float, int]], warmup: float, duration: float) -> dict[str, Any]:
+    """RSS after warm-up (the first sample at or after ``warmup`` s) and at the end of the
+    load (the last sample at or before ``duration`` s), and the growth between them."""
+    after = [s for s in samples if s[0] >= warmup - 1e-6 and s[0] <= duration + 1e-6]
+    if len(after) < 2:
+        return {"warmup_s": warmup, "samples": len(samples)}
+    (tw, warm), (te, end) = after[0], after[-1]
+    return {
+        "warmup_s": warmup,
+        "samples": len(samples),
+        "warm_t_s": tw,
+        "warm_mib": warm / 1024,
+        "end_t_s": te,
+        "end_mib": end / 1024,
+        "min_after_warmup_mib": min(v for _, v in after) / 1024,
+        "max_after_warmup_mib": max(v for _, v in after) / 1024,
+        "growth": (end - warm) / warm,
+    }
+
+
+# The server under a probe: tracemalloc snapshots and allocator figures on SIGUSR2
+
+PROBE_FLAG = "--probed-server"
+
+
+def malloc_info() -> dict[str, int]:
+    """glibc's ``mallinfo2()`` over all arenas (bytes); {} where there is none."""
+    import ctypes
+
+    names = [
+        "arena",
+        "ordblks",
+        "smblks",
+        "hblks",
+        "hblkhd",
+        "usmblks",
+        "fsmblks",
+        "uordblks",
+        "fordblks",
+        "keepcost",
+    ]
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in names]
+
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = Mallinfo2
+    m = fn()
+    return {n: int(getattr(m, n)) for n in names}
+
+
+def pymalloc_stats(path: Path) -> dict[str, int]:
+    """CPython's small-object allocator, from ``sys._debugmallocstats()`` (written to fd 2,
+    caught in ``path``): arenas in use and the bytes in use and free in them."""
+    saved = os.dup(2)
+    try:
+        with path.open("w") as f:
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    out: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        m = re.match(
+            r"^# (arenas allocated current|bytes in allocated blocks|bytes in available"
+            r" blocks|bytes lost to pool headers|bytes lost to quantization|bytes lost to"
+            r" arena alignment)\s*=\s*([\d,]+)",
+            line,
+        )
+        if m:
+            out[m.group(1).replace(" ", "_")] = int(m.group(2).replace(",", ""))
+        m = re.match(r"^(\d+) unused pools \* (\d+) bytes\s*=\s*([\d,]+)", line)
+        if m:
+            out["unused_pool_bytes"] = int(m.group(3).replace(",", ""))
+    return out
+
+
+def smaps_kib() -> dict[str, int]:
+    """This process's resident KiB by kind of mapping: the main heap, glibc's 64 MiB arena
+    heaps, other anonymous mappings (CPython's 1 MiB arenas, thread stacks, big mallocs) and
+    files."""
+    kinds: dict[str, int] = Counter()
+    kind = "other"
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$", line)
+        if m:
+            lo, hi, name = int(m.group(1), 16), int(m.group(2), 16), m.group(3).strip()
+            if name == "[heap]":
+                kind = "heap"
+            elif name:
+                kind = "file" if not name.startswith("[") else "other"
+            elif lo % (64 << 20) == 0 and hi - lo <= 64 << 20:
+                kind = "malloc_arenas"
+            else:
+                kind = "anon"
+        elif line.startswith("Rss:"):
+            kinds[kind] += int(line.split()[1])
+    return dict(kinds)
+
+
+def probed_server(folder: Path, tusk_args: list[str]) -> None:
+    """Run the tusk CLI in this process; on SIGUSR2, dump what :meth:`Serve.snapshot` asked
+    for into ``folder``: RSS, threads, gc objects, ``mallinfo2`` and (when tracing) a
+    tracemalloc snapshot, after a full ``gc.collect()``."""
+    import gc
+    import tracemalloc
+
+    wake = threading.Event()
+
+    def dump() -> None:
+        while True:
+            wake.wait()
+            wake.clear()
+            name = (folder / "next").read_text().strip()
+            before = {"enabled": gc.isenabled(), "counts": gc.get_count()}
+            before["young"] = len(gc.get_objects(0))  # tracked since the last collection
+            before["collected"] = gc.collect()  # unreachable objects found, i.e. garbage
+            objects = gc.get_objects()
+            info: dict[str, Any] = {
+                "gc_before_dump": before,
+                "rss_kib": proc_kib(os.getpid(), "VmRSS"),
+                "threads": threading.active_count(),
+                "gc_objects": len(objects),
+                "types": dict(Counter(type(o).__qualname__ for o in objects).most_common(40)),
+                "node_caches": [
+                    [len(o._items), o.bytes] for o in objects if type(o).__name__ == "NodeCache"
+                ],
+                "malloc": malloc_info(),
+            }
+            del objects
+            info["pymalloc"] = pymalloc_stats(folder / f"{name}.pymalloc")
+            info["smaps"] = smaps_kib()
+            if tracemalloc.is_tracing():
+                info["traced"], info["traced_peak"] = tracemalloc.get_traced_memory()
+                tracemalloc.take_snapshot().dump(str(folder / f"{name}.snap"))
+            tmp = folder / f"{name}.tmp"
+            tmp.write_text(json.dumps(info))
+            tmp.rename(folder / f"{name}.json")
+
+    threading.Thread(target=dump, name="bench-probe", daemon=True).start()
+    signal.signal(signal.SIGUSR2, lambda *_: wake.set())
+    from tusk.cli.main import main as tusk_main
+
+    sys.argv = ["tusk", *tusk_args]
+    tusk_main(tusk_args)
+
+
+def probe_report(first: Path | None, last: Path | None, top: int) -> dict[str, Any]:
+    """What grew in the server between two probe dumps: figures, and with tracemalloc the
+    ``top`` allocation sites by growth (and the stack of the first few)."""
+    if first is None or last is None:
+        return {}
+    a, b = json.loads(first.read_text()), json.loads(last.read_text())
+    rep: dict[str, Any] = {"from": first.stem, "to": last.stem, "before": a, "after": b}
+    snaps = [first.with_suffix(".snap"), last.with_suffix(".snap")]
+    if all(p.exists() for p in snaps):
+        import tracemalloc
+
+        ignore = [
+            tracemalloc.Filter(False, tracemalloc.__file__),
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+        ]
+        old, new = (tracemalloc.Snapshot.load(str(p)).filter_traces(ignore) for p in snaps)
+        rep["sites"] = [
+            {
+                "site": str(st.traceback[0]),
+                "size_diff": st.size_diff,
+                "size": st.size,
+                "count_diff": st.count_diff,
+            }
+            for st in new.compare_to(old, "lineno")[:top]
+        ]
+        rep["stacks"] = [
+            {"size_diff": st.size_diff, "stack": st.traceback.format(most_recent_first=True)}
+            for st in new.compare_to(old, "traceback")[:5]
+        ]
+    return rep
 
 
 # Aggregation and the report
@@ -605,6 +929,65 @@ def read_back(address: str, repo: str, digests: dict[str, str]) -> list[str]:
     return wrong
 
 
+def verify_pipelines(
+    address: str, fed0: dict[int, list[tuple[str, int]]], results: list[ShardResult]
+) -> tuple[dict[str, Any], list[Check]]:
+    """Waits for each pipeline's last job; checks its jobs and its output's bytes counts."""
+    import tusk
+
+    checks: list[Check] = []
+    summary: dict[str, Any] = {}
+    c = tusk.Client(address=address)
+    try:
+        for i, initial in sorted(fed0.items()):
+            name = f"count{i}"
+            fed = initial + [f for r in results for f in r.fed.get(i, [])]
+            unsure = {p for r in results for p in r.fed_uncertain.get(i, [])}
+            last = next((r.last_feed[i] for r in results if i in r.last_feed), None)
+            waited = time.monotonic()
+            if last is not None:
+                c.wait_commit_set(last, timeout=600)
+            waited = time.monotonic() - waited
+            jobs = c.list_jobs(pipeline=name)
+            states = Counter(j.state for j in jobs)
+            lag = sorted(j.finished_at - j.created_at for j in jobs if j.finished_at is not None)
+            want: Counter[str] = Counter()
+            for path, size in fed:
+                want[path.split("/")[1]] += size
+            unsure_dirs = {p.split("/")[1] for p in unsure}
+            wrong = []
+            for d in sorted(want):
+                if d in unsure_dirs:
+                    continue
+                got = c.get_file(f"{name}@master:/{d}").strip()
+                if got != str(want[d]).encode():
+                    wrong.append(f"/{d}: {got!r} != {want[d]}")
+            summary[name] = {
+                "jobs": len(jobs),
+                "states": dict(states),
+                "fed_files": len(fed),
+                "wait_after_load_s": waited,
+                "job_lag_p50_s": pct(lag, 0.5),
+                "job_lag_p95_s": pct(lag, 0.95),
+                "job_lag_max_s": lag[-1] if lag else 0.0,
+            }
+            bad = {k: v for k, v in states.items() if k != "success"}
+            checks.append(
+                Check(
+                    f"pipeline {name}",
+                    not bad and not wrong and len(jobs) >= 1 + len(fed) - len(initial),
+                    f"{len(jobs)} jobs for {len(fed) - len(initial)} fed commits + setup,"
+                    f" {dict(states)}; job lag p50 {pct(lag, 0.5):.1f} s, max"
+                    f" {summary[name]['job_lag_max_s']:.1f} s; last job {waited:.1f} s after"
+                    f" the load; outputs {len(want) - len(wrong)}/{len(want)} right"
+                    + (f" (e.g. {wrong[0]})" if wrong else ""),
+                )
+            )
+    finally:
+        c.close()
+    return summary, checks
+
+
 def fsck(home: Path, env: dict[str, str]) -> Check:
     proc = subprocess.run(
         [str(TUSK), "--home", str(home), "fsck", "-o", "json"],
@@ -651,6 +1034,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
     env["TUSK_SANDBOX"] = "none"
     home = work / "home"
+    command = "up" if args.pipelines else "serve"  # up: the scheduler runs in the server
+    warmup = args.warmup if args.warmup is not None else 0.2 * args.duration
+    probe = work / "probe" if args.probe or args.tracemalloc else None
     report: dict[str, Any] = {
         "config": {
             "engine": args.engine,
@@ -663,6 +1049,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "window_s": args.window,
             "mix_percent": MIX,
             "max_rss_mib": args.max_rss_mib,
+            "pipelines": args.pipelines,
+            "feed_every_s": args.feed_every,
+            "server": command,
+            "rss_every_s": args.rss_every,
+            "warmup_s": warmup,
+            "max_growth_percent": args.max_growth,
+            "tracemalloc_frames": args.tracemalloc,
+            "malloc_arena_max": env.get("MALLOC_ARENA_MAX"),
         },
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "code": git_head(),
@@ -672,7 +1066,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with ExitStack() as stack:
         if args.engine == "postgres":
             env["TUSK_METADATA_URL"] = stack.enter_context(postgres())
-        server = Serve(home, env, work / "serve.log")
+        server = Serve(home, env, work / "serve.log", command, probe, args.tracemalloc)
         stack.callback(server.stop)
         setup = tusk.Client(address=server.address)
         for r in range(args.repos):
@@ -691,6 +1085,25 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 initial[k] = {p: digest(d) for p, d in items[-INITIAL_FILES:]}
             if items:
                 setup.put_files(f"r{r}@master", items)
+        fed0: dict[int, list[tuple[str, int]]] = {}
+        for i in range(args.pipelines):  # feed<i> -> count<i>, its first job done before t0
+            rng = random.Random(f"{args.seed}:feed:{i}")
+            feed = [
+                (f"/d{j}/init.bin", rng.randbytes(rng.randint(*FEED_SIZE)))
+                for j in range(FEED_DIRS)
+            ]
+            setup.create_repo(f"{FEED}{i}")
+            setup.put_files(f"{FEED}{i}@master", feed)
+            fed0[i] = [(path, len(data)) for path, data in feed]
+            setup.create_pipeline(
+                {
+                    "pipeline": {"name": f"count{i}"},
+                    "transform": {"cmd": ["sh", "-c", COUNT_CMD]},
+                    "input": {"pfs": {"repo": f"{FEED}{i}", "glob": "/*", "name": "in"}},
+                }
+            )
+        for i in range(args.pipelines):
+            setup.wait_commit(f"count{i}@master", timeout=300)
         setup.close()
 
         ctx = mp.get_context("spawn")
@@ -706,6 +1119,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 [k for k in range(args.clients) if k % procs == i],
                 [k for k in range(args.committers) if k % procs == i],
                 {k: v for k, v in initial.items() if k % procs == i},
+                [p for p in range(args.pipelines) if p % procs == i],
+                args.feed_every,
             )
             for i in range(procs)
         ]
@@ -734,6 +1149,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         clock[0], clock[1] = t0, t0 + args.duration
         go.set()
         sampling = Sampler(server.pid, t0, args.duration, args.window)
+        rss = RssSampler(server.pid, t0, args.rss_every)
+        dumps: dict[str, Path | None] = {}
+        warm_dump = threading.Timer(
+            max(0.0, t0 + warmup - time.monotonic()),
+            lambda: dumps.setdefault("warm", server.snapshot("warm")),
+        )
+        if probe is not None:
+            warm_dump.start()
         print(
             f"load: {args.clients} clients + {args.committers} committers in {procs}"
             f" processes, {args.engine}, {args.duration:g} s on {server.address} ...",
@@ -746,6 +1169,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             results[i] = payload
         end = time.monotonic()
         samples = sampling.stop()
+        rss_samples = rss.stop()
+        warm_dump.cancel()
+        warm_dump.join()
+        if probe is not None:
+            dumps["end"] = server.snapshot("end")
         for w in workers:
             w.join(30)
         shard_results = [results[i] for i in sorted(results)]
@@ -755,6 +1183,21 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         print("verifying ...", file=sys.stderr)
         checks = verify(server.address, seed_id, shard_results, error_counts)
+        growth = rss_growth(rss_samples, warmup, args.duration)
+        if "growth" in growth:
+            checks.append(
+                Check(
+                    "server RSS flat after warm-up",
+                    growth["growth"] * 100 <= args.max_growth,
+                    f"{growth['warm_mib']:.0f} MiB at {growth['warm_t_s']:.0f} s ->"
+                    f" {growth['end_mib']:.0f} MiB at {growth['end_t_s']:.0f} s:"
+                    f" {growth['growth'] * 100:+.1f}% (limit {args.max_growth:g}%)",
+                )
+            )
+        jobs: dict[str, Any] = {}
+        if args.pipelines:
+            jobs, pipeline_checks = verify_pipelines(server.address, fed0, shard_results)
+            checks += pipeline_checks
         hwm = proc_kib(server.pid, "VmHWM") / 1024
         checks.append(
             Check(
@@ -784,6 +1227,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "machine_busy": (last.busy_s - first.busy_s) / (last.total_s - first.total_s),
             },
             "server_vmhwm_mib": hwm,
+            "rss": growth,
+            "rss_samples": [[round(t, 1), kib] for t, kib in rss_samples],
+            "jobs": jobs,
+            "probe": probe_report(dumps.get("warm"), dumps.get("end"), args.top),
             "shared_commits": 1 + sum(len(s.commits) for s in shard_results),
             "loadavg_after": os.getloadavg()[0],
             "checks": [c.__dict__ for c in checks],
@@ -864,6 +1311,66 @@ def render(rep: dict[str, Any]) -> str:
             n = rep["totals"][op]["errors_by_class"].get(cls, 0)
             rows.append([op, cls, f"{n:,}", msg[:100]])
         out.append(table(["op", "class", "count", "first message"], rows, left=2))
+    g = rep.get("rss", {})
+    if "growth" in g:
+        out += [
+            "",
+            f"Server RSS (every {cfg['rss_every_s']:g} s, warm-up {g['warmup_s']:g} s):"
+            f" {g['warm_mib']:.0f} MiB after warm-up, {g['end_mib']:.0f} MiB at the end,"
+            f" growth {g['growth'] * 100:+.1f}% (min {g['min_after_warmup_mib']:.0f}, max"
+            f" {g['max_after_warmup_mib']:.0f} MiB after warm-up)",
+        ]
+        step = max(1, len(rep["rss_samples"]) // 12)
+        marks = rep["rss_samples"][::step]
+        out.append("  " + ", ".join(f"{t:.0f} s {kib / 1024:.0f}" for t, kib in marks))
+    for name, j in rep.get("jobs", {}).items():
+        out.append(
+            f"  {name}: {j['jobs']} jobs {j['states']}, lag p50 {j['job_lag_p50_s']:.1f} s"
+            f" p95 {j['job_lag_p95_s']:.1f} s"
+        )
+    pr = rep.get("probe") or {}
+    if pr:
+        out += ["", f"Server probe, {pr['from']} -> {pr['to']}"]
+        for key in ("rss_kib", "threads", "gc_objects", "traced"):
+            if key in pr["before"]:
+                a, b = pr["before"][key], pr["after"][key]
+                scale = 1024 if key == "rss_kib" else 1 << 20 if key == "traced" else 1
+                unit = " MiB" if scale > 1 else ""
+                out.append(f"  {key}: {a / scale:,.1f}{unit} -> {b / scale:,.1f}{unit}")
+        for when in ("before", "after"):
+            g = pr[when].get("gc_before_dump", {})
+            out.append(
+                f"  gc at the {when} dump: enabled {g.get('enabled')}, counts {g.get('counts')},"
+                f" {g.get('young', 0):,} young objects, {g.get('collected', 0):,} garbage"
+            )
+        out.append(
+            f"  node caches [nodes, JSON bytes]: {pr['before'].get('node_caches')} ->"
+            f" {pr['after'].get('node_caches')}"
+        )
+        ta, tb = pr["before"].get("types", {}), pr["after"].get("types", {})
+        grew = sorted(tb, key=lambda t: ta.get(t, 0) - tb[t])[:8]
+        out.append(
+            "  gc objects that grew: "
+            + ", ".join(f"{t} {ta.get(t, 0):,} -> {tb[t]:,}" for t in grew)
+        )
+        ma, mb = pr["before"].get("malloc", {}), pr["after"].get("malloc", {})
+        for key in ("arena", "hblkhd", "uordblks", "fordblks", "keepcost"):
+            if key in ma:
+                out.append(f"  malloc {key}: {ma[key] / 2**20:.1f} -> {mb[key] / 2**20:.1f} MiB")
+        for group, per in (("pymalloc", 1), ("smaps", 1024)):  # bytes, KiB -> MiB
+            pa, pb = pr["before"].get(group, {}), pr["after"].get(group, {})
+            for key in pa:
+                k = 2**20 if key == "arenas_allocated_current" else per  # arenas of 1 MiB
+                a, b = pa[key] * k / 2**20, pb.get(key, 0) * k / 2**20
+                out.append(f"  {group} {key}: {a:,.1f} -> {b:,.1f} MiB")
+        for site in pr.get("sites", []):
+            out.append(
+                f"  {site['size_diff'] / 1024:+10,.0f} KiB {site['count_diff']:+8,} blocks"
+                f"  {site['site']}"
+            )
+        for st in pr.get("stacks", [])[:3]:
+            out.append(f"  {st['size_diff'] / 1024:+,.0f} KiB from:")
+            out += ["    " + line for line in st["stack"][:24]]
     out += ["", f"Checks (verification took {rep['verify_s']:.1f} s)"]
     for c in rep["checks"]:
         out.append(f"  {'PASS' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
@@ -884,9 +1391,41 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="parent of the run's folder")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (home, log)")
     ap.add_argument("--json", default=None, help="write the report as JSON to PATH (- : stdout)")
+    ap.add_argument(
+        "--pipelines",
+        type=int,
+        default=1,
+        help="pipelines count<i> over repos feed<i>, each fed one commit per --feed-every s;"
+        " > 0 runs `tusk up` (API + scheduler in one process), 0 runs `tusk serve`",
+    )
+    ap.add_argument("--feed-every", type=float, default=2.0, help="seconds between feeds")
+    ap.add_argument("--rss-every", type=float, default=5.0, help="seconds between RSS samples")
+    ap.add_argument(
+        "--warmup", type=float, default=None, help="seconds of warm-up (default 20%% of the run)"
+    )
+    ap.add_argument(
+        "--max-growth", type=float, default=10.0, help="RSS growth limit after warm-up, %%"
+    )
+    ap.add_argument(
+        "--probe",
+        action="store_true",
+        help="dump the server's RSS, threads, gc objects and mallinfo2 after warm-up and at"
+        " the end",
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="run the server under tracemalloc (FRAMES deep; implies --probe) and print the"
+        " allocation sites that grew most from warm-up to the end",
+    )
+    ap.add_argument("--top", type=int, default=15, help="sites to print with --tracemalloc")
     args = ap.parse_args()
     if args.clients < 0 or args.committers < 0 or args.repos < 1 or args.duration <= 0:
         ap.error("need --repos >= 1, --duration > 0 and no negative counts")
+    if args.pipelines < 0 or args.feed_every <= 0 or args.rss_every <= 0:
+        ap.error("need --pipelines >= 0, --feed-every > 0 and --rss-every > 0")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tusk-bench-load-", dir=args.workdir))
@@ -907,4 +1446,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if len(sys.argv) > 2 and sys.argv[1] == PROBE_FLAG:
+        probed_server(Path(sys.argv[2]), sys.argv[3:])
+    else:
+        sys.exit(main())

@@ -25,7 +25,15 @@ from starlette.concurrency import run_in_threadpool
 from tusk.api import bodies
 from tusk.api.docs import operation_id, returns
 from tusk.api.guard import EDGE, current_caller
-from tusk.api.streams import BodyPipe, ClientGone, batched, reader, tar_items, tar_stream
+from tusk.api.streams import (
+    BodyPipe,
+    ClientGone,
+    batched,
+    content_length,
+    reader,
+    tar_items,
+    tar_stream,
+)
 from tusk.api.wire import (
     API_PREFIX,
     MAX_WAIT,
@@ -352,7 +360,11 @@ def pfs_router(
         try:
             result = await run_in_threadpool(
                 lambda: pfs.put_files(
-                    repo, ref, items(reader(body)), append=append, description=description
+                    repo,
+                    ref,
+                    items(reader(body, content_length(request.headers))),
+                    append=append,
+                    description=description,
                 )
             )
         except ClientGone:

@@ -177,14 +177,7 @@ class LocalTransport:
         description: str,
         progress: Progress | None,
     ) -> PutResult:
-        return self.pfs.put_files(
-            addr.repo,
-            ref_text(addr),
-            [(path, _to_source(source))],
-            append=append,
-            description=description,
-            progress=progress,
-        )
+        return self._put(addr, [(path, _to_source(source))], append, description, progress)
 
     def put_files(
         self,
@@ -194,14 +187,8 @@ class LocalTransport:
         description: str,
         progress: Progress | None,
     ) -> PutResult:
-        return self.pfs.put_files(
-            addr.repo,
-            ref_text(addr),
-            ((parts, _to_source(s)) for parts, s in members),
-            append=append,
-            description=description,
-            progress=progress,
-        )
+        pairs = ((parts, _to_source(s)) for parts, s in members)
+        return self._put(addr, pairs, append, description, progress)
 
     def put_dir(
         self,
@@ -214,6 +201,16 @@ class LocalTransport:
     ) -> PutResult:
         # Plain strings: a folder of 10^5 files would otherwise make 10^5 Path objects.
         pairs = (((*prefix, *rel.split("/")), LocalFile(full)) for rel, full in walk_local(root))
+        return self._put(addr, pairs, append, description, progress)
+
+    def _put(
+        self,
+        addr: Address,
+        pairs: Iterable[tuple[str | tuple[str, ...], Source]],
+        append: bool,
+        description: str,
+        progress: Progress | None,
+    ) -> PutResult:
         return self.pfs.put_files(
             addr.repo,
             ref_text(addr),
