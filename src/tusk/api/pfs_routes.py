@@ -537,14 +537,8 @@ def pfs_router(
     def gc(body: bodies.Gc | None = None) -> Response:
         """Delete data no commit references and nobody touched within ``grace`` seconds,
         repack packs less than ``repack_threshold`` live, prune old scratch folders."""
-        from dataclasses import replace
-
-        from tusk.pps.webhooks import prune_scratch
-
         body = body or bodies.Gc.model_validate({})
-        report = pfs.gc(body.grace, body.dry_run, body.repack_threshold)
-        pruned = prune_scratch(pps, body.grace, body.dry_run)
-        return ok(replace(report, scratch_deleted=pruned))
+        return ok(pps.gc(body.grace, body.dry_run, body.repack_threshold))
 
     @r.get("/stats", tags=["maintenance"])
     @returns(dict[str, int])

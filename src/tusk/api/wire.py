@@ -37,6 +37,14 @@ def name_param(text: str) -> str:
     return text.replace(SLASH_IN_NAME, "/")
 
 
+def url_segment(text: str) -> str:
+    """A name or ref as one URL path segment, every reserved character (``/`` too)
+    percent-encoded: what clients send for ``name_param`` to read back."""
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
 T = TypeVar("T")
 
 

@@ -11,10 +11,12 @@ with only their own index rows in hand.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import zstandard
 
@@ -31,6 +33,8 @@ _NODE_PAGE = 64  # stored nodes read per query (a directory page may hold 4,096 
 _WALK_BATCH = 64  # tree nodes loaded per query during the mark
 _SCRATCH_CACHE = "cache_size=-4096"  # KiB of page cache of each scratch SQLite file
 _REPORT_MAX = 100  # problems of one kind listed one by one
+
+T = TypeVar("T")
 
 
 def reachable(
@@ -97,16 +101,13 @@ class _DiskSets:
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     def sorted(self, table: str) -> Iterator[bytes]:
-        last = b""
-        while True:
-            rows = self.db.execute(
-                f"SELECT h FROM {table} WHERE h > ? ORDER BY h LIMIT {_PAGE}", (last,)
-            ).fetchall()
-            if not rows:
-                return
-            for (h,) in rows:
-                yield h
-            last = rows[-1][0]
+        query = f"SELECT h FROM {table} WHERE h > ? ORDER BY h LIMIT {_PAGE}"
+
+        def page(after: bytes) -> list[bytes]:
+            return [h for (h,) in self.db.execute(query, (after,))]
+
+        for hashes in _pages(page, _digest):
+            yield from hashes
 
 
 Load = Callable[[Sequence[bytes]], dict[bytes, bytes]]
@@ -181,14 +182,21 @@ def _merge(a: Iterator[bytes], b: Iterator[bytes]) -> Iterator[tuple[bytes | Non
             x, y = next(a, None), next(b, None)
 
 
-def _paged(fetch: Callable[[bytes], list[bytes]]) -> Iterator[bytes]:
+def _pages(fetch: Callable[[bytes], list[T]], key: Callable[[T], bytes]) -> Iterator[list[T]]:
+    """Keyset paging: ``fetch(after)`` returns the rows whose key is above ``after``, a page
+    at most, in key order; this yields page after page until one comes back empty."""
     last = b""
-    while True:
-        page = fetch(last)
-        if not page:
-            return
-        yield from page
-        last = page[-1]
+    while page := fetch(last):
+        yield page
+        last = key(page[-1])
+
+
+def _digest(h: bytes) -> bytes:
+    return h
+
+
+def _first(row: tuple[bytes, Any]) -> bytes:
+    return row[0]
 
 
 def fsck(meta: MetaStore, chunk_store: ChunkStore, codec: NodeCodec) -> FsckReport:
@@ -221,18 +229,16 @@ def fsck(meta: MetaStore, chunk_store: ChunkStore, codec: NodeCodec) -> FsckRepo
             problems.append(f"commit {c.repo}@{c.id} has missing parent {c.parent}")
 
     # Every stored node must hash to its name (a page of nodes at a time).
-    last = b""
-    while True:
+    def nodes_page(after: bytes) -> list[tuple[bytes, bytes]]:
         with meta.read() as tx:
-            page = tx.nodes_page(last, _NODE_PAGE)
-        if not page:
-            break
+            return tx.nodes_page(after, _NODE_PAGE)
+
+    for page in _pages(nodes_page, _first):
         for digest, data in page:
             try:
                 codec.unpack(digest, data, verify=True)
             except CorruptObject as exc:
                 problems.append(str(exc))
-        last = page[-1][0]
         del page
 
     sets = _DiskSets()
@@ -248,7 +254,12 @@ def fsck(meta: MetaStore, chunk_store: ChunkStore, codec: NodeCodec) -> FsckRepo
         node_problems: list[str] = []
         _mark(load, codec, trees, sets, node_problems)
         del trees
-        for datum_roots in _pages(meta):
+
+        def roots_page(after: bytes) -> list[bytes]:
+            with meta.read() as tx:
+                return tx.datum_roots_page(after, _PAGE)
+
+        for datum_roots in _pages(roots_page, _digest):
             with meta.read() as tx:
                 stored = tx.existing_nodes(datum_roots)
             for root in datum_roots:
@@ -265,7 +276,8 @@ def fsck(meta: MetaStore, chunk_store: ChunkStore, codec: NodeCodec) -> FsckRepo
 
         missing: list[bytes] = []
         n_missing = dead = 0
-        for live, _indexed in _merge(sets.sorted("chunks"), _paged(index_page)):
+        indexed = itertools.chain.from_iterable(_pages(index_page, _digest))
+        for live, _indexed in _merge(sets.sorted("chunks"), indexed):
             if live is not None:
                 n_missing += 1
                 if len(missing) < _REPORT_MAX:
@@ -386,15 +398,3 @@ def _check_pack(
         finally:
             db.close()
     return checked, problems
-
-
-def _pages(meta: MetaStore) -> Iterator[list[bytes]]:
-    """Datum output roots, a page per read transaction."""
-    last = b""
-    while True:
-        with meta.read() as tx:
-            page = tx.datum_roots_page(last, _PAGE)
-        if not page:
-            return
-        yield page
-        last = page[-1]

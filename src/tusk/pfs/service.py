@@ -1212,11 +1212,7 @@ class PfsService:
     def walk_files(self, repo: str, ref: str, path: str = "/") -> Iterator[tuple[str, FileEntry]]:
         """Every file at or below ``path``, with its full path."""
         _commit, entry = self._entry(repo, ref, path)
-        norm = "/" + "/".join(split_path(path))
-        if isinstance(entry, FileEntry):
-            yield norm, entry
-        else:
-            yield from self.reader().walk(entry.node, norm.rstrip("/"))
+        yield from self.files_below("/" + "/".join(split_path(path)), entry)
 
     def glob_files(self, repo: str, ref: str, pattern: str) -> list[FileInfo]:
         """Files and directories matching a glob (``*`` within a segment, ``**`` across)."""

@@ -90,6 +90,55 @@ def _fast_scratch_root() -> Path | None:
     return None
 
 
+def scratch_roots(home: Path) -> list[Path]:
+    """Where the schedulers of ``home`` keep a scratch folder ``<host>-<pid>`` each: the
+    home's ``scratch``, and a tmpfs root when there is one (the last is the fast one)."""
+    roots = [home / "scratch"]
+    fast = _fast_scratch_root()
+    if fast is not None:
+        roots.append(fast)
+    return roots
+
+
+def remove_dead_scratch(
+    roots: list[Path],
+    *,
+    older_than: float | None = None,
+    dry_run: bool = False,
+    also_pid: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> int:
+    """Remove the scratch folders of this host's dead processes (and of ``also_pid``), after
+    ending the datum processes they noted; with ``older_than``, only folders untouched since
+    then. Returns how many folders go (would go, with ``dry_run``)."""
+    removed = 0
+    for root in roots:
+        try:
+            entries = [e for e in root.iterdir() if e.is_dir() and not e.is_symlink()]
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            host, _, pid = entry.name.rpartition("-")
+            if host != _HOST or not pid.isdigit():
+                continue
+            if int(pid) != also_pid and _pid_alive(int(pid)):
+                continue
+            if older_than is not None:
+                try:
+                    if entry.stat().st_mtime >= older_than:
+                        continue
+                except FileNotFoundError:
+                    continue
+            removed += 1
+            if dry_run:
+                continue
+            killed = kill_noted(entry / "pids")
+            if killed and log is not None:
+                log(f"ended {killed} datum processes left by a dead worker")
+            shutil.rmtree(entry, ignore_errors=True)
+    return removed
+
+
 @dataclass
 class _Job:
     """What a worker needs about a running job, loaded once."""
@@ -141,10 +190,7 @@ class Scheduler:
         # batches of datums go to a tmpfs when there is one (creating and removing files there
         # costs microseconds, not the milliseconds of a disk), big ones to the home's disk.
         me = f"{_HOST}-{os.getpid()}"
-        self.scratch_roots = [pps.home / "scratch"]
-        fast = _fast_scratch_root()
-        if fast is not None:
-            self.scratch_roots.append(fast)
+        self.scratch_roots = scratch_roots(pps.home)
         self.scratch = self.scratch_roots[0] / me
         self.fast_scratch = self.scratch_roots[-1] / me
         self.executor.pids_dir = self.fast_scratch / "pids"
@@ -209,15 +255,7 @@ class Scheduler:
 
     def _clean_scratch(self) -> None:
         """Remove scratch folders left by dead processes of this host (and our own)."""
-        entries = [e for root in self.scratch_roots if root.is_dir() for e in root.iterdir()]
-        for entry in entries:
-            host, _, pid = entry.name.rpartition("-")
-            mine = host == _HOST and pid.isdigit()
-            if mine and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
-                killed = kill_noted(entry / "pids")
-                if killed:
-                    self.log(f"ended {killed} datum processes left by a dead worker")
-                shutil.rmtree(entry, ignore_errors=True)
+        remove_dead_scratch(self.scratch_roots, also_pid=os.getpid(), log=self.log)
 
     def tick(self) -> bool:
         """One pass of the loop; True while there is work (jobs created or running)."""

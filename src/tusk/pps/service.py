@@ -32,7 +32,7 @@ from tusk.errors import (
 )
 from tusk.ids import check_branch_name
 from tusk.pfs import PfsService
-from tusk.pfs.models import CommitInfo
+from tusk.pfs.models import CommitInfo, GcReport
 from tusk.polling import poll_until
 from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs, datum_files
 from tusk.pps.models import (
@@ -366,6 +366,18 @@ class PpsService:
         if branch not in self.pfs.inspect_repo(repo).branches:
             return None
         return self.pfs.inspect_branch(repo, branch).head
+
+    # Maintenance
+
+    def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
+        """PFS's gc, then what pipelines leave in the home: webhook checkouts no delivery or
+        pipeline uses any more, and dead schedulers' scratch (see ``webhooks.prune_scratch``)."""
+        from dataclasses import replace
+
+        from tusk.pps.webhooks import prune_scratch  # it needs this module's class
+
+        report = self.pfs.gc(grace, dry_run, repack_threshold)
+        return replace(report, scratch_deleted=prune_scratch(self, grace, dry_run))
 
     # Datums of a spec against current data (dry run) and of a job
 

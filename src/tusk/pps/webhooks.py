@@ -45,7 +45,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 import time
@@ -458,7 +457,10 @@ def prune_scratch(pps: PpsService, grace: float, dry_run: bool = False) -> int:
     older_than = time.time() - grace
     cache = GitCache(pps.home / "webhooks")
     removed = cache.prune(older_than, _checkouts_in_use(pps, cache.root), dry_run)
-    return removed + _prune_worker_scratch(pps.home, older_than, dry_run)
+    from tusk.pps.scheduler import remove_dead_scratch, scratch_roots  # with gc only
+
+    roots = scratch_roots(pps.home)
+    return removed + remove_dead_scratch(roots, older_than=older_than, dry_run=dry_run)
 
 
 def _checkouts_in_use(pps: PpsService, root: Path) -> set[str]:
@@ -484,37 +486,6 @@ def _checkouts_in_use(pps: PpsService, root: Path) -> set[str]:
                 if parts[: len(top)] == top and len(parts) > len(top):
                     names.add(parts[len(top)])
     return names
-
-
-def _prune_worker_scratch(home: Path, older_than: float, dry_run: bool) -> int:
-    """Scratch folders (``<host>-<pid>``) of scheduler processes of this host that died."""
-    from tusk.pps.executor import kill_noted
-    from tusk.pps.scheduler import _HOST, _fast_scratch_root, _pid_alive
-
-    roots = [home / "scratch"]
-    fast = _fast_scratch_root()
-    if fast is not None:
-        roots.append(fast)
-    removed = 0
-    for root in roots:
-        try:
-            entries = [e for e in root.iterdir() if e.is_dir() and not e.is_symlink()]
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            host, _, pid = entry.name.rpartition("-")
-            if host != _HOST or not pid.isdigit() or _pid_alive(int(pid)):
-                continue
-            try:
-                if entry.stat().st_mtime >= older_than:
-                    continue
-            except FileNotFoundError:
-                continue
-            removed += 1
-            if not dry_run:
-                kill_noted(entry / "pids")
-                shutil.rmtree(entry, ignore_errors=True)
-    return removed
 
 
 def _regular(path: Path) -> bool:

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote
 
+from tusk.api.wire import url_segment as _seg
 from tusk.sdk.projects import ProjectScope
 
 if TYPE_CHECKING:
     from tusk.sdk.local import LocalTransport
     from tusk.sdk.remote import HttpTransport
-
-
-def _seg(text: str) -> str:
-    return quote(text, safe="")
 
 
 class AuthMethods(ProjectScope):

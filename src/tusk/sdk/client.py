@@ -13,16 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from tusk.config import StoreConfig, default_home, setting
 from tusk.errors import InvalidArgument
-from tusk.sdk.base import (
-    BaseClient,
-    CommitHandle,
-    Progress,
-    SourceLike,
-    dir_target,
-    file_target,
-    glob_target,
-    ref_text,
-)
+from tusk.sdk.base import BaseClient, CommitHandle
 from tusk.sdk.projects import current_project
 
 if TYPE_CHECKING:
@@ -31,16 +22,7 @@ if TYPE_CHECKING:
     from tusk.pps.service import PpsService
     from tusk.sdk.local import LocalTransport
 
-__all__ = [
-    "Client",
-    "CommitHandle",
-    "Progress",
-    "SourceLike",
-    "dir_target",
-    "file_target",
-    "glob_target",
-    "ref_text",
-]
+__all__ = ["Client", "CommitHandle"]
 
 
 class Client(BaseClient):

@@ -276,12 +276,7 @@ class LocalTransport:
         return self.pfs.fsck()
 
     def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
-        from dataclasses import replace
-
-        from tusk.pps.webhooks import prune_scratch
-
-        report = self.pfs.gc(grace, dry_run, repack_threshold)
-        return replace(report, scratch_deleted=prune_scratch(self.pps, grace, dry_run))
+        return self.pps.gc(grace, dry_run, repack_threshold)
 
     def stats(self) -> dict[str, int]:
         return self.pfs.stats()

@@ -49,6 +49,7 @@ from tusk.api.wire import (
     timed_out,
     tusk_version,
 )
+from tusk.api.wire import url_segment as _seg
 from tusk.config import setting
 from tusk.errors import InvalidArgument, SourceError, StorageError, Timeout, TuskError, Unavailable
 from tusk.pfs.models import (
@@ -93,10 +94,6 @@ def normalize_address(address: str) -> str:
     if text.endswith(API_PREFIX):
         text = text[: -len(API_PREFIX)]
     return text
-
-
-def _seg(text: str) -> str:
-    return quote(text, safe="")
 
 
 def _path(path: str | None) -> str:
