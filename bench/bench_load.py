@@ -89,13 +89,15 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+
+from servers import postgres
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -449,18 +451,6 @@ class Serve:
                 self.proc.wait()
                 return -9
         return int(self.proc.returncode)
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from pgserver import PgServer  # the tests' helper: initdb + pg_ctl in a temp dir
-
-    server = PgServer()
-    try:
-        yield server.new_database()
-    finally:
-        server.stop()
 
 
 TICK = os.sysconf("SC_CLK_TCK")

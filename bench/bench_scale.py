@@ -38,14 +38,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import tusk
+from servers import postgres
 
-ROOT = Path(__file__).resolve().parent.parent
 PER_DIR = 1000
 
 # name -> (limit, unit); time rows are seconds, rss is MB (10^6 bytes).
@@ -73,18 +72,6 @@ def path_of(i: int, n: int, layout: str) -> str:
     if layout == "flat":
         return f"/all/f{i:07d}.txt"
     return f"/d{i // PER_DIR:03d}/f{i:07d}.txt"
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from pgserver import PgServer  # the tests' helper: initdb + pg_ctl in a temp dir
-
-    server = PgServer()
-    try:
-        yield server.new_database()
-    finally:
-        server.stop()
 
 
 class Cli:

@@ -19,31 +19,16 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 import tusk
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-TUSK = Path(sys.executable).parent / "tusk"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers import postgres, tusk_serve
 
 
 def make_d1(root: Path, files: int, seed: int = 1) -> int:
@@ -71,38 +56,6 @@ def make_d2(path: Path, size: int, seed: int = 2) -> int:
     return size
 
 
-@contextmanager
-def tusk_server(home: Path, env: dict[str, str]) -> Iterator[str]:
-    """``tusk serve`` in its own process on a free loopback port; yields its address."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(TUSK), "--home", str(home), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    address = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{address}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise SystemExit(f"tusk serve did not start: {err.strip()[-500:]}")
-            time.sleep(0.1)
-        yield address
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def timed(fn: Callable[[], Any]) -> float:
     t = time.perf_counter()
     fn()
@@ -123,7 +76,7 @@ def ingest(work: Path, d1: Path, d2: Path, env: dict[str, str]) -> dict[str, flo
                     c.create_repo(name)
                     out[f"{name}_{mode}"] = timed(lambda c=c, run=run: run(c))
             else:
-                with tusk_server(home, env) as address:
+                with tusk_serve(home, env) as (address, _pid):
                     c = tusk.Client(address=address)
                     c.create_repo(name)
                     out[f"{name}_{mode}"] = timed(lambda c=c, run=run: run(c))
@@ -134,7 +87,7 @@ def ingest(work: Path, d1: Path, d2: Path, env: dict[str, str]) -> dict[str, flo
 def metadata_load(
     home: Path, env: dict[str, str], clients: int, seconds: float
 ) -> dict[str, float]:
-    with tusk_server(home, env) as address:
+    with tusk_serve(home, env) as (address, _pid):
         setup = tusk.Client(address=address)
         setup.create_repo("m")
         for i in range(20):
@@ -171,18 +124,6 @@ def metadata_load(
         if errors:
             raise SystemExit(f"metadata load failed: {errors[0]}")
         return {"requests": float(sum(counts)), "seconds": elapsed, "rps": sum(counts) / elapsed}
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from pgserver import PgServer  # the tests' helper: initdb + pg_ctl in a temp dir
-
-    server = PgServer()
-    try:
-        yield server.new_database()
-    finally:
-        server.stop()
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: a ``tusk serve`` process on a free loopback port."""
+"""Shared by the benchmarks: a ``tusk serve`` process on a free loopback port, and a
+PostgreSQL server in a temp dir (the tests' helper) for ``--engine postgres`` runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
@@ -54,3 +57,15 @@ def tusk_serve(home: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgserver import PgServer  # the tests' helper: initdb + pg_ctl in a temp dir
+
+    server = PgServer()
+    try:
+        yield server.new_database()
+    finally:
+        server.stop()
