@@ -9,7 +9,8 @@ or busy machine shows in the floor row, not only in Tusk's.
 Rows:
 - floor: ``python -c pass``, and the imports of the libraries under the commands with
   nothing of Tusk (click; click, rich, httpx and httpcore for a server; click, rich and
-  SQLAlchemy with its SQLite dialect for a home), so the part that is Tusk's shows;
+  SQLAlchemy with its SQLite dialect for a home), so the part that is Tusk's shows; httpx is
+  imported without its own command line (``httpx._main``), as the ``tusk`` entry point does;
 - ``tusk --help``;
 - embedded (``--home`` of a store with 3 repos): ``list repo``, ``inspect repo``,
   ``list commit``, ``list file``;
@@ -137,7 +138,9 @@ def main() -> None:
         # floor under each group of rows (click for every command, rich for tables, httpx and
         # httpcore against a server, SQLAlchemy and its SQLite dialect on a home).
         for label, mods in LIBRARY_FLOORS:
-            argv = [sys.executable, "-c", "import " + ", ".join(mods)]
+            # As in `tusk`'s entry point: httpx without its own command line (httpx._main).
+            code = "import sys; sys.modules['httpx._main'] = None; import " + ", ".join(mods)
+            argv = [sys.executable, "-c", code]
             rows.append(("floor", label, None, measure(argv, env, args.runs)))
         rows.append(("", "tusk --help", HELP_TARGET, measure([tusk, "--help"], env, args.runs)))
         for cmd in reads:

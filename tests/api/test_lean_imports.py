@@ -39,7 +39,7 @@ PIPELINES = {"pydantic", "yaml", "tusk.pps.spec", "tusk.pps.service", "distribut
 PROBE = """
 import json, sys
 {body}
-print("MODULES=" + json.dumps(sorted(sys.modules)))
+print("MODULES=" + json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 """
 
 CLI = """
@@ -102,6 +102,8 @@ def test_a_read_command_against_a_server_loads_no_storage_pipelines_or_server(
     modules = loaded(CLI.format(argv=argv), env)
     assert "httpx" in modules  # the command did talk to the server
     assert offenders(modules, STORAGE | SERVER | PIPELINES) == []
+    # httpx's own command line (and the rich.progress, pygments under it) stays out.
+    assert offenders(modules, {"httpx._main", "pygments", "rich.progress"}) == []
 
 
 def test_the_sdk_against_a_server_loads_no_storage(served: tuple[Live, dict[str, str]]) -> None:

@@ -213,6 +213,12 @@ for name, (target, summary) in COMMANDS.items():
 
 def main(argv: list[str] | None = None) -> None:
     """Run ``tusk``; every failure ends as one ``error:`` line and the error's exit code."""
+    # httpx's __init__ imports its own command line (httpx._main: click, rich.progress,
+    # rich.syntax, pygments) whenever click and rich are installed, ~55 ms of every remote
+    # command. This process never runs httpx's command line; a None entry makes that import
+    # fail, and httpx then falls back to a stub `httpx.main`. Only the `tusk` process does
+    # this, never a program that imports tusk as a library.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     try:
         cli.main(args=argv, prog_name="tusk")
     except SystemExit:
