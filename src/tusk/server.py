@@ -181,10 +181,22 @@ class Server:
         max_body: int | None = None,
         insecure: bool = False,
         tls: tuple[str, str] | None = None,
+        s3_port: int | None = None,
+        s3_domain: str | None = None,
+        s3_optional: bool = False,
     ) -> None:
         """``insecure``: serve a non-loopback address with auth off (refused otherwise);
-        ``tls``: (certificate file, key file) for HTTPS, served by uvicorn."""
+        ``tls``: (certificate file, key file) for HTTPS, served by uvicorn; ``s3_port``: serve
+        the S3 gateway on this port too (0: any free port; None: no gateway), with
+        virtual-host addressing under ``s3_domain`` when given (``s3_optional``: a port that
+        is taken turns the gateway off, said in ``s3_off``, instead of failing the start)."""
         self.services = services
+        self.s3_port = s3_port
+        self.s3_domain = s3_domain
+        self.s3_optional = s3_optional
+        self.s3_off: str | None = None
+        self._s3: uvicorn.Server | None = None
+        self._s3_thread: threading.Thread | None = None
         self.insecure = insecure
         self.tls = tls
         self.host = host
@@ -201,6 +213,12 @@ class Server:
     @property
     def url(self) -> str:
         return _url(self.host, self.port, "https" if self.tls else "http")
+
+    @property
+    def s3_url(self) -> str | None:
+        if self._s3 is None or self.s3_port is None:
+            return None
+        return _url(self.host, self.s3_port, "https" if self.tls else "http")
 
     def _check_exposure(self) -> None:
         """No open door: a non-loopback address needs auth on, or ``insecure`` said aloud."""
@@ -246,6 +264,14 @@ class Server:
             home=str(self.services.home),
             webhooks=webhooks,
         )
+        s3_sock = None
+        try:
+            s3_sock = bind(self.host, self.s3_port) if self.s3_port is not None else None
+        except InUse as exc:
+            if not self.s3_optional:
+                sock.close()
+                raise
+            self.s3_off = exc.message  # a default port that is taken turns the gateway off
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -271,14 +297,56 @@ class Server:
         self._thread = threading.Thread(target=run, name="tusk-http", daemon=True)
         self._thread.start()
         self._wait_ready()
+        if s3_sock is not None:
+            self._start_s3(s3_sock, app.state.auth)
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _start_s3(self, sock: socket.socket, auth: Any) -> None:
+        """The S3 gateway: a second uvicorn server over the same services and gate."""
+        import uvicorn
+
+        from tusk.s3.app import create_s3_app
+
+        self.s3_port = sock.getsockname()[1]
+        app = create_s3_app(self.services.pfs, self.services.pps, auth, self.s3_domain)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            log_level=logging.WARNING,
+            access_log=False,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+            lifespan="off",
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
+        )
+        server = uvicorn.Server(config)
+        self._s3 = server
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                sock.close()
+
+        self._s3_thread = threading.Thread(target=run, name="tusk-s3", daemon=True)
+        self._s3_thread.start()
+        self._wait_ready(server, self._s3_thread)
+
+    def _wait_ready(
+        self,
+        server: uvicorn.Server | None = None,
+        thread: threading.Thread | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         """Block until uvicorn serves (it fails here, not later, if the app cannot start)."""
         import time
 
+        server = server or self._uvicorn
+        thread = thread or self._thread
         deadline = time.monotonic() + timeout
-        while self._uvicorn is not None and not self._uvicorn.started:
-            if self.error is not None or (self._thread and not self._thread.is_alive()):
+        while server is not None and not server.started:
+            if self.error is not None or (thread and not thread.is_alive()):
                 raise RuntimeError(f"the HTTP server did not start: {self.error!r}")
             if time.monotonic() > deadline:
                 raise RuntimeError("the HTTP server did not start in time")
@@ -314,8 +382,12 @@ class Server:
         if self._uvicorn is not None:
             self._stopping.set()  # waiting requests answer 503 now
             self._uvicorn.should_exit = True
+        if self._s3 is not None:
+            self._s3.should_exit = True
         if self._thread is not None:
             self._thread.join(SHUTDOWN_GRACE + 5)
+        if self._s3_thread is not None:
+            self._s3_thread.join(SHUTDOWN_GRACE + 5)
         self._closed.set()
         if self._trimmer is not None:
             self._trimmer.join(5)

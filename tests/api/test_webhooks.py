@@ -600,6 +600,8 @@ def test_a_database_of_the_previous_schema_gains_the_delivery_table(
     url = os.environ.get("TUSK_METADATA_URL") or sqlite_url(home / "tusk.db")
     store = MetaStore(url)
     with store.write() as tx:  # back to revision 0002, as a home made before webhooks is
+        for table in ("s3_parts", "s3_uploads", "s3_etags"):
+            tx.conn.execute(sa.text(f"DROP TABLE {table}"))
         for table in ("webhook_deliveries", "auth_settings", "auth_tokens", "role_bindings"):
             tx.conn.execute(sa.text(f"DROP TABLE {table}"))
         tx.conn.execute(sa.text("DROP TABLE audit_log"))

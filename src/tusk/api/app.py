@@ -85,7 +85,8 @@ def create_app(
     # Set when the server stops: waits then answer 503 at once (see ``wait_for``).
     app.state.stopping = stopping = threading.Event()
     # One gate for every route: AuthService.authorize, with the rules of tusk.auth.permissions.
-    auth = AuthService(pfs.meta)
+    # The home's secrets.key (or $TUSK_SECRET_KEY) seals the secrets of S3 tokens.
+    auth = AuthService(pfs.meta, key_dir=pps.home)
     app.state.auth = auth
     route_class = guarded_route_class(auth)
     routers = [

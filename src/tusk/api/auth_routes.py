@@ -56,11 +56,16 @@ def auth_router(auth: AuthService, route_class: type[APIRoute]) -> APIRouter:
 
     @r.post("/auth/tokens", status_code=201)
     def auth_create_token(body: bodies.TokenCreate) -> Response:
-        """A new token (for another identity: clusterAdmin); shown this once."""
+        """A new token (for another identity: clusterAdmin); shown this once. With ``s3``,
+        also an S3 key pair: ``s3`` holds its access key id and secret access key."""
         info, token = auth.create_token(
-            current_caller(), body.principal, body.ttl, body.description
+            current_caller(), body.principal, body.ttl, body.description, s3=body.s3
         )
-        return ok({"token": token, "info": info}, 201)
+        answer: dict[str, object] = {"token": token, "info": info}
+        if body.s3:
+            secret = token[len(f"tusk_{info.id}_") :]
+            answer["s3"] = {"access_key_id": info.id, "secret_access_key": secret}
+        return ok(answer, 201)
 
     @r.get("/auth/tokens")
     @returns(list[TokenInfo])

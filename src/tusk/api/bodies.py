@@ -102,6 +102,13 @@ class TokenCreate(_Body):
     )
     ttl: float | None = Field(None, description="Seconds until it expires (default: never).")
     description: str = Field("", max_length=500)
+    s3: bool = Field(
+        False,
+        description=(
+            "Also an S3 key pair: the answer's s3 holds the access key id and secret access "
+            "key for the S3 gateway."
+        ),
+    )
 
 
 class RolesSet(_Body):

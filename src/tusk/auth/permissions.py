@@ -187,7 +187,38 @@ REST: dict[str, Rule] = {
     "delete_secret": _ADMIN_CHANGE,
 }
 
-RULES: dict[str, Rule] = {f"rest.{name}": rule for name, rule in REST.items()}
+# The S3 gateway (tusk.s3): one rule per S3 action; a bucket ``branch.repo`` is its repo,
+# passed as ``repo``. A client authenticates with a token made for S3 (its id is the access
+# key id), so the same roles hold on every edge.
+S3: dict[str, Rule] = {
+    "ListBuckets": _AUTH,
+    "CreateBucket": Rule(REPO_CREATE, audited_by_handler=True),  # the repo may not exist yet
+    "DeleteBucket": _write(),
+    "HeadBucket": _read(),
+    "GetBucketLocation": _read(),
+    "GetBucketVersioning": _read(),
+    "ListObjects": _read(),
+    "ListObjectsV2": _read(),
+    "ListObjectVersions": _read(),
+    "HeadObject": _read(),
+    "GetObject": _read(),
+    "ListParts": _read(),
+    "ListMultipartUploads": _read(),
+    "PutObject": _write(),
+    "CopyObject": _write(),  # and read on the source's repo (AuthService.require)
+    "DeleteObject": _write(),
+    "DeleteObjects": _write(),
+    "CreateMultipartUpload": _write(),
+    "UploadPart": _write(),
+    "UploadPartCopy": _write(),  # and read on the source's repo (AuthService.require)
+    "CompleteMultipartUpload": _write(),
+    "AbortMultipartUpload": _write(),
+}
+
+RULES: dict[str, Rule] = {
+    **{f"rest.{name}": rule for name, rule in REST.items()},
+    **{f"s3.{name}": rule for name, rule in S3.items()},
+}
 
 
 def permissions_of(roles: set[str]) -> set[str]:

@@ -15,6 +15,12 @@ random key made at activation, compared with :func:`hmac.compare_digest`. A slow
 hash (argon2, scrypt) guards guessable passwords; these secrets are random and 256 bits long,
 so a keyed fast hash is as safe against a stolen database and costs microseconds, not the
 116-346 ms argon2's default verify took here on every request (docs/auth.md has the numbers).
+
+A token made for S3 (``create_token(s3=True)``) doubles as an S3 key pair: its id is the
+access key id and its secret the secret access key. SigV4 needs that secret in clear on the
+server to check a signature, so such a token also keeps its secret sealed (AES-GCM,
+:mod:`tusk.auth.sealing`, under the key outside the store that secrets use; the token id is
+the associated data); :meth:`AuthService.s3_token` opens it for the gateway.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from tusk.auth import sealing
 from tusk.auth.permissions import (
     AUTHENTICATED,
     CLUSTER_ADMIN,
@@ -53,6 +61,7 @@ from tusk.errors import (
     PermissionDenied,
     ProjectNotFound,
     RepoNotFound,
+    StorageError,
     Unauthorized,
 )
 from tusk.ids import DEFAULT_PROJECT, check_project_name, check_repo_name, split_repo
@@ -67,6 +76,7 @@ _PRINCIPAL = re.compile(
     r"|pipeline:(?:[A-Za-z0-9_-]{1,63}/)?[A-Za-z0-9_-]{1,63})$"
 )
 _TOKEN = re.compile(r"^tusk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_TOKEN_ID = re.compile(r"^[0-9a-f]{16}$")
 MAX_TTL = 10 * 365 * 86400.0
 _KNOWN = {"repo": REPO_ROLES, "project": ON_PROJECT, "cluster": CLUSTER_ROLES}
 Bound = set[tuple[str, str]]  # (resource_type, role) on a repo and its project, or a project
@@ -184,8 +194,20 @@ def _token_info(r: TokenRecord, now: float) -> TokenInfo:
 
 
 class AuthService:
-    def __init__(self, meta: MetaStore) -> None:
+    """Auth over one metadata store. ``key_dir``: the home whose ``secrets.key`` seals the
+    secrets of S3 tokens (unless ``$TUSK_SECRET_KEY`` is set); only S3 tokens need it."""
+
+    def __init__(self, meta: MetaStore, key_dir: Path | None = None) -> None:
         self.meta = meta
+        self.key_dir = Path(key_dir) if key_dir is not None else None
+        self._key: bytes | None = None
+        self._key_lock = threading.Lock()
+
+    def _sealing_key(self) -> bytes:
+        with self._key_lock:
+            if self._key is None:
+                self._key = sealing.load_key(self.key_dir)
+            return self._key
 
     # The gate
 
@@ -461,13 +483,20 @@ class AuthService:
         ttl: float | None,
         description: str,
         created_by: str,
+        sealing_key: bytes | None = None,
     ) -> tuple[TokenInfo, str]:
+        """A new token; with ``sealing_key`` (an S3 token), its secret is also kept sealed."""
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = time.time()
+        sealed = (
+            None
+            if sealing_key is None
+            else sealing.seal(sealing_key, secret.encode(), token_id.encode())
+        )
         record = TokenRecord(
             token_id, principal, self._digest(settings, secret), description, created_by, now,
-            None if ttl is None else now + ttl, None,
+            None if ttl is None else now + ttl, None, sealed,
         )  # fmt: skip
         tx.insert_token(record)
         return _token_info(record, now), f"tusk_{token_id}_{secret}"
@@ -478,8 +507,12 @@ class AuthService:
         principal: str | None = None,
         ttl: float | None = None,
         description: str = "",
+        s3: bool = False,
     ) -> tuple[TokenInfo, str]:
-        """A new token for ``principal`` (default: the caller); for others, clusterAdmin."""
+        """A new token for ``principal`` (default: the caller); for others, clusterAdmin.
+
+        ``s3``: the token is also an S3 key pair (its id and secret; see :meth:`s3_token`).
+        """
         principal = check_principal(principal or caller.principal)
         if ttl is not None and not (0 < ttl <= MAX_TTL):
             raise InvalidArgument("ttl must be between 1 second and 10 years")
@@ -487,12 +520,41 @@ class AuthService:
             raise PermissionDenied(
                 f"{caller.principal} may not create tokens for {principal}: it needs clusterAdmin"
             )
+        key = self._sealing_key() if s3 else None  # before the transaction: it may make a file
         with self.meta.write() as tx:
             settings = self._need_active(tx)
-            info, token = self._mint(tx, settings, principal, ttl, description, caller.principal)
+            info, token = self._mint(
+                tx, settings, principal, ttl, description, caller.principal, key
+            )
+            what = f"for {principal}{' (S3 keys)' if s3 else ''}"
             tx.add_audit([AuditRecord(time.time(), caller.principal, "rest", "auth_create_token",
-                                      "token", info.id, True, f"for {principal}")])  # fmt: skip
+                                      "token", info.id, True, what)])  # fmt: skip
         return info, token
+
+    def s3_token(self, access_key_id: str) -> str | None:
+        """The token ``tusk_<id>_<secret>`` whose id is ``access_key_id``, if it was made for
+        S3 and is active (not revoked, not expired); else None.
+
+        For the S3 gateway: it checks a request's SigV4 signature with the secret, then
+        passes the token to :meth:`authorize` like any edge.
+        """
+        if not isinstance(access_key_id, str) or not _TOKEN_ID.match(access_key_id):
+            return None
+        with self.meta.read() as tx:
+            record = tx.get_token(access_key_id)
+        if record is None or record.sealed is None or record.revoked_at is not None:
+            return None
+        if record.expires_at is not None and record.expires_at <= time.time():
+            return None
+        try:
+            secret = sealing.unseal(self._sealing_key(), record.sealed, access_key_id.encode())
+        except StorageError:
+            raise StorageError(
+                f"the S3 secret of token {access_key_id} cannot be unsealed with the key in "
+                f"{sealing.key_location(self.key_dir)}: it was made under another key (give "
+                "every server the same $TUSK_SECRET_KEY, or make a new token)"
+            ) from None
+        return f"tusk_{access_key_id}_{secret.decode()}"
 
     def mint_for_pipeline(self, pipeline: str, ttl: float) -> tuple[str, str] | None:
         """A job's token for ``pipeline:<name>`` (id, token), or None while auth is off."""

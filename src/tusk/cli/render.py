@@ -315,6 +315,7 @@ def gc_fields(r: GcReport) -> None:
             ("Repacked", f"{r.packs_repacked} packs ({human_size(r.bytes_rewritten)} rewritten)"),
             ("Temp files", str(r.temp_files_deleted)),
             ("Scratch", f"{r.scratch_deleted} folders"),
+            ("S3 uploads", f"{r.uploads_expired} abandoned, expired"),
             ("Would free" if r.dry_run else "Freed", human_size(r.bytes_freed)),
         ]
     )

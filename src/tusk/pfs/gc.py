@@ -3,7 +3,11 @@
 One run, in this order; every step leaves a store that fsck finds clean, so a run killed at
 any point (kill -9 included) loses nothing, and the next run finishes the job:
 
-1. Mark: every node and chunk reachable from a commit or a datum's output.
+0. Expire: S3 multipart uploads no part was added to within the grace period are abandoned;
+   they and their parts' rows go, so their part trees are no longer roots (their nodes and
+   chunks are swept by this run unless touched within the grace period, else by a later one).
+1. Mark: every node and chunk reachable from a commit, a datum's output or an S3 upload's
+   part.
 2. Sweep rows: delete the index rows of nodes and chunks nobody reaches and nobody touched
    within the grace period (writers touch what they reuse inside their transaction).
 3. Repack: a pack whose indexed chunks fill less than ``repack_threshold`` of it has those
@@ -23,6 +27,7 @@ any point (kill -9 included) loses nothing, and the next run finishes the job:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import uuid
@@ -62,16 +67,20 @@ def gc(
         )
     started = time.time()
     cutoff = started - grace
+    uploads_expired = _expire_uploads(meta, cutoff, dry_run)
     with meta.read() as tx:
-        # Datum outputs are roots too: later jobs carry them forward into new commits.
+        # Datum outputs are roots too: later jobs carry them forward into new commits; and
+        # so are the parts of S3 multipart uploads in progress, until they complete.
         roots = [c.tree for c in tx.iter_all_commits()] + tx.datum_output_roots()
+        roots += tx.s3_part_roots()
         all_nodes = tx.nodes_touched_before(cutoff)
         all_chunks = tx.chunks_touched_before(cutoff)
     live_nodes, live_chunks = reachable(reader, roots, None)
     dead_nodes = [h for h in all_nodes if h not in live_nodes]
     dead_chunks = [h for h in all_chunks if h not in live_chunks]
     if dry_run:
-        return _dry_run(meta, dead_nodes, dead_chunks, cutoff, repack_threshold)
+        report = _dry_run(meta, dead_nodes, dead_chunks, cutoff, repack_threshold)
+        return dataclasses.replace(report, uploads_expired=uploads_expired)
     with meta.write() as tx:
         nodes_deleted = tx.delete_nodes(dead_nodes, cutoff)
         chunks_deleted = tx.delete_chunks(dead_chunks, cutoff)
@@ -108,7 +117,25 @@ def gc(
         temp_deleted,
         packs_repacked=repacked,
         bytes_rewritten=rewritten,
+        uploads_expired=uploads_expired,
     )
+
+
+def _expire_uploads(meta: MetaStore, cutoff: float, dry_run: bool) -> int:
+    """Forget S3 multipart uploads last used before ``cutoff``; how many (or would be).
+
+    Their part trees stop being roots. A part written concurrently with the expiry is safe:
+    its upload row is gone, so the gateway refuses it, and its freshly touched nodes and
+    chunks outlive this run's grace period.
+    """
+    if dry_run:
+        with meta.read() as tx:
+            return len(tx.s3_stale_uploads(cutoff))
+    with meta.write() as tx:
+        stale = tx.s3_stale_uploads(cutoff)
+        for upload_id in stale:
+            tx.s3_delete_upload(upload_id)
+    return len(stale)
 
 
 # What a pack holds besides payloads, at most: header and trailer, and a footer entry (69

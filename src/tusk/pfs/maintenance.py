@@ -266,6 +266,14 @@ def fsck(meta: MetaStore, chunk_store: ChunkStore, codec: NodeCodec) -> FsckRepo
                 if root != EMPTY_TREE and root not in stored:
                     problems.append(f"a datum's output tree {root.hex()} is missing")
             _mark(load, codec, datum_roots, sets, node_problems)
+        # The parts of S3 multipart uploads in progress are roots too (gc keeps them).
+        with meta.read() as tx:
+            part_roots = tx.s3_part_roots()
+            stored = tx.existing_nodes(part_roots)
+        for root in part_roots:
+            if root != EMPTY_TREE and root not in stored:
+                problems.append(f"an S3 upload part's tree {root.hex()} is missing")
+        _mark(load, codec, part_roots, sets, node_problems)
         problems.extend(node_problems)
         live_nodes = sets.count("nodes")
 

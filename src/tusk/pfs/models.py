@@ -116,3 +116,4 @@ class GcReport(_Dict):
     packs_repacked: int = 0  # mostly dead packs whose live chunks were copied to new packs
     bytes_rewritten: int = 0  # bytes of the new packs
     scratch_deleted: int = 0  # old webhook checkouts and scratch folders of dead processes
+    uploads_expired: int = 0  # S3 multipart uploads abandoned for longer than the grace

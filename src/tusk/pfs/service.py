@@ -8,10 +8,12 @@ which ``gc`` removes after its grace period.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tusk.config import StoreConfig
 from tusk.errors import (
@@ -74,6 +76,9 @@ from tusk.storage.meta.store import MetaTx
 from tusk.storage.meta.store_projects import ProjectRecord
 from tusk.storage.store import Storage
 
+if TYPE_CHECKING:
+    from tusk.pfs.uploads import Uploads
+
 
 @dataclass(frozen=True)
 class PutOp:
@@ -134,6 +139,13 @@ class PfsService:
     def reader(self, tx: MetaTx | None = None) -> TreeReader:
         load = tx.get_nodes if tx is not None else self.meta.get_nodes
         return TreeReader(load, self.node_cache, self.codec)
+
+    @functools.cached_property
+    def uploads(self) -> Uploads:
+        """Multipart uploads and recorded ETags (the S3 gateway's; see tusk.pfs.uploads)."""
+        from tusk.pfs.uploads import Uploads
+
+        return Uploads(self)
 
     # Repos
 
@@ -1270,6 +1282,45 @@ class PfsService:
                 yield self._file_info(commit, path, entry)
             if isinstance(entry, DirEntry) and deep < len(segs):
                 stack.append((path, d, reader.iter_dir(entry.node)))
+
+    # Objects: what the S3 gateway reads by key (tusk.s3)
+
+    def resolve_commit(self, repo: str, ref: str) -> CommitRecord:
+        """The commit a ref names (a branch's head, a commit id, with ^N)."""
+        return self._read_root(repo, ref)
+
+    def dir_entries(self, node: bytes) -> Iterator[tuple[str, Entry]]:
+        """The (name, entry) pairs of a directory node, in name order, page by page."""
+        return self.reader().iter_dir(node)
+
+    def read_range(self, entry: FileEntry, start: int, stop: int) -> Iterator[bytes]:
+        """Bytes ``start`` up to ``stop`` of a file: only the chunks that overlap are read."""
+        refs = self.reader().chunks(entry)
+        first, skip, offset = len(refs), 0, 0
+        for i, (_digest, size) in enumerate(refs):
+            if offset + size > start:
+                first, skip = i, start - offset
+                break
+            offset += size
+        wanted: list[ChunkRef] = []
+        end = offset
+        for ref in refs[first:]:
+            if end >= stop:
+                break
+            wanted.append(ref)
+            end += ref[1]
+        left = stop - start
+        for block in self.chunks.read_chunks(wanted):
+            piece = memoryview(block)[skip : skip + left]
+            skip = 0
+            left -= len(piece)
+            if piece:
+                yield bytes(piece)
+            if left <= 0:
+                return
+
+    def entry_chunks(self, entry: FileEntry) -> tuple[ChunkRef, ...]:
+        return self.reader().chunks(entry)
 
     def read_file(self, repo: str, ref: str, path: str) -> Iterator[bytes]:
         commit, entry = self._entry(repo, ref, path)

@@ -19,9 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
-import secrets as _random
 import threading
 import time
 from collections.abc import Sequence
@@ -29,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tusk.auth import sealing
 from tusk.errors import AlreadyExists, InvalidArgument, SecretNotFound, StorageError
 from tusk.pps.models import SecretInfo
 from tusk.storage.meta.store import MetaStore
@@ -37,12 +36,11 @@ from tusk.storage.meta.store_secrets import SecretRecord
 if TYPE_CHECKING:
     from tusk.pps.spec import SecretMount
 
-KEY_ENV = "TUSK_SECRET_KEY"
-KEY_FILE = "secrets.key"
+KEY_ENV = sealing.KEY_ENV
+KEY_FILE = sealing.KEY_FILE
 MAX_BYTES = 1 << 20  # Kubernetes' limit for one secret
 _NAME = re.compile(r"^(?:[A-Za-z0-9_-]{1,63}|[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)$")
 _KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
-_MAGIC = b"TS1"  # format of a ciphertext: magic, 12-byte nonce, AES-GCM output
 
 
 @dataclass(frozen=True)
@@ -141,57 +139,27 @@ class SecretService:
         self._key: bytes | None = None
         self._key_lock = threading.Lock()
 
-    # The key
+    # The key (tusk.auth.sealing: $TUSK_SECRET_KEY, else <home>/secrets.key)
 
     def _where(self) -> str:
-        return f"${KEY_ENV}" if os.environ.get(KEY_ENV) else str(self.home / KEY_FILE)
+        return sealing.key_location(self.home)
 
     def key(self) -> bytes:
         with self._key_lock:
             if self._key is None:
-                self._key = self._load_key()
+                self._key = sealing.load_key(self.home)
             return self._key
 
-    def _load_key(self) -> bytes:
-        text = os.environ.get(KEY_ENV)
-        if text:
-            return _decode_key(text.strip(), f"${KEY_ENV}")
-        path = self.home / KEY_FILE
-        try:
-            self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            mode = path.stat().st_mode & 0o777
-            if mode & 0o077:
-                raise StorageError(
-                    f"{path} is readable by others (mode {mode:o}): chmod 600 {path}"
-                ) from None
-            return _decode_key(path.read_text().strip(), str(path))
-        key = base64.urlsafe_b64encode(_random.token_bytes(32))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        return base64.urlsafe_b64decode(key)
-
     def _seal(self, name: str, values: dict[str, bytes]) -> bytes:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         plain = json.dumps({k: base64.b64encode(v).decode() for k, v in values.items()})
-        nonce = _random.token_bytes(12)
-        return _MAGIC + nonce + AESGCM(self.key()).encrypt(nonce, plain.encode(), _aad(name))
+        return sealing.seal(self.key(), plain.encode(), _aad(name))
 
     def _open(self, record: SecretRecord) -> dict[str, bytes]:
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        blob = record.ciphertext
-        if not blob.startswith(_MAGIC):
+        if not sealing.is_sealed(record.ciphertext):
             raise StorageError(f"secret {record.name} is stored in an unknown format")
-        nonce, sealed = blob[len(_MAGIC) : len(_MAGIC) + 12], blob[len(_MAGIC) + 12 :]
         try:
-            plain = AESGCM(self.key()).decrypt(nonce, sealed, _aad(record.name))
-        except InvalidTag:
+            plain = sealing.unseal(self.key(), record.ciphertext, _aad(record.name))
+        except StorageError:
             raise StorageError(
                 f"secret {record.name} cannot be decrypted with the key in {self._where()}: it "
                 "was stored under another key (set the same key on every machine that runs jobs)"
@@ -296,19 +264,6 @@ class SecretService:
 
 def _aad(name: str) -> bytes:
     return b"tusk-secret:" + name.encode()
-
-
-def _decode_key(text: str, where: str) -> bytes:
-    try:
-        key = base64.urlsafe_b64decode(text.encode())
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise InvalidArgument(
-            f"{where} is not a secret key: use 32 random bytes in URL-safe base64, e.g. "
-            "from: openssl rand -base64 32 | tr '+/' '-_'"
-        )
-    return key
 
 
 def _info(record: SecretRecord) -> SecretInfo:

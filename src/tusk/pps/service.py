@@ -233,6 +233,11 @@ class PpsService:
             self.pfs.trigger_branch(name, spec.output_branch, defer_if_open=True)
         return self.inspect_pipeline(name)
 
+    def is_pipeline(self, name: str) -> bool:
+        """Whether ``name`` is a pipeline (so its repo is a pipeline's output repo)."""
+        with self.meta.read() as tx:
+            return tx.get_pipeline(name) is not None
+
     def inspect_pipeline(self, name: str, history: bool = False) -> PipelineInfo:
         with self.meta.read() as tx:
             return self._pipeline_info(tx, self._need_pipeline(tx, name), history)

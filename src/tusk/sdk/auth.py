@@ -37,16 +37,26 @@ class AuthMethods(ProjectScope):
         return cast("dict[str, Any]", self._t.rest("whoami", "GET", "/auth/whoami"))
 
     def create_token(
-        self, principal: str | None = None, ttl: float | None = None, description: str = ""
+        self,
+        principal: str | None = None,
+        ttl: float | None = None,
+        description: str = "",
+        s3: bool = False,
     ) -> tuple[dict[str, Any], str]:
         """A new token for ``principal`` (default: the caller; others need clusterAdmin).
 
-        ``ttl``: seconds until it expires (None: never). Returns ``(info, token)``; the token
-        is shown this once.
+        ``ttl``: seconds until it expires (None: never). ``s3``: the token is also a key pair
+        for the S3 gateway; ``info["s3"]`` then holds ``access_key_id`` and
+        ``secret_access_key``. Returns ``(info, token)``; the token is shown this once.
         """
-        body = {"principal": principal, "ttl": ttl, "description": description}
+        body: dict[str, Any] = {"principal": principal, "ttl": ttl, "description": description}
+        if s3:
+            body["s3"] = True
         out = self._t.rest("create_token", "POST", "/auth/tokens", json=body)
-        return cast("dict[str, Any]", out["info"]), str(out["token"])
+        info = cast("dict[str, Any]", out["info"])
+        if s3:
+            info = {**info, "s3": dict(out["s3"])}
+        return info, str(out["token"])
 
     def list_tokens(self) -> list[dict[str, Any]]:
         """The caller's tokens (every token for clusterAdmin), never their secrets."""

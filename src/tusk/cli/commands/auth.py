@@ -198,18 +198,36 @@ def whoami(ctx: click.Context) -> None:
 )
 @click.option("--ttl", type=Duration(), default=None, help="Expires after this, e.g. 30d, 12h.")
 @click.option("-d", "--description", default="", help="What the token is for.")
+@click.option(
+    "--s3",
+    is_flag=True,
+    help="Also an S3 key pair for the S3 gateway: prints its access key id and secret access "
+    "key (as lines of an AWS credentials file).",
+)
 @output_option
 @click.pass_context
 def create_token(
-    ctx: click.Context, principal: str | None, ttl: float | None, description: str
+    ctx: click.Context, principal: str | None, ttl: float | None, description: str, s3: bool
 ) -> None:
     """Make a new token; prints it this once."""
     if ttl is not None and ttl <= 0:
         fail("--ttl must be more than 0 (omit it for a token that never expires)")
-    info, token = _remote(ctx, "auth create-token").create_token(principal, ttl, description)
+    client = _remote(ctx, "auth create-token")
+    info, token = client.create_token(principal, ttl, description, s3=s3)
+    keys = info.pop("s3", None)
     end = info.get("expires_at")
     expires = "never expires" if end is None else f"expires {render.iso(end)}"
-    _show_token(ctx, info, token, f"token {info['id']} for {info['principal']} ({expires})")
+    what = f"token {info['id']} for {info['principal']} ({expires})"
+    if keys is None:
+        _show_token(ctx, info, token, what)
+    elif wants_json(ctx):
+        print_json({"token": token, "info": info, "s3": keys})
+        click.echo(f"{what}, with S3 keys: store them now, they are not shown again", err=True)
+    else:
+        click.echo(token)
+        click.echo(f"aws_access_key_id = {keys['access_key_id']}")
+        click.echo(f"aws_secret_access_key = {keys['secret_access_key']}")
+        click.echo(f"{what}, with S3 keys: store them now, they are not shown again", err=True)
 
 
 @auth.command("list-tokens")

@@ -558,6 +558,7 @@ def _logger(ctx: click.Context) -> Callable[[str], None]:
 
 
 DEFAULT_PORT = 7800  # tusk.server.DEFAULT_PORT (not imported: --help stays quick)
+DEFAULT_S3_PORT = 30600  # Pachyderm's S3 gateway port
 
 
 def _http_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -617,6 +618,10 @@ def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -
         log(f"REST API off: {exc.message} (another tusk up?)")
         return None
     log(f"REST API on {server.url}/api/v1 (docs: {server.url}/docs)")
+    if server.s3_url is not None:
+        log(f"S3 gateway on {server.s3_url} (buckets: branch.repo; see docs/s3.md)")
+    elif server.s3_off is not None:
+        log(f"S3 gateway off: {server.s3_off} (another tusk up? pick one with --s3-port)")
     return server
 
 
@@ -631,6 +636,20 @@ def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -
 )
 @_http_options
 @click.option("--no-http", is_flag=True, help="Run only the scheduler: no REST API.")
+@click.option(
+    "--s3-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_S3_PORT,
+    show_default=True,
+    help="The port of the S3 gateway (0: any free port); every branch is a bucket.",
+)
+@click.option("--no-s3", is_flag=True, help="Do not serve the S3 gateway.")
+@click.option(
+    "--s3-domain",
+    default=None,
+    metavar="DOMAIN",
+    help="Also answer virtual-host style requests (BUCKET.DOMAIN) on the S3 gateway.",
+)
 @click.option(
     "--executor",
     default=None,
@@ -650,13 +669,17 @@ def up(
     tls_cert: str | None,
     tls_key: str | None,
     no_http: bool,
+    s3_port: int,
+    no_s3: bool,
+    s3_domain: str | None,
     executor: str | None,
 ) -> None:
     """Run the scheduler and its workers, and serve the REST API, in the foreground.
 
     Jobs start for every new input commit. The API answers at http://HOST:PORT/api/v1 (docs
     at /docs); if the default port is taken (another tusk up on this machine), the scheduler
-    runs without it. Ctrl-C or SIGTERM stops; progress goes to stderr (-o json: JSON lines on
+    runs without it. The S3 gateway answers at http://HOST:S3-PORT (buckets branch.repo, see
+    docs/s3.md). Ctrl-C or SIGTERM stops; progress goes to stderr (-o json: JSON lines on
     stdout).
     """
     from tusk.sdk import Client
@@ -681,6 +704,9 @@ def up(
                     port=port,
                     insecure=insecure,
                     tls=_tls(tls_cert, tls_key),
+                    s3_port=None if no_s3 else s3_port,
+                    s3_domain=s3_domain,
+                    s3_optional=not _explicit(ctx, "s3_port"),
                 )
                 server = _start_api(ctx, api, log)
             url = server.url if server is not None else None

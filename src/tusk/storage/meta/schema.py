@@ -209,6 +209,9 @@ auth_tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # Tokens made for S3 (``create_token(s3=True)``): the secret, AES-GCM sealed under the key
+    # of tusk.auth.sealing, which SigV4 needs in clear to check a signature. NULL otherwise.
+    sa.Column("sealed", sa.LargeBinary, nullable=True),
     sa.Index("ix_auth_tokens_principal", "principal"),
 )
 
@@ -249,4 +252,44 @@ secrets = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
+)
+
+# The S3 gateway (tusk.s3). ``s3_etags``: the ETag S3 clients were given for a file's content
+# (a multipart object's is not its MD5), keyed by the file's content id.
+s3_etags = sa.Table(
+    "s3_etags",
+    metadata,
+    sa.Column("hash", sa.LargeBinary(32), primary_key=True),
+    sa.Column("etag", sa.String(64), nullable=False),
+)
+
+# Multipart uploads in progress, and their parts: each part a detached tree (one file) whose
+# root is a gc root until the upload completes, is aborted, or goes stale (gc expires it).
+s3_uploads = sa.Table(
+    "s3_uploads",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("repo", sa.String(NAME), nullable=False),
+    sa.Column("branch", sa.String(63), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("principal", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_s3_uploads_branch", "repo", "branch"),
+)
+
+s3_parts = sa.Table(
+    "s3_parts",
+    metadata,
+    sa.Column(
+        "upload_id",
+        sa.String(32),
+        sa.ForeignKey("s3_uploads.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("tree", sa.LargeBinary(32), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -37,12 +37,13 @@ from tusk.storage.meta.store_auth import AuthTxMixin
 from tusk.storage.meta.store_gc import GcTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_projects import ProjectTxMixin
+from tusk.storage.meta.store_s3 import S3TxMixin
 from tusk.storage.meta.store_scan import ScanTxMixin
 from tusk.storage.meta.store_secrets import SecretTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 _BATCH = 500
 
 
@@ -258,7 +259,14 @@ def _commit_from_row(row: Any) -> CommitRecord:
 
 
 class MetaTx(
-    PpsTxMixin, WebhookTxMixin, AuthTxMixin, ProjectTxMixin, SecretTxMixin, GcTxMixin, ScanTxMixin
+    PpsTxMixin,
+    WebhookTxMixin,
+    AuthTxMixin,
+    ProjectTxMixin,
+    SecretTxMixin,
+    GcTxMixin,
+    ScanTxMixin,
+    S3TxMixin,
 ):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 

@@ -24,6 +24,7 @@ class TokenRecord:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    sealed: bytes | None = None  # tokens made for S3: the secret, sealed (tusk.auth.sealing)
 
 
 @dataclass(frozen=True)
