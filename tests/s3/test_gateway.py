@@ -33,7 +33,7 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     home = tmp_path_factory.mktemp("s3gw") / "home"
-    g = start_gateway(home)
+    g = start_gateway(home, "--s3-domain", "s3.tusk.test")
     yield g
     g.stop()
 
@@ -467,3 +467,37 @@ def test_pipeline_output_repos_are_written_only_by_their_pipeline(
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket="master.pout", Key="x", Body=b"x")
     assert code_of(exc) == "AccessDenied"
+
+
+def test_an_abandoned_multipart_upload_is_reclaimed_by_gc(s3: Any, sdk: tusk.Client) -> None:
+    s3.create_bucket(Bucket="master.abandon")
+    up = s3.create_multipart_upload(Bucket="master.abandon", Key="never")["UploadId"]
+    s3.upload_part(
+        Bucket="master.abandon", Key="never", UploadId=up, PartNumber=1, Body=os.urandom(3 * MiB)
+    )
+    kept = sdk.gc(grace=3600)  # a young upload's parts are live
+    assert kept.uploads_expired == 0
+    assert len(s3.list_parts(Bucket="master.abandon", Key="never", UploadId=up)["Parts"]) == 1
+    time.sleep(0.05)
+    first = sdk.gc(grace=0)
+    assert first.uploads_expired == 1
+    second = sdk.gc(grace=0)
+    assert first.chunks_deleted + second.chunks_deleted > 0  # its chunks went with it
+    assert s3.list_multipart_uploads(Bucket="master.abandon").get("Uploads", []) == []
+    with pytest.raises(ClientError) as exc:
+        s3.list_parts(Bucket="master.abandon", Key="never", UploadId=up)
+    assert code_of(exc) == "NoSuchUpload"
+    assert sdk.list_commits("abandon@master") == []
+    assert sdk.fsck().ok
+
+
+def test_virtual_host_addressing_under_the_s3_domain(s3: Any, gw: Gateway) -> None:
+    s3.create_bucket(Bucket="master.vhost")
+    port = gw.s3.rsplit(":", 1)[1]
+    host = {"host": f"master.vhost.s3.tusk.test:{port}"}
+    assert httpx.put(f"{gw.s3}/dir/k.txt", content=b"v", headers=host).status_code == 200
+    assert httpx.get(f"{gw.s3}/dir/k.txt", headers=host).content == b"v"
+    listing = httpx.get(f"{gw.s3}/?list-type=2", headers=host)
+    assert b"<Key>dir/k.txt</Key>" in listing.content
+    # Path style keeps working beside it.
+    assert s3.get_object(Bucket="master.vhost", Key="dir/k.txt")["Body"].read() == b"v"
