@@ -1161,7 +1161,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         samples = sampling.stop()
         rss_samples = rss.stop()
         warm_dump.cancel()
-        warm_dump.join()
+        if probe is not None:  # a Timer never started cannot be joined
+            warm_dump.join()
         if probe is not None:
             dumps["end"] = server.snapshot("end")
         for w in workers:
