@@ -358,15 +358,30 @@ def test_upload_part_copy_takes_a_range(s3: Any, sdk: tusk.Client) -> None:
 
 
 def test_an_open_commit_gathers_many_writes_into_one(s3: Any, sdk: tusk.Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     s3.create_bucket(Bucket="master.batch")
     s3.put_object(Bucket="master.batch", Key="seed", Body=b"0")
+
+    def put(i: int) -> str:
+        return str(
+            s3.put_object(Bucket="master.batch", Key=f"objs/{i}", Body=str(i).encode())["ETag"]
+        )
+
     sdk.start_commit("batch@master")
-    for i in range(40):
-        s3.put_object(Bucket="master.batch", Key=f"objs/{i}", Body=str(i).encode())
+    with ThreadPoolExecutor(8) as pool:  # concurrent small puts are written together
+        etags = list(pool.map(put, range(80)))
     s3.delete_object(Bucket="master.batch", Key="seed")
     sdk.finish_commit("batch@master")
     commits = sdk.list_commits("batch@master")
-    assert len(commits) == 2 and commits[0].files == 40
+    assert len(commits) == 2 and commits[0].files == 80
+    assert etags == [f'"{hashlib.md5(str(i).encode()).hexdigest()}"' for i in range(80)]
+    head = s3.head_object(Bucket="master.batch", Key="objs/7")
+    assert head["ETag"] == etags[7]
+    # With no open commit, each PutObject is a commit of its own, concurrent or not.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(100, 116)))
+    assert len(sdk.list_commits("batch@master")) == 2 + 16
 
 
 def test_versions_and_commit_buckets(s3: Any, sdk: tusk.Client) -> None:

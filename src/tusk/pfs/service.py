@@ -66,6 +66,7 @@ from tusk.pfs.tree import (
     TreeEditor,
     TreeParams,
     TreeReader,
+    content_id,
     diff_trees,
     make_file_entry,
 )
@@ -644,7 +645,20 @@ class PfsService:
         A path is a string, or a tuple of already split segments (checked all the same).
         """
         with gc_paused():  # many small objects, no cycles: see tusk.gcpause
-            return self._put_files(repo, ref, items, append, description, progress)
+            return self._put_files(repo, ref, items, append, description, progress)[0]
+
+    def put_objects(
+        self,
+        repo: str,
+        ref: str,
+        items: Sequence[tuple[str, Source]],
+        description: str = "",
+        also: Callable[[MetaTx, list[bytes]], None] | None = None,
+    ) -> tuple[PutResult, list[bytes]]:
+        """:meth:`put_files` for the S3 gateway: also the content id of each file put, and
+        ``also(tx, content_ids)`` run inside the commit's transaction (to record ETags)."""
+        with gc_paused():
+            return self._put_files(repo, ref, items, False, description, None, also)
 
     def _put_files(
         self,
@@ -654,11 +668,12 @@ class PfsService:
         append: bool,
         description: str,
         progress: Progress | None,
-    ) -> PutResult:
+        also: Callable[[MetaTx, list[bytes]], None] | None = None,
+    ) -> tuple[PutResult, list[bytes]]:
         # Fail before uploading anything if the target cannot be written.
         start_tree = self._check_writable(repo, ref)
         if append:
-            return self._put_appending(repo, ref, start_tree, items, description, progress)
+            return self._put_appending(repo, ref, start_tree, items, description, progress), []
         from tusk.pfs import fanout  # loads with a put, not with every command
 
         # Many local files are written by forked helpers and this process together.
@@ -688,11 +703,14 @@ class PfsService:
                 index = [*index, *done.index]
                 stats += done.stats
             ops = [PutOp(parts, tuple(chunks)) for _, parts, chunks in puts]
-            commit = self.modify(repo, ref, ops, description, index, durable)
+            ids = [content_id(op.chunks) for op in ops] if also is not None else []
+            hook = (lambda tx: also(tx, ids)) if also is not None else None
+            commit = self.modify(repo, ref, ops, description, index, durable, hook)
         finally:
             if helpers is not None:
                 helpers.cancel()  # after the commit: a forked process takes a while to exit
-        return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
+        result = PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
+        return result, ids
 
     def _put_appending(
         self,
@@ -807,6 +825,7 @@ class PfsService:
         description: str = "",
         index: Sequence[IndexEntry] = (),
         durable: Callable[[], None] | None = None,
+        also: Callable[[MetaTx], None] | None = None,
     ) -> CommitInfo:
         """Apply ops in one transaction: into the open commit, or as a new finished commit.
 
@@ -816,10 +835,13 @@ class PfsService:
         commits, so no committed row ever names data that a crash could lose. Every other
         chunk the new files name is touched inside the transaction, and the commit fails if
         one is gone: so a gc can neither have removed one already nor remove one later (it
-        spares what was touched after it started).
+        spares what was touched after it started). ``also`` writes more rows in the same
+        transaction (the S3 gateway's ETags of the files it puts).
         """
         parsed = parse_ref(ref)
         with self.meta.write() as tx:
+            if also is not None:
+                also(tx)
             open_commit, branch = self._write_target(tx, repo, parsed)
             base_tree = self._base_tree(tx, open_commit, branch)
             reader = self.reader(tx)

@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import io
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,11 +50,13 @@ from tusk.pfs.uploads import MAX_PARTS, multipart_etag
 from tusk.pps.service import PpsService
 from tusk.s3 import sigv4
 from tusk.s3 import xml as X
+from tusk.s3.batch import SMALL, SmallPuts
 from tusk.s3.errors import S3Error, from_tusk
 from tusk.s3.listing import Item, iter_keys
 from tusk.s3.names import Bucket, bucket_name, check_key, parse_bucket
 from tusk.storage.chunks import ChunkRef
 from tusk.storage.meta.records import CommitRecord
+from tusk.storage.meta.store import MetaTx
 
 EDGE = "s3"
 REGION = "us-east-1"
@@ -320,6 +323,8 @@ class Gateway:
         self.pps = pps
         self.auth = auth
         self.domain = domain.lower().strip(".") if domain else None
+        self.small = SmallPuts(pfs)
+        self._active, self._active_at = False, -10.0
 
     # The edge: addressing, the gate, errors
 
@@ -346,7 +351,7 @@ class Gateway:
             q in call.query
             for q in ("X-Amz-Signature", "Signature")  # SigV2: refused below
         )
-        active = self.auth.is_active() if signed_request else True
+        active = self._auth_active() if signed_request else True
         token: str | None = None
         if signed_request and active:
             tokens: dict[str, str] = {}
@@ -368,6 +373,17 @@ class Gateway:
         call.caller = self.auth.authorize(EDGE, call.op, token, repo=repo, detail=call.resource)
         if call.op in _WRITES and call.bucket is not None:
             self._check_writable(call)
+
+    def _auth_active(self) -> bool:
+        """Whether auth is on, read at most once a second. A stale answer never lets anyone
+        in: just turned on, a signed request is taken as unsigned and ``authorize`` (which
+        reads the store) refuses it; just turned off, its tokens are gone, and a signed
+        request is refused for that second."""
+        now = time.monotonic()
+        if now - self._active_at > 1.0:
+            self._active = self.auth.is_active()
+            self._active_at = now
+        return self._active
 
     def _check_writable(self, call: Call) -> None:
         bucket = call.need_bucket()
@@ -708,16 +724,25 @@ class Gateway:
             if body.read(1):
                 raise S3Error("InvalidArgument", "a key ending with '/' names a folder: no body")
             return Response(status_code=200, headers={"etag": _quote_etag(EMPTY_MD5)})
-        source = StreamSource(cast(BinaryIO, body))
-        result = self.pfs.put_files(
-            bucket.repo, bucket.branch, [(path, source)], description=self._description(call)
-        )
-        etag = body.hexdigest()
-        info = self.pfs.inspect_file(bucket.repo, result.commit.id, path)
-        self.pfs.uploads.record_etag(bytes.fromhex(info.hash), etag)
+        size = _body_size(call.headers)
+        if size is not None and size <= SMALL:
+            # Read whole (checked to its end), then committed, with others into an open commit.
+            data = b"".join(iter(lambda: body.read(1 << 20), b""))
+            etag = body.hexdigest()
+            commit = self.small.put(bucket.repo, bucket.branch, path, data, etag,
+                                    self._description(call))  # fmt: skip
+        else:
+
+            def record(tx: MetaTx, ids: list[bytes]) -> None:
+                tx.s3_put_etags([(ids[0], body.hexdigest())])  # the body is all read by now
+
+            source = StreamSource(cast(BinaryIO, body))
+            result, _ids = self.pfs.put_objects(
+                bucket.repo, bucket.branch, [(path, source)], self._description(call), record
+            )
+            commit, etag = result.commit.id, body.hexdigest()
         return Response(
-            status_code=200,
-            headers={"etag": _quote_etag(etag), "x-amz-version-id": result.commit.id},
+            status_code=200, headers={"etag": _quote_etag(etag), "x-amz-version-id": commit}
         )
 
     def _copy_source(self, call: Call) -> tuple[Bucket, str, CommitRecord, FileEntry, str]:
@@ -996,12 +1021,20 @@ def _body(call: Call, raw: BinaryIO, *, header_checksums: bool = True) -> Binary
     )  # fmt: skip
 
 
+def _body_size(headers: dict[str, str]) -> int | None:
+    """The size of a request's object: its decoded length (aws-chunked), else Content-Length."""
+    for name in ("x-amz-decoded-content-length", "content-length"):
+        value = headers.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    return None
+
+
 async def _streamed(request: Request, call: Call,
                     work: Callable[[Call, BinaryIO], Response]) -> Response:  # fmt: skip
     """Run ``work`` on a worker thread over the request body, streamed through a BodyPipe."""
     length = content_length(call.headers)
-    decoded = call.headers.get("x-amz-decoded-content-length")
-    size = int(decoded) if decoded and decoded.isdigit() else length
+    size = _body_size(call.headers)
     if size is not None and size > MAX_PUT:
         raise S3Error("EntityTooLarge", f"one PUT may carry at most {MAX_PUT >> 30} GiB")
     body = BodyPipe(request.receive)
