@@ -35,6 +35,13 @@ ensure_venv() {
       { grep -v "is ignored: it is neither a file nor a directory" || true; }
     touch "$VENV/.installed"
   fi
+  # The aws CLI (tests/s3/test_clients.py) pins botocore exactly, against s3fs's aiobotocore in
+  # the test extra: it gets a venv of its own inside .venv.
+  if [ ! -x "$VENV/awscli/bin/aws" ]; then
+    python3 -m venv "$VENV/awscli"
+    "$VENV/awscli/bin/pip" install -q awscli 2>&1 |
+      { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  fi
 }
 
 case "${1:-}" in

@@ -2,7 +2,7 @@
 
 Every helper takes the endpoint (``http://127.0.0.1:PORT``) and an access key pair, and reads
 nothing of the machine's AWS setup: no ``~/.aws`` files, profiles or instance metadata, so the
-same calls run against moto today and against ``tusk up --s3-port`` once the gateway lands.
+same calls run against moto's server and against ``tusk up --s3-port``.
 Path-style addressing (``/BUCKET/KEY``) throughout: the gateway's buckets are ``branch.repo``,
 and dotted names cannot be virtual hosts of ``127.0.0.1``.
 
@@ -79,8 +79,9 @@ def aws_cli_env(key: str, secret: str) -> dict[str, str]:
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_EC2_METADATA_DISABLED="true",
-        # Plain http on loopback needs no --no-verify-ssl; path style is the CLI's default
-        # for an --endpoint-url whose host is an IP address.
+        # No addressing-style setting without a config file: the CLI (v1, botocore 1.43) uses
+        # path style for any --endpoint-url (127.0.0.1 or localhost, dotted bucket or not).
+        # Plain http needs no --no-verify-ssl.
     )
     return env
 
@@ -126,8 +127,8 @@ def s3fs_options(endpoint: str, key: str, secret: str) -> dict[str, Any]:
             "s3": {"addressing_style": "path"},
             "retries": {"max_attempts": 2, "mode": "standard"},
         },
-        # No ListBuckets/HeadBucket probing of the account's other buckets; no listing cache
-        # kept between calls, so a test sees what it just wrote.
+        # A filesystem of its own (fsspec reuses instances made with the same arguments) and
+        # no listing cache, so a test sees what it just wrote.
         "skip_instance_cache": True,
         "use_listings_cache": False,
     }
@@ -149,9 +150,10 @@ def polars_options(endpoint: str, key: str, secret: str) -> dict[str, str]:
 def duckdb_extension_directory() -> Path:
     """Where the duckdb-ext-httpfs wheel put ``v{version}/{platform}/httpfs.duckdb_extension``.
 
-    That wheel ships only the extension file (under the ``duckdb_ext`` namespace), laid out as
-    DuckDB's extension directory: pointing ``extension_directory`` at it makes ``LOAD httpfs``
-    (and autoloading on an ``s3://`` path) work with no download.
+    That wheel (one per platform, pinned to DuckDB's version) ships only the extension file,
+    under the ``duckdb_ext`` namespace, no Python code, laid out as DuckDB's extension
+    directory: pointing ``extension_directory`` at it makes ``LOAD httpfs`` (and autoloading
+    on an ``s3://`` path) work with no download.
     """
     from importlib.metadata import PackageNotFoundError, distribution
 
