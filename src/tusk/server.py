@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tusk.api.wire import API_PREFIX
 from tusk.config import default_home
@@ -236,8 +236,6 @@ class Server:
     def start(self) -> None:
         if not self.http:
             return
-        import uvicorn
-
         from tusk.api.app import DEFAULT_MAX_BODY, create_app
         from tusk.pps.webhooks import WebhookConfig, WebhookService
 
@@ -272,19 +270,36 @@ class Server:
                 sock.close()
                 raise
             self.s3_off = exc.message  # a default port that is taken turns the gateway off
+        self._stopping = app.state.stopping
+        self._uvicorn, self._thread = self._serve(app, sock, "on", "tusk-http")
+        if s3_sock is not None:
+            self._start_s3(s3_sock, app.state.auth)
+
+    def _start_s3(self, sock: socket.socket, auth: Any) -> None:
+        """The S3 gateway: a second uvicorn server over the same services and gate."""
+        from tusk.s3.app import create_s3_app
+
+        self.s3_port = sock.getsockname()[1]
+        app = create_s3_app(self.services.pfs, self.services.pps, auth, self.s3_domain)
+        self._s3, self._s3_thread = self._serve(app, sock, "off", "tusk-s3")
+
+    def _serve(
+        self, app: Any, sock: socket.socket, lifespan: Literal["on", "off"], name: str
+    ) -> tuple[uvicorn.Server, threading.Thread]:
+        """uvicorn serving ``app`` on ``sock`` from a thread of its own, once it answers."""
+        import uvicorn
+
         config = uvicorn.Config(
             app,
             log_config=None,
             log_level=logging.WARNING,
             access_log=False,
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
-            lifespan="on",
+            lifespan=lifespan,
             ssl_certfile=self.tls[0] if self.tls else None,
             ssl_keyfile=self.tls[1] if self.tls else None,
         )
         server = uvicorn.Server(config)
-        self._uvicorn = server
-        self._stopping = app.state.stopping
 
         def run() -> None:
             try:
@@ -294,59 +309,20 @@ class Server:
             finally:
                 sock.close()
 
-        self._thread = threading.Thread(target=run, name="tusk-http", daemon=True)
-        self._thread.start()
-        self._wait_ready()
-        if s3_sock is not None:
-            self._start_s3(s3_sock, app.state.auth)
-
-    def _start_s3(self, sock: socket.socket, auth: Any) -> None:
-        """The S3 gateway: a second uvicorn server over the same services and gate."""
-        import uvicorn
-
-        from tusk.s3.app import create_s3_app
-
-        self.s3_port = sock.getsockname()[1]
-        app = create_s3_app(self.services.pfs, self.services.pps, auth, self.s3_domain)
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            log_level=logging.WARNING,
-            access_log=False,
-            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
-            lifespan="off",
-            ssl_certfile=self.tls[0] if self.tls else None,
-            ssl_keyfile=self.tls[1] if self.tls else None,
-        )
-        server = uvicorn.Server(config)
-        self._s3 = server
-
-        def run() -> None:
-            try:
-                server.run(sockets=[sock])
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                sock.close()
-
-        self._s3_thread = threading.Thread(target=run, name="tusk-s3", daemon=True)
-        self._s3_thread.start()
-        self._wait_ready(server, self._s3_thread)
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self._wait_ready(server, thread)
+        return server, thread
 
     def _wait_ready(
-        self,
-        server: uvicorn.Server | None = None,
-        thread: threading.Thread | None = None,
-        timeout: float = 30.0,
+        self, server: uvicorn.Server, thread: threading.Thread, timeout: float = 30.0
     ) -> None:
         """Block until uvicorn serves (it fails here, not later, if the app cannot start)."""
         import time
 
-        server = server or self._uvicorn
-        thread = thread or self._thread
         deadline = time.monotonic() + timeout
-        while server is not None and not server.started:
-            if self.error is not None or (thread and not thread.is_alive()):
+        while not server.started:
+            if self.error is not None or not thread.is_alive():
                 raise RuntimeError(f"the HTTP server did not start: {self.error!r}")
             if time.monotonic() > deadline:
                 raise RuntimeError("the HTTP server did not start in time")
