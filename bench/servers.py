@@ -17,40 +17,40 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@contextmanager
-def tusk_serve(home: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """``tusk --home HOME serve --port 0`` in its own process; yields (address, pid).
+API_LINE = r"REST API on (https?://\S+)/api/v1"
+S3_LINE = r"S3 gateway on (https?://\S+)"
 
-    The address comes from the "REST API on ..." line on stderr (as tests/api/apihelpers.py
-    ``spawn`` reads it); the rest of stderr is drained by a thread so the server never blocks.
-    """
+
+@contextmanager
+def _tusk(
+    home: Path, args: list[str], env: dict[str, str], patterns: list[str], log: list[str]
+) -> Iterator[tuple[list[str], int]]:
+    """``tusk --home HOME <args>`` in its own process, until each pattern matched a line of
+    its stderr; yields (each pattern's first group, pid). The rest of stderr is drained into
+    ``log`` by a thread, so the server never blocks; SIGTERM at the end."""
+    cmd = [sys.executable, "-m", "tusk.cli.main", "--home", str(home), *args]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tusk.cli.main", "--home", str(home), "serve", "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
     )
     assert proc.stderr is not None
-    address = None
-    seen: list[str] = []
+    found: dict[str, str] = {}
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and len(found) < len(patterns):
         line = proc.stderr.readline()
         if not line:
             break
-        seen.append(line)
-        m = re.search(r"REST API on (https?://\S+)/api/v1", line)
-        if m:
-            address = m.group(1)
-            break
-    if address is None:
+        log.append(line)
+        for pattern in patterns:
+            if pattern not in found and (m := re.search(pattern, line)):
+                found[pattern] = m.group(1)
+    if len(found) < len(patterns):
         proc.kill()
-        raise SystemExit(f"tusk serve did not start: {''.join(seen)[-800:]}")
-    drain = threading.Thread(target=lambda: proc.stderr.read() if proc.stderr else "", daemon=True)
+        proc.wait()
+        raise SystemExit(f"tusk {args[0]} did not start: {''.join(log)[-800:]}")
+    drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
     drain.start()
     try:
-        yield address, proc.pid
+        yield [found[p] for p in patterns], proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -58,6 +58,16 @@ def tusk_serve(home: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def tusk_serve(home: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """``tusk --home HOME serve --port 0`` in its own process; yields (address, pid).
+
+    The address comes from the "REST API on ..." line on stderr (as tests/api/apihelpers.py
+    ``spawn`` reads it)."""
+    with _tusk(home, ["serve", "--port", "0"], env, [API_LINE], []) as ((address,), pid):
+        yield address, pid
 
 
 @contextmanager
@@ -68,42 +78,14 @@ def tusk_up_s3(
     scheduler, the REST API and the S3 gateway); yields (API address, S3 endpoint, pid).
 
     Both addresses come from the lines it prints on stderr (as tests/s3/gateway.py reads
-    them); the rest of stderr is drained by a thread so the server never blocks, into ``log``
-    when one is given (every line, the first ones included).
+    them); every line of stderr goes to ``log`` when one is given.
     """
-    log = [] if log is None else log
-    cmd = [sys.executable, "-m", "tusk.cli.main", "--home", str(home), "up", "--port", "0",
-           "--s3-port", "0", "--sandbox", "none"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
-    assert proc.stderr is not None
-    api = s3 = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (api is None or s3 is None):
-        line = proc.stderr.readline()
-        if not line:
-            break
-        log.append(line)
-        if m := re.search(r"REST API on (https?://\S+)/api/v1", line):
-            api = m.group(1)
-        if m := re.search(r"S3 gateway on (https?://\S+)", line):
-            s3 = m.group(1)
-    if api is None or s3 is None:
-        proc.kill()
-        proc.wait()
-        raise SystemExit(f"tusk up did not print both addresses: {''.join(log)[-800:]}")
-    drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
-    drain.start()
-    try:
-        yield api, s3, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    args = ["up", "--port", "0", "--s3-port", "0", "--sandbox", "none"]
+    with _tusk(home, args, env, [API_LINE, S3_LINE], [] if log is None else log) as (
+        (api, s3),
+        pid,
+    ):
+        yield api, s3, pid
 
 
 @contextmanager
