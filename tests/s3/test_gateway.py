@@ -422,6 +422,19 @@ def test_presigned_urls_work_with_plain_http(s3: Any) -> None:
     assert httpx.get(get_url).content == b"presigned"
 
 
+def test_a_body_over_5_gib_is_refused_before_it_is_read(gw: Gateway, s3: Any) -> None:
+    s3.create_bucket(Bucket="master.huge")
+    host, port = gw.s3.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        head = (
+            f"PUT /master.huge/big HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Length: {6 << 30}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"x" * 1000)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400") and b"<Code>EntityTooLarge</Code>" in answer
+
+
 def test_bad_names_and_bodies_get_s3_errors(s3: Any, gw: Gateway, sdk: tusk.Client) -> None:
     s3.create_bucket(Bucket="master.bad")
     for name in ("Master.bad", "master..bad", "a.b.c.d.e", "x"):
@@ -471,17 +484,24 @@ def test_pipeline_output_repos_are_written_only_by_their_pipeline(
     s3: Any, sdk: tusk.Client
 ) -> None:
     s3.create_bucket(Bucket="master.pin")
-    s3.put_object(Bucket="master.pin", Key="a.txt", Body=b"a")
+    version = s3.put_object(Bucket="master.pin", Key="a.txt", Body=b"a")["VersionId"]
+    copy = 'pfs="${TUSK_PFS:-/pfs}"; cp "$pfs"/pin/* "$pfs"/out/'
     sdk.create_pipeline(
         {
             "pipeline": {"name": "pout"},
             "input": {"pfs": {"repo": "pin", "glob": "/*"}},
-            "transform": {"cmd": ["sh", "-c", "cp /pfs/pin/* /pfs/out/"]},
+            "transform": {"cmd": ["sh", "-c", copy]},
         }
     )
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket="master.pout", Key="x", Body=b"x")
     assert code_of(exc) == "AccessDenied"
+    # What a pipeline makes of an S3 write leads back to it: lineage names the S3 commit.
+    sdk.wait_commit("pout@master", timeout=120)
+    assert s3.get_object(Bucket="master.pout", Key="a.txt")["Body"].read() == b"a"
+    step = sdk.lineage("pout@master:/a.txt")
+    assert step.pipeline == "pout"
+    assert [(i.repo, i.commit) for i in step.inputs] == [("pin", version)]
 
 
 def test_an_abandoned_multipart_upload_is_reclaimed_by_gc(s3: Any, sdk: tusk.Client) -> None:
