@@ -124,6 +124,9 @@ def test_put_get_head_with_md5_etags_as_commits(s3: Any, sdk: tusk.Client) -> No
     # An empty object, and a file put by the CLI/SDK (no MD5 recorded: a derived ETag).
     s3.put_object(Bucket="master.objs", Key="empty", Body=b"")
     assert s3.get_object(Bucket="master.objs", Key="empty")["Body"].read() == b""
+    assert (
+        s3.get_object(Bucket="master.objs", Key="empty", Range="bytes=-100")["Body"].read() == b""
+    )
     sdk.put_file("objs@master:/from-sdk.txt", b"hello")
     head = s3.head_object(Bucket="master.objs", Key="from-sdk.txt")
     assert head["ETag"].strip('"').endswith("-1") and head["ContentLength"] == 5

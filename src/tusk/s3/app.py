@@ -265,8 +265,8 @@ def _precondition(headers: dict[str, str], etag: str, mtime: float, get: bool) -
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """[start, stop) of a Range header; None for the whole object; InvalidRange past its end."""
-    if header is None:
-        return None
+    if header is None or size == 0:
+        return None  # (an empty object has no byte to range over: S3 sends it whole)
     m = _RANGE.match(header.strip())
     if m is None or (m.group(1) == "" and m.group(2) == ""):
         return None  # not one byte range: S3 answers the whole object
