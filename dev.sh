@@ -12,6 +12,11 @@ ensure_debs() {
   command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
   # actionlint checks the run: steps of the example workflows with shellcheck (tests/test_github.py).
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  # Pipelines that name an image: skopeo copies it into an OCI layout, umoci unpacks its layers
+  # (docs/images.md); the tests build their images from busybox-static's binary.
+  command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+  command -v umoci >/dev/null 2>&1 || missing+=(umoci)
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   # PostgreSQL's server binaries: the tests start their own server in a temp dir.
   command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 ||
     missing+=(postgresql)

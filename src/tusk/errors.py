@@ -158,6 +158,26 @@ class GitFetchError(SourceError):
     status = 502
 
 
+class InvalidImage(InvalidArgument):
+    """An image reference that is malformed, or an image Tusk cannot run here (a media type it
+    does not unpack, another architecture, a layer whose digest does not match)."""
+
+    code = "invalid_image"
+
+
+class ImageNotFound(NotFound):
+    """An image reference that names no image (no registry tag, no layout, no archive)."""
+
+    code = "image_not_found"
+
+
+class ToolMissing(TuskError):
+    """A program Tusk runs (skopeo, umoci, bubblewrap) is not installed on this machine."""
+
+    code = "tool_missing"
+    status = 503
+
+
 class StorageError(TuskError):
     """The object store or metadata store failed or holds damaged data."""
 

@@ -1,0 +1,491 @@
+"""OCI images for pipelines, without a container engine (the first slice; see docs/images.md).
+
+A ``transform.image`` is a reference spelled as skopeo spells it: ``docker://REGISTRY/NAME:TAG``
+(or bare ``python:3.11``, meaning the same), ``oci:PATH[:TAG]`` (an OCI image layout) or
+``docker-archive:PATH`` (a ``docker save`` tarball). :class:`ImageCache` copies the image with
+Debian's ``skopeo`` into an OCI layout of its own, named by the manifest digest, reads its config
+(Env, WorkingDir, Entrypoint, Cmd, architecture) and unpacks its layers once with ``umoci raw
+unpack --rootless`` into a content-addressed rootfs. Tusk writes no registry client and no tar
+unpacker: skopeo verifies every blob's digest while it copies, umoci applies whiteouts and keeps
+``../`` paths and symlinks of a layer inside the rootfs.
+
+Everything lands in a temporary directory first and is renamed into place, so a failed copy or
+unpack (a corrupt layer, a digest mismatch) leaves the cache as it was::
+
+    <root>/oci/<manifest hex>/     OCI layout holding one image (tag "image")
+    <root>/rootfs/<manifest hex>/  its unpacked rootfs (setuid/setgid bits dropped)
+    <root>/refs/<sha256 of ref>.json  the digest a reference last resolved to
+    <root>/tmp/                    work in progress
+
+:func:`image_argv` builds the bubblewrap command that runs a datum in a rootfs. Symlinks in the
+rootfs, absolute or relative, are kept as the image has them: the rootfs is mounted read-only as
+``/`` of a private mount namespace, so every symlink resolves inside it (``/..`` is ``/``), and
+Tusk never follows a symlink of the rootfs on the host side (setuid bits are dropped with
+``lstat``/no-follow calls; the mount points it adds replace a symlink rather than follow it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import stat
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tusk.errors import ImageNotFound, InvalidImage, ToolMissing
+
+TAG = "image"  # the one tag in each layout of the cache
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Mount points image_argv needs; made as empty directories in every rootfs.
+_MOUNT_POINTS = ("proc", "dev", "tmp", "pfs")
+
+_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+_LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+}
+# platform.machine() -> the OCI (Go) architecture names
+_ARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm",
+    "armv6l": "arm",
+    "i386": "386",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+_OTHER_TRANSPORTS = (
+    "containers-storage",
+    "dir",
+    "docker-daemon",
+    "oci-archive",
+    "sif",
+    "ostree",
+    "tarball",
+)
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOCKER_NAME = re.compile(
+    r"(?:(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?)/)?"
+    rf"{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[a-f0-9]{64})?"
+)
+_PACKAGES = {"skopeo": "skopeo", "umoci": "umoci", "bwrap": "bubblewrap"}
+
+
+def host_architecture() -> str:
+    """This machine's architecture as OCI names it (amd64, arm64, ...)."""
+    machine = platform.machine().lower()
+    return _ARCH.get(machine, machine)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed image reference: ``transport`` is docker, oci or docker-archive; ``name`` is
+    the rest (registry name, layout path or archive path, with a tag where one was given)."""
+
+    transport: str
+    name: str
+    text: str
+
+    def source(self) -> str:
+        """The reference as ``skopeo copy`` takes it."""
+        if self.transport == "docker":
+            return "docker://" + self.name
+        return f"{self.transport}:{self.name}"
+
+    @property
+    def registry(self) -> str | None:
+        """The registry host[:port] of a docker reference (None: Docker Hub)."""
+        if self.transport != "docker":
+            return None
+        first, sep, _ = self.name.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            return first
+        return None
+
+    @property
+    def insecure(self) -> bool:
+        """True for a registry on this machine, spoken to without TLS verification."""
+        host = (self.registry or "").rsplit(":", 1)[0] if self.registry else ""
+        return host in ("localhost", "127.0.0.1", "[::1]")
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse an image reference as skopeo spells it; a bare name means ``docker://``.
+
+    ``oci:latest`` is the layout ``latest``: a Docker Hub image named ``oci`` is written
+    ``docker://oci:latest``.
+    """
+    raw = text.strip() if isinstance(text, str) else ""
+    if not raw or any(c.isspace() for c in raw):
+        raise InvalidImage(f"image reference {text!r} is empty or has spaces")
+    transport, sep, rest = raw.partition(":")
+    if transport in ("oci", "docker-archive"):
+        if not rest or rest.startswith(":"):
+            raise InvalidImage(f"image reference {text!r} names no path ({transport}:PATH[:TAG])")
+        return Reference(transport, rest, raw)
+    if transport == "docker" and rest.startswith("//"):
+        name = rest[2:]
+    elif sep and transport in _OTHER_TRANSPORTS:
+        raise InvalidImage(
+            f"image reference {text!r}: transport {transport!r} is not supported "
+            "(use docker://, oci: or docker-archive:)"
+        )
+    else:
+        name = raw
+    if not _DOCKER_NAME.fullmatch(name):
+        raise InvalidImage(
+            f"image reference {text!r} is not a valid image name "
+            "(docker://REGISTRY/NAME[:TAG][@sha256:DIGEST], oci:PATH[:TAG] or docker-archive:PATH)"
+        )
+    return Reference("docker", name, raw)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image in the cache: its manifest digest and what its config says about running it."""
+
+    digest: str  # "sha256:<hex>" of the manifest
+    layout: Path  # the OCI layout in the cache holding it (tag "image")
+    architecture: str
+    os: str
+    env: list[str] = field(default_factory=list)  # "KEY=VALUE", in the image's order
+    working_dir: str = ""
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    user: str = ""
+    references: list[str] = field(default_factory=list)  # references resolved to it here
+
+    @property
+    def hex(self) -> str:
+        return self.digest.split(":", 1)[1]
+
+
+def _tool(name: str, ref: str | None = None) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        what = f" to use image {ref}" if ref else ""
+        raise ToolMissing(
+            f"{name} is not installed{what} (install the Debian package {_PACKAGES[name]})"
+        )
+    return exe
+
+
+def _last_line(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    if not lines:
+        return "no message"
+    line = lines[-1]
+    m = re.search(r'msg="(.*)"', line)
+    return m.group(1).replace('\\"', '"') if m else line
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a tree that may hold directories without write permission (umoci rootless)."""
+
+    def fix(func: Any, p: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+            func(p)
+
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(path, onerror=fix)
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class ImageCache:
+    """Images copied and unpacked under ``root`` (``<tusk home>/images``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dirs(self) -> None:
+        for sub in ("oci", "rootfs", "refs", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def resolve(self, ref: Reference | str) -> ImageInfo:
+        """Copy the image ``ref`` names into the cache and read its config.
+
+        A reference pinned by ``@sha256:`` that is already here is not fetched again. Raises
+        ImageNotFound, InvalidImage (media type, architecture, digest mismatch) or ToolMissing.
+        """
+        if isinstance(ref, str):
+            ref = parse_reference(ref)
+        pinned = re.search(r"@(sha256:[a-f0-9]{64})$", ref.name)
+        if pinned and (self.root / "oci" / pinned.group(1)[7:]).is_dir():
+            return self._record(ref, self._info(pinned.group(1), ref.text))
+        skopeo = _tool("skopeo", ref.text)
+        self._dirs()
+        work = self.root / "tmp" / f"copy-{uuid.uuid4().hex}"
+        try:
+            args = [skopeo, "copy", "--quiet"]
+            if ref.insecure:
+                args.append("--src-tls-verify=false")
+            args += [ref.source(), f"oci:{work}:{TAG}"]
+            try:
+                r = subprocess.run(args, capture_output=True, text=True, timeout=3600)
+            except subprocess.TimeoutExpired:
+                raise InvalidImage(f"image {ref.text}: copying took more than an hour") from None
+            if r.returncode != 0:
+                raise _copy_error(ref.text, r.stderr)
+            digest = self._check(work, ref.text)
+            dest = self.root / "oci" / digest[7:]
+            if dest.is_dir():
+                _rmtree(work)
+            else:
+                try:
+                    os.rename(work, dest)
+                except OSError:  # another process put the same image there first
+                    if not dest.is_dir():
+                        raise
+            return self._record(ref, self._info(digest, ref.text))
+        finally:
+            _rmtree(work)
+
+    def lookup(self, digest: str) -> ImageInfo:
+        """The cached image of a manifest digest (a pipeline version pins it)."""
+        if not re.fullmatch(r"sha256:[a-f0-9]{64}", digest):
+            raise InvalidImage(f"image digest {digest!r} is not sha256:<64 hex digits>")
+        if not (self.root / "oci" / digest[7:]).is_dir():
+            raise ImageNotFound(f"image {digest} is not in the image cache {self.root}")
+        return self._info(digest, digest)
+
+    def list(self) -> list[ImageInfo]:
+        """The images in the cache, each with the references that resolved to it."""
+        refs: dict[str, list[str]] = {}
+        folder = self.root / "refs"
+        if folder.is_dir():
+            for p in sorted(folder.glob("*.json")):
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    rec = _read_json(p)
+                    refs.setdefault(rec["digest"], []).append(rec["reference"])
+        out = []
+        oci = self.root / "oci"
+        for d in sorted(oci.iterdir()) if oci.is_dir() else []:
+            digest = "sha256:" + d.name
+            with contextlib.suppress(InvalidImage, OSError):
+                info = self._info(digest, digest)
+                out.append(_with_refs(info, sorted(refs.get(digest, []))))
+        return out
+
+    def rootfs(self, info: ImageInfo) -> Path:
+        """The unpacked rootfs of ``info``, unpacked on the first call only."""
+        dest = self.root / "rootfs" / info.hex
+        if dest.is_dir():
+            return dest
+        umoci = _tool("umoci", info.digest)
+        self._dirs()
+        work = self.root / "tmp" / f"rootfs-{uuid.uuid4().hex}"
+        try:
+            args = [umoci, "raw", "unpack", "--rootless", "--image", f"{info.layout}:{TAG}"]
+            r = subprocess.run([*args, str(work)], capture_output=True, text=True, timeout=3600)
+            if r.returncode != 0:
+                line = _last_line(r.stderr)
+                raise InvalidImage(f"image {info.digest} cannot be unpacked: {line}")
+            _drop_setid(work)
+            _mount_points(work, info.working_dir)
+            try:
+                os.rename(work, dest)
+            except OSError:
+                if not dest.is_dir():
+                    raise
+            return dest
+        finally:
+            _rmtree(work)
+
+    def _check(self, layout: Path, ref: str) -> str:
+        """The manifest digest of a freshly copied layout, after checking what Tusk can run."""
+        index = _read_json(layout / "index.json")
+        manifests = index.get("manifests") or []
+        if len(manifests) != 1:
+            raise InvalidImage(f"image {ref}: expected one manifest, found {len(manifests)}")
+        desc = manifests[0]
+        if desc.get("mediaType") != _OCI_MANIFEST:
+            raise InvalidImage(
+                f"image {ref}: media type {desc.get('mediaType')!r} is not supported"
+            )
+        digest = str(desc.get("digest", ""))
+        if not re.fullmatch(r"sha256:[a-f0-9]{64}", digest):
+            raise InvalidImage(f"image {ref}: manifest digest {digest!r} is not sha256")
+        manifest = _read_json(_blob(layout, digest))
+        config_type = manifest.get("config", {}).get("mediaType")
+        if config_type != _OCI_CONFIG:
+            raise InvalidImage(f"image {ref}: config media type {config_type!r} is not supported")
+        for layer in manifest.get("layers") or []:
+            if layer.get("mediaType") not in _LAYER_TYPES:
+                raise InvalidImage(
+                    f"image {ref}: layer media type {layer.get('mediaType')!r} is not supported"
+                )
+        config = _read_json(_blob(layout, manifest["config"]["digest"]))
+        arch, os_name = config.get("architecture", ""), config.get("os", "")
+        if os_name != "linux":
+            raise InvalidImage(f"image {ref} is built for {os_name or 'no'} OS, not linux")
+        if arch != host_architecture():
+            raise InvalidImage(
+                f"image {ref} is built for {arch or 'no architecture'}, "
+                f"this machine runs {host_architecture()}"
+            )
+        return digest
+
+    def _info(self, digest: str, ref: str) -> ImageInfo:
+        layout = self.root / "oci" / digest[7:]
+        try:
+            manifest = _read_json(_blob(layout, digest))
+            config = _read_json(_blob(layout, manifest["config"]["digest"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidImage(f"image {ref}: the cached copy is damaged ({exc})") from None
+        c = config.get("config") or {}
+        return ImageInfo(
+            digest=digest,
+            layout=layout,
+            architecture=config.get("architecture", ""),
+            os=config.get("os", ""),
+            env=list(c.get("Env") or []),
+            working_dir=c.get("WorkingDir") or "",
+            entrypoint=list(c.get("Entrypoint") or []),
+            cmd=list(c.get("Cmd") or []),
+            user=c.get("User") or "",
+        )
+
+    def _record(self, ref: Reference, info: ImageInfo) -> ImageInfo:
+        self._dirs()
+        name = hashlib.sha256(ref.text.encode()).hexdigest()
+        path = self.root / "refs" / f"{name}.json"
+        tmp = path.with_name(f".{name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps({"reference": ref.text, "digest": info.digest}))
+        os.replace(tmp, path)
+        return _with_refs(info, [ref.text])
+
+
+def _with_refs(info: ImageInfo, refs: list[str]) -> ImageInfo:
+    return ImageInfo(**{**info.__dict__, "references": refs})
+
+
+def _blob(layout: Path, digest: str) -> Path:
+    algo, _, hexd = digest.partition(":")
+    if algo != "sha256" or not re.fullmatch(r"[a-f0-9]{64}", hexd):
+        raise InvalidImage(f"digest {digest!r} is not sha256")
+    return layout / "blobs" / "sha256" / hexd
+
+
+def _copy_error(ref: str, stderr: str) -> Exception:
+    line = _last_line(stderr)
+    low = stderr.lower()
+    if "digest did not match" in low:
+        return InvalidImage(f"image {ref}: a blob's digest does not match ({line})")
+    missing = (
+        "manifest unknown",
+        "no descriptor found",
+        "no such file",
+        "not found",
+        "does not exist",
+        "requested access to the resource is denied",
+        "name unknown",
+        "no such host",
+    )
+    if any(m in low for m in missing):
+        return ImageNotFound(f"image {ref} not found: {line}")
+    if "unsupported" in low or "not supported" in low:
+        return InvalidImage(f"image {ref}: media type not supported: {line}")
+    return InvalidImage(f"image {ref} cannot be copied: {line}")
+
+
+def _drop_setid(root: Path) -> None:
+    """Clear setuid/setgid bits below ``root`` without following any symlink."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in (*dirs, *files):
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+
+
+def _mount_points(root: Path, working_dir: str) -> None:
+    """Make the directories bubblewrap mounts on (a symlink there is replaced, never followed),
+    and the image's WorkingDir when no part of it is a symlink (Docker makes it too)."""
+    for name in _MOUNT_POINTS:
+        path = root / name
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
+        path.mkdir(mode=0o755, exist_ok=True)
+    parts = [p for p in working_dir.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return
+    here = root
+    for part in parts:
+        here = here / part
+        if here.is_symlink():
+            return  # resolved inside the sandbox by bubblewrap's --chdir
+        if not here.exists():
+            here.mkdir(mode=0o755)
+        elif not here.is_dir():
+            return
+
+
+def image_argv(
+    rootfs: Path,
+    info: ImageInfo,
+    cmd: list[str] | None,
+    binds: list[tuple[Path, str, bool]],
+    env: dict[str, str],
+    network: bool,
+) -> list[str]:
+    """The bubblewrap command that runs ``cmd`` (or the image's Entrypoint + Cmd) in ``rootfs``.
+
+    The rootfs is ``/``, read-only; ``binds`` are (host path, path inside, writable), read-only
+    unless writable (``/pfs/<input>`` read-only, ``/pfs/out`` writable; ``/pfs`` itself is a
+    tmpfs so any path below it can be a mount point). ``/tmp`` is a private tmpfs, ``/proc`` and
+    ``/dev`` are fresh; every namespace is unshared, the network too unless ``network``. The
+    environment is the image's Env, then ``env``, and nothing of the caller's (PATH defaults to
+    the usual one when the image sets none). ``cmd`` replaces Entrypoint and Cmd, as a
+    Pachyderm ``transform.cmd`` does.
+    """
+    argv = list(cmd) if cmd else [*info.entrypoint, *info.cmd]
+    if not argv:
+        raise InvalidImage(
+            f"image {info.digest} has no Entrypoint or Cmd and the pipeline gives no cmd"
+        )
+    args = [_tool("bwrap", info.digest), "--ro-bind", str(rootfs), "/"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/pfs"]
+    for host, inside, writable in binds:
+        if not inside.startswith("/"):
+            raise InvalidImage(f"mount point {inside!r} is not an absolute path")
+        args += ["--bind" if writable else "--ro-bind", str(host), inside]
+    args += ["--unshare-all"]
+    if network:
+        args.append("--share-net")
+    args += ["--die-with-parent", "--cap-drop", "ALL", "--clearenv"]
+    merged: dict[str, str] = {"PATH": DEFAULT_PATH}
+    for item in info.env:
+        key, _, value = item.partition("=")
+        if key:
+            merged[key] = value
+    merged.update(env)
+    for key, value in merged.items():
+        args += ["--setenv", key, value]
+    args += ["--chdir", info.working_dir or "/", "--", *argv]
+    return args
