@@ -14,6 +14,7 @@ import socket
 import tarfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -425,15 +426,19 @@ def test_presigned_urls_work_with_plain_http(s3: Any) -> None:
     assert httpx.get(get_url).content == b"presigned"
 
 
-def test_a_body_over_5_gib_is_refused_before_it_is_read(gw: Gateway, s3: Any) -> None:
-    s3.create_bucket(Bucket="master.huge")
+@contextmanager
+def raw_put(gw: Gateway, path: str, length: int, body: bytes) -> Iterator[socket.socket]:
+    """A PUT that announces ``length`` bytes and sends ``body`` (a client no SDK would be)."""
     host, port = gw.s3.rsplit("/", 1)[1].split(":")
     with socket.create_connection((host, int(port))) as sock:
-        head = (
-            f"PUT /master.huge/big HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Length: {6 << 30}\r\n\r\n"
-        )
-        sock.sendall(head.encode() + b"x" * 1000)
+        head = f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {length}\r\n\r\n"
+        sock.sendall(head.encode() + body)
+        yield sock
+
+
+def test_a_body_over_5_gib_is_refused_before_it_is_read(gw: Gateway, s3: Any) -> None:
+    s3.create_bucket(Bucket="master.huge")
+    with raw_put(gw, "/master.huge/big", 6 << 30, b"x" * 1000) as sock:
         sock.settimeout(30)
         answer = b""
         while piece := sock.recv(4096):  # the server closes the connection after it
@@ -470,13 +475,8 @@ def test_bad_names_and_bodies_get_s3_errors(s3: Any, gw: Gateway, sdk: tusk.Clie
 
 def test_a_client_gone_mid_put_commits_nothing(gw: Gateway, s3: Any, sdk: tusk.Client) -> None:
     s3.create_bucket(Bucket="master.gone")
-    host, port = gw.s3.rsplit("/", 1)[1].split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        head = (
-            f"PUT /master.gone/half HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Length: {10 * MiB}\r\n\r\n"
-        )
-        sock.sendall(head.encode() + os.urandom(3 * MiB))
+    with raw_put(gw, "/master.gone/half", 10 * MiB, os.urandom(3 * MiB)):
+        pass  # closed with 7 MiB of the body unsent
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         time.sleep(0.2)
