@@ -17,6 +17,9 @@ ensure_debs() {
   command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
   command -v umoci >/dev/null 2>&1 || missing+=(umoci)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+  # The registry pull tests start Debian's registry on 127.0.0.1, with an htpasswd file for auth.
+  command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
   # PostgreSQL's server binaries: the tests start their own server in a temp dir.
   command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 ||
     missing+=(postgresql)

@@ -171,6 +171,12 @@ class ImageNotFound(NotFound):
     code = "image_not_found"
 
 
+class ImagePullDenied(PermissionDenied):
+    """A registry that refused an image pull: credentials missing, wrong, or without access."""
+
+    code = "image_pull_denied"
+
+
 class ToolMissing(TuskError):
     """A program Tusk runs (skopeo, umoci, bubblewrap) is not installed on this machine."""
 

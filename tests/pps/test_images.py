@@ -1,23 +1,33 @@
 """OCI images without a container engine (tusk.pps.images): references, the cache, the sandbox.
 
 The images are built offline, FROM scratch, with Debian's busybox-static binary: umoci writes an
-OCI layout, skopeo turns it into a docker-archive tarball. Without skopeo, umoci, busybox-static
+OCI layout, skopeo turns it into a docker-archive tarball. Registry pulls go to Debian's
+``docker-registry``, started by the tests on 127.0.0.1 (one without auth, one with an htpasswd
+file made by ``htpasswd -B``). Without skopeo, umoci, busybox-static, docker-registry, htpasswd
 or a working bubblewrap these tests skip here, and fail in CI (CI=true).
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tusk.errors import ImageNotFound, InvalidImage
+from tusk.errors import ImageNotFound, ImagePullDenied, InvalidArgument, InvalidImage
 from tusk.pps.executor import bwrap_works
 from tusk.pps.images import ImageCache, ImageInfo, host_architecture, image_argv, parse_reference
 
@@ -27,6 +37,10 @@ HAVE_TOOLS = bool(shutil.which("skopeo") and shutil.which("umoci")) and os.path.
 )
 needs_tools = pytest.mark.skipif(
     not HAVE_TOOLS and not CI, reason="skopeo, umoci or busybox-static is not installed"
+)
+HAVE_REGISTRY = HAVE_TOOLS and bool(shutil.which("docker-registry") and shutil.which("htpasswd"))
+needs_registry = pytest.mark.skipif(
+    not HAVE_REGISTRY and not CI, reason="docker-registry or htpasswd (apache2-utils) is missing"
 )
 needs_bwrap = pytest.mark.skipif(
     not (HAVE_TOOLS and bwrap_works()) and not CI, reason="bubblewrap does not work here"
@@ -332,3 +346,186 @@ def test_local_registry_without_tls(tmp_path: Path) -> None:
     assert "http://localhost:1/" in err.value.message  # plain HTTP: TLS not verified locally
     assert "localhost:1/app:1" in err.value.message and "\n" not in err.value.message
     assert os.listdir(cache.root / "tmp") == [] and os.listdir(cache.root / "oci") == []
+
+
+# -- registry pulls ----------------------------------------------------------------------------
+
+USER, PASSWORD = "alice", "s3cret-pw"
+
+
+@dataclass
+class Registry:
+    host: str  # 127.0.0.1:PORT, holding busybox:1 (the layout's v1)
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_registry(base: Path, auth: bool) -> tuple[subprocess.Popen[bytes], Registry]:
+    """Debian's registry on 127.0.0.1 over plain HTTP; with ``auth``, htpasswd (bcrypt) auth."""
+    base.mkdir(parents=True)
+    host = f"127.0.0.1:{_free_port()}"
+    lines = [
+        "version: 0.1",
+        "log:",
+        "  level: warn",
+        "storage:",
+        "  filesystem:",
+        f"    rootdirectory: {base / 'storage'}",
+        "http:",
+        f"  addr: {host}",
+    ]
+    if auth:
+        htpasswd = base / "htpasswd"
+        r = subprocess.run(
+            ["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True
+        )
+        htpasswd.write_text(r.stdout)
+        lines += ["auth:", "  htpasswd:", "    realm: tusk-test", f"    path: {htpasswd}"]
+    config = base / "config.yml"
+    config.write_text("\n".join(lines) + "\n")
+    log = base / "registry.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
+            break
+        except urllib.error.HTTPError:  # 401 when auth is on: it answers
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"docker-registry did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+    return proc, Registry(host, log)
+
+
+def _push(images: Images, reg: Registry, creds: bool) -> None:
+    args = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    if creds:
+        args.append(f"--dest-creds={USER}:{PASSWORD}")
+    _run(*args, f"oci:{images.layout}:v1", f"docker://{reg.host}/busybox:1")
+
+
+@pytest.fixture(scope="module")
+def registry(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    if not HAVE_REGISTRY:
+        pytest.fail("docker-registry and htpasswd are needed (./dev.sh installs them)")
+    proc, reg = _start_registry(tmp_path_factory.mktemp("registry") / "open", auth=False)
+    try:
+        _push(images, reg, creds=False)
+        yield reg
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def auth_registry(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    if not HAVE_REGISTRY:
+        pytest.fail("docker-registry and htpasswd are needed (./dev.sh installs them)")
+    proc, reg = _start_registry(tmp_path_factory.mktemp("registry") / "auth", auth=True)
+    try:
+        _push(images, reg, creds=True)
+        yield reg
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _same_config(a: ImageInfo, b: ImageInfo) -> None:
+    assert a.digest == b.digest  # skopeo keeps the OCI manifest through the registry
+    assert (a.env, a.working_dir, a.entrypoint, a.cmd) == (
+        b.env,
+        b.working_dir,
+        b.entrypoint,
+        b.cmd,
+    )
+    assert (a.architecture, a.os) == (b.architecture, b.os)
+
+
+@needs_registry
+def test_registry_pull_without_auth(images: Images, registry: Registry, tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path / "images")
+    local = cache.resolve(f"oci:{images.layout}:v1")
+    ref = f"docker://{registry.host}/busybox:1"
+    pulled = cache.resolve(ref)
+    _same_config(pulled, local)
+    assert (cache.rootfs(pulled) / "bin" / "busybox").is_file()
+    assert {i.digest: i.references for i in cache.list()}[pulled.digest] == sorted(
+        [f"oci:{images.layout}:v1", ref]
+    )
+    with pytest.raises(ImageNotFound, match="not found") as nf:
+        cache.resolve(f"{registry.host}/busybox:nope")
+    assert f"{registry.host}/busybox:nope" in nf.value.message
+    assert os.listdir(cache.root / "tmp") == []
+
+
+@needs_registry
+def test_registry_pull_pinned_digest(images: Images, registry: Registry, tmp_path: Path) -> None:
+    digest = ImageCache(tmp_path / "local").resolve(f"oci:{images.layout}:v1").digest
+    cache = ImageCache(tmp_path / "images")
+    ref = f"{registry.host}/busybox@{digest}"
+    info = cache.resolve(ref)
+    assert info.digest == digest and info.references == [ref]
+    assert os.listdir(cache.root / "oci") == [info.hex]
+    other = "sha256:" + "0" * 64  # pinned to a digest the registry does not have
+    with pytest.raises(ImageNotFound):
+        cache.resolve(f"{registry.host}/busybox@{other}")
+    assert os.listdir(cache.root / "oci") == [info.hex] and os.listdir(cache.root / "tmp") == []
+
+
+@needs_registry
+def test_registry_pull_with_credentials(
+    images: Images, auth_registry: Registry, tmp_path: Path
+) -> None:
+    local = ImageCache(tmp_path / "local").resolve(f"oci:{images.layout}:v1")
+    ref = f"docker://{auth_registry.host}/busybox:1"
+    cache = ImageCache(tmp_path / "images")
+    _same_config(cache.resolve(ref, credentials=(USER, PASSWORD)), local)
+    assert os.listdir(cache.root / "tmp") == []  # the temporary auth file is gone
+    # a Docker config.json, as ~/.docker/config.json holds them
+    authfile = tmp_path / "config.json"
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    authfile.write_text(json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
+    other = ImageCache(tmp_path / "other")
+    _same_config(other.resolve(ref, authfile=authfile), local)
+
+
+@needs_registry
+def test_registry_pull_denied_cache_untouched(
+    images: Images, auth_registry: Registry, tmp_path: Path
+) -> None:
+    cache = ImageCache(tmp_path / "images")
+    cache.rootfs(cache.resolve(f"oci:{images.layout}:v1"))
+    before = _tree(cache.root)
+    ref = f"docker://{auth_registry.host}/busybox:1"
+    wrong = tmp_path / "config.json"
+    token = base64.b64encode(f"{USER}:wrong".encode()).decode()
+    wrong.write_text(json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
+    cases: list[dict[str, Any]] = [{}, {"credentials": (USER, "wrong")}, {"authfile": wrong}]
+    for kwargs in cases:  # no credentials, a wrong password, a config.json with a wrong one
+        with pytest.raises(ImagePullDenied) as err:
+            cache.resolve(ref, **kwargs)
+        message = err.value.message
+        assert message.startswith(f"pull denied for {ref}: ") and "\n" not in message
+        assert PASSWORD not in message and "wrong" not in message
+        assert err.value.code == "image_pull_denied" and err.value.status == 403
+        assert _tree(cache.root) == before
+
+
+def test_credentials_and_authfile_are_exclusive(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path / "images")
+    with pytest.raises(InvalidArgument, match="not both"):
+        cache.resolve("127.0.0.1:1/app:1", credentials=("u", "p"), authfile=tmp_path / "a.json")
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        cache.resolve("127.0.0.1:1/app:1", authfile=tmp_path / "a.json")
+    assert not cache.root.exists()

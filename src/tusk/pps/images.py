@@ -7,7 +7,9 @@ Debian's ``skopeo`` into an OCI layout of its own, named by the manifest digest,
 (Env, WorkingDir, Entrypoint, Cmd, architecture) and unpacks its layers once with ``umoci raw
 unpack --rootless`` into a content-addressed rootfs. Tusk writes no registry client and no tar
 unpacker: skopeo verifies every blob's digest while it copies, umoci applies whiteouts and keeps
-``../`` paths and symlinks of a layer inside the rootfs.
+``../`` paths and symlinks of a layer inside the rootfs. A registry that asks for credentials
+gets them from a Docker ``config.json`` (``authfile``) or a (user, password) pair, which Tusk
+hands to skopeo in a private temporary auth file rather than on its command line.
 
 Everything lands in a temporary directory first and is renamed into place, so a failed copy or
 unpack (a corrupt layer, a digest mismatch) leaves the cache as it was::
@@ -26,6 +28,7 @@ Tusk never follows a symlink of the rootfs on the host side (setuid bits are dro
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tusk.errors import ImageNotFound, InvalidImage, ToolMissing
+from tusk.errors import ImageNotFound, ImagePullDenied, InvalidArgument, InvalidImage, ToolMissing
 
 TAG = "image"  # the one tag in each layout of the cache
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -225,24 +228,44 @@ class ImageCache:
         for sub in ("oci", "rootfs", "refs", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
-    def resolve(self, ref: Reference | str) -> ImageInfo:
+    def resolve(
+        self,
+        ref: Reference | str,
+        credentials: tuple[str, str] | None = None,
+        authfile: Path | None = None,
+    ) -> ImageInfo:
         """Copy the image ``ref`` names into the cache and read its config.
 
-        A reference pinned by ``@sha256:`` that is already here is not fetched again. Raises
-        ImageNotFound, InvalidImage (media type, architecture, digest mismatch) or ToolMissing.
+        A registry pull uses ``credentials`` (user, password) or ``authfile`` (a Docker
+        ``config.json``: ``{"auths": {"HOST[:PORT]": {"auth": base64("user:password")}}}``),
+        else skopeo's default auth files. The credentials reach skopeo in a private temporary
+        auth file, never on its command line. A reference pinned by ``@sha256:`` that is already
+        here is not fetched again. Raises ImageNotFound, ImagePullDenied (the registry refused
+        the credentials, or asked for some), InvalidImage (media type, architecture, digest
+        mismatch) or ToolMissing.
         """
         if isinstance(ref, str):
             ref = parse_reference(ref)
+        if credentials is not None and authfile is not None:
+            raise InvalidArgument(f"image {ref.text}: give credentials or an auth file, not both")
+        if authfile is not None and not Path(authfile).is_file():
+            raise InvalidArgument(f"image {ref.text}: auth file {authfile} does not exist")
         pinned = re.search(r"@(sha256:[a-f0-9]{64})$", ref.name)
         if pinned and (self.root / "oci" / pinned.group(1)[7:]).is_dir():
             return self._record(ref, self._info(pinned.group(1), ref.text))
         skopeo = _tool("skopeo", ref.text)
         self._dirs()
         work = self.root / "tmp" / f"copy-{uuid.uuid4().hex}"
+        auth = self.root / "tmp" / f"auth-{uuid.uuid4().hex}.json"
         try:
             args = [skopeo, "copy", "--quiet"]
             if ref.insecure:
                 args.append("--src-tls-verify=false")
+            if credentials is not None:
+                _write_authfile(auth, ref.registry or "docker.io", credentials)
+                args.append(f"--authfile={auth}")
+            elif authfile is not None:
+                args.append(f"--authfile={authfile}")
             args += [ref.source(), f"oci:{work}:{TAG}"]
             try:
                 r = subprocess.run(args, capture_output=True, text=True, timeout=3600)
@@ -263,6 +286,7 @@ class ImageCache:
             return self._record(ref, self._info(digest, ref.text))
         finally:
             _rmtree(work)
+            auth.unlink(missing_ok=True)
 
     def lookup(self, digest: str) -> ImageInfo:
         """The cached image of a manifest digest (a pipeline version pins it)."""
@@ -390,11 +414,31 @@ def _blob(layout: Path, digest: str) -> Path:
     return layout / "blobs" / "sha256" / hexd
 
 
+def _write_authfile(path: Path, registry: str, credentials: tuple[str, str]) -> None:
+    """A Docker config.json for one registry, readable by this user only."""
+    user, password = credentials
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"auths": {registry: {"auth": token}}}, f)
+
+
+_DENIED = (
+    "unauthorized",
+    "authentication required",
+    "incorrect username or password",
+    "invalid username/password",
+    "denied: access forbidden",
+)
+
+
 def _copy_error(ref: str, stderr: str) -> Exception:
     line = _last_line(stderr)
     low = stderr.lower()
     if "digest did not match" in low:
         return InvalidImage(f"image {ref}: a blob's digest does not match ({line})")
+    if any(m in low for m in _DENIED):
+        return ImagePullDenied(f"pull denied for {ref}: {line}")
     missing = (
         "manifest unknown",
         "no descriptor found",
