@@ -645,7 +645,7 @@ class PfsService:
         A path is a string, or a tuple of already split segments (checked all the same).
         """
         with gc_paused():  # many small objects, no cycles: see tusk.gcpause
-            return self._put_files(repo, ref, items, append, description, progress)[0]
+            return self._put_files(repo, ref, items, append, description, progress)
 
     def put_objects(
         self,
@@ -654,9 +654,9 @@ class PfsService:
         items: Sequence[tuple[str, Source]],
         description: str = "",
         also: Callable[[MetaTx, list[bytes]], None] | None = None,
-    ) -> tuple[PutResult, list[bytes]]:
-        """:meth:`put_files` for the S3 gateway: also the content id of each file put, and
-        ``also(tx, content_ids)`` run inside the commit's transaction (to record ETags)."""
+    ) -> PutResult:
+        """:meth:`put_files` for the S3 gateway, with ``also(tx, content_ids)`` (the content id
+        of each file put) run inside the commit's transaction, to record ETags."""
         with gc_paused():
             return self._put_files(repo, ref, items, False, description, None, also)
 
@@ -669,11 +669,11 @@ class PfsService:
         description: str,
         progress: Progress | None,
         also: Callable[[MetaTx, list[bytes]], None] | None = None,
-    ) -> tuple[PutResult, list[bytes]]:
+    ) -> PutResult:
         # Fail before uploading anything if the target cannot be written.
         start_tree = self._check_writable(repo, ref)
         if append:
-            return self._put_appending(repo, ref, start_tree, items, description, progress), []
+            return self._put_appending(repo, ref, start_tree, items, description, progress)
         from tusk.pfs import fanout  # loads with a put, not with every command
 
         # Many local files are written by forked helpers and this process together.
@@ -703,14 +703,15 @@ class PfsService:
                 index = [*index, *done.index]
                 stats += done.stats
             ops = [PutOp(parts, tuple(chunks)) for _, parts, chunks in puts]
-            ids = [content_id(op.chunks) for op in ops] if also is not None else []
-            hook = (lambda tx: also(tx, ids)) if also is not None else None
+            hook = None
+            if also is not None:
+                ids = [content_id(op.chunks) for op in ops]
+                hook = lambda tx: also(tx, ids)  # noqa: E731 - run inside modify's transaction
             commit = self.modify(repo, ref, ops, description, index, durable, hook)
         finally:
             if helpers is not None:
                 helpers.cancel()  # after the commit: a forked process takes a while to exit
-        result = PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
-        return result, ids
+        return PutResult(commit, len(ops), stats.bytes_in, stats.new_chunks, stats.bytes_stored)
 
     def _put_appending(
         self,
@@ -1340,9 +1341,6 @@ class PfsService:
                 yield bytes(piece)
             if left <= 0:
                 return
-
-    def entry_chunks(self, entry: FileEntry) -> tuple[ChunkRef, ...]:
-        return self.reader().chunks(entry)
 
     def read_file(self, repo: str, ref: str, path: str) -> Iterator[bytes]:
         commit, entry = self._entry(repo, ref, path)

@@ -60,10 +60,6 @@ class Uploads:
 
     # ETags
 
-    def record_etag(self, content_id: bytes, etag: str) -> None:
-        with self.meta.write() as tx:
-            tx.s3_put_etags([(content_id, etag)])
-
     def etags(self, content_ids: Sequence[bytes]) -> dict[bytes, str]:
         """The ETag of each content id: recorded, else derived."""
         if not content_ids:

@@ -26,7 +26,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qsl, quote, unquote
@@ -95,7 +95,6 @@ class Call:
     caller: Caller = OFF
     signed: sigv4.Signed | None = None
     resource: str = "/"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -737,7 +736,7 @@ class Gateway:
                 tx.s3_put_etags([(ids[0], body.hexdigest())])  # the body is all read by now
 
             source = StreamSource(cast(BinaryIO, body))
-            result, _ids = self.pfs.put_objects(
+            result = self.pfs.put_objects(
                 bucket.repo, bucket.branch, [(path, source)], self._description(call), record
             )
             commit, etag = result.commit.id, body.hexdigest()

@@ -98,7 +98,7 @@ class SmallPuts:
         def record(tx: MetaTx, ids: list[bytes]) -> None:
             tx.s3_put_etags(list(zip(ids, etags, strict=True)))
 
-        result, _ids = self.pfs.put_objects(repo, branch, items, description, record)
+        result = self.pfs.put_objects(repo, branch, items, description, record)
         for p in batch:
             p.commit = result.commit.id
             p.done.set()
