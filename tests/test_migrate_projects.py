@@ -22,10 +22,12 @@ def test_a_store_of_the_previous_schema_moves_into_default(home: Path, engine: s
                            "transform": {"cmd": ["true"]}})  # fmt: skip
     url = os.environ.get("TUSK_METADATA_URL") or sqlite_url(home / "tusk.db")
     store = MetaStore(url)
-    with store.write() as tx:  # back to 0005: no projects table, names of 63 characters
+    with store.write() as tx:  # back to 0005: no projects, no image digests, names of 63
         for table in ("s3_parts", "s3_uploads", "s3_etags", "projects"):  # 0007 and 0006
             tx.conn.execute(sa.text(f"DROP TABLE {table}"))
         tx.conn.execute(sa.text("ALTER TABLE auth_tokens DROP COLUMN sealed"))
+        for table in ("pipeline_versions", "jobs"):  # 0008
+            tx.conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN image_digest"))
         if not store.is_sqlite:
             tx.conn.execute(sa.text("ALTER TABLE repos ALTER COLUMN name TYPE VARCHAR(63)"))
             tx.conn.execute(sa.text("ALTER TABLE branches ALTER COLUMN repo TYPE VARCHAR(63)"))

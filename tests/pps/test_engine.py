@@ -348,7 +348,7 @@ def test_job_timeout_fails_the_job(client: tusk.Client) -> None:
     assert client.list_commits("up@master") == []
 
 
-def test_empty_files_and_image_note(client: tusk.Client) -> None:
+def test_empty_files_and_the_host_executor_records_the_image(client: tusk.Client) -> None:
     client.put_file("in@master:/big", b"x" * 5000)
     cmd = 'wc -c < "$TUSK_PFS/in/big" > "$TUSK_PFS/out/size"'
     client.create_pipeline(
@@ -358,11 +358,24 @@ def test_empty_files_and_image_note(client: tusk.Client) -> None:
             "transform": {"cmd": ["sh", "-c", cmd], "image": "example/tool:1.2"},
         }
     )
-    run(client)
+    client.run_scheduler(once=True, executor="host")  # the image is not run: no pull here
     assert client.get_file("up@master:/size").strip() == b"0"  # names only, no content
     job = client.list_jobs("up")[0]
+    assert job.state == "success"
     notes = [line.line for line in client.logs("up", job.id) if line.stream == "system"]
-    assert any("example/tool:1.2" in n and "not in a container" in n for n in notes)
+    assert any("example/tool:1.2" in n and "--executor host" in n for n in notes)
+
+
+def test_an_image_that_cannot_be_found_fails_the_job_naming_it(
+    client: tusk.Client, tmp_path: Path
+) -> None:
+    client.put_file("in@master:/a", b"a")
+    missing = f"oci:{tmp_path}/no-such-layout:v1"
+    client.create_pipeline(spec(transform={"cmd": ["true"], "image": missing}))
+    run(client)
+    [job] = client.list_jobs("up")
+    assert job.state == "failure" and missing in job.reason and "not found" in job.reason
+    assert client.list_commits("up@master") == []
 
 
 JOIN_CMD = 'cat "$TUSK_PFS"/in/* "$TUSK_PFS"/labels/* > "$TUSK_PFS/out/$(ls "$TUSK_PFS/in")"'

@@ -444,9 +444,16 @@ def test_key_given_in_both_spellings_is_refused() -> None:
 
 
 def test_cmd_is_required_and_non_empty() -> None:
-    assert "transform.cmd: required field missing" in error_of(base(transform={"image": "x"}))
+    assert "transform.cmd: required field missing" in error_of(base(transform={"env": {}}))
     assert "transform.cmd: empty" in error_of(base(transform={"cmd": []}))
     assert "transform.cmd: should be a list" in error_of(base(transform={"cmd": "python x"}))
+
+
+def test_an_image_may_bring_its_own_command() -> None:
+    spec = load_spec(base(transform={"image": "busybox:1.36", "network": True}))
+    assert spec.transform.cmd == [] and spec.transform.network is True
+    assert "cmd" in spec.canonical()["transform"]
+    assert "network" not in load_spec(base()).canonical()["transform"]
 
 
 def test_env_values_must_be_strings() -> None:

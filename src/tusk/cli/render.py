@@ -316,6 +316,7 @@ def gc_fields(r: GcReport) -> None:
             ("Temp files", str(r.temp_files_deleted)),
             ("Scratch", f"{r.scratch_deleted} folders"),
             ("S3 uploads", f"{r.uploads_expired} abandoned, expired"),
+            ("Images", f"{r.images_deleted} unused ({human_size(r.image_bytes_freed)})"),
             ("Would free" if r.dry_run else "Freed", human_size(r.bytes_freed)),
         ]
     )
@@ -474,6 +475,7 @@ def job_fields(j: JobInfo) -> None:
             ("Reason", j.reason or "-"),
             ("Output commit", f"{j.pipeline}@{j.output_commit}"),
             ("Input commits", _join(j.input_commits)),
+            *([("Image", j.image_digest)] if j.image_digest else []),
             ("Created", when(j.created_at)),
             ("Started", when(j.started_at)),
             ("Finished", when(j.finished_at)),
@@ -563,7 +565,8 @@ def _lineage_node(tree: Tree, s: LineageStep) -> None:
     if s.code:
         tree.add(Text("code: " + code_summary(s.code)))
     if s.image:
-        tree.add(Text(f"image: {s.image}"))
+        pinned = f" ({s.image_digest})" if s.image_digest else " (not run: --executor host)"
+        tree.add(Text(f"image: {s.image}{pinned}"))
     for inp in s.inputs:
         _lineage_node(tree.add(Text(f"input: {_file_label(inp)}")), inp)
 

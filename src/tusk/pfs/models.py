@@ -117,3 +117,5 @@ class GcReport(_Dict):
     bytes_rewritten: int = 0  # bytes of the new packs
     scratch_deleted: int = 0  # old webhook checkouts and scratch folders of dead processes
     uploads_expired: int = 0  # S3 multipart uploads abandoned for longer than the grace
+    images_deleted: int = 0  # cached images no pipeline version pins (tusk.pps.images)
+    image_bytes_freed: int = 0  # their blobs and unpacked files no other image shares

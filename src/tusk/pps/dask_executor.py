@@ -39,6 +39,7 @@ class StoreSpec:
 
 
 _OPEN: dict[StoreSpec, Any] = {}
+_EXECUTORS: dict[StoreSpec, Any] = {}
 _OPEN_LOCK = threading.Lock()
 
 
@@ -61,9 +62,14 @@ def remote_batch(
 ) -> tuple[list[BatchResult], list[IndexEntry]]:
     """What a Dask worker runs: one batch, in a scratch folder of its own."""
     from tusk.pps.executor import LocalExecutor
+    from tusk.pps.images import ImageCache
 
     base = Path(tempfile.gettempdir()) / f"tusk-dask-{os.getpid()}" / uuid.uuid4().hex
-    return run_batch(_pfs_for(spec), LocalExecutor(spec.sandbox), base, trees, items)
+    executor = _EXECUTORS.get(spec)
+    if executor is None:  # one per store: it keeps the images it unpacked
+        images = ImageCache(Path(spec.home) / "images")
+        executor = _EXECUTORS[spec] = LocalExecutor(spec.sandbox, images=images)
+    return run_batch(_pfs_for(spec), executor, base, trees, items)
 
 
 def dask_address(url: str) -> str:
@@ -72,7 +78,7 @@ def dask_address(url: str) -> str:
         return "tcp://" + url[len("dask://") :]
     if url.startswith("tcp://"):
         return url
-    raise InvalidArgument(f"executor {url!r}: use local or dask://host:port")
+    raise InvalidArgument(f"executor {url!r}: use local, host or dask://host:port")
 
 
 class DaskExecutor:
@@ -87,6 +93,7 @@ class DaskExecutor:
         except OSError as exc:
             raise Unavailable(f"Dask scheduler {url} is unreachable ({exc})") from exc
         self.mode = f"dask ({self.address})"
+        self.run_images = True  # each worker fetches the pinned image into its own cache
 
     def run_batch(
         self,

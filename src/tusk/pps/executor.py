@@ -12,6 +12,12 @@ Two modes (``TUSK_SANDBOX``):
   directory whose path is in ``$TUSK_PFS``; code that reads ``os.environ.get("TUSK_PFS",
   "/pfs")`` runs in both modes. Nothing stops this code from writing elsewhere.
 
+A datum whose pipeline names ``transform.image`` runs in that image instead (unless the
+executor is ``host``): the image's rootfs (``tusk.pps.images``), read-only, is ``/`` of a private
+mount, user, PID, IPC and UTS namespace (network too unless ``transform.network``), with
+``/pfs/<input>`` read-only, ``/pfs/out`` writable and a private ``/tmp``; nothing of the host's
+files or environment is visible. The image is the one the pipeline version pinned by digest.
+
 The environment names the job, the datum and each input as Pachyderm's does: ``PACH_JOB_ID``,
 ``PACH_DATUM_ID``, ``PACH_OUTPUT_COMMIT_ID``, ``PPS_PIPELINE_NAME``, ``<input>`` (the path of
 the input's first file in this datum) and ``<input>_COMMIT``; the same with ``TUSK_`` names.
@@ -24,16 +30,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tusk.errors import InvalidArgument
+from tusk.errors import InvalidArgument, TuskError
+from tusk.pps.images import (
+    ImageCache,
+    ImageInfo,
+    image_argv,
+    image_user,
+    make_mount_point,
+    pinned_reference,
+)
 from tusk.pps.resources import Limits
 from tusk.pps.secret_mounts import (
     SANDBOX_SECRETS,
@@ -46,6 +62,16 @@ from tusk.pps.secret_mounts import (
 
 _LOG_LINES = 2000  # kept per stream per datum attempt
 _TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ImageRun:
+    """The image a datum runs in: the spec's reference, the digest its version pinned."""
+
+    reference: str
+    digest: str
+    user: str = ""  # transform.user; "" means the image's User
+    network: bool = False
 
 
 @dataclass
@@ -68,6 +94,7 @@ class DatumTask:
     # the datum and removed after it; every value given (env or file), scrubbed from its output
     secret_files: list[tuple[str, str, dict[str, bytes]]] = field(default_factory=list)
     secret_values: list[bytes] = field(default_factory=list)
+    image: ImageRun | None = None  # run in this image (else on the host)
 
 
 @dataclass
@@ -146,12 +173,29 @@ def _lines(stream: str, data: bytes, now: float) -> list[tuple[float, str, str]]
     return [(now, stream, line) for line in lines]
 
 
-class LocalExecutor:
-    """Runs datums as child processes of this process (one per datum, several at once)."""
+_EXEC_MISSING = re.compile(r"bwrap: execvp (\S+): No such file or directory")
 
-    def __init__(self, sandbox: str | None = None, pids_dir: Path | None = None) -> None:
+
+class LocalExecutor:
+    """Runs datums as child processes of this process (one per datum, several at once).
+
+    ``images``: where images are cached (a scheduler sets it to its home's); ``run_images``
+    False is ``--executor host``: a spec's image is recorded, its command runs on the host.
+    """
+
+    def __init__(
+        self,
+        sandbox: str | None = None,
+        pids_dir: Path | None = None,
+        images: ImageCache | None = None,
+        run_images: bool = True,
+    ) -> None:
         self.mode = sandbox_mode(sandbox)
         self.pids_dir = pids_dir
+        self.images = images
+        self.run_images = run_images
+        self._unpacked: dict[str, tuple[ImageInfo, Path]] = {}
+        self._unpacking = threading.Lock()
 
     def close(self) -> None:
         """Nothing to release (the Dask executor's ``close`` ends its client)."""
@@ -171,10 +215,105 @@ class LocalExecutor:
         secrets = write_secret_files(folder, task.secret_files)
         try:
             with scrubbing(scrub_values(task.secret_values)):
+                if task.image is not None:
+                    return self._run_in_image(task, task.image, pfs_root, cancelled, secrets)
                 return self._run_datum(task, pfs_root, cancelled, secrets)
         finally:
             if secrets is not None:
                 shutil.rmtree(secrets, ignore_errors=True)
+
+    def image(self, run: ImageRun) -> tuple[ImageInfo, Path]:
+        """The pinned image of ``run`` and its unpacked rootfs, fetched into this machine's
+        cache if it is not there (a Dask worker elsewhere), unpacked once per process."""
+        with self._unpacking:
+            found = self._unpacked.get(run.digest)
+            if found is not None:
+                return found
+            if self.images is None:
+                raise InvalidArgument("this executor has no image cache to run images from")
+            try:
+                info = self.images.lookup(run.digest)
+            except TuskError:
+                info = self.images.resolve(pinned_reference(run.reference, run.digest))
+                if info.digest != run.digest:
+                    raise InvalidArgument(
+                        f"image {run.reference} is now {info.digest}, not {run.digest} as the "
+                        "pipeline version pinned it; update the pipeline to run the new image"
+                    ) from None
+            found = self._unpacked[run.digest] = (info, self.images.rootfs(info))
+            return found
+
+    def _run_in_image(
+        self,
+        task: DatumTask,
+        run: ImageRun,
+        pfs_root: Path,
+        cancelled: Callable[[], bool],
+        secrets: Path | None,
+    ) -> DatumOutcome:
+        (pfs_root / "out").mkdir(parents=True, exist_ok=True)
+        try:
+            info, rootfs = self.image(run)
+            uid, gid, home = image_user(rootfs, run.user or info.user, run.reference)
+        except TuskError as exc:
+            return DatumOutcome(False, error=str(exc))
+        binds = [(pfs_root / name, f"/pfs/{name}", False) for name, _, _ in task.inputs]
+        binds = list(dict.fromkeys(binds))
+        binds.append((pfs_root / "out", "/pfs/out", True))
+        env = {"HOME": home, **self._datum_env(task, "/pfs")}
+        if secrets is not None:
+            env["TUSK_SECRETS"] = SANDBOX_SECRETS
+            for name, mount_path, _values in task.secret_files:
+                if not make_mount_point(rootfs, mount_path):
+                    return DatumOutcome(
+                        False,
+                        error=f"secret {name}: mount path {mount_path} cannot be made in image "
+                        f"{run.reference} (a part of it is a file or a symlink)",
+                    )
+                binds.append((secrets / name, os.path.normpath(mount_path), False))
+            binds.append((secrets, SANDBOX_SECRETS, False))
+
+        def argv(cmd: list[str]) -> list[str]:
+            args = image_argv(
+                rootfs, info, cmd, binds, env, run.network, (uid, gid), task.working_dir
+            )
+            return (task.limits.prefix() if task.limits is not None else []) + args
+
+        try:
+            wrapped = argv(task.cmd)
+        except TuskError as exc:
+            return DatumOutcome(False, error=str(exc))
+        shown = task.cmd[:1] or (info.entrypoint + info.cmd)[:1]
+        outcome = self._run_one(wrapped, task.stdin, None, str(pfs_root), task.timeout, cancelled)
+        self._explain(outcome, wrapped[0], shown[0], run.reference)
+        if task.limits is not None and not outcome.ok:
+            hit = task.limits.explain(outcome.exit_code, outcome.stderr_tail, True)
+            if hit is not None and not outcome.error.startswith(("stopped", "timed out")):
+                outcome.error = f"{hit}: {outcome.error}"
+        if outcome.ok or outcome.error.startswith("stopped"):
+            return outcome
+        if outcome.exit_code is not None and outcome.exit_code in task.accept_return_code:
+            outcome.ok = True
+            return outcome
+        if task.err_cmd:
+            err_argv = argv(task.err_cmd)
+            err = self._run_one(
+                err_argv, task.err_stdin, None, str(pfs_root), task.timeout, cancelled
+            )
+            outcome.logs.extend(err.logs)
+            if err.ok:
+                outcome.recovered = True
+        return outcome
+
+    @staticmethod
+    def _explain(outcome: DatumOutcome, wrapper: str, shown: str, ref: str) -> None:
+        """Name the user's command, not bubblewrap, in a failure; say when it is not in the
+        image ("sh: not found in image busybox:1.36")."""
+        missing = _EXEC_MISSING.search(outcome.stderr_tail)
+        if missing and outcome.exit_code not in (0, None):
+            outcome.error = f"{missing.group(1)}: not found in image {ref}"
+        elif outcome.error.startswith(wrapper):
+            outcome.error = shown + outcome.error[len(wrapper) :]
 
     def _run_datum(
         self,
@@ -223,7 +362,13 @@ class LocalExecutor:
     def _env(self, task: DatumTask, mount: str) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        env.update(task.env)
+        env.update(self._datum_env(task, mount))
+        return env
+
+    @staticmethod
+    def _datum_env(task: DatumTask, mount: str) -> dict[str, str]:
+        """The spec's env and what names the job, the datum and its inputs."""
+        env = dict(task.env)
         ids = {
             "JOB_ID": task.job,
             "DATUM_ID": task.datum,
@@ -243,7 +388,7 @@ class LocalExecutor:
         self,
         cmd: list[str],
         stdin: list[str],
-        env: dict[str, str],
+        env: dict[str, str] | None,
         cwd: str,
         timeout: float | None,
         cancelled: Callable[[], bool],

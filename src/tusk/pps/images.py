@@ -17,7 +17,17 @@ unpack (a corrupt layer, a digest mismatch) leaves the cache as it was::
     <root>/oci/<manifest hex>/     OCI layout holding one image (tag "image")
     <root>/rootfs/<manifest hex>/  its unpacked rootfs (setuid/setgid bits dropped)
     <root>/refs/<sha256 of ref>.json  the digest a reference last resolved to
+    <root>/held/<manifest hex>     an image loaded by ``tusk image load``: gc keeps it
+    <root>/blobs/<hex>             every blob once: the layouts' blobs are hard links to these
+    <root>/files/<key>             every rootfs file once (by content and mode): hard links
     <root>/tmp/                    work in progress
+
+Layers shared by several images are therefore stored once: a blob already in ``blobs/`` (skopeo
+verified its digest when it first came) replaces the new copy by a hard link, and each
+unpacked file whose content and mode another rootfs already has becomes a hard link to it
+(the rootfs is mounted read-only, so a shared file is never written through). ``prune`` (run
+by ``tusk gc``) removes the images no pipeline version or job pins and no load holds, then
+every blob and file no image links any more.
 
 :func:`image_argv` builds the bubblewrap command that runs a datum in a rootfs. Symlinks in the
 rootfs, absolute or relative, are kept as the image has them: the rootfs is mounted read-only as
@@ -38,10 +48,13 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import blake3
 
 from tusk.errors import ImageNotFound, ImagePullDenied, InvalidArgument, InvalidImage, ToolMissing
 
@@ -49,6 +62,7 @@ TAG = "image"  # the one tag in each layout of the cache
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Mount points image_argv needs; made as empty directories in every rootfs.
 _MOUNT_POINTS = ("proc", "dev", "tmp", "pfs")
+_NETWORK_FILES = ("resolv.conf", "hosts")
 
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -253,6 +267,8 @@ class ImageCache:
         pinned = re.search(r"@(sha256:[a-f0-9]{64})$", ref.name)
         if pinned and (self.root / "oci" / pinned.group(1)[7:]).is_dir():
             return self._record(ref, self._info(pinned.group(1), ref.text))
+        if ref.transport == "docker" and (loaded := self._loaded(ref)) is not None:
+            return loaded
         skopeo = _tool("skopeo", ref.text)
         self._dirs()
         work = self.root / "tmp" / f"copy-{uuid.uuid4().hex}"
@@ -278,6 +294,7 @@ class ImageCache:
             if dest.is_dir():
                 _rmtree(work)
             else:
+                self._share_blobs(work)
                 try:
                     os.rename(work, dest)
                 except OSError:  # another process put the same image there first
@@ -304,7 +321,10 @@ class ImageCache:
             for p in sorted(folder.glob("*.json")):
                 with contextlib.suppress(OSError, ValueError, KeyError):
                     rec = _read_json(p)
-                    refs.setdefault(rec["digest"], []).append(rec["reference"])
+                    name = rec["reference"]
+                    if rec.get("loaded"):  # a tag a loaded tarball carried
+                        name = _familiar_name(name.removeprefix("loaded:"))
+                    refs.setdefault(rec["digest"], []).append(name)
         out = []
         oci = self.root / "oci"
         for d in sorted(oci.iterdir()) if oci.is_dir() else []:
@@ -330,6 +350,7 @@ class ImageCache:
                 raise InvalidImage(f"image {info.digest} cannot be unpacked: {line}")
             _drop_setid(work)
             _mount_points(work, info.working_dir)
+            self._share_files(work)
             try:
                 os.rename(work, dest)
             except OSError:
@@ -338,6 +359,124 @@ class ImageCache:
             return dest
         finally:
             _rmtree(work)
+
+    def load(self, archive: Path) -> ImageInfo:
+        """Copy a ``docker save`` / ``podman save`` tarball into the cache and hold it (gc keeps
+        it until ``release``); the repo tags it carries (``myorg/tool:1.2``) resolve to it
+        from now on without a pull, as after ``docker load``."""
+        path = Path(archive).absolute()
+        info = self.resolve(Reference("docker-archive", str(path), f"docker-archive:{path}"))
+        (self.root / "held").mkdir(parents=True, exist_ok=True)
+        (self.root / "held" / info.hex).touch()
+        names = [info.references[0]] if info.references else []
+        for tag in _archive_tags(path):
+            with contextlib.suppress(InvalidImage):
+                ref = parse_reference(tag)
+                if ref.transport == "docker":
+                    key = "loaded:" + _normal_name(ref.name)
+                    self._record(Reference("docker", ref.name, key), info, loaded=True)
+                    names.append(_familiar_name(ref.name))
+        return _with_refs(info, names)
+
+    def release(self, digest: str) -> bool:
+        """Let gc remove an image ``load`` held; False if it was not held."""
+        held = self.root / "held" / digest.split(":", 1)[-1]
+        if not held.exists():
+            return False
+        held.unlink()
+        return True
+
+    def _loaded(self, ref: Reference) -> ImageInfo | None:
+        """The image a registry reference names after ``load`` (None: pull it)."""
+        key = "loaded:" + _normal_name(ref.name)
+        path = self.root / "refs" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError, InvalidImage):
+            rec = _read_json(path)
+            if rec.get("loaded") and (self.root / "oci" / rec["digest"][7:]).is_dir():
+                return _with_refs(self._info(rec["digest"], ref.text), [ref.text])
+        return None
+
+    def prune(self, keep: set[str], grace: float, dry_run: bool = False) -> tuple[int, int]:
+        """Remove images that no digest in ``keep`` names, no ``load`` holds and nothing
+        used within ``grace`` seconds, then the blobs and files no image links any more and
+        old temporary work. Returns (images removed, bytes freed); ``dry_run`` only counts.
+        """
+        if not self.root.is_dir():
+            return 0, 0
+        cutoff = time.time() - grace
+        held = {p.name for p in (self.root / "held").glob("*")}
+        kept = {d.split(":", 1)[-1] for d in keep} | held
+        removed, freed = 0, 0
+        gone: set[str] = set()
+        links: dict[int, list[int]] = {}  # inode -> [links under removed images, nlink, size]
+        oci = self.root / "oci"
+        for d in sorted(oci.iterdir()) if oci.is_dir() else []:
+            if d.name in kept or _newest(d, self.root / "rootfs" / d.name) > cutoff:
+                continue
+            removed += 1
+            gone.add(d.name)
+            for path in (d, self.root / "rootfs" / d.name):
+                _count_links(path, links)
+                if not dry_run:
+                    _rmtree(path)
+        # A file is freed when no link is left but (at most) its pool entry, which goes next.
+        counted = {ino for ino, (n, nlink, _size) in links.items() if nlink - n <= 1}
+        freed += sum(links[ino][2] for ino in counted)
+        refs = self.root / "refs"
+        for p in sorted(refs.glob("*.json")) if refs.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if _read_json(p)["digest"][7:] in gone and not dry_run:
+                    p.unlink()
+        for pool in ("blobs", "files"):
+            folder = self.root / pool
+            for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+                st = p.lstat()
+                left = st.st_nlink - (links[st.st_ino][0] if dry_run and st.st_ino in links else 0)
+                if left == 1 and (st.st_mtime < cutoff or st.st_ino in links):
+                    if st.st_ino not in counted:
+                        freed += st.st_size
+                    if not dry_run:
+                        p.unlink()
+        tmp = self.root / "tmp"
+        for p in sorted(tmp.iterdir()) if tmp.is_dir() else []:
+            if p.lstat().st_mtime < cutoff:
+                if p.is_dir() and not p.is_symlink():
+                    part: dict[int, list[int]] = {}
+                    _count_links(p, part)
+                    freed += sum(size for _n, _nlink, size in part.values())
+                    if not dry_run:
+                        _rmtree(p)
+                else:
+                    freed += p.lstat().st_size
+                    if not dry_run:
+                        p.unlink()
+        return removed, freed
+
+    def _share_blobs(self, layout: Path) -> None:
+        """Make each blob of a fresh layout a hard link into ``blobs/`` (stored once)."""
+        pool = self.root / "blobs"
+        pool.mkdir(parents=True, exist_ok=True)
+        folder = layout / "blobs" / "sha256"
+        for blob in sorted(folder.iterdir()) if folder.is_dir() else []:
+            _link_into(pool / blob.name, blob)
+
+    def _share_files(self, rootfs: Path) -> None:
+        """Make each regular file of a fresh rootfs a hard link into ``files/``, keyed by its
+        content and mode, so a layer several images have is stored once."""
+        pool = self.root / "files"
+        pool.mkdir(parents=True, exist_ok=True)
+        for folder, _dirs, files in os.walk(rootfs, followlinks=False):
+            for name in files:
+                path = Path(folder, name)
+                st = path.lstat()
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                    continue  # symlinks, devices, and the image's own hard links stay
+                h = blake3.blake3()
+                with open(path, "rb", buffering=0) as f:  # a regular file: no symlink here
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                key = f"{h.hexdigest()}-{stat.S_IMODE(st.st_mode):o}"
+                _link_into(pool / key, path)
 
     def _check(self, layout: Path, ref: str) -> str:
         """The manifest digest of a freshly copied layout, after checking what Tusk can run."""
@@ -393,14 +532,90 @@ class ImageCache:
             user=c.get("User") or "",
         )
 
-    def _record(self, ref: Reference, info: ImageInfo) -> ImageInfo:
+    def _record(self, ref: Reference, info: ImageInfo, loaded: bool = False) -> ImageInfo:
         self._dirs()
         name = hashlib.sha256(ref.text.encode()).hexdigest()
         path = self.root / "refs" / f"{name}.json"
         tmp = path.with_name(f".{name}.{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps({"reference": ref.text, "digest": info.digest}))
+        record: dict[str, Any] = {"reference": ref.text, "digest": info.digest}
+        if loaded:
+            record["loaded"] = True
+        tmp.write_text(json.dumps(record))
         os.replace(tmp, path)
         return _with_refs(info, [ref.text])
+
+
+def _normal_name(name: str) -> str:
+    """A registry name in full, as Docker reads it: ``tool:1`` is
+    ``docker.io/library/tool:1``, ``org/tool`` is ``docker.io/org/tool:latest``."""
+    first, sep, _rest = name.partition("/")
+    if not (sep and ("." in first or ":" in first or first == "localhost")):
+        name = "docker.io/" + (name if sep else "library/" + name)
+    last = name.rsplit("/", 1)[-1]
+    if "@" not in last and ":" not in last:
+        name += ":latest"
+    return name
+
+
+def _familiar_name(name: str) -> str:
+    """The short form of a registry name (``docker.io/library/tool:1`` is ``tool:1``)."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def _link_into(pooled: Path, path: Path) -> None:
+    """``path`` becomes a hard link to ``pooled`` (made from ``path`` if it is new)."""
+    for _attempt in range(3):  # gc may remove an unused pool entry between the two links
+        try:
+            os.link(path, pooled)
+            return
+        except FileExistsError:
+            pass
+        spare = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            os.link(pooled, spare)
+        except FileNotFoundError:
+            continue
+        os.replace(spare, path)
+        return
+
+
+def _newest(*paths: Path) -> float:
+    """The latest mtime of these paths (0 if none exists): a layout's is when it came."""
+    times = [p.lstat().st_mtime for p in paths if p.exists() or p.is_symlink()]
+    return max(times, default=0.0)
+
+
+def _count_links(path: Path, links: dict[int, list[int]]) -> None:
+    """Count, per inode, the links to regular files under ``path`` ([found, nlink, size])."""
+    if not path.is_dir() or path.is_symlink():
+        return
+    for folder, _dirs, files in os.walk(path, followlinks=False):
+        for name in files:
+            st = os.lstat(os.path.join(folder, name))
+            if stat.S_ISREG(st.st_mode):
+                entry = links.setdefault(st.st_ino, [0, st.st_nlink, st.st_size])
+                entry[0] += 1
+
+
+def _archive_tags(path: Path) -> list[str]:
+    """The repo tags a ``docker save`` tarball names (its manifest.json's RepoTags)."""
+    import tarfile
+
+    try:
+        with tarfile.open(path) as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.load(member) if member is not None else []
+    except (OSError, KeyError, ValueError, tarfile.TarError):
+        return []
+    tags = []
+    for entry in manifest if isinstance(manifest, list) else []:
+        for tag in entry.get("RepoTags") or [] if isinstance(entry, dict) else []:
+            if isinstance(tag, str):
+                tags.append(tag)
+    return tags
 
 
 def _with_refs(info: ImageInfo, refs: list[str]) -> ImageInfo:
@@ -476,18 +691,100 @@ def _mount_points(root: Path, working_dir: str) -> None:
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             path.unlink()
         path.mkdir(mode=0o755, exist_ok=True)
-    parts = [p for p in working_dir.split("/") if p not in ("", ".")]
+    make_mount_point(root, working_dir)
+    etc = root / "etc"
+    if etc.is_dir() and not etc.is_symlink():
+        for name in _NETWORK_FILES:  # where the host's are bound when the network is shared
+            if not (etc / name).exists() and not (etc / name).is_symlink():
+                (etc / name).touch(mode=0o644)
+
+
+def make_mount_point(root: Path, inside: str) -> bool:
+    """Make the directory ``inside`` (absolute) in the rootfs ``root`` for bubblewrap to mount
+    on; False when a part of it is a symlink or not a directory (never followed)."""
+    parts = [p for p in inside.split("/") if p not in ("", ".")]
     if ".." in parts:
-        return
+        return False
     here = root
     for part in parts:
         here = here / part
         if here.is_symlink():
-            return  # resolved inside the sandbox by bubblewrap's --chdir
+            return False
         if not here.exists():
             here.mkdir(mode=0o755)
         elif not here.is_dir():
-            return
+            return False
+    return True
+
+
+def _rootfs_file(root: Path, inside: str) -> bytes | None:
+    """A small file of the rootfs, read without following any symlink (None if absent)."""
+    here = root
+    for part in [p for p in inside.split("/") if p]:
+        here = here / part
+        if here.is_symlink():
+            return None
+    try:
+        fd = os.open(here, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(1 << 20)
+
+
+def _id_table(root: Path, name: str) -> dict[str, list[str]]:
+    data = _rootfs_file(root, f"/etc/{name}") or b""
+    rows: dict[str, list[str]] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] and fields[2].isdigit():
+            rows.setdefault(fields[0], fields)
+    return rows
+
+
+def image_user(root: Path, user: str, ref: str) -> tuple[int, int, str]:
+    """(uid, gid, home) of ``user`` as Docker reads it: ``""`` (root), a name or a number,
+    optionally ``:group``; names are looked up in the rootfs's /etc/passwd and /etc/group."""
+    name, _, group = (user or "0").partition(":")
+    passwd = _id_table(root, "passwd")
+    home = "/"
+    if name.isdigit():
+        uid = int(name)
+        row = next((r for r in passwd.values() if r[2] == name), None)
+        gid = int(row[3]) if row and len(row) > 3 and row[3].isdigit() else uid
+        home = row[5] if row and len(row) > 5 and row[5] else home
+    elif name in passwd:
+        row = passwd[name]
+        uid = int(row[2])
+        gid = int(row[3]) if len(row) > 3 and row[3].isdigit() else uid
+        home = row[5] if len(row) > 5 and row[5] else home
+    else:
+        raise InvalidImage(f"user {name!r} is not in /etc/passwd of image {ref}")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            groups = _id_table(root, "group")
+            if group not in groups:
+                raise InvalidImage(f"group {group!r} is not in /etc/group of image {ref}")
+            gid = int(groups[group][2])
+    if uid == 0 and home == "/":
+        home = "/root"
+    return uid, gid, home
+
+
+def pinned_reference(ref: Reference | str, digest: str) -> Reference:
+    """The reference that fetches exactly ``digest``: ``NAME@DIGEST`` for a registry (a tag
+    dropped), the reference itself for a layout or an archive (checked after the copy)."""
+    if isinstance(ref, str):
+        ref = parse_reference(ref)
+    if ref.transport != "docker":
+        return ref
+    name = ref.name.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: len(name) - len(last[-1])] + last[-1].split(":", 1)[0]
+    return Reference("docker", f"{name}@{digest}", ref.text)
 
 
 def image_argv(
@@ -497,6 +794,8 @@ def image_argv(
     binds: list[tuple[Path, str, bool]],
     env: dict[str, str],
     network: bool,
+    user: tuple[int, int] | None = None,
+    working_dir: str | None = None,
 ) -> list[str]:
     """The bubblewrap command that runs ``cmd`` (or the image's Entrypoint + Cmd) in ``rootfs``.
 
@@ -506,7 +805,9 @@ def image_argv(
     ``/dev`` are fresh; every namespace is unshared, the network too unless ``network``. The
     environment is the image's Env, then ``env``, and nothing of the caller's (PATH defaults to
     the usual one when the image sets none). ``cmd`` replaces Entrypoint and Cmd, as a
-    Pachyderm ``transform.cmd`` does.
+    Pachyderm ``transform.cmd`` does. ``user`` (uid, gid) is who the command is inside its user
+    namespace (the files it writes belong to the user running Tusk); ``working_dir`` replaces
+    the image's WorkingDir.
     """
     argv = list(cmd) if cmd else [*info.entrypoint, *info.cmd]
     if not argv:
@@ -522,6 +823,13 @@ def image_argv(
     args += ["--unshare-all"]
     if network:
         args.append("--share-net")
+        for name in _NETWORK_FILES:  # name resolution as on the host, as Docker does
+            there = rootfs / "etc" / name
+            on_host = Path("/etc") / name
+            if on_host.is_file() and there.is_file() and not there.is_symlink():
+                args += ["--ro-bind", str(on_host), f"/etc/{name}"]
+    if user is not None:
+        args += ["--uid", str(user[0]), "--gid", str(user[1])]
     args += ["--die-with-parent", "--cap-drop", "ALL", "--clearenv"]
     merged: dict[str, str] = {"PATH": DEFAULT_PATH}
     for item in info.env:
@@ -531,5 +839,5 @@ def image_argv(
     merged.update(env)
     for key, value in merged.items():
         args += ["--setenv", key, value]
-    args += ["--chdir", info.working_dir or "/", "--", *argv]
+    args += ["--chdir", working_dir or info.working_dir or "/", "--", *argv]
     return args

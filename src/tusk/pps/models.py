@@ -53,6 +53,7 @@ class JobInfo(_Dict):
     failed: int
     recovered: int = 0
     input_commits: list[str] = field(default_factory=list)
+    image_digest: str | None = None  # sha256:<hex> of the image its datums ran in
 
     @property
     def done(self) -> bool:
@@ -100,6 +101,7 @@ class LineageStep(_Dict):
     spec_hash: str | None = None
     code: dict[str, Any] = field(default_factory=dict)
     image: str | None = None
+    image_digest: str | None = None  # what ``image`` resolved to for that job
     inputs: list[LineageStep] = field(default_factory=list)
 
 

@@ -57,7 +57,7 @@ from tusk.pps.datums import (
     match_datum,
 )
 from tusk.pps.datums import FileInfo as DatumInputFile
-from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, kill_noted
+from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor, kill_noted
 from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PfsInput, PipelineSpec, parse_duration
@@ -153,6 +153,7 @@ class _Job:
     identity: dict[str, str] = field(default_factory=dict)  # TUSK_ADDRESS, TUSK_TOKEN
     token_id: str = ""
     secrets: SecretMaterial = field(default_factory=SecretMaterial)  # transform.secrets
+    image: ImageRun | None = None  # the pinned image its datums run in (None: on the host)
 
 
 class Scheduler:
@@ -183,6 +184,10 @@ class Scheduler:
         self.pfs = pps.pfs
         self.meta = pps.meta
         self.executor = executor or LocalExecutor()
+        if isinstance(self.executor, LocalExecutor) and self.executor.images is None:
+            self.executor.images = pps.images
+        # False under --executor host: a spec's image is recorded, its command runs here.
+        self.run_images = bool(getattr(self.executor, "run_images", True))
         self.admission = resources.admission()  # requests and GPUs of datums run here
         self.poll = poll
         self.log = log or (lambda msg: None)
@@ -442,6 +447,7 @@ class Scheduler:
             self._fail_job(job, unusable)
             return
         commits = _as_spec_reads(commits, spec)
+        digest = self._pin_image(job, spec)
         plan = self._incremental_plan(job, spec, commits) if incremental else None
         items: list[Datum | str] = (
             plan[1]
@@ -484,6 +490,7 @@ class Scheduler:
             if not tx.set_job_state_if(
                 job.pipeline, job.id, "created",
                 state="running", started_at=now, datums_total=len(items), skipped=skipped,
+                image_digest=digest,
             ):  # fmt: skip
                 return  # another scheduler started it
             tx.insert_datums(rows)
@@ -494,12 +501,33 @@ class Scheduler:
                     raise _Replan()
             if spec.transform.image:
                 note = (
-                    f"transform.image {spec.transform.image} is recorded; the local executor "
-                    "runs the command on this machine, not in a container"
+                    f"image {spec.transform.image} pinned as {digest}"
+                    if digest
+                    else f"transform.image {spec.transform.image} is recorded, not run: this "
+                    "scheduler runs commands on the host (--executor host)"
                 )
                 tx.add_logs([LogRecord(job.pipeline, job.id, "", now, "system", note)])
         self._wake.set()  # give it workers on the next pass, right away
         self.log(f"job {job.pipeline}@{job.id} started: {len(items)} datums, {skipped} unchanged")
+
+    def _pin_image(self, job: JobRecord, spec: PipelineSpec) -> str | None:
+        """The image digest the job runs (None: no image, or images are not run here).
+
+        Resolved once per pipeline version: the first job of a version fetches the image and
+        records its digest on the version; every later job of that version runs the same
+        digest, even if the tag has moved since (a new image needs a new pipeline version).
+        """
+        if not spec.transform.image or not self.run_images:
+            return None
+        if job.image_digest:
+            return job.image_digest
+        with self.meta.read() as tx:
+            version = tx.get_pipeline_version(job.pipeline, job.version)
+        if version is not None and version.image_digest:
+            return version.image_digest
+        digest = self.pps.resolve_image(spec)
+        with self.meta.write() as tx:
+            return tx.pin_version_image(job.pipeline, job.version, digest)
 
     def _incremental_plan(
         self, job: JobRecord, spec: PipelineSpec, commits: dict[tuple[str, str], str]
@@ -593,6 +621,15 @@ class Scheduler:
                     commits[(leaf.repo, leaf.branch)] = pinned
             trees = {key: self.pfs.commit_record(cid).tree for key, cid in commits.items()}
             running = _Job(job, spec, origin, commits, trees)
+            digest = self._pin_image(job, spec)
+            if digest is not None and spec.transform.image:
+                tf = spec.transform
+                running.image = ImageRun(tf.image or "", digest, tf.user or "", bool(tf.network))
+            elif not spec.transform.cmd:
+                if self.role == "all":
+                    self._fail_job(job, "the pipeline gives no cmd and images are not run here "
+                                   "(--executor host): give transform.cmd")  # fmt: skip
+                return
             running.secrets = self.pps.secrets.material(spec.transform.secrets)
             self._give_identity(running)
             self._running[key] = running
@@ -673,7 +710,9 @@ class Scheduler:
             cmd=list(t.cmd),
             stdin=list(t.stdin),
             env={**t.env, **job.secrets.env, **job.identity},
-            working_dir=t.working_dir or job.origin.get("working_dir"),
+            # In an image: transform.working_dir, else the image's WorkingDir (never a host
+            # folder); on the host, the spec file's folder when the spec gives none.
+            working_dir=t.working_dir or (None if job.image else job.origin.get("working_dir")),
             err_cmd=list(t.err_cmd),
             err_stdin=list(t.err_stdin),
             accept_return_code=list(t.accept_return_code),
@@ -682,6 +721,7 @@ class Scheduler:
             limits=resources.limits_of(job.spec),
             secret_files=job.secrets.files,
             secret_values=job.secrets.values,
+            image=job.image,
         )
 
     def _local(self) -> bool:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tusk.errors import (
     AlreadyExists,
@@ -54,6 +55,9 @@ from tusk.storage.meta.records import (
 )
 from tusk.storage.meta.store import MetaTx
 
+if TYPE_CHECKING:
+    from tusk.pps.images import ImageCache
+
 DONE_STATES = ("success", "failure", "killed")
 Pause = Callable[[float], None]  # what a waiter does between two checks (default: sleep)
 
@@ -85,6 +89,52 @@ class PpsService:
         if self._secrets is None:
             self._secrets = SecretService(self.meta, self.home)
         return self._secrets
+
+    @property
+    def images(self) -> ImageCache:
+        """The OCI images pipelines run in, copied and unpacked under ``<home>/images``."""
+        from tusk.pps.images import ImageCache
+
+        return ImageCache(self.home / "images")
+
+    def resolve_image(self, spec: PipelineSpec) -> str:
+        """Fetch ``transform.image`` into the image cache and return its manifest digest.
+
+        ``image_pull_secrets`` name stored secrets holding a Docker config (key
+        ``.dockerconfigjson``, as Kubernetes names it, or ``config.json``); their registries'
+        credentials are merged into one auth file that lives only while the image is copied.
+        """
+        ref = spec.transform.image
+        if not ref:
+            raise InvalidArgument(f"pipeline {spec.name} names no image")
+        auths: dict[str, Any] = {}
+        for name in spec.transform.image_pull_secrets:
+            values = self.secrets.values_for(name)
+            raw = values.get(".dockerconfigjson") or values.get("config.json")
+            if raw is None:
+                raise InvalidArgument(
+                    f"image_pull_secrets: secret {name} has no .dockerconfigjson key "
+                    "(create it from a Docker config.json)"
+                )
+            try:
+                auths.update(json.loads(raw)["auths"])
+            except (ValueError, KeyError, TypeError):
+                raise InvalidArgument(
+                    f"image_pull_secrets: secret {name}'s .dockerconfigjson is not a Docker "
+                    'config ({"auths": {...}})'
+                ) from None
+        if not auths:
+            return self.images.resolve(ref).digest
+        folder = self.home / "images" / "tmp"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"pull-{secrets.token_hex(8)}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"auths": auths}, f)
+            return self.images.resolve(ref, authfile=path).digest
+        finally:
+            path.unlink(missing_ok=True)
 
     # Specs and pipelines
 
@@ -376,13 +426,22 @@ class PpsService:
 
     def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
         """PFS's gc, then what pipelines leave in the home: webhook checkouts no delivery or
-        pipeline uses any more, and dead schedulers' scratch (see ``webhooks.prune_scratch``)."""
+        pipeline uses any more, dead schedulers' scratch (see ``webhooks.prune_scratch``), and
+        cached images no pipeline version or job pins and no ``tusk image load`` holds."""
         from dataclasses import replace
 
         from tusk.pps.webhooks import prune_scratch  # it needs this module's class
 
         report = self.pfs.gc(grace, dry_run, repack_threshold)
-        return replace(report, scratch_deleted=prune_scratch(self, grace, dry_run))
+        with self.meta.read() as tx:
+            pinned = tx.pinned_image_digests()
+        images, image_bytes = self.images.prune(pinned, grace, dry_run)
+        return replace(
+            report,
+            scratch_deleted=prune_scratch(self, grace, dry_run),
+            images_deleted=images,
+            image_bytes_freed=image_bytes,
+        )
 
     # Datums of a spec against current data (dry run) and of a job
 
@@ -444,6 +503,7 @@ class PpsService:
             failed=counts.get("failed", j.failed),
             recovered=counts.get("recovered", 0),
             input_commits=sorted(named),
+            image_digest=j.image_digest,
         )
 
     def _find_job(self, tx: MetaTx, pipeline: str | None, job_id: str) -> JobRecord:
@@ -676,6 +736,7 @@ class PpsService:
                 spec_hash=version.spec_hash,
                 code=_code_of(origin, spec),
                 image=(spec.get("transform") or {}).get("image"),
+                image_digest=run_job.image_digest,
             )
             if depth > 0:
                 for f in self._files_of(d):

@@ -367,13 +367,19 @@ class SecretMount(_SpecModel):
         return self
 
 
-class Transform(_SpecModel):
-    """What to run for each datum. ``image`` and ``user`` are recorded; the local executor
-    runs ``cmd`` on the host, the sandboxed and container executors may use them.
-    ``secrets`` name stored secrets (``tusk create secret``); ``image_pull_secrets`` are kept
-    for registry pulls; ``memory_volume`` is a Kubernetes setting, recorded."""
+_EMPTY_CMD = 'empty; give the command to run, e.g. ["python3", "/app/main.py"]'
 
-    cmd: list[str]
+
+class Transform(_SpecModel):
+    """What to run for each datum. With an ``image`` each datum runs in that image's rootfs
+    (``tusk.pps.images``), as ``user`` (else the image's User), ``cmd`` replacing the image's
+    Entrypoint and Cmd when given; without one (or under ``--executor host``), ``cmd`` runs on
+    this machine. ``network`` (a Tusk field, default off) lets an image's datums reach the
+    network. ``secrets`` name stored secrets (``tusk create secret``); ``image_pull_secrets``
+    name stored secrets holding a Docker ``.dockerconfigjson`` for registry pulls;
+    ``memory_volume`` is a Kubernetes setting, recorded."""
+
+    cmd: list[str] = Field(default_factory=list)
     stdin: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     image: str | None = None
@@ -385,13 +391,26 @@ class Transform(_SpecModel):
     secrets: list[SecretMount] = Field(default_factory=list)
     image_pull_secrets: list[str] = Field(default_factory=list)
     memory_volume: bool = False
+    network: bool | None = None  # None (left out of the canonical spec and its hash): off
 
     @field_validator("cmd")
     @classmethod
     def _cmd_not_empty(cls, value: list[str]) -> list[str]:
-        if not value or not value[0]:
-            raise _error('empty; give the command to run, e.g. ["python3", "/app/main.py"]')
+        if value and not value[0]:
+            raise _error(_EMPTY_CMD)
         return value
+
+    @model_validator(mode="after")
+    def _cmd_or_image(self) -> Transform:
+        if not self.cmd and not self.image:
+            if "cmd" in self.model_fields_set:
+                raise _error(_EMPTY_CMD, sub="cmd")
+            raise _error(
+                "required field missing; give the command to run, or an image whose "
+                "Entrypoint runs",
+                sub="cmd",
+            )
+        return self
 
 
 class PfsInput(_SpecModel):

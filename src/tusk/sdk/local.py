@@ -427,6 +427,8 @@ class LocalTransport:
         chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
         if chosen == "local":
             return LocalExecutor(sandbox)
+        if chosen == "host":  # a spec's image is recorded, its command runs on this machine
+            return LocalExecutor(sandbox, run_images=False)
         from tusk.pps.dask_executor import DaskExecutor, StoreSpec
 
         storage = self.pfs.storage

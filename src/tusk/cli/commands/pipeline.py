@@ -653,8 +653,9 @@ def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -
 @click.option(
     "--executor",
     default=None,
-    metavar="local|dask://HOST:PORT",
-    help="Where datums run: local processes (default: $TUSK_EXECUTOR, else local) or the "
+    metavar="local|host|dask://HOST:PORT",
+    help="Where datums run: local processes, in the spec's image when it names one (default: "
+    "$TUSK_EXECUTOR, else local); host: always on this machine, images only recorded; or the "
     "workers of a Dask cluster.",
 )
 @output_option

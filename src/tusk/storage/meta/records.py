@@ -75,6 +75,7 @@ class PipelineVersionRecord:
     salt: str
     origin: str  # JSON: where the spec came from (file, directory, git)
     created_at: float
+    image_digest: str | None = None  # what transform.image resolved to, once per version
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class JobRecord:
     failed: int
     owner: str | None
     lease_until: float | None
+    image_digest: str | None = None  # sha256:<hex> of the image its datums ran in
 
 
 @dataclass(frozen=True, slots=True)

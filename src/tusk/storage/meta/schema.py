@@ -118,6 +118,8 @@ pipeline_versions = sa.Table(
     sa.Column("salt", sa.String(64), nullable=False),
     sa.Column("origin", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # sha256:<hex> of the image manifest transform.image resolved to, once (migration 0008)
+    sa.Column("image_digest", sa.String(80), nullable=True),
 )
 
 # A job is one pipeline's run for one commit set (Pachyderm's pipeline@global-id).
@@ -139,6 +141,7 @@ jobs = sa.Table(
     sa.Column("failed", sa.Integer, nullable=False),
     sa.Column("owner", sa.String(128), nullable=True),
     sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("image_digest", sa.String(80), nullable=True),  # the image it ran (0008)
 )
 
 datums = sa.Table(

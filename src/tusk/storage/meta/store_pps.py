@@ -121,6 +121,27 @@ class PpsTxMixin:
         ).first()
         return PipelineVersionRecord(*row) if row else None
 
+    def pin_version_image(self, name: str, version: int, digest: str) -> str:
+        """Record the image digest of a pipeline version unless one is recorded; the one kept."""
+        pv = t.pipeline_versions.c
+        where = (pv.pipeline == name, pv.version == version)
+        self.conn.execute(
+            t.pipeline_versions.update()
+            .where(*where, pv.image_digest.is_(None))
+            .values(image_digest=digest)
+        )
+        kept = self.conn.execute(sa.select(pv.image_digest).where(*where)).scalar()
+        return str(kept or digest)
+
+    def pinned_image_digests(self) -> set[str]:
+        """Every image digest a pipeline version or a job names (what gc keeps)."""
+        pv, j = t.pipeline_versions.c, t.jobs.c
+        found: set[str] = set()
+        for col in (pv.image_digest, j.image_digest):
+            rows = self.conn.execute(sa.select(col).where(col.is_not(None)).distinct())
+            found.update(r[0] for r in rows)
+        return found
+
     def delete_pipeline(self, name: str) -> None:
         for table in (t.logs, t.datums, t.jobs):
             self.conn.execute(table.delete().where(table.c.pipeline == name))
