@@ -63,3 +63,37 @@ def test_edges_example_on_dask(
 def test_unreachable_dask_scheduler(tmp_path: Path) -> None:
     with tusk.Client(tmp_path / "home") as c, pytest.raises(tusk.errors.Unavailable):
         c.run_scheduler(once=True, executor="dask://127.0.0.1:1")
+
+
+def test_an_image_pipeline_on_dask_fetches_the_pinned_image_where_it_runs(
+    cluster: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    from imagekit import busybox_image
+
+    if not (shutil.which("skopeo") and shutil.which("umoci")):
+        pytest.fail("skopeo and umoci are needed (./dev.sh installs them)")
+    ref = busybox_image(tmp_path / "img", "v1", env=["MARK=in-image"])
+    show = 'echo "$MARK $(cat /pfs/in/*)" > /pfs/out/$(ls /pfs/in)'
+    with tusk.Client(tmp_path / "home") as c:
+        c.create_repo("in")
+        c.put_files("in@master", [("/a", b"1"), ("/b", b"2")])
+        c.create_pipeline(
+            {
+                "pipeline": {"name": "show"},
+                "input": {"pfs": {"repo": "in", "glob": "/*"}},
+                "transform": {"image": ref, "cmd": ["sh", "-c", show]},
+            }
+        )
+        c.run_scheduler(once=True, executor=cluster)
+        first = c.list_jobs("show")[0]
+        assert first.state == "success", first.reason
+        assert c.get_file("show@master:/a") == b"in-image 1\n"
+        # A worker whose cache lacks the image fetches exactly the pinned digest again.
+        shutil.rmtree(c.home / "images")
+        c.put_file("in@master:/c", b"3")
+        c.run_scheduler(once=True, executor=cluster)
+        second = c.list_jobs("show")[0]
+        assert second.state == "success" and second.image_digest == first.image_digest
+        assert c.get_file("show@master:/c") == b"in-image 3\n"

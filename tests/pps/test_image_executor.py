@@ -332,3 +332,33 @@ def test_a_datum_over_its_memory_limit_is_stopped_and_says_so(
     assert job.state == "failure"
     [datum] = client.list_datums(f"grow@{job.id}")
     assert datum.error.startswith("exceeded resource_limits.memory 64Mi (RLIMIT_DATA): sh")
+
+
+def test_secrets_reach_a_datum_in_an_image_and_never_its_logs(
+    client: tusk.Client, images: dict
+) -> None:
+    password = "s3cret-horse-4711"
+    client.create_secret(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "stringData": {"password": password},
+        }
+    )
+    use = (
+        'f=$(ls /pfs/in); [ "$(cat /var/run/creds/password)" = "$PASS" ] '
+        '&& echo ok > /pfs/out/$f; echo "leak $PASS"'
+    )
+    spec = pipeline("secretive", images["b"], ["sh", "-c", use])
+    spec["transform"]["secrets"] = [
+        {"name": "creds", "key": "password", "env_var": "PASS"},
+        {"name": "creds", "mount_path": "/var/run/creds"},  # not in the image: made for it
+    ]
+    client.create_pipeline(spec)
+    client.run_scheduler(once=True)
+    job = client.list_jobs("secretive")[0]
+    assert job.state == "success", job.reason
+    assert set(outputs(client, "secretive").values()) == {"ok\n"}
+    logs = [x.line for x in client.logs("secretive", job.id)]
+    assert "leak ***" in logs and not any(password in line for line in logs)

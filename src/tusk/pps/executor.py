@@ -227,7 +227,7 @@ class LocalExecutor:
         cache if it is not there (a Dask worker elsewhere), unpacked once per process."""
         with self._unpacking:
             found = self._unpacked.get(run.digest)
-            if found is not None:
+            if found is not None and found[1].is_dir():  # (gone if the cache was emptied)
                 return found
             if self.images is None:
                 raise InvalidArgument("this executor has no image cache to run images from")
