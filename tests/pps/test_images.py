@@ -529,3 +529,47 @@ def test_credentials_and_authfile_are_exclusive(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="does not exist"):
         cache.resolve("127.0.0.1:1/app:1", authfile=tmp_path / "a.json")
     assert not cache.root.exists()
+
+
+@needs_registry
+@needs_bwrap
+def test_a_pipeline_pulls_with_its_image_pull_secrets(
+    auth_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tusk
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.docker/config.json of this machine
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    config = json.dumps({"auths": {auth_registry.host: {"auth": token}}})
+    spec: dict[str, Any] = {
+        "pipeline": {"name": "pulled"},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+        "transform": {
+            "image": f"{auth_registry.host}/busybox:1",
+            "cmd": ["sh", "-c", "cp /pfs/in/* /pfs/out/"],
+        },
+    }
+    with tusk.Client(tmp_path / "home") as c:
+        c.create_repo("in")
+        c.put_file("in@master:/a", b"a")
+        c.create_pipeline(spec)  # no credentials: the registry refuses the pull
+        c.run_scheduler(once=True)
+        [denied] = c.list_jobs("pulled")
+        assert denied.state == "failure" and "pull denied for" in denied.reason
+        c.create_secret(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "regcred"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": config},
+            }
+        )
+        spec["transform"]["image_pull_secrets"] = ["regcred"]
+        c.update_pipeline(spec)
+        c.put_file("in@master:/b", b"b")
+        c.run_scheduler(once=True)
+        job = c.list_jobs("pulled")[0]
+        assert job.state == "success", job.reason
+        assert c.get_file("pulled@master:/b") == b"b"
+        assert os.listdir(c.home / "images" / "tmp") == []  # the merged auth file is gone
