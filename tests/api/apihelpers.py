@@ -32,10 +32,11 @@ class ServerSideClient(RemoteClient):
         from tusk.pps.executor import LocalExecutor
         from tusk.pps.scheduler import Scheduler
 
-        if executor not in (None, "local"):
+        if executor not in (None, "local", "host"):
             raise NotImplementedError("server-side test scheduler runs the local executor only")
         pps = self._services.pps
-        Scheduler(pps, LocalExecutor(sandbox), log=log, role=role).run(stop, once=once)
+        runner = LocalExecutor(sandbox, run_images=executor != "host")
+        Scheduler(pps, runner, log=log, role=role).run(stop, once=once)
 
 
 @dataclass

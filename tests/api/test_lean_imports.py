@@ -92,6 +92,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live, dic
         ["list", "file", "images@master:/a"],
         ["get", "file", "images@master:/a/b.txt"],
         ["diff", "file", "images@master"],
+        ["list", "image"],
     ],
     ids=lambda a: "-".join(a[:2]),
 )

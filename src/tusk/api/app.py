@@ -1,10 +1,11 @@
 """The REST API: ``create_app(pfs, pps)`` builds the FastAPI application.
 
-Routes live under ``/api/v1`` (see ``tusk.api.pfs_routes``, ``tusk.api.pps_routes`` and
-``tusk.api.webhook_routes``); the OpenAPI document is at ``/openapi.json`` and interactive
-docs at ``/docs``. Every failure is JSON ``{"error": {"code", "message"}}``: a ``TuskError``
-with its ``code`` and ``status``, a request that does not validate with 400, an unknown route
-with 404, a JSON body over the limit with 413, a metadata store that is down with 503.
+Routes live under ``/api/v1`` (see ``tusk.api.pfs_routes``, ``tusk.api.pps_routes``,
+``tusk.api.image_routes`` and ``tusk.api.webhook_routes``); the OpenAPI document is at
+``/openapi.json`` and interactive docs at ``/docs``. Every failure is JSON ``{"error":
+{"code", "message"}}``: a ``TuskError`` with its ``code`` and ``status``, a request that does
+not validate with 400, an unknown route with 404, a JSON body over the limit with 413, a
+metadata store that is down with 503.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tusk.api.auth_routes import auth_router
 from tusk.api.docs import install_openapi, operation_id
 from tusk.api.guard import guarded_route_class
+from tusk.api.image_routes import image_router, is_image_upload
 from tusk.api.pfs_routes import pfs_router
 from tusk.api.pps_routes import pps_router
 from tusk.api.project_routes import project_router
@@ -51,6 +53,8 @@ _UPLOAD = re.compile(rf"^{API_PREFIX}/repos/[^/]+/commits/[^/]+/(files|tar)(/|$)
 
 
 def is_upload(method: str, path: str) -> bool:
+    if is_image_upload(method, path):
+        return True
     return method in ("PUT", "POST") and _UPLOAD.match(path) is not None
 
 
@@ -96,6 +100,7 @@ def create_app(
         webhook_router(webhooks, route_class),
         auth_router(auth, route_class),
         secret_router(pps, route_class),
+        image_router(pps, route_class),
     ]
     for router in routers:
         # The routes go straight into the app's router (built with the prefix): FastAPI's

@@ -35,6 +35,7 @@ NOUN_ALIASES = {
     "jobs": "job",
     "datums": "datum",
     "secrets": "secret",
+    "images": "image",
     "projects": "project",
 }
 

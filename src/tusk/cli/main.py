@@ -73,12 +73,12 @@ create = _verb("create", "Create a project, a repo, a branch, a pipeline or a se
 update = _verb("update", "Update a pipeline to a new version of its spec.")
 list_ = _verb(
     "list",
-    "List projects, repos, branches, commits, files, pipelines, jobs, datums or secrets.",
+    "List projects, repos, branches, commits, files, pipelines, jobs, datums, secrets or images.",
 )
 inspect = _verb(
     "inspect",
-    "Show details of a project, repo, branch, commit, commit set, file, pipeline, job, datum "
-    "or secret.",
+    "Show details of a project, repo, branch, commit, commit set, file, pipeline, job, datum, "
+    "secret or image.",
 )
 delete = _verb("delete", "Delete a project, repo, branch, commit, file, pipeline or secret.")
 start = _verb("start", "Start a commit, or resume a pipeline.")
@@ -114,6 +114,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "job": "pipeline:list_job",
         "datum": "pipeline:list_datum",
         "secret": "secret:list_secret",
+        "image": "image:list_image",
     },
     inspect: {
         "project": "project:inspect_project",
@@ -126,6 +127,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "job": "pipeline:inspect_job",
         "datum": "pipeline:inspect_datum",
         "secret": "secret:inspect_secret",
+        "image": "image:inspect_image",
     },
     delete: {
         "project": "project:delete_project",
@@ -187,6 +189,10 @@ COMMANDS = {
     "audit": (
         "auth:audit",
         "The server's audit log, newest first (clusterAdmin): changes and denials.",
+    ),
+    "image": (
+        "image:image",
+        "The image cache pipelines run in: load docker save tarballs into it.",
     ),
     "apply": (
         "gitops:apply",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from tusk.sdk import (
         BranchInfo,
+        CachedImage,
         CommitInfo,
         DatumInfo,
         DiffEntry,
@@ -318,6 +319,45 @@ def gc_fields(r: GcReport) -> None:
             ("S3 uploads", f"{r.uploads_expired} abandoned, expired"),
             ("Images", f"{r.images_deleted} unused ({human_size(r.image_bytes_freed)})"),
             ("Would free" if r.dry_run else "Freed", human_size(r.bytes_freed)),
+        ]
+    )
+
+
+# Images
+
+
+def image_table(images: Sequence[CachedImage]) -> None:
+    """Cached images by short digest (docker's IMAGE ID), as ``tusk list image`` shows them."""
+    print_table(
+        ("DIGEST", "REFERENCES", "ARCH", "SIZE", "UNPACKED"),
+        [
+            (
+                i.short,
+                _join(i.references),
+                i.architecture or "-",
+                human_size(i.size),
+                "yes" if i.unpacked else "no",
+            )
+            for i in images
+        ],
+    )
+
+
+def image_fields(i: CachedImage) -> None:
+    import shlex
+
+    print_fields(
+        [
+            ("Digest", i.digest),
+            ("References", "\n".join(i.references) or "-"),
+            ("Platform", f"{i.os or '?'}/{i.architecture or '?'}"),
+            ("Size", human_size(i.size)),
+            ("Unpacked", "yes" if i.unpacked else "no (on its first datum)"),
+            ("Entrypoint", shlex.join(i.entrypoint) if i.entrypoint else "-"),
+            ("Cmd", shlex.join(i.cmd) if i.cmd else "-"),
+            ("Working dir", i.working_dir or "/"),
+            ("User", i.user or "-"),
+            ("Env", "\n".join(i.env) or "-"),
         ]
     )
 

@@ -31,7 +31,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,18 +166,23 @@ class Scheduler:
         log: Callable[[str], None] | None = None,
         role: str = "all",
         api_url: str | None = None,
+        pipelines: Sequence[str] | None = None,
     ) -> None:
-        """``role``: ``all`` (``tusk up``: jobs and datums) or ``worker`` (``tusk worker``:
-        only claims and runs datums of jobs that a scheduler elsewhere started and finishes).
+        """``role``: ``all`` (``tusk up``: jobs and datums), ``worker`` (``tusk worker``:
+        only claims and runs datums of jobs that a scheduler elsewhere started and finishes)
+        or ``coordinator`` (``tusk up --executor workers``: starts and finishes jobs, runs no
+        datum: workers elsewhere do). ``pipelines``: only the jobs of these pipelines.
 
         ``api_url``: the REST API of this store. With auth on, each job's datums get
         ``TUSK_ADDRESS`` and a token of the pipeline's own identity (``pipeline:<name>``) in
         ``TUSK_TOKEN``, revoked when the job ends here: code that calls Tusk may read the
         pipeline's inputs and write its output repo, nothing else.
         """
-        if role not in ("all", "worker"):
+        if role not in ("all", "worker", "coordinator"):
             raise ValueError(f"unknown scheduler role {role!r}")
         self.role = role
+        self.manages = role in ("all", "coordinator")  # starts, finishes and fails jobs
+        self.pipelines = set(pipelines) if pipelines else None
         self.api_url = api_url
         self.auth = AuthService(pps.meta)
         self.pps = pps
@@ -218,7 +223,7 @@ class Scheduler:
         while a waiter that runs jobs itself holds it alone).
         """
         stop = stop or threading.Event()
-        presence = self.meta.scheduler_presence() if self.role == "all" else None
+        presence = self.meta.scheduler_presence() if self.manages else None
         self.begin()
         try:
             while not stop.is_set():
@@ -270,7 +275,7 @@ class Scheduler:
             # Finding new work costs a dozen queries: every pass while idle, else twice a second.
             self._last_discovery = now
             self._reap_dead_owners()
-            if self.role == "all":
+            if self.manages:
                 self._cron_ticks()
                 self._create_jobs()
         busy = False
@@ -280,10 +285,12 @@ class Scheduler:
         for job in sorted(jobs, key=lambda j: j.created_at):
             if job.pipeline in paused:
                 continue
+            if self.pipelines is not None and job.pipeline not in self.pipelines:
+                continue
             busy = True
             try:
                 if job.state == "created":
-                    if self.role == "all":
+                    if self.manages:
                         self._start_job(job)
                 else:
                     self._drive_job(job)
@@ -589,8 +596,10 @@ class Scheduler:
         spec_timeout = None
         if running is not None:
             spec_timeout = running.spec.job_timeout
+        elif self.role == "coordinator":  # it runs no datum, but it times jobs out
+            spec_timeout = self.pps.spec_of(job.pipeline, job.version)[0].job_timeout
         late = spec_timeout and job.started_at and time.time() - job.started_at > spec_timeout
-        if late and self.role == "all":
+        if late and self.manages:
             self._fail_job(job, f"job timed out after {spec_timeout:g}s (job_timeout)")
             return
         with self.meta.read() as tx:
@@ -599,19 +608,21 @@ class Scheduler:
         if open_datums == 0 or counts.get("failed", 0):  # a failed datum ends the job
             if running is None or not any(t.is_alive() for t in running.threads):
                 self._forget(key)
-                if self.role == "all":
+                if self.manages:
                     self._finish_job(job)
             return
+        if running is None and self.role == "coordinator":
+            return  # its datums run in tusk worker processes elsewhere
         if running is None:
             commits = self._input_commits(job)
             if isinstance(commits, str):
-                if self.role == "all":
+                if self.manages:
                     self._fail_job(job, commits if commits != "wait" else "inputs changed")
                 return
             spec, _salt, origin = self.pps.spec_of(job.pipeline, job.version)
             unfit = self._local() and resources.unfit(resources.request_of(spec))
             if unfit:  # it would wait for ever (Kubernetes: Pending); fail it, saying why
-                if self.role == "all":
+                if self.manages:
                     self._fail_job(job, f"{unfit}; no datum can run")
                 return
             commits = _as_spec_reads(commits, spec)
@@ -626,7 +637,7 @@ class Scheduler:
                 tf = spec.transform
                 running.image = ImageRun(tf.image or "", digest, tf.user or "", bool(tf.network))
             elif not spec.transform.cmd:
-                if self.role == "all":
+                if self.manages:
                     self._fail_job(job, "the pipeline gives no cmd and images are not run here "
                                    "(--executor host): give transform.cmd")  # fmt: skip
                 return
@@ -697,6 +708,7 @@ class Scheduler:
 
     def _task(self, job: _Job, d: DatumRecord, files: list[dict]) -> DatumTask:
         t = job.spec.transform
+        on_host = job.image is None and getattr(self.executor, "on_host", True)
         firsts: dict[str, tuple[str, str]] = {}
         for f in files:
             if f["input_name"] not in firsts:
@@ -712,7 +724,7 @@ class Scheduler:
             env={**t.env, **job.secrets.env, **job.identity},
             # In an image: transform.working_dir, else the image's WorkingDir (never a host
             # folder); on the host, the spec file's folder when the spec gives none.
-            working_dir=t.working_dir or (None if job.image else job.origin.get("working_dir")),
+            working_dir=t.working_dir or (None if not on_host else job.origin.get("working_dir")),
             err_cmd=list(t.err_cmd),
             err_stdin=list(t.err_stdin),
             accept_return_code=list(t.accept_return_code),
@@ -741,6 +753,8 @@ class Scheduler:
         if isinstance(self.executor, LocalExecutor):
             size = sum(f.get("size", 0) for item in items for f in item.files)
             root = self.fast_scratch if size <= _FAST_SCRATCH_MAX else self.scratch
+            # A handoff executor's datums live where the user container sees them (/pfs).
+            root = getattr(self.executor, "scratch_root", None) or root
             base = root / pipeline / job_id / owner.rsplit(":", 1)[1]
             ran, index = run_batch(self.pfs, self.executor, base, job.trees, items, job.dead.is_set)
         else:

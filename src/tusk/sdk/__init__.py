@@ -22,6 +22,7 @@ from tusk.pfs.models import (
     RepoInfo,
 )
 from tusk.pfs.sourcetext import is_url, source_name
+from tusk.pps.cached_images import CachedImage
 from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
 from tusk.sdk.client import Client, CommitHandle
 from tusk.sdk.pipelines import read_spec_source
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BranchInfo",
+    "CachedImage",
     "Client",
     "CommitHandle",
     "CommitInfo",

@@ -12,7 +12,7 @@ import logging
 import os
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
@@ -35,6 +35,7 @@ from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address
 from tusk.pfs.sources import BlockStream, BytesSource, LocalFile, Source, StreamSource, source_for
 from tusk.pfs.tree import TreeParams
+from tusk.pps.cached_images import CachedImage, cached_image, cached_images
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
@@ -382,6 +383,15 @@ class LocalTransport:
     def delete_secret(self, name: str) -> None:
         self.pps.secrets.delete(name)
 
+    # Images
+
+    def load_image(self, path: Path, progress: Callable[[int], None] | None) -> CachedImage:
+        cache = self.pps.images
+        return cached_image(cache, cache.load(path).digest)
+
+    def list_images(self) -> list[CachedImage]:
+        return cached_images(self.pps.images)
+
     # Running jobs here
 
     @contextmanager
@@ -411,12 +421,19 @@ class LocalTransport:
         executor: str | None,
         role: str,
         api_url: str | None,
+        pipelines: Sequence[str] | None = None,
     ) -> None:
         from tusk.pps.scheduler import Scheduler
 
+        if (executor or os.environ.get("TUSK_EXECUTOR")) == "workers":
+            if role != "all":
+                raise InvalidArgument("--executor workers is for tusk up, not tusk worker")
+            role, executor = "coordinator", "host"  # this process runs no datum
         runner = self._executor(executor, sandbox)
         try:
-            Scheduler(self.pps, runner, log=log, role=role, api_url=api_url).run(stop, once=once)
+            Scheduler(
+                self.pps, runner, log=log, role=role, api_url=api_url, pipelines=pipelines
+            ).run(stop, once=once)
         finally:
             runner.close()
 
@@ -429,6 +446,11 @@ class LocalTransport:
             return LocalExecutor(sandbox)
         if chosen == "host":  # a spec's image is recorded, its command runs on this machine
             return LocalExecutor(sandbox, run_images=False)
+        if chosen.startswith("handoff:"):  # datums handed to another container (Kubernetes)
+            from tusk.pps.handoff import HandoffExecutor
+
+            folder, _, pfs = chosen[len("handoff:") :].partition(",pfs=")
+            return HandoffExecutor(Path(folder), Path(pfs or "/pfs"))
         from tusk.pps.dask_executor import DaskExecutor, StoreSpec
 
         storage = self.pfs.storage

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import CommitInfo
 from tusk.pfs.sourcetext import is_url
+from tusk.pps.cached_images import CachedImage, check_archive, find_image
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
@@ -125,6 +126,28 @@ def read_manifest(manifest: SecretManifest) -> dict[str, Any] | str:
         f"a secret manifest is a dict, JSON or YAML text, or a file path, not "
         f"{type(manifest).__name__}"
     )
+
+
+def image_tarball(source: str | os.PathLike[str]) -> Path:
+    """The absolute path of the tarball ``load_image`` loads: a path, or ``docker-archive:PATH``
+    as skopeo spells it (which ends the path at a ':', so a path with one cannot be given)."""
+    text = os.fspath(source)
+    if isinstance(source, str) and text.startswith("docker-archive:"):
+        text = text[len("docker-archive:") :]
+    elif isinstance(source, str) and text.startswith("oci:"):
+        raise InvalidArgument(
+            f"cannot load {text!r}: tusk image load takes a tarball; make one of the OCI layout "
+            "first (skopeo copy oci:PATH:TAG docker-archive:FILE.tar), or name oci:PATH:TAG as "
+            "a pipeline's image"
+        )
+    if ":" in text:
+        raise InvalidArgument(
+            f"cannot load {os.fspath(source)!r}: give a tarball (docker save, podman save) "
+            "whose path has no ':'"
+        )
+    if not text:
+        raise InvalidArgument("cannot load '': give a tarball path")
+    return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 class PipelineMethods(ProjectScope):
@@ -314,6 +337,36 @@ class PipelineMethods(ProjectScope):
         """Delete a secret; pipelines naming it fail their next job, saying so."""
         self._t.delete_secret(name)
 
+    # Images (the image cache pipelines run in; on a server with auth on, loading one is
+    # clusterAdmin's)
+
+    def load_image(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> CachedImage:
+        """Load a ``docker save``/``podman save`` tarball (a path, or ``docker-archive:PATH``)
+        into the image cache (a server's: uploaded to it) and return the image, as
+        ``docker load`` does: the repo tags the tarball carries (``myorg/tool:1.2``) then
+        resolve to it without a pull, and gc keeps it.
+
+        A file that is not such a tarball raises InvalidImage before anything is sent or
+        copied; ``progress`` gets the bytes sent to a server.
+        """
+        path = image_tarball(source)
+        check_archive(path, f"image tarball {path}")
+        return self._t.load_image(path, progress)
+
+    def list_images(self) -> list[CachedImage]:
+        """Every image in the image cache, by digest, with its references and size on disk."""
+        return self._t.list_images()
+
+    def inspect_image(self, name: str) -> CachedImage:
+        """One cached image, named by its digest, a unique prefix of it (as ``list_images``
+        tables show it), or a reference that resolves to it (a repo tag it was loaded with)."""
+        return find_image(self._t.list_images(), name)
+
     # Running jobs here (in-process only: a server runs its own)
 
     def run_scheduler(
@@ -326,17 +379,23 @@ class PipelineMethods(ProjectScope):
         executor: str | None = None,
         role: str = "all",
         api_url: str | None = None,
+        pipelines: Sequence[str] | None = None,
     ) -> None:
         """Run the scheduler and workers in this process (what ``tusk up`` does).
 
         ``api_url``: the REST API serving this home, for jobs' own identity when auth is on.
 
-        ``executor``: ``local`` (default: datums run as processes here) or
-        ``dask://host:port`` (datums run on that Dask cluster's workers). ``role="worker"``
-        runs datums only (``tusk worker``), for jobs a ``tusk up``/``serve`` elsewhere manages.
-        A client of a server raises InvalidArgument: the scheduler runs with the server.
+        ``executor``: ``local`` (default: datums run as processes here, in the spec's image
+        when it names one), ``host`` (always on this machine, images only recorded),
+        ``workers`` (jobs are started and finished here, their datums run only by ``tusk
+        worker`` processes elsewhere), ``dask://host:port`` (datums run on that Dask
+        cluster's workers) or, for a worker, ``handoff:FOLDER[,pfs=PATH]`` (each datum is handed
+        to another container through FOLDER: ``tusk.pps.handoff``). ``role="worker"`` runs
+        datums only (``tusk worker``), for jobs a ``tusk up``/``serve`` elsewhere manages;
+        ``pipelines`` limits it to those pipelines' jobs. A client of a server raises
+        InvalidArgument: the scheduler runs with the server.
         """
-        self._t.run_scheduler(stop, once, sandbox, log, executor, role, api_url)
+        self._t.run_scheduler(stop, once, sandbox, log, executor, role, api_url, pipelines)
 
     def scheduler_running(self) -> bool | None:
         """Whether a scheduler (``tusk up``, or a wait running jobs) runs on this home now.

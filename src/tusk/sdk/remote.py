@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 from urllib.parse import quote
@@ -66,6 +66,7 @@ from tusk.pfs.models import (
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address
 from tusk.pfs.sourcetext import is_url, local_error
+from tusk.pps.cached_images import CachedImage
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
@@ -604,6 +605,22 @@ class HttpTransport:
     def delete_secret(self, name: str) -> None:
         self._call("DELETE", f"/secrets/{_seg(name)}")
 
+    # Images
+
+    def load_image(self, path: Path, progress: Progress | None) -> CachedImage:
+        f = _open_local(path)
+        size = os.fstat(f.fileno()).st_size
+        body = _counted(_closing_blocks(f, size), progress)
+        headers = {"content-type": "application/x-tar", "content-length": str(size)}
+        url = "/images"
+        params = {"name": str(path)}
+        return decode(
+            CachedImage, self._call("POST", url, params=params, content=body, headers=headers)
+        )
+
+    def list_images(self) -> list[CachedImage]:
+        return decode_list(CachedImage, self._call("GET", "/images"))
+
     # Running jobs: the server's business
 
     def run_scheduler(
@@ -615,6 +632,7 @@ class HttpTransport:
         executor: str | None,
         role: str,
         api_url: str | None,
+        pipelines: Sequence[str] | None = None,
     ) -> NoReturn:
         raise InvalidArgument(
             f"the scheduler runs on the server ({self.address}): start it there with tusk up"

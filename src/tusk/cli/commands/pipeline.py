@@ -727,9 +727,39 @@ def up(
     default=None,
     help="How user code runs (as for tusk up).",
 )
+@click.option(
+    "--pipeline",
+    "pipelines",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these pipelines' datums (repeat for several; default: every pipeline).",
+)
+@click.option(
+    "--handoff",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Hand each datum to the pipeline image's container through DIR (a Kubernetes pod's "
+    "shared /tusk; see docs/kubernetes.md) instead of running it here.",
+)
+@click.option(
+    "--pfs-mount",
+    type=click.Path(file_okay=False),
+    default="/pfs",
+    show_default=True,
+    help="With --handoff: the folder the user container sees as /pfs.",
+)
+@click.option("--once", is_flag=True, help="Exit when no job of its pipelines is left.")
 @output_option
 @click.pass_context
-def worker(ctx: click.Context, sandbox: str | None) -> None:
+def worker(
+    ctx: click.Context,
+    sandbox: str | None,
+    pipelines: tuple[str, ...],
+    handoff: str | None,
+    pfs_mount: str,
+    once: bool,
+) -> None:
     """Run datums only, for jobs that a tusk up elsewhere starts and finishes.
 
     Workers on several machines share a job through the metadata store: each claims datums
@@ -741,11 +771,25 @@ def worker(ctx: click.Context, sandbox: str | None) -> None:
     client = Client(_server_home(ctx, "worker") or default_home())
     ctx.call_on_close(client.close)
     mode = client.sandbox_mode(sandbox)
+    executor = None
+    if handoff is not None:
+        mode = f"handoff through {handoff}"
+        executor = f"handoff:{Path(handoff).absolute()},pfs={Path(pfs_mount).absolute()}"
     log = _logger(ctx)
     stop = threading.Event()
+    which = f" for {', '.join(pipelines)}" if pipelines else ""
+    until = "until its jobs are done" if once else "until Ctrl-C"
     with _stop_on_signals(stop, log):
-        log(f"worker running on {client.home} until Ctrl-C; sandbox: {mode}")
-        client.run_scheduler(stop, sandbox=mode, log=log, role="worker")
+        log(f"worker{which} running on {client.home} {until}; sandbox: {mode}")
+        client.run_scheduler(
+            stop,
+            once=once,
+            sandbox=None if handoff else mode,
+            log=log,
+            role="worker",
+            executor=executor,
+            pipelines=list(pipelines) or None,
+        )
     log("worker stopped")
 
 

@@ -1,0 +1,158 @@
+"""Datums handed to another container (Tusk's worker on Kubernetes, ``tusk.pps.handoff``).
+
+A pod is played on one machine: ``tusk up --executor workers`` (a coordinator that runs no
+datum), ``tusk worker --pipeline p --handoff DIR --pfs-mount PFS --once`` (the worker container)
+and the user container: busybox's ``sh`` running ``HANDOFF_LOOP`` under bubblewrap in a busybox
+image's rootfs, with PFS bound at ``/pfs`` and DIR at ``/tusk``, as the pod's two emptyDir
+volumes are. Skips here without skopeo, umoci, busybox-static or bubblewrap; fails in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imagekit import busybox_image
+
+import tusk
+from tusk.polling import poll_until
+from tusk.pps.executor import bwrap_works
+from tusk.pps.handoff import HANDOFF_LOOP
+from tusk.pps.images import ImageCache, make_mount_point
+
+CI = os.environ.get("CI") == "true"
+READY = bool(shutil.which("skopeo") and shutil.which("umoci") and os.path.exists("/bin/busybox"))
+pytestmark = pytest.mark.skipif(
+    not (READY and bwrap_works()) and not CI,
+    reason="skopeo, umoci, busybox-static or a working bubblewrap is missing",
+)
+
+UPPER = 'for f in /pfs/in/*; do tr a-z A-Z < "$f" > "/pfs/out/$(basename "$f")"; done; echo "$FOO"'
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
+    """The shared volumes and the user container (the loop in a busybox rootfs)."""
+    if not READY:
+        pytest.fail("skopeo, umoci and busybox-static are needed (./dev.sh installs them)")
+    ref = busybox_image(tmp_path / "img", "v1")
+    cache = ImageCache(tmp_path / "cache")
+    rootfs = cache.rootfs(cache.resolve(ref))
+    assert make_mount_point(rootfs, "/tusk")  # a container runtime makes its mount points
+    pfs, handoff = tmp_path / "pfs", tmp_path / "tusk"
+    pfs.mkdir()
+    handoff.mkdir()
+    user = subprocess.Popen(
+        ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+         "--tmpfs", "/tmp", "--bind", str(pfs), "/pfs", "--bind", str(handoff), "/tusk",
+         "--unshare-all", "--die-with-parent", "--clearenv", "--setenv", "PATH", "/bin",
+         "--", "/bin/sh", "-c", HANDOFF_LOOP],
+    )  # fmt: skip
+    yield pfs, handoff, user
+    if user.poll() is None:
+        user.kill()
+        user.wait()
+
+
+def running(c: tusk.Client) -> None:
+    poll_until(lambda: ([j.state for j in c.list_jobs("p")] == ["running"], None), 30,
+               lambda _: "the coordinator did not start the job")  # fmt: skip
+
+
+def finished(c: tusk.Client) -> tusk.JobInfo:
+    return poll_until(lambda: ((j := c.list_jobs("p")[0]).done, j), 30,
+                      lambda j: f"job still {j.state}")  # fmt: skip
+
+
+def worker_cli(home: Path, handoff: Path, pfs: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    return subprocess.run(
+        [sys.executable, "-m", "tusk.cli.main", "--home", str(home), "worker",
+         "--pipeline", "p", "--handoff", str(handoff), "--pfs-mount", str(pfs), "--once"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_worker_hands_datums_to_the_user_container(
+    tmp_path: Path, pod: tuple[Path, Path, subprocess.Popen[bytes]]
+) -> None:
+    pfs, handoff, user = pod
+    home = tmp_path / "home"
+    with tusk.Client(home) as c:
+        c.create_repo("in")
+        c.put_files("in@master", [("/a.txt", b"alpha"), ("/b.txt", b"beta")])
+        c.create_repo("other")
+        c.put_file("other@master:/x", b"x")
+        c.create_pipeline(
+            {
+                "pipeline": {"name": "p"},
+                "input": {"pfs": {"repo": "in", "glob": "/*"}},
+                "transform": {"image": "busybox:1.36", "cmd": ["sh", "-c", UPPER],
+                              "env": {"FOO": "it's here"}},
+            }
+        )  # fmt: skip
+        c.create_pipeline(  # another pipeline: this worker leaves it alone
+            {
+                "pipeline": {"name": "q"},
+                "input": {"pfs": {"repo": "other", "glob": "/*"}},
+                "transform": {"cmd": ["true"]},
+            }
+        )
+        stop = threading.Event()
+        coordinator = threading.Thread(
+            target=c.run_scheduler, kwargs={"stop": stop, "executor": "workers"}, daemon=True
+        )
+        coordinator.start()
+        try:
+            running(c)
+            done = worker_cli(home, handoff, pfs)
+            assert done.returncode == 0, done.stderr
+            job = finished(c)
+        finally:
+            stop.set()
+            coordinator.join(30)
+        assert job.state == "success", job.reason
+        assert c.get_file("p@master:/a.txt") == b"ALPHA"
+        assert c.get_file("p@master:/b.txt") == b"BETA"
+        assert "it's here" in [x.line for x in c.logs("p", job.id) if x.stream == "stdout"]
+        assert c.list_jobs("q")[0].state == "running"  # the coordinator ran no datum of it
+        assert user.wait(10) == 0  # the worker told the loop to end: the pod completes
+
+
+def test_a_failing_or_missing_command_is_reported_as_on_the_host(
+    tmp_path: Path, pod: tuple[Path, Path, subprocess.Popen[bytes]]
+) -> None:
+    pfs, handoff, _user = pod
+    home = tmp_path / "home"
+    with tusk.Client(home) as c:
+        c.create_repo("in")
+        c.put_file("in@master:/a", b"a")
+        c.create_pipeline(
+            {
+                "pipeline": {"name": "p"},
+                "input": {"pfs": {"repo": "in", "glob": "/*"}},
+                "transform": {"image": "busybox:1.36", "cmd": ["python3", "main.py"]},
+                "datum_tries": 1,
+            }
+        )
+        stop = threading.Event()
+        coordinator = threading.Thread(
+            target=c.run_scheduler, kwargs={"stop": stop, "executor": "workers"}, daemon=True
+        )
+        coordinator.start()
+        try:
+            running(c)
+            assert worker_cli(home, handoff, pfs).returncode == 0
+            job = finished(c)
+        finally:
+            stop.set()
+            coordinator.join(30)
+        assert job.state == "failure"
+        [datum] = c.list_datums(f"p@{job.id}")
+        assert datum.error == "python3: not found in the user container's image"
