@@ -365,10 +365,16 @@ class ImageCache:
         it until ``release``); the repo tags it carries (``myorg/tool:1.2``) resolve to it
         from now on without a pull, as after ``docker load``."""
         path = Path(archive).absolute()
-        info = self.resolve(Reference("docker-archive", str(path), f"docker-archive:{path}"))
+        text = f"docker-archive:{path}"
+        info = self.resolve(Reference("docker-archive", str(path), text))
         (self.root / "held").mkdir(parents=True, exist_ok=True)
         (self.root / "held" / info.hex).touch()
         names = [info.references[0]] if info.references else []
+        if path.is_relative_to(self.root / "tmp"):  # an upload, gone after this: no reference
+            (self.root / "refs" / f"{hashlib.sha256(text.encode()).hexdigest()}.json").unlink(
+                missing_ok=True
+            )
+            names = []
         for tag in _archive_tags(path):
             with contextlib.suppress(InvalidImage):
                 ref = parse_reference(tag)
