@@ -194,6 +194,7 @@ COMMANDS = {
         "image:image",
         "The image cache pipelines run in: load docker save tarballs into it.",
     ),
+    "deploy": ("deploy:deploy", "Write Kubernetes manifests: the server and pipeline workers."),
     "apply": (
         "gitops:apply",
         "Create what the files declare, update what changed, leave the rest alone.",

@@ -286,24 +286,11 @@ class LocalExecutor:
         shown = task.cmd[:1] or (info.entrypoint + info.cmd)[:1]
         outcome = self._run_one(wrapped, task.stdin, None, str(pfs_root), task.timeout, cancelled)
         self._explain(outcome, wrapped[0], shown[0], run.reference)
-        if task.limits is not None and not outcome.ok:
-            hit = task.limits.explain(outcome.exit_code, outcome.stderr_tail, True)
-            if hit is not None and not outcome.error.startswith(("stopped", "timed out")):
-                outcome.error = f"{hit}: {outcome.error}"
-        if outcome.ok or outcome.error.startswith("stopped"):
-            return outcome
-        if outcome.exit_code is not None and outcome.exit_code in task.accept_return_code:
-            outcome.ok = True
-            return outcome
-        if task.err_cmd:
-            err_argv = argv(task.err_cmd)
-            err = self._run_one(
-                err_argv, task.err_stdin, None, str(pfs_root), task.timeout, cancelled
-            )
-            outcome.logs.extend(err.logs)
-            if err.ok:
-                outcome.recovered = True
-        return outcome
+
+        def err(cmd: list[str], stdin: list[str]) -> DatumOutcome:
+            return self._run_one(argv(cmd), stdin, None, str(pfs_root), task.timeout, cancelled)
+
+        return settle(task, outcome, True, err)
 
     @staticmethod
     def _explain(outcome: DatumOutcome, wrapper: str, shown: str, ref: str) -> None:
@@ -340,24 +327,11 @@ class LocalExecutor:
         outcome = self._run_one(prefix + task.cmd, task.stdin, env, cwd, task.timeout, cancelled)
         if prefix and outcome.error.startswith(prefix[0]):  # name the command, not a wrapper
             outcome.error = task.cmd[0] + outcome.error[len(prefix[0]) :]
-        if task.limits is not None and not outcome.ok:
-            hit = task.limits.explain(outcome.exit_code, outcome.stderr_tail, sandboxed)
-            if hit is not None and not outcome.error.startswith(("stopped", "timed out")):
-                outcome.error = f"{hit}: {outcome.error}"
-        if outcome.ok or outcome.error.startswith("stopped"):
-            return outcome
-        if outcome.exit_code is not None and outcome.exit_code in task.accept_return_code:
-            outcome.ok = True
-            return outcome
-        if task.err_cmd:
-            # Pachyderm's err_cmd: if it succeeds the datum counts as recovered, not failed.
-            err = self._run_one(
-                prefix + task.err_cmd, task.err_stdin, env, cwd, task.timeout, cancelled
-            )
-            outcome.logs.extend(err.logs)
-            if err.ok:
-                outcome.recovered = True
-        return outcome
+
+        def err(cmd: list[str], stdin: list[str]) -> DatumOutcome:
+            return self._run_one(prefix + cmd, stdin, env, cwd, task.timeout, cancelled)
+
+        return settle(task, outcome, sandboxed, err)
 
     def _env(self, task: DatumTask, mount: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -459,6 +433,31 @@ class LocalExecutor:
                 False, exit_code=code, error=f"{cmd[0]} {what}", stderr_tail=tail, logs=logs
             )
         return DatumOutcome(True, exit_code=0, stderr_tail=tail, logs=logs)
+
+
+def settle(
+    task: DatumTask,
+    outcome: DatumOutcome,
+    sandboxed: bool,
+    run_err: Callable[[list[str], list[str]], DatumOutcome],
+) -> DatumOutcome:
+    """What every executor does once the command ended: name the resource limit it ran into,
+    count an accepted exit code as success, and run Pachyderm's ``err_cmd`` (``run_err(cmd,
+    stdin)``) after a failure: if that succeeds, the datum is recovered, not failed."""
+    if task.limits is not None and not outcome.ok:
+        hit = task.limits.explain(outcome.exit_code, outcome.stderr_tail, sandboxed)
+        if hit is not None and not outcome.error.startswith(("stopped", "timed out")):
+            outcome.error = f"{hit}: {outcome.error}"
+    if outcome.ok or outcome.error.startswith("stopped"):
+        return outcome
+    if outcome.exit_code is not None and outcome.exit_code in task.accept_return_code:
+        outcome.ok = True
+        return outcome
+    if task.err_cmd:
+        err = run_err(task.err_cmd, task.err_stdin)
+        outcome.logs.extend(err.logs)
+        outcome.recovered = err.ok
+    return outcome
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, _lines, _tail
+from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, _lines, _tail, settle
 from tusk.pps.secret_mounts import scrub_output, scrub_values, scrubbing
 
 #: The user container's command: ``["/bin/sh", "-c", HANDOFF_LOOP]`` (POSIX sh, busybox too).
@@ -108,14 +108,9 @@ class HandoffExecutor(LocalExecutor):
             link.symlink_to(os.path.relpath(pfs_root / name, self.pfs))
         with scrubbing(scrub_values(task.secret_values)):
             outcome = self._hand(task.cmd, task.stdin, task, cancelled)
-            if not outcome.ok and not outcome.error.startswith("stopped"):
-                if outcome.exit_code in task.accept_return_code:
-                    outcome.ok = True
-                elif task.err_cmd:
-                    err = self._hand(task.err_cmd, task.err_stdin, task, cancelled)
-                    outcome.logs.extend(err.logs)
-                    outcome.recovered = err.ok
-        return outcome
+            return settle(
+                task, outcome, False, lambda cmd, stdin: self._hand(cmd, stdin, task, cancelled)
+            )
 
     def _hand(
         self,

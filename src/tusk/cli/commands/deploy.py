@@ -1,0 +1,124 @@
+"""``tusk deploy kubernetes``: manifests for a Tusk server and its pipelines' worker Jobs.
+
+Offline: nothing is read from a home or a server, so the command needs neither. The work is
+:mod:`tusk.deploy` (imported when the command runs, so ``--help`` stays quick).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tusk.cli.core import State
+
+
+@click.group("deploy")
+def deploy() -> None:
+    """Write Kubernetes manifests: the server and pipeline workers."""
+
+
+@deploy.command("kubernetes")
+@click.option(
+    "-f",
+    "--file",
+    "paths",
+    multiple=True,
+    metavar="SPECS",
+    help="A pipeline spec file or a folder of them (*.yaml, *.yml, *.json; - for stdin): "
+    "each pipeline gets a worker Job. Repeat for more; none: the server alone.",
+)
+@click.option(
+    "--namespace",
+    default="default",
+    show_default=True,
+    metavar="NS",
+    help="The namespace of every object (it must exist).",
+)
+@click.option(
+    "--tusk-image",
+    default=None,
+    metavar="IMAGE",
+    help="Tusk's image, for the server and the worker containers "
+    "(default: ghcr.io/tusk-data/tusk:<this version>).",
+)
+@click.option(
+    "--secret",
+    "stores_secret",
+    default="tusk-stores",
+    show_default=True,
+    metavar="NAME",
+    help="The Secret holding metadata_url and storage_url (optional: aws_access_key_id, "
+    "aws_secret_access_key); it is named, never written.",
+)
+@click.option(
+    "--service-type",
+    type=click.Choice(["ClusterIP", "NodePort", "LoadBalancer"]),
+    default="ClusterIP",
+    show_default=True,
+    help="How the server's Service is reached.",
+)
+@click.option(
+    "--home-claim",
+    default=None,
+    metavar="PVC",
+    help="Keep the server's home on this PersistentVolumeClaim (default: an emptyDir).",
+)
+@click.option(
+    "--output",
+    default="-",
+    show_default=True,
+    metavar="DIR|-",
+    help="A folder to write one file per object into, or - for one YAML stream on stdout.",
+)
+@click.pass_context
+def kubernetes(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    namespace: str,
+    tusk_image: str | None,
+    stores_secret: str,
+    service_type: str,
+    home_claim: str | None,
+    output: str,
+) -> None:
+    """Write Kubernetes manifests: the Tusk server and a worker Job per pipeline.
+
+    The server is a Deployment running tusk up --executor workers, with its Service (API on
+    7800, S3 gateway on 30600) and ServiceAccount. Each pipeline of the specs gets a Job
+    whose pods run its datums in the spec's image, next to a tusk worker container. The
+    stores' URLs come from a Secret (--secret) that you create first. Nothing is sent to a
+    cluster: apply the output with kubectl apply -f (see docs/kubernetes.md).
+    """
+    from tusk.deploy.kubernetes import (
+        DEFAULT_IMAGE,
+        KubernetesSettings,
+        kubernetes_manifests,
+        to_yaml_stream,
+        write_manifests,
+    )
+    from tusk.deploy.specs import read_pipeline_specs
+    from tusk.sdk.projects import current_project
+
+    state = ctx.find_root().ensure_object(State)
+    settings = KubernetesSettings(
+        namespace=namespace,
+        tusk_image=tusk_image or DEFAULT_IMAGE,
+        stores_secret=stores_secret,
+        service_type=service_type,
+        home_claim=home_claim,
+    )
+    settings.check()
+    specs = read_pipeline_specs(paths, current_project(state.project)) if paths else []
+    manifests = kubernetes_manifests(((s.spec, s.source) for s in specs), settings)
+    for warning in manifests.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if output == "-":
+        click.echo(to_yaml_stream(manifests.objects), nl=False)
+        return
+    written = write_manifests(manifests.objects, Path(output))
+    click.echo(
+        f"wrote {len(written)} manifests to {output}; create the Secret {stores_secret} in "
+        f"namespace {namespace} first (docs/kubernetes.md), then: kubectl apply -f {output}",
+        err=True,
+    )

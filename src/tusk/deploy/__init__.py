@@ -1,0 +1,7 @@
+"""Deployment artefacts, written offline: Kubernetes manifests for a Tusk server and the
+worker Jobs of pipelines (:mod:`tusk.deploy.kubernetes`, ``tusk deploy kubernetes``).
+
+An edge like the REST API, but one that serves nothing: it reads pipeline specs with
+:mod:`tusk.pps.spec` and writes text. It opens no store and talks to no server, so it needs
+neither a home nor a client; only the CLI imports it (import-linter checks both).
+"""
