@@ -58,6 +58,8 @@ SETTINGS = (
     "storage_url",
     "executor",
     "sandbox",
+    # The most disk the image cache may use (<home>/images; a quantity like 20Gi).
+    "image_cache_quota",
     "host",
     "port",
     "webhook_secret",

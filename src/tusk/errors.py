@@ -165,6 +165,13 @@ class InvalidImage(InvalidArgument):
     code = "invalid_image"
 
 
+class ImageCacheFull(InvalidImage):
+    """An image that would take the image cache over its quota (``image_cache_quota``)."""
+
+    code = "image_cache_full"
+    status = 507
+
+
 class ImageNotFound(NotFound):
     """An image reference that names no image (no registry tag, no layout, no archive)."""
 

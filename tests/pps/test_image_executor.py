@@ -362,3 +362,42 @@ def test_secrets_reach_a_datum_in_an_image_and_never_its_logs(
     assert set(outputs(client, "secretive").values()) == {"ok\n"}
     logs = [x.line for x in client.logs("secretive", job.id)]
     assert "leak ***" in logs and not any(password in line for line in logs)
+
+
+def test_an_image_over_the_cache_quota_is_refused_and_leaves_the_cache_as_it_was(
+    client: tusk.Client, images: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tusk.pps.images import ImageCache
+
+    probe = ImageCache(tmp_path / "probe")  # how big the image is, copied and unpacked
+    info = probe.resolve(images["b"])
+    copied = probe.usage()
+    probe.rootfs(info)
+    unpacked = probe.usage() - copied
+    show = 'echo "$MARK" > /pfs/out/$(ls /pfs/in)'
+    client.create_pipeline(pipeline("big", images["b"], ["sh", "-c", show]))
+    cache = client.home / "images"
+
+    monkeypatch.setenv("TUSK_IMAGE_CACHE_QUOTA", str(copied // 2))  # not even the copy fits
+    client.run_scheduler(once=True)
+    [job] = client.list_jobs("big")
+    assert job.state == "failure" and "over its quota" in job.reason and images["b"] in job.reason
+    assert not (cache / "oci").exists() or list((cache / "oci").iterdir()) == []
+
+    # the copy fits, the unpacked rootfs does not: each datum fails, saying so
+    monkeypatch.setenv("TUSK_IMAGE_CACHE_QUOTA", str(copied + unpacked // 2))
+    client.put_file("in@master:/c.txt", b"gamma")
+    client.run_scheduler(once=True)
+    job = client.list_jobs("big")[0]
+    assert job.state == "failure"
+    errors = {d.error for d in client.list_datums(f"big@{job.id}") if d.state == "failed"}
+    assert len(errors) == 1 and "the rootfs of image" in errors.pop()
+    assert list((cache / "rootfs").iterdir()) == [] and list((cache / "tmp").iterdir()) == []
+
+    monkeypatch.setenv("TUSK_IMAGE_CACHE_QUOTA", "1Gi")
+    client.put_file("in@master:/d.txt", b"delta")
+    client.run_scheduler(once=True)
+    assert client.list_jobs("big")[0].state == "success"
+    monkeypatch.setenv("TUSK_IMAGE_CACHE_QUOTA", "a lot")
+    with pytest.raises(tusk.errors.InvalidArgument, match="image_cache_quota"):
+        client.gc(grace=0)

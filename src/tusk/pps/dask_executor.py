@@ -62,12 +62,12 @@ def remote_batch(
 ) -> tuple[list[BatchResult], list[IndexEntry]]:
     """What a Dask worker runs: one batch, in a scratch folder of its own."""
     from tusk.pps.executor import LocalExecutor
-    from tusk.pps.images import ImageCache
+    from tusk.pps.images import cache_for
 
     base = Path(tempfile.gettempdir()) / f"tusk-dask-{os.getpid()}" / uuid.uuid4().hex
     executor = _EXECUTORS.get(spec)
     if executor is None:  # one per store: it keeps the images it unpacked
-        images = ImageCache(Path(spec.home) / "images")
+        images = cache_for(Path(spec.home))
         executor = _EXECUTORS[spec] = LocalExecutor(spec.sandbox, images=images)
     return run_batch(_pfs_for(spec), executor, base, trees, items)
 

@@ -50,13 +50,21 @@ import stat
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import blake3
 
-from tusk.errors import ImageNotFound, ImagePullDenied, InvalidArgument, InvalidImage, ToolMissing
+from tusk.errors import (
+    ImageCacheFull,
+    ImageNotFound,
+    ImagePullDenied,
+    InvalidArgument,
+    InvalidImage,
+    ToolMissing,
+)
 
 TAG = "image"  # the one tag in each layout of the cache
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -232,11 +240,34 @@ def _read_json(path: Path) -> Any:
         return json.load(f)
 
 
-class ImageCache:
-    """Images copied and unpacked under ``root`` (``<tusk home>/images``)."""
+def cache_for(home: Path) -> ImageCache:
+    """The image cache of a Tusk home, with the quota ``image_cache_quota`` sets (flag-less:
+    ``TUSK_IMAGE_CACHE_QUOTA``, else the config file), if any."""
+    from tusk.config import setting
 
-    def __init__(self, root: Path) -> None:
+    text = setting("image_cache_quota")
+    quota = None
+    if text:
+        from tusk.pps.spec import parse_quantity
+
+        try:
+            quota = int(parse_quantity(text, "size"))
+        except ValueError as exc:
+            raise InvalidArgument(f"image_cache_quota: {exc}") from None
+    return ImageCache(Path(home) / "images", quota)
+
+
+class ImageCache:
+    """Images copied and unpacked under ``root`` (``<tusk home>/images``).
+
+    ``quota``: the most bytes the cache may hold (every file once, however many links it
+    has). An image copy or unpack that would go over it is refused (ImageCacheFull) and leaves
+    the cache as it was; ``tusk gc`` frees what no pipeline pins.
+    """
+
+    def __init__(self, root: Path, quota: int | None = None) -> None:
         self.root = Path(root)
+        self.quota = quota
 
     def _dirs(self) -> None:
         for sub in ("oci", "rootfs", "refs", "tmp"):
@@ -294,6 +325,12 @@ class ImageCache:
             if dest.is_dir():
                 _rmtree(work)
             else:
+                pool = self.root / "blobs"
+                folder = work / "blobs" / "sha256"
+                new = sum(
+                    b.stat().st_size for b in folder.iterdir() if not (pool / b.name).exists()
+                )
+                self._fits(new, f"image {ref.text}")
                 self._share_blobs(work)
                 try:
                     os.rename(work, dest)
@@ -350,7 +387,11 @@ class ImageCache:
                 raise InvalidImage(f"image {info.digest} cannot be unpacked: {line}")
             _drop_setid(work)
             _mount_points(work, info.working_dir)
-            self._share_files(work)
+            files = _file_keys(work)
+            pool = self.root / "files"
+            new = sum(size for _p, key, size in files if not (pool / key).exists())
+            self._fits(new, f"the rootfs of image {info.digest}")
+            self._share_files(files)
             try:
                 os.rename(work, dest)
             except OSError:
@@ -466,23 +507,32 @@ class ImageCache:
         for blob in sorted(folder.iterdir()) if folder.is_dir() else []:
             _link_into(pool / blob.name, blob)
 
-    def _share_files(self, rootfs: Path) -> None:
-        """Make each regular file of a fresh rootfs a hard link into ``files/``, keyed by its
-        content and mode, so a layer several images have is stored once."""
+    def _share_files(self, files: Sequence[tuple[Path, str, int]]) -> None:
+        """Make each regular file of a fresh rootfs (:func:`_file_keys`) a hard link into
+        ``files/``, keyed by its content and mode, so a layer several images have is stored
+        once."""
         pool = self.root / "files"
         pool.mkdir(parents=True, exist_ok=True)
-        for folder, _dirs, files in os.walk(rootfs, followlinks=False):
-            for name in files:
-                path = Path(folder, name)
-                st = path.lstat()
-                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-                    continue  # symlinks, devices, and the image's own hard links stay
-                h = blake3.blake3()
-                with open(path, "rb", buffering=0) as f:  # a regular file: no symlink here
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                key = f"{h.hexdigest()}-{stat.S_IMODE(st.st_mode):o}"
-                _link_into(pool / key, path)
+        for path, key, _size in files:
+            _link_into(pool / key, path)
+
+    def usage(self) -> int:
+        """Bytes the cache holds, each file once (hard links are one file)."""
+        links: dict[int, list[int]] = {}
+        for sub in ("oci", "rootfs", "blobs", "files", "refs", "held", "tmp"):
+            _count_links(self.root / sub, links)
+        return sum(size for _n, _nlink, size in links.values())
+
+    def _fits(self, more: int, what: str) -> None:
+        if self.quota is None or more <= 0:
+            return
+        used = self.usage()  # work in tmp/ counts: it is on the disk now
+        if used > self.quota:
+            raise ImageCacheFull(
+                f"{what} needs {_size(more)} more and would take the image cache to "
+                f"{_size(used)}, over its quota of {_size(self.quota)} (image_cache_quota); "
+                "tusk gc frees the images no pipeline uses"
+            )
 
     def _check(self, layout: Path, ref: str) -> str:
         """The manifest digest of a freshly copied layout, after checking what Tusk can run."""
@@ -592,6 +642,30 @@ def _newest(*paths: Path) -> float:
     """The latest mtime of these paths (0 if none exists): a layout's is when it came."""
     times = [p.lstat().st_mtime for p in paths if p.exists() or p.is_symlink()]
     return max(times, default=0.0)
+
+
+def _file_keys(rootfs: Path) -> list[tuple[Path, str, int]]:
+    """(path, content-and-mode key, size) of each regular file of a fresh rootfs that has no
+    other link (symlinks, devices and the image's own hard links stay as they are)."""
+    found = []
+    for folder, _dirs, files in os.walk(rootfs, followlinks=False):
+        for name in files:
+            path = Path(folder, name)
+            st = path.lstat()
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                continue
+            h = blake3.blake3()
+            with open(path, "rb", buffering=0) as f:  # a regular file: no symlink here
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            found.append((path, f"{h.hexdigest()}-{stat.S_IMODE(st.st_mode):o}", st.st_size))
+    return found
+
+
+def _size(n: int) -> str:
+    from tusk.units import human_size
+
+    return human_size(n)
 
 
 def _count_links(path: Path, links: dict[int, list[int]]) -> None:

@@ -93,9 +93,9 @@ class PpsService:
     @property
     def images(self) -> ImageCache:
         """The OCI images pipelines run in, copied and unpacked under ``<home>/images``."""
-        from tusk.pps.images import ImageCache
+        from tusk.pps.images import cache_for
 
-        return ImageCache(self.home / "images")
+        return cache_for(self.home)
 
     def resolve_image(self, spec: PipelineSpec) -> str:
         """Fetch ``transform.image`` into the image cache and return its manifest digest.
