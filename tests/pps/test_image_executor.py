@@ -401,3 +401,43 @@ def test_an_image_over_the_cache_quota_is_refused_and_leaves_the_cache_as_it_was
     monkeypatch.setenv("TUSK_IMAGE_CACHE_QUOTA", "a lot")
     with pytest.raises(tusk.errors.InvalidArgument, match="image_cache_quota"):
         client.gc(grace=0)
+
+
+def test_a_slow_pull_does_not_hold_up_other_pipelines(
+    client: tusk.Client, images: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tusk.pps.service import PpsService
+
+    release = threading.Event()
+    real = PpsService.resolve_image
+
+    def slow(self: PpsService, spec: Any) -> str:
+        release.wait(30)  # a registry taking its time
+        return real(self, spec)
+
+    monkeypatch.setattr(PpsService, "resolve_image", slow)
+    show = 'echo "$MARK" > /pfs/out/$(ls /pfs/in)'
+    client.create_pipeline(pipeline("pulled", images["b"], ["sh", "-c", show]))
+    client.create_pipeline(pipeline("plain", None, ["sh", "-c", 'cp "$in" "$TUSK_PFS/out/"']))
+    stop = threading.Event()
+    loop = threading.Thread(target=client.run_scheduler, kwargs={"stop": stop}, daemon=True)
+    loop.start()
+    from tusk.polling import poll_until
+
+    def finished(name: str) -> tusk.JobInfo:
+        def check() -> tuple[bool, list[tusk.JobInfo]]:
+            jobs = client.list_jobs(name)
+            return bool(jobs) and jobs[0].done, jobs
+
+        return poll_until(check, 30, lambda jobs: f"{name}: {jobs}")[0]
+
+    try:
+        assert finished("plain").state == "success"  # while the other image is still coming
+        assert client.list_jobs("pulled")[0].state == "created"
+        release.set()
+        pulled = finished("pulled")
+        assert pulled.state == "success" and pulled.image_digest
+    finally:
+        release.set()
+        stop.set()
+        loop.join(30)

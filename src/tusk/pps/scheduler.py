@@ -211,6 +211,7 @@ class Scheduler:
         self._last_renew = 0.0
         self._last_discovery = 0.0
         self._wake = threading.Event()
+        self._pulls: dict[tuple[str, int], _Pull] = {}  # image fetches under way
         self.errors: list[str] = []
 
     # The loop
@@ -454,7 +455,10 @@ class Scheduler:
             self._fail_job(job, unusable)
             return
         commits = _as_spec_reads(commits, spec)
-        digest = self._pin_image(job, spec)
+        try:
+            digest = self._pin_image(job, spec)
+        except _Pulling:
+            return  # started again on a later pass, once the image is here
         plan = self._incremental_plan(job, spec, commits) if incremental else None
         items: list[Datum | str] = (
             plan[1]
@@ -523,18 +527,35 @@ class Scheduler:
         Resolved once per pipeline version: the first job of a version fetches the image and
         records its digest on the version; every later job of that version runs the same
         digest, even if the tag has moved since (a new image needs a new pipeline version).
+        The fetch runs on a thread of its own (a big pull takes minutes; this loop renews the
+        leases of running datums meanwhile): until it is done this raises :class:`_Pulling`
+        and the job waits, as it waits for an unfinished input.
         """
         if not spec.transform.image or not self.run_images:
             return None
         if job.image_digest:
             return job.image_digest
+        key = (job.pipeline, job.version)
         with self.meta.read() as tx:
-            version = tx.get_pipeline_version(job.pipeline, job.version)
+            version = tx.get_pipeline_version(*key)
         if version is not None and version.image_digest:
             return version.image_digest
-        digest = self.pps.resolve_image(spec)
+        with self._lock:
+            pull = self._pulls.get(key)
+            if pull is None:
+                pull = self._pulls[key] = _Pull()
+                threading.Thread(
+                    target=pull.run, args=(lambda: self.pps.resolve_image(spec), self._wake),
+                    name=f"pull-{job.pipeline}", daemon=True,
+                ).start()  # fmt: skip
+        if not pull.done.is_set():
+            raise _Pulling()
+        with self._lock:
+            self._pulls.pop(key, None)
+        if pull.error is not None:
+            raise pull.error
         with self.meta.write() as tx:
-            return tx.pin_version_image(job.pipeline, job.version, digest)
+            return tx.pin_version_image(job.pipeline, job.version, pull.digest)
 
     def _incremental_plan(
         self, job: JobRecord, spec: PipelineSpec, commits: dict[tuple[str, str], str]
@@ -632,7 +653,10 @@ class Scheduler:
                     commits[(leaf.repo, leaf.branch)] = pinned
             trees = {key: self.pfs.commit_record(cid).tree for key, cid in commits.items()}
             running = _Job(job, spec, origin, commits, trees)
-            digest = self._pin_image(job, spec)
+            try:
+                digest = self._pin_image(job, spec)
+            except _Pulling:
+                return
             if digest is not None and spec.transform.image:
                 tf = spec.transform
                 running.image = ImageRun(tf.image or "", digest, tf.user or "", bool(tf.network))
@@ -981,6 +1005,30 @@ def next_tick(spec: str, after: float) -> float:
     if spec.startswith("@every"):
         return after + parse_duration(spec[len("@every") :].strip())
     return float(croniter(spec, datetime.fromtimestamp(after, UTC)).get_next(float))
+
+
+class _Pulling(Exception):
+    """The job's image is being fetched: try again on a later pass."""
+
+
+class _Pull:
+    """One image fetch on a thread of its own: its digest or its error once ``done``."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.digest = ""
+        self.error: TuskError | None = None
+
+    def run(self, resolve: Callable[[], str], wake: threading.Event) -> None:
+        try:
+            self.digest = resolve()
+        except TuskError as exc:
+            self.error = exc
+        except Exception as exc:  # a pull must not die silently: the job fails, saying why
+            self.error = TuskError(f"fetching the image failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.done.set()
+            wake.set()  # the scheduler starts the job on its next pass
 
 
 class _Replan(Exception):
