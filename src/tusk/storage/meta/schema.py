@@ -296,3 +296,19 @@ s3_parts = sa.Table(
     sa.Column("etag", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Long-running processes of spout and service pipelines (migration 0009): how each is doing,
+# written by the scheduler that supervises it (owner), read by `tusk list pipeline`.
+pipeline_processes = sa.Table(
+    "pipeline_processes",
+    metadata,
+    sa.Column("pipeline", sa.String(NAME), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # spout or service
+    sa.Column("state", sa.String(16), nullable=False),  # starting, running, restarting, crashed
+    sa.Column("restarts", sa.Integer, nullable=False, default=0),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)

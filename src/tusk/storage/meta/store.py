@@ -43,7 +43,7 @@ from tusk.storage.meta.store_secrets import SecretTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 _BATCH = 500
 
 
