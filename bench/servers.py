@@ -77,7 +77,7 @@ def tusk_up_s3(
     """``tusk --home HOME up --port 0 --s3-port 0 --sandbox none`` in its own process (the
     scheduler, the REST API and the S3 gateway); yields (API address, S3 endpoint, pid).
 
-    Both addresses come from the lines it prints on stderr (as tests/s3/gateway.py reads
+    Both addresses come from the lines it prints on stderr (as tests/gateway.py reads
     them); every line of stderr goes to ``log`` when one is given.
     """
     args = ["up", "--port", "0", "--s3-port", "0", "--sandbox", "none"]

@@ -65,6 +65,31 @@ class PgServer:
         log = str(self.root / "log")
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", log, "-w", "start")
 
+    def require_passwords(self) -> None:
+        """From now on every role but ``postgres`` logs in with its password (SCRAM) over
+        TCP; ``postgres`` keeps trust, so the other tests' URLs work unchanged."""
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(
+            "local all all trust\n"
+            "host all postgres 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "reload")
+        import time
+
+        import psycopg
+
+        deadline = time.monotonic() + 30  # the server rereads pg_hba.conf on its own time
+        while True:
+            try:
+                psycopg.connect(f"postgresql://tusk_probe:x@127.0.0.1:{self.port}/postgres").close()
+            except psycopg.OperationalError as exc:
+                if "password authentication failed" in str(exc):
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError("PostgreSQL did not start asking for passwords")
+            time.sleep(0.05)
+
     def halt(self) -> None:
         """Stop the server, keeping its data (``start`` brings it back)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")

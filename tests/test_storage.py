@@ -183,6 +183,18 @@ def test_backend_put_parts_and_sync(backend: ObjectBackend) -> None:
     assert leftovers(backend) == []
 
 
+def test_backend_put_stream(backend: ObjectBackend) -> None:
+    blocks = [rand(1000, b"%d" % i) for i in range(50)]
+    backend.put_stream("s/one", iter(blocks), durable=False)
+    backend.sync(["s/one"])
+    assert backend.get("s/one") == b"".join(blocks)
+    backend.put_stream("s/one", (b for b in [b"new", memoryview(b" contents")]), size=12)
+    assert backend.get("s/one") == b"new contents"
+    backend.put_stream("s/empty", iter([]))
+    assert backend.get("s/empty") == b""
+    assert leftovers(backend) == []
+
+
 def test_backend_put_is_atomic(
     local_backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,6 +383,32 @@ def test_s3_multipart_upload_for_large_objects(s3: S3Backend) -> None:
     big.put("packs/small", rand(MiB))
     head = big._client.head_object(Bucket=s3.bucket, Key="tusk/packs/small")
     assert "-" not in head["ETag"]
+    big.close()
+
+
+def test_s3_put_stream_sends_parts_as_the_blocks_come(s3: S3Backend) -> None:
+    # One upload thread: part 1 goes up while part 2 is cut, so memory stays at two parts.
+    big = S3Backend(
+        s3.bucket, s3.prefix, endpoint=s3.endpoint, multipart_threshold=6 * MiB,
+        part_size=5 * MiB, upload_threads=1,
+    )  # fmt: skip
+    made: list[bytes] = []
+    sent: list[int] = []  # blocks made when each part went up
+
+    def record(request: object, **_: object) -> None:
+        if "partNumber=" in str(getattr(request, "url", "")):
+            sent.append(len(made))
+
+    def blocks() -> Iterator[bytes]:
+        for i in range(80):  # 20 MiB in 256 KiB blocks
+            made.append(rand(256 * 1024, b"%d" % i))
+            yield made[-1]
+
+    big._client.meta.events.register("before-send.s3.UploadPart", record)
+    big.put_stream("streamed", blocks())
+    assert len(sent) == 4 and sent[0] <= 41 < len(made) == 80
+    assert s3.get("streamed") == b"".join(made)
+    assert leftovers(s3) == []
     big.close()
 
 

@@ -1,11 +1,13 @@
-"""The image cache through a server: ``POST``/``GET /api/v1/images``, the SDK and the CLI.
+"""The image cache through a server: ``POST``/``GET /api/v1/images`` and ``DELETE
+/api/v1/images/{name}``, the SDK and the CLI.
 
 One live server for the module, auth on: root (clusterAdmin) loads a ``docker save`` tarball
 built offline (tests/imagebuild.py) with the CLI and the SDK; the server's cache then holds
 the image the same tarball makes in-process, known by the tag it carries (never by the
 server's temporary file), and no upload is left behind. A user without cluster roles may
-list but not load (403, audited, nothing changed); a damaged tarball sent raw is a 400 of one
-line that never names the server's temporary file.
+list but not load or delete (403, audited, nothing changed); a damaged tarball sent raw is a
+400 of one line that never names the server's temporary file. Root cannot delete an image a
+pipeline's job pins (409, naming it), can once the pipeline is gone; an unknown name is a 404.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from click.testing import CliRunner, Result
 import tusk
 from imagebuild import Built, build, needs_tools
 from tusk.cli.main import cli
-from tusk.errors import InvalidArgument, InvalidImage, PermissionDenied
+from tusk.errors import ImageNotFound, InvalidArgument, InvalidImage, PermissionDenied
 from tusk.sdk.remote import RemoteClient
 
 pytestmark = needs_tools
@@ -177,3 +179,55 @@ def test_a_bad_tarball_is_a_400_of_one_line(server: Server) -> None:
     bad_name = server.http.post(f"{API}/images", content=body, params=params, headers=root)
     assert bad_name.status_code == 400 and "unprintable" in bad_name.text, bad_name.text
     assert _state(server) == before
+
+
+def test_deleting_is_for_cluster_admins(server: Server) -> None:
+    with RemoteClient(server.live.url, server.root) as admin:
+        digest = admin.load_image(server.built.archive).digest
+    before = _state(server), sorted(p.name for p in (server.cache / "refs").iterdir())
+    with (
+        RemoteClient(server.live.url, server.alice) as alice,
+        pytest.raises(PermissionDenied, match="user:alice"),
+    ):
+        alice.delete_image("busybox:v1")
+    error = run(server, server.alice, "delete", "image", "busybox:v1", code=9).stderr
+    assert error.count("\n") == 1 and error.startswith("error: ") and "user:alice" in error
+    raw = server.http.delete(f"{API}/images/{digest}", headers=_bearer(server.alice))
+    assert raw.status_code == 403 and raw.json()["error"]["code"] == "permission_denied"
+    assert (_state(server), sorted(p.name for p in (server.cache / "refs").iterdir())) == before
+    audit = _ok(
+        server.http.get(f"{API}/audit", params={"user": "user:alice"}, headers=_bearer(server.root))
+    )
+    assert sum(e["operation"] == "delete_image" and not e["allowed"] for e in audit) == 3
+
+    # A pipeline's job pins it: 409, naming the pipeline; then root deletes it by tag.
+    with RemoteClient(server.live.url, server.root) as admin:
+        admin.create_repo("in")
+        admin.put_files("in@master", [("/a.txt", b"alpha")])
+        spec = {
+            "pipeline": {"name": "edges"},
+            "input": {"pfs": {"repo": "in", "glob": "/*"}},
+            "transform": {"image": "busybox:v1", "cmd": ["true"]},
+        }
+        admin.create_pipeline(spec)
+        server.live.client().run_scheduler(once=True)
+        pinned = server.http.delete(f"{API}/images/busybox:v1", headers=_bearer(server.root))
+        assert pinned.status_code == 409, pinned.text
+        message = pinned.json()["error"]["message"]
+        assert pinned.json()["error"]["code"] == "in_use" and "pipeline edges v1" in message
+        admin.delete_pipeline("edges")
+        admin.delete_repo("in")
+        out = run(server, server.root, "delete", "image", "busybox:v1").stdout
+        assert out == f"deleted image {digest} (busybox:v1)\n"
+        assert admin.list_images() == []
+        # A name with '/' and ':' reaches the route whole; one that names nothing is a 404.
+        with pytest.raises(ImageNotFound, match=r"no image 'myorg/tool:1\.2'"):
+            admin.delete_image("myorg/tool:1.2")
+    assert not (server.cache / "oci" / digest[7:]).exists()
+    assert list((server.cache / "refs").iterdir()) == []
+    missing = server.http.delete(f"{API}/images/{digest}", headers=_bearer(server.root))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "image_not_found"
+    audit = _ok(
+        server.http.get(f"{API}/audit", params={"user": "user:root"}, headers=_bearer(server.root))
+    )
+    assert any(e["operation"] == "delete_image" and e["allowed"] for e in audit)

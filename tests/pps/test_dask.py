@@ -97,3 +97,32 @@ def test_an_image_pipeline_on_dask_fetches_the_pinned_image_where_it_runs(
         second = c.list_jobs("show")[0]
         assert second.state == "success" and second.image_digest == first.image_digest
         assert c.get_file("show@master:/c") == b"in-image 3\n"
+
+
+def test_a_spout_runs_beside_a_dask_scheduler(cluster: str, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    code = (
+        "import os, tusk; c = tusk.Client(); r = os.environ['TUSK_OUTPUT_REPO']\n"
+        "for i in range(3): c.put_file(f'{r}@master:/n{i}', b'x')\n"
+        "import time; time.sleep(60)"
+    )
+    with tusk.Client(tmp_path / "home") as c:
+        c.create_pipeline(
+            {"pipeline": {"name": "feed"}, "spout": {},
+             "transform": {"cmd": [sys.executable, "-c", code]}}
+        )  # fmt: skip
+        stop = threading.Event()
+        kwargs = {"stop": stop, "executor": cluster}
+        loop = threading.Thread(target=c.run_scheduler, kwargs=kwargs, daemon=True)
+        loop.start()
+        try:
+            deadline = time.monotonic() + 30
+            while len(c.list_commits("feed@master")) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(c.list_commits("feed@master")) == 3
+            assert c.inspect_pipeline("feed").process_state == "running"
+        finally:
+            stop.set()
+            loop.join(30)

@@ -447,7 +447,7 @@ def test_input_pinned_to_a_commit(client: tusk.Client) -> None:
         )
 
 
-def test_reprocess_with_an_explicit_salt_and_s3_egress_refused(client: tusk.Client) -> None:
+def test_reprocess_with_an_explicit_salt_and_a_bad_egress_refused(client: tusk.Client) -> None:
     client.put_files("in@master", [("/a", b"a"), ("/b", b"b")])
     client.create_pipeline(spec(salt="s1"))
     run(client)
@@ -457,6 +457,7 @@ def test_reprocess_with_an_explicit_salt_and_s3_egress_refused(client: tusk.Clie
     client.update_pipeline(spec(salt="s1"))  # same salt, no --reprocess: all skipped
     run(client)
     assert (client.list_jobs("up")[0].processed, client.list_jobs("up")[0].skipped) == (0, 2)
+    sql = {"url": "postgresql://u@h/db", "file_format": {"type": "CSV"}}  # no password secret
     with pytest.raises(InvalidSpec, match="egress"):
-        client.create_pipeline(spec(name="out", egress={"URL": "s3://bucket/prefix"}))
+        client.create_pipeline(spec(name="out", egress={"sql_database": sql}))
     assert "out" not in [r.name for r in client.list_repos()]

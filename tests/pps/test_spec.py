@@ -368,15 +368,12 @@ def test_several_errors_on_one_line() -> None:
     ("section", "field", "where"),
     [
         ("spec", "tf_job", "tf_job"),
-        ("spec", "service", "service"),
-        ("spec", "spout", "spout"),
         ("spec", "spec_commit", "spec_commit"),
         ("spec", "s3_out", "s3_out"),
         ("spec", "datum_set_spec", "datum_set_spec"),
         ("pfs", "s3", "input.pfs.s3"),
-        ("pfs", "trigger", "input.pfs.trigger"),
+        ("trigger", "rate_limit_spec", "input.pfs.trigger.rate_limit_spec"),
         ("parallelism_spec", "coefficient", "parallelism_spec.coefficient"),
-        ("egress", "sql_database", "egress.sql_database"),
         ("input", "git", "input.git"),
         ("cron", "commit", "input.cron.commit"),
     ],
@@ -385,8 +382,11 @@ def test_unsupported_fields_are_refused_with_reason(section: str, field: str, wh
     data = base(egress={"URL": "s3://b/p"}, parallelism_spec={"constant": 1})
     if section == "cron":
         data["input"] = {"cron": {"name": "tick", "spec": "@hourly"}}
+    if section == "trigger":
+        data["input"]["pfs"]["trigger"] = {"branch": "master"}
     target = {
         "cron": data["input"].get("cron"),
+        "trigger": data["input"].get("pfs", {}).get("trigger"),
         "spec": data,
         "transform": data["transform"],
         "pfs": data["input"].get("pfs"),
@@ -658,6 +658,54 @@ def test_egress_urls() -> None:
         assert spec.egress is not None and spec.egress.url == url
     assert "egress.url: 'gs://b' is not a supported egress URL" in error_of(
         base(egress={"URL": "gs://b"})
+    )
+
+
+def test_egress_targets() -> None:
+    # Pachyderm's object_storage.url is its URL: stored as URL, so both forms hash the same.
+    spec = load_spec(base(egress={"objectStorage": {"url": "s3://b/p"}}))
+    assert spec.canonical()["egress"] == {"url": "s3://b/p"}
+    assert spec == load_spec(base(egress={"URL": "s3://b/p"}))
+    sql = {
+        "url": "postgresql://tusk@db.internal:5432/warehouse",
+        "fileFormat": {"type": "csv", "columns": ["id", "name"]},
+        "secret": {"name": "pg", "key": "password"},
+    }
+    spec = load_spec(base(egress={"sqlDatabase": sql}))
+    assert spec.canonical()["egress"] == {
+        "sql_database": {
+            "url": "postgresql://tusk@db.internal:5432/warehouse",
+            "file_format": {"type": "CSV", "columns": ["id", "name"]},
+            "secret": {"name": "pg", "key": "password"},
+        }
+    }
+    assert load_spec(spec.canonical()) == spec
+    sqlite = {"url": "sqlite:////srv/out.db", "file_format": {"type": "JSON"}}
+    assert load_spec(base(egress={"sql_database": sqlite})).egress is not None
+
+    def egress_error(egress: dict[str, Any]) -> str:
+        return error_of(base(egress=egress))
+
+    assert "egress: give URL (s3://bucket/prefix, file:///dir) or sql_database" in egress_error({})
+    assert "egress: give exactly one of URL" in egress_error({"URL": "/x", "sql_database": sqlite})
+    assert "give URL or object_storage.url, not both" in egress_error(
+        {"URL": "/x", "object_storage": {"url": "/y"}}
+    )
+    bad = sql | {"fileFormat": {"type": "XML"}}
+    assert "egress.sql_database.file_format.type: 'XML' is not a file format; use CSV or JSON" in (
+        egress_error({"sql_database": bad})
+    )
+    bad = sql | {"fileFormat": {"type": "PARQUET"}}
+    assert "PARQUET is not supported by Tusk's SQL egress" in egress_error({"sql_database": bad})
+    no_secret = {k: v for k, v in sql.items() if k != "secret"}
+    assert "egress.sql_database.secret: required for a database server" in egress_error(
+        {"sql_database": no_secret}
+    )
+    assert "do not put the password in the URL" in egress_error(
+        {"sql_database": sql | {"url": "postgresql://tusk:pw@db/warehouse"}}
+    )
+    assert "'mysql://u@h/db' is not a supported database URL" in egress_error(
+        {"sql_database": sql | {"url": "mysql://u@h/db"}}
     )
 
 

@@ -211,10 +211,10 @@ def test_unreadable_files_name_the_real_line_and_cause() -> None:
 
 
 def test_refused_field_is_one_line_without_its_consequences() -> None:
-    spout = {"pipeline": {"name": "p"}, "transform": {"cmd": ["x"]}, "spout": {}}
-    message = error_of(spout)
-    assert "spout: not supported by Tusk" in message
-    assert "input: required" not in message
+    tf_job = {"pipeline": {"name": "p"}, "tf_job": {}, "input": {"pfs": {"repo": "a", "glob": "/"}}}
+    message = error_of(tf_job)
+    assert "tf_job: not supported by Tusk" in message
+    assert "transform: required" not in message
     assert "required field missing" not in message
 
 
@@ -247,7 +247,7 @@ def test_cli_takes_a_lenient_spec(home: Path, tmp_path: Path) -> None:
     [info] = tusk.json("create", "pipeline", "-f", str(spec))
     assert [u["pfs"]["glob"] for u in info["spec"]["input"]["union"]] == ["/*", "/*"]
     bad = tmp_path / "bad.yaml"
-    bad.write_text("pipeline: {name: q}\ntransform: {cmd: [x]}\nspout: {}\n")
+    bad.write_text("pipeline: {name: q}\ntf_job: {}\ninput: {pfs: {repo: a, glob: /}}\n")
     message = tusk.fails("create", "pipeline", "-f", str(bad), code=2)
-    assert "spout: not supported by Tusk" in message and "required field" not in message
+    assert "tf_job: not supported by Tusk" in message and "required field" not in message
     assert [p["name"] for p in tusk.json("list", "pipeline")] == ["p"]

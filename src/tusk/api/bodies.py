@@ -26,12 +26,25 @@ class ProjectCreate(_Body):
     update: bool = Field(False, description="Change the description of an existing project.")
 
 
+class Trigger(_Body):
+    branch: str = Field(description="The branch of the same repo that this branch follows.")
+    size: str | None = Field(None, description="Fire once this much was added: '100MB'.")
+    commits: int | None = Field(None, ge=0, description="Fire after this many commits.")
+    cron_spec: str | None = Field(
+        None, description="Fire once a tick passed since the last firing: '@every 1h'."
+    )
+    all: bool = Field(False, description="Every condition set must hold (default: any).")
+
+
 class BranchCreate(_Body):
     name: str
     head: str | None = Field(
         None, description="A branch, commit id or ancestor ref (master^2) to point at."
     )
     provenance: list[str] = Field(default_factory=list, description="Branches: 'repo@branch'.")
+    trigger: Trigger | None = Field(
+        None, description="Move this branch to another branch's head when conditions hold."
+    )
 
 
 class CommitStart(_Body):

@@ -1,9 +1,11 @@
-"""Image routes: ``tusk image load`` and ``tusk list image`` against a server.
+"""Image routes: ``tusk image load``, ``tusk list image`` and ``tusk delete image`` against a
+server.
 
 ``POST /images`` takes a ``docker save``/``podman save`` tarball as its raw body: streamed to a
 temporary file under the server's image cache (``<home>/images/tmp``), checked, copied into the
-cache by skopeo, and removed whatever happens. Loading writes to the server's disk and decides
-what pipelines run, so with auth on it is clusterAdmin's; listing is any caller's.
+cache by skopeo, and removed whatever happens. Loading and deleting write to the server's disk
+and decide what pipelines run, so with auth on they are clusterAdmin's (audited); listing is
+any caller's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
@@ -37,6 +40,16 @@ TarballName = Annotated[
         min_length=1,
         max_length=4096,
         description="The tarball's path as the client names it, for error messages.",
+    ),
+]
+
+ImageName = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=4096,
+        description="A digest (sha256: optional), a unique digest prefix of at least 4 hex "
+        "digits, or a reference that resolved to the image (busybox:1.36).",
     ),
 ]
 
@@ -95,6 +108,20 @@ def image_router(pps: PpsService, route_class: type[APIRoute]) -> APIRouter:
         """Every image in the server's image cache: digest, references, platform, size on
         disk, and whether its rootfs is unpacked."""
         return ok(cached_images(pps.images))
+
+    # {name:path}: a reference may hold '/' and ':' (myorg/tool:1.2, docker-archive:/x.tar);
+    # clients percent-encode it as one segment, which servers decode before routing.
+    @r.delete("/images/{name:path}")
+    @returns(CachedImage)
+    def delete_image(name: ImageName) -> Response:
+        """Remove a cached image, named by its digest, a unique digest prefix or a reference
+        that resolved to it (a tag it was loaded with), as ``docker rmi`` does; answer what it
+        was. Its space, less what other images share, comes back at once.
+
+        404 (image_not_found) when no image has that name; 409 (in_use), naming them, while
+        a pipeline version or job pins it.
+        """
+        return ok(pps.delete_image(name))
 
     return r
 

@@ -51,6 +51,7 @@ from tusk.errors import Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
 from tusk.pfs.models import (
     BranchInfo,
+    BranchTrigger,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -257,7 +258,11 @@ def pfs_router(
             auth.require(
                 current_caller(), REPO_READ, upstream, edge=EDGE, operation="create_branch"
             )
-        return ok(pfs.create_branch(repo_name(repo), body.name, body.head, prov), 201)
+        trigger = None
+        if body.trigger is not None:
+            t = body.trigger
+            trigger = BranchTrigger(t.branch, t.size, t.commits, t.cron_spec, t.all)
+        return ok(pfs.create_branch(repo_name(repo), body.name, body.head, prov, trigger), 201)
 
     @r.get("/repos/{repo}/branches", tags=["branches"])
     @returns(list[BranchInfo])

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from tusk import errors
-from tusk.pfs.models import CommitInfo, PutResult
+from tusk.pfs.models import BranchInfo, BranchTrigger, CommitInfo, PutResult
 from tusk.pps.models import ApplyChange, ApplyResult, LineageStep, PipelineInfo, PipelineVersion
 
 API_PREFIX = "/api/v1"
@@ -149,6 +149,8 @@ def decode(cls: type[T], data: Any) -> T:
     kw = {k: v for k, v in data.items() if k in names}
     if cls is PutResult:
         kw["commit"] = decode(CommitInfo, kw["commit"])
+    elif cls is BranchInfo and kw.get("trigger") is not None:
+        kw["trigger"] = decode(BranchTrigger, kw["trigger"])
     elif cls is PipelineInfo:
         kw["versions"] = [decode(PipelineVersion, v) for v in kw.get("versions") or []]
     elif cls is LineageStep:

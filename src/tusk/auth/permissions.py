@@ -185,9 +185,11 @@ REST: dict[str, Rule] = {
     "list_secrets": _ADMIN,
     "inspect_secret": _ADMIN,
     "delete_secret": _ADMIN_CHANGE,
-    # images: loading one writes to the server's disk and names what pipelines run in
+    # images: loading or deleting one writes to the server's disk and decides what pipelines
+    # run in
     "load_image": _ADMIN_CHANGE,
     "list_images": _AUTH,
+    "delete_image": _ADMIN_CHANGE,
 }
 
 # The S3 gateway (tusk.s3): one rule per S3 action; a bucket ``branch.repo`` is its repo,

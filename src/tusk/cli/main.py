@@ -80,7 +80,7 @@ inspect = _verb(
     "Show details of a project, repo, branch, commit, commit set, file, pipeline, job, datum, "
     "secret or image.",
 )
-delete = _verb("delete", "Delete a project, repo, branch, commit, file, pipeline or secret.")
+delete = _verb("delete", "Delete a project, repo, branch, commit, file, pipeline, secret or image.")
 start = _verb("start", "Start a commit, or resume a pipeline.")
 stop = _verb("stop", "Pause a pipeline or kill a job.")
 run = _verb("run", "Run a pipeline on its inputs' current data.")
@@ -92,6 +92,7 @@ get = _verb("get", "Get files out of a repo.")
 glob = _verb("glob", "List files matching a glob pattern.")
 diff = _verb("diff", "Show what changed between two commits.")
 copy = _verb("copy", "Copy files between commits, without copying data.")
+next_ = _verb("next", "Go on to the next datum (in the code of a datum_batching pipeline).")
 
 # Each verb's nouns, as module:function of tusk.cli.commands: a command imports only its
 # own module (see AliasGroup.add_lazy).
@@ -137,6 +138,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "file": "file:delete_file",
         "pipeline": "pipeline:delete_pipeline",
         "secret": "secret:delete_secret",
+        "image": "image:delete_image",
     },
     start: {"commit": "commit:start_commit", "pipeline": "pipeline:start_pipeline"},
     stop: {"pipeline": "pipeline:stop_pipeline", "job": "pipeline:stop_job"},
@@ -153,6 +155,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
     glob: {"file": "file:glob_file"},
     diff: {"file": "file:diff_file"},
     copy: {"file": "file:copy_file"},
+    next_: {"datum": "datum:next_datum"},
 }
 for verb, nouns in NOUNS.items():
     for noun, target in nouns.items():

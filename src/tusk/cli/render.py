@@ -204,6 +204,7 @@ def branch_fields(b: BranchInfo) -> None:
             ("Created", when(b.created_at)),
             ("Provenance", _join(b.provenance)),
             ("Subvenance", _join(b.subvenance)),
+            *([("Trigger", b.trigger.describe())] if b.trigger is not None else []),
         ]
     )
 
@@ -423,7 +424,7 @@ def pipeline_table(pipelines: Sequence[PipelineInfo]) -> None:
             (
                 p.name,
                 str(p.version),
-                p.state,
+                _pipeline_state(p),
                 p.input,
                 p.last_job_state or "-",
                 ago(p.created_at),
@@ -434,6 +435,15 @@ def pipeline_table(pipelines: Sequence[PipelineInfo]) -> None:
     )
 
 
+def _pipeline_state(p: PipelineInfo) -> str:
+    """``running``, or a spout's ``running (spout crashed, 3 restarts)``, a service's."""
+    if p.process_state is None:
+        return p.state
+    kind = "spout" if "spout" in p.spec else "service"
+    restarts = f", {p.restarts} restart{'s' if p.restarts != 1 else ''}" if p.restarts else ""
+    return f"{p.state} ({kind} {p.process_state}{restarts})"
+
+
 def pipeline_fields(p: PipelineInfo) -> None:
     image = (p.spec.get("transform") or {}).get("image")
     last = f"{p.name}@{p.last_job} ({p.last_job_state})" if p.last_job else "-"
@@ -442,7 +452,8 @@ def pipeline_fields(p: PipelineInfo) -> None:
             ("Name", p.name),
             ("Description", p.description or "-"),
             ("Version", str(p.version)),
-            ("State", p.state),
+            ("State", _pipeline_state(p)),
+            *([("Process", p.process_detail)] if p.process_detail else []),
             ("Input", p.input),
             ("Output", f"{p.name}@{p.output_branch}"),
             ("Transform", _cmd(p.spec)),

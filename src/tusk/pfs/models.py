@@ -34,6 +34,30 @@ class ProjectInfo(_Dict):
 
 
 @dataclass(frozen=True)
+class BranchTrigger(_Dict):
+    """When a branch follows another of its repo (Pachyderm's branch trigger): on a new commit
+    of ``branch``, or a cron tick, it moves to that branch's head if the conditions hold since
+    its own head: ``size`` more bytes, ``commits`` more commits, a ``cron_spec`` tick since it
+    last fired; any of them, or with ``all`` every one; none set: on every commit.
+    ``fired_at``: when it last moved (or was set), in epoch seconds."""
+
+    branch: str
+    size: str | None = None
+    commits: int | None = None
+    cron_spec: str | None = None
+    all: bool = False
+    fired_at: float | None = None
+
+    def describe(self) -> str:
+        """``master on size(100MB) or commits(10)`` (as pachctl prints a trigger)."""
+        conds = [f"{k}({v})" for k, v in (("size", self.size), ("commits", self.commits),
+                                          ("cron", self.cron_spec)) if v]  # fmt: skip
+        if not conds:
+            return f"{self.branch} on every commit"
+        return f"{self.branch} on {(' and ' if self.all else ' or ').join(conds)}"
+
+
+@dataclass(frozen=True)
 class BranchInfo(_Dict):
     repo: str
     name: str
@@ -41,6 +65,7 @@ class BranchInfo(_Dict):
     created_at: float
     provenance: list[str] = field(default_factory=list)
     subvenance: list[str] = field(default_factory=list)
+    trigger: BranchTrigger | None = None
 
 
 @dataclass(frozen=True)

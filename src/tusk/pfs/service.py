@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,10 +40,12 @@ from tusk.ids import (
     new_commit_id,
     split_repo,
 )
+from tusk.pfs import triggers
 from tusk.pfs.models import (
     DEFAULT_GRACE,
     DEFAULT_REPACK_THRESHOLD,
     BranchInfo,
+    BranchTrigger,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -129,6 +131,11 @@ class PfsService:
         self.tree_params = tree_params or TreeParams()
         self.node_cache = NodeCache()
         self.codec = NodeCodec()
+        # The clock of branch triggers (tests bring their own; see fire_cron_triggers).
+        self.clock: Callable[[], float] = time.time
+        # Cron triggers due whose other conditions failed: (repo, branch) -> the heads and the
+        # trigger then (the same again cannot hold until one of them changes).
+        self._cron_idle: dict[tuple[str, str], tuple[str, str | None, triggers.TriggerRecord]] = {}
 
     @classmethod
     def open(cls, home: Path, config: StoreConfig | None = None) -> PfsService:
@@ -263,8 +270,13 @@ class PfsService:
         branch: str,
         head: str | None = None,
         provenance: Sequence[tuple[str, str]] = (),
+        trigger: BranchTrigger | None = None,
     ) -> BranchInfo:
-        """Create a branch, or move an existing one's head. O(1): no data is copied."""
+        """Create a branch, or move an existing one's head. O(1): no data is copied.
+
+        ``trigger`` makes it follow another branch of its repo (see :mod:`tusk.pfs.triggers`);
+        given for an existing branch, it replaces that branch's trigger.
+        """
         check_branch_name(branch)
         with self.meta.write() as tx:
             self._need_repo(tx, repo)
@@ -272,9 +284,23 @@ class PfsService:
             if head is not None:
                 head_id = self._resolve(tx, repo, parse_ref(head), readable=False).id
             existing = tx.get_branch(repo, branch, lock=True)
-            if existing is not None and head is None and not provenance:
+            if existing is not None and head is None and not provenance and trigger is None:
                 raise AlreadyExists(
                     f"branch {repo}@{branch} already exists (give --head to move it)"
+                )
+            if trigger is not None:
+                if provenance or tx.branch_provenance(repo, branch):
+                    raise InvalidArgument(
+                        f"branch {repo}@{branch} has provenance (its commits are computed from "
+                        "other branches), so it cannot also have a trigger"
+                    )
+                record = triggers.checked(tx, repo, branch, trigger, self.clock())
+                before = tx.get_trigger(repo, branch)
+                if before is not None and replace(before, fired_at=record.fired_at) == record:
+                    record = before  # the same trigger again (a pipeline update): same clock
+            elif provenance and tx.get_trigger(repo, branch) is not None:
+                raise InvalidArgument(
+                    f"branch {repo}@{branch} has a trigger, so it cannot also have provenance"
                 )
             for prov_repo, prov_branch in provenance:
                 self._need_repo(tx, prov_repo)
@@ -292,6 +318,8 @@ class PfsService:
             if provenance:
                 self._check_no_cycle(tx, repo, branch, provenance)
                 tx.set_branch_provenance(repo, branch, provenance)
+            if trigger is not None:
+                tx.set_trigger(record)
             return self._branch_info(tx, repo, branch)
 
     def _check_no_cycle(
@@ -319,6 +347,7 @@ class PfsService:
 
     def _branch_info(self, tx: MetaTx, repo: str, branch: str) -> BranchInfo:
         b = self._need_branch(tx, repo, branch)
+        trigger = tx.get_trigger(repo, branch)
         return BranchInfo(
             repo,
             branch,
@@ -326,6 +355,7 @@ class PfsService:
             b.created_at,
             [f"{r}@{n}" for r, n in tx.branch_provenance(repo, branch)],
             [f"{r}@{n}" for r, n in tx.branch_subvenance(repo, branch)],
+            triggers.as_info(trigger) if trigger is not None else None,
         )
 
     def inspect_branch(self, repo: str, branch: str) -> BranchInfo:
@@ -989,13 +1019,116 @@ class PfsService:
         return record
 
     def _propagate(self, tx: MetaTx, commit: CommitRecord) -> None:
-        """Open a commit in ``commit``'s set on every branch downstream of its branch."""
-        if commit.branch is None or not tx.branch_subvenance(commit.repo, commit.branch):
+        """Open a commit in ``commit``'s set on every branch downstream of its branch, then
+        move the branches whose triggers follow it (a finished commit is what fires them)."""
+        if commit.branch is None:
             return
-        in_set = {(c.repo, c.branch): c for c in tx.commits_in_set(commit.commit_set)}
-        for repo, branch in self._downstream(tx, commit.repo, commit.branch):
-            if (repo, branch) not in in_set:
-                self._open_in_set(tx, repo, branch, commit.commit_set, in_set)
+        if tx.branch_subvenance(commit.repo, commit.branch):
+            in_set = {(c.repo, c.branch): c for c in tx.commits_in_set(commit.commit_set)}
+            for repo, branch in self._downstream(tx, commit.repo, commit.branch):
+                if (repo, branch) not in in_set:
+                    self._open_in_set(tx, repo, branch, commit.commit_set, in_set)
+        moved: list[tuple[str, str]] = []
+        self._fire_following(tx, commit.repo, commit.branch, self.clock(), moved)
+        self._propagate_moved(tx, moved)
+
+    # Branch triggers (tusk.pfs.triggers): moving a branch as a finished commit does
+
+    def _fire_following(
+        self, tx: MetaTx, repo: str, branch: str, now: float, moved: list[tuple[str, str]]
+    ) -> None:
+        """Move every branch whose trigger follows ``repo@branch`` and holds, and so on down
+        the chain; the moved branches are added to ``moved``."""
+        for record in tx.triggers_from(repo, branch):
+            if (repo, record.branch) not in moved and self._fire(tx, record, now):
+                moved.append((repo, record.branch))
+                self._fire_following(tx, repo, record.branch, now, moved)
+
+    def _fire(self, tx: MetaTx, record: triggers.TriggerRecord, now: float) -> bool:
+        """Move ``record``'s branch to the newest finished commit of the branch it follows if
+        its conditions hold; whether it moved."""
+        source = tx.get_branch(record.repo, record.from_branch)
+        new = triggers.newest_finished(tx, source.head if source is not None else None)
+        target = tx.get_branch(record.repo, record.branch, lock=True)
+        if new is None or target is None or target.head == new.id:
+            return False
+        old = tx.get_commit(target.head) if target.head is not None else None
+        if old is not None and not old.finished:
+            return False  # someone writes to it: move it once that commit is finished
+        if not triggers.holds(tx, record, old, new, now):
+            return False
+        tx.set_branch_head(record.repo, record.branch, new.id)
+        tx.mark_trigger_fired(record.repo, record.branch, now)
+        return True
+
+    def _propagate_moved(self, tx: MetaTx, moved: Sequence[tuple[str, str]]) -> None:
+        """Open a commit on every branch downstream of the branches a trigger moved, in one new
+        commit set (as Pachyderm: a trigger is a change of its own), inputs first."""
+        if not moved:
+            return
+        order: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set(moved)
+
+        def visit(node: tuple[str, str]) -> None:
+            for sub in tx.branch_subvenance(*node):
+                if sub not in seen:
+                    seen.add(sub)
+                    visit(sub)
+            order.append(node)
+
+        for node in moved:
+            visit(node)
+        order.reverse()
+        commit_set = new_commit_id()
+        in_set: dict[tuple[str, str | None], CommitRecord] = {}
+        for repo, branch in order:
+            if (repo, branch) not in moved and (repo, branch) not in in_set:
+                self._open_in_set(tx, repo, branch, commit_set, in_set)
+
+    def fire_cron_triggers(self, now: float | None = None) -> list[str]:
+        """Move the branches whose cron trigger is due (a tick since it last fired) and whose
+        other conditions hold; ``now`` (epoch seconds, default the clock) lets tests bring
+        their own (or set ``clock``, which commits use too). The scheduler calls this on its
+        loop. Returns the moved ``repo@branch``es.
+
+        Cheap when nothing is due: one read; a due trigger with nothing new to move to, or
+        whose other conditions failed on the same heads before, costs no write.
+        """
+        now = self.clock() if now is None else now
+        due: list[triggers.TriggerRecord] = []
+        with self.meta.read() as tx:
+            for record in tx.cron_triggers():
+                if not triggers.cron_due(record, now):
+                    continue
+                source = tx.get_branch(record.repo, record.from_branch)
+                new = triggers.newest_finished(tx, source.head if source is not None else None)
+                target = tx.get_branch(record.repo, record.branch)
+                if new is None or target is None or target.head == new.id:
+                    continue
+                idle = (new.id, target.head, record)
+                if self._cron_idle.get((record.repo, record.branch)) == idle:
+                    continue  # the same heads failed the other conditions before
+                due.append(record)
+        fired: list[str] = []
+        for record in due:
+            with self.meta.write() as tx:
+                current = tx.get_trigger(record.repo, record.branch)
+                if current is None:
+                    continue  # deleted meanwhile
+                moved: list[tuple[str, str]] = []
+                if self._fire(tx, current, now):
+                    moved.append((current.repo, current.branch))
+                    self._fire_following(tx, current.repo, current.branch, now, moved)
+                    self._propagate_moved(tx, moved)
+                else:
+                    source = tx.get_branch(current.repo, current.from_branch)
+                    target = tx.get_branch(current.repo, current.branch)
+                    new = triggers.newest_finished(tx, source.head if source else None)
+                    if new is not None and target is not None:
+                        idle = (new.id, target.head, current)
+                        self._cron_idle[(current.repo, current.branch)] = idle
+            fired.extend(f"{r}@{b}" for r, b in moved)
+        return fired
 
     def trigger_branch(
         self, repo: str, branch: str, *, defer_if_open: bool = False

@@ -72,10 +72,21 @@ def run_batch(
     results: list[BatchResult] = []
     try:
         materialize(pfs, trees, work)
-        for item, (root, _files) in zip(items, work, strict=True):
-            if cancelled():
+        pairs = list(zip(items, work, strict=True))
+        if items and items[0].task.datum_batching:  # one process for them all
+            from tusk.pps.batching import BatchRunner
+
+            runner = BatchRunner(executor, base)
+            done = runner.run([(item.task, root) for item, (root, _f) in pairs], cancelled)
+            outcomes = iter(done)
+            pairs = pairs[: len(done)]
+        for item, (root, _files) in pairs:
+            if cancelled() and not items[0].task.datum_batching:
                 break
-            outcome = executor.run(item.task, root, cancelled)
+            if items[0].task.datum_batching:
+                outcome = next(outcomes)
+            else:
+                outcome = executor.run(item.task, root, cancelled)
             outputs = []
             if outcome.ok:
                 for parts, local in collect_outputs(root / "out"):

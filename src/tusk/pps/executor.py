@@ -95,6 +95,7 @@ class DatumTask:
     secret_files: list[tuple[str, str, dict[str, bytes]]] = field(default_factory=list)
     secret_values: list[bytes] = field(default_factory=list)
     image: ImageRun | None = None  # run in this image (else on the host)
+    datum_batching: bool = False  # one process for the batch (tusk.pps.batching)
 
 
 @dataclass
@@ -139,7 +140,17 @@ def sandbox_mode(requested: str | None = None) -> str:
     return mode
 
 
-def _bwrap_args(pfs_root: Path, input_names: Sequence[str], cwd: str) -> list[str]:
+def _bwrap_args(
+    pfs_root: Path,
+    input_names: Sequence[str],
+    cwd: str,
+    pfs_folder: Path | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """bubblewrap's arguments for a datum: the host read-only, ``/tmp`` private, each input
+    at ``/pfs/<name>`` read-only and ``/pfs/out`` writable; with ``pfs_folder``, that folder
+    is ``/pfs`` instead (datum batching moves its links from datum to datum). ``extra``
+    arguments (more mounts) come before ``--chdir``."""
     exe = shutil.which("bwrap") or "bwrap"
     args = [exe, "--die-with-parent"]
     for name in sorted(os.listdir("/")):
@@ -150,15 +161,19 @@ def _bwrap_args(pfs_root: Path, input_names: Sequence[str], cwd: str) -> list[st
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/pfs"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     # The working directory (and Tusk's own Python) may live under /tmp, which is private now.
     for keep in {cwd, sys.prefix}:
         if keep.startswith("/tmp/") and os.path.isdir(keep):
             args += ["--ro-bind", keep, keep]
-    for name in input_names:
-        args += ["--ro-bind", str(pfs_root / name), f"/pfs/{name}"]
-    args += ["--bind", str(pfs_root / "out"), "/pfs/out", "--chdir", cwd, "--"]
-    return args
+    if pfs_folder is not None:
+        args += ["--bind", str(pfs_folder), "/pfs"]
+    else:
+        args += ["--dir", "/pfs"]
+        for name in input_names:
+            args += ["--ro-bind", str(pfs_root / name), f"/pfs/{name}"]
+        args += ["--bind", str(pfs_root / "out"), "/pfs/out"]
+    return [*args, *extra, "--chdir", cwd, "--"]
 
 
 def _tail(text: str) -> str:

@@ -27,7 +27,8 @@ verified its digest when it first came) replaces the new copy by a hard link, an
 unpacked file whose content and mode another rootfs already has becomes a hard link to it
 (the rootfs is mounted read-only, so a shared file is never written through). ``prune`` (run
 by ``tusk gc``) removes the images no pipeline version or job pins and no load holds, then
-every blob and file no image links any more.
+every blob and file no image links any more; ``remove`` (``tusk delete image``) takes one image
+at once, with the pooled blobs and files only it linked.
 
 :func:`image_argv` builds the bubblewrap command that runs a datum in a rootfs. Symlinks in the
 rootfs, absolute or relative, are kept as the image has them: the rootfs is mounted read-only as
@@ -432,6 +433,47 @@ class ImageCache:
             return False
         held.unlink()
         return True
+
+    def remove(self, digest: str) -> None:
+        """Remove one image now (``tusk delete image``), whatever holds it: its layout, its
+        rootfs, its ``load`` hold and every reference that resolved to it, then the pooled
+        blobs and files only it linked, so their space comes back at once.
+
+        Order makes a crash harmless: what names the image goes first, then the layout (the
+        image is gone from listings), the rootfs, the pool entries; ``prune`` finishes any of
+        it. Whether a pipeline pins the image is the caller's to check. Raises ImageNotFound
+        when nothing of the image is here.
+        """
+        if not re.fullmatch(r"sha256:[a-f0-9]{64}", digest):
+            raise InvalidImage(f"image digest {digest!r} is not sha256:<64 hex digits>")
+        hexd = digest[7:]
+        layout, rootfs, held = (self.root / sub / hexd for sub in ("oci", "rootfs", "held"))
+        refs = self.root / "refs"
+        naming = []
+        for p in sorted(refs.glob("*.json")) if refs.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                if _read_json(p)["digest"] == digest:
+                    naming.append(p)
+        if not (layout.is_dir() or rootfs.is_dir() or held.exists() or naming):
+            raise ImageNotFound(f"image {digest} is not in the image cache {self.root}")
+        links: dict[int, list[int]] = {}  # inode -> [links under this image, nlink, size]
+        for path in (layout, rootfs):
+            _count_links(path, links)
+        for p in naming:
+            p.unlink(missing_ok=True)
+        held.unlink(missing_ok=True)
+        _rmtree(layout)
+        _rmtree(rootfs)
+        for pool in ("blobs", "files"):
+            folder = self.root / pool
+            if not folder.is_dir():
+                continue
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):  # gone already (a gc running too)
+                        st = entry.stat(follow_symlinks=False)
+                        if st.st_ino in links and st.st_nlink == 1:
+                            os.unlink(entry.path)
 
     def _loaded(self, ref: Reference) -> ImageInfo | None:
         """The image a registry reference names after ``load`` (None: pull it)."""

@@ -34,6 +34,12 @@ class PipelineInfo(_Dict):
     versions: list[PipelineVersion] = field(default_factory=list)
     # One line per resource setting and what applies it here (tusk.pps.resources.describe).
     resources: list[str] = field(default_factory=list)
+    # A spout's or a service's process: running, restarting, crashed or stopped
+    # (tusk.pps.supervisor)
+    process_state: str | None = None
+    restarts: int = 0
+    # why it last exited (exit code and last stderr lines); where a service serves
+    process_detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from croniter import croniter
+from typing import TYPE_CHECKING, Any
 
 from tusk.auth.service import AuthService
+from tusk.cronspec import next_tick
 from tusk.errors import CommitFinished, TuskError
 from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
@@ -60,8 +59,11 @@ from tusk.pps.datums import FileInfo as DatumInputFile
 from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor, kill_noted
 from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
-from tusk.pps.spec import CronInput, PfsInput, PipelineSpec, parse_duration
+from tusk.pps.spec import CronInput, PfsInput, PipelineSpec
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
+
+if TYPE_CHECKING:
+    from tusk.pps.supervisor import Supervisor
 
 LEASE_SECONDS = float(os.environ.get("TUSK_LEASE_SECONDS", "30"))
 _DISCOVERY_SECONDS = 0.5
@@ -212,6 +214,7 @@ class Scheduler:
         self._last_discovery = 0.0
         self._wake = threading.Event()
         self._pulls: dict[tuple[str, int], _Pull] = {}  # image fetches under way
+        self.supervisor: Supervisor | None = None  # spouts' processes (a long-running scheduler)
         self.errors: list[str] = []
 
     # The loop
@@ -225,6 +228,8 @@ class Scheduler:
         """
         stop = stop or threading.Event()
         presence = self.meta.scheduler_presence() if self.manages else None
+        if self.role == "all" and not once:  # spouts never end: not for a run until idle
+            self.supervise_spouts()
         self.begin()
         try:
             while not stop.is_set():
@@ -242,6 +247,18 @@ class Scheduler:
             if presence is not None:
                 presence.release()
 
+    def supervise_spouts(self) -> None:
+        """Keep the processes of spout pipelines running from now on (``tusk.pps.supervisor``)."""
+        from tusk.pps.supervisor import Supervisor
+
+        def mint(pipeline: str) -> tuple[str, str] | None:
+            return self.auth.mint_for_pipeline(pipeline, 24 * 3600.0)
+
+        self.supervisor = Supervisor(
+            self.pps, self.executor, f"{_HOST}-{os.getpid()}", self.api_url, self.log, mint,
+            self.auth.revoke_quietly,
+        )  # fmt: skip
+
     def begin(self) -> None:
         """Before the first :meth:`tick`: scratch folders of dead processes go."""
         self._clean_scratch()
@@ -254,6 +271,9 @@ class Scheduler:
 
     def end(self) -> None:
         """Stop this process's workers (their unrun datums go back to the queue)."""
+        if self.supervisor is not None:
+            self.supervisor.close()
+            self.supervisor = None
         for job in list(self._running.values()):
             job.dead.set()
         for job in list(self._running.values()):
@@ -278,7 +298,10 @@ class Scheduler:
             self._reap_dead_owners()
             if self.manages:
                 self._cron_ticks()
+                self.pfs.fire_cron_triggers(time.time())  # branch triggers with a cron_spec
                 self._create_jobs()
+        if self.supervisor is not None:
+            self.supervisor.tick()
         busy = False
         with self.meta.read() as tx:
             jobs = tx.list_jobs(states=["created", "running"])
@@ -396,7 +419,10 @@ class Scheduler:
                 version = tx.get_pipeline_version(p.name, p.version)
                 if version is None:
                     continue
-                branch = json.loads(version.spec).get("output_branch", "master")
+                spec = json.loads(version.spec)
+                if "spout" in spec:
+                    continue  # a spout's commits are its own, never a job's
+                branch = spec.get("output_branch", "master")
                 for cid, cbranch, cset, started in tx.open_commits(p.name):
                     # Its own branch, or another one fed by inputs (tusk run pipeline --branch).
                     ours = cbranch == branch or (
@@ -459,9 +485,15 @@ class Scheduler:
             digest = self._pin_image(job, spec)
         except _Pulling:
             return  # started again on a later pass, once the image is here
-        plan = self._incremental_plan(job, spec, commits) if incremental else None
+        if spec.input is None:  # a spout's commits are its own, never a job's
+            self._fail_job(job, f"pipeline {job.pipeline} is a spout: it runs no jobs")
+            return
+        service = spec.service is not None  # its process is the work: its jobs have no datum
+        plan = self._incremental_plan(job, spec, commits) if incremental and not service else None
         items: list[Datum | str] = (
-            plan[1]
+            []
+            if service
+            else plan[1]
             if plan is not None
             else list(compute_datums(spec.input, self.pps.files_for(commits), cron=cron_as_pfs))
         )
@@ -574,7 +606,7 @@ class Scheduler:
         Returns (parent job id, items in datum order, the parent's datum results), or None
         when this does not apply (the caller computes every datum).
         """
-        pfs = spec.input.pfs
+        pfs = spec.input.pfs if spec.input is not None else None
         if pfs is None or pfs.commit or spec.reprocess_spec == "every_job":
             return None
         tests = glob_segments(pfs.glob)
@@ -758,6 +790,7 @@ class Scheduler:
             secret_files=job.secrets.files,
             secret_values=job.secrets.values,
             image=job.image,
+            datum_batching=bool(t.datum_batching),
         )
 
     def _local(self) -> bool:
@@ -895,7 +928,8 @@ class Scheduler:
             self._fail_job(job, "its output commit was removed")
             return
         if output.finished:  # finished by an earlier run of this step that then died
-            self._mark_success(job, counts)
+            if self._egress(job, output.branch, counts):  # again: it may have died egressing
+                self._mark_success(job, counts)
             return
         parent_job = self._parent_job(job)
         prev = self._parent_results(job) if parent_job is not None else []
@@ -907,17 +941,10 @@ class Scheduler:
         except _PathClash as exc:
             self._fail_job(job, str(exc))
             return
-        spec, _salt, _origin = self.pps.spec_of(job.pipeline, job.version)
         with contextlib.suppress(CommitFinished):  # another scheduler got there first
             self.pfs.complete_commit(job.output_commit, base, ops, description=f"job {job.id}")
-        self._mark_success(job, counts)
-        if spec.egress is not None and output.branch == spec.output_branch:  # not a preview
-            try:
-                self._egress(job, spec.egress.url)
-            except (OSError, TuskError) as exc:
-                with self.meta.write() as tx:
-                    tx.update_job(job.pipeline, job.id, state="failure",
-                                  reason=f"egress to {spec.egress.url} failed: {exc}")  # fmt: skip
+        if self._egress(job, output.branch, counts):
+            self._mark_success(job, counts)
 
     def _mark_success(self, job: JobRecord, counts: dict[str, int]) -> None:
         with self.meta.write() as tx:
@@ -980,31 +1007,40 @@ class Scheduler:
                 return did
         return "(an earlier job)"
 
-    def _egress(self, job: JobRecord, url: str) -> None:
-        target = url[len("file://") :] if url.startswith("file://") else url
-        if "://" in target:
-            raise TuskError(f"egress to {url} is not supported yet; use a local folder")
-        dest = Path(target)
-        commit = self.pfs.commit_record(job.output_commit)
-        for path, entry in self.pfs.tree_files(commit.tree):
-            out = dest / path.lstrip("/")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tusk-tmp")
-            with open(tmp, "wb") as fh:
-                for block in self.pfs.read_entry(entry):
-                    fh.write(block)
-            os.replace(tmp, out)
+    def _egress(self, job: JobRecord, branch: str | None, counts: dict[str, int]) -> bool:
+        """Copy the finished output commit to the spec's egress with retries (Pachyderm's
+        JOB_EGRESSING; tusk.pps.egress), the job running meanwhile with "egressing to ..." as
+        its reason. False when it failed: the job is failed with the cause, its commit kept."""
+        from tusk.pps.egress import run_egress  # SQL and S3 clients load on first use
+
+        spec = self.pps.spec_of(job.pipeline, job.version)[0]
+        if spec.egress is None or branch != spec.output_branch:  # a branch run never egresses
+            return True
+
+        def note(reason: str) -> None:
+            with self.meta.write() as tx:
+                tx.update_job(job.pipeline, job.id, reason=reason)
+
+        where = f"job {job.pipeline}@{job.id}"
+        failure = run_egress(
+            self.pfs, self.pps.secrets, job.output_commit, spec.egress,
+            note=note, log=lambda message: self.log(f"{where}: {message}"),
+            beat=self._renew_leases,  # egress runs on this loop: other jobs' datums keep theirs
+        )  # fmt: skip
+        if failure is None:
+            note("")
+            return True
+        with self.meta.write() as tx:
+            tx.update_job(
+                job.pipeline, job.id, state="failure", reason=failure, finished_at=time.time(),
+                processed=counts.get("success", 0), skipped=counts.get("skipped", 0), failed=0,
+            )  # fmt: skip
+        self.log(f"{where} failed: {failure}")
+        return False
 
 
 class _PathClash(Exception):
     pass
-
-
-def next_tick(spec: str, after: float) -> float:
-    """When a cron input fires next after ``after`` (epoch seconds)."""
-    if spec.startswith("@every"):
-        return after + parse_duration(spec[len("@every") :].strip())
-    return float(croniter(spec, datetime.fromtimestamp(after, UTC)).get_next(float))
 
 
 class _Pulling(Exception):

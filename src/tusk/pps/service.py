@@ -33,8 +33,9 @@ from tusk.errors import (
 )
 from tusk.ids import check_branch_name
 from tusk.pfs import PfsService
-from tusk.pfs.models import CommitInfo, GcReport
+from tusk.pfs.models import BranchTrigger, CommitInfo, GcReport
 from tusk.polling import poll_until
+from tusk.pps.cached_images import CachedImage, cached_images, find_image
 from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs, datum_files
 from tusk.pps.models import (
     DatumInfo,
@@ -73,6 +74,30 @@ def input_summary(inp: Input) -> str:
         if children:
             return f"{kind}({', '.join(input_summary(c) for c in children)})"
     return "?"
+
+
+def _process_fields(tx: MetaTx, name: str, spec: PipelineSpec) -> dict[str, Any]:
+    """PipelineInfo's fields on a spout's or a service's process (none for others)."""
+    if spec.spout is None and spec.service is None:
+        return {}
+    row = tx.get_process(name)
+    if row is None:
+        return {"process_state": "starting"}
+    return {"process_state": row.state, "restarts": row.restarts, "process_detail": row.detail}
+
+
+_UNPIN = "delete the pipeline first (its versions and jobs keep the image they ran)"
+
+
+def _pins_text(pins: list[tuple[str, int]]) -> str:
+    """``pipeline edges v1, v2`` or ``pipelines a v1 and edges v2, v3``, from sorted pairs."""
+    by_pipeline: dict[str, list[str]] = {}
+    for pipeline, version in pins:
+        by_pipeline.setdefault(pipeline, []).append(f"v{version}")
+    parts = [f"{p} {', '.join(versions)}" for p, versions in by_pipeline.items()]
+    if len(parts) == 1:
+        return f"pipeline {parts[0]}"
+    return f"pipelines {', '.join(parts[:-1])} and {parts[-1]}"
 
 
 class PpsService:
@@ -136,6 +161,23 @@ class PpsService:
         finally:
             path.unlink(missing_ok=True)
 
+    def delete_image(self, name: str) -> CachedImage:
+        """Remove the cached image ``name`` names (digest, unique digest prefix or reference)
+        and return what it was, as ``docker rmi`` does; its disk space comes back at once.
+
+        Refused (InUse) while a pipeline version or a job pins its digest: they keep it for
+        their reruns and lineage until the pipeline is deleted. ImageNotFound when no image
+        of the cache has that name.
+        """
+        cache = self.images
+        image = find_image(cached_images(cache), name)
+        with self.meta.read() as tx:
+            pins = tx.image_pins(image.digest)
+        if pins:
+            raise InUse(f"image {image.digest} is pinned by {_pins_text(pins)}: {_UNPIN}")
+        cache.remove(image.digest)
+        return image
+
     # Specs and pipelines
 
     def _need_pipeline(self, tx: MetaTx, name: str) -> PipelineRecord:
@@ -174,12 +216,15 @@ class PpsService:
 
     def _check_inputs(self, tx: MetaTx, spec: PipelineSpec, updating: bool) -> None:
         name = spec.name
-        egress = spec.egress.url if spec.egress is not None else ""
-        if "://" in egress and not egress.startswith("file://"):
-            raise InvalidSpec(
-                f"invalid pipeline spec: egress.URL: {egress} is not supported yet; "
-                "egress to a local folder (file:///path or /path)"
-            )
+        sql = spec.egress.sql_database if spec.egress is not None else None
+        if sql is not None and sql.secret is not None:  # its password: checked now, read later
+            stored = tx.get_secret(sql.secret.name)
+            if stored is None or sql.secret.key not in stored.keys:
+                missing = "does not exist" if stored is None else f"has no key {sql.secret.key}"
+                raise InvalidSpec(
+                    f"invalid pipeline spec: egress.sql_database.secret: secret "
+                    f"{sql.secret.name} {missing} (create it with: tusk create secret -f FILE)"
+                )
         for leaf in spec.inputs():
             if isinstance(leaf, CronInput):
                 continue
@@ -277,10 +322,16 @@ class PpsService:
             for leaf in spec.inputs():
                 if isinstance(leaf, CronInput) and tx.get_repo(leaf.repo) is None:
                     self.pfs.create_repo(leaf.repo, f"ticks of cron input {leaf.name} of {name}")
+            for leaf in spec.inputs():
+                if isinstance(leaf, PfsInput) and leaf.trigger is not None:
+                    # As Pachyderm: the input's branch is made (or kept, at its head) to follow
+                    # the trigger's branch; the pipeline's jobs run when it moves.
+                    self.pfs.create_branch(leaf.repo, leaf.branch, trigger=_branch_trigger(leaf))
             # A repo read under two names (cross, join, group, union) is one provenance edge.
             provenance = list(dict.fromkeys(spec.input_branches()))
             self.pfs.create_branch(name, spec.output_branch, provenance=provenance)
-            self.pfs.trigger_branch(name, spec.output_branch, defer_if_open=True)
+            if spec.spout is None:  # a spout's commits are its own: no job to start
+                self.pfs.trigger_branch(name, spec.output_branch, defer_if_open=True)
         return self.inspect_pipeline(name)
 
     def is_pipeline(self, name: str) -> bool:
@@ -315,7 +366,7 @@ class PpsService:
             version=p.version,
             state=p.state,
             description=spec.description,
-            input=input_summary(spec.input),
+            input=input_summary(spec.input) if spec.input is not None else "spout",
             output_branch=spec.output_branch,
             created_at=p.created_at,
             updated_at=p.updated_at,
@@ -324,6 +375,7 @@ class PpsService:
             last_job_state=jobs[0].state if jobs else None,
             versions=versions,
             resources=describe_resources(spec),
+            **_process_fields(tx, p.name, spec),
         )
 
     def list_pipelines(self) -> list[PipelineInfo]:
@@ -476,6 +528,8 @@ class PpsService:
                 b = tx.get_branch(repo, branch)
                 if b is not None and b.head is not None:
                     heads[(repo, branch)] = b.head
+        if spec.input is None:
+            raise InvalidArgument(f"pipeline {spec.name} is a spout: it has no datums")
         return compute_datums(spec.input, self.files_for(heads), cron=cron_as_pfs)
 
     # Jobs
@@ -766,3 +820,10 @@ def _code_of(origin: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     if origin.get("spec_file"):
         code.setdefault("spec_file", origin["spec_file"])
     return code
+
+
+def _branch_trigger(leaf: PfsInput) -> BranchTrigger:
+    """A spec's ``input.pfs.trigger`` as PFS takes it."""
+    assert leaf.trigger is not None
+    t = leaf.trigger
+    return BranchTrigger(t.branch, t.size, t.commits, t.cron_spec, t.all)

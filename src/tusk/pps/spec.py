@@ -44,7 +44,6 @@ from typing import Any, Literal
 
 import blake3
 import yaml
-from croniter import croniter
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -57,9 +56,11 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from tusk.cronspec import check_cron, go_duration
 from tusk.errors import InvalidSpec
 from tusk.ids import DEFAULT_PROJECT, qualify
 from tusk.pps import globs
+from tusk.units import parse_size
 
 DOCS = "docs/pipeline-spec.md"
 
@@ -75,19 +76,13 @@ _FLAG = "a pachctl request flag, not part of a spec; remove it (tusk apply creat
 UNSUPPORTED: dict[str, dict[str, str]] = {
     "spec": {
         "tf_job": "not supported by Tusk (TFJob needs Kubeflow on Kubernetes); remove it",
-        "service": (
-            "not supported by Tusk (service pipelines need Kubernetes); run your server "
-            "outside Tusk and read the repo through the SDK or the S3 gateway"
-        ),
-        "spout": (
-            "not supported by Tusk (no spout pipelines); push data from your own process "
-            "with `tusk put file` or the SDK"
-        ),
         "spec_commit": "set by Pachyderm itself; Tusk versions specs on its own: remove it",
         "s3_out": "not supported by Tusk (no S3 output gateway); write results under /pfs/out",
         "datum_set_spec": "not supported by Tusk (it sizes datum sets itself); remove it",
         "determined": "not supported by Tusk (no Determined integration); remove it",
-        "maximum_expected_uptime": "only used by service pipelines, which Tusk does not run",
+        "maximum_expected_uptime": (
+            "not supported by Tusk (a service runs until it is stopped); remove it"
+        ),
         "cache_size": _V1,
         "enable_stats": _V1,
         "max_queue_size": _V1,
@@ -102,26 +97,26 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "dockerfile": _V1,
         "build": _V1,
         "debug": "not supported by Tusk (logging is not set per pipeline); remove it",
-        "datum_batching": "not supported by Tusk (each datum runs the command once); remove it",
     },
     "input": {"git": "not supported by Tusk (git inputs were removed in Pachyderm 2); remove it"},
     "pfs": {
         "s3": "not supported by Tusk (no per-datum S3 gateway); read files from /pfs/<name>",
-        "trigger": "not supported by Tusk yet (no branch triggers); remove it",
         "repo_type": "set by Pachyderm itself; remove it",
         "reference": "set by Pachyderm itself; remove it",
     },
     "cron": {
         "commit": "set by Pachyderm itself for the current tick; remove it",
     },
+    "trigger": {
+        "rate_limit_spec": (
+            "not supported by Tusk; use cron_spec, which also fires on a new commit once a "
+            "tick has passed since the trigger last fired"
+        ),
+    },
     "parallelism_spec": {
         "coefficient": (
             "not supported by Tusk (no cluster nodes to multiply); use constant: <workers>"
         ),
-    },
-    "egress": {
-        "sql_database": "not supported by Tusk (no SQL egress); use URL",
-        "object_storage": "not supported by Tusk in this form; use URL with the same address",
     },
 }
 
@@ -134,6 +129,7 @@ _CHILDREN: dict[str, dict[str, tuple[str, bool]]] = {
         "parallelism_spec": ("parallelism_spec", False),
         "egress": ("egress", False),
     },
+    "pfs": {"trigger": ("trigger", False)},
     "input": {
         "pfs": ("pfs", False),
         "cron": ("cron", False),
@@ -145,20 +141,6 @@ _CHILDREN: dict[str, dict[str, tuple[str, bool]]] = {
 }
 
 _INPUT_KINDS = ("pfs", "cross", "union", "join", "group", "cron")
-_CRON_DESCRIPTORS = frozenset(
-    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-)
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
@@ -188,26 +170,12 @@ def parse_duration(value: Any) -> float:
         try:
             seconds = float(text)
         except ValueError:
-            seconds = _parse_go_duration(text, hint)
+            seconds = go_duration(text, hint)
     else:
         raise ValueError(f"{value!r} is not a duration; {hint}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{value!r} is not a positive duration; {hint}")
     return seconds
-
-
-def _parse_go_duration(text: str, hint: str) -> float:
-    total = 0.0
-    pos = 0
-    while pos < len(text):
-        m = _DURATION_PART.match(text, pos)
-        if m is None:
-            raise ValueError(f"{text!r} is not a duration; {hint}")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not text:
-        raise ValueError(f"empty duration; {hint}")
-    return total
 
 
 def _check_name(value: str, what: str) -> str:
@@ -392,6 +360,8 @@ class Transform(_SpecModel):
     image_pull_secrets: list[str] = Field(default_factory=list)
     memory_volume: bool = False
     network: bool | None = None  # None (left out of the canonical spec and its hash): off
+    # One process works through a batch of datums, calling `tusk next datum` (tusk.pps.batching)
+    datum_batching: bool | None = None  # None: left out of the canonical spec (off)
 
     @field_validator("cmd")
     @classmethod
@@ -413,6 +383,52 @@ class Transform(_SpecModel):
         return self
 
 
+class Trigger(_SpecModel):
+    """``input.pfs.trigger``: the input's branch follows ``branch`` of its repo, moving when the
+    conditions hold (any one, or each with ``all``; none: every commit), as Pachyderm's branch
+    triggers (tusk.pfs.triggers). Creating the pipeline creates the input's branch (default
+    ``<pipeline>-trigger-<n>``) with this trigger, or sets it on the existing branch."""
+
+    branch: str = "master"
+    all: bool = False
+    size: str | None = None
+    commits: int | None = None
+    cron_spec: str | None = None
+
+    @field_validator("branch")
+    @classmethod
+    def _check_branch(cls, value: str) -> str:
+        return _check_branch(value)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _check_size(cls, value: Any) -> Any:
+        if value in (None, "", 0):
+            return None
+        try:
+            parse_size(value)
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+        return str(value).strip()
+
+    @field_validator("commits")
+    @classmethod
+    def _check_commits(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise _error(f"{value} is negative; give a number of commits, e.g. 10")
+        return value or None  # 0 is Pachyderm's "not set"
+
+    @field_validator("cron_spec")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return check_cron(value)
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+
+
 class PfsInput(_SpecModel):
     """Files of one branch (or pinned commit) of a repo, cut into datums by ``glob``."""
 
@@ -427,6 +443,7 @@ class PfsInput(_SpecModel):
     empty_files: bool = False
     commit: str | None = None
     project: Project | None = None
+    trigger: Trigger | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -487,6 +504,15 @@ class PfsInput(_SpecModel):
                 )
         if self.lazy and self.empty_files:
             raise _error("lazy and empty_files cannot both be true; keep one", sub="empty_files")
+        if self.trigger is not None and self.commit is not None:
+            raise _error("a pinned commit never moves; remove commit or trigger", sub="trigger")
+        own = "branch" in self.model_fields_set  # else named for the pipeline later
+        if self.trigger is not None and own and self.trigger.branch == self.branch:
+            raise _error(
+                f"the trigger follows {self.branch!r}, the branch it moves; set branch to "
+                "another name (e.g. staging) or leave it out",
+                sub="trigger.branch",
+            )
         return self
 
 
@@ -513,27 +539,10 @@ class CronInput(_SpecModel):
     @field_validator("spec")
     @classmethod
     def _check_spec(cls, value: str) -> str:
-        text = " ".join(value.split())
-        hint = (
-            "use 5 fields (minute hour day-of-month month day-of-week) like '*/10 * * * *', "
-            "a descriptor like '@hourly', or '@every 10s'"
-        )
-        if text.startswith("@every ") or text == "@every":
-            every = text[len("@every") :].strip()
-            try:
-                seconds = _parse_go_duration(every, "write e.g. '@every 10s' or '@every 1h30m'")
-            except ValueError as exc:
-                raise _error(f"{value!r}: {exc}") from None
-            if seconds <= 0:
-                raise _error(f"{value!r}: the interval must be positive, e.g. '@every 10s'")
-            return text
-        if text.startswith("@"):
-            if text.lower() not in _CRON_DESCRIPTORS:
-                raise _error(f"{value!r} is not a cron descriptor; {hint}")
-            return text.lower()
-        if len(text.split()) != 5 or not croniter.is_valid(text):
-            raise _error(f"{value!r} is not a cron expression; {hint}")
-        return text
+        try:
+            return check_cron(value)
+        except ValueError as exc:
+            raise _error(str(exc)) from None
 
     @field_validator("start", mode="before")
     @classmethod
@@ -666,22 +675,151 @@ class ParallelismSpec(_SpecModel):
     constant: int = Field(default=1, ge=1)
 
 
-class Egress(_SpecModel):
-    """Where a finished output commit is copied: ``file:///dir``, ``/dir`` or ``s3://b/p``."""
+_MISSING_INPUT = "required field missing; add it"
 
-    url: str = Field(validation_alias=AliasChoices("URL", "url"))
+
+class Service(_SpecModel):
+    """Pachyderm's service: the code is one long-lived server over the latest input commits,
+    listening on ``internal_port``; Tusk forwards ``external_port`` on the server's listen
+    address to it and restarts it on each new input commit (``tusk.pps.supervisor``).
+    ``type`` and ``ip`` are Kubernetes settings, recorded."""
+
+    internal_port: int = Field(ge=1, le=65535)
+    external_port: int = Field(ge=1, le=65535)
+    type: str = ""
+    ip: str = ""
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> Service:
+        if self.internal_port == self.external_port:
+            raise _error(
+                f"internal_port and external_port are both {self.internal_port}: on one "
+                "machine Tusk forwards the external port to the internal one, so give two "
+                "different ports"
+            )
+        return self
+
+
+class Spout(_SpecModel):
+    """Pachyderm's spout: no input; the code runs as one long-lived process that writes into
+    the pipeline's output repo itself (``tusk put file``, the SDK or the S3 gateway), restarted
+    when it exits (``tusk.pps.supervisor``). A spout with a ``service`` is not run yet."""
+
+
+def _check_egress_url(value: str) -> str:
+    if value.startswith(("file:///", "s3://")) and len(value) > len("s3://"):
+        return value
+    if value.startswith("/"):
+        return value
+    raise _error(
+        f"{value!r} is not a supported egress URL; use file:///dir, an absolute path or "
+        "s3://bucket/prefix"
+    )
+
+
+class ObjectStorageEgress(_SpecModel):
+    url: str
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value.startswith(("file:///", "s3://")) and len(value) > len("s3://"):
-            return value
-        if value.startswith("/"):
-            return value
-        raise _error(
-            f"{value!r} is not a supported egress URL; use file:///dir, an absolute path or "
-            "s3://bucket/prefix"
-        )
+        return _check_egress_url(value)
+
+
+class SqlFileFormat(_SpecModel):
+    """Pachyderm's ``SQLDatabaseEgress.FileFormat``: ``CSV`` or ``JSON`` (lines) and the
+    columns its files name (a CSV header, the JSON keys)."""
+
+    type: Literal["CSV", "JSON"]
+    columns: list[str] = Field(default_factory=list)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _check_type(cls, value: Any) -> Any:
+        text = str(value).strip().upper() if isinstance(value, str | int) else value
+        text = {"1": "CSV", "2": "JSON", "3": "PARQUET"}.get(text, text)  # proto enum numbers
+        if text in ("CSV", "JSON"):
+            return text
+        if text == "PARQUET":
+            raise _error("PARQUET is not supported by Tusk's SQL egress; use CSV or JSON")
+        raise _error(f"{value!r} is not a file format; use CSV or JSON")
+
+    @field_validator("columns")
+    @classmethod
+    def _check_columns(cls, value: list[str]) -> list[str]:
+        if any(not c.strip() for c in value) or len(set(value)) != len(value):
+            raise _error("column names must be non-empty and distinct")
+        return value
+
+
+class SqlSecret(_SpecModel):
+    name: str
+    key: str
+
+
+class SqlDatabaseEgress(_SpecModel):
+    """Pachyderm's ``egress.sql_database``: rows of the output's files into the tables of a
+    PostgreSQL or SQLite database (tusk.pps.egress), the password from a stored secret."""
+
+    url: str
+    file_format: SqlFileFormat
+    secret: SqlSecret | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.split("+")[0] not in ("postgresql", "postgres", "sqlite"):
+            raise _error(
+                f"{value!r} is not a supported database URL; use "
+                "postgresql://user@host[:port]/db or sqlite:////absolute/path.db"
+            )
+        if scheme.startswith("postgres") and ":" in rest.split("@")[0] and "@" in rest:
+            raise _error("do not put the password in the URL; name a secret: {name, key}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> SqlDatabaseEgress:
+        if self.secret is None and not self.url.startswith("sqlite"):
+            raise _error(
+                "required for a database server (the password: {name: S, key: K} of a secret "
+                "made with tusk create secret)",
+                sub="secret",
+            )
+        return self
+
+
+class Egress(_SpecModel):
+    """Where a finished output commit goes (tusk.pps.egress): ``URL`` (``file:///dir``,
+    ``/dir`` or ``s3://b/p``; Pachyderm's ``object_storage.url`` is read as the same), or
+    ``sql_database``. Exactly one."""
+
+    url: str | None = Field(default=None, validation_alias=AliasChoices("URL", "url"))
+    object_storage: ObjectStorageEgress | None = None
+    sql_database: SqlDatabaseEgress | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_egress_url(value)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Egress:
+        # Pachyderm's worker reads object_storage.url as URL: stored as URL, one form to hash.
+        url = self.url
+        if self.object_storage is not None:
+            if url is not None and url != self.object_storage.url:
+                raise _error("give URL or object_storage.url, not both")
+            url = self.object_storage.url
+        if (url is None) == (self.sql_database is None):
+            raise _error(
+                "give exactly one of URL (object storage or a folder) and sql_database"
+                if url is not None
+                else "give URL (s3://bucket/prefix, file:///dir) or sql_database"
+            )
+        if self.object_storage is None:
+            return self
+        return self.model_copy(update={"url": url, "object_storage": None})
 
 
 class PipelineSpec(_SpecModel):
@@ -690,7 +828,9 @@ class PipelineSpec(_SpecModel):
 
     pipeline: Pipeline
     transform: Transform
-    input: Input
+    input: Input | None = None  # required, but for a spout
+    spout: Spout | None = None
+    service: Service | None = None
     description: str = ""
     metadata: Metadata = Field(default_factory=Metadata)
     parallelism_spec: ParallelismSpec = Field(default_factory=ParallelismSpec)
@@ -730,9 +870,21 @@ class PipelineSpec(_SpecModel):
 
     @model_validator(mode="after")
     def _check_tree(self) -> PipelineSpec:
+        if self.spout is not None and self.service is not None:
+            raise _error("a spout with a service is not run by Tusk yet; remove service")
+        if self.spout is not None:
+            if self.input is not None:
+                raise _error(
+                    "a spout has no input: it writes its output repo itself; remove input "
+                    "(or spout, for a pipeline that runs on its input's datums)"
+                )
+            return self
+        if self.input is None:
+            raise _error(_MISSING_INPUT, sub="input")
         problems: list[str] = []
         names: dict[str, str] = {}
-        new_input = _check_input_tree(self.input, "input", None, self.name, names, problems)
+        tree = _with_trigger_branches(self.input, self.pipeline.name)
+        new_input = _check_input_tree(tree, "input", None, self.name, names, problems)
         if problems:
             raise _error("; ".join(problems))
         if new_input is self.input:
@@ -750,8 +902,8 @@ class PipelineSpec(_SpecModel):
         return qualify(self.project, self.pipeline.name)
 
     def inputs(self) -> list[PfsInput | CronInput]:
-        """Every leaf input (pfs and cron), depth first, in spec order."""
-        return list(self.input.leaves())
+        """Every leaf input (pfs and cron), depth first, in spec order (none for a spout)."""
+        return list(self.input.leaves()) if self.input is not None else []
 
     def input_branches(self) -> list[tuple[str, str]]:
         """(repo, branch) of every leaf input, in order; a cron input reads (its repo, master).
@@ -760,7 +912,7 @@ class PipelineSpec(_SpecModel):
         """
         return [
             (leaf.repo, "master") if isinstance(leaf, CronInput) else (leaf.repo, leaf.branch)
-            for leaf in self.input.leaves()
+            for leaf in self.inputs()
         ]
 
     def canonical(self) -> dict[str, Any]:
@@ -859,6 +1011,26 @@ def _check_input_tree(
     return node.model_copy(update={kind: new})
 
 
+def _with_trigger_branches(
+    node: Input, pipeline: str, counts: dict[str, int] | None = None
+) -> Input:
+    """The tree with a branch named for each pfs input with a trigger and no branch of its
+    own: ``<pipeline>-trigger-<n>``, counted per repo from 1 in spec order (as Pachyderm)."""
+    counts = {} if counts is None else counts
+    pfs = node.pfs
+    if pfs is not None:
+        if pfs.trigger is None or "branch" in pfs.model_fields_set:
+            return node
+        counts[pfs.repo] = counts.get(pfs.repo, 0) + 1
+        branch = f"{pipeline}-trigger-{counts[pfs.repo]}"
+        return node.model_copy(update={"pfs": pfs.model_copy(update={"branch": branch})})
+    old = node.children
+    new = [_with_trigger_branches(child, pipeline, counts) for child in old]
+    if all(a is b for a, b in zip(old, new, strict=True)):
+        return node
+    return node.model_copy(update={node.kind: new})
+
+
 def _claim_name(name: str, where: str, names: dict[str, str], problems: list[str]) -> None:
     if name in names:
         problems.append(
@@ -888,6 +1060,10 @@ def load_spec(data: Any, source: str = "") -> PipelineSpec:
         )
     problems: list[str] = []
     cleaned = _prepare(data, "spec", "", problems)
+    if not problems and not {_snake(str(k)) for k in cleaned} & {"input", "spout"}:
+        # Said here, not only by the model (which checks after every field is valid), so that
+        # it is reported beside the other problems of the spec.
+        problems.append(f"input: {_MISSING_INPUT}")
     try:
         spec = PipelineSpec.model_validate(cleaned)
     except ValidationError as exc:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import (
     BranchInfo,
+    BranchTrigger,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -119,12 +120,47 @@ class BaseClient(PipelineMethods, AuthMethods):
     # Branches
 
     def create_branch(
-        self, address: str, head: str | None = None, provenance: Sequence[str] = ()
+        self,
+        address: str,
+        head: str | None = None,
+        provenance: Sequence[str] = (),
+        *,
+        trigger: str | None = None,
+        trigger_size: str | int | None = None,
+        trigger_commits: int | None = None,
+        trigger_cron: str | None = None,
+        trigger_all: bool = False,
     ) -> BranchInfo:
-        """Create ``repo@branch`` at ``head`` (a branch, commit or ancestor ref), or move it."""
+        """Create ``repo@branch`` at ``head`` (a branch, commit or ancestor ref), or move it.
+
+        ``trigger`` names a branch of the same repo for this one to follow (Pachyderm's branch
+        trigger): when a commit finishes there, this branch moves to it if the conditions hold
+        since its own head: ``trigger_size`` more bytes (``"100MB"``), ``trigger_commits``
+        more commits, a ``trigger_cron`` tick (``"@every 1h"``) since it last moved; any one,
+        or each with ``trigger_all``; none given: every commit. On an existing branch it
+        replaces the trigger.
+        """
         addr = self._parse(address)
         prov = [(text, parse_address(text)) for text in map(self._address, provenance)]
-        return self._t.create_branch(addr, head, prov)
+        follow = None
+        if trigger is not None:
+            name = trigger
+            if "@" in trigger:  # repo@branch: only this repo's branches can be followed
+                other = self._parse(trigger)
+                if other.repo != addr.repo:
+                    raise InvalidArgument(
+                        f"trigger of {addr.repo}@{addr.ref.base}: {trigger} is a branch of "
+                        "another repo; a trigger follows a branch of the same repo (give just "
+                        f"its name, e.g. --trigger {other.ref.base})"
+                    )
+                name = other.ref.base
+            size = str(trigger_size) if trigger_size is not None else None
+            follow = BranchTrigger(name, size, trigger_commits, trigger_cron, trigger_all)
+        elif trigger_size is not None or trigger_commits or trigger_cron or trigger_all:
+            raise InvalidArgument(
+                "trigger conditions need the branch to follow: give trigger (--trigger master)"
+            )
+        return self._t.create_branch(addr, head, prov, follow)
 
     def inspect_branch(self, address: str) -> BranchInfo:
         """Head, provenance and subvenance of ``repo@branch``."""

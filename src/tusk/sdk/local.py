@@ -22,6 +22,7 @@ from tusk.errors import InvalidArgument
 from tusk.pfs import PfsService
 from tusk.pfs.models import (
     BranchInfo,
+    BranchTrigger,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -120,10 +121,14 @@ class LocalTransport:
         self.pfs.delete_repo(name, force)
 
     def create_branch(
-        self, addr: Address, head: str | None, provenance: list[tuple[str, Address]]
+        self,
+        addr: Address,
+        head: str | None,
+        provenance: list[tuple[str, Address]],
+        trigger: BranchTrigger | None = None,
     ) -> BranchInfo:
         prov = [(p.repo, p.ref.base) for _, p in provenance]
-        return self.pfs.create_branch(addr.repo, addr.ref.base, head, prov)
+        return self.pfs.create_branch(addr.repo, addr.ref.base, head, prov, trigger)
 
     def inspect_branch(self, addr: Address) -> BranchInfo:
         return self.pfs.inspect_branch(addr.repo, addr.ref.base)
@@ -391,6 +396,9 @@ class LocalTransport:
 
     def list_images(self) -> list[CachedImage]:
         return cached_images(self.pps.images)
+
+    def delete_image(self, name: str) -> CachedImage:
+        return self.pps.delete_image(name)
 
     # Running jobs here
 

@@ -337,8 +337,8 @@ class PipelineMethods(ProjectScope):
         """Delete a secret; pipelines naming it fail their next job, saying so."""
         self._t.delete_secret(name)
 
-    # Images (the image cache pipelines run in; on a server with auth on, loading one is
-    # clusterAdmin's)
+    # Images (the image cache pipelines run in; on a server with auth on, loading and
+    # deleting one are clusterAdmin's)
 
     def load_image(
         self,
@@ -366,6 +366,13 @@ class PipelineMethods(ProjectScope):
         """One cached image, named by its digest, a unique prefix of it (as ``list_images``
         tables show it), or a reference that resolves to it (a repo tag it was loaded with)."""
         return find_image(self._t.list_images(), name)
+
+    def delete_image(self, name: str) -> CachedImage:
+        """Remove a cached image (as ``inspect_image`` names it) and return what it was, as
+        ``docker rmi`` does: its layout, rootfs and references go, and the disk space only it
+        used comes back at once. InUse while a pipeline version or job pins it (delete the
+        pipeline first); on a server with auth on, deleting one is clusterAdmin's."""
+        return self._t.delete_image(name)
 
     # Running jobs here (in-process only: a server runs its own)
 

@@ -54,6 +54,7 @@ from tusk.config import setting
 from tusk.errors import InvalidArgument, SourceError, StorageError, Timeout, TuskError, Unavailable
 from tusk.pfs.models import (
     BranchInfo,
+    BranchTrigger,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -308,9 +309,19 @@ class HttpTransport:
         self._call("DELETE", f"/repos/{_seg(name)}", params=_params(force=force))
 
     def create_branch(
-        self, addr: Address, head: str | None, provenance: list[tuple[str, Address]]
+        self,
+        addr: Address,
+        head: str | None,
+        provenance: list[tuple[str, Address]],
+        trigger: BranchTrigger | None = None,
     ) -> BranchInfo:
-        body = {"name": addr.ref.base, "head": head, "provenance": [t for t, _ in provenance]}
+        body: dict[str, Any] = {
+            "name": addr.ref.base,
+            "head": head,
+            "provenance": [t for t, _ in provenance],
+        }
+        if trigger is not None:
+            body["trigger"] = {k: v for k, v in trigger.to_dict().items() if k != "fired_at"}
         url = f"/repos/{_seg(addr.repo)}/branches"
         return decode(BranchInfo, self._call("POST", url, json=body))
 
@@ -620,6 +631,9 @@ class HttpTransport:
 
     def list_images(self) -> list[CachedImage]:
         return decode_list(CachedImage, self._call("GET", "/images"))
+
+    def delete_image(self, name: str) -> CachedImage:
+        return decode(CachedImage, self._call("DELETE", f"/images/{_seg(name)}"))
 
     # Running jobs: the server's business
 

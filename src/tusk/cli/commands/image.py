@@ -1,5 +1,5 @@
-"""``tusk image load``, ``tusk list image``, ``tusk inspect image``: the image cache that
-pipelines run in (``<home>/images``; a server's, through the server).
+"""``tusk image load``, ``tusk list image``, ``tusk inspect image``, ``tusk delete image``:
+the image cache that pipelines run in (``<home>/images``; a server's, through the server).
 """
 
 from __future__ import annotations
@@ -56,3 +56,19 @@ def inspect_image(ctx: click.Context, name: str) -> None:
     """Show a cached image: by digest, a unique digest prefix, or a reference such as a tag."""
     info = get_client(ctx).inspect_image(name)
     emit(ctx, info, lambda: render.image_fields(info))
+
+
+@click.command("image")
+@click.argument("name", metavar="DIGEST|REF")
+@output_option
+@click.pass_context
+def delete_image(ctx: click.Context, name: str) -> None:
+    """Remove a cached image, as docker rmi does: by digest, unique prefix or reference.
+
+    Its layout, rootfs and references go, and the space only it used comes back at once.
+    Refused while a pipeline version or job pins it (delete the pipeline first). Against a
+    server (--address) it needs clusterAdmin there when auth is on.
+    """
+    info = get_client(ctx).delete_image(name)
+    refs = ", ".join(info.references) or "no reference"
+    emit(ctx, info, lambda: click.echo(f"deleted image {info.digest} ({refs})"))

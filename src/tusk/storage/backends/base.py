@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -35,6 +35,21 @@ class ObjectBackend(abc.ABC):
         ``sync_soon`` says that :meth:`sync` will follow, so writing it out early pays.
         """
         self.put(key, b"".join(parts))
+
+    def put_stream(
+        self,
+        key: str,
+        blocks: Iterable[bytes | memoryview],
+        size: int | None = None,
+        durable: bool = True,
+    ) -> None:
+        """Store the concatenation of ``blocks`` as they come (egress copies files of any size
+        this way). ``size``, when known, is the total, a hint for the upload's part size.
+
+        The backends here hold at most a bounded buffer (a part) in memory, never the whole
+        object; this default, for backends that cannot stream, joins the blocks.
+        """
+        self.put_parts(key, list(blocks), durable=durable)
 
     def sync(self, keys: Sequence[str]) -> None:  # noqa: B027 - optional hook
         """Make the objects put with ``durable=False`` durable (S3 puts already are)."""

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tusk.errors import InvalidArgument, StorageError
@@ -54,6 +54,32 @@ class LocalBackend(ObjectBackend):
                     os.fsync(fd)
                 elif sync_soon:
                     _start_writeback(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
+        if durable:
+            _fsync_dir(path.parent)
+
+    def put_stream(
+        self,
+        key: str,
+        blocks: Iterable[bytes | memoryview],
+        size: int | None = None,
+        durable: bool = True,
+    ) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            try:
+                for block in blocks:
+                    _write_all(fd, [block])
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except BaseException:

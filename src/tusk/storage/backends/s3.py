@@ -30,13 +30,14 @@ boto3 is imported by this module only, and this module only when an ``s3://`` UR
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlparse
@@ -402,18 +403,42 @@ class S3Backend(ObjectBackend):
         full = self._key(key)
         total = sum(memoryview(p).nbytes for p in parts)
         if total >= self.multipart_threshold:
-            self._put_multipart(key, full, parts, total)
+            self._put_multipart(key, full, _cut(parts, self._part_size_for(total)))
             return
         single = parts[0] if len(parts) == 1 else None
         body = single if isinstance(single, bytes) else b"".join(parts)
         with self._errors("write", key):
             self._client.put_object(Bucket=self.bucket, Key=full, Body=body)
 
-    def _put_multipart(
-        self, key: str, full: str, parts: Sequence[bytes | memoryview], total: int
+    def put_stream(
+        self,
+        key: str,
+        blocks: Iterable[bytes | memoryview],
+        size: int | None = None,
+        durable: bool = True,
     ) -> None:
+        """One PUT when the stream ends below ``multipart_threshold``; else a multipart upload
+        of parts cut as the blocks come: memory stays at the threshold plus the parts in
+        flight, whatever the object's size. Without ``size`` the part size is ``part_size``,
+        so the object may be at most ``MAX_PARTS`` of them (160 GiB by default)."""
+        full = self._key(key)
+        stream = iter(blocks)
+        head: list[bytes | memoryview] = []
+        have = 0
+        for block in stream:
+            head.append(block)
+            have += memoryview(block).nbytes
+            if have >= self.multipart_threshold:
+                part_size = self._part_size_for(size) if size else self.part_size
+                self._put_multipart(key, full, _cut(itertools.chain(head, stream), part_size))
+                return
+        self.put_parts(key, head)
+
+    def _part_size_for(self, total: int) -> int:
         # Grow the part size when the object would need more parts than S3 allows.
-        part_size = max(self.part_size, math.ceil(total / MAX_PARTS))
+        return max(self.part_size, math.ceil(total / MAX_PARTS))
+
+    def _put_multipart(self, key: str, full: str, bodies: Iterable[bytes]) -> None:
         with self._errors("start a multipart upload of", key):
             upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=full)[
                 "UploadId"
@@ -422,7 +447,12 @@ class S3Backend(ObjectBackend):
             done: list[dict[str, Any]] = []
             inflight: deque[Future[dict[str, Any]]] = deque()
             pool = self._uploader()
-            for number, body in enumerate(_cut(parts, part_size), start=1):
+            for number, body in enumerate(bodies, start=1):
+                if number > MAX_PARTS:
+                    raise StorageError(
+                        f"object {key!r} needs more than {MAX_PARTS} parts of this size: "
+                        "raise the part_size option of the S3 URL"
+                    )
                 # Bounded: at most upload_threads parts wait in memory besides the one cut.
                 while len(inflight) >= self.upload_threads:
                     done.append(inflight.popleft().result())
@@ -535,7 +565,7 @@ def _check_key(key: str, what: str = "object key") -> None:
         raise InvalidArgument(f"invalid {what} {key!r}")
 
 
-def _cut(parts: Sequence[bytes | memoryview], size: int) -> Iterator[bytes]:
+def _cut(parts: Iterable[bytes | memoryview], size: int) -> Iterator[bytes]:
     """Yield the concatenation of ``parts`` as pieces of ``size`` bytes (the last may be less).
 
     Only one piece is joined at a time, so memory stays at a part, not the whole object.

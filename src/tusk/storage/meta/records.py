@@ -126,3 +126,18 @@ class LogRecord:
     ts: float
     stream: str
     line: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    """A spout's or a service's long-running process, as its supervisor last saw it."""
+
+    pipeline: str
+    kind: str  # spout or service
+    state: str  # starting, running, restarting, crashed, stopped
+    restarts: int
+    pid: int | None
+    owner: str | None  # the scheduler that runs it
+    started_at: float | None
+    updated_at: float
+    detail: str  # why it restarted or crashed (exit code, last lines); a service's port

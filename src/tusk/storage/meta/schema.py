@@ -312,3 +312,19 @@ pipeline_processes = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("detail", sa.Text, nullable=False, default=""),
 )
+
+# Branch triggers (migration 0010): branch (repo, branch) follows from_branch of the same repo
+# when the conditions hold; fired_at is when it last moved (or the trigger was set).
+branch_triggers = sa.Table(
+    "branch_triggers",
+    metadata,
+    sa.Column("repo", sa.String(NAME), primary_key=True),
+    sa.Column("branch", sa.String(63), primary_key=True),
+    sa.Column("from_branch", sa.String(63), nullable=False),
+    sa.Column("size", sa.String(64), nullable=True),  # as written: "100MB"
+    sa.Column("commits", sa.Integer, nullable=True),
+    sa.Column("cron_spec", sa.String(256), nullable=True),
+    sa.Column("all_conditions", sa.Boolean, nullable=False, default=False),
+    sa.Column("fired_at", sa.Float, nullable=False),
+    sa.Index("ix_branch_triggers_from", "repo", "from_branch"),
+)

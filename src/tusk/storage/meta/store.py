@@ -40,10 +40,11 @@ from tusk.storage.meta.store_projects import ProjectTxMixin
 from tusk.storage.meta.store_s3 import S3TxMixin
 from tusk.storage.meta.store_scan import ScanTxMixin
 from tusk.storage.meta.store_secrets import SecretTxMixin
+from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 _BATCH = 500
 
 
@@ -267,6 +268,7 @@ class MetaTx(
     GcTxMixin,
     ScanTxMixin,
     S3TxMixin,
+    TriggerTxMixin,
 ):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
@@ -309,6 +311,7 @@ class MetaTx(
             t.branch_provenance.delete().where(t.branch_provenance.c.from_repo == name)
         )
         self.conn.execute(t.branches.delete().where(t.branches.c.repo == name))
+        self.delete_repo_triggers(name)
         self.conn.execute(t.commits.delete().where(t.commits.c.repo == name))
         self.conn.execute(t.repos.delete().where(t.repos.c.name == name))
 
@@ -348,6 +351,7 @@ class MetaTx(
         bp = t.branch_provenance
         self.conn.execute(bp.delete().where(bp.c.repo == repo, bp.c.branch == name))
         self.conn.execute(bp.delete().where(bp.c.from_repo == repo, bp.c.from_branch == name))
+        self.delete_trigger(repo, name)  # its own; triggers that follow it wait for it to return
         self.conn.execute(
             t.branches.delete().where(t.branches.c.repo == repo, t.branches.c.name == name)
         )

@@ -21,6 +21,7 @@ from tusk.storage.meta.records import (
     LogRecord,
     PipelineRecord,
     PipelineVersionRecord,
+    ProcessRecord,
 )
 
 _JOB_COLS = [c.name for c in t.jobs.columns]
@@ -142,8 +143,74 @@ class PpsTxMixin:
             found.update(r[0] for r in rows)
         return found
 
+    def image_pins(self, digest: str) -> list[tuple[str, int]]:
+        """(pipeline, version) of each pipeline version, and each job's version, naming the
+        image ``digest``, sorted: what keeps ``tusk delete image`` from removing it."""
+        found: set[tuple[str, int]] = set()
+        for table in (t.pipeline_versions, t.jobs):
+            c = table.c
+            query = sa.select(c.pipeline, c.version).where(c.image_digest == digest).distinct()
+            found.update((r.pipeline, r.version) for r in self.conn.execute(query))
+        return sorted(found)
+
+    # Long-running processes (spouts, services)
+
+    def get_process(self, pipeline: str) -> ProcessRecord | None:
+        c = t.pipeline_processes.c
+        row = self.conn.execute(
+            sa.select(t.pipeline_processes).where(c.pipeline == pipeline)
+        ).first()
+        return ProcessRecord(*row) if row else None
+
+    def list_processes(self) -> list[ProcessRecord]:
+        rows = self.conn.execute(sa.select(t.pipeline_processes))
+        return [ProcessRecord(*r) for r in rows]
+
+    def claim_process(
+        self, pipeline: str, kind: str, owner: str, now: float, stale_before: float
+    ) -> bool:
+        """Take the supervision of a pipeline's process unless a live scheduler has it (its
+        ``updated_at`` after ``stale_before``); True when ``owner`` has it now."""
+        c = t.pipeline_processes.c
+        self.conn.execute(
+            self._insert(t.pipeline_processes)
+            .values(pipeline=pipeline, kind=kind, state="starting", restarts=0,
+                    owner=owner, updated_at=now, detail="")
+            .on_conflict_do_nothing(index_elements=["pipeline"])
+        )  # fmt: skip
+        res = self.conn.execute(
+            t.pipeline_processes.update()
+            .where(
+                c.pipeline == pipeline,
+                sa.or_(c.owner == owner, c.owner.is_(None), c.updated_at < stale_before),
+            )
+            .values(owner=owner, kind=kind, updated_at=now)
+        )
+        return bool(res.rowcount)
+
+    def update_process(self, pipeline: str, owner: str, **values: Any) -> None:
+        c = t.pipeline_processes.c
+        self.conn.execute(
+            t.pipeline_processes.update()
+            .where(c.pipeline == pipeline, c.owner == owner)
+            .values(**values)
+        )
+
+    def release_process(self, pipeline: str, owner: str) -> None:
+        """Give up a pipeline's process: any scheduler may claim it now."""
+        c = t.pipeline_processes.c
+        self.conn.execute(
+            t.pipeline_processes.update()
+            .where(c.pipeline == pipeline, c.owner == owner)
+            .values(owner=None)
+        )
+
+    def delete_process(self, pipeline: str) -> None:
+        c = t.pipeline_processes.c
+        self.conn.execute(t.pipeline_processes.delete().where(c.pipeline == pipeline))
+
     def delete_pipeline(self, name: str) -> None:
-        for table in (t.logs, t.datums, t.jobs):
+        for table in (t.logs, t.datums, t.jobs, t.pipeline_processes):
             self.conn.execute(table.delete().where(table.c.pipeline == name))
         self.conn.execute(
             t.pipeline_versions.delete().where(t.pipeline_versions.c.pipeline == name)
