@@ -439,6 +439,8 @@ class Scheduler:
                     self._wake.set()
                     if tx.insert_job(job):
                         self.log(f"job {job.pipeline}@{job.id} created")
+            if self.supervisor is not None:  # a service's inputs moved: restart it now
+                self.supervisor.poke()
 
     # 3. starting a job
 

@@ -73,6 +73,7 @@ FAST_EXIT = 10.0  # seconds: a process that ends sooner crashed
 BACKOFF_MAX = 60.0
 LEASE = 30.0  # seconds without renewal after which another scheduler takes a spout over
 _HEARTBEAT = 2.0
+_SCAN = 0.5  # seconds between two reads of the pipelines (a stop, a new version, new data)
 _STOP_GRACE = 5.0
 _MAX_BUFFER = 20_000  # lines kept between two flushes; more are counted, not kept
 _TAIL = 5  # stderr lines kept as the cause of an exit
@@ -153,12 +154,17 @@ class Supervisor:
 
     # The pass
 
+    def poke(self) -> None:
+        """Look at the pipelines on the next pass (new jobs: a service may have new data)."""
+        self._last_scan = 0.0
+
     def tick(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         for name, proc in list(self.procs.items()):  # what ended since the last pass
             if proc.popen.poll() is not None:
                 self._ended(name, proc, now)
-        if self.procs or now - self._last_scan >= 0.5:
+        due = any(w.at <= now for n, w in self.waiting.items() if n not in self.procs)
+        if now - self._last_scan >= _SCAN or due:  # a restart is due: at its time
             self._last_scan = now
             self._scan(now)
         self._flush()
