@@ -26,9 +26,9 @@ from clients import (
     require,
     s3fs_options,
 )
-from gateway import start_gateway
 
 import tusk
+from gateway import start_gateway
 
 FILES = "master.data"  # what the aws CLI tests copy, sync, list and delete
 TABLES = "master.tables"  # the Parquet files the dataframe tests write and read

@@ -24,9 +24,9 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from gateway import Gateway, start_gateway
 
 import tusk
+from gateway import Gateway, start_gateway
 
 MiB = 1 << 20
 

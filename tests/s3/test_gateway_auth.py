@@ -16,9 +16,9 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from gateway import Gateway, start_gateway
 
 import tusk
+from gateway import Gateway, start_gateway
 from tusk.auth.permissions import RULES
 from tusk.s3.app import Gateway as S3Handlers
 
