@@ -188,3 +188,22 @@ def test_a_service_under_tusk_up(tmp_path: Path) -> None:
             assert [j.state for j in c.list_jobs("web")] == ["success", "success"]
     finally:
         server.stop()
+
+
+def test_inputs_a_killed_scheduler_left_are_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with tusk.Client(tmp_path / "home") as c:
+        left = c.home / "services" / "web" / f"1-{socket.gethostname()}-{dead.pid}"
+        live = c.home / "services" / "web" / f"2-other-host-{dead.pid}"  # not this host's
+        for folder in (left, live):
+            (folder / "in").mkdir(parents=True)
+        stop = threading.Event()
+        loop = threading.Thread(target=c.run_scheduler, kwargs={"stop": stop}, daemon=True)
+        loop.start()
+        poll_until(lambda: (not left.exists(), None), 10, lambda _: "the leftover stays")
+        stop.set()
+        loop.join(30)
+        assert live.exists()

@@ -151,6 +151,7 @@ class Supervisor:
         self._last_beat = 0.0
         self._last_scan = 0.0
         self._specs: dict[tuple[str, int], PipelineSpec] = {}
+        _remove_dead_inputs(pps.home / "services")
 
     # The pass
 
@@ -249,7 +250,7 @@ class Supervisor:
         from tusk.pps.spec import PfsInput
 
         base = self.pps.home / "services" / name.replace("/", "__")
-        root = base / f"{int(time.time() * 1000)}-{os.getpid()}"
+        root = base / f"{int(time.time() * 1000)}-{socket.gethostname()}-{os.getpid()}"
         heads = {(repo, branch): commit for repo, branch, commit in commits}
         trees = {key: self.pps.pfs.commit_record(cid).tree for key, cid in heads.items()}
         files = []
@@ -529,6 +530,23 @@ class Supervisor:
                 note.touch()
         else:
             note.unlink(missing_ok=True)
+
+
+def _remove_dead_inputs(root: Path) -> None:
+    """Remove services' input folders (``<ms>-<host>-<pid>``) that a killed scheduler of this
+    host left behind."""
+    host = socket.gethostname()
+    for folder in root.glob("*/*") if root.is_dir() else []:
+        _stamp, _, rest = folder.name.partition("-")
+        where, _, pid = rest.rpartition("-")
+        if where != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def _backoff(quick: int) -> float:
