@@ -191,8 +191,16 @@ def repo_fields(r: RepoInfo) -> None:
 
 def branch_table(branches: Sequence[BranchInfo]) -> None:
     print_table(
-        ("BRANCH", "HEAD", "PROVENANCE"),
-        [(b.name, b.head or "-", _join(b.provenance)) for b in branches],
+        ("BRANCH", "HEAD", "PROVENANCE", "TRIGGER"),
+        [
+            (
+                b.name,
+                b.head or "-",
+                _join(b.provenance),
+                b.trigger.describe() if b.trigger is not None else "-",
+            )
+            for b in branches
+        ],
     )
 
 
