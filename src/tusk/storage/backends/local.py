@@ -43,25 +43,7 @@ class LocalBackend(ObjectBackend):
         durable: bool = True,
         sync_soon: bool = False,
     ) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            try:
-                _write_all(fd, parts)
-                if durable:
-                    os.fsync(fd)
-                elif sync_soon:
-                    _start_writeback(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
+        self._write(key, [parts], durable, sync_soon)
 
     def put_stream(
         self,
@@ -70,16 +52,29 @@ class LocalBackend(ObjectBackend):
         size: int | None = None,
         durable: bool = True,
     ) -> None:
+        self._write(key, ([block] for block in blocks), durable, False)
+
+    def _write(
+        self,
+        key: str,
+        batches: Iterable[Sequence[bytes | memoryview]],
+        durable: bool,
+        sync_soon: bool,
+    ) -> None:
+        """Write a temporary file batch by batch (each with as few syscalls as writev allows),
+        then rename it into place: a reader sees the whole object or none."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             try:
-                for block in blocks:
-                    _write_all(fd, [block])
+                for batch in batches:
+                    _write_all(fd, batch)
                 if durable:
                     os.fsync(fd)
+                elif sync_soon:
+                    _start_writeback(fd)
             finally:
                 os.close(fd)
         except BaseException:
