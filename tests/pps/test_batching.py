@@ -144,3 +144,20 @@ def test_next_datum_outside_a_batching_pipeline_is_one_clear_error() -> None:
         "error: tusk next datum works only in the code of a pipeline with "
         "transform.datum_batching: true (TUSK_NEXT_DATUM is not set)"
     ]
+
+
+def test_a_batched_datums_secret_is_scrubbed_from_its_logs(client: tusk.Client) -> None:
+    client.create_secret(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+         "stringData": {"token": "s3cret-batch-4711"}}
+    )  # fmt: skip
+    client.put_files("in@master", [("/a", b"a"), ("/b", b"b")])
+    code = 'while tusk next datum; do echo "token $TOKEN"; done'
+    data = spec("up", ["sh", "-c", code])
+    data["transform"]["secrets"] = [{"name": "creds", "key": "token", "env_var": "TOKEN"}]
+    client.create_pipeline(data)
+    client.run_scheduler(once=True)
+    job = client.list_jobs("up")[0]
+    assert job.state == "success", job.reason
+    lines = [x.line for x in client.logs("up", job.id)]
+    assert "token ***" in lines and not any("s3cret-batch-4711" in x for x in lines)

@@ -32,50 +32,27 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tusk.pps.executor import (
     DatumOutcome,
     DatumTask,
     LocalExecutor,
+    Reading,
     _bwrap_args,
     _kill,
     _lines,
     _tail,
     settle,
+    spawn,
 )
-from tusk.pps.secret_mounts import scrub_output, scrub_values, scrubbing
+from tusk.pps.secret_mounts import scrub_values, scrubbing
 
 SOCKET_ENV = "TUSK_NEXT_DATUM"
 _SANDBOX_CTL = "/tmp/.tusk"  # on the sandbox's private /tmp: bubblewrap can make it there
 _SANDBOX_SOCKET = f"{_SANDBOX_CTL}/next-datum.sock"
-
-
-@dataclass
-class _Code:
-    """The batch's user code process and what it printed since the last datum."""
-
-    popen: subprocess.Popen[bytes]
-    out: list[tuple[float, str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    readers: list[threading.Thread] = field(default_factory=list)
-
-    def read(self, stream: str, pipe: object) -> None:
-        for raw in iter(pipe.readline, b""):  # type: ignore[attr-defined]
-            line = scrub_output(raw).decode("utf-8", "replace").rstrip("\n")
-            with self.lock:
-                self.out.append((time.time(), stream, line))
-        pipe.close()  # type: ignore[attr-defined]
-
-    def take(self) -> list[tuple[float, str, str]]:
-        with self.lock:
-            lines, self.out = self.out, []
-        return lines
 
 
 class BatchRunner:
@@ -87,7 +64,7 @@ class BatchRunner:
         # symlinks <input> and out to the current one's (so they resolve in the sandbox too)
         self.pfs = base
         self.ctl = base / ".ctl"
-        self.code: _Code | None = None
+        self.code: Reading | None = None
         self.conn: socket.socket | None = None
         self.reader: object = None
         self.server: socket.socket | None = None
@@ -130,7 +107,7 @@ class BatchRunner:
         env = self.executor._datum_env(task, self._mount())
         self._send({"datum": task.datum, "env": env})
         answer, error = self._await_call(task.timeout, cancelled)
-        lines = self.code.take() if self.code is not None else []
+        lines = self.code.take()[0] if self.code is not None else []
         logs = _logs(lines)
         tail = _tail("\n".join(x for _, s, x in lines if s == "stderr"))
         if error:  # it died, timed out or was stopped: start afresh for the next datum
@@ -167,32 +144,15 @@ class BatchRunner:
             argv = [*_bwrap_args(self.pfs, [], cwd, self.pfs, ctl), *argv]
         if task.limits is not None:
             argv = task.limits.prefix() + argv
-        data = ("\n".join(task.stdin) + "\n").encode() if task.stdin else None
         try:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
+            popen = spawn(argv, env, cwd, task.stdin)
         except OSError as exc:
             return DatumOutcome(False, error=f"cannot start {task.cmd[0]}: {exc.strerror}")
-        self.code = _Code(popen)
-        for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            t = threading.Thread(target=self.code.read, args=(stream, pipe), daemon=True)
-            t.start()
-            self.code.readers.append(t)
-        if data is not None and popen.stdin is not None:
-            with contextlib.suppress(OSError):
-                popen.stdin.write(data)
-                popen.stdin.close()
+        self.code = Reading(popen, task.secret_values).start(task.stdin)
         self.conn = None
         _answer, error = self._await_call(task.timeout, cancelled)
         if error:
-            lines = self.code.take()
+            lines = self.code.take()[0]
             self._stop()
             tail = _tail("\n".join(x for _, s, x in lines if s == "stderr"))
             return DatumOutcome(False, error=error, stderr_tail=tail, logs=_logs(lines))
@@ -250,8 +210,7 @@ class BatchRunner:
             if self.code.popen.poll() is None:
                 _kill(self.code.popen)
             self.code.popen.wait()
-            for t in self.code.readers:
-                t.join(2)
+            self.code.join(2)
             self.code = None
 
     def _err_cmd(

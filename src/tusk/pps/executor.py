@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tusk.errors import InvalidArgument, TuskError
 from tusk.pps.images import (
@@ -384,15 +385,7 @@ class LocalExecutor:
     ) -> DatumOutcome:
         data = ("\n".join(stdin) + "\n").encode() if stdin else None
         try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
+            proc = spawn(cmd, env, cwd, stdin)
         except OSError as exc:
             return DatumOutcome(False, error=f"cannot start {cmd[0]}: {exc.strerror}")
         # A note of the process group, so that whoever cleans up after a killed worker can end
@@ -473,6 +466,72 @@ def settle(
         outcome.logs.extend(err.logs)
         outcome.recovered = err.ok
     return outcome
+
+
+@dataclass
+class Reading:
+    """A process's stdout and stderr read line by line on threads of their own, with the
+    values of ``secrets`` scrubbed, kept until :meth:`take` (for long-lived processes: a
+    spout, a service, a batch's user code). At most ``keep`` lines wait; more are counted."""
+
+    popen: subprocess.Popen[bytes]
+    secrets: Sequence[bytes] = ()
+    keep: int = 20_000
+    lines: list[tuple[float, str, str]] = field(default_factory=list)
+    dropped: int = 0
+    tail: list[str] = field(default_factory=list)  # the last stderr lines
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    readers: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, stdin: Sequence[str] = ()) -> Reading:
+        for stream, pipe in (("stdout", self.popen.stdout), ("stderr", self.popen.stderr)):
+            t = threading.Thread(target=self._read, args=(stream, pipe), daemon=True)
+            t.start()
+            self.readers.append(t)
+        if stdin and self.popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.popen.stdin.write(("\n".join(stdin) + "\n").encode())
+                self.popen.stdin.close()
+        return self
+
+    def _read(self, stream: str, pipe: Any) -> None:
+        with scrubbing(scrub_values(self.secrets)):  # the scrubbed values are per thread
+            for raw in iter(pipe.readline, b""):
+                line = scrub_output(raw).decode("utf-8", "replace").rstrip("\n")
+                with self.lock:
+                    if len(self.lines) < self.keep:
+                        self.lines.append((time.time(), stream, line))
+                    else:
+                        self.dropped += 1
+                    if stream == "stderr":
+                        self.tail = [*self.tail[-4:], line]
+        pipe.close()
+
+    def take(self) -> tuple[list[tuple[float, str, str]], int]:
+        """The lines read since the last call, and how many more were not kept."""
+        with self.lock:
+            lines, self.lines = self.lines, []
+            dropped, self.dropped = self.dropped, 0
+        return lines, dropped
+
+    def join(self, timeout: float) -> None:
+        for t in self.readers:
+            t.join(timeout)
+
+
+def spawn(
+    argv: list[str], env: dict[str, str] | None, cwd: str, stdin: Sequence[str]
+) -> subprocess.Popen[bytes]:
+    """A process in a session of its own (its group can be ended), output piped."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -55,14 +55,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tusk.errors import TuskError
+from tusk.pps.executor import Reading, spawn
 from tusk.pps.images import image_argv, image_user
-from tusk.pps.secret_mounts import scrub_output, scrub_values, scrubbing
 from tusk.pps.spec import PipelineSpec, load_spec
 from tusk.storage.meta.records import LogRecord
 
@@ -76,7 +76,6 @@ _HEARTBEAT = 2.0
 _SCAN = 0.5  # seconds between two reads of the pipelines (a stop, a new version, new data)
 _STOP_GRACE = 5.0
 _MAX_BUFFER = 20_000  # lines kept between two flushes; more are counted, not kept
-_TAIL = 5  # stderr lines kept as the cause of an exit
 CONNECT_WAIT = 30.0  # seconds a forwarded connection waits for the service to listen
 
 
@@ -84,30 +83,15 @@ CONNECT_WAIT = 30.0  # seconds a forwarded connection waits for the service to l
 class _Proc:
     pipeline: str
     version: int
-    popen: subprocess.Popen[bytes]
+    out: Reading  # the process and the lines it printed
     started: float
     token_id: str = ""
     commits: tuple[tuple[str, str, str], ...] = ()  # a service's inputs: (repo, branch, commit)
     root: Path | None = None  # a service's inputs, written for it
-    lines: list[tuple[float, str, str]] = field(default_factory=list)
-    dropped: int = 0
-    tail: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    readers: list[threading.Thread] = field(default_factory=list)
-    secrets: list[bytes] = field(default_factory=list)
 
-    def read(self, stream: str, pipe: Any) -> None:
-        with scrubbing(scrub_values(self.secrets)):
-            for raw in iter(pipe.readline, b""):
-                line = scrub_output(raw).decode("utf-8", "replace").rstrip("\n")
-                with self.lock:
-                    if len(self.lines) < _MAX_BUFFER:
-                        self.lines.append((time.time(), stream, line))
-                    else:
-                        self.dropped += 1
-                    if stream == "stderr":
-                        self.tail = [*self.tail[-(_TAIL - 1) :], line]
-        pipe.close()
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        return self.out.popen
 
 
 @dataclass
@@ -314,18 +298,7 @@ class Supervisor:
             if root is not None:
                 env.update(self._service_env(spec, commits))
             argv, full_env, cwd = self._command(spec, origin, env, root)
-            data = (
-                ("\n".join(spec.transform.stdin) + "\n").encode() if spec.transform.stdin else None
-            )
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=full_env,
-                cwd=cwd,
-                start_new_session=True,
-            )
+            popen = spawn(argv, full_env, cwd, spec.transform.stdin)
         except (OSError, TuskError) as exc:
             if minted is not None:
                 self.revoke(minted[0])
@@ -337,16 +310,8 @@ class Supervisor:
             if root is not None:
                 shutil.rmtree(root, ignore_errors=True)
             return
-        proc = _Proc(name, version, popen, now, minted[0] if minted else "", commits, root)
-        proc.secrets = list(material.values)
-        for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            t = threading.Thread(target=proc.read, args=(stream, pipe), daemon=True)
-            t.start()
-            proc.readers.append(t)
-        if data is not None and popen.stdin is not None:
-            with contextlib.suppress(OSError):
-                popen.stdin.write(data)
-                popen.stdin.close()
+        out = Reading(popen, material.values, _MAX_BUFFER).start(spec.transform.stdin)
+        proc = _Proc(name, version, out, now, minted[0] if minted else "", commits, root)
         self.procs[name] = proc
         self._note_pid(popen.pid, True)
         detail = ""
@@ -441,8 +406,7 @@ class Supervisor:
     def _ended(self, name: str, proc: _Proc, now: float) -> None:
         """Its process exited: record why and when it may start again."""
         self.procs.pop(name, None)
-        for t in proc.readers:
-            t.join(1)
+        proc.out.join(1)
         self._flush_one(proc)
         self._note_pid(proc.popen.pid, False)
         if proc.token_id:
@@ -453,7 +417,7 @@ class Supervisor:
         wait.quick = wait.quick + 1 if quick else 0
         wait.at = now + _backoff(wait.quick)
         what = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        cause = what + (": " + " | ".join(proc.tail) if proc.tail else "")
+        cause = what + (": " + " | ".join(proc.out.tail) if proc.out.tail else "")
         state = "crashed" if quick else "restarting"
         self._record(name, state, pid=None, detail=cause, restarted=True)
         kind = "service" if proc.commits else "spout"
@@ -467,8 +431,7 @@ class Supervisor:
         if proc is None:
             return
         _terminate(proc.popen)
-        for t in proc.readers:
-            t.join(2)
+        proc.out.join(2)
         self._flush_one(proc)
         self._note_pid(proc.popen.pid, False)
         if proc.token_id:
@@ -509,9 +472,7 @@ class Supervisor:
             self._flush_one(proc)
 
     def _flush_one(self, proc: _Proc) -> None:
-        with proc.lock:
-            lines, proc.lines = proc.lines, []
-            dropped, proc.dropped = proc.dropped, 0
+        lines, dropped = proc.out.take()
         if dropped:
             lines.append((time.time(), "system", f"... {dropped} lines not kept (too many)"))
         if lines:
