@@ -20,6 +20,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pgserver import PgServer
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # On a crash (SIGSEGV, SIGABRT) print only the crashing thread: with the many server and
+    # pool threads a session holds, a dump of all of them pushes the one that matters out of
+    # the part of a CI log that is kept.
+    import faulthandler
+
+    from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+    fd = config.stash.get(fault_handler_stderr_fd_key, None)
+    if fd is not None:
+        faulthandler.enable(file=fd, all_threads=False)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     engines = getattr(metafunc.module, "ENGINES", None)
     if engines and "engine" not in metafunc.fixturenames:
