@@ -343,9 +343,9 @@ class Server:
             from tusk.pps.scheduler import Scheduler
 
             api = self.url if self._uvicorn is not None else None
-            Scheduler(self.services.pps, LocalExecutor(sandbox), log=log, api_url=api).run(
-                stop, once=once
-            )
+            Scheduler(
+                self.services.pps, LocalExecutor(sandbox), log=log, api_url=api, s3_url=self.s3_url
+            ).run(stop, once=once)
         else:
             while not stop.wait(0.2):
                 if self._thread is not None and not self._thread.is_alive():

@@ -369,9 +369,7 @@ def test_several_errors_on_one_line() -> None:
     [
         ("spec", "tf_job", "tf_job"),
         ("spec", "spec_commit", "spec_commit"),
-        ("spec", "s3_out", "s3_out"),
         ("spec", "datum_set_spec", "datum_set_spec"),
-        ("pfs", "s3", "input.pfs.s3"),
         ("trigger", "rate_limit_spec", "input.pfs.trigger.rate_limit_spec"),
         ("parallelism_spec", "coefficient", "parallelism_spec.coefficient"),
         ("input", "git", "input.git"),
@@ -973,3 +971,34 @@ def _all_keys(value: Any) -> list[str]:
     if isinstance(value, list):
         return [k for v in value for k in _all_keys(v)]
     return []
+
+
+def test_s3_inputs_and_s3_out_follow_pachyderms_rules() -> None:
+    s3_in = {"pfs": {"repo": "images", "glob": "/", "s3": True}}
+    spec = load_spec(base(input=s3_in, s3_out=True))
+    assert spec.s3_out is True and spec.inputs()[0].s3 is True
+    crossed = load_spec(base(input={"cross": [s3_in, {"pfs": {"repo": "b", "glob": "/*"}}]}))
+    assert [getattr(leaf, "s3", None) for leaf in crossed.inputs()] == [True, None]
+    # Specs without the fields keep their canonical form (and so their hash).
+    assert "s3_out" not in load_spec(base()).canonical()
+    assert "s3" not in load_spec(base()).canonical()["input"]["pfs"]
+    cases = [
+        (base(input={"pfs": {"repo": "images", "glob": "/*", "s3": True}}),
+         "input.pfs.glob: an s3 input is read whole through the S3 gateway: its glob must be '/'"),
+        (base(input={"pfs": {"repo": "images", "glob": "/", "s3": True, "lazy": True}}),
+         "input.pfs.lazy: an s3 input is read through the S3 gateway"),
+        (base(input={"union": [s3_in, {"pfs": {"repo": "b", "glob": "/*"}}]}),
+         "input.union: s3 inputs in union expressions are not supported"),
+        (base(input={"join": [{"pfs": {"repo": "a", "glob": "/", "s3": True, "join_on": ""}},
+                              {"pfs": {"repo": "b", "glob": "/*"}}]}),
+         "input.join: s3 inputs in join expressions are not supported"),
+        ({"pipeline": {"name": "p"}, "transform": {"cmd": ["x"]}, "spout": {}, "s3_out": True},
+         "s3_out: s3_out is for pipelines that run on datums"),
+        (base(input=s3_in, service={"internal_port": 80, "external_port": 8080}),
+         "input: a service reads its inputs from /pfs"),
+        (base(input={"pfs": {"repo": "images", "name": "out", "glob": "/", "s3": True}},
+              s3_out=True),
+         "input name 'out' is reserved"),  # (so the bucket out is never an input's)
+    ]  # fmt: skip
+    for data, expected in cases:
+        assert expected in error_of(data)

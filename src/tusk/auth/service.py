@@ -556,15 +556,21 @@ class AuthService:
             ) from None
         return f"tusk_{access_key_id}_{secret.decode()}"
 
-    def mint_for_pipeline(self, pipeline: str, ttl: float) -> tuple[str, str] | None:
-        """A job's token for ``pipeline:<name>`` (id, token), or None while auth is off."""
+    def mint_for_pipeline(
+        self, pipeline: str, ttl: float, s3: bool = False, description: str = "job token"
+    ) -> tuple[str, str] | None:
+        """A job's token for ``pipeline:<name>`` (id, token), or None while auth is off.
+
+        ``s3``: also S3 keys (the id and the secret), as ``create_token(s3=True)`` makes."""
+        if not self.is_active():
+            return None
+        key = self._sealing_key() if s3 else None  # before the transaction: it may make a file
         with self.meta.write() as tx:
             settings = tx.auth_settings()
             if settings.get("active") != "1":
                 return None
-            info, token = self._mint(
-                tx, settings, f"pipeline:{pipeline}", ttl, "job token", f"pipeline:{pipeline}"
-            )
+            principal = f"pipeline:{pipeline}"
+            info, token = self._mint(tx, settings, principal, ttl, description, principal, key)
         return info.id, token
 
     def revoke_quietly(self, token_id: str) -> None:

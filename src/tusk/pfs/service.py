@@ -509,6 +509,19 @@ class PfsService:
             tx.upsert_branch(BranchRecord(repo, branch, cid, b.created_at if b else time.time()))
             return self._commit_info(tx, record)
 
+    def start_detached_commit(self, repo: str, description: str = "") -> str:
+        """An open commit on no branch, empty, with no parent: a datum's ``s3_out`` bucket
+        (``tusk.pps.s3io``), written by its id and removed by :meth:`drop_open_commit`."""
+        with self.meta.write() as tx:
+            self._need_repo(tx, repo)
+            cid = new_commit_id()
+            now = time.time()
+            record = CommitRecord(
+                cid, repo, None, None, EMPTY_TREE, "open", description, now, None, 0, 0, cid
+            )
+            tx.insert_commit(record)
+        return cid
+
     def finish_commit(self, repo: str, ref: str, description: str | None = None) -> CommitInfo:
         with self.meta.write() as tx:
             commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
@@ -1202,14 +1215,18 @@ class PfsService:
         """Remove an open commit whose job failed: its branch falls back to the parent and any
         commit started on top of it moves onto the parent too."""
         with self.meta.write() as tx:
-            commit = tx.get_commit(commit_id)
-            if commit is None or commit.finished:
-                return
-            for b in tx.branches_at(commit.id):
-                tx.set_branch_head(b.repo, b.name, commit.parent)
-            tx.reparent_children(commit.id, commit.parent)
-            tx.delete_commit_provenance(commit.id)
-            tx.delete_commit(commit.id)
+            self.drop_open_commit_in(tx, commit_id)
+
+    def drop_open_commit_in(self, tx: MetaTx, commit_id: str) -> None:
+        """:meth:`drop_open_commit` inside ``tx``."""
+        commit = tx.get_commit(commit_id)
+        if commit is None or commit.finished:
+            return
+        for b in tx.branches_at(commit.id):
+            tx.set_branch_head(b.repo, b.name, commit.parent)
+        tx.reparent_children(commit.id, commit.parent)
+        tx.delete_commit_provenance(commit.id)
+        tx.delete_commit(commit.id)
 
     def write_detached_trees(
         self,

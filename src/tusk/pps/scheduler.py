@@ -57,10 +57,12 @@ from tusk.pps.datums import (
 )
 from tusk.pps.datums import FileInfo as DatumInputFile
 from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor, kill_noted
+from tusk.pps.s3io import Sessions, s3_input_names, uses_s3
 from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PfsInput, PipelineSpec
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
+from tusk.storage.meta.store_s3 import S3Session
 
 if TYPE_CHECKING:
     from tusk.pps.supervisor import Supervisor
@@ -169,6 +171,7 @@ class Scheduler:
         role: str = "all",
         api_url: str | None = None,
         pipelines: Sequence[str] | None = None,
+        s3_url: str | None = None,
     ) -> None:
         """``role``: ``all`` (``tusk up``: jobs and datums), ``worker`` (``tusk worker``:
         only claims and runs datums of jobs that a scheduler elsewhere started and finishes)
@@ -179,6 +182,9 @@ class Scheduler:
         ``TUSK_ADDRESS`` and a token of the pipeline's own identity (``pipeline:<name>``) in
         ``TUSK_TOKEN``, revoked when the job ends here: code that calls Tusk may read the
         pipeline's inputs and write its output repo, nothing else.
+
+        ``s3_url``: the S3 gateway of this store, for pipelines whose datums read or write
+        through it (``input.pfs.s3``, ``s3_out``: ``tusk.pps.s3io``).
         """
         if role not in ("all", "worker", "coordinator"):
             raise ValueError(f"unknown scheduler role {role!r}")
@@ -186,7 +192,8 @@ class Scheduler:
         self.manages = role in ("all", "coordinator")  # starts, finishes and fails jobs
         self.pipelines = set(pipelines) if pipelines else None
         self.api_url = api_url
-        self.auth = AuthService(pps.meta)
+        self.auth = AuthService(pps.meta, key_dir=pps.home)  # the API's key: S3 keys it unseals
+        self.s3 = Sessions(pps.pfs, self.auth, s3_url)
         self.pps = pps
         self.pfs = pps.pfs
         self.meta = pps.meta
@@ -263,6 +270,8 @@ class Scheduler:
         """Before the first :meth:`tick`: scratch folders of dead processes go."""
         self._clean_scratch()
         (self.fast_scratch / "pids").mkdir(parents=True, exist_ok=True)
+        if self.manages:
+            self.s3.end_finished()  # datums' S3 sessions that a crash left behind
 
     def pause(self, seconds: float) -> None:
         """Sleep until ``seconds`` pass or a worker has news (a datum done, a job started)."""
@@ -691,9 +700,16 @@ class Scheduler:
                 digest = self._pin_image(job, spec)
             except _Pulling:
                 return
+            if uses_s3(spec) and self.s3.endpoint is None:
+                if self.manages:
+                    self._fail_job(job, "this pipeline reads or writes through the S3 gateway "
+                                   "(input.pfs.s3 or s3_out) and this scheduler has none: run "
+                                   "it under tusk up with the gateway on")  # fmt: skip
+                return
             if digest is not None and spec.transform.image:
                 tf = spec.transform
-                running.image = ImageRun(tf.image or "", digest, tf.user or "", bool(tf.network))
+                network = bool(tf.network) or uses_s3(spec)  # the gateway is on the host
+                running.image = ImageRun(tf.image or "", digest, tf.user or "", network)
             elif not spec.transform.cmd:
                 if self.manages:
                     self._fail_job(job, "the pipeline gives no cmd and images are not run here "
@@ -804,10 +820,20 @@ class Scheduler:
     ) -> None:
         pipeline, job_id = job.record.pipeline, job.record.id
         items = []
+        sessions: dict[str, S3Session] = {}
+        through_s3 = s3_input_names(job.spec) if uses_s3(job.spec) else None
         for d in batch:
             files = json.loads(d.files)
+            if through_s3 is not None:  # read through the gateway, not written under /pfs
+                files = [f for f in files if f["input_name"] not in through_s3]
             task = self._task(job, d, files)
             task.env.update(env or {})  # CUDA_VISIBLE_DEVICES of the GPUs given to it
+            if through_s3 is not None:
+                ttl = max(3600.0, 2 * (job.spec.datum_timeout or 0))
+                sessions[d.id], s3_env = self.s3.open(
+                    job.spec, pipeline, job_id, d.id, job.commits, ttl
+                )
+                task.env.update(s3_env)
             items.append(BatchItem(task, files))
         if isinstance(self.executor, LocalExecutor):
             size = sum(f.get("size", 0) for item in items for f in item.files)
@@ -819,8 +845,11 @@ class Scheduler:
         else:
             ran, index = self.executor.run_batch(job.trees, items, job.dead.is_set)
         by_id = {d.id: d for d in batch}
+        if job.spec.s3_out:  # the output is what the datum wrote to its bucket "out"
+            for r in ran:
+                r.outputs = self.s3.outputs(sessions[r.datum]) if r.outcome.ok else []
         results = [(by_id[r.datum], r.outcome, r.outputs) for r in ran]
-        self._record(job, owner, results, index)
+        self._record(job, owner, results, index, list(sessions.values()))
 
     def _record(
         self,
@@ -828,8 +857,10 @@ class Scheduler:
         owner: str,
         results: list[tuple[DatumRecord, DatumOutcome, list]],
         index: list,
+        sessions: Sequence[S3Session] = (),
     ) -> None:
-        """One transaction for a batch: chunk index, output trees, datum states, logs."""
+        """One transaction for a batch: chunk index, output trees, datum states, logs; the
+        datums' S3 sessions end in it too."""
         pipeline, job_id = job.record.pipeline, job.record.id
         now = time.time()
         logs: list[LogRecord] = []
@@ -872,6 +903,8 @@ class Scheduler:
             tx.add_logs(logs)
             # Datums claimed but not run (the job was stopped) go back to the queue.
             tx.release_datums(pipeline, job_id, owner)
+            tokens = self.s3.end(tx, sessions)
+        self.s3.revoke(tokens)
 
     # 5. finishing a job
 
@@ -887,6 +920,7 @@ class Scheduler:
         if running is not None:
             running.dead.set()
         self.pfs.drop_open_commit(job.output_commit)
+        self.s3.end_job(job.pipeline, job.id)
         self.log(f"job {job.pipeline}@{job.id} failed: {reason}")
 
     def _parent_job(self, job: JobRecord) -> JobRecord | None:
@@ -955,6 +989,7 @@ class Scheduler:
                 processed=counts.get("success", 0), skipped=counts.get("skipped", 0),
                 failed=0,
             )  # fmt: skip
+        self.s3.end_job(job.pipeline, job.id)
         self.log(
             f"job {job.pipeline}@{job.id} succeeded: {counts.get('success', 0)} processed, "
             f"{counts.get('skipped', 0)} skipped"

@@ -77,7 +77,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "spec": {
         "tf_job": "not supported by Tusk (TFJob needs Kubeflow on Kubernetes); remove it",
         "spec_commit": "set by Pachyderm itself; Tusk versions specs on its own: remove it",
-        "s3_out": "not supported by Tusk (no S3 output gateway); write results under /pfs/out",
         "datum_set_spec": "not supported by Tusk (it sizes datum sets itself); remove it",
         "determined": "not supported by Tusk (no Determined integration); remove it",
         "maximum_expected_uptime": (
@@ -100,7 +99,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "input": {"git": "not supported by Tusk (git inputs were removed in Pachyderm 2); remove it"},
     "pfs": {
-        "s3": "not supported by Tusk (no per-datum S3 gateway); read files from /pfs/<name>",
         "repo_type": "set by Pachyderm itself; remove it",
         "reference": "set by Pachyderm itself; remove it",
     },
@@ -444,6 +442,9 @@ class PfsInput(_SpecModel):
     commit: str | None = None
     project: Project | None = None
     trigger: Trigger | None = None
+    # Read through the S3 gateway (a bucket named for the input) instead of /pfs/<name>;
+    # None, not False, so that specs without it keep their hash.
+    s3: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -504,6 +505,21 @@ class PfsInput(_SpecModel):
                 )
         if self.lazy and self.empty_files:
             raise _error("lazy and empty_files cannot both be true; keep one", sub="empty_files")
+        if self.s3:
+            # As Pachyderm: the gateway shows whole commits, so the input is one datum.
+            if self.glob != "/":
+                raise _error(
+                    f"an s3 input is read whole through the S3 gateway: its glob must be '/', "
+                    f"not {self.glob!r}",
+                    sub="glob",
+                )
+            for field in ("lazy", "empty_files"):
+                if getattr(self, field):
+                    raise _error(
+                        f"an s3 input is read through the S3 gateway, not from /pfs: remove "
+                        f"{field}",
+                        sub=field,
+                    )
         if self.trigger is not None and self.commit is not None:
             raise _error("a pinned commit never moves; remove commit or trigger", sub="trigger")
         own = "branch" in self.model_fields_set  # else named for the pipeline later
@@ -839,6 +855,8 @@ class PipelineSpec(_SpecModel):
     job_timeout: float | None = None
     output_branch: str = "master"
     egress: Egress | None = None
+    # Write the output through the S3 gateway's bucket "out" instead of /pfs/out.
+    s3_out: bool | None = None
     reprocess_spec: Literal["until_success", "every_job"] = "until_success"
     salt: str | None = None
     autoscaling: bool = False
@@ -872,6 +890,21 @@ class PipelineSpec(_SpecModel):
     def _check_tree(self) -> PipelineSpec:
         if self.spout is not None and self.service is not None:
             raise _error("a spout with a service is not run by Tusk yet; remove service")
+        if self.s3_out and (self.spout is not None or self.service is not None):
+            raise _error(
+                "s3_out is for pipelines that run on datums, not spouts or services (as "
+                "Pachyderm): remove s3_out and write with the S3 gateway's own buckets",
+                sub="s3_out",
+            )
+        s3_inputs = [
+            leaf
+            for leaf in (self.input.leaves() if self.input else [])
+            if isinstance(leaf, PfsInput) and leaf.s3
+        ]
+        if self.service is not None and s3_inputs:
+            raise _error(
+                "a service reads its inputs from /pfs: remove s3 from its inputs", sub="input"
+            )
         if self.spout is not None:
             if self.input is not None:
                 raise _error(
@@ -986,6 +1019,14 @@ def _check_input_tree(
         )
     kind = node.kind
     old = node.children
+    if kind in ("join", "group", "union") and any(
+        isinstance(leaf, PfsInput) and leaf.s3 for leaf in node.leaves()
+    ):
+        # As Pachyderm (validateInput): what a bucket means for such datums is not clear.
+        problems.append(
+            f"{path}.{kind}: s3 inputs in {kind} expressions are not supported (as in "
+            "Pachyderm); read that input from /pfs, or cross it with the others"
+        )
     if kind != "union":
         new = [
             _check_input_tree(child, f"{path}.{kind}[{i}]", kind, pipeline, names, problems)

@@ -57,6 +57,7 @@ from tusk.s3.names import Bucket, bucket_name, check_key, parse_bucket
 from tusk.storage.chunks import ChunkRef
 from tusk.storage.meta.records import CommitRecord
 from tusk.storage.meta.store import MetaTx
+from tusk.storage.meta.store_s3 import S3Session
 
 EDGE = "s3"
 REGION = "us-east-1"
@@ -80,6 +81,7 @@ _WRITES = {
     "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
 }  # fmt: skip
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SESSION_KEY = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Call:
     caller: Caller = OFF
     signed: sigv4.Signed | None = None
     resource: str = "/"
+    session: S3Session | None = None  # a datum's own view: its buckets only (tusk.pps.s3io)
 
     @property
     def path(self) -> str:
@@ -388,6 +391,8 @@ class Gateway:
         bucket = call.need_bucket()
         if not bucket.writable:
             raise S3Error("AccessDenied", f"bucket {bucket.name} is one commit: it is read-only")
+        if bucket.staging:
+            return  # the datum's own output, which its pipeline writes
         if self.pps.is_pipeline(bucket.repo) and call.caller.principal != f"pipeline:{bucket.repo}":
             raise S3Error(
                 "AccessDenied",
@@ -410,6 +415,8 @@ class Gateway:
                 raise
         if bucket.commit is not None:
             return self.pfs.resolve_commit(bucket.repo, bucket.commit)
+        if bucket.staging:
+            return self.pfs.resolve_commit(bucket.repo, bucket.branch)
         branch = self.branch(bucket)
         if branch.head is None:
             return None
@@ -438,7 +445,40 @@ class Gateway:
 
     # Service and buckets
 
+    def session_of(self, request: Request) -> S3Session | None:
+        """The datum session whose access key signs ``request``, if any."""
+        key = sigv4.access_key_of(request.headers.get("authorization", ""), request.url.query)
+        if key is None or not _SESSION_KEY.match(key):
+            return None
+        with self.pfs.meta.read() as tx:
+            return tx.s3_get_session(key)
+
+    @staticmethod
+    def session_bucket(session: S3Session, name: str) -> Bucket:
+        """A bucket as a datum names it: one of its inputs (one commit, read-only) or ``out``
+        (its s3_out output); no other bucket exists for it."""
+        if name == "out" and session.staging is not None:
+            return Bucket("out", session.pipeline, session.staging, staging=True)
+        found = session.buckets.get(name)
+        if found is None:
+            names = sorted([*session.buckets, *(["out"] if session.staging else [])])
+            raise S3Error(
+                "NoSuchBucket",
+                f"bucket {name[:80]} does not exist for this job: its buckets are "
+                f"{', '.join(names)}",
+            )
+        repo, branch, commit = found
+        return Bucket(name, repo, branch, commit)
+
     def ListBuckets(self, call: Call) -> Response:
+        if call.session is not None:
+            owner = [("ID", call.session.pipeline), ("DisplayName", call.session.pipeline)]
+            names = sorted(call.session.buckets) + (["out"] if call.session.staging else [])
+            created = X.iso(call.session.created_at)
+            buckets = [("Bucket", [("Name", n), ("CreationDate", created)]) for n in names]
+            return _xml(
+                X.document("ListAllMyBucketsResult", [("Owner", owner), ("Buckets", buckets)])
+            )
         repos = self.pfs.list_repos()
         readable = self.auth.readable(call.caller, [r.name for r in repos])
         buckets = []
@@ -749,7 +789,7 @@ class Gateway:
         raw, _, version_q = raw.partition("?")
         version = dict(parse_qsl(version_q)).get("versionId") if version_q else None
         name, _, key = raw.partition("/")
-        src = parse_bucket(name)
+        src = self.session_bucket(call.session, name) if call.session else parse_bucket(name)
         path = check_key(key)
         self.auth.require(call.caller, REPO_READ, src.repo, edge=EDGE, operation=call.op)
         commit = self.snapshot(src, version)
@@ -987,8 +1027,20 @@ def create_s3_app(pfs: PfsService, pps: PpsService, auth: AuthService,
             query = dict(parse_qsl(request.url.query, keep_blank_values=True))
             headers = {k.lower(): v for k, v in request.headers.items()}
             op = operation(request.method, bucket_text, key, query, headers)
-            bucket = parse_bucket(bucket_text) if bucket_text is not None else None
-            call = Call(request_id, op, bucket, key, query, headers, resource=resource)
+            session = await run_in_threadpool(gw.session_of, request)
+            if session is not None and op in ("CreateBucket", "DeleteBucket"):
+                raise S3Error(
+                    "AccessDenied", f"a job's buckets are given to it, not made ({op} refused)"
+                )
+            bucket = None
+            if bucket_text is not None:
+                bucket = (
+                    gw.session_bucket(session, bucket_text)
+                    if session is not None
+                    else parse_bucket(bucket_text)
+                )
+            call = Call(request_id, op, bucket, key, query, headers, resource=resource,
+                        session=session)  # fmt: skip
             await run_in_threadpool(gw.authenticate, request, call)
             if op in _STREAMED:
                 response = await _streamed(request, call, getattr(gw, op))

@@ -32,6 +32,9 @@ class Bucket:
     repo: str  # as stored: "images", or "research/images" for another project
     branch: str
     commit: str | None = None  # a commit bucket: read-only
+    # A job's bucket "out" (s3_out): ``branch`` is then the id of an open commit on no branch,
+    # written and read by that id (tusk.pps.s3io).
+    staging: bool = False
 
     @property
     def ref(self) -> str:

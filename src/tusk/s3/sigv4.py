@@ -909,3 +909,18 @@ def _length(value: str | None) -> int | None:
     if not value.strip().isdigit():
         raise S3Error("InvalidArgument", f"{value[:40]!r} is not a length")
     return int(value)
+
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+_QUERY_CREDENTIAL = re.compile(r"(?:^|&)X-Amz-Credential=([^/%&]+)(?:/|%2F)", re.IGNORECASE)
+
+
+def access_key_of(authorization: str, raw_query: str) -> str | None:
+    """The access key a request names (header or presigned query), unverified; None if none.
+
+    Only to find a datum's session before the request is checked (``authenticate`` verifies
+    the signature when auth is on)."""
+    found = _CREDENTIAL.search(authorization) if authorization else None
+    if found is None and "X-Amz-Credential" in raw_query:
+        found = _QUERY_CREDENTIAL.search(raw_query)
+    return found.group(1) if found else None

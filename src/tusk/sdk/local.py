@@ -430,6 +430,7 @@ class LocalTransport:
         role: str,
         api_url: str | None,
         pipelines: Sequence[str] | None = None,
+        s3_url: str | None = None,
     ) -> None:
         from tusk.pps.scheduler import Scheduler
 
@@ -440,7 +441,13 @@ class LocalTransport:
         runner = self._executor(executor, sandbox)
         try:
             Scheduler(
-                self.pps, runner, log=log, role=role, api_url=api_url, pipelines=pipelines
+                self.pps,
+                runner,
+                log=log,
+                role=role,
+                api_url=api_url,
+                pipelines=pipelines,
+                s3_url=s3_url,
             ).run(stop, once=once)
         finally:
             runner.close()

@@ -387,10 +387,12 @@ class PipelineMethods(ProjectScope):
         role: str = "all",
         api_url: str | None = None,
         pipelines: Sequence[str] | None = None,
+        s3_url: str | None = None,
     ) -> None:
         """Run the scheduler and workers in this process (what ``tusk up`` does).
 
-        ``api_url``: the REST API serving this home, for jobs' own identity when auth is on.
+        ``api_url``: the REST API serving this home, for jobs' own identity when auth is on;
+        ``s3_url``: its S3 gateway, for pipelines with S3 inputs or ``s3_out``.
 
         ``executor``: ``local`` (default: datums run as processes here, in the spec's image
         when it names one), ``host`` (always on this machine, images only recorded),
@@ -402,7 +404,7 @@ class PipelineMethods(ProjectScope):
         ``pipelines`` limits it to those pipelines' jobs. A client of a server raises
         InvalidArgument: the scheduler runs with the server.
         """
-        self._t.run_scheduler(stop, once, sandbox, log, executor, role, api_url, pipelines)
+        self._t.run_scheduler(stop, once, sandbox, log, executor, role, api_url, pipelines, s3_url)
 
     def scheduler_running(self) -> bool | None:
         """Whether a scheduler (``tusk up``, or a wait running jobs) runs on this home now.

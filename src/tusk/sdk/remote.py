@@ -647,6 +647,7 @@ class HttpTransport:
         role: str,
         api_url: str | None,
         pipelines: Sequence[str] | None = None,
+        s3_url: str | None = None,
     ) -> NoReturn:
         raise InvalidArgument(
             f"the scheduler runs on the server ({self.address}): start it there with tusk up"

@@ -711,8 +711,9 @@ def up(
                 )
                 server = _start_api(ctx, api, log)
             url = server.url if server is not None else None
+            s3 = server.s3_url if server is not None else None
             client.run_scheduler(
-                stop, once=once, sandbox=mode, log=log, executor=executor, api_url=url
+                stop, once=once, sandbox=mode, log=log, executor=executor, api_url=url, s3_url=s3
             )
         finally:
             if server is not None:
@@ -749,6 +750,14 @@ def up(
     show_default=True,
     help="With --handoff: the folder the user container sees as /pfs.",
 )
+@click.option(
+    "--s3-endpoint",
+    envvar="TUSK_S3_ENDPOINT",
+    default=None,
+    metavar="URL",
+    help="The S3 gateway of the tusk up that manages the jobs (its 'S3 gateway on' line), for "
+    "pipelines with S3 inputs or s3_out [env: TUSK_S3_ENDPOINT].",
+)
 @click.option("--once", is_flag=True, help="Exit when no job of its pipelines is left.")
 @output_option
 @click.pass_context
@@ -758,6 +767,7 @@ def worker(
     pipelines: tuple[str, ...],
     handoff: str | None,
     pfs_mount: str,
+    s3_endpoint: str | None,
     once: bool,
 ) -> None:
     """Run datums only, for jobs that a tusk up elsewhere starts and finishes.
@@ -789,6 +799,7 @@ def worker(
             role="worker",
             executor=executor,
             pipelines=list(pipelines) or None,
+            s3_url=s3_endpoint,
         )
     log("worker stopped")
 

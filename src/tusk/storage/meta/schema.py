@@ -297,6 +297,25 @@ s3_parts = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# S3 sessions (migration 0011): a datum of a pipeline with S3 inputs or s3_out reaches the
+# gateway with its own access key; ``buckets`` (JSON) maps each bucket name it sees to
+# [repo, branch, commit], and ``staging`` is the open commit its bucket "out" writes into
+# (s3_out), which the datum's output tree is taken from. ``token_id``: the token (auth on)
+# whose id is the access key, revoked with the session.
+s3_sessions = sa.Table(
+    "s3_sessions",
+    metadata,
+    sa.Column("access_key", sa.String(16), primary_key=True),
+    sa.Column("pipeline", sa.String(NAME), nullable=False),
+    sa.Column("job", sa.String(32), nullable=False),
+    sa.Column("datum", sa.String(64), nullable=False),
+    sa.Column("buckets", sa.Text, nullable=False),
+    sa.Column("staging", sa.String(32), nullable=True),
+    sa.Column("token_id", sa.String(16), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_s3_sessions_job", "pipeline", "job"),
+)
+
 # Long-running processes of spout and service pipelines (migration 0009): how each is doing,
 # written by the scheduler that supervises it (owner), read by `tusk list pipeline`.
 pipeline_processes = sa.Table(

@@ -44,7 +44,7 @@ from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 _BATCH = 500
 
 

@@ -8,6 +8,7 @@ completes, is aborted, or goes stale; while named, its root is a gc root.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,3 +139,56 @@ class S3TxMixin:
         c = t.s3_uploads.c
         rows = self.conn.execute(sa.select(c.id).where(c.updated_at < before).order_by(c.id))
         return [r.id for r in rows]
+
+    # Sessions: a datum's own view of the gateway (tusk.pps.s3io)
+
+    def s3_add_session(self, s: S3Session) -> None:
+        self.conn.execute(
+            t.s3_sessions.insert().values(
+                access_key=s.access_key, pipeline=s.pipeline, job=s.job, datum=s.datum,
+                buckets=json.dumps(s.buckets, sort_keys=True), staging=s.staging,
+                token_id=s.token_id, created_at=s.created_at,
+            )
+        )  # fmt: skip
+
+    def s3_get_session(self, access_key: str) -> S3Session | None:
+        c = t.s3_sessions.c
+        row = self.conn.execute(sa.select(t.s3_sessions).where(c.access_key == access_key)).first()
+        return _session(row) if row is not None else None
+
+    def s3_job_sessions(self, pipeline: str, job: str | None = None) -> list[S3Session]:
+        """The sessions of one job (or of every job of ``pipeline``)."""
+        c = t.s3_sessions.c
+        query = sa.select(t.s3_sessions).where(c.pipeline == pipeline)
+        if job is not None:
+            query = query.where(c.job == job)
+        return [_session(r) for r in self.conn.execute(query.order_by(c.created_at))]
+
+    def s3_session_jobs(self) -> list[tuple[str, str]]:
+        """(pipeline, job) of every job that has a session."""
+        c = t.s3_sessions.c
+        rows = self.conn.execute(sa.select(c.pipeline, c.job).distinct())
+        return [(r.pipeline, r.job) for r in rows]
+
+    def s3_delete_session(self, access_key: str) -> None:
+        c = t.s3_sessions.c
+        self.conn.execute(t.s3_sessions.delete().where(c.access_key == access_key))
+
+
+@dataclass(frozen=True)
+class S3Session:
+    access_key: str
+    pipeline: str
+    job: str
+    datum: str
+    buckets: dict[str, list[str]]  # bucket name -> [repo, branch, commit id]
+    staging: str | None  # the open commit that bucket "out" writes into (s3_out)
+    token_id: str | None  # the token whose id is the access key (auth on)
+    created_at: float
+
+
+def _session(row: sa.Row) -> S3Session:
+    return S3Session(
+        row.access_key, row.pipeline, row.job, row.datum, json.loads(row.buckets), row.staging,
+        row.token_id, row.created_at,
+    )  # fmt: skip
