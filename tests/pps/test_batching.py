@@ -161,3 +161,37 @@ def test_a_batched_datums_secret_is_scrubbed_from_its_logs(client: tusk.Client) 
     assert job.state == "success", job.reason
     lines = [x.line for x in client.logs("up", job.id)]
     assert "token ***" in lines and not any("s3cret-batch-4711" in x for x in lines)
+
+
+def test_in_an_image_a_pachyderm_loop_runs_unchanged(client: tusk.Client, tmp_path: Path) -> None:
+    """In the spec's image (no Tusk there), ``pachctl next datum`` and ``tusk next datum`` on
+    the code's PATH are Tusk's shims; /pfs moves from datum to datum as on the host."""
+    from imagekit import python_image
+
+    image = python_image(tmp_path / "img", "batch", packages=())
+    loop = (
+        "echo start >&2\n"
+        "while pachctl next datum; do\n"
+        "  for f in /pfs/in/*; do\n"
+        '    if [ "$(cat "$f")" = bad ]; then tusk next datum --error "bad $(basename "$f")"; fi\n'
+        '    tr a-z A-Z < "$f" > "/pfs/out/$(basename "$f")"\n'
+        "  done\n"
+        "done\n"
+    )
+    client.put_files("in@master", [(f"/f{i:02d}", b"x%d" % i) for i in range(40)])
+    pipeline = spec("up", ["sh", "-c", loop], parallelism_spec={"constant": 1})
+    pipeline["transform"]["image"] = image
+    client.create_pipeline(pipeline)
+    client.run_scheduler(once=True)
+    job = client.list_jobs("up")[0]
+    assert job.state == "success", job.reason
+    # each batch of claimed datums is one process: far fewer starts than datums
+    assert 1 <= starts(client, job.id) <= 8
+    assert client.get_file("up@master:/f03") == b"X3"
+    assert len(client.list_files("up@master:/")) == 40
+    assert job.image_digest is not None
+    # A datum that says it failed (the shim's --error) fails as without batching.
+    client.put_files("in@master", [("/f9", b"bad")])
+    client.run_scheduler(once=True)
+    job = max(client.list_jobs("up"), key=lambda j: j.created_at)
+    assert job.state == "failure" and "tusk next datum --error: bad f9" in job.reason

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tusk.errors import TuskError
 from tusk.pps.executor import (
     DatumOutcome,
     DatumTask,
@@ -48,11 +49,42 @@ from tusk.pps.executor import (
     settle,
     spawn,
 )
+from tusk.pps.images import DEFAULT_PATH, image_argv, image_user
 from tusk.pps.secret_mounts import scrub_values, scrubbing
 
 SOCKET_ENV = "TUSK_NEXT_DATUM"
 _SANDBOX_CTL = "/tmp/.tusk"  # on the sandbox's private /tmp: bubblewrap can make it there
 _SANDBOX_SOCKET = f"{_SANDBOX_CTL}/next-datum.sock"
+
+# In an image, neither Tusk nor a working pachctl is installed: ``tusk`` and ``pachctl`` on
+# the code's PATH are these two files, which speak the protocol above with the image's own
+# Python (``tusk next datum [--error MSG]``, ``pachctl next datum``; anything else is refused).
+_SHIM = """#!/bin/sh
+for py in python3 python; do
+  if command -v "$py" >/dev/null 2>&1; then exec "$py" /tmp/.tusk/next_datum.py "$@"; fi
+done
+echo "error: $(basename "$0") next datum needs python3 in the image" >&2
+exit 1
+"""
+_CLIENT = r"""import json, os, socket, sys
+args = sys.argv[1:]
+error = ""
+if args[2:3] == ["--error"] and len(args) == 4:
+    error, args = args[3], args[:2]
+if args != ["next", "datum"]:
+    sys.stderr.write("error: in a datum_batching pipeline's image only 'next datum "
+                     "[--error MESSAGE]' is served; run the rest outside\n")
+    sys.exit(2)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(os.environ["TUSK_NEXT_DATUM"])
+    s.sendall(json.dumps({"error": error}).encode() + b"\n")
+    answer = s.makefile("rb").readline()
+except OSError as exc:
+    sys.stderr.write(f"error: the worker does not answer ({exc})\n")
+    sys.exit(1)
+sys.exit(0 if answer else 1)
+"""
 
 
 class BatchRunner:
@@ -68,6 +100,7 @@ class BatchRunner:
         self.conn: socket.socket | None = None
         self.reader: object = None
         self.server: socket.socket | None = None
+        self.in_image = False  # the code runs in the pipeline's image (/pfs at /pfs)
 
     # The batch
 
@@ -124,24 +157,25 @@ class BatchRunner:
         def err_cmd(cmd: list[str], stdin: list[str]) -> DatumOutcome:
             return self._err_cmd(task, root, cmd, stdin, cancelled)
 
-        return settle(task, outcome, self.executor.mode == "bwrap", err_cmd)
+        return settle(task, outcome, self.in_image or self.executor.mode == "bwrap", err_cmd)
 
     def _start(self, task: DatumTask, cancelled: Callable[[], bool]) -> DatumOutcome | None:
         """Start the code and wait for its first call (None: it is ready)."""
         self._stop()
+        self.in_image = task.image is not None
         if task.image is not None:
-            return DatumOutcome(
-                False,
-                error="datum_batching in an image is not run yet (the image has no tusk next "
-                "datum); run the pipeline without datum_batching, or with --executor host",
-            )
-        env = self.executor._env(task, self._mount())
-        env[SOCKET_ENV] = self._socket_inside()
-        cwd = task.working_dir or os.getcwd()
-        argv = list(task.cmd)
-        if self.executor.mode == "bwrap":
-            ctl = ["--bind", str(self.ctl), _SANDBOX_CTL]
-            argv = [*_bwrap_args(self.pfs, [], cwd, self.pfs, ctl), *argv]
+            made = self._image_argv(task)
+            if isinstance(made, DatumOutcome):
+                return made
+            argv, env, cwd = made, None, str(self.pfs)
+        else:
+            env = self.executor._env(task, self._mount())
+            env[SOCKET_ENV] = self._socket_inside()
+            cwd = task.working_dir or os.getcwd()
+            argv = list(task.cmd)
+            if self.executor.mode == "bwrap":
+                ctl = ["--bind", str(self.ctl), _SANDBOX_CTL]
+                argv = [*_bwrap_args(self.pfs, [], cwd, self.pfs, ctl), *argv]
         if task.limits is not None:
             argv = task.limits.prefix() + argv
         try:
@@ -157,6 +191,34 @@ class BatchRunner:
             tail = _tail("\n".join(x for _, s, x in lines if s == "stderr"))
             return DatumOutcome(False, error=error, stderr_tail=tail, logs=_logs(lines))
         return None
+
+    def _image_argv(self, task: DatumTask) -> list[str] | DatumOutcome:
+        """bubblewrap's command for the code in the pipeline's image: the batch's folder at
+        ``/pfs``, the socket and the ``tusk``/``pachctl`` shims at /tmp/.tusk."""
+        assert task.image is not None
+        run = task.image
+        try:
+            info, rootfs = self.executor.image(run)
+            uid, gid, home = image_user(rootfs, run.user or info.user, run.reference)
+        except TuskError as exc:
+            return DatumOutcome(False, error=str(exc))
+        shims = self.ctl / "bin"
+        shims.mkdir(exist_ok=True)
+        (self.ctl / "next_datum.py").write_text(_CLIENT)
+        for name in ("tusk", "pachctl"):
+            (shims / name).write_text(_SHIM)
+            (shims / name).chmod(0o755)
+        image_env = dict(item.partition("=")[::2] for item in info.env)
+        env = {"HOME": home, **self.executor._datum_env(task, "/pfs")}
+        env["PATH"] = f"{_SANDBOX_CTL}/bin:{image_env.get('PATH') or DEFAULT_PATH}"
+        env[SOCKET_ENV] = _SANDBOX_SOCKET
+        binds = [(self.pfs, "/pfs", True), (self.ctl, _SANDBOX_CTL, True)]
+        try:
+            return image_argv(
+                rootfs, info, task.cmd, binds, env, run.network, (uid, gid), task.working_dir
+            )
+        except TuskError as exc:
+            return DatumOutcome(False, error=str(exc))
 
     def _await_call(self, timeout: float | None, cancelled: Callable[[], bool]) -> tuple[dict, str]:
         """The next ``tusk next datum`` call's request, or why none came."""
@@ -237,7 +299,7 @@ class BatchRunner:
             (self.pfs / name).symlink_to(os.path.relpath(root / name, self.pfs))
 
     def _mount(self) -> str:
-        return "/pfs" if self.executor.mode == "bwrap" else str(self.pfs)
+        return "/pfs" if self.in_image or self.executor.mode == "bwrap" else str(self.pfs)
 
     def _socket_inside(self) -> str:
         if self.executor.mode == "bwrap":
