@@ -164,12 +164,26 @@ def test_object_storage_url_is_the_same_as_url(
 
 
 def test_egress_to_a_bucket_that_does_not_exist_fails_the_job_and_keeps_the_commit(
-    client: tusk.Client, s3_server: s3server.S3Server, s3_url: str
+    client: tusk.Client,
+    s3_server: s3server.S3Server,
+    s3_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("TUSK_EGRESS_RETRY_DELAY", "0.4")  # long enough to see it retrying
     client.put_file("in@master:/a.txt", b"a")
     url = f"s3://no-such-bucket-{os.getpid()}/p?endpoint={s3_server.endpoint}"
     client.create_pipeline(spec({"URL": url}))
-    job = run(client)
+    seen: set[tuple[str, str]] = set()
+    loop = threading.Thread(target=client.run_scheduler, kwargs={"once": True})
+    loop.start()
+    while loop.is_alive():  # what tusk list job shows meanwhile: egressing, and why
+        for j in client.list_jobs("out"):
+            seen.add((j.state, re.sub(r"\(last: .*", "", j.reason)))
+        time.sleep(0.02)
+    loop.join()
+    target = f"s3://no-such-bucket-{os.getpid()}/p"
+    assert ("egressing", f"egressing to {target}: attempt 2 of 3 ") in seen, seen
+    job = client.list_jobs("out")[0]
     assert job.state == "failure"
     assert job.reason == (
         f"egress to s3://no-such-bucket-{os.getpid()}/p failed after 3 attempts: bucket "

@@ -48,7 +48,7 @@ class JobInfo(_Dict):
     id: str
     version: int
     output_commit: str
-    state: str  # created, running, success, failure, killed
+    state: str  # created, running, egressing, success, failure, killed
     reason: str
     created_at: float
     started_at: float | None

@@ -313,7 +313,7 @@ class Scheduler:
             self.supervisor.tick()
         busy = False
         with self.meta.read() as tx:
-            jobs = tx.list_jobs(states=["created", "running"])
+            jobs = tx.list_jobs(states=["created", "running", "egressing"])
             paused = {p.name for p in tx.list_pipelines() if p.state != "running"}
         for job in sorted(jobs, key=lambda j: j.created_at):
             if job.pipeline in paused:
@@ -1046,8 +1046,9 @@ class Scheduler:
 
     def _egress(self, job: JobRecord, branch: str | None, counts: dict[str, int]) -> bool:
         """Copy the finished output commit to the spec's egress with retries (Pachyderm's
-        JOB_EGRESSING; tusk.pps.egress), the job running meanwhile with "egressing to ..." as
-        its reason. False when it failed: the job is failed with the cause, its commit kept."""
+        JOB_EGRESSING; tusk.pps.egress), the job ``egressing`` meanwhile with "egressing to ..."
+        as its reason. False when it failed: the job is failed with the cause, its commit kept
+        (a scheduler that dies meanwhile leaves it egressing; the next one egresses again)."""
         from tusk.pps.egress import run_egress  # SQL and S3 clients load on first use
 
         spec = self.pps.spec_of(job.pipeline, job.version)[0]
@@ -1056,7 +1057,7 @@ class Scheduler:
 
         def note(reason: str) -> None:
             with self.meta.write() as tx:
-                tx.update_job(job.pipeline, job.id, reason=reason)
+                tx.update_job(job.pipeline, job.id, state="egressing", reason=reason)
 
         where = f"job {job.pipeline}@{job.id}"
         failure = run_egress(

@@ -394,7 +394,7 @@ class PpsService:
                 "delete those pipelines first or use --force"
             )
         with self.meta.write() as tx:
-            for job in tx.list_jobs(name, states=["created", "running"]):
+            for job in tx.list_jobs(name, states=["created", "running", "egressing"]):
                 tx.update_job(name, job.id, state="killed", reason="pipeline deleted")
             tx.delete_pipeline(name)
         if not keep_repo:

@@ -467,7 +467,10 @@ def _checkouts_in_use(pps: PpsService, root: Path) -> set[str]:
     """Names of the checkouts that pipelines may still run in (their working_dir)."""
     with pps.meta.read() as tx:
         versions = {(p.name, p.version) for p in tx.list_pipelines()}
-        versions |= {(j.pipeline, j.version) for j in tx.list_jobs(states=["created", "running"])}
+        versions |= {
+            (j.pipeline, j.version)
+            for j in tx.list_jobs(states=["created", "running", "egressing"])
+        }
         origins = [tx.get_pipeline_version(name, version) for name, version in versions]
     checkouts = (root / "checkouts").resolve()
     names: set[str] = set()
