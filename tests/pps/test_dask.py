@@ -126,3 +126,34 @@ def test_a_spout_runs_beside_a_dask_scheduler(cluster: str, tmp_path: Path) -> N
         finally:
             stop.set()
             loop.join(30)
+
+
+def test_datum_batching_on_dask(cluster: str, tmp_path: Path) -> None:
+    """One process per batch on the Dask worker, calling tusk next datum there."""
+    loop = (
+        "import os, pathlib, sys\n"
+        "from tusk.sdk.batching import next_datum\n"
+        "print('start', file=sys.stderr, flush=True)\n"
+        "pfs = pathlib.Path(os.environ['TUSK_PFS'])\n"
+        "while True:\n"
+        "    next_datum()\n"
+        "    for f in (pfs / 'in').iterdir():\n"
+        "        (pfs / 'out' / f.name).write_text(f.read_text().upper())\n"
+    )
+    with tusk.Client(tmp_path / "home") as c:
+        c.create_repo("in")
+        c.put_files("in@master", [(f"/f{i:02d}", b"v%d" % i) for i in range(20)])
+        c.create_pipeline(
+            {
+                "pipeline": {"name": "up"},
+                "input": {"pfs": {"repo": "in", "glob": "/*"}},
+                "transform": {"cmd": [sys.executable, "-c", loop], "datum_batching": True},
+            }
+        )
+        c.run_scheduler(once=True, executor=cluster)
+        job = c.list_jobs("up")[0]
+        assert job.state == "success", job.reason
+        assert c.get_file("up@master:/f07") == b"V7"
+        assert len(c.list_files("up@master:/")) == 20
+        starts = [x for x in c.logs("up", job.id) if x.stream == "stderr" and x.line == "start"]
+        assert 1 <= len(starts) <= 10  # a process per batch, not per datum
