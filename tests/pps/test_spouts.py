@@ -169,6 +169,50 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# Pachyderm 2's spout with a service (console/test-dags/pipelines/spout-and-service): the
+# spout commits what it receives over HTTP and answers how many it has.
+SERVING_SPOUT = r"""
+import http.server, os, tusk
+c = tusk.Client()
+repo = os.environ["TUSK_OUTPUT_REPO"]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        n = len(c.list_files(f"{repo}@master:/")) if c.inspect_branch(f"{repo}@master").head else 0
+        c.put_file(f"{repo}@master:/msg{n}", body)
+        self.send_response(200); self.end_headers(); self.wfile.write(b"stored %d" % n)
+    def log_message(self, *args): pass
+port = int(os.environ["TUSK_SERVICE_PORT"])
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def test_a_spout_with_a_service_receives_and_commits(running: tusk.Client) -> None:
+    import urllib.request
+
+    from s3server import free_port
+
+    c = running
+    external, internal = free_port(), free_port()
+    spec = spout("inbox", SERVING_SPOUT)
+    spec["spout"] = {"service": {"externalPort": external, "internalPort": internal}}
+    c.create_pipeline(spec)
+
+    def post(body: bytes) -> bytes:
+        url = f"http://127.0.0.1:{external}/"
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10) as r:
+            return bytes(r.read())
+
+    wait_for(lambda: (p := process(c, "inbox")) is not None and p.state == "running", "no spout")
+    # the forwarder waits for the spout to listen, as for a service restarting
+    assert post(b"first") == b"stored 0"
+    assert post(b"second") == b"stored 1"
+    assert c.get_file("inbox@master:/msg1") == b"second"
+    info = process(c, "inbox")
+    assert info.state == "running" and f"serving on 127.0.0.1:{external}" in info.detail
+    c.delete_pipeline("inbox")
+
+
 def test_spout_specs_are_checked(tmp_path: Path) -> None:
     with tusk.Client(tmp_path / "home") as c:
         c.create_repo("in")

@@ -288,6 +288,15 @@ def test_duckdb_reads_parquet_with_a_filter_by_ranges(
 ) -> None:
     url, _ = sales
     con = duckdb_connect(*s3_endpoint)
+    try:
+        _duckdb_reads(con, url)
+    finally:
+        # Closed here, on the test's thread: DuckDB's threads and buffers are not left to a
+        # garbage collection that may run on any thread later in the session.
+        con.close()
+
+
+def _duckdb_reads(con: Any, url: str) -> None:
     con.execute("CALL enable_logging('HTTP')")
     rows = con.execute(
         f"SELECT id, amount FROM '{url}' WHERE region = 'west' AND id >= 3900 ORDER BY id"

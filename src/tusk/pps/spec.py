@@ -719,7 +719,10 @@ class Service(_SpecModel):
 class Spout(_SpecModel):
     """Pachyderm's spout: no input; the code runs as one long-lived process that writes into
     the pipeline's output repo itself (``tusk put file``, the SDK or the S3 gateway), restarted
-    when it exits (``tusk.pps.supervisor``). A spout with a ``service`` is not run yet."""
+    when it exits (``tusk.pps.supervisor``). With ``service`` it also listens on
+    ``internal_port``, reachable on ``external_port`` (Pachyderm 2's spout service)."""
+
+    service: Service | None = None
 
 
 def _check_egress_url(value: str) -> str:
@@ -889,7 +892,9 @@ class PipelineSpec(_SpecModel):
     @model_validator(mode="after")
     def _check_tree(self) -> PipelineSpec:
         if self.spout is not None and self.service is not None:
-            raise _error("a spout with a service is not run by Tusk yet; remove service")
+            raise _error(
+                "a spout's port goes inside it, as in Pachyderm 2: spout: {service: {...}}"
+            )
         if self.s3_out and (self.spout is not None or self.service is not None):
             raise _error(
                 "s3_out is for pipelines that run on datums, not spouts or services (as "

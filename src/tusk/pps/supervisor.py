@@ -271,9 +271,10 @@ class Supervisor:
         wait = self.waiting.setdefault(name, _Waiting())
         minted = None
         kind = "spout" if spec.spout is not None else "service"
+        ports = spec.service or (spec.spout.service if spec.spout is not None else None)
         try:
-            if spec.service is not None:
-                self._forward(name, spec.service.external_port, spec.service.internal_port)
+            if ports is not None:
+                self._forward(name, ports.external_port, ports.internal_port)
             material = self.pps.secrets.material(spec.transform.secrets)
             env = {
                 **spec.transform.env,
@@ -297,6 +298,8 @@ class Supervisor:
                 env["TUSK_HOME"] = str(self.pps.home)
             if root is not None:
                 env.update(self._service_env(spec, commits))
+            if ports is not None:
+                env["TUSK_SERVICE_PORT"] = str(ports.internal_port)
             argv, full_env, cwd = self._command(spec, origin, env, root)
             popen = spawn(argv, full_env, cwd, spec.transform.stdin)
         except (OSError, TuskError) as exc:
@@ -315,8 +318,8 @@ class Supervisor:
         self.procs[name] = proc
         self._note_pid(popen.pid, True)
         detail = ""
-        if spec.service is not None:
-            detail = f"serving on {self.host}:{spec.service.external_port}"
+        if ports is not None:
+            detail = f"serving on {self.host}:{ports.external_port}"
         self._record(name, "running", pid=popen.pid, started_at=now, detail=detail)
         self.log(f"{kind} {name} started (pid {popen.pid})")
 
@@ -355,8 +358,6 @@ class Supervisor:
                 env[f"{leaf.name}_COMMIT"] = heads.get((leaf.repo, leaf.branch), "")
                 if mount:
                     env[leaf.name] = f"{mount}/{leaf.name}"
-        if spec.service is not None:
-            env["TUSK_SERVICE_PORT"] = str(spec.service.internal_port)
         return env
 
     def _sandboxed(self, spec: PipelineSpec) -> bool:
