@@ -45,6 +45,14 @@ ensure_venv() {
   fi
   # The aws CLI (tests/s3/test_clients.py) pins botocore exactly, against s3fs's aiobotocore in
   # the test extra: it gets a venv of its own inside .venv.
+  # Pachyderm's own Python client (tests/grpcapi) pins python-dotenv and betterproto exactly,
+  # against the test extra's: a venv of its own too, driven by the tests as a subprocess.
+  if [ ! -x "$VENV/pachsdk/bin/python" ] ||
+    ! "$VENV/pachsdk/bin/python" -c "import pachyderm_sdk" 2>/dev/null; then
+    python3 -m venv "$VENV/pachsdk"
+    "$VENV/pachsdk/bin/pip" install -q "pachyderm-sdk==2.12.2" 2>&1 |
+      { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  fi
   if [ ! -x "$VENV/awscli/bin/aws" ]; then
     python3 -m venv "$VENV/awscli"
     "$VENV/awscli/bin/pip" install -q awscli 2>&1 |
@@ -56,6 +64,13 @@ case "${1:-}" in
   quickstart)
     ensure_venv
     PATH="$PWD/$VENV/bin:$PATH" exec bash examples/quickstart.sh
+    ;;
+  protos)
+    # Tusk's .proto files (src/tusk/grpcapi/protos) into Python (gen/), after editing them.
+    ensure_venv
+    "$VENV/bin/python" -m grpc_tools.protoc -I src/tusk/grpcapi/protos \
+      --python_out=src/tusk/grpcapi/gen --pyi_out=src/tusk/grpcapi/gen \
+      src/tusk/grpcapi/protos/*.proto
     ;;
   test)
     ensure_venv

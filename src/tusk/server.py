@@ -184,12 +184,16 @@ class Server:
         s3_port: int | None = None,
         s3_domain: str | None = None,
         s3_optional: bool = False,
+        grpc_port: int | None = None,
+        grpc_optional: bool = False,
     ) -> None:
         """``insecure``: serve a non-loopback address with auth off (refused otherwise);
         ``tls``: (certificate file, key file) for HTTPS, served by uvicorn; ``s3_port``: serve
         the S3 gateway on this port too (0: any free port; None: no gateway), with
         virtual-host addressing under ``s3_domain`` when given (``s3_optional``: a port that
-        is taken turns the gateway off, said in ``s3_off``, instead of failing the start)."""
+        is taken turns the gateway off, said in ``s3_off``, instead of failing the start);
+        ``grpc_port``: serve Pachyderm's gRPC API there too (``tusk.grpcapi``), likewise
+        optional with ``grpc_optional``."""
         self.services = services
         self.s3_port = s3_port
         self.s3_domain = s3_domain
@@ -197,6 +201,10 @@ class Server:
         self.s3_off: str | None = None
         self._s3: uvicorn.Server | None = None
         self._s3_thread: threading.Thread | None = None
+        self.grpc_port = grpc_port
+        self.grpc_optional = grpc_optional
+        self.grpc_off: str | None = None
+        self._grpc: Any = None
         self.insecure = insecure
         self.tls = tls
         self.host = host
@@ -270,10 +278,39 @@ class Server:
                 sock.close()
                 raise
             self.s3_off = exc.message  # a default port that is taken turns the gateway off
+        if self.grpc_port is not None:  # first: a taken port fails before anything serves
+            try:
+                self._start_grpc(app.state.auth)
+            except BaseException:
+                sock.close()
+                if s3_sock is not None:
+                    s3_sock.close()
+                raise
         self._stopping = app.state.stopping
         self._uvicorn, self._thread = self._serve(app, sock, "on", "tusk-http")
         if s3_sock is not None:
             self._start_s3(s3_sock, app.state.auth)
+
+    @property
+    def grpc_url(self) -> str | None:
+        """``host:port`` of Pachyderm's gRPC API (what pachctl and pachyderm-sdk dial)."""
+        if self._grpc is None or self.grpc_port is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.grpc_port}"
+
+    def _start_grpc(self, auth: Any) -> None:
+        from tusk.grpcapi.server import start_grpc
+
+        assert self.grpc_port is not None
+        try:
+            self._grpc, self.grpc_port = start_grpc(
+                self.services.pfs, self.services.pps, auth, self.host, self.grpc_port
+            )
+        except InUse as exc:
+            if not self.grpc_optional:
+                raise
+            self.grpc_off = exc.message
 
     def _start_s3(self, sock: socket.socket, auth: Any) -> None:
         """The S3 gateway: a second uvicorn server over the same services and gate."""
@@ -360,6 +397,9 @@ class Server:
             self._uvicorn.should_exit = True
         if self._s3 is not None:
             self._s3.should_exit = True
+        if self._grpc is not None:
+            self._grpc.stop(SHUTDOWN_GRACE).wait(SHUTDOWN_GRACE + 5)
+            self._grpc = None
         if self._thread is not None:
             self._thread.join(SHUTDOWN_GRACE + 5)
         if self._s3_thread is not None:

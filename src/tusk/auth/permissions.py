@@ -220,9 +220,34 @@ S3: dict[str, Rule] = {
     "AbortMultipartUpload": _write(),
 }
 
+# Pachyderm's gRPC API (tusk.grpcapi): one rule per RPC, as Pachyderm's own auth checks it;
+# the repo of the request is passed as ``repo``.
+GRPC: dict[str, Rule] = {
+    "versionpb_v2.API/GetVersion": Rule(PUBLIC),
+    "pfs_v2.API/CreateRepo": Rule(REPO_CREATE, audited_by_handler=True),  # an update: write
+    "pfs_v2.API/InspectRepo": _read(),
+    "pfs_v2.API/ListRepo": _AUTH,  # each repo listed only if readable
+    "pfs_v2.API/DeleteRepo": _own(),
+    "pfs_v2.API/CreateBranch": _write(),
+    "pfs_v2.API/InspectBranch": _read(),
+    "pfs_v2.API/ListBranch": _read(),
+    "pfs_v2.API/DeleteBranch": _write(),
+    "pfs_v2.API/StartCommit": _write(),
+    "pfs_v2.API/FinishCommit": _write(),
+    "pfs_v2.API/InspectCommit": _read(),
+    "pfs_v2.API/ListCommit": _read(),
+    "pfs_v2.API/ModifyFile": _write(),  # and read on a copy's source (AuthService.require)
+    "pfs_v2.API/GetFile": _read(),
+    "pfs_v2.API/InspectFile": _read(),
+    "pfs_v2.API/ListFile": _read(),
+    "pfs_v2.API/WalkFile": _read(),
+    "pfs_v2.API/GlobFile": _read(),
+}
+
 RULES: dict[str, Rule] = {
     **{f"rest.{name}": rule for name, rule in REST.items()},
     **{f"s3.{name}": rule for name, rule in S3.items()},
+    **{f"grpc.{name}": rule for name, rule in GRPC.items()},
 }
 
 

@@ -559,6 +559,7 @@ def _logger(ctx: click.Context) -> Callable[[str], None]:
 
 DEFAULT_PORT = 7800  # tusk.server.DEFAULT_PORT (not imported: --help stays quick)
 DEFAULT_S3_PORT = 30600  # Pachyderm's S3 gateway port
+DEFAULT_GRPC_PORT = 30650  # pachd's port, pachyderm-sdk's and pachctl's default
 
 
 def _http_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -613,7 +614,9 @@ def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -
         server.start()
     except InUse as exc:
         server.close()
-        if _explicit(ctx, "host", "port"):
+        # A port the user gave is an error when taken (the S3 and gRPC ports given too: a
+        # default one only turns its own edge off, see Server).
+        if _explicit(ctx, "host", "port", "s3_port", "grpc_port"):
             raise
         log(f"REST API off: {exc.message} (another tusk up?)")
         return None
@@ -622,6 +625,10 @@ def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -
         log(f"S3 gateway on {server.s3_url} (buckets: branch.repo; see docs/s3.md)")
     elif server.s3_off is not None:
         log(f"S3 gateway off: {server.s3_off} (another tusk up? pick one with --s3-port)")
+    if server.grpc_url is not None:
+        log(f"Pachyderm gRPC API on {server.grpc_url} (pachctl, pachyderm-sdk; see docs/grpc.md)")
+    elif server.grpc_off is not None:
+        log(f"Pachyderm gRPC API off: {server.grpc_off} (another tusk up? use --grpc-port)")
     return server
 
 
@@ -651,6 +658,14 @@ def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -
     help="Also answer virtual-host style requests (BUCKET.DOMAIN) on the S3 gateway.",
 )
 @click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_GRPC_PORT,
+    show_default=True,
+    help="The port of Pachyderm's gRPC API, for pachyderm-sdk and pachctl (0: any free port).",
+)
+@click.option("--no-grpc", is_flag=True, help="Do not serve Pachyderm's gRPC API.")
+@click.option(
     "--executor",
     default=None,
     metavar="local|host|dask://HOST:PORT",
@@ -673,6 +688,8 @@ def up(
     s3_port: int,
     no_s3: bool,
     s3_domain: str | None,
+    grpc_port: int,
+    no_grpc: bool,
     executor: str | None,
 ) -> None:
     """Run the scheduler and its workers, and serve the REST API, in the foreground.
@@ -708,6 +725,8 @@ def up(
                     s3_port=None if no_s3 else s3_port,
                     s3_domain=s3_domain,
                     s3_optional=not _explicit(ctx, "s3_port"),
+                    grpc_port=None if no_grpc else grpc_port,
+                    grpc_optional=not _explicit(ctx, "grpc_port"),
                 )
                 server = _start_api(ctx, api, log)
             url = server.url if server is not None else None

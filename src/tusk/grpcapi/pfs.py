@@ -1,0 +1,470 @@
+"""``pfs_v2.API``: repos, branches, commits and files, as pachyderm-sdk and pachctl call them.
+
+Names: a ``Repo`` is ``{name, project}``; project ``default`` (or none) is Tusk's bare repo
+name, another project's repo is ``project/name``, as Tusk stores it. A ``Commit`` is a commit
+id, or a branch (its head); its repo comes from ``Commit.repo`` or ``Commit.branch.repo``.
+
+``ModifyFile`` is a stream: ``set_commit`` names the commit (an open one, or a branch: then
+the stream's changes become one new commit), then ``delete_file``, ``add_file`` (bytes or a
+URL; several ``add_file`` of one path append, and a path deleted first is replaced, as the
+SDK's ``put_file_from_bytes`` sends it) and ``copy_file`` apply in order when it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any, BinaryIO, cast
+
+import grpc
+from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
+
+from tusk.auth.permissions import REPO_READ
+from tusk.errors import BranchNotFound, FileNotFound, InvalidArgument, PathConflict
+from tusk.grpcapi.gen import pfs_pb2 as pb
+from tusk.grpcapi.server import EDGE, Edge, Rpc
+from tusk.ids import DEFAULT_PROJECT, qualify
+from tusk.pfs.models import BranchInfo, BranchTrigger, CommitInfo, FileInfo
+from tusk.pfs.refs import Address, parse_ref
+from tusk.pfs.sources import Source, StreamSource, UrlSource
+
+SERVICE = "pfs_v2.API"
+_BLOCK = 1 << 20  # bytes per GetFile message
+
+RPCS = [
+    Rpc(SERVICE, "CreateRepo", pb.CreateRepoRequest, "unary"),
+    Rpc(SERVICE, "InspectRepo", pb.InspectRepoRequest, "unary"),
+    Rpc(SERVICE, "ListRepo", pb.ListRepoRequest, "server_stream"),
+    Rpc(SERVICE, "DeleteRepo", pb.DeleteRepoRequest, "unary"),
+    Rpc(SERVICE, "CreateBranch", pb.CreateBranchRequest, "unary"),
+    Rpc(SERVICE, "InspectBranch", pb.InspectBranchRequest, "unary"),
+    Rpc(SERVICE, "ListBranch", pb.ListBranchRequest, "server_stream"),
+    Rpc(SERVICE, "DeleteBranch", pb.DeleteBranchRequest, "unary"),
+    Rpc(SERVICE, "StartCommit", pb.StartCommitRequest, "unary"),
+    Rpc(SERVICE, "FinishCommit", pb.FinishCommitRequest, "unary"),
+    Rpc(SERVICE, "InspectCommit", pb.InspectCommitRequest, "unary"),
+    Rpc(SERVICE, "ListCommit", pb.ListCommitRequest, "server_stream"),
+    Rpc(SERVICE, "ModifyFile", pb.ModifyFileRequest, "client_stream"),
+    Rpc(SERVICE, "GetFile", pb.GetFileRequest, "server_stream"),
+    Rpc(SERVICE, "InspectFile", pb.InspectFileRequest, "unary"),
+    Rpc(SERVICE, "ListFile", pb.ListFileRequest, "server_stream"),
+    Rpc(SERVICE, "WalkFile", pb.WalkFileRequest, "server_stream"),
+    Rpc(SERVICE, "GlobFile", pb.GlobFileRequest, "server_stream"),
+]
+
+
+# Names, both ways
+
+
+def repo_name(repo: Any) -> str:
+    """The stored name of a ``Repo`` message."""
+    if not repo.name:
+        raise InvalidArgument("no repo given: set Repo.name")
+    if repo.type not in ("", "user"):
+        raise InvalidArgument(f"repo type {repo.type!r}: Tusk's repos are all of type user")
+    return qualify(repo.project.name or DEFAULT_PROJECT, repo.name)
+
+
+def commit_ref(commit: Any) -> tuple[str, str]:
+    """(stored repo, ref) of a ``Commit`` message: its id, else its branch's head."""
+    repo = commit.repo if commit.repo.name else commit.branch.repo
+    ref = commit.id or commit.branch.name
+    if not ref:
+        raise InvalidArgument("no commit given: set Commit.id or Commit.branch")
+    return repo_name(repo), ref
+
+
+def pb_repo(stored: str) -> Any:
+    project, _, bare = stored.rpartition("/")
+    return pb.Repo(name=bare, type="user", project=pb.Project(name=project or DEFAULT_PROJECT))
+
+
+def pb_branch(stored: str, branch: str) -> Any:
+    return pb.Branch(repo=pb_repo(stored), name=branch)
+
+
+def pb_commit(stored: str, commit_id: str, branch: str | None = None) -> Any:
+    message = pb.Commit(id=commit_id, repo=pb_repo(stored))
+    if branch:
+        message.branch.CopyFrom(pb_branch(stored, branch))
+    return message
+
+
+def timestamp(seconds: float | None) -> Any:
+    ts = timestamp_pb2.Timestamp()
+    if seconds is not None:
+        ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def commit_info(c: CommitInfo) -> Any:
+    info = pb.CommitInfo(
+        commit=pb_commit(c.repo, c.id, c.branch),
+        origin=pb.CommitOrigin(kind=pb.USER),
+        description=c.description,
+        child_commits=[pb_commit(c.repo, child) for child in c.children],
+        started=timestamp(c.started_at),
+        size_bytes_upper_bound=c.size,
+    )
+    if c.parent:
+        info.parent_commit.CopyFrom(pb_commit(c.repo, c.parent))
+    if c.finished_at is not None:
+        info.finishing.CopyFrom(timestamp(c.finished_at))
+        info.finished.CopyFrom(timestamp(c.finished_at))
+    return info
+
+
+def branch_info(b: BranchInfo) -> Any:
+    info = pb.BranchInfo(branch=pb_branch(b.repo, b.name))
+    if b.head:
+        info.head.CopyFrom(pb_commit(b.repo, b.head, b.name))
+    for text, field in ((b.provenance, info.provenance), (b.subvenance, info.subvenance)):
+        for item in text:
+            repo, _, branch = item.partition("@")
+            field.append(pb_branch(repo, branch))
+    info.direct_provenance.extend(info.provenance)
+    if b.trigger is not None:
+        t = b.trigger
+        info.trigger.CopyFrom(
+            pb.Trigger(
+                branch=t.branch,
+                all=t.all,
+                size=t.size or "",
+                commits=t.commits or 0,
+                cron_spec=t.cron_spec or "",
+            )
+        )
+    return info
+
+
+def file_info(f: FileInfo, branch: str | None, finished: float | None) -> Any:
+    return pb.FileInfo(
+        file=pb.File(commit=pb_commit(f.repo, f.commit, branch), path=f.path),
+        file_type=pb.DIR if f.type == "dir" else pb.FILE,
+        committed=timestamp(finished),
+        size_bytes=f.size,
+        hash=bytes.fromhex(f.hash) if f.hash else b"",
+    )
+
+
+class _Change:
+    """What one ModifyFile stream asks of one commit, applied when it ends."""
+
+    def __init__(self, repo: str, ref: str) -> None:
+        self.repo, self.ref = repo, ref
+        self.ops: list[tuple[str, Any]] = []  # ("delete", path) | ("add", path) | ("copy", ..)
+        self.bodies: dict[str, IO[bytes]] = {}  # a path's added bytes, spooled to disk
+        self.urls: dict[str, str] = {}
+        self.replace: set[str] = set()  # deleted before being added: not appended to
+
+    def add(self, path: str, data: bytes | None, url: str | None) -> None:
+        if not self.ops or self.ops[-1] != ("add", path):
+            self.ops.append(("add", path))
+        if url is not None:
+            self.urls[path] = url
+            return
+        body = self.bodies.get(path)
+        if body is None:
+            body = self.bodies[path] = tempfile.SpooledTemporaryFile(8 << 20)  # noqa: SIM115
+        body.write(data or b"")
+
+    def delete(self, path: str) -> None:
+        self.ops.append(("delete", path))
+        self.bodies.pop(path, None)
+        self.urls.pop(path, None)
+        self.replace.add(path)
+
+    def close(self) -> None:
+        for body in self.bodies.values():
+            body.close()
+
+
+class Handlers:
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self.pfs = edge.pfs
+
+    def _gate(self, context: grpc.ServicerContext, rpc: str, repo: str | None = None) -> Any:
+        return self.edge.gate(context, f"{SERVICE}/{rpc}", repo)
+
+    # Repos
+
+    def CreateRepo(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = repo_name(request.repo)
+        caller = self._gate(context, "CreateRepo", name)
+        exists = request.update and name in {r.name for r in self.pfs.list_repos()}
+        if exists:  # a description change: the owner's
+            from tusk.auth.permissions import REPO_OWN
+
+            self.edge.auth.require(caller, REPO_OWN, name, edge=EDGE, operation="CreateRepo")
+        info = self.pfs.create_repo(name, request.description, request.update)
+        if not exists:
+            self.edge.auth.grant_creator(caller, info.name)
+        self.edge.auth.audit_event(caller, EDGE, "CreateRepo", "repo", name)
+        return empty_pb2.Empty()
+
+    def _repo_info(self, name: str) -> Any:
+        r = self.pfs.inspect_repo(name)
+        return pb.RepoInfo(
+            repo=pb_repo(r.name),
+            created=timestamp(r.created_at),
+            size_bytes_upper_bound=r.size,
+            description=r.description,
+            branches=[pb_branch(r.name, b) for b in r.branches],
+        )
+
+    def InspectRepo(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = repo_name(request.repo)
+        self._gate(context, "InspectRepo", name)
+        return self._repo_info(name)
+
+    def ListRepo(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        caller = self._gate(context, "ListRepo")
+        if request.type not in ("", "user"):
+            return  # Tusk keeps no spec or meta repos
+        projects = {p.name or DEFAULT_PROJECT for p in request.projects}
+        repos = self.pfs.list_repos()
+        readable = self.edge.auth.readable(caller, [r.name for r in repos])
+        for r in repos:
+            project = r.name.rpartition("/")[0] or DEFAULT_PROJECT
+            if r.name in readable and (not projects or project in projects):
+                yield pb.RepoInfo(
+                    repo=pb_repo(r.name),
+                    created=timestamp(r.created_at),
+                    size_bytes_upper_bound=r.size,
+                    description=r.description,
+                    branches=[pb_branch(r.name, b) for b in r.branches],
+                )
+
+    def DeleteRepo(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = repo_name(request.repo)
+        self._gate(context, "DeleteRepo", name)
+        self.pfs.delete_repo(name, request.force)
+        self.edge.auth.forget_repo(name)
+        return pb.DeleteRepoResponse(deleted=True)
+
+    # Branches
+
+    def CreateBranch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        repo = repo_name(request.branch.repo)
+        caller = self._gate(context, "CreateBranch", repo)
+        head = None
+        if request.HasField("head"):
+            head_repo, head = commit_ref(request.head)
+            if head_repo != repo:
+                raise InvalidArgument(f"the head {head_repo}@{head} is not a commit of {repo}")
+        provenance = [(repo_name(b.repo), b.name) for b in request.provenance]
+        for upstream in sorted({r for r, _ in provenance}):
+            self.edge.auth.require(caller, REPO_READ, upstream, edge=EDGE, operation="CreateBranch")
+        trigger = None
+        if request.HasField("trigger") and request.trigger.branch:
+            t = request.trigger
+            if t.rate_limit_spec:
+                raise InvalidArgument("trigger.rate_limit_spec is not supported; use cron_spec")
+            trigger = BranchTrigger(
+                t.branch, t.size or None, t.commits or None, t.cron_spec or None, t.all
+            )
+        self.pfs.create_branch(repo, request.branch.name, head, provenance, trigger)
+        return empty_pb2.Empty()
+
+    def InspectBranch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        repo = repo_name(request.branch.repo)
+        self._gate(context, "InspectBranch", repo)
+        return branch_info(self.pfs.inspect_branch(repo, request.branch.name))
+
+    def ListBranch(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        repo = repo_name(request.repo)
+        self._gate(context, "ListBranch", repo)
+        branches = self.pfs.list_branches(repo)
+        for b in reversed(branches) if request.reverse else branches:
+            yield branch_info(b)
+
+    def DeleteBranch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        repo = repo_name(request.branch.repo)
+        self._gate(context, "DeleteBranch", repo)
+        self.pfs.delete_branch(repo, request.branch.name, request.force)
+        return empty_pb2.Empty()
+
+    # Commits
+
+    def StartCommit(self, request: Any, context: grpc.ServicerContext) -> Any:
+        repo = repo_name(request.branch.repo)
+        self._gate(context, "StartCommit", repo)
+        parent = None
+        if request.HasField("parent") and (request.parent.id or request.parent.branch.name):
+            _parent_repo, parent = commit_ref(request.parent)
+        c = self.pfs.start_commit(repo, request.branch.name, parent, request.description)
+        return pb_commit(repo, c.id, request.branch.name)
+
+    def FinishCommit(self, request: Any, context: grpc.ServicerContext) -> Any:
+        repo, ref = commit_ref(request.commit)
+        self._gate(context, "FinishCommit", repo)
+        if request.error:
+            raise InvalidArgument(
+                "finishing a commit with an error is not supported; delete the commit instead"
+            )
+        self.pfs.finish_commit(repo, ref, request.description or None)
+        return empty_pb2.Empty()
+
+    def InspectCommit(self, request: Any, context: grpc.ServicerContext) -> Any:
+        repo, ref = commit_ref(request.commit)
+        self._gate(context, "InspectCommit", repo)
+        if request.wait in (pb.FINISHING, pb.FINISHED):
+            return commit_info(self.pfs.wait_commit(repo, ref))
+        return commit_info(self.pfs.inspect_commit(repo, ref))
+
+    def ListCommit(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        repo = repo_name(request.repo)
+        self._gate(context, "ListCommit", repo)
+        branch = None
+        if request.HasField("to") and (request.to.id or request.to.branch.name):
+            branch = commit_ref(request.to)[1]
+        commits = list(self.pfs.iter_commits(repo, branch, request.number or None))
+        for c in reversed(commits) if request.reverse else commits:
+            yield commit_info(c)
+
+    # Files
+
+    def ModifyFile(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        change: _Change | None = None
+        try:
+            for request in requests:
+                body = request.WhichOneof("body")
+                if body == "set_commit":
+                    if change is not None:
+                        self._apply(change)
+                        change.close()
+                    repo, ref = commit_ref(request.set_commit)
+                    self._gate(context, "ModifyFile", repo)
+                    change = _Change(repo, ref)
+                    continue
+                if change is None:
+                    raise InvalidArgument("ModifyFile: send set_commit first")
+                if body == "add_file":
+                    add = request.add_file
+                    if add.WhichOneof("source") == "url":
+                        change.add(add.path, None, add.url.url)
+                    else:
+                        change.add(add.path, add.raw.value, None)
+                elif body == "delete_file":
+                    change.delete(request.delete_file.path)
+                elif body == "copy_file":
+                    cp = request.copy_file
+                    src_repo, src_ref = commit_ref(cp.src.commit)
+                    self.edge.auth.require(
+                        self._gate(context, "ModifyFile", change.repo), REPO_READ, src_repo,
+                        edge=EDGE, operation="ModifyFile",
+                    )  # fmt: skip
+                    change.ops.append(("copy", (src_repo, src_ref, cp.src.path, cp.dst)))
+            if change is not None:
+                self._apply(change)
+        finally:
+            if change is not None:
+                change.close()
+        return empty_pb2.Empty()
+
+    def _apply(self, change: _Change) -> None:
+        """The stream's changes to one commit: into an open commit, or one new commit."""
+        repo, ref = change.repo, change.ref
+        opened = None
+        try:
+            self.pfs.inspect_branch(repo, ref)
+            is_branch = True
+        except (BranchNotFound, InvalidArgument):
+            is_branch = False
+        if is_branch and len(change.ops) > 1:  # several changes: one commit on the branch
+            head = self.pfs.inspect_branch(repo, ref).head
+            if head is None or self.pfs.inspect_commit(repo, head).state == "finished":
+                opened = self.pfs.start_commit(repo, ref).id
+        target = opened or ref
+        try:
+            for n, (kind, what) in enumerate(change.ops):
+                if kind == "delete":
+                    if change.ops[n + 1 : n + 2] == [("add", what)]:
+                        continue  # deleted to be replaced: the put replaces it
+                    with contextlib.suppress(FileNotFound):  # as Pachyderm: nothing to delete
+                        self.pfs.delete_files(repo, target, [what])
+                elif kind == "copy":
+                    src_repo, src_ref, src_path, dst = what
+                    origin = Address(src_repo, parse_ref(src_ref), src_path)
+                    self.pfs.copy_file(origin, repo, target, dst)
+                elif what in change.urls or what in change.bodies:
+                    source: Source
+                    if what in change.urls:
+                        source = UrlSource(change.urls[what])
+                    else:
+                        body = change.bodies[what]
+                        body.seek(0)
+                        source = StreamSource(cast(BinaryIO, body))
+                    append = what not in change.replace
+                    self.pfs.put_files(repo, target, [(what, source)], append=append)
+            if opened is not None:
+                self.pfs.finish_commit(repo, opened)
+        except BaseException:
+            if opened is not None:
+                self.pfs.drop_open_commit(opened)
+            raise
+
+    def GetFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        repo, ref = commit_ref(request.file.commit)
+        self._gate(context, "GetFile", repo)
+        if request.url:
+            raise InvalidArgument("GetFile to a URL is not supported; read the bytes instead")
+        info = self.pfs.inspect_file(repo, ref, request.file.path or "/")
+        if info.type == "dir":
+            raise PathConflict(f"{repo}@{ref}:{info.path} is a directory: use ListFile")
+        skip = max(0, request.offset)
+        for block in self.pfs.read_file(repo, ref, info.path):
+            if skip >= len(block):
+                skip -= len(block)
+                continue
+            data, skip = block[skip:], 0
+            for start in range(0, len(data), _BLOCK):
+                yield wrappers_pb2.BytesValue(value=data[start : start + _BLOCK])
+
+    def _files(self, commit: Any) -> tuple[str, str, str | None, float | None]:
+        repo, ref = commit_ref(commit)
+        c = self.pfs.inspect_commit(repo, ref)
+        branch = commit.branch.name or None
+        return repo, c.id, branch, c.finished_at
+
+    def InspectFile(self, request: Any, context: grpc.ServicerContext) -> Any:
+        repo, _ref = commit_ref(request.file.commit)
+        self._gate(context, "InspectFile", repo)
+        _repo, cid, branch, finished = self._files(request.file.commit)
+        return file_info(self.pfs.inspect_file(repo, cid, request.file.path or "/"), branch,
+                         finished)  # fmt: skip
+
+    def ListFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        repo, _ref = commit_ref(request.file.commit)
+        self._gate(context, "ListFile", repo)
+        _repo, cid, branch, finished = self._files(request.file.commit)
+        items = list(self.pfs.iter_files(repo, cid, request.file.path or "/"))
+        if request.reverse:
+            items.reverse()
+        for n, f in enumerate(items):
+            if request.number and n >= request.number:
+                return
+            yield file_info(f, branch, finished)
+
+    def WalkFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        repo, _ref = commit_ref(request.file.commit)
+        self._gate(context, "WalkFile", repo)
+        _repo, cid, branch, finished = self._files(request.file.commit)
+        root = request.file.path or "/"
+        pattern = root.rstrip("/") + "/**" if root != "/" else "/**"
+        items = [self.pfs.inspect_file(repo, cid, root), *self.pfs.iter_glob(repo, cid, pattern)]
+        if request.reverse:
+            items.reverse()
+        for n, f in enumerate(items):
+            if request.number and n >= request.number:
+                return
+            yield file_info(f, branch, finished)
+
+    def GlobFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        repo, _ref = commit_ref(request.commit)
+        self._gate(context, "GlobFile", repo)
+        _repo, cid, branch, finished = self._files(request.commit)
+        for f in self.pfs.iter_glob(repo, cid, request.pattern):
+            yield file_info(f, branch, finished)

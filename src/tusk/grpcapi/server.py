@@ -1,0 +1,167 @@
+"""The gRPC server: generic handlers over Tusk's services, behind the one permission check.
+
+Each RPC is a method of a handler class named as the RPC (``CreateRepo``), registered under
+its service (``pfs_v2.API``) with the request message it parses. The caller's token comes in
+the ``authn-token`` metadata, as pachyderm-sdk and pachctl send it; ``Edge.gate`` passes it
+to :meth:`AuthService.authorize` with the RPC's full name, so an RPC without a rule in
+``tusk.auth.permissions.GRPC`` is refused (and a test names it first). Tusk's errors become
+gRPC status codes with the one-line message (NOT_FOUND, INVALID_ARGUMENT, ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import grpc
+
+from tusk.auth.service import AuthService, Caller
+from tusk.errors import InUse, TuskError
+from tusk.pfs.service import PfsService
+from tusk.pps.service import PpsService
+
+EDGE = "grpc"
+TOKEN_METADATA = "authn-token"
+MAX_MESSAGE = 64 << 20  # bigger than pachyderm-sdk's own 20 MiB receive limit
+
+_STATUS = {
+    "unauthorized": grpc.StatusCode.UNAUTHENTICATED,
+    "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
+    "image_pull_denied": grpc.StatusCode.PERMISSION_DENIED,
+    "already_exists": grpc.StatusCode.ALREADY_EXISTS,
+    "timeout": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "storage_error": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_of(exc: TuskError) -> grpc.StatusCode:
+    """The gRPC status of a Tusk error (as Pachyderm's for the same case)."""
+    if exc.code in _STATUS:
+        return _STATUS[exc.code]
+    if exc.status == 404:
+        return grpc.StatusCode.NOT_FOUND
+    if exc.status == 400:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if exc.status == 409:
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.INTERNAL
+
+
+def abort(context: grpc.ServicerContext, exc: TuskError) -> NoReturn:
+    context.abort(status_of(exc), exc.message)
+    raise AssertionError("context.abort raises")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str  # "pfs_v2.API"
+    name: str  # "CreateRepo"
+    request: Any  # the request message class
+    shape: str  # "unary", "server_stream" (a generator) or "client_stream"
+
+    @property
+    def full(self) -> str:
+        return f"{self.service}/{self.name}"
+
+
+class Edge:
+    """What every handler class gets: the services and the gate."""
+
+    def __init__(self, pfs: PfsService, pps: PpsService, auth: AuthService) -> None:
+        self.pfs = pfs
+        self.pps = pps
+        self.auth = auth
+
+    def gate(self, context: grpc.ServicerContext, rpc: str, repo: str | None = None) -> Caller:
+        """The one permission check for ``rpc`` (on ``repo``), with the caller's token."""
+        token = next(
+            (str(v) for k, v in context.invocation_metadata() if k == TOKEN_METADATA), None
+        )
+        return self.auth.authorize(EDGE, rpc, token, repo=repo)
+
+
+def _wrap(rpc: Rpc, method: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """A grpc handler calling ``method(request, context)``; Tusk errors become statuses."""
+    serialize = _serialize
+
+    if rpc.shape == "server_stream":
+
+        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from method(request, context)
+            except TuskError as exc:
+                abort(context, exc)
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream, request_deserializer=rpc.request.FromString, response_serializer=serialize
+        )
+
+    @functools.wraps(method)
+    def call(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(request, context)
+        except TuskError as exc:
+            abort(context, exc)
+
+    if rpc.shape == "client_stream":
+        return grpc.stream_unary_rpc_method_handler(
+            call, request_deserializer=rpc.request.FromString, response_serializer=serialize
+        )
+    return grpc.unary_unary_rpc_method_handler(
+        call, request_deserializer=rpc.request.FromString, response_serializer=serialize
+    )
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data
+
+
+def handlers(edge: Edge) -> list[grpc.GenericRpcHandler]:
+    """The generic handlers of every service Tusk serves."""
+    from tusk.grpcapi import pfs, version
+
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for module in (version, pfs):
+        impl = module.Handlers(edge)
+        for rpc in module.RPCS:
+            by_service.setdefault(rpc.service, {})[rpc.name] = _wrap(rpc, getattr(impl, rpc.name))
+    return [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
+
+
+def served_rpcs() -> list[str]:
+    """``service/Rpc`` of every RPC served (each must have a permission rule)."""
+    from tusk.grpcapi import pfs, version
+
+    return [rpc.full for module in (version, pfs) for rpc in module.RPCS]
+
+
+def start_grpc(
+    pfs: PfsService, pps: PpsService, auth: AuthService, host: str, port: int
+) -> tuple[grpc.Server, int]:
+    """Serve on ``host:port`` (0: any free port); the server and its port. InUse when taken."""
+    logging.getLogger("grpc").setLevel(logging.ERROR)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="tusk-grpc"),
+        options=[
+            ("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ],
+    )
+    server.add_generic_rpc_handlers(handlers(Edge(pfs, pps, auth)))
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        server.stop(None)
+        raise InUse(f"gRPC port {port} on {host} is taken")
+    server.start()
+    return server, bound

@@ -1,0 +1,74 @@
+"""Run by tests/grpcapi/test_pachyderm_sdk.py in the venv of pachyderm-sdk (Pachyderm's own
+Python client, unchanged): a user's script against ``tusk up``'s gRPC API. Prints JSON."""
+
+import json
+import sys
+
+import grpc
+from pachyderm_sdk import Client
+from pachyderm_sdk.api import pfs
+
+host, port = sys.argv[1], int(sys.argv[2])
+token = sys.argv[3] if len(sys.argv) > 3 else None
+c = Client(host=host, port=port, auth_token=token)
+out = {}
+
+
+def code(call):
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return [exc.code().name, exc.details()]
+    return "ok"
+
+
+v = c.get_version()
+out["version"] = [v.major, v.minor, v.additional]
+repo = pfs.Repo(name="images", type="user")
+c.pfs.create_repo(repo=repo, description="pictures")
+out["repos"] = [[r.repo.name, r.repo.project.name, r.description] for r in c.pfs.list_repo()]
+master = pfs.Branch.from_uri("images@master")
+with c.pfs.commit(branch=master) as commit:
+    commit.put_file_from_bytes(path="/a.txt", data=b"hello")
+    commit.put_file_from_bytes(path="/dir/b.txt", data=b"world")
+    commit.put_file_from_bytes(path="/big.bin", data=bytes(range(256)) * 20000)
+first = commit.wait()
+out["first"] = [first.commit.id, first.finished is not None]
+files = c.pfs.walk_file(file=pfs.File.from_uri("images@master:/"))
+out["walk"] = sorted([f.file.path, pfs.FileType(f.file_type).name, f.size_bytes] for f in files)
+out["a"] = c.pfs.pfs_file(file=pfs.File.from_uri("images@master:/a.txt")).read().decode()
+big = c.pfs.pfs_file(file=pfs.File.from_uri("images@master:/big.bin")).read()
+out["big_ok"] = big == bytes(range(256)) * 20000
+with c.pfs.commit(branch=master) as commit:
+    commit.delete_file(path="/dir/b.txt")
+    commit.put_file_from_bytes(path="/a.txt", data=b" again", append=True)
+    commit.put_file_from_bytes(path="/c.txt", data=b"new")
+second = commit.wait()
+listing = c.pfs.list_file(file=pfs.File.from_uri("images@master:/"))
+out["list"] = sorted(f.file.path for f in listing)
+out["a2"] = c.pfs.pfs_file(file=pfs.File.from_uri("images@master:/a.txt")).read().decode()
+out["glob"] = sorted(
+    f.file.path
+    for f in c.pfs.glob_file(commit=pfs.Commit.from_uri("images@master"), pattern="/*.txt")
+)
+# The first commit is still readable by its id.
+old = pfs.File(commit=pfs.Commit(id=first.commit.id, repo=repo), path="/dir/b.txt")
+out["old_b"] = c.pfs.pfs_file(file=old).read().decode()
+commits = list(c.pfs.list_commit(repo=repo))
+out["commits"] = [[ci.commit.id, ci.parent_commit.id] for ci in commits]
+out["second"] = second.commit.id
+c.pfs.create_branch(
+    branch=pfs.Branch.from_uri("images@dev"), head=pfs.Commit(id=first.commit.id, repo=repo)
+)
+out["branches"] = sorted([b.branch.name, b.head.id] for b in c.pfs.list_branch(repo=repo))
+c.pfs.delete_branch(branch=pfs.Branch.from_uri("images@dev"))
+out["errors"] = {
+    "no repo": code(lambda: c.pfs.inspect_repo(repo=pfs.Repo(name="nope"))),
+    "twice": code(lambda: c.pfs.create_repo(repo=repo)),
+    "no file": code(lambda: c.pfs.inspect_file(file=pfs.File.from_uri("images@master:/zz"))),
+    "bad name": code(lambda: c.pfs.create_repo(repo=pfs.Repo(name="bad name"))),
+    "finished": code(lambda: c.pfs.finish_commit(commit=pfs.Commit(id=first.commit.id, repo=repo))),
+}
+out["not served"] = code(lambda: list(c.pps.list_pipeline()))
+out["exists"] = [c.pfs.repo_exists(repo), c.pfs.repo_exists(pfs.Repo(name="nope"))]
+print(json.dumps(out))

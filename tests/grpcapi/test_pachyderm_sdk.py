@@ -1,0 +1,159 @@
+"""Pachyderm's gRPC API (issue 17): pachyderm-sdk, unchanged, against a real ``tusk up``.
+
+The client runs in a venv of its own (.venv/pachsdk, made by ./dev.sh: it pins packages the
+test extra needs newer), as a user's script: tests/grpcapi/sdk_story.py prints what it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tusk
+from gateway import Gateway, start_gateway
+from tusk.auth.permissions import RULES
+
+HERE = Path(__file__).resolve().parent
+SDK_PYTHON = HERE.parents[1] / ".venv" / "pachsdk" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str, int]]:
+    if not SDK_PYTHON.exists():
+        pytest.fail("pachyderm-sdk's venv is missing: ./dev.sh makes .venv/pachsdk")
+    gw = start_gateway(tmp_path_factory.mktemp("grpc") / "home", "--grpc-port", "0")
+    deadline = time.monotonic() + 30
+    found = None
+    while found is None and time.monotonic() < deadline:
+        found = next(
+            (m for line in list(gw.log) if (m := re.search(r"gRPC API on (\S+):(\d+)", line))),
+            None,
+        )
+        time.sleep(0.05)
+    assert found is not None, "".join(gw.log)
+    yield gw, found.group(1), int(found.group(2))
+    gw.stop()
+
+
+def run_sdk(script: Path, host: str, port: int, *args: str) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACH", "TUSK_"))}
+    r = subprocess.run(
+        [str(SDK_PYTHON), str(script), host, str(port), *args],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def test_every_served_rpc_has_a_permission_rule() -> None:
+    from tusk.grpcapi.server import served_rpcs
+
+    served = set(served_rpcs())
+    rules = {name.split(".", 1)[1] for name in RULES if name.startswith("grpc.")}
+    assert served == rules
+
+
+def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
+    gw, host, port = server
+    out = run_sdk(HERE / "sdk_story.py", host, port)
+    assert out["version"][:2] == [2, 12] and out["version"][2].startswith("tusk-")
+    assert out["repos"] == [["images", "default", "pictures"]]
+    assert out["first"][1] is True
+    assert out["walk"] == [
+        ["/", "DIR", 5 + 5 + 256 * 20000],
+        ["/a.txt", "FILE", 5],
+        ["/big.bin", "FILE", 256 * 20000],
+        ["/dir", "DIR", 5],
+        ["/dir/b.txt", "FILE", 5],
+    ]
+    assert out["a"] == "hello" and out["big_ok"] is True
+    assert out["list"] == ["/a.txt", "/big.bin", "/c.txt"]
+    assert out["a2"] == "hello again"
+    assert out["glob"] == ["/a.txt", "/c.txt"]
+    assert out["old_b"] == "world"
+    first, second = out["first"][0], out["second"]
+    assert out["commits"] == [[second, first], [first, ""]]
+    assert out["branches"] == [["dev", first], ["master", second]]
+    codes = {what: code for what, (code, _message) in out["errors"].items()}
+    assert codes == {
+        "no repo": "NOT_FOUND",
+        "twice": "ALREADY_EXISTS",
+        "no file": "NOT_FOUND",
+        "bad name": "INVALID_ARGUMENT",
+        "finished": "FAILED_PRECONDITION",
+    }
+    assert out["errors"]["no repo"][1].startswith("repo nope not found")
+    assert "already" in out["errors"]["twice"][1] and "\n" not in out["errors"]["twice"][1]
+    assert out["exists"] == [True, False]
+    assert out["not served"][0] == "UNIMPLEMENTED"
+    # What the SDK wrote is Tusk's data like any other: read back through Tusk's own client.
+    with tusk.Client(address=gw.api) as c:
+        assert c.get_file("images@master:/a.txt") == b"hello again"
+        assert [ci.id for ci in c.list_commits("images@master")] == [second, first]
+
+
+def test_the_same_permission_check_with_auth_on(server: tuple[Gateway, str, int]) -> None:
+    gw, host, port = server
+    with tusk.Client(address=gw.api) as c:
+        root = c.auth_activate()
+    try:
+        with tusk.Client(address=gw.api, token=root) as c:
+            _info, bob = c.create_token("user:bob")
+            out = run_sdk(HERE / "sdk_auth.py", host, port, root, bob)
+            assert out == {
+                "anonymous list": "UNAUTHENTICATED",
+                "anonymous version": "OK",
+                "bob inspect": "PERMISSION_DENIED",
+                "bob list": [],
+                "bob create": "OK",
+                "bob writes own": "OK",
+                "bob writes images": "PERMISSION_DENIED",
+                "root inspect": "OK",
+                "root list": ["bobs", "images"],
+            }
+            assert c.get_file("bobs@master:/x") == b"x"
+            # The audit log names the identity and the RPC, as for every edge.
+            denied = [e for e in c.audit(user="user:bob") if not e["allowed"]]
+            assert any(e["operation"] == "pfs_v2.API/InspectRepo" for e in denied), denied
+    finally:
+        with tusk.Client(address=gw.api, token=root) as c:
+            c.auth_deactivate()
+
+
+def test_the_generated_messages_are_those_of_the_proto_files(tmp_path: Path) -> None:
+    """gen/ is protoc's output of protos/ (./dev.sh protos): edited by hand, it fails here."""
+    src = HERE.parents[1] / "src" / "tusk" / "grpcapi"
+    protos = sorted((src / "protos").glob("*.proto"))
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{src / 'protos'}",
+         f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", *map(str, protos)],
+        check=True,
+    )  # fmt: skip
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert made == sorted(p.name for p in (src / "gen").iterdir() if p.name != "__init__.py"
+                          and p.suffix in (".py", ".pyi"))  # fmt: skip
+    for name in made:
+        assert (tmp_path / name).read_text() == (src / "gen" / name).read_text(), name
+
+
+def test_a_taken_grpc_port_given_fails_the_start(
+    server: tuple[Gateway, str, int], tmp_path: Path
+) -> None:
+    _gw, _host, port = server
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    r = subprocess.run(
+        [sys.executable, "-m", "tusk.cli.main", "--home", str(tmp_path / "h"), "up", "--port",
+         "0", "--s3-port", "0", "--grpc-port", str(port)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert r.returncode != 0
+    assert f"gRPC port {port} on 127.0.0.1 is taken" in r.stderr, r.stderr
