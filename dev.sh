@@ -66,11 +66,10 @@ case "${1:-}" in
     PATH="$PWD/$VENV/bin:$PATH" exec bash examples/quickstart.sh
     ;;
   protos)
-    # Tusk's .proto files (src/tusk/grpcapi/protos) into Python (gen/), after editing them.
+    # Tusk's .proto files (src/tusk/grpcapi/gen) into Python beside them, after editing them.
     ensure_venv
-    "$VENV/bin/python" -m grpc_tools.protoc -I src/tusk/grpcapi/protos \
-      --python_out=src/tusk/grpcapi/gen --pyi_out=src/tusk/grpcapi/gen \
-      src/tusk/grpcapi/protos/*.proto
+    "$VENV/bin/python" -m grpc_tools.protoc -I src --python_out=src --pyi_out=src \
+      src/tusk/grpcapi/gen/*.proto
     ;;
   test)
     ensure_venv

@@ -69,6 +69,8 @@ out["errors"] = {
     "bad name": code(lambda: c.pfs.create_repo(repo=pfs.Repo(name="bad name"))),
     "finished": code(lambda: c.pfs.finish_commit(commit=pfs.Commit(id=first.commit.id, repo=repo))),
 }
-out["not served"] = code(lambda: list(c.pps.list_pipeline()))
+out["not served"] = code(
+    lambda: list(c.pfs.diff_file(new_file=pfs.File.from_uri("images@master:/")))
+)
 out["exists"] = [c.pfs.repo_exists(repo), c.pfs.repo_exists(pfs.Repo(name="nope"))]
 print(json.dumps(out))

@@ -130,19 +130,37 @@ def test_the_same_permission_check_with_auth_on(server: tuple[Gateway, str, int]
 
 
 def test_the_generated_messages_are_those_of_the_proto_files(tmp_path: Path) -> None:
-    """gen/ is protoc's output of protos/ (./dev.sh protos): edited by hand, it fails here."""
-    src = HERE.parents[1] / "src" / "tusk" / "grpcapi"
-    protos = sorted((src / "protos").glob("*.proto"))
+    """gen/*_pb2.py is protoc's output of gen/*.proto (./dev.sh protos): edited by hand, or
+    left behind a .proto edit, it fails here."""
+    src = HERE.parents[1] / "src"
+    gen = src / "tusk" / "grpcapi" / "gen"
+    protos = sorted(gen.glob("*.proto"))
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{src / 'protos'}",
-         f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", *map(str, protos)],
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{src}", f"--python_out={tmp_path}",
+         f"--pyi_out={tmp_path}", *map(str, protos)],
         check=True,
     )  # fmt: skip
-    made = sorted(p.name for p in tmp_path.iterdir())
-    assert made == sorted(p.name for p in (src / "gen").iterdir() if p.name != "__init__.py"
-                          and p.suffix in (".py", ".pyi"))  # fmt: skip
-    for name in made:
-        assert (tmp_path / name).read_text() == (src / "gen" / name).read_text(), name
+    made = tmp_path / "tusk" / "grpcapi" / "gen"
+    names = sorted(p.name for p in made.iterdir())
+    assert names == sorted(p.name for p in gen.iterdir() if p.name.endswith(("_pb2.py", ".pyi")))
+    for name in names:
+        assert (made / name).read_text() == (gen / name).read_text(), name
+
+
+def test_a_pipeline_through_pps(server: tuple[Gateway, str, int]) -> None:
+    _gw, host, port = server
+    out = run_sdk(HERE / "sdk_pipeline.py", host, port)
+    assert out["effective"] == {"name": "shout"}
+    assert out["job"] == ["JOB_SUCCESS", 2, 2, ""]
+    assert out["output"] == "BETA"
+    assert out["datums"] == [["SUCCESS", ["/a"]], ["SUCCESS", ["/b"]]]
+    assert out["datum"] is True
+    assert out["pipeline"] == ["PIPELINE_RUNNING", 1, "/*"]
+    assert out["stopped"] is True
+    assert out["listed"] == ["shout"]
+    assert out["again"] == "ALREADY_EXISTS"
+    assert out["bad"][0] == "INVALID_ARGUMENT" and "transform.cmd" in out["bad"][1]
+    assert out["after delete"] == []
 
 
 def test_a_taken_grpc_port_given_fails_the_start(

@@ -242,6 +242,17 @@ GRPC: dict[str, Rule] = {
     "pfs_v2.API/ListFile": _read(),
     "pfs_v2.API/WalkFile": _read(),
     "pfs_v2.API/GlobFile": _read(),
+    # a pipeline's repo is its output repo
+    "pps_v2.API/CreatePipelineV2": Rule(PIPELINE_CREATE, audited_by_handler=True),  # + inputs
+    "pps_v2.API/InspectPipeline": _read(),
+    "pps_v2.API/ListPipeline": _AUTH,  # each pipeline listed only if readable
+    "pps_v2.API/DeletePipeline": _own(),
+    "pps_v2.API/StartPipeline": _write(),
+    "pps_v2.API/StopPipeline": _write(),
+    "pps_v2.API/InspectJob": _read(),
+    "pps_v2.API/ListJob": _AUTH,  # each job listed only if its pipeline is readable
+    "pps_v2.API/ListDatum": _read(),
+    "pps_v2.API/InspectDatum": _read(),
 }
 
 RULES: dict[str, Rule] = {

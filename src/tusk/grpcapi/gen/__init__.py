@@ -1,1 +1,1 @@
-"""protoc's output from ../protos (regenerate with ./dev.sh protos; do not edit)."""
+"""Tusk's .proto files and protoc's output from them (*_pb2.py: ./dev.sh protos; do not edit)."""

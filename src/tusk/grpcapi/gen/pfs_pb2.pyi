@@ -413,3 +413,9 @@ class WalkFileRequest(_message.Message):
     number: int
     reverse: bool
     def __init__(self, file: _Optional[_Union[File, _Mapping]] = ..., pagination_marker: _Optional[_Union[File, _Mapping]] = ..., number: _Optional[int] = ..., reverse: _Optional[bool] = ...) -> None: ...
+
+class CommitSet(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,269 @@
+"""``pps_v2.API``: pipelines, jobs and datums, as pachyderm-sdk and pachctl call them.
+
+A pipeline is created from its JSON spec (``CreatePipelineV2``, what pachctl 2.12 sends and
+``client.pps.create_pipeline_v2`` takes), checked by Tusk's spec loader as every other spec;
+it is shown with its spec as JSON (``user_spec_json``, ``effective_spec_json``). A ``Job`` is
+``{pipeline, id}`` (the id is its commit set's); its states are Pachyderm's (JOB_RUNNING...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from tusk.auth.permissions import REPO_OWN, REPO_READ
+from tusk.errors import InvalidArgument, InvalidSpec, PipelineNotFound
+from tusk.grpcapi.gen import pfs_pb2 as pfs
+from tusk.grpcapi.gen import pps_pb2 as pb
+from tusk.grpcapi.pfs import pb_commit, timestamp
+from tusk.grpcapi.server import EDGE, Edge, Rpc
+from tusk.ids import DEFAULT_PROJECT, qualify
+from tusk.pps.models import DatumInfo, JobInfo, PipelineInfo
+
+SERVICE = "pps_v2.API"
+
+RPCS = [
+    Rpc(SERVICE, "CreatePipelineV2", pb.CreatePipelineV2Request, "unary"),
+    Rpc(SERVICE, "InspectPipeline", pb.InspectPipelineRequest, "unary"),
+    Rpc(SERVICE, "ListPipeline", pb.ListPipelineRequest, "server_stream"),
+    Rpc(SERVICE, "DeletePipeline", pb.DeletePipelineRequest, "unary"),
+    Rpc(SERVICE, "StartPipeline", pb.StartPipelineRequest, "unary"),
+    Rpc(SERVICE, "StopPipeline", pb.StopPipelineRequest, "unary"),
+    Rpc(SERVICE, "InspectJob", pb.InspectJobRequest, "unary"),
+    Rpc(SERVICE, "ListJob", pb.ListJobRequest, "server_stream"),
+    Rpc(SERVICE, "ListDatum", pb.ListDatumRequest, "server_stream"),
+    Rpc(SERVICE, "InspectDatum", pb.InspectDatumRequest, "unary"),
+]
+
+_JOB_STATES = {
+    "created": pb.JOB_CREATED,
+    "running": pb.JOB_RUNNING,
+    "egressing": pb.JOB_EGRESSING,
+    "success": pb.JOB_SUCCESS,
+    "failure": pb.JOB_FAILURE,
+    "killed": pb.JOB_KILLED,
+}
+_DATUM_STATES = {
+    "pending": pb.STARTING,
+    "running": pb.STARTING,
+    "success": pb.SUCCESS,
+    "skipped": pb.SKIPPED,
+    "failed": pb.FAILED,
+    "recovered": pb.RECOVERED,
+}
+
+
+def pipeline_name(pipeline: Any) -> str:
+    """The stored name of a ``Pipeline`` message (its output repo's)."""
+    if not pipeline.name:
+        raise InvalidArgument("no pipeline given: set Pipeline.name")
+    return qualify(pipeline.project.name or DEFAULT_PROJECT, pipeline.name)
+
+
+def pb_pipeline(stored: str) -> Any:
+    project, _, bare = stored.rpartition("/")
+    return pb.Pipeline(name=bare, project=pfs.Project(name=project or DEFAULT_PROJECT))
+
+
+def pipeline_info(p: PipelineInfo) -> Any:
+    spec = json.dumps(p.spec, sort_keys=True)
+    kind = pb.PIPELINE_TYPE_TRANSFORM
+    if p.spec.get("spout") is not None:
+        kind = pb.PIPELINE_TYPE_SPOUT
+    elif p.spec.get("service") is not None:
+        kind = pb.PIPELINE_TYPE_SERVICE
+    state = pb.PIPELINE_RUNNING if p.state == "running" else pb.PIPELINE_PAUSED
+    if p.process_state == "crashed":
+        state = pb.PIPELINE_CRASHING
+    elif p.process_state == "restarting":
+        state = pb.PIPELINE_RESTARTING
+    return pb.PipelineInfo(
+        pipeline=pb_pipeline(p.name),
+        version=p.version,
+        stopped=p.state != "running",
+        state=state,
+        reason=p.process_detail,
+        last_job_state=_JOB_STATES.get(p.last_job_state or "", pb.JOB_STATE_UNKNOWN),
+        parallelism=int(p.spec.get("parallelism_spec", {}).get("constant", 1)),
+        type=kind,
+        user_spec_json=spec,
+        effective_spec_json=spec,
+    )
+
+
+def job_info(j: JobInfo) -> Any:
+    info = pb.JobInfo(
+        job=pb.Job(pipeline=pb_pipeline(j.pipeline), id=j.id),
+        pipeline_version=j.version,
+        output_commit=pb_commit(j.pipeline, j.output_commit),
+        data_processed=j.processed,
+        data_skipped=j.skipped,
+        data_total=j.datums_total,
+        data_failed=j.failed,
+        data_recovered=j.recovered,
+        state=_JOB_STATES.get(j.state, pb.JOB_STATE_UNKNOWN),
+        reason=j.reason,
+        created=timestamp(j.created_at),
+    )
+    if j.started_at is not None:
+        info.started.CopyFrom(timestamp(j.started_at))
+    if j.finished_at is not None:
+        info.finished.CopyFrom(timestamp(j.finished_at))
+    return info
+
+
+def datum_info(d: DatumInfo) -> Any:
+    job = pb.Job(pipeline=pb_pipeline(d.pipeline), id=d.job)
+    info = pb.DatumInfo(
+        datum=pb.Datum(job=job, id=d.id), state=_DATUM_STATES.get(d.state, pb.UNKNOWN)
+    )
+    for f in d.files:
+        repo = str(f.get("repo", ""))
+        info.data.append(
+            pfs.FileInfo(
+                file=pfs.File(commit=pb_commit(repo, ""), path=str(f.get("path", ""))),
+                file_type=pfs.FILE,
+                size_bytes=int(f.get("size", 0)),
+            )
+        )
+    return info
+
+
+class Handlers:
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self.pps = edge.pps
+
+    def _gate(self, context: grpc.ServicerContext, rpc: str, repo: str | None = None) -> Any:
+        return self.edge.gate(context, f"{SERVICE}/{rpc}", repo)
+
+    # Pipelines
+
+    def CreatePipelineV2(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from tusk.pps.spec import PfsInput, load_spec
+
+        caller = self._gate(context, "CreatePipelineV2")
+        try:
+            data = json.loads(request.create_pipeline_request_json)
+        except ValueError as exc:
+            raise InvalidSpec(f"create_pipeline_request_json is not JSON: {exc}") from None
+        spec = load_spec(data)
+        inputs = {leaf.repo for leaf in spec.inputs() if isinstance(leaf, PfsInput)}
+        auth = self.edge.auth
+        if caller.active:
+            for repo in sorted(inputs):
+                auth.require(caller, REPO_READ, repo, edge=EDGE, operation="CreatePipelineV2")
+        exists = spec.name in {p.name for p in self.pps.list_pipelines()}
+        if exists and not request.update:
+            from tusk.errors import AlreadyExists
+
+            raise AlreadyExists(f"pipeline {spec.name} already exists: set update to replace it")
+        if exists and caller.active:
+            auth.require(caller, REPO_OWN, spec.name, edge=EDGE, operation="CreatePipelineV2")
+        if request.dry_run:
+            return pb.CreatePipelineV2Response(
+                effective_create_pipeline_request_json=json.dumps(spec.canonical())
+            )
+        info = self.pps.create_pipeline(spec, update=request.update, reprocess=request.reprocess)
+        auth.grant_pipeline(caller, info.name, inputs)
+        auth.audit_event(caller, EDGE, "CreatePipelineV2", "repo", info.name, f"v{info.version}")
+        return pb.CreatePipelineV2Response(
+            effective_create_pipeline_request_json=json.dumps(info.spec, sort_keys=True)
+        )
+
+    def InspectPipeline(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = pipeline_name(request.pipeline)
+        self._gate(context, "InspectPipeline", name)
+        return pipeline_info(self.pps.inspect_pipeline(name))
+
+    def ListPipeline(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        caller = self._gate(context, "ListPipeline")
+        pipelines = self.pps.list_pipelines()
+        if request.HasField("pipeline") and request.pipeline.name:
+            wanted = pipeline_name(request.pipeline)
+            pipelines = [p for p in pipelines if p.name == wanted]
+        projects = {p.name or DEFAULT_PROJECT for p in request.projects}
+        readable = self.edge.auth.readable(caller, [p.name for p in pipelines])
+        for p in pipelines:
+            project = p.name.rpartition("/")[0] or DEFAULT_PROJECT
+            if p.name in readable and (not projects or project in projects):
+                yield pipeline_info(p)
+
+    def DeletePipeline(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if request.all:
+            raise InvalidArgument("deleting all pipelines at once is not supported; name one")
+        name = pipeline_name(request.pipeline)
+        self._gate(context, "DeletePipeline", name)
+        try:
+            self.pps.delete_pipeline(name, keep_repo=request.keep_repo, force=request.force)
+        except PipelineNotFound:
+            if request.must_exist:
+                raise
+        return empty_pb2.Empty()
+
+    def StartPipeline(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = pipeline_name(request.pipeline)
+        self._gate(context, "StartPipeline", name)
+        self.pps.set_pipeline_state(name, "running")
+        return empty_pb2.Empty()
+
+    def StopPipeline(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = pipeline_name(request.pipeline)
+        self._gate(context, "StopPipeline", name)
+        try:
+            self.pps.set_pipeline_state(name, "paused")
+        except PipelineNotFound:
+            if request.must_exist:
+                raise
+        return empty_pb2.Empty()
+
+    # Jobs and datums
+
+    def InspectJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = pipeline_name(request.job.pipeline)
+        self._gate(context, "InspectJob", name)
+        if not request.job.id:
+            raise InvalidArgument("no job given: set Job.id")
+        if request.wait:
+            return job_info(self.pps.wait_job(name, request.job.id))
+        return job_info(self.pps.inspect_job(name, request.job.id))
+
+    def ListJob(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        caller = self._gate(context, "ListJob")
+        pipeline = None
+        if request.HasField("pipeline") and request.pipeline.name:
+            pipeline = pipeline_name(request.pipeline)
+        jobs = self.pps.list_jobs(pipeline)
+        readable = self.edge.auth.readable(caller, {j.pipeline for j in jobs})
+        projects = {p.name or DEFAULT_PROJECT for p in request.projects}
+        jobs = [j for j in jobs if j.pipeline in readable]
+        if projects:
+            jobs = [
+                j for j in jobs if (j.pipeline.rpartition("/")[0] or DEFAULT_PROJECT) in projects
+            ]
+        if request.reverse:
+            jobs.reverse()
+        for n, j in enumerate(jobs):
+            if request.number and n >= request.number:
+                return
+            yield job_info(j)
+
+    def ListDatum(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        name = pipeline_name(request.job.pipeline)
+        self._gate(context, "ListDatum", name)
+        datums = self.pps.list_datums(name, request.job.id)
+        if request.reverse:
+            datums.reverse()
+        for n, d in enumerate(datums):
+            if request.number and n >= request.number:
+                return
+            yield datum_info(d)
+
+    def InspectDatum(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = pipeline_name(request.datum.job.pipeline)
+        self._gate(context, "InspectDatum", name)
+        return datum_info(self.pps.inspect_datum(name, request.datum.job.id, request.datum.id))

@@ -1,0 +1,71 @@
+"""Run by tests/grpcapi/test_pachyderm_sdk.py in pachyderm-sdk's venv: a pipeline created,
+watched and removed through pps_v2, as a Pachyderm user's script does it. Prints JSON."""
+
+import json
+import sys
+import time
+
+import grpc
+from pachyderm_sdk import Client
+from pachyderm_sdk.api import pfs, pps
+
+host, port = sys.argv[1], int(sys.argv[2])
+c = Client(host=host, port=port)
+out = {}
+c.pfs.create_repo(repo=pfs.Repo(name="words"))
+with c.pfs.commit(branch=pfs.Branch.from_uri("words@master")) as commit:
+    commit.put_file_from_bytes(path="/a", data=b"alpha")
+    commit.put_file_from_bytes(path="/b", data=b"beta")
+spec = {
+    "pipeline": {"name": "shout"},
+    "input": {"pfs": {"repo": "words", "glob": "/*"}},
+    "transform": {
+        "cmd": [
+            "sh",
+            "-c",
+            'for f in "$TUSK_PFS"/words/*; do '
+            'tr a-z A-Z < "$f" > "$TUSK_PFS/out/$(basename "$f")"; done',
+        ]
+    },
+}
+made = c.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
+out["effective"] = json.loads(made.effective_create_pipeline_request_json)["pipeline"]
+shout = pps.Pipeline(name="shout")
+deadline = time.monotonic() + 60
+jobs = []
+while not jobs and time.monotonic() < deadline:
+    jobs = list(c.pps.list_job(pipeline=shout))
+    time.sleep(0.1)
+job = c.pps.inspect_job(job=jobs[0].job, wait=True)
+out["job"] = [pps.JobState(job.state).name, job.data_total, job.data_processed, job.reason]
+out["output"] = c.pfs.pfs_file(file=pfs.File.from_uri("shout@master:/b")).read().decode()
+datums = list(c.pps.list_datum(job=job.job))
+out["datums"] = sorted(
+    [pps.DatumState(d.state).name, [f.file.path for f in d.data]] for d in datums
+)
+one = c.pps.inspect_datum(datum=datums[0].datum)
+out["datum"] = one.datum.id == datums[0].datum.id
+info = c.pps.inspect_pipeline(pipeline=shout)
+out["pipeline"] = [
+    pps.PipelineState(info.state).name,
+    info.version,
+    json.loads(info.user_spec_json)["input"]["pfs"]["glob"],
+]
+c.pps.stop_pipeline(pipeline=shout)
+out["stopped"] = c.pps.inspect_pipeline(pipeline=shout).stopped
+c.pps.start_pipeline(pipeline=shout)
+out["listed"] = [p.pipeline.name for p in c.pps.list_pipeline()]
+try:
+    c.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
+    out["again"] = "ok"
+except grpc.RpcError as exc:
+    out["again"] = exc.code().name
+bad = {**spec, "transform": {"cmd": []}}
+try:
+    c.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(bad))
+    out["bad"] = "ok"
+except grpc.RpcError as exc:
+    out["bad"] = [exc.code().name, exc.details()]
+c.pps.delete_pipeline(pipeline=shout)
+out["after delete"] = [p.pipeline.name for p in c.pps.list_pipeline()]
+print(json.dumps(out))
