@@ -23,7 +23,7 @@ spec = {
         "cmd": [
             "sh",
             "-c",
-            'for f in "$TUSK_PFS"/words/*; do '
+            'for f in "$TUSK_PFS"/words/*; do echo "shouting $f"; '
             'tr a-z A-Z < "$f" > "$TUSK_PFS/out/$(basename "$f")"; done',
         ]
     },
@@ -51,6 +51,14 @@ out["pipeline"] = [
     info.version,
     json.loads(info.user_spec_json)["input"]["pfs"]["glob"],
 ]
+logs = list(c.pps.get_logs(pipeline=shout))
+out["logs"] = sorted(m.message.rsplit("/", 1)[1] for m in logs if "shouting" in m.message)
+out["log job"] = {m.job_id for m in logs if "shouting" in m.message} == {job.job.id}
+jobs = c.pps.subscribe_job(pipeline=shout)
+out["subscribed job"] = [next(jobs).job.id == job.job.id]
+jobs.close()
+in_set = c.pfs.inspect_commit_set(commit_set=pfs.CommitSet(id=job.job.id))
+out["commit set"] = sorted(ci.commit.repo.name for ci in in_set)
 c.pps.stop_pipeline(pipeline=shout)
 out["stopped"] = c.pps.inspect_pipeline(pipeline=shout).stopped
 c.pps.start_pipeline(pipeline=shout)

@@ -69,8 +69,13 @@ out["errors"] = {
     "bad name": code(lambda: c.pfs.create_repo(repo=pfs.Repo(name="bad name"))),
     "finished": code(lambda: c.pfs.finish_commit(commit=pfs.Commit(id=first.commit.id, repo=repo))),
 }
-out["not served"] = code(
-    lambda: list(c.pfs.diff_file(new_file=pfs.File.from_uri("images@master:/")))
-)
+out["not served"] = code(lambda: c.pfs.squash_commit_set(commit_set=pfs.CommitSet(id="x" * 32)))
+tar = c.pfs.pfs_tar_file(file=pfs.File.from_uri("images@master:/"))
+out["tar"] = sorted(m.name for m in tar.getmembers())
+diff = c.pfs.diff_file(new_file=pfs.File.from_uri("images@master:/"))
+out["diff"] = sorted([d.new_file.file.path, d.old_file.file.path] for d in diff)
+subscribed = c.pfs.subscribe_commit(repo=repo, branch="master", state=pfs.CommitState.FINISHED)
+out["subscribed"] = [next(subscribed).commit.id, next(subscribed).commit.id]
+subscribed.close()
 out["exists"] = [c.pfs.repo_exists(repo), c.pfs.repo_exists(pfs.Repo(name="nope"))]
 print(json.dumps(out))

@@ -95,6 +95,10 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
     assert "already" in out["errors"]["twice"][1] and "\n" not in out["errors"]["twice"][1]
     assert out["exists"] == [True, False]
     assert out["not served"][0] == "UNIMPLEMENTED"
+    assert out["tar"] == ["a.txt", "big.bin", "c.txt"]
+    # the second commit against its parent: /a.txt changed, /c.txt added, /dir/b.txt removed
+    assert out["diff"] == [["", "/dir/b.txt"], ["/a.txt", "/a.txt"], ["/c.txt", ""]]
+    assert out["subscribed"] == [first, second]
     # What the SDK wrote is Tusk's data like any other: read back through Tusk's own client.
     with tusk.Client(address=gw.api) as c:
         assert c.get_file("images@master:/a.txt") == b"hello again"
@@ -156,6 +160,9 @@ def test_a_pipeline_through_pps(server: tuple[Gateway, str, int]) -> None:
     assert out["datums"] == [["SUCCESS", ["/a"]], ["SUCCESS", ["/b"]]]
     assert out["datum"] is True
     assert out["pipeline"] == ["PIPELINE_RUNNING", 1, "/*"]
+    assert out["logs"] == ["a", "b"] and out["log job"] is True
+    assert out["subscribed job"] == [True]
+    assert out["commit set"] == ["shout"]  # made by creating the pipeline, as in Pachyderm
     assert out["stopped"] is True
     assert out["listed"] == ["shout"]
     assert out["again"] == "ALREADY_EXISTS"

@@ -242,6 +242,11 @@ GRPC: dict[str, Rule] = {
     "pfs_v2.API/ListFile": _read(),
     "pfs_v2.API/WalkFile": _read(),
     "pfs_v2.API/GlobFile": _read(),
+    "pfs_v2.API/GetFileTAR": _read(),
+    "pfs_v2.API/DiffFile": _read(),  # and read on the old file's repo (AuthService.require)
+    "pfs_v2.API/InspectCommitSet": _AUTH,  # each commit shown only if its repo is readable
+    "pfs_v2.API/ListCommitSet": _AUTH,  # the same
+    "pfs_v2.API/SubscribeCommit": _read(),
     # a pipeline's repo is its output repo
     "pps_v2.API/CreatePipelineV2": Rule(PIPELINE_CREATE, audited_by_handler=True),  # + inputs
     "pps_v2.API/InspectPipeline": _read(),
@@ -253,6 +258,8 @@ GRPC: dict[str, Rule] = {
     "pps_v2.API/ListJob": _AUTH,  # each job listed only if its pipeline is readable
     "pps_v2.API/ListDatum": _read(),
     "pps_v2.API/InspectDatum": _read(),
+    "pps_v2.API/GetLogs": _read(),
+    "pps_v2.API/SubscribeJob": _read(),
 }
 
 RULES: dict[str, Rule] = {

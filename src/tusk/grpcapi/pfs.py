@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO, cast
 
@@ -51,7 +52,13 @@ RPCS = [
     Rpc(SERVICE, "ListFile", pb.ListFileRequest, "server_stream"),
     Rpc(SERVICE, "WalkFile", pb.WalkFileRequest, "server_stream"),
     Rpc(SERVICE, "GlobFile", pb.GlobFileRequest, "server_stream"),
+    Rpc(SERVICE, "GetFileTAR", pb.GetFileRequest, "server_stream"),
+    Rpc(SERVICE, "DiffFile", pb.DiffFileRequest, "server_stream"),
+    Rpc(SERVICE, "InspectCommitSet", pb.InspectCommitSetRequest, "server_stream"),
+    Rpc(SERVICE, "ListCommitSet", pb.ListCommitSetRequest, "server_stream"),
+    Rpc(SERVICE, "SubscribeCommit", pb.SubscribeCommitRequest, "server_stream"),
 ]
+_POLL = 0.2  # seconds between looks for new commits of a subscription
 
 
 # Names, both ways
@@ -468,3 +475,104 @@ class Handlers:
         _repo, cid, branch, finished = self._files(request.commit)
         for f in self.pfs.iter_glob(repo, cid, request.pattern):
             yield file_info(f, branch, finished)
+
+    def GetFileTAR(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        from tusk.api.streams import tar_stream  # the REST API's tar writer, as its /tar/
+
+        repo, ref = commit_ref(request.file.commit)
+        self._gate(context, "GetFileTAR", repo)
+        cid = self.pfs.inspect_commit(repo, ref).id
+        for block in tar_stream(self.pfs, self.pfs.walk_files(repo, cid, request.file.path or "/")):
+            yield wrappers_pb2.BytesValue(value=block)
+
+    def DiffFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        repo, ref = commit_ref(request.new_file.commit)
+        self._gate(context, "DiffFile", repo)
+        new = self.pfs.inspect_commit(repo, ref)
+        new_at = Address(repo, parse_ref(new.id), request.new_file.path or "/")
+        old_at = old = None
+        if request.HasField("old_file") and (
+            request.old_file.commit.id or request.old_file.commit.branch.name
+        ):
+            old_repo, old_ref = commit_ref(request.old_file.commit)
+            if old_repo != repo:
+                self.edge.auth.require(
+                    self._gate(context, "DiffFile", repo), REPO_READ, old_repo, edge=EDGE,
+                    operation="DiffFile",
+                )  # fmt: skip
+            old = self.pfs.inspect_commit(old_repo, old_ref)
+            old_at = Address(old_repo, parse_ref(old.id), request.old_file.path or "/")
+        # the old side: the commit given, else the new one's parent (as Pachyderm diffs)
+        before = (old.repo, old.id) if old is not None else (repo, new.parent or new.id)
+        for d in self.pfs.iter_diff(new_at, old_at):
+            response = pb.DiffFileResponse()
+            if d.new_hash is not None:
+                response.new_file.CopyFrom(
+                    pb.FileInfo(
+                        file=pb.File(commit=pb_commit(repo, new.id), path=d.path),
+                        file_type=pb.FILE, size_bytes=d.new_size or 0,
+                        hash=bytes.fromhex(d.new_hash),
+                    )
+                )  # fmt: skip
+            if d.old_hash is not None:
+                response.old_file.CopyFrom(
+                    pb.FileInfo(
+                        file=pb.File(commit=pb_commit(*before), path=d.path),
+                        file_type=pb.FILE,
+                        size_bytes=d.old_size or 0,
+                        hash=bytes.fromhex(d.old_hash),
+                    )
+                )
+            yield response
+
+    # Commit sets and subscriptions
+
+    def InspectCommitSet(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        caller = self._gate(context, "InspectCommitSet")
+        commits = self.pfs.inspect_commit_set(request.commit_set.id)
+        readable = self.edge.auth.readable(caller, {c.repo for c in commits})
+        for c in commits:
+            if c.repo in readable:
+                if request.wait and c.state != "finished":
+                    c = self.pfs.wait_commit(c.repo, c.id)
+                yield commit_info(c)
+
+    def ListCommitSet(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        caller = self._gate(context, "ListCommitSet")
+        project = request.project.name if request.HasField("project") else ""
+        repos = [r.name for r in self.pfs.list_repos()]
+        if project:
+            repos = [r for r in repos if (r.rpartition("/")[0] or DEFAULT_PROJECT) == project]
+        sets: dict[str, list[CommitInfo]] = {}
+        for repo in sorted(self.edge.auth.readable(caller, repos)):
+            for c in self.pfs.iter_commits(repo):
+                sets.setdefault(c.commit_set, []).append(c)
+        newest = sorted(sets.items(), key=lambda kv: -max(c.started_at for c in kv[1]))
+        for set_id, members in newest:
+            yield pb.CommitSetInfo(
+                commit_set=pb.CommitSet(id=set_id), commits=[commit_info(c) for c in members]
+            )
+
+    def SubscribeCommit(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """Commits of a branch (or of the repo), oldest first, then each new one as it is
+        made, until the client hangs up; ``state`` FINISHED: each once it is finished."""
+        repo = repo_name(request.repo)
+        self._gate(context, "SubscribeCommit", repo)
+        branch = request.branch or None
+        finished_only = request.state in (pb.FINISHING, pb.FINISHED)
+        seen: set[str] = set()
+        start = request.from_commit.id if request.HasField("from_commit") else ""
+        skipping = bool(start)
+        while context.is_active():
+            for c in reversed(list(self.pfs.iter_commits(repo, branch))):
+                if skipping:
+                    if c.id == start:
+                        skipping = False
+                    else:
+                        continue
+                if c.id in seen or (finished_only and c.state != "finished"):
+                    continue
+                seen.add(c.id)
+                yield commit_info(c)
+            skipping = False
+            time.sleep(_POLL)

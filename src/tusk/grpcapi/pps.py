@@ -9,6 +9,7 @@ it is shown with its spec as JSON (``user_spec_json``, ``effective_spec_json``).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,7 +38,10 @@ RPCS = [
     Rpc(SERVICE, "ListJob", pb.ListJobRequest, "server_stream"),
     Rpc(SERVICE, "ListDatum", pb.ListDatumRequest, "server_stream"),
     Rpc(SERVICE, "InspectDatum", pb.InspectDatumRequest, "unary"),
+    Rpc(SERVICE, "GetLogs", pb.GetLogsRequest, "server_stream"),
+    Rpc(SERVICE, "SubscribeJob", pb.SubscribeJobRequest, "server_stream"),
 ]
+_POLL = 0.2  # seconds between looks, when following logs or jobs
 
 _JOB_STATES = {
     "created": pb.JOB_CREATED,
@@ -267,3 +271,48 @@ class Handlers:
         name = pipeline_name(request.datum.job.pipeline)
         self._gate(context, "InspectDatum", name)
         return datum_info(self.pps.inspect_datum(name, request.datum.job.id, request.datum.id))
+
+    # Logs and subscriptions
+
+    def GetLogs(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """A pipeline's (or job's, or datum's) log lines; ``follow``: then each new one until
+        the client hangs up; ``tail``: only the last N first."""
+        if request.HasField("job") and request.job.pipeline.name:
+            name = pipeline_name(request.job.pipeline)
+        else:
+            name = pipeline_name(request.pipeline)
+        self._gate(context, "GetLogs", name)
+        job = request.job.id or (request.datum.job.id if request.HasField("datum") else "")
+        datum = request.datum.id if request.HasField("datum") else ""
+        lines = self.pps.logs(name, job or None, datum or None)
+        if request.tail > 0:
+            lines = lines[-request.tail :]
+        project, _, bare = name.rpartition("/")
+        last = 0
+        while True:
+            for line in lines:
+                last = max(last, line.id)
+                if request.data_filters and not all(f in line.line for f in request.data_filters):
+                    continue
+                yield pb.LogMessage(
+                    pipeline_name=bare, project_name=project or DEFAULT_PROJECT,
+                    job_id=line.job, datum_id=line.datum, user=line.stream != "system",
+                    ts=timestamp(line.ts), message=line.line,
+                )  # fmt: skip
+            if not request.follow or not context.is_active():
+                return
+            time.sleep(_POLL)
+            lines = self.pps.logs(name, job or None, datum or None, after=last)
+
+    def SubscribeJob(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """A pipeline's jobs, then each again whenever its state changes, until the client
+        hangs up."""
+        name = pipeline_name(request.pipeline)
+        self._gate(context, "SubscribeJob", name)
+        seen: dict[str, str] = {}
+        while context.is_active():
+            for j in sorted(self.pps.list_jobs(name), key=lambda j: j.created_at):
+                if seen.get(j.id) != j.state:
+                    seen[j.id] = j.state
+                    yield job_info(j)
+            time.sleep(_POLL)

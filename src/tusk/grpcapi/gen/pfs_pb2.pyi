@@ -419,3 +419,59 @@ class CommitSet(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CommitSetInfo(_message.Message):
+    __slots__ = ("commit_set", "commits")
+    COMMIT_SET_FIELD_NUMBER: _ClassVar[int]
+    COMMITS_FIELD_NUMBER: _ClassVar[int]
+    commit_set: CommitSet
+    commits: _containers.RepeatedCompositeFieldContainer[CommitInfo]
+    def __init__(self, commit_set: _Optional[_Union[CommitSet, _Mapping]] = ..., commits: _Optional[_Iterable[_Union[CommitInfo, _Mapping]]] = ...) -> None: ...
+
+class InspectCommitSetRequest(_message.Message):
+    __slots__ = ("commit_set", "wait")
+    COMMIT_SET_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    commit_set: CommitSet
+    wait: bool
+    def __init__(self, commit_set: _Optional[_Union[CommitSet, _Mapping]] = ..., wait: _Optional[bool] = ...) -> None: ...
+
+class ListCommitSetRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
+
+class SubscribeCommitRequest(_message.Message):
+    __slots__ = ("repo", "branch", "from_commit", "state", "all", "origin_kind")
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    FROM_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_KIND_FIELD_NUMBER: _ClassVar[int]
+    repo: Repo
+    branch: str
+    from_commit: Commit
+    state: CommitState
+    all: bool
+    origin_kind: OriginKind
+    def __init__(self, repo: _Optional[_Union[Repo, _Mapping]] = ..., branch: _Optional[str] = ..., from_commit: _Optional[_Union[Commit, _Mapping]] = ..., state: _Optional[_Union[CommitState, str]] = ..., all: _Optional[bool] = ..., origin_kind: _Optional[_Union[OriginKind, str]] = ...) -> None: ...
+
+class DiffFileRequest(_message.Message):
+    __slots__ = ("new_file", "old_file", "shallow")
+    NEW_FILE_FIELD_NUMBER: _ClassVar[int]
+    OLD_FILE_FIELD_NUMBER: _ClassVar[int]
+    SHALLOW_FIELD_NUMBER: _ClassVar[int]
+    new_file: File
+    old_file: File
+    shallow: bool
+    def __init__(self, new_file: _Optional[_Union[File, _Mapping]] = ..., old_file: _Optional[_Union[File, _Mapping]] = ..., shallow: _Optional[bool] = ...) -> None: ...
+
+class DiffFileResponse(_message.Message):
+    __slots__ = ("new_file", "old_file")
+    NEW_FILE_FIELD_NUMBER: _ClassVar[int]
+    OLD_FILE_FIELD_NUMBER: _ClassVar[int]
+    new_file: FileInfo
+    old_file: FileInfo
+    def __init__(self, new_file: _Optional[_Union[FileInfo, _Mapping]] = ..., old_file: _Optional[_Union[FileInfo, _Mapping]] = ...) -> None: ...

@@ -22,57 +22,64 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tusk.grpcapi.gen import pfs_pb2 as tusk_dot_grpcapi_dot_gen_dot_pfs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atusk/grpcapi/gen/pps.proto\x12\x06pps_v2\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atusk/grpcapi/gen/pfs.proto\":\n\x08Pipeline\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x07project\x18\x02 \x01(\x0b\x32\x0f.pfs_v2.Project\"5\n\x03Job\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\n\n\x02id\x18\x02 \x01(\t\"-\n\x05\x44\x61tum\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\n\n\x02id\x18\x02 \x01(\t\"\x9d\x03\n\x07JobInfo\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\x18\n\x10pipeline_version\x18\x02 \x01(\x04\x12%\n\routput_commit\x18\x03 \x01(\x0b\x32\x0e.pfs_v2.Commit\x12\x0f\n\x07restart\x18\x04 \x01(\x04\x12\x16\n\x0e\x64\x61ta_processed\x18\x05 \x01(\x03\x12\x14\n\x0c\x64\x61ta_skipped\x18\x06 \x01(\x03\x12\x12\n\ndata_total\x18\x07 \x01(\x03\x12\x13\n\x0b\x64\x61ta_failed\x18\x08 \x01(\x03\x12\x16\n\x0e\x64\x61ta_recovered\x18\t \x01(\x03\x12\x1f\n\x05state\x18\x0b \x01(\x0e\x32\x10.pps_v2.JobState\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07started\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x02\n\x0cPipelineInfo\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07stopped\x18\x04 \x01(\x08\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.pps_v2.PipelineState\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12(\n\x0elast_job_state\x18\x08 \x01(\x0e\x32\x10.pps_v2.JobState\x12\x13\n\x0bparallelism\x18\t \x01(\x04\x12\"\n\x04type\x18\n \x01(\x0e\x32\x14.pps_v2.PipelineType\x12\x16\n\x0euser_spec_json\x18\r \x01(\t\x12\x1b\n\x13\x65\x66\x66\x65\x63tive_spec_json\x18\x0e \x01(\t\"l\n\tDatumInfo\x12\x1c\n\x05\x64\x61tum\x18\x01 \x01(\x0b\x32\r.pps_v2.Datum\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.pps_v2.DatumState\x12\x1e\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32\x10.pfs_v2.FileInfo\"s\n\x17\x43reatePipelineV2Request\x12$\n\x1c\x63reate_pipeline_request_json\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x0e\n\x06update\x18\x03 \x01(\x08\x12\x11\n\treprocess\x18\x04 \x01(\x08\"J\n\x18\x43reatePipelineV2Response\x12.\n&effective_create_pipeline_request_json\x18\x01 \x01(\t\"M\n\x16InspectPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\x08\"\xb8\x01\n\x13ListPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0f\n\x07history\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\x08\x12\x11\n\tjq_filter\x18\x04 \x01(\t\x12%\n\ncommit_set\x18\x05 \x01(\x0b\x32\x11.pfs_v2.CommitSet\x12!\n\x08projects\x18\x06 \x03(\x0b\x32\x0f.pfs_v2.Project\"~\n\x15\x44\x65letePipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x11\n\tkeep_repo\x18\x04 \x01(\x08\x12\x12\n\nmust_exist\x18\x05 \x01(\x08\":\n\x14StartPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\"M\n\x13StopPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x12\n\nmust_exist\x18\x02 \x01(\x08\"L\n\x11InspectJobRequest\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\x0c\n\x04wait\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\x08\"\x8a\x02\n\x0eListJobRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12$\n\x0cinput_commit\x18\x02 \x03(\x0b\x32\x0e.pfs_v2.Commit\x12\x0f\n\x07history\x18\x04 \x01(\x03\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\x08\x12\x11\n\tjq_filter\x18\x06 \x01(\t\x12!\n\x08projects\x18\x07 \x03(\x0b\x32\x0f.pfs_v2.Project\x12\x35\n\x11pagination_marker\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06number\x18\t \x01(\x03\x12\x0f\n\x07reverse\x18\n \x01(\x08\"h\n\x10ListDatumRequest\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\x19\n\x11pagination_marker\x18\x04 \x01(\t\x12\x0e\n\x06number\x18\x05 \x01(\x03\x12\x0f\n\x07reverse\x18\x06 \x01(\x08\"3\n\x13InspectDatumRequest\x12\x1c\n\x05\x64\x61tum\x18\x01 \x01(\x0b\x32\r.pps_v2.Datum*\xc1\x01\n\x08JobState\x12\x15\n\x11JOB_STATE_UNKNOWN\x10\x00\x12\x0f\n\x0bJOB_CREATED\x10\x01\x12\x10\n\x0cJOB_STARTING\x10\x02\x12\x0f\n\x0bJOB_RUNNING\x10\x03\x12\x0f\n\x0bJOB_FAILURE\x10\x04\x12\x0f\n\x0bJOB_SUCCESS\x10\x05\x12\x0e\n\nJOB_KILLED\x10\x06\x12\x11\n\rJOB_EGRESSING\x10\x07\x12\x11\n\rJOB_FINISHING\x10\x08\x12\x12\n\x0eJOB_UNRUNNABLE\x10\t*\xc9\x01\n\rPipelineState\x12\x1a\n\x16PIPELINE_STATE_UNKNOWN\x10\x00\x12\x15\n\x11PIPELINE_STARTING\x10\x01\x12\x14\n\x10PIPELINE_RUNNING\x10\x02\x12\x17\n\x13PIPELINE_RESTARTING\x10\x03\x12\x14\n\x10PIPELINE_FAILURE\x10\x04\x12\x13\n\x0fPIPELINE_PAUSED\x10\x05\x12\x14\n\x10PIPELINE_STANDBY\x10\x06\x12\x15\n\x11PIPELINE_CRASHING\x10\x07*z\n\x0cPipelineType\x12\x19\n\x15PIPELINT_TYPE_UNKNOWN\x10\x00\x12\x1b\n\x17PIPELINE_TYPE_TRANSFORM\x10\x01\x12\x17\n\x13PIPELINE_TYPE_SPOUT\x10\x02\x12\x19\n\x15PIPELINE_TYPE_SERVICE\x10\x03*\\\n\nDatumState\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06\x46\x41ILED\x10\x01\x12\x0b\n\x07SUCCESS\x10\x02\x12\x0b\n\x07SKIPPED\x10\x03\x12\x0c\n\x08STARTING\x10\x04\x12\r\n\tRECOVERED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atusk/grpcapi/gen/pps.proto\x12\x06pps_v2\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atusk/grpcapi/gen/pfs.proto\":\n\x08Pipeline\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x07project\x18\x02 \x01(\x0b\x32\x0f.pfs_v2.Project\"5\n\x03Job\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\n\n\x02id\x18\x02 \x01(\t\"-\n\x05\x44\x61tum\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\n\n\x02id\x18\x02 \x01(\t\"\x9d\x03\n\x07JobInfo\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\x18\n\x10pipeline_version\x18\x02 \x01(\x04\x12%\n\routput_commit\x18\x03 \x01(\x0b\x32\x0e.pfs_v2.Commit\x12\x0f\n\x07restart\x18\x04 \x01(\x04\x12\x16\n\x0e\x64\x61ta_processed\x18\x05 \x01(\x03\x12\x14\n\x0c\x64\x61ta_skipped\x18\x06 \x01(\x03\x12\x12\n\ndata_total\x18\x07 \x01(\x03\x12\x13\n\x0b\x64\x61ta_failed\x18\x08 \x01(\x03\x12\x16\n\x0e\x64\x61ta_recovered\x18\t \x01(\x03\x12\x1f\n\x05state\x18\x0b \x01(\x0e\x32\x10.pps_v2.JobState\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12+\n\x07\x63reated\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07started\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66inished\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x02\n\x0cPipelineInfo\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07stopped\x18\x04 \x01(\x08\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.pps_v2.PipelineState\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12(\n\x0elast_job_state\x18\x08 \x01(\x0e\x32\x10.pps_v2.JobState\x12\x13\n\x0bparallelism\x18\t \x01(\x04\x12\"\n\x04type\x18\n \x01(\x0e\x32\x14.pps_v2.PipelineType\x12\x16\n\x0euser_spec_json\x18\r \x01(\t\x12\x1b\n\x13\x65\x66\x66\x65\x63tive_spec_json\x18\x0e \x01(\t\"l\n\tDatumInfo\x12\x1c\n\x05\x64\x61tum\x18\x01 \x01(\x0b\x32\r.pps_v2.Datum\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.pps_v2.DatumState\x12\x1e\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32\x10.pfs_v2.FileInfo\"s\n\x17\x43reatePipelineV2Request\x12$\n\x1c\x63reate_pipeline_request_json\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x0e\n\x06update\x18\x03 \x01(\x08\x12\x11\n\treprocess\x18\x04 \x01(\x08\"J\n\x18\x43reatePipelineV2Response\x12.\n&effective_create_pipeline_request_json\x18\x01 \x01(\t\"M\n\x16InspectPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\x08\"\xb8\x01\n\x13ListPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0f\n\x07history\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\x08\x12\x11\n\tjq_filter\x18\x04 \x01(\t\x12%\n\ncommit_set\x18\x05 \x01(\x0b\x32\x11.pfs_v2.CommitSet\x12!\n\x08projects\x18\x06 \x03(\x0b\x32\x0f.pfs_v2.Project\"~\n\x15\x44\x65letePipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x11\n\tkeep_repo\x18\x04 \x01(\x08\x12\x12\n\nmust_exist\x18\x05 \x01(\x08\":\n\x14StartPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\"M\n\x13StopPipelineRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x12\n\nmust_exist\x18\x02 \x01(\x08\"L\n\x11InspectJobRequest\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\x0c\n\x04wait\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\x08\"\x8a\x02\n\x0eListJobRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12$\n\x0cinput_commit\x18\x02 \x03(\x0b\x32\x0e.pfs_v2.Commit\x12\x0f\n\x07history\x18\x04 \x01(\x03\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\x08\x12\x11\n\tjq_filter\x18\x06 \x01(\t\x12!\n\x08projects\x18\x07 \x03(\x0b\x32\x0f.pfs_v2.Project\x12\x35\n\x11pagination_marker\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06number\x18\t \x01(\x03\x12\x0f\n\x07reverse\x18\n \x01(\x08\"h\n\x10ListDatumRequest\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.pps_v2.Job\x12\x19\n\x11pagination_marker\x18\x04 \x01(\t\x12\x0e\n\x06number\x18\x05 \x01(\x03\x12\x0f\n\x07reverse\x18\x06 \x01(\x08\"3\n\x13InspectDatumRequest\x12\x1c\n\x05\x64\x61tum\x18\x01 \x01(\x0b\x32\r.pps_v2.Datum\"J\n\x13SubscribeJobRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\x08\"\xf4\x01\n\x0eGetLogsRequest\x12\"\n\x08pipeline\x18\x01 \x01(\x0b\x32\x10.pps_v2.Pipeline\x12\x18\n\x03job\x18\x02 \x01(\x0b\x32\x0b.pps_v2.Job\x12\x14\n\x0c\x64\x61ta_filters\x18\x03 \x03(\t\x12\x1c\n\x05\x64\x61tum\x18\x04 \x01(\x0b\x32\r.pps_v2.Datum\x12\x0e\n\x06master\x18\x05 \x01(\x08\x12\x0e\n\x06\x66ollow\x18\x06 \x01(\x08\x12\x0c\n\x04tail\x18\x07 \x01(\x03\x12\x18\n\x10use_loki_backend\x18\x08 \x01(\x08\x12(\n\x05since\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc5\x01\n\nLogMessage\x12\x15\n\rpipeline_name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61tum_id\x18\x04 \x01(\t\x12\x0e\n\x06master\x18\x05 \x01(\x08\x12\x0c\n\x04user\x18\x07 \x01(\x08\x12&\n\x02ts\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\t \x01(\t\x12\x14\n\x0cproject_name\x18\n \x01(\t*\xc1\x01\n\x08JobState\x12\x15\n\x11JOB_STATE_UNKNOWN\x10\x00\x12\x0f\n\x0bJOB_CREATED\x10\x01\x12\x10\n\x0cJOB_STARTING\x10\x02\x12\x0f\n\x0bJOB_RUNNING\x10\x03\x12\x0f\n\x0bJOB_FAILURE\x10\x04\x12\x0f\n\x0bJOB_SUCCESS\x10\x05\x12\x0e\n\nJOB_KILLED\x10\x06\x12\x11\n\rJOB_EGRESSING\x10\x07\x12\x11\n\rJOB_FINISHING\x10\x08\x12\x12\n\x0eJOB_UNRUNNABLE\x10\t*\xc9\x01\n\rPipelineState\x12\x1a\n\x16PIPELINE_STATE_UNKNOWN\x10\x00\x12\x15\n\x11PIPELINE_STARTING\x10\x01\x12\x14\n\x10PIPELINE_RUNNING\x10\x02\x12\x17\n\x13PIPELINE_RESTARTING\x10\x03\x12\x14\n\x10PIPELINE_FAILURE\x10\x04\x12\x13\n\x0fPIPELINE_PAUSED\x10\x05\x12\x14\n\x10PIPELINE_STANDBY\x10\x06\x12\x15\n\x11PIPELINE_CRASHING\x10\x07*z\n\x0cPipelineType\x12\x19\n\x15PIPELINT_TYPE_UNKNOWN\x10\x00\x12\x1b\n\x17PIPELINE_TYPE_TRANSFORM\x10\x01\x12\x17\n\x13PIPELINE_TYPE_SPOUT\x10\x02\x12\x19\n\x15PIPELINE_TYPE_SERVICE\x10\x03*\\\n\nDatumState\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06\x46\x41ILED\x10\x01\x12\x0b\n\x07SUCCESS\x10\x02\x12\x0b\n\x07SKIPPED\x10\x03\x12\x0c\n\x08STARTING\x10\x04\x12\r\n\tRECOVERED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tusk.grpcapi.gen.pps_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=2313
-  _globals['_JOBSTATE']._serialized_end=2506
-  _globals['_PIPELINESTATE']._serialized_start=2509
-  _globals['_PIPELINESTATE']._serialized_end=2710
-  _globals['_PIPELINETYPE']._serialized_start=2712
-  _globals['_PIPELINETYPE']._serialized_end=2834
-  _globals['_DATUMSTATE']._serialized_start=2836
-  _globals['_DATUMSTATE']._serialized_end=2928
-  _globals['_PIPELINE']._serialized_start=99
-  _globals['_PIPELINE']._serialized_end=157
-  _globals['_JOB']._serialized_start=159
-  _globals['_JOB']._serialized_end=212
-  _globals['_DATUM']._serialized_start=214
-  _globals['_DATUM']._serialized_end=259
-  _globals['_JOBINFO']._serialized_start=262
-  _globals['_JOBINFO']._serialized_end=675
-  _globals['_PIPELINEINFO']._serialized_start=678
-  _globals['_PIPELINEINFO']._serialized_end=968
-  _globals['_DATUMINFO']._serialized_start=970
-  _globals['_DATUMINFO']._serialized_end=1078
-  _globals['_CREATEPIPELINEV2REQUEST']._serialized_start=1080
-  _globals['_CREATEPIPELINEV2REQUEST']._serialized_end=1195
-  _globals['_CREATEPIPELINEV2RESPONSE']._serialized_start=1197
-  _globals['_CREATEPIPELINEV2RESPONSE']._serialized_end=1271
-  _globals['_INSPECTPIPELINEREQUEST']._serialized_start=1273
-  _globals['_INSPECTPIPELINEREQUEST']._serialized_end=1350
-  _globals['_LISTPIPELINEREQUEST']._serialized_start=1353
-  _globals['_LISTPIPELINEREQUEST']._serialized_end=1537
-  _globals['_DELETEPIPELINEREQUEST']._serialized_start=1539
-  _globals['_DELETEPIPELINEREQUEST']._serialized_end=1665
-  _globals['_STARTPIPELINEREQUEST']._serialized_start=1667
-  _globals['_STARTPIPELINEREQUEST']._serialized_end=1725
-  _globals['_STOPPIPELINEREQUEST']._serialized_start=1727
-  _globals['_STOPPIPELINEREQUEST']._serialized_end=1804
-  _globals['_INSPECTJOBREQUEST']._serialized_start=1806
-  _globals['_INSPECTJOBREQUEST']._serialized_end=1882
-  _globals['_LISTJOBREQUEST']._serialized_start=1885
-  _globals['_LISTJOBREQUEST']._serialized_end=2151
-  _globals['_LISTDATUMREQUEST']._serialized_start=2153
-  _globals['_LISTDATUMREQUEST']._serialized_end=2257
-  _globals['_INSPECTDATUMREQUEST']._serialized_start=2259
-  _globals['_INSPECTDATUMREQUEST']._serialized_end=2310
+  _globals['_JOBSTATE']._serialized_start=2868
+  _globals['_JOBSTATE']._serialized_end=3061
+  _globals['_PIPELINESTATE']._serialized_start=3064
+  _globals['_PIPELINESTATE']._serialized_end=3265
+  _globals['_PIPELINETYPE']._serialized_start=3267
+  _globals['_PIPELINETYPE']._serialized_end=3389
+  _globals['_DATUMSTATE']._serialized_start=3391
+  _globals['_DATUMSTATE']._serialized_end=3483
+  _globals['_PIPELINE']._serialized_start=131
+  _globals['_PIPELINE']._serialized_end=189
+  _globals['_JOB']._serialized_start=191
+  _globals['_JOB']._serialized_end=244
+  _globals['_DATUM']._serialized_start=246
+  _globals['_DATUM']._serialized_end=291
+  _globals['_JOBINFO']._serialized_start=294
+  _globals['_JOBINFO']._serialized_end=707
+  _globals['_PIPELINEINFO']._serialized_start=710
+  _globals['_PIPELINEINFO']._serialized_end=1000
+  _globals['_DATUMINFO']._serialized_start=1002
+  _globals['_DATUMINFO']._serialized_end=1110
+  _globals['_CREATEPIPELINEV2REQUEST']._serialized_start=1112
+  _globals['_CREATEPIPELINEV2REQUEST']._serialized_end=1227
+  _globals['_CREATEPIPELINEV2RESPONSE']._serialized_start=1229
+  _globals['_CREATEPIPELINEV2RESPONSE']._serialized_end=1303
+  _globals['_INSPECTPIPELINEREQUEST']._serialized_start=1305
+  _globals['_INSPECTPIPELINEREQUEST']._serialized_end=1382
+  _globals['_LISTPIPELINEREQUEST']._serialized_start=1385
+  _globals['_LISTPIPELINEREQUEST']._serialized_end=1569
+  _globals['_DELETEPIPELINEREQUEST']._serialized_start=1571
+  _globals['_DELETEPIPELINEREQUEST']._serialized_end=1697
+  _globals['_STARTPIPELINEREQUEST']._serialized_start=1699
+  _globals['_STARTPIPELINEREQUEST']._serialized_end=1757
+  _globals['_STOPPIPELINEREQUEST']._serialized_start=1759
+  _globals['_STOPPIPELINEREQUEST']._serialized_end=1836
+  _globals['_INSPECTJOBREQUEST']._serialized_start=1838
+  _globals['_INSPECTJOBREQUEST']._serialized_end=1914
+  _globals['_LISTJOBREQUEST']._serialized_start=1917
+  _globals['_LISTJOBREQUEST']._serialized_end=2183
+  _globals['_LISTDATUMREQUEST']._serialized_start=2185
+  _globals['_LISTDATUMREQUEST']._serialized_end=2289
+  _globals['_INSPECTDATUMREQUEST']._serialized_start=2291
+  _globals['_INSPECTDATUMREQUEST']._serialized_end=2342
+  _globals['_SUBSCRIBEJOBREQUEST']._serialized_start=2344
+  _globals['_SUBSCRIBEJOBREQUEST']._serialized_end=2418
+  _globals['_GETLOGSREQUEST']._serialized_start=2421
+  _globals['_GETLOGSREQUEST']._serialized_end=2665
+  _globals['_LOGMESSAGE']._serialized_start=2668
+  _globals['_LOGMESSAGE']._serialized_end=2865
 # @@protoc_insertion_point(module_scope)

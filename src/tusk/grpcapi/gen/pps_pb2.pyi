@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tusk.grpcapi.gen import pfs_pb2 as _pfs_pb2
 from google.protobuf.internal import containers as _containers
@@ -288,3 +289,55 @@ class InspectDatumRequest(_message.Message):
     DATUM_FIELD_NUMBER: _ClassVar[int]
     datum: Datum
     def __init__(self, datum: _Optional[_Union[Datum, _Mapping]] = ...) -> None: ...
+
+class SubscribeJobRequest(_message.Message):
+    __slots__ = ("pipeline", "details")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    pipeline: Pipeline
+    details: bool
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., details: _Optional[bool] = ...) -> None: ...
+
+class GetLogsRequest(_message.Message):
+    __slots__ = ("pipeline", "job", "data_filters", "datum", "master", "follow", "tail", "use_loki_backend", "since")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    DATA_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    DATUM_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    USE_LOKI_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    pipeline: Pipeline
+    job: Job
+    data_filters: _containers.RepeatedScalarFieldContainer[str]
+    datum: Datum
+    master: bool
+    follow: bool
+    tail: int
+    use_loki_backend: bool
+    since: _duration_pb2.Duration
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., data_filters: _Optional[_Iterable[str]] = ..., datum: _Optional[_Union[Datum, _Mapping]] = ..., master: _Optional[bool] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., use_loki_backend: _Optional[bool] = ..., since: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class LogMessage(_message.Message):
+    __slots__ = ("pipeline_name", "job_id", "worker_id", "datum_id", "master", "user", "ts", "message", "project_name")
+    PIPELINE_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    DATUM_ID_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    pipeline_name: str
+    job_id: str
+    worker_id: str
+    datum_id: str
+    master: bool
+    user: bool
+    ts: _timestamp_pb2.Timestamp
+    message: str
+    project_name: str
+    def __init__(self, pipeline_name: _Optional[str] = ..., job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., datum_id: _Optional[str] = ..., master: _Optional[bool] = ..., user: _Optional[bool] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., project_name: _Optional[str] = ...) -> None: ...
