@@ -41,6 +41,9 @@ print(
             ),
             "root inspect": code(lambda: as_root.pfs.inspect_repo(repo=images)),
             "root list": sorted(r.repo.name for r in as_root.pfs.list_repo()),
+            "root is": as_root.auth.who_am_i().username,
+            "bob is": as_bob.auth.who_am_i().username,
+            "anonymous is": code(anonymous.auth.who_am_i),
         }
     )
 )

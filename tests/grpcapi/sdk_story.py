@@ -7,6 +7,7 @@ import sys
 import grpc
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
+from pachyderm_sdk.errors import AuthServiceNotActivated
 
 host, port = sys.argv[1], int(sys.argv[2])
 token = sys.argv[3] if len(sys.argv) > 3 else None
@@ -70,6 +71,11 @@ out["errors"] = {
     "finished": code(lambda: c.pfs.finish_commit(commit=pfs.Commit(id=first.commit.id, repo=repo))),
 }
 out["not served"] = code(lambda: c.pfs.squash_commit_set(commit_set=pfs.CommitSet(id="x" * 32)))
+try:  # the SDK knows Pachyderm's answer while auth is off, and raises its own error
+    c.auth.who_am_i()
+    out["who"] = "ok"
+except AuthServiceNotActivated as exc:
+    out["who"] = ["AuthServiceNotActivated", str(exc)]
 tar = c.pfs.pfs_tar_file(file=pfs.File.from_uri("images@master:/"))
 out["tar"] = sorted(m.name for m in tar.getmembers())
 diff = c.pfs.diff_file(new_file=pfs.File.from_uri("images@master:/"))

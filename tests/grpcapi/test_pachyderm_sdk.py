@@ -95,6 +95,7 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
     assert "already" in out["errors"]["twice"][1] and "\n" not in out["errors"]["twice"][1]
     assert out["exists"] == [True, False]
     assert out["not served"][0] == "UNIMPLEMENTED"
+    assert out["who"] == ["AuthServiceNotActivated", "the auth service is not activated"]
     assert out["tar"] == ["a.txt", "big.bin", "c.txt"]
     # the second commit against its parent: /a.txt changed, /c.txt added, /dir/b.txt removed
     assert out["diff"] == [["", "/dir/b.txt"], ["/a.txt", "/a.txt"], ["/c.txt", ""]]
@@ -123,6 +124,9 @@ def test_the_same_permission_check_with_auth_on(server: tuple[Gateway, str, int]
                 "bob writes images": "PERMISSION_DENIED",
                 "root inspect": "OK",
                 "root list": ["bobs", "images"],
+                "root is": "user:root",
+                "bob is": "user:bob",
+                "anonymous is": "UNAUTHENTICATED",
             }
             assert c.get_file("bobs@master:/x") == b"x"
             # The audit log names the identity and the RPC, as for every edge.

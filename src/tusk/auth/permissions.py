@@ -224,6 +224,7 @@ S3: dict[str, Rule] = {
 # the repo of the request is passed as ``repo``.
 GRPC: dict[str, Rule] = {
     "versionpb_v2.API/GetVersion": Rule(PUBLIC),
+    "auth_v2.API/WhoAmI": _AUTH,
     "pfs_v2.API/CreateRepo": Rule(REPO_CREATE, audited_by_handler=True),  # an update: write
     "pfs_v2.API/InspectRepo": _read(),
     "pfs_v2.API/ListRepo": _AUTH,  # each repo listed only if readable

@@ -124,10 +124,10 @@ def _serialize(message: Any) -> bytes:
 
 def handlers(edge: Edge) -> list[grpc.GenericRpcHandler]:
     """The generic handlers of every service Tusk serves."""
-    from tusk.grpcapi import pfs, pps, version
+    from tusk.grpcapi import auth, pfs, pps, version
 
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for module in (version, pfs, pps):
+    for module in (version, auth, pfs, pps):
         impl = module.Handlers(edge)
         for rpc in module.RPCS:
             by_service.setdefault(rpc.service, {})[rpc.name] = _wrap(rpc, getattr(impl, rpc.name))
@@ -136,9 +136,9 @@ def handlers(edge: Edge) -> list[grpc.GenericRpcHandler]:
 
 def served_rpcs() -> list[str]:
     """``service/Rpc`` of every RPC served (each must have a permission rule)."""
-    from tusk.grpcapi import pfs, pps, version
+    from tusk.grpcapi import auth, pfs, pps, version
 
-    return [rpc.full for module in (version, pfs, pps) for rpc in module.RPCS]
+    return [rpc.full for module in (version, auth, pfs, pps) for rpc in module.RPCS]
 
 
 def start_grpc(
