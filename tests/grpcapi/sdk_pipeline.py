@@ -74,6 +74,36 @@ try:
     out["bad"] = "ok"
 except grpc.RpcError as exc:
     out["bad"] = [exc.code().name, exc.details()]
+# The SDK's structured create_pipeline: the request is the spec.
+count = pps.Pipeline(name="count")
+c.pps.create_pipeline(
+    pipeline=count,
+    transform=pps.Transform(cmd=["sh", "-c", 'ls "$TUSK_PFS/words" | wc -l > "$TUSK_PFS/out/n"']),
+    input=pps.Input(pfs=pps.PfsInput(repo="words", glob="/")),
+    datum_tries=2,
+)
+deadline = time.monotonic() + 60
+counted = []
+while not counted and time.monotonic() < deadline:
+    counted = list(c.pps.list_job(pipeline=count))
+    time.sleep(0.1)
+done = c.pps.inspect_job(job=counted[0].job, wait=True)
+out["count"] = [
+    pps.JobState(done.state).name,
+    c.pfs.pfs_file(file=pfs.File.from_uri("count@master:/n")).read().decode().strip(),
+]
+out["count spec"] = json.loads(c.pps.inspect_pipeline(pipeline=count).user_spec_json)["datum_tries"]
+try:
+    c.pps.create_pipeline(
+        pipeline=pps.Pipeline(name="tf"),
+        transform=pps.Transform(cmd=["true"]),
+        input=pps.Input(pfs=pps.PfsInput(repo="words", glob="/")),
+        tf_job=pps.TfJob(tf_job="x"),
+    )
+    out["tf"] = "ok"
+except grpc.RpcError as exc:
+    out["tf"] = [exc.code().name, exc.details()]
+c.pps.delete_pipeline(pipeline=count)
 c.pps.delete_pipeline(pipeline=shout)
 out["after delete"] = [p.pipeline.name for p in c.pps.list_pipeline()]
 print(json.dumps(out))

@@ -172,6 +172,8 @@ def test_a_pipeline_through_pps(server: tuple[Gateway, str, int]) -> None:
     assert out["again"] == "ALREADY_EXISTS"
     assert out["bad"][0] == "INVALID_ARGUMENT" and "transform.cmd" in out["bad"][1]
     assert out["after delete"] == []
+    assert out["count"] == ["JOB_SUCCESS", "2"] and out["count spec"] == 2
+    assert out["tf"][0] == "INVALID_ARGUMENT" and "tf_job: not supported by Tusk" in out["tf"][1]
 
 
 def test_a_taken_grpc_port_given_fails_the_start(

@@ -249,6 +249,7 @@ GRPC: dict[str, Rule] = {
     "pfs_v2.API/ListCommitSet": _AUTH,  # the same
     "pfs_v2.API/SubscribeCommit": _read(),
     # a pipeline's repo is its output repo
+    "pps_v2.API/CreatePipeline": Rule(PIPELINE_CREATE, audited_by_handler=True),  # + inputs
     "pps_v2.API/CreatePipelineV2": Rule(PIPELINE_CREATE, audited_by_handler=True),  # + inputs
     "pps_v2.API/InspectPipeline": _read(),
     "pps_v2.API/ListPipeline": _AUTH,  # each pipeline listed only if readable

@@ -28,6 +28,7 @@ from tusk.pps.models import DatumInfo, JobInfo, PipelineInfo
 SERVICE = "pps_v2.API"
 
 RPCS = [
+    Rpc(SERVICE, "CreatePipeline", pb.CreatePipelineRequest, "unary"),
     Rpc(SERVICE, "CreatePipelineV2", pb.CreatePipelineV2Request, "unary"),
     Rpc(SERVICE, "InspectPipeline", pb.InspectPipelineRequest, "unary"),
     Rpc(SERVICE, "ListPipeline", pb.ListPipelineRequest, "server_stream"),
@@ -147,37 +148,54 @@ class Handlers:
 
     # Pipelines
 
-    def CreatePipelineV2(self, request: Any, context: grpc.ServicerContext) -> Any:
-        from tusk.pps.spec import PfsInput, load_spec
+    def CreatePipeline(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """The SDK's ``create_pipeline``: the request is the spec, field for field."""
+        from google.protobuf import json_format
 
+        caller = self._gate(context, "CreatePipeline")
+        data = json_format.MessageToDict(request, preserving_proto_field_name=True)
+        flags = {k: bool(data.pop(k, False)) for k in ("update", "reprocess", "dry_run")}
+        self._create(caller, data, **flags)
+        return empty_pb2.Empty()
+
+    def CreatePipelineV2(self, request: Any, context: grpc.ServicerContext) -> Any:
         caller = self._gate(context, "CreatePipelineV2")
         try:
             data = json.loads(request.create_pipeline_request_json)
         except ValueError as exc:
             raise InvalidSpec(f"create_pipeline_request_json is not JSON: {exc}") from None
+        effective = self._create(
+            caller, data, update=request.update, reprocess=request.reprocess,
+            dry_run=request.dry_run,
+        )  # fmt: skip
+        return pb.CreatePipelineV2Response(
+            effective_create_pipeline_request_json=json.dumps(effective, sort_keys=True)
+        )
+
+    def _create(
+        self, caller: Any, data: Any, *, update: bool, reprocess: bool, dry_run: bool
+    ) -> dict[str, Any]:
+        """Check and create (or update) a pipeline from its spec; its stored spec."""
+        from tusk.errors import AlreadyExists
+        from tusk.pps.spec import PfsInput, load_spec
+
         spec = load_spec(data)
         inputs = {leaf.repo for leaf in spec.inputs() if isinstance(leaf, PfsInput)}
         auth = self.edge.auth
         if caller.active:
             for repo in sorted(inputs):
-                auth.require(caller, REPO_READ, repo, edge=EDGE, operation="CreatePipelineV2")
+                auth.require(caller, REPO_READ, repo, edge=EDGE, operation="CreatePipeline")
         exists = spec.name in {p.name for p in self.pps.list_pipelines()}
-        if exists and not request.update:
-            from tusk.errors import AlreadyExists
-
+        if exists and not update:
             raise AlreadyExists(f"pipeline {spec.name} already exists: set update to replace it")
         if exists and caller.active:
-            auth.require(caller, REPO_OWN, spec.name, edge=EDGE, operation="CreatePipelineV2")
-        if request.dry_run:
-            return pb.CreatePipelineV2Response(
-                effective_create_pipeline_request_json=json.dumps(spec.canonical())
-            )
-        info = self.pps.create_pipeline(spec, update=request.update, reprocess=request.reprocess)
+            auth.require(caller, REPO_OWN, spec.name, edge=EDGE, operation="CreatePipeline")
+        if dry_run:
+            return spec.canonical()
+        info = self.pps.create_pipeline(spec, update=update, reprocess=reprocess)
         auth.grant_pipeline(caller, info.name, inputs)
-        auth.audit_event(caller, EDGE, "CreatePipelineV2", "repo", info.name, f"v{info.version}")
-        return pb.CreatePipelineV2Response(
-            effective_create_pipeline_request_json=json.dumps(info.spec, sort_keys=True)
-        )
+        auth.audit_event(caller, EDGE, "CreatePipeline", "repo", info.name, f"v{info.version}")
+        return info.spec
 
     def InspectPipeline(self, request: Any, context: grpc.ServicerContext) -> Any:
         name = pipeline_name(request.pipeline)

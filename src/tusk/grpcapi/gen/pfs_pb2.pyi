@@ -475,3 +475,43 @@ class DiffFileResponse(_message.Message):
     new_file: FileInfo
     old_file: FileInfo
     def __init__(self, new_file: _Optional[_Union[FileInfo, _Mapping]] = ..., old_file: _Optional[_Union[FileInfo, _Mapping]] = ...) -> None: ...
+
+class ObjectStorageEgress(_message.Message):
+    __slots__ = ("url",)
+    URL_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    def __init__(self, url: _Optional[str] = ...) -> None: ...
+
+class SQLDatabaseEgress(_message.Message):
+    __slots__ = ("url", "file_format", "secret")
+    class FileFormat(_message.Message):
+        __slots__ = ("type", "columns")
+        class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+            __slots__ = ()
+            UNKNOWN: _ClassVar[SQLDatabaseEgress.FileFormat.Type]
+            CSV: _ClassVar[SQLDatabaseEgress.FileFormat.Type]
+            JSON: _ClassVar[SQLDatabaseEgress.FileFormat.Type]
+            PARQUET: _ClassVar[SQLDatabaseEgress.FileFormat.Type]
+        UNKNOWN: SQLDatabaseEgress.FileFormat.Type
+        CSV: SQLDatabaseEgress.FileFormat.Type
+        JSON: SQLDatabaseEgress.FileFormat.Type
+        PARQUET: SQLDatabaseEgress.FileFormat.Type
+        TYPE_FIELD_NUMBER: _ClassVar[int]
+        COLUMNS_FIELD_NUMBER: _ClassVar[int]
+        type: SQLDatabaseEgress.FileFormat.Type
+        columns: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, type: _Optional[_Union[SQLDatabaseEgress.FileFormat.Type, str]] = ..., columns: _Optional[_Iterable[str]] = ...) -> None: ...
+    class Secret(_message.Message):
+        __slots__ = ("name", "key")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        key: str
+        def __init__(self, name: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    URL_FIELD_NUMBER: _ClassVar[int]
+    FILE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    file_format: SQLDatabaseEgress.FileFormat
+    secret: SQLDatabaseEgress.Secret
+    def __init__(self, url: _Optional[str] = ..., file_format: _Optional[_Union[SQLDatabaseEgress.FileFormat, _Mapping]] = ..., secret: _Optional[_Union[SQLDatabaseEgress.Secret, _Mapping]] = ...) -> None: ...
