@@ -94,7 +94,10 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
     assert out["errors"]["no repo"][1].startswith("repo nope not found")
     assert "already" in out["errors"]["twice"][1] and "\n" not in out["errors"]["twice"][1]
     assert out["exists"] == [True, False]
-    assert out["not served"][0] == "UNIMPLEMENTED"
+    assert out["not served"] == [
+        "UNIMPLEMENTED",
+        "pfs_v2.API/SquashCommitSet is not served by Tusk (docs/grpc.md lists what is)",
+    ]
     assert out["who"] == ["AuthServiceNotActivated", "the auth service is not activated"]
     assert out["tar"] == ["a.txt", "big.bin", "c.txt"]
     # the second commit against its parent: /a.txt changed, /c.txt added, /dir/b.txt removed
@@ -188,3 +191,48 @@ def test_a_taken_grpc_port_given_fails_the_start(
     )  # fmt: skip
     assert r.returncode != 0
     assert f"gRPC port {port} on 127.0.0.1 is taken" in r.stderr, r.stderr
+
+
+def test_bad_input_is_refused_and_the_server_stays_fine(server: tuple[Gateway, str, int]) -> None:
+    """What no SDK sends, sent raw: bytes that are no message, a 100 MiB message, a ModifyFile
+    stream that breaks off. Each gets its status; nothing is committed; the server answers."""
+    import grpc
+
+    from tusk.grpcapi.gen import pfs_pb2
+
+    gw, host, port = server
+    with tusk.Client(address=gw.api) as c:
+        c.create_repo("raw")
+        c.put_file("raw@master:/kept", b"kept")
+        before = c.inspect_commit("raw@master").id
+    options = [("grpc.max_send_message_length", 200 << 20)]
+    with grpc.insecure_channel(f"{host}:{port}", options=options) as channel:
+        inspect = channel.unary_unary("/pfs_v2.API/InspectRepo")
+        with pytest.raises(grpc.RpcError) as err:
+            inspect(b"\xff\xff\xff\xff", timeout=10)
+        assert err.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT)
+        with pytest.raises(grpc.RpcError) as err:
+            inspect(b"\x0a" + b"\x00" * (100 << 20), timeout=30)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        modify = channel.stream_unary(
+            "/pfs_v2.API/ModifyFile", request_serializer=pfs_pb2.ModifyFileRequest.SerializeToString
+        )
+        commit = pfs_pb2.Commit(branch=pfs_pb2.Branch(repo=pfs_pb2.Repo(name="raw"), name="master"))
+
+        def broken() -> Iterator[Any]:
+            yield pfs_pb2.ModifyFileRequest(set_commit=commit)
+            add = pfs_pb2.AddFile(path="/half")
+            add.raw.value = b"x" * (1 << 20)
+            for _ in range(5):
+                yield pfs_pb2.ModifyFileRequest(add_file=add)
+            raise ConnectionError("the client went away")
+
+        with pytest.raises(grpc.RpcError):
+            modify(broken(), timeout=30)
+        version = channel.unary_unary("/versionpb_v2.API/GetVersion")(b"", timeout=10)
+        assert version  # the server answers as before
+    with tusk.Client(address=gw.api) as c:
+        time.sleep(0.5)  # (the server sees the broken stream end just after the client)
+        assert c.inspect_commit("raw@master").id == before  # no partial commit
+        assert [f.path for f in c.list_files("raw@master:/")] == ["/kept"]

@@ -131,7 +131,25 @@ def handlers(edge: Edge) -> list[grpc.GenericRpcHandler]:
         impl = module.Handlers(edge)
         for rpc in module.RPCS:
             by_service.setdefault(rpc.service, {})[rpc.name] = _wrap(rpc, getattr(impl, rpc.name))
-    return [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
+    served = [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
+    return [*served, _NotServed()]
+
+
+class _NotServed(grpc.GenericRpcHandler):
+    """Asked last: any other method answers UNIMPLEMENTED, naming itself (grpc's own answer
+    is a bare "Method not found!")."""
+
+    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler:
+        method = str(handler_call_details.method).lstrip("/")
+
+        def refuse(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{method} is not served by Tusk (docs/grpc.md lists what is)",
+            )
+            yield b""  # pragma: no cover - abort raises
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
 
 
 def served_rpcs() -> list[str]:
