@@ -83,5 +83,14 @@ out["diff"] = sorted([d.new_file.file.path, d.old_file.file.path] for d in diff)
 subscribed = c.pfs.subscribe_commit(repo=repo, branch="master", state=pfs.CommitState.FINISHED)
 out["subscribed"] = [next(subscribed).commit.id, next(subscribed).commit.id]
 subscribed.close()
+research = pfs.Project(name="research")
+c.pfs.create_project(project=research, description="lab")
+c.pfs.create_repo(repo=pfs.Repo(name="scans", project=research))
+out["projects"] = sorted([p.project.name, p.description] for p in c.pfs.list_project())
+out["in research"] = [r.repo.name for r in c.pfs.list_repo(projects=[research])]
+out["project busy"] = code(lambda: c.pfs.delete_project(project=research))
+c.pfs.delete_repo(repo=pfs.Repo(name="scans", project=research))
+c.pfs.delete_project(project=research)
+out["projects after"] = sorted(p.project.name for p in c.pfs.list_project())
 out["exists"] = [c.pfs.repo_exists(repo), c.pfs.repo_exists(pfs.Repo(name="nope"))]
 print(json.dumps(out))

@@ -94,6 +94,10 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
     assert out["errors"]["no repo"][1].startswith("repo nope not found")
     assert "already" in out["errors"]["twice"][1] and "\n" not in out["errors"]["twice"][1]
     assert out["exists"] == [True, False]
+    assert out["projects"] == [["default", out["projects"][0][1]], ["research", "lab"]]
+    assert out["in research"] == ["scans"]
+    assert out["project busy"][0] == "FAILED_PRECONDITION"
+    assert out["projects after"] == ["default"]
     assert out["not served"] == [
         "UNIMPLEMENTED",
         "pfs_v2.API/SquashCommitSet is not served by Tusk (docs/grpc.md lists what is)",

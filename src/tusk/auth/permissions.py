@@ -248,6 +248,11 @@ GRPC: dict[str, Rule] = {
     "pfs_v2.API/InspectCommitSet": _AUTH,  # each commit shown only if its repo is readable
     "pfs_v2.API/ListCommitSet": _AUTH,  # the same
     "pfs_v2.API/SubscribeCommit": _read(),
+    # projects, as the REST API's (a new project's creator owns it)
+    "pfs_v2.API/CreateProject": Rule(REPO_CREATE, audited_by_handler=True),
+    "pfs_v2.API/InspectProject": _AUTH,
+    "pfs_v2.API/ListProject": _AUTH,
+    "pfs_v2.API/DeleteProject": Rule(PROJECT_OWN, change=True, project="project"),
     # a pipeline's repo is its output repo
     "pps_v2.API/CreatePipeline": Rule(PIPELINE_CREATE, audited_by_handler=True),  # + inputs
     "pps_v2.API/CreatePipelineV2": Rule(PIPELINE_CREATE, audited_by_handler=True),  # + inputs

@@ -57,6 +57,10 @@ RPCS = [
     Rpc(SERVICE, "InspectCommitSet", pb.InspectCommitSetRequest, "server_stream"),
     Rpc(SERVICE, "ListCommitSet", pb.ListCommitSetRequest, "server_stream"),
     Rpc(SERVICE, "SubscribeCommit", pb.SubscribeCommitRequest, "server_stream"),
+    Rpc(SERVICE, "CreateProject", pb.CreateProjectRequest, "unary"),
+    Rpc(SERVICE, "InspectProject", pb.InspectProjectRequest, "unary"),
+    Rpc(SERVICE, "ListProject", pb.ListProjectRequest, "server_stream"),
+    Rpc(SERVICE, "DeleteProject", pb.DeleteProjectRequest, "unary"),
 ]
 _POLL = 0.2  # seconds between looks for new commits of a subscription
 
@@ -576,3 +580,42 @@ class Handlers:
                 yield commit_info(c)
             skipping = False
             time.sleep(_POLL)
+
+    # Projects
+
+    def CreateProject(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from tusk.auth.permissions import PROJECT_OWN
+
+        name = request.project.name
+        caller = self._gate(context, "CreateProject")
+        exists = request.update and name in {p.name for p in self.pfs.list_projects()}
+        if exists:  # changing its description is the owner's
+            self.edge.auth.require(caller, PROJECT_OWN, name, edge=EDGE, operation="CreateProject")
+        info = self.pfs.create_project(name, request.description, request.update)
+        if not exists:
+            self.edge.auth.grant_project_creator(caller, info.name)
+        self.edge.auth.audit_event(caller, EDGE, "CreateProject", "project", info.name)
+        return empty_pb2.Empty()
+
+    def InspectProject(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._gate(context, "InspectProject")
+        p = self.pfs.inspect_project(request.project.name or DEFAULT_PROJECT)
+        return pb.ProjectInfo(
+            project=pb.Project(name=p.name), description=p.description,
+            created_at=timestamp(p.created_at),
+        )  # fmt: skip
+
+    def ListProject(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        self._gate(context, "ListProject")
+        for p in self.pfs.list_projects():
+            yield pb.ProjectInfo(
+                project=pb.Project(name=p.name), description=p.description,
+                created_at=timestamp(p.created_at),
+            )  # fmt: skip
+
+    def DeleteProject(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name = request.project.name
+        self.edge.gate(context, f"{SERVICE}/DeleteProject", name)
+        self.pfs.delete_project(name)
+        self.edge.auth.forget_project(name)
+        return empty_pb2.Empty()
