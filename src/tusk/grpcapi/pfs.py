@@ -389,14 +389,24 @@ class Handlers:
             if head is None or self.pfs.inspect_commit(repo, head).state == "finished":
                 opened = self.pfs.start_commit(repo, ref).id
         target = opened or ref
+        batch: list[tuple[str, Source]] = []  # consecutive puts: one put_files, one pack
+        batch_appends = False
+
+        def flush() -> None:
+            if batch:
+                self.pfs.put_files(repo, target, list(batch), append=batch_appends)
+                batch.clear()
+
         try:
             for n, (kind, what) in enumerate(change.ops):
                 if kind == "delete":
                     if change.ops[n + 1 : n + 2] == [("add", what)]:
                         continue  # deleted to be replaced: the put replaces it
+                    flush()
                     with contextlib.suppress(FileNotFound):  # as Pachyderm: nothing to delete
                         self.pfs.delete_files(repo, target, [what])
                 elif kind == "copy":
+                    flush()
                     src_repo, src_ref, src_path, dst = what
                     origin = Address(src_repo, parse_ref(src_ref), src_path)
                     self.pfs.copy_file(origin, repo, target, dst)
@@ -409,7 +419,11 @@ class Handlers:
                         body.seek(0)
                         source = StreamSource(cast(BinaryIO, body))
                     append = what not in change.replace
-                    self.pfs.put_files(repo, target, [(what, source)], append=append)
+                    if append != batch_appends or any(p == what for p, _ in batch):
+                        flush()
+                    batch_appends = append
+                    batch.append((what, source))
+            flush()
             if opened is not None:
                 self.pfs.finish_commit(repo, opened)
         except BaseException:
