@@ -33,6 +33,8 @@ with c.pfs.commit(branch=master) as commit:
     commit.put_file_from_bytes(path="/a.txt", data=b"hello")
     commit.put_file_from_bytes(path="/dir/b.txt", data=b"world")
     commit.put_file_from_bytes(path="/big.bin", data=bytes(range(256)) * 20000)
+    # 40 MiB: more than one of the SDK's messages, streamed into the store as they come
+    commit.put_file_from_bytes(path="/huge.bin", data=bytes(range(251)) * (160 << 10))
 first = commit.wait()
 out["first"] = [first.commit.id, first.finished is not None]
 files = c.pfs.walk_file(file=pfs.File.from_uri("images@master:/"))
@@ -40,6 +42,8 @@ out["walk"] = sorted([f.file.path, pfs.FileType(f.file_type).name, f.size_bytes]
 out["a"] = c.pfs.pfs_file(file=pfs.File.from_uri("images@master:/a.txt")).read().decode()
 big = c.pfs.pfs_file(file=pfs.File.from_uri("images@master:/big.bin")).read()
 out["big_ok"] = big == bytes(range(256)) * 20000
+huge = c.pfs.pfs_file(file=pfs.File.from_uri("images@master:/huge.bin")).read()
+out["huge_ok"] = huge == bytes(range(251)) * (160 << 10)
 with c.pfs.commit(branch=master) as commit:
     commit.delete_file(path="/dir/b.txt")
     commit.put_file_from_bytes(path="/a.txt", data=b" again", append=True)

@@ -69,14 +69,15 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
     assert out["repos"] == [["images", "default", "pictures"]]
     assert out["first"][1] is True
     assert out["walk"] == [
-        ["/", "DIR", 5 + 5 + 256 * 20000],
+        ["/", "DIR", 5 + 5 + 256 * 20000 + 251 * (160 << 10)],
         ["/a.txt", "FILE", 5],
         ["/big.bin", "FILE", 256 * 20000],
         ["/dir", "DIR", 5],
         ["/dir/b.txt", "FILE", 5],
+        ["/huge.bin", "FILE", 251 * (160 << 10)],
     ]
-    assert out["a"] == "hello" and out["big_ok"] is True
-    assert out["list"] == ["/a.txt", "/big.bin", "/c.txt"]
+    assert out["a"] == "hello" and out["big_ok"] is True and out["huge_ok"] is True
+    assert out["list"] == ["/a.txt", "/big.bin", "/c.txt", "/huge.bin"]
     assert out["a2"] == "hello again"
     assert out["glob"] == ["/a.txt", "/c.txt"]
     assert out["old_b"] == "world"
@@ -103,7 +104,7 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
         "pfs_v2.API/SquashCommitSet is not served by Tusk (docs/grpc.md lists what is)",
     ]
     assert out["who"] == ["AuthServiceNotActivated", "the auth service is not activated"]
-    assert out["tar"] == ["a.txt", "big.bin", "c.txt"]
+    assert out["tar"] == ["a.txt", "big.bin", "c.txt", "huge.bin"]
     # the second commit against its parent: /a.txt changed, /c.txt added, /dir/b.txt removed
     assert out["diff"] == [["", "/dir/b.txt"], ["/a.txt", "/a.txt"], ["/c.txt", ""]]
     assert out["subscribed"] == [first, second]
@@ -228,7 +229,7 @@ def test_bad_input_is_refused_and_the_server_stays_fine(server: tuple[Gateway, s
             yield pfs_pb2.ModifyFileRequest(set_commit=commit)
             add = pfs_pb2.AddFile(path="/half")
             add.raw.value = b"x" * (1 << 20)
-            for _ in range(5):
+            for _ in range(12):  # past 8 MiB: streamed into the store while it arrives
                 yield pfs_pb2.ModifyFileRequest(add_file=add)
             raise ConnectionError("the client went away")
 

@@ -12,23 +12,20 @@ SDK's ``put_file_from_bytes`` sends it) and ``copy_file`` apply in order when it
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 import time
 from collections.abc import Iterator
-from typing import IO, Any, BinaryIO, cast
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 
 from tusk.auth.permissions import REPO_READ
-from tusk.errors import BranchNotFound, FileNotFound, InvalidArgument, PathConflict
+from tusk.errors import InvalidArgument, PathConflict
 from tusk.grpcapi.gen import pfs_pb2 as pb
 from tusk.grpcapi.server import EDGE, Edge, Rpc
 from tusk.ids import DEFAULT_PROJECT, qualify
 from tusk.pfs.models import BranchInfo, BranchTrigger, CommitInfo, FileInfo
 from tusk.pfs.refs import Address, parse_ref
-from tusk.pfs.sources import Source, StreamSource, UrlSource
 
 SERVICE = "pfs_v2.API"
 _BLOCK = 1 << 20  # bytes per GetFile message
@@ -157,38 +154,6 @@ def file_info(f: FileInfo, branch: str | None, finished: float | None) -> Any:
         size_bytes=f.size,
         hash=bytes.fromhex(f.hash) if f.hash else b"",
     )
-
-
-class _Change:
-    """What one ModifyFile stream asks of one commit, applied when it ends."""
-
-    def __init__(self, repo: str, ref: str) -> None:
-        self.repo, self.ref = repo, ref
-        self.ops: list[tuple[str, Any]] = []  # ("delete", path) | ("add", path) | ("copy", ..)
-        self.bodies: dict[str, IO[bytes]] = {}  # a path's added bytes, spooled to disk
-        self.urls: dict[str, str] = {}
-        self.replace: set[str] = set()  # deleted before being added: not appended to
-
-    def add(self, path: str, data: bytes | None, url: str | None) -> None:
-        if not self.ops or self.ops[-1] != ("add", path):
-            self.ops.append(("add", path))
-        if url is not None:
-            self.urls[path] = url
-            return
-        body = self.bodies.get(path)
-        if body is None:
-            body = self.bodies[path] = tempfile.SpooledTemporaryFile(8 << 20)  # noqa: SIM115
-        body.write(data or b"")
-
-    def delete(self, path: str) -> None:
-        self.ops.append(("delete", path))
-        self.bodies.pop(path, None)
-        self.urls.pop(path, None)
-        self.replace.add(path)
-
-    def close(self) -> None:
-        for body in self.bodies.values():
-            body.close()
 
 
 class Handlers:
@@ -338,98 +303,45 @@ class Handlers:
     # Files
 
     def ModifyFile(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-        change: _Change | None = None
+        from tusk.grpcapi.modify import Writer
+
+        writer: Writer | None = None
         try:
             for request in requests:
                 body = request.WhichOneof("body")
                 if body == "set_commit":
-                    if change is not None:
-                        self._apply(change)
-                        change.close()
+                    if writer is not None:
+                        writer.finish()
                     repo, ref = commit_ref(request.set_commit)
                     self._gate(context, "ModifyFile", repo)
-                    change = _Change(repo, ref)
+                    writer = Writer(self.pfs, repo, ref)
                     continue
-                if change is None:
+                if writer is None:
                     raise InvalidArgument("ModifyFile: send set_commit first")
                 if body == "add_file":
                     add = request.add_file
                     if add.WhichOneof("source") == "url":
-                        change.add(add.path, None, add.url.url)
+                        writer.add_url(add.path, add.url.url)
                     else:
-                        change.add(add.path, add.raw.value, None)
+                        writer.add(add.path, add.raw.value)
                 elif body == "delete_file":
-                    change.delete(request.delete_file.path)
+                    writer.delete(request.delete_file.path)
                 elif body == "copy_file":
                     cp = request.copy_file
                     src_repo, src_ref = commit_ref(cp.src.commit)
                     self.edge.auth.require(
-                        self._gate(context, "ModifyFile", change.repo), REPO_READ, src_repo,
+                        self._gate(context, "ModifyFile", writer.repo), REPO_READ, src_repo,
                         edge=EDGE, operation="ModifyFile",
                     )  # fmt: skip
-                    change.ops.append(("copy", (src_repo, src_ref, cp.src.path, cp.dst)))
-            if change is not None:
-                self._apply(change)
-        finally:
-            if change is not None:
-                change.close()
-        return empty_pb2.Empty()
-
-    def _apply(self, change: _Change) -> None:
-        """The stream's changes to one commit: into an open commit, or one new commit."""
-        repo, ref = change.repo, change.ref
-        opened = None
-        try:
-            self.pfs.inspect_branch(repo, ref)
-            is_branch = True
-        except (BranchNotFound, InvalidArgument):
-            is_branch = False
-        if is_branch and len(change.ops) > 1:  # several changes: one commit on the branch
-            head = self.pfs.inspect_branch(repo, ref).head
-            if head is None or self.pfs.inspect_commit(repo, head).state == "finished":
-                opened = self.pfs.start_commit(repo, ref).id
-        target = opened or ref
-        batch: list[tuple[str, Source]] = []  # consecutive puts: one put_files, one pack
-        batch_appends = False
-
-        def flush() -> None:
-            if batch:
-                self.pfs.put_files(repo, target, list(batch), append=batch_appends)
-                batch.clear()
-
-        try:
-            for n, (kind, what) in enumerate(change.ops):
-                if kind == "delete":
-                    if change.ops[n + 1 : n + 2] == [("add", what)]:
-                        continue  # deleted to be replaced: the put replaces it
-                    flush()
-                    with contextlib.suppress(FileNotFound):  # as Pachyderm: nothing to delete
-                        self.pfs.delete_files(repo, target, [what])
-                elif kind == "copy":
-                    flush()
-                    src_repo, src_ref, src_path, dst = what
-                    origin = Address(src_repo, parse_ref(src_ref), src_path)
-                    self.pfs.copy_file(origin, repo, target, dst)
-                elif what in change.urls or what in change.bodies:
-                    source: Source
-                    if what in change.urls:
-                        source = UrlSource(change.urls[what])
-                    else:
-                        body = change.bodies[what]
-                        body.seek(0)
-                        source = StreamSource(cast(BinaryIO, body))
-                    append = what not in change.replace
-                    if append != batch_appends or any(p == what for p, _ in batch):
-                        flush()
-                    batch_appends = append
-                    batch.append((what, source))
-            flush()
-            if opened is not None:
-                self.pfs.finish_commit(repo, opened)
-        except BaseException:
-            if opened is not None:
-                self.pfs.drop_open_commit(opened)
+                    writer.copy(Address(src_repo, parse_ref(src_ref), cp.src.path), cp.dst)
+            if writer is not None:
+                writer.finish()
+                writer = None
+        except BaseException as exc:
+            if writer is not None:
+                writer.abort(exc)
             raise
+        return empty_pb2.Empty()
 
     def GetFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         repo, ref = commit_ref(request.file.commit)
