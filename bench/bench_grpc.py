@@ -57,6 +57,13 @@ else:
     import os
     folder = sys.argv[3]
     names = sorted(os.listdir(folder))
+    # The client's own floor: building and serializing the messages (betterproto, pure
+    # Python), without sending them.
+    t = time.perf_counter()
+    for name in names:
+        data = open(os.path.join(folder, name), "rb").read()
+        bytes(pfs.ModifyFileRequest(add_file=pfs.AddFile(path="/" + name, raw=data)))
+    out["floor"] = time.perf_counter() - t
     c.pfs.create_repo(repo=pfs.Repo(name="sdksmall"))
     t = time.perf_counter()
     commit = c.pfs.start_commit(branch=pfs.Branch.from_uri("sdksmall@master"))
@@ -131,7 +138,8 @@ def main() -> None:
           f"{cli_get / sdk['get']:.2f}x")  # fmt: skip
     print(f"{args.files} files of 1 KiB: tusk put file -r {cli_small:.2f} s, "
           f"SDK one ModifyFile stream {sdk_small['put']:.2f} s: "
-          f"{cli_small / sdk_small['put']:.2f}x")  # fmt: skip
+          f"{cli_small / sdk_small['put']:.2f}x (the SDK alone builds and serializes its "
+          f"messages in {sdk_small['floor']:.2f} s)")  # fmt: skip
     ok = all(x >= 0.7 for x in (cli_put / sdk["put"], cli_get / sdk["get"]))
     print(f"target: SDK >= 0.70x of the CLI on the big file: {'PASS' if ok else 'FAIL'}")
 

@@ -21,7 +21,8 @@ import queue
 import threading
 from typing import Any, BinaryIO, cast
 
-from tusk.errors import BranchNotFound, FileNotFound, InvalidArgument
+from tusk.errors import BranchNotFound, CommitNotFound, FileNotFound
+from tusk.ids import is_commit_id
 from tusk.pfs.refs import Address
 from tusk.pfs.service import PfsService
 from tusk.pfs.sources import BytesSource, Source, StreamSource, UrlSource
@@ -63,18 +64,17 @@ class Writer:
     def __init__(self, pfs: PfsService, repo: str, ref: str) -> None:
         self.pfs, self.repo = pfs, repo
         self.opened: str | None = None
-        try:
-            pfs.inspect_branch(repo, ref)
-            is_branch = True
-        except (BranchNotFound, InvalidArgument):
-            is_branch = False
-        if is_branch:
-            head = pfs.inspect_branch(repo, ref).head
+        if not self._is_commit(ref):  # a branch (made now if new): one commit for the stream
+            try:
+                head = pfs.inspect_branch(repo, ref).head
+            except BranchNotFound:
+                head = None
             if head is None or pfs.inspect_commit(repo, head).state == "finished":
                 self.opened = pfs.start_commit(repo, ref).id
         self.target = self.opened or ref
         self.batch: list[tuple[str, Source]] = []
         self.batch_bytes = 0
+        self.batch_paths: set[str] = set()
         self.batch_append = False
         self.pending_delete: str | None = None
         self.path: str | None = None  # the file being received
@@ -83,6 +83,16 @@ class Writer:
         self.pipe: _Pipe | None = None
         self.streaming: threading.Thread | None = None
         self.stream_error: BaseException | None = None
+        self.tree: bytes | None = None  # the target's tree, until the next write
+
+    def _is_commit(self, ref: str) -> bool:
+        if not is_commit_id(ref):
+            return False
+        try:
+            self.pfs.inspect_commit(self.repo, ref)
+        except CommitNotFound:
+            return False
+        return True
 
     # What the stream asks
 
@@ -118,6 +128,7 @@ class Writer:
         self._settle_delete(None)
         self._flush()
         self.pfs.copy_file(src, self.repo, self.target, dst)
+        self.tree = None
 
     def finish(self) -> None:
         self._end_file()
@@ -147,10 +158,13 @@ class Writer:
         self._flush()
         with contextlib.suppress(FileNotFound):  # as Pachyderm: nothing to delete
             self.pfs.delete_files(self.repo, self.target, [path])
+        self.tree = None
 
     def _exists(self, path: str) -> bool:
-        tree = self.pfs.resolve_commit(self.repo, self.target).tree
-        return self.pfs.tree_kind(tree, path) is not None
+        """Whether ``path`` is in the target as last written (read once per write)."""
+        if self.tree is None:
+            self.tree = self.pfs.resolve_commit(self.repo, self.target).tree
+        return self.pfs.tree_kind(self.tree, path) is not None
 
     def _end_file(self) -> None:
         """The file under way is complete: into the batch, or its stream ends."""
@@ -162,6 +176,7 @@ class Writer:
             self._send(None)
             self.streaming.join()
             self.pipe = self.streaming = None
+            self.tree = None
             if self.stream_error is not None:
                 raise self.stream_error
             return
@@ -170,10 +185,11 @@ class Writer:
         self._queue(path, BytesSource(data), len(data), append)
 
     def _queue(self, path: str, source: Source, size: int, append: bool) -> None:
-        if self.batch and (append != self.batch_append or any(p == path for p, _ in self.batch)):
+        if self.batch and (append != self.batch_append or path in self.batch_paths):
             self._flush()
         self.batch_append = append
         self.batch.append((path, source))
+        self.batch_paths.add(path)
         self.batch_bytes += size
         if self.batch_bytes >= BATCH_BYTES:
             self._flush()
@@ -181,7 +197,9 @@ class Writer:
     def _flush(self) -> None:
         if self.batch:
             items, self.batch, self.batch_bytes = list(self.batch), [], 0
+            self.batch_paths.clear()
             self.pfs.put_files(self.repo, self.target, items, append=self.batch_append)
+            self.tree = None
 
     def _start_stream(self) -> None:
         assert self.path is not None
