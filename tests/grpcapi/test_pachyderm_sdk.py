@@ -237,7 +237,15 @@ def test_bad_input_is_refused_and_the_server_stays_fine(server: tuple[Gateway, s
             modify(broken(), timeout=30)
         version = channel.unary_unary("/versionpb_v2.API/GetVersion")(b"", timeout=10)
         assert version  # the server answers as before
+        # A stream to a branch that does not exist yet makes it, with one commit.
+        fresh = pfs_pb2.Commit(branch=pfs_pb2.Branch(repo=pfs_pb2.Repo(name="raw"), name="fresh"))
+        add = pfs_pb2.AddFile(path="/x")
+        add.raw.value = b"new branch"
+        modify(iter([pfs_pb2.ModifyFileRequest(set_commit=fresh),
+                     pfs_pb2.ModifyFileRequest(add_file=add)]), timeout=30)  # fmt: skip
     with tusk.Client(address=gw.api) as c:
         time.sleep(0.5)  # (the server sees the broken stream end just after the client)
         assert c.inspect_commit("raw@master").id == before  # no partial commit
         assert [f.path for f in c.list_files("raw@master:/")] == ["/kept"]
+        assert c.get_file("raw@fresh:/x") == b"new branch"
+        assert len(c.list_commits("raw@fresh")) == 1
