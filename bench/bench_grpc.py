@@ -81,6 +81,14 @@ print(json.dumps(out))
 """
 
 
+def peak_mib(pid: int) -> float:
+    """The server's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -109,7 +117,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUSK_", "PACH"))}
     env["TUSK_CONFIG"] = str(work / "no-config.yaml")
     up = ["up", "--port", "0", "--no-s3", "--grpc-port", "0", "--sandbox", "none"]
-    with _tusk(work / "home", up, env, [API_LINE, GRPC_LINE], []) as ((api, grpc), _pid):
+    with _tusk(work / "home", up, env, [API_LINE, GRPC_LINE], []) as ((api, grpc), pid):
         cli_env = {**env, "TUSK_ADDRESS": api}
         tusk = [sys.executable, "-m", "tusk.cli.main"]
         subprocess.run([*tusk, "create", "repo", "clibig"], check=True, env=cli_env)
@@ -118,10 +126,13 @@ def main() -> None:
         out_file = work / "got.bin"
         cli_get = timed([*tusk, "get", "file", "clibig@master:/big", "-o", str(out_file)], cli_env)
         out_file.unlink()
+        peak_cli = peak_mib(pid)
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak from here on: the SDK's
         r = subprocess.run([str(SDK_PYTHON), str(script), grpc, "big", str(work / "b.bin")],
                            check=True, capture_output=True, text=True, env=env)  # fmt: skip
         sdk = json.loads(r.stdout)
         assert sdk["bytes"] == size, sdk
+        peak_sdk = peak_mib(pid)
         subprocess.run([*tusk, "create", "repo", "clismall"], check=True, env=cli_env)
         cli_small = timed([*tusk, "put", "file", "-r", "clismall@master:/", "-f", str(small)],
                           cli_env)  # fmt: skip
@@ -140,6 +151,8 @@ def main() -> None:
           f"SDK one ModifyFile stream {sdk_small['put']:.2f} s: "
           f"{cli_small / sdk_small['put']:.2f}x (the SDK alone builds and serializes its "
           f"messages in {sdk_small['floor']:.2f} s)")  # fmt: skip
+    print(f"server peak RSS: {peak_cli:.0f} MiB during the CLI's put and get, {peak_sdk:.0f} MiB "
+          "during the SDK's ModifyFile and GetFile")  # fmt: skip
     ok = all(x >= 0.7 for x in (cli_put / sdk["put"], cli_get / sdk["get"]))
     print(f"target: SDK >= 0.70x of the CLI on the big file: {'PASS' if ok else 'FAIL'}")
 

@@ -35,7 +35,7 @@ class _Pipe:
     """A file-like reader over the bytes a ModifyFile stream sends for one file."""
 
     def __init__(self) -> None:
-        self.blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+        self.blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=1)
         self.rest = b""
 
     def read(self, n: int = -1) -> bytes:
