@@ -12,6 +12,18 @@ from pachyderm_sdk.api import pfs, pps
 host, port = sys.argv[1], int(sys.argv[2])
 c = Client(host=host, port=port)
 out = {}
+
+
+def first_job(pipeline):
+    """The pipeline's first job, once it is done (it appears once the scheduler sees it)."""
+    deadline = time.monotonic() + 60
+    jobs = []
+    while not jobs and time.monotonic() < deadline:
+        jobs = list(c.pps.list_job(pipeline=pipeline))
+        time.sleep(0.1)
+    return c.pps.inspect_job(job=jobs[0].job, wait=True)
+
+
 c.pfs.create_repo(repo=pfs.Repo(name="words"))
 with c.pfs.commit(branch=pfs.Branch.from_uri("words@master")) as commit:
     commit.put_file_from_bytes(path="/a", data=b"alpha")
@@ -31,12 +43,7 @@ spec = {
 made = c.pps.create_pipeline_v2(create_pipeline_request_json=json.dumps(spec))
 out["effective"] = json.loads(made.effective_create_pipeline_request_json)["pipeline"]
 shout = pps.Pipeline(name="shout")
-deadline = time.monotonic() + 60
-jobs = []
-while not jobs and time.monotonic() < deadline:
-    jobs = list(c.pps.list_job(pipeline=shout))
-    time.sleep(0.1)
-job = c.pps.inspect_job(job=jobs[0].job, wait=True)
+job = first_job(shout)
 out["job"] = [pps.JobState(job.state).name, job.data_total, job.data_processed, job.reason]
 out["output"] = c.pfs.pfs_file(file=pfs.File.from_uri("shout@master:/b")).read().decode()
 datums = list(c.pps.list_datum(job=job.job))
@@ -82,12 +89,7 @@ c.pps.create_pipeline(
     input=pps.Input(pfs=pps.PfsInput(repo="words", glob="/")),
     datum_tries=2,
 )
-deadline = time.monotonic() + 60
-counted = []
-while not counted and time.monotonic() < deadline:
-    counted = list(c.pps.list_job(pipeline=count))
-    time.sleep(0.1)
-done = c.pps.inspect_job(job=counted[0].job, wait=True)
+done = first_job(count)
 out["count"] = [
     pps.JobState(done.state).name,
     c.pfs.pfs_file(file=pfs.File.from_uri("count@master:/n")).read().decode().strip(),

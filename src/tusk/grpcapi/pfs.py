@@ -22,9 +22,9 @@ from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 from tusk.auth.permissions import REPO_READ
 from tusk.errors import InvalidArgument, PathConflict
 from tusk.grpcapi.gen import pfs_pb2 as pb
-from tusk.grpcapi.server import EDGE, Edge, Rpc
+from tusk.grpcapi.server import EDGE, Edge, Rpc, in_projects, page
 from tusk.ids import DEFAULT_PROJECT, qualify
-from tusk.pfs.models import BranchInfo, BranchTrigger, CommitInfo, FileInfo
+from tusk.pfs.models import BranchInfo, BranchTrigger, CommitInfo, FileInfo, RepoInfo
 from tusk.pfs.refs import Address, parse_ref
 
 SERVICE = "pfs_v2.API"
@@ -106,6 +106,16 @@ def timestamp(seconds: float | None) -> Any:
     return ts
 
 
+def repo_info(r: RepoInfo) -> Any:
+    return pb.RepoInfo(
+        repo=pb_repo(r.name),
+        created=timestamp(r.created_at),
+        size_bytes_upper_bound=r.size,
+        description=r.description,
+        branches=[pb_branch(r.name, b) for b in r.branches],
+    )
+
+
 def commit_info(c: CommitInfo) -> Any:
     info = pb.CommitInfo(
         commit=pb_commit(c.repo, c.id, c.branch),
@@ -180,38 +190,20 @@ class Handlers:
         self.edge.auth.audit_event(caller, EDGE, "CreateRepo", "repo", name)
         return empty_pb2.Empty()
 
-    def _repo_info(self, name: str) -> Any:
-        r = self.pfs.inspect_repo(name)
-        return pb.RepoInfo(
-            repo=pb_repo(r.name),
-            created=timestamp(r.created_at),
-            size_bytes_upper_bound=r.size,
-            description=r.description,
-            branches=[pb_branch(r.name, b) for b in r.branches],
-        )
-
     def InspectRepo(self, request: Any, context: grpc.ServicerContext) -> Any:
         name = repo_name(request.repo)
         self._gate(context, "InspectRepo", name)
-        return self._repo_info(name)
+        return repo_info(self.pfs.inspect_repo(name))
 
     def ListRepo(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         caller = self._gate(context, "ListRepo")
         if request.type not in ("", "user"):
             return  # Tusk keeps no spec or meta repos
-        projects = {p.name or DEFAULT_PROJECT for p in request.projects}
         repos = self.pfs.list_repos()
         readable = self.edge.auth.readable(caller, [r.name for r in repos])
         for r in repos:
-            project = r.name.rpartition("/")[0] or DEFAULT_PROJECT
-            if r.name in readable and (not projects or project in projects):
-                yield pb.RepoInfo(
-                    repo=pb_repo(r.name),
-                    created=timestamp(r.created_at),
-                    size_bytes_upper_bound=r.size,
-                    description=r.description,
-                    branches=[pb_branch(r.name, b) for b in r.branches],
-                )
+            if r.name in readable and in_projects(r.name, request.projects):
+                yield repo_info(r)
 
     def DeleteRepo(self, request: Any, context: grpc.ServicerContext) -> Any:
         name = repo_name(request.repo)
@@ -252,8 +244,7 @@ class Handlers:
     def ListBranch(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         repo = repo_name(request.repo)
         self._gate(context, "ListBranch", repo)
-        branches = self.pfs.list_branches(repo)
-        for b in reversed(branches) if request.reverse else branches:
+        for b in page(self.pfs.list_branches(repo), reverse=request.reverse):
             yield branch_info(b)
 
     def DeleteBranch(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -297,7 +288,7 @@ class Handlers:
         if request.HasField("to") and (request.to.id or request.to.branch.name):
             branch = commit_ref(request.to)[1]
         commits = list(self.pfs.iter_commits(repo, branch, request.number or None))
-        for c in reversed(commits) if request.reverse else commits:
+        for c in page(commits, reverse=request.reverse):
             yield commit_info(c)
 
     # Files
@@ -378,11 +369,7 @@ class Handlers:
         self._gate(context, "ListFile", repo)
         _repo, cid, branch, finished = self._files(request.file.commit)
         items = list(self.pfs.iter_files(repo, cid, request.file.path or "/"))
-        if request.reverse:
-            items.reverse()
-        for n, f in enumerate(items):
-            if request.number and n >= request.number:
-                return
+        for f in page(items, request.number, request.reverse):
             yield file_info(f, branch, finished)
 
     def WalkFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
@@ -392,11 +379,7 @@ class Handlers:
         root = request.file.path or "/"
         pattern = root.rstrip("/") + "/**" if root != "/" else "/**"
         items = [self.pfs.inspect_file(repo, cid, root), *self.pfs.iter_glob(repo, cid, pattern)]
-        if request.reverse:
-            items.reverse()
-        for n, f in enumerate(items):
-            if request.number and n >= request.number:
-                return
+        for f in page(items, request.number, request.reverse):
             yield file_info(f, branch, finished)
 
     def GlobFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

@@ -21,7 +21,7 @@ from tusk.errors import InvalidArgument, InvalidSpec, PipelineNotFound
 from tusk.grpcapi.gen import pfs_pb2 as pfs
 from tusk.grpcapi.gen import pps_pb2 as pb
 from tusk.grpcapi.pfs import pb_commit, timestamp
-from tusk.grpcapi.server import EDGE, Edge, Rpc
+from tusk.grpcapi.server import EDGE, Edge, Rpc, in_projects, page
 from tusk.ids import DEFAULT_PROJECT, qualify
 from tusk.pps.models import DatumInfo, JobInfo, PipelineInfo
 
@@ -208,11 +208,9 @@ class Handlers:
         if request.HasField("pipeline") and request.pipeline.name:
             wanted = pipeline_name(request.pipeline)
             pipelines = [p for p in pipelines if p.name == wanted]
-        projects = {p.name or DEFAULT_PROJECT for p in request.projects}
         readable = self.edge.auth.readable(caller, [p.name for p in pipelines])
         for p in pipelines:
-            project = p.name.rpartition("/")[0] or DEFAULT_PROJECT
-            if p.name in readable and (not projects or project in projects):
+            if p.name in readable and in_projects(p.name, request.projects):
                 yield pipeline_info(p)
 
     def DeletePipeline(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -261,28 +259,17 @@ class Handlers:
             pipeline = pipeline_name(request.pipeline)
         jobs = self.pps.list_jobs(pipeline)
         readable = self.edge.auth.readable(caller, {j.pipeline for j in jobs})
-        projects = {p.name or DEFAULT_PROJECT for p in request.projects}
-        jobs = [j for j in jobs if j.pipeline in readable]
-        if projects:
-            jobs = [
-                j for j in jobs if (j.pipeline.rpartition("/")[0] or DEFAULT_PROJECT) in projects
-            ]
-        if request.reverse:
-            jobs.reverse()
-        for n, j in enumerate(jobs):
-            if request.number and n >= request.number:
-                return
+        jobs = [
+            j for j in jobs if j.pipeline in readable and in_projects(j.pipeline, request.projects)
+        ]
+        for j in page(jobs, request.number, request.reverse):
             yield job_info(j)
 
     def ListDatum(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         name = pipeline_name(request.job.pipeline)
         self._gate(context, "ListDatum", name)
         datums = self.pps.list_datums(name, request.job.id)
-        if request.reverse:
-            datums.reverse()
-        for n, d in enumerate(datums):
-            if request.number and n >= request.number:
-                return
+        for d in page(datums, request.number, request.reverse):
             yield datum_info(d)
 
     def InspectDatum(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -21,6 +21,7 @@ import grpc
 
 from tusk.auth.service import AuthService, Caller
 from tusk.errors import InUse, TuskError
+from tusk.ids import DEFAULT_PROJECT
 from tusk.pfs.service import PfsService
 from tusk.pps.service import PpsService
 
@@ -83,6 +84,20 @@ class Edge:
             (str(v) for k, v in context.invocation_metadata() if k == TOKEN_METADATA), None
         )
         return self.auth.authorize(EDGE, rpc, token, repo=repo)
+
+
+def page(items: list[Any], number: int = 0, reverse: bool = False) -> list[Any]:
+    """A listing as a request asks for it: ``reverse``d, then the first ``number`` (0: all)."""
+    if reverse:
+        items = items[::-1]
+    return items[:number] if number > 0 else items
+
+
+def in_projects(name: str, projects: Any) -> bool:
+    """Whether the stored ``name`` (``project/x``, or bare in default) is in one of the
+    ``Project`` messages of a request (none: every project)."""
+    wanted = {p.name or DEFAULT_PROJECT for p in projects}
+    return not wanted or (name.rpartition("/")[0] or DEFAULT_PROJECT) in wanted
 
 
 def _wrap(rpc: Rpc, method: Callable[..., Any]) -> grpc.RpcMethodHandler:
