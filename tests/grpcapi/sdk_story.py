@@ -74,7 +74,9 @@ out["errors"] = {
     "bad name": code(lambda: c.pfs.create_repo(repo=pfs.Repo(name="bad name"))),
     "finished": code(lambda: c.pfs.finish_commit(commit=pfs.Commit(id=first.commit.id, repo=repo))),
 }
-out["not served"] = code(lambda: c.pfs.squash_commit_set(commit_set=pfs.CommitSet(id="x" * 32)))
+out["not served"] = code(
+    lambda: c.pfs.clear_commit(commit=pfs.Commit(id=first.commit.id, repo=repo))
+)
 try:  # the SDK knows Pachyderm's answer while auth is off, and raises its own error
     c.auth.who_am_i()
     out["who"] = "ok"
@@ -96,5 +98,25 @@ out["project busy"] = code(lambda: c.pfs.delete_project(project=research))
 c.pfs.delete_repo(repo=pfs.Repo(name="scans", project=research))
 c.pfs.delete_project(project=research)
 out["projects after"] = sorted(p.project.name for p in c.pfs.list_project())
+# Commit sets: squashed out of history (their data lives on in their children), or dropped.
+hist = pfs.Branch.from_uri("hist@master")
+c.pfs.create_repo(repo=pfs.Repo(name="hist"))
+ids = []
+for name in ("one", "two", "three"):
+    with c.pfs.commit(branch=hist) as commit:
+        commit.put_file_from_bytes(path="/" + name, data=name.encode())
+    ids.append(commit.wait().commit.id)
+head_squash = code(lambda: c.pfs.squash_commit_set(commit_set=pfs.CommitSet(id=ids[2])))
+c.pfs.squash_commit_set(commit_set=pfs.CommitSet(id=ids[1]))
+history = [ci.commit.id for ci in c.pfs.list_commit(repo=pfs.Repo(name="hist"))]
+files = sorted(f.file.path for f in c.pfs.list_file(file=pfs.File.from_uri("hist@master:/")))
+c.pfs.drop_commit_set(commit_set=pfs.CommitSet(id=ids[2]))
+after_drop = c.pfs.inspect_commit(commit=pfs.Commit.from_uri("hist@master")).commit.id
+out["sets"] = {
+    "head squash": head_squash[0],
+    "history": history == [ids[2], ids[0]],
+    "files": files,
+    "after drop": after_drop == ids[0],
+}
 out["exists"] = [c.pfs.repo_exists(repo), c.pfs.repo_exists(pfs.Repo(name="nope"))]
 print(json.dumps(out))

@@ -95,13 +95,19 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
     assert out["errors"]["no repo"][1].startswith("repo nope not found")
     assert "already" in out["errors"]["twice"][1] and "\n" not in out["errors"]["twice"][1]
     assert out["exists"] == [True, False]
+    assert out["sets"] == {
+        "head squash": "FAILED_PRECONDITION",
+        "history": True,
+        "files": ["/one", "/three", "/two"],
+        "after drop": True,
+    }
     assert out["projects"] == [["default", out["projects"][0][1]], ["research", "lab"]]
     assert out["in research"] == ["scans"]
     assert out["project busy"][0] == "FAILED_PRECONDITION"
     assert out["projects after"] == ["default"]
     assert out["not served"] == [
         "UNIMPLEMENTED",
-        "pfs_v2.API/SquashCommitSet is not served by Tusk (docs/grpc.md lists what is)",
+        "pfs_v2.API/ClearCommit is not served by Tusk (docs/grpc.md lists what is)",
     ]
     assert out["who"] == ["AuthServiceNotActivated", "the auth service is not activated"]
     assert out["tar"] == ["a.txt", "big.bin", "c.txt", "huge.bin"]
@@ -112,6 +118,8 @@ def test_pachyderm_sdk_story(server: tuple[Gateway, str, int]) -> None:
     with tusk.Client(address=gw.api) as c:
         assert c.get_file("images@master:/a.txt") == b"hello again"
         assert [ci.id for ci in c.list_commits("images@master")] == [second, first]
+        report = c.fsck()  # squashed and dropped commit sets left the store whole
+        assert report.ok, report.problems
 
 
 def test_the_same_permission_check_with_auth_on(server: tuple[Gateway, str, int]) -> None:
@@ -131,7 +139,7 @@ def test_the_same_permission_check_with_auth_on(server: tuple[Gateway, str, int]
                 "bob writes own": "OK",
                 "bob writes images": "PERMISSION_DENIED",
                 "root inspect": "OK",
-                "root list": ["bobs", "images"],
+                "root list": ["bobs", "hist", "images"],
                 "root is": "user:root",
                 "bob is": "user:bob",
                 "anonymous is": "UNAUTHENTICATED",

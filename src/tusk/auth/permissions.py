@@ -248,6 +248,8 @@ GRPC: dict[str, Rule] = {
     "pfs_v2.API/InspectCommitSet": _AUTH,  # each commit shown only if its repo is readable
     "pfs_v2.API/ListCommitSet": _AUTH,  # the same
     "pfs_v2.API/SubscribeCommit": _read(),
+    "pfs_v2.API/SquashCommitSet": _write(),  # on each repo of the set (AuthService.require)
+    "pfs_v2.API/DropCommitSet": _write(),  # the same
     # projects, as the REST API's (a new project's creator owns it)
     "pfs_v2.API/CreateProject": Rule(REPO_CREATE, audited_by_handler=True),
     "pfs_v2.API/InspectProject": _AUTH,

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 
-from tusk.auth.permissions import REPO_READ
+from tusk.auth.permissions import REPO_READ, REPO_WRITE
 from tusk.errors import InvalidArgument, PathConflict
 from tusk.grpcapi.gen import pfs_pb2 as pb
 from tusk.grpcapi.server import EDGE, Edge, Rpc, in_projects, page
@@ -54,6 +54,8 @@ RPCS = [
     Rpc(SERVICE, "InspectCommitSet", pb.InspectCommitSetRequest, "server_stream"),
     Rpc(SERVICE, "ListCommitSet", pb.ListCommitSetRequest, "server_stream"),
     Rpc(SERVICE, "SubscribeCommit", pb.SubscribeCommitRequest, "server_stream"),
+    Rpc(SERVICE, "SquashCommitSet", pb.SquashCommitSetRequest, "unary"),
+    Rpc(SERVICE, "DropCommitSet", pb.DropCommitSetRequest, "unary"),
     Rpc(SERVICE, "CreateProject", pb.CreateProjectRequest, "unary"),
     Rpc(SERVICE, "InspectProject", pb.InspectProjectRequest, "unary"),
     Rpc(SERVICE, "ListProject", pb.ListProjectRequest, "server_stream"),
@@ -528,3 +530,22 @@ class Handlers:
         self.pfs.delete_project(name)
         self.edge.auth.forget_project(name)
         return empty_pb2.Empty()
+
+    def SquashCommitSet(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._remove_set(context, "SquashCommitSet", request.commit_set.id)
+        return empty_pb2.Empty()
+
+    def DropCommitSet(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._remove_set(context, "DropCommitSet", request.commit_set.id)
+        return empty_pb2.Empty()
+
+    def _remove_set(self, context: grpc.ServicerContext, rpc: str, commit_set: str) -> None:
+        """Write on every repo of the set (the gate for the first, ``require`` for the rest)."""
+        repos = sorted({c.repo for c in self.pfs.inspect_commit_set(commit_set)})
+        caller = self._gate(context, rpc, repos[0])
+        for repo in repos[1:]:
+            self.edge.auth.require(caller, REPO_WRITE, repo, edge=EDGE, operation=rpc)
+        if rpc == "SquashCommitSet":
+            self.pfs.squash_commit_set(commit_set)
+        else:
+            self.pfs.drop_commit_set(commit_set)

@@ -671,6 +671,47 @@ class PfsService:
                 raise CommitNotFound(f"commit set {commit_set} not found")
             return [self._commit_info(tx, c) for c in records]
 
+    def squash_commit_set(self, commit_set: str) -> list[str]:
+        """Remove a commit set's commits from history, as Pachyderm's SquashCommitSet: each
+        one's children take its parent as theirs, and keep their data (every commit holds its
+        whole tree). Every commit must be finished, have children, and be no branch's head;
+        else nothing changes. Returns the ids removed."""
+        return self._remove_set(commit_set, squash=True)
+
+    def drop_commit_set(self, commit_set: str) -> list[str]:
+        """Remove a commit set's commits and their changes, as Pachyderm's DropCommitSet: each
+        must be the head of its branches with no children; the branches fall back to the
+        parents. Else nothing changes. Returns the ids removed."""
+        return self._remove_set(commit_set, squash=False)
+
+    def _remove_set(self, commit_set: str, squash: bool) -> list[str]:
+        with self.meta.write() as tx:
+            records = tx.commits_in_set(commit_set)
+            if not records:
+                raise CommitNotFound(f"commit set {commit_set} not found")
+            for c in records:
+                children = tx.children(c.id)
+                heads = tx.branches_at(c.id)
+                if squash and not c.finished:
+                    raise Conflict(f"commit {_fmt(c)} is open; finish it before squashing")
+                if squash and (not children or heads):
+                    raise Conflict(
+                        f"commit {_fmt(c)} is the head of a branch: squashing would drop its "
+                        "data; drop the commit set instead"
+                    )
+                if not squash and children:
+                    raise Conflict(
+                        f"commit {_fmt(c)} has child commits: dropping it would change them; "
+                        "squash the commit set instead"
+                    )
+            for c in records:
+                for b in tx.branches_at(c.id):
+                    tx.set_branch_head(b.repo, b.name, c.parent)
+                tx.reparent_children(c.id, c.parent)
+                tx.delete_commit_provenance(c.id)
+                tx.delete_commit(c.id)
+            return [c.id for c in records]
+
     # Writes
 
     def put_files(

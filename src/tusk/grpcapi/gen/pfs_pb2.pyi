@@ -553,3 +553,15 @@ class DeleteProjectRequest(_message.Message):
     project: Project
     force: bool
     def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class SquashCommitSetRequest(_message.Message):
+    __slots__ = ("commit_set",)
+    COMMIT_SET_FIELD_NUMBER: _ClassVar[int]
+    commit_set: CommitSet
+    def __init__(self, commit_set: _Optional[_Union[CommitSet, _Mapping]] = ...) -> None: ...
+
+class DropCommitSetRequest(_message.Message):
+    __slots__ = ("commit_set",)
+    COMMIT_SET_FIELD_NUMBER: _ClassVar[int]
+    commit_set: CommitSet
+    def __init__(self, commit_set: _Optional[_Union[CommitSet, _Mapping]] = ...) -> None: ...
