@@ -94,6 +94,14 @@ out["count"] = [
     pps.JobState(done.state).name,
     c.pfs.pfs_file(file=pfs.File.from_uri("count@master:/n")).read().decode().strip(),
 ]
+detailed = c.pps.inspect_pipeline(pipeline=count, details=True).details
+out["details"] = [
+    detailed.transform.cmd[0],
+    detailed.input.pfs.repo,
+    detailed.input.pfs.glob,
+    detailed.datum_tries,
+    detailed.output_branch,
+]
 out["count spec"] = json.loads(c.pps.inspect_pipeline(pipeline=count).user_spec_json)["datum_tries"]
 try:
     c.pps.create_pipeline(

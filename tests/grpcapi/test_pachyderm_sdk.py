@@ -189,6 +189,7 @@ def test_a_pipeline_through_pps(server: tuple[Gateway, str, int]) -> None:
     assert out["bad"][0] == "INVALID_ARGUMENT" and "transform.cmd" in out["bad"][1]
     assert out["after delete"] == []
     assert out["count"] == ["JOB_SUCCESS", "2"] and out["count spec"] == 2
+    assert out["details"] == ["sh", "words", "/", 2, "master"]
     assert out["tf"][0] == "INVALID_ARGUMENT" and "tf_job: not supported by Tusk" in out["tf"][1]
 
 
@@ -257,3 +258,32 @@ def test_bad_input_is_refused_and_the_server_stays_fine(server: tuple[Gateway, s
         assert [f.path for f in c.list_files("raw@master:/")] == ["/kept"]
         assert c.get_file("raw@fresh:/x") == b"new branch"
         assert len(c.list_commits("raw@fresh")) == 1
+
+
+def test_pipeline_details_carry_the_whole_spec() -> None:
+    """``PipelineInfo.details`` from a spec using most fields (none lost to a shape mismatch)."""
+    from tusk.grpcapi.pps import details
+    from tusk.pps.models import PipelineInfo
+    from tusk.pps.spec import load_spec
+
+    spec = load_spec({
+        "pipeline": {"name": "p", "project": {"name": "lab"}},
+        "transform": {"cmd": ["sh"], "image": "busybox", "env": {"A": "1"},
+                      "secrets": [{"name": "s", "env_var": "S", "key": "k"}]},
+        "input": {"cross": [
+            {"pfs": {"repo": "in", "glob": "/*", "project": {"name": "lab"}, "s3": False}},
+            {"cron": {"name": "tick", "spec": "@every 1h", "start": "2026-01-01T00:00:00Z"}},
+        ]},
+        "datum_timeout": "1m", "job_timeout": "2h", "datum_tries": 4,
+        "resource_limits": {"memory": "64Mi", "cpu": 1}, "egress": {"URL": "s3://b/p"},
+        "metadata": {"labels": {"team": "x"}}, "parallelism_spec": {"constant": 2},
+    }).canonical()  # fmt: skip
+    info = PipelineInfo("lab/p", 1, "running", "", "", "master", 1.0, 2.0, spec)
+    d = details(info)
+    assert list(d.transform.cmd) == ["sh"] and d.transform.env["A"] == "1"
+    assert d.transform.secrets[0].env_var == "S"
+    assert d.input.cross[0].pfs.project == "lab" and d.input.cross[1].cron.spec == "@every 1h"
+    assert d.datum_timeout.seconds == 60 and d.job_timeout.seconds == 7200
+    assert d.datum_tries == 4 and d.parallelism_spec.constant == 2
+    assert d.resource_limits.memory == "64Mi" and d.egress.URL == "s3://b/p"
+    assert d.metadata.labels["team"] == "x" and d.updated_at.seconds == 2

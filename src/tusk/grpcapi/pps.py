@@ -26,6 +26,10 @@ from tusk.ids import DEFAULT_PROJECT, qualify
 from tusk.pps.models import DatumInfo, JobInfo, PipelineInfo
 
 SERVICE = "pps_v2.API"
+_DETAIL_FIELDS = {f.name for f in pb.PipelineInfo.Details.DESCRIPTOR.fields} - {
+    "created_at",
+    "updated_at",
+}
 
 RPCS = [
     Rpc(SERVICE, "CreatePipeline", pb.CreatePipelineRequest, "unary"),
@@ -86,7 +90,7 @@ def pipeline_info(p: PipelineInfo) -> Any:
         state = pb.PIPELINE_CRASHING
     elif p.process_state == "restarting":
         state = pb.PIPELINE_RESTARTING
-    return pb.PipelineInfo(
+    info = pb.PipelineInfo(
         pipeline=pb_pipeline(p.name),
         version=p.version,
         stopped=p.state != "running",
@@ -98,6 +102,48 @@ def pipeline_info(p: PipelineInfo) -> Any:
         user_spec_json=spec,
         effective_spec_json=spec,
     )
+    info.details.CopyFrom(details(p))
+    return info
+
+
+def details(p: PipelineInfo) -> Any:
+    """``PipelineInfo.details``: the stored spec in Pachyderm's message (what the SDK's
+    ``inspect_pipeline(details=True)`` reads, as ``details.transform.cmd``)."""
+    from google.protobuf import json_format
+
+    spec = {k: v for k, v in p.spec.items() if k in _DETAIL_FIELDS}
+    for key in ("datum_timeout", "job_timeout"):  # seconds -> a Duration's JSON
+        if isinstance(spec.get(key), int | float):
+            spec[key] = f"{spec[key]:g}s"
+    if isinstance(spec.get("egress"), dict) and "url" in spec["egress"]:
+        spec["egress"] = {"URL": spec["egress"]["url"]}
+    if isinstance(spec.get("input"), dict):
+        spec["input"] = _plain_projects(spec["input"])
+    message = pb.PipelineInfo.Details(
+        created_at=timestamp(p.created_at), updated_at=timestamp(p.updated_at)
+    )
+    try:
+        json_format.ParseDict(spec, message, ignore_unknown_fields=True)
+    except json_format.ParseError:  # a recorded setting of another shape: the JSON has it
+        message = pb.PipelineInfo.Details(
+            created_at=timestamp(p.created_at), updated_at=timestamp(p.updated_at)
+        )
+    return message
+
+
+def _plain_projects(node: Any) -> Any:
+    """An input tree with each leaf's project as the plain name Pachyderm's PFSInput and
+    CronInput carry (``project: {name}``, or Tusk's stored ``project/repo``)."""
+    if isinstance(node, list):
+        return [_plain_projects(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _plain_projects(v) for k, v in node.items()}
+    if isinstance(out.get("project"), dict):
+        out["project"] = out["project"].get("name", "")
+    if isinstance(out.get("repo"), str) and "/" in out["repo"]:  # Tusk's "project/repo"
+        out["project"], _, out["repo"] = out["repo"].rpartition("/")
+    return out
 
 
 def job_info(j: JobInfo) -> Any:

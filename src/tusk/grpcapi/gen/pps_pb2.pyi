@@ -158,7 +158,60 @@ class JobInfo(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., pipeline_version: _Optional[int] = ..., output_commit: _Optional[_Union[_pfs_pb2.Commit, _Mapping]] = ..., restart: _Optional[int] = ..., data_processed: _Optional[int] = ..., data_skipped: _Optional[int] = ..., data_total: _Optional[int] = ..., data_failed: _Optional[int] = ..., data_recovered: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PipelineInfo(_message.Message):
-    __slots__ = ("pipeline", "version", "stopped", "state", "reason", "last_job_state", "parallelism", "type", "user_spec_json", "effective_spec_json")
+    __slots__ = ("pipeline", "version", "stopped", "state", "reason", "last_job_state", "parallelism", "type", "details", "user_spec_json", "effective_spec_json")
+    class Details(_message.Message):
+        __slots__ = ("transform", "parallelism_spec", "egress", "created_at", "output_branch", "resource_requests", "resource_limits", "sidecar_resource_limits", "input", "description", "salt", "service", "spout", "datum_timeout", "job_timeout", "datum_tries", "scheduling_spec", "pod_spec", "pod_patch", "s3_out", "metadata", "reprocess_spec", "autoscaling", "sidecar_resource_requests", "updated_at")
+        TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+        PARALLELISM_SPEC_FIELD_NUMBER: _ClassVar[int]
+        EGRESS_FIELD_NUMBER: _ClassVar[int]
+        CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+        OUTPUT_BRANCH_FIELD_NUMBER: _ClassVar[int]
+        RESOURCE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+        RESOURCE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+        SIDECAR_RESOURCE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+        INPUT_FIELD_NUMBER: _ClassVar[int]
+        DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+        SALT_FIELD_NUMBER: _ClassVar[int]
+        SERVICE_FIELD_NUMBER: _ClassVar[int]
+        SPOUT_FIELD_NUMBER: _ClassVar[int]
+        DATUM_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+        JOB_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+        DATUM_TRIES_FIELD_NUMBER: _ClassVar[int]
+        SCHEDULING_SPEC_FIELD_NUMBER: _ClassVar[int]
+        POD_SPEC_FIELD_NUMBER: _ClassVar[int]
+        POD_PATCH_FIELD_NUMBER: _ClassVar[int]
+        S3_OUT_FIELD_NUMBER: _ClassVar[int]
+        METADATA_FIELD_NUMBER: _ClassVar[int]
+        REPROCESS_SPEC_FIELD_NUMBER: _ClassVar[int]
+        AUTOSCALING_FIELD_NUMBER: _ClassVar[int]
+        SIDECAR_RESOURCE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+        UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+        transform: Transform
+        parallelism_spec: ParallelismSpec
+        egress: Egress
+        created_at: _timestamp_pb2.Timestamp
+        output_branch: str
+        resource_requests: ResourceSpec
+        resource_limits: ResourceSpec
+        sidecar_resource_limits: ResourceSpec
+        input: Input
+        description: str
+        salt: str
+        service: Service
+        spout: Spout
+        datum_timeout: _duration_pb2.Duration
+        job_timeout: _duration_pb2.Duration
+        datum_tries: int
+        scheduling_spec: SchedulingSpec
+        pod_spec: str
+        pod_patch: str
+        s3_out: bool
+        metadata: Metadata
+        reprocess_spec: str
+        autoscaling: bool
+        sidecar_resource_requests: ResourceSpec
+        updated_at: _timestamp_pb2.Timestamp
+        def __init__(self, transform: _Optional[_Union[Transform, _Mapping]] = ..., parallelism_spec: _Optional[_Union[ParallelismSpec, _Mapping]] = ..., egress: _Optional[_Union[Egress, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_branch: _Optional[str] = ..., resource_requests: _Optional[_Union[ResourceSpec, _Mapping]] = ..., resource_limits: _Optional[_Union[ResourceSpec, _Mapping]] = ..., sidecar_resource_limits: _Optional[_Union[ResourceSpec, _Mapping]] = ..., input: _Optional[_Union[Input, _Mapping]] = ..., description: _Optional[str] = ..., salt: _Optional[str] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., spout: _Optional[_Union[Spout, _Mapping]] = ..., datum_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., job_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., datum_tries: _Optional[int] = ..., scheduling_spec: _Optional[_Union[SchedulingSpec, _Mapping]] = ..., pod_spec: _Optional[str] = ..., pod_patch: _Optional[str] = ..., s3_out: _Optional[bool] = ..., metadata: _Optional[_Union[Metadata, _Mapping]] = ..., reprocess_spec: _Optional[str] = ..., autoscaling: _Optional[bool] = ..., sidecar_resource_requests: _Optional[_Union[ResourceSpec, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STOPPED_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +220,7 @@ class PipelineInfo(_message.Message):
     LAST_JOB_STATE_FIELD_NUMBER: _ClassVar[int]
     PARALLELISM_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
     USER_SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     pipeline: Pipeline
@@ -177,9 +231,10 @@ class PipelineInfo(_message.Message):
     last_job_state: JobState
     parallelism: int
     type: PipelineType
+    details: PipelineInfo.Details
     user_spec_json: str
     effective_spec_json: str
-    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., version: _Optional[int] = ..., stopped: _Optional[bool] = ..., state: _Optional[_Union[PipelineState, str]] = ..., reason: _Optional[str] = ..., last_job_state: _Optional[_Union[JobState, str]] = ..., parallelism: _Optional[int] = ..., type: _Optional[_Union[PipelineType, str]] = ..., user_spec_json: _Optional[str] = ..., effective_spec_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., version: _Optional[int] = ..., stopped: _Optional[bool] = ..., state: _Optional[_Union[PipelineState, str]] = ..., reason: _Optional[str] = ..., last_job_state: _Optional[_Union[JobState, str]] = ..., parallelism: _Optional[int] = ..., type: _Optional[_Union[PipelineType, str]] = ..., details: _Optional[_Union[PipelineInfo.Details, _Mapping]] = ..., user_spec_json: _Optional[str] = ..., effective_spec_json: _Optional[str] = ...) -> None: ...
 
 class DatumInfo(_message.Message):
     __slots__ = ("datum", "state", "data")
