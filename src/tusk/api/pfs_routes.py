@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from tusk.api import bodies
+from tusk.api import bodies, creating
 from tusk.api.docs import operation_id, returns
 from tusk.api.guard import EDGE, current_caller
 from tusk.api.streams import (
@@ -45,7 +45,7 @@ from tusk.api.wire import (
     timed_out,
     tusk_version,
 )
-from tusk.auth.permissions import REPO_CREATE, REPO_OWN, REPO_READ
+from tusk.auth.permissions import REPO_READ
 from tusk.auth.service import AuthService
 from tusk.errors import Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
@@ -215,17 +215,10 @@ def pfs_router(
     def create_repo(body: bodies.RepoCreate) -> Response:
         """Create a repo (``update``: or change its description); with auth on, its creator
         owns it, and changing an existing one needs repoOwner."""
-        caller = current_caller()
-        name = repo_name(body.name)
-        exists = body.update and name in {r.name for r in pfs.list_repos()}
-        if exists:
-            auth.require(caller, REPO_OWN, name, edge=EDGE, operation="create_repo")
-        else:  # in another project than default: projectWriter there
-            auth.require(caller, REPO_CREATE, name, edge=EDGE, operation="create_repo")
-        info = pfs.create_repo(name, body.description, body.update)
-        if not exists:
-            auth.grant_creator(caller, info.name)
-        auth.audit_event(caller, EDGE, "create_repo", "repo", name, body.description[:200])
+        info = creating.create_repo(
+            pfs, auth, current_caller(), repo_name(body.name), body.description, body.update,
+            edge=EDGE, operation="create_repo",
+        )  # fmt: skip
         return ok(info, 201)
 
     @r.get("/repos", tags=["repos"])

@@ -14,12 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.routing import APIRoute
 
-from tusk.api import bodies
+from tusk.api import bodies, creating
 from tusk.api.docs import operation_id, returns
 from tusk.api.guard import EDGE, current_caller
 from tusk.api.pfs_routes import BIG, WaitSeconds, ok, wait_for
 from tusk.api.wire import API_PREFIX, name_param
-from tusk.auth.permissions import REPO_OWN, REPO_READ, REPO_WRITE
+from tusk.auth.permissions import REPO_READ, REPO_WRITE
 from tusk.auth.service import AuthService
 from tusk.errors import InvalidSpec
 from tusk.pfs.models import CommitInfo
@@ -36,14 +36,6 @@ def _origin(origin: dict[str, Any] | None) -> dict[str, Any]:
     return where
 
 
-def _input_repos(spec: dict[str, Any] | PipelineSpec) -> set[str]:
-    """The repos a spec reads (a cron input's repo is the pipeline's own making)."""
-    from tusk.pps.spec import CronInput, load_spec
-
-    loaded = spec if isinstance(spec, PipelineSpec) else load_spec(spec)
-    return {leaf.repo for leaf in loaded.inputs() if not isinstance(leaf, CronInput)}
-
-
 def pps_router(
     pps: PpsService, stopping: threading.Event, auth: AuthService, route_class: type[APIRoute]
 ) -> APIRouter:
@@ -56,13 +48,12 @@ def pps_router(
 
     def may_read_inputs(spec: dict[str, Any] | PipelineSpec, operation: str) -> set[str]:
         """With auth on, the spec's input repos, each checked for read (else nothing)."""
-        caller = current_caller()
-        if not caller.active:
-            return set()
-        inputs = _input_repos(spec)
-        for repo in sorted(inputs):
-            auth.require(caller, REPO_READ, repo, edge=EDGE, operation=operation)
-        return inputs
+        from tusk.pps.spec import load_spec
+
+        loaded = spec if isinstance(spec, PipelineSpec) else load_spec(spec)
+        return creating.may_read_inputs(
+            auth, current_caller(), loaded, edge=EDGE, operation=operation
+        )
 
     # Pipelines
 
@@ -77,16 +68,10 @@ def pps_router(
         from tusk.pps.spec import load_spec
 
         spec = load_spec(body.spec)
-        inputs = may_read_inputs(spec, "create_pipeline")
-        caller = current_caller()
-        name = spec.name
-        if caller.active and body.update and name in {p.name for p in pps.list_pipelines()}:
-            auth.require(caller, REPO_OWN, name, edge=EDGE, operation="create_pipeline")
-        info = pps.create_pipeline(
-            spec, origin=_origin(body.origin), update=body.update, reprocess=body.reprocess
-        )
-        auth.grant_pipeline(caller, info.name, inputs)
-        auth.audit_event(caller, EDGE, "create_pipeline", "repo", info.name, f"v{info.version}")
+        info = creating.create_pipeline(
+            pps, auth, current_caller(), spec, update=body.update, reprocess=body.reprocess,
+            origin=_origin(body.origin), edge=EDGE, operation="create_pipeline",
+        )  # fmt: skip
         return ok(info, 201)
 
     @r.get("/pipelines")

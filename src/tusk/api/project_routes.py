@@ -9,12 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.routing import APIRoute
 
-from tusk.api import bodies
+from tusk.api import bodies, creating
 from tusk.api.docs import operation_id, returns
 from tusk.api.guard import EDGE, current_caller
 from tusk.api.pfs_routes import ok
 from tusk.api.wire import API_PREFIX
-from tusk.auth.permissions import PROJECT_OWN
 from tusk.auth.service import AuthService
 from tusk.pfs.models import ProjectInfo
 from tusk.pfs.service import PfsService
@@ -32,16 +31,10 @@ def project_router(pfs: PfsService, auth: AuthService, route_class: type[APIRout
     @returns(ProjectInfo)
     def create_project(body: bodies.ProjectCreate) -> Response:
         """Create a project (``update``: or change its description); 409 when it exists."""
-        caller = current_caller()
-        exists = body.update and body.name in {p.name for p in pfs.list_projects()}
-        if exists:  # changing its description is the owner's
-            auth.require(caller, PROJECT_OWN, body.name, edge=EDGE, operation="create_project")
-        info = pfs.create_project(body.name, body.description, body.update)
-        if not exists:
-            auth.grant_project_creator(caller, info.name)  # its creator owns it
-        auth.audit_event(
-            caller, EDGE, "create_project", "project", info.name, body.description[:200]
-        )
+        info = creating.create_project(
+            pfs, auth, current_caller(), body.name, body.description, body.update,
+            edge=EDGE, operation="create_project",
+        )  # fmt: skip
         return ok(info, 201)
 
     @r.get("/projects")

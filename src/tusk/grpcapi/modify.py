@@ -99,10 +99,7 @@ class Writer:
     def add(self, path: str, data: bytes) -> None:
         if path != self.path:
             self._end_file()
-            self.replace = self.pending_delete == path
-            if self.pending_delete is not None and not self.replace:
-                self._delete(self.pending_delete)
-            self.pending_delete = None
+            self.replace = self._settle_delete(path)
             self.path = path
         if self.pipe is not None:
             self._send(data)
@@ -113,14 +110,12 @@ class Writer:
 
     def add_url(self, path: str, url: str) -> None:
         self._end_file()
-        replace = self.pending_delete == path
-        self._settle_delete(path)
+        replace = self._settle_delete(path)
         self._queue(path, UrlSource(url), 0, not replace and self._exists(path))
 
     def delete(self, path: str) -> None:
         self._end_file()
-        if self.pending_delete is not None:
-            self._delete(self.pending_delete)
+        self._settle_delete(None)
         self.pending_delete = path
 
     def copy(self, src: Address, dst: str) -> None:
@@ -149,10 +144,13 @@ class Writer:
 
     # Inside
 
-    def _settle_delete(self, unless: str | None) -> None:
-        if self.pending_delete is not None and self.pending_delete != unless:
-            self._delete(self.pending_delete)
-        self.pending_delete = None
+    def _settle_delete(self, path: str | None) -> bool:
+        """Apply the delete the stream sent last, unless ``path`` is added right after it
+        (then the put replaces it); whether it was so."""
+        pending, self.pending_delete = self.pending_delete, None
+        if pending is not None and pending != path:
+            self._delete(pending)
+        return pending is not None and pending == path
 
     def _delete(self, path: str) -> None:
         self._flush()

@@ -179,17 +179,12 @@ class Handlers:
     # Repos
 
     def CreateRepo(self, request: Any, context: grpc.ServicerContext) -> Any:
-        name = repo_name(request.repo)
-        caller = self._gate(context, "CreateRepo", name)
-        exists = request.update and name in {r.name for r in self.pfs.list_repos()}
-        if exists:  # a description change: the owner's
-            from tusk.auth.permissions import REPO_OWN
+        from tusk.api.creating import create_repo
 
-            self.edge.auth.require(caller, REPO_OWN, name, edge=EDGE, operation="CreateRepo")
-        info = self.pfs.create_repo(name, request.description, request.update)
-        if not exists:
-            self.edge.auth.grant_creator(caller, info.name)
-        self.edge.auth.audit_event(caller, EDGE, "CreateRepo", "repo", name)
+        name = repo_name(request.repo)
+        caller = self._gate(context, "CreateRepo")  # the repo: create_repo checks it
+        create_repo(self.pfs, self.edge.auth, caller, name, request.description,
+                    request.update, edge=EDGE, operation="CreateRepo")  # fmt: skip
         return empty_pb2.Empty()
 
     def InspectRepo(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -353,31 +348,29 @@ class Handlers:
             for start in range(0, len(data), _BLOCK):
                 yield wrappers_pb2.BytesValue(value=data[start : start + _BLOCK])
 
-    def _files(self, commit: Any) -> tuple[str, str, str | None, float | None]:
+    def _read(
+        self, context: grpc.ServicerContext, rpc: str, commit: Any
+    ) -> tuple[str, str, str | None, float | None]:
+        """Pass the gate for reading ``commit``; (repo, its id, the branch named, when it was
+        finished) for the file listings."""
         repo, ref = commit_ref(commit)
+        self._gate(context, rpc, repo)
         c = self.pfs.inspect_commit(repo, ref)
-        branch = commit.branch.name or None
-        return repo, c.id, branch, c.finished_at
+        return repo, c.id, commit.branch.name or None, c.finished_at
 
     def InspectFile(self, request: Any, context: grpc.ServicerContext) -> Any:
-        repo, _ref = commit_ref(request.file.commit)
-        self._gate(context, "InspectFile", repo)
-        _repo, cid, branch, finished = self._files(request.file.commit)
+        repo, cid, branch, finished = self._read(context, "InspectFile", request.file.commit)
         return file_info(self.pfs.inspect_file(repo, cid, request.file.path or "/"), branch,
                          finished)  # fmt: skip
 
     def ListFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        repo, _ref = commit_ref(request.file.commit)
-        self._gate(context, "ListFile", repo)
-        _repo, cid, branch, finished = self._files(request.file.commit)
+        repo, cid, branch, finished = self._read(context, "ListFile", request.file.commit)
         items = list(self.pfs.iter_files(repo, cid, request.file.path or "/"))
         for f in page(items, request.number, request.reverse):
             yield file_info(f, branch, finished)
 
     def WalkFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        repo, _ref = commit_ref(request.file.commit)
-        self._gate(context, "WalkFile", repo)
-        _repo, cid, branch, finished = self._files(request.file.commit)
+        repo, cid, branch, finished = self._read(context, "WalkFile", request.file.commit)
         root = request.file.path or "/"
         pattern = root.rstrip("/") + "/**" if root != "/" else "/**"
         items = [self.pfs.inspect_file(repo, cid, root), *self.pfs.iter_glob(repo, cid, pattern)]
@@ -385,9 +378,7 @@ class Handlers:
             yield file_info(f, branch, finished)
 
     def GlobFile(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        repo, _ref = commit_ref(request.commit)
-        self._gate(context, "GlobFile", repo)
-        _repo, cid, branch, finished = self._files(request.commit)
+        repo, cid, branch, finished = self._read(context, "GlobFile", request.commit)
         for f in self.pfs.iter_glob(repo, cid, request.pattern):
             yield file_info(f, branch, finished)
 
@@ -495,17 +486,12 @@ class Handlers:
     # Projects
 
     def CreateProject(self, request: Any, context: grpc.ServicerContext) -> Any:
-        from tusk.auth.permissions import PROJECT_OWN
+        from tusk.api.creating import create_project
 
-        name = request.project.name
         caller = self._gate(context, "CreateProject")
-        exists = request.update and name in {p.name for p in self.pfs.list_projects()}
-        if exists:  # changing its description is the owner's
-            self.edge.auth.require(caller, PROJECT_OWN, name, edge=EDGE, operation="CreateProject")
-        info = self.pfs.create_project(name, request.description, request.update)
-        if not exists:
-            self.edge.auth.grant_project_creator(caller, info.name)
-        self.edge.auth.audit_event(caller, EDGE, "CreateProject", "project", info.name)
+        create_project(self.pfs, self.edge.auth, caller, request.project.name,
+                       request.description, request.update, edge=EDGE,
+                       operation="CreateProject")  # fmt: skip
         return empty_pb2.Empty()
 
     def InspectProject(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from tusk.auth.permissions import REPO_OWN, REPO_READ
 from tusk.errors import InvalidArgument, InvalidSpec, PipelineNotFound
 from tusk.grpcapi.gen import pfs_pb2 as pfs
 from tusk.grpcapi.gen import pps_pb2 as pb
@@ -221,26 +220,21 @@ class Handlers:
     def _create(
         self, caller: Any, data: Any, *, update: bool, reprocess: bool, dry_run: bool
     ) -> dict[str, Any]:
-        """Check and create (or update) a pipeline from its spec; its stored spec."""
-        from tusk.errors import AlreadyExists
-        from tusk.pps.spec import PfsInput, load_spec
+        """Check and create (or update) a pipeline from its spec, as the REST API does; the
+        stored spec (``dry_run``: the checked one, nothing created)."""
+        from tusk.api import creating
+        from tusk.pps.spec import load_spec
 
         spec = load_spec(data)
-        inputs = {leaf.repo for leaf in spec.inputs() if isinstance(leaf, PfsInput)}
-        auth = self.edge.auth
-        if caller.active:
-            for repo in sorted(inputs):
-                auth.require(caller, REPO_READ, repo, edge=EDGE, operation="CreatePipeline")
-        exists = spec.name in {p.name for p in self.pps.list_pipelines()}
-        if exists and not update:
-            raise AlreadyExists(f"pipeline {spec.name} already exists: set update to replace it")
-        if exists and caller.active:
-            auth.require(caller, REPO_OWN, spec.name, edge=EDGE, operation="CreatePipeline")
         if dry_run:
+            auth, op = self.edge.auth, "CreatePipeline"
+            creating.may_create_pipeline(self.pps, auth, caller, spec, update, edge=EDGE,
+                                         operation=op)  # fmt: skip
             return spec.canonical()
-        info = self.pps.create_pipeline(spec, update=update, reprocess=reprocess)
-        auth.grant_pipeline(caller, info.name, inputs)
-        auth.audit_event(caller, EDGE, "CreatePipeline", "repo", info.name, f"v{info.version}")
+        info = creating.create_pipeline(
+            self.pps, self.edge.auth, caller, spec, update=update, reprocess=reprocess,
+            origin=None, edge=EDGE, operation="CreatePipeline",
+        )  # fmt: skip
         return info.spec
 
     def InspectPipeline(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -10,7 +10,6 @@ gRPC status codes with the one-line message (NOT_FOUND, INVALID_ARGUMENT, ...).
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -100,35 +99,34 @@ def in_projects(name: str, projects: Any) -> bool:
     return not wanted or (name.rpartition("/")[0] or DEFAULT_PROJECT) in wanted
 
 
+_HANDLERS = {
+    "unary": grpc.unary_unary_rpc_method_handler,
+    "client_stream": grpc.stream_unary_rpc_method_handler,
+    "server_stream": grpc.unary_stream_rpc_method_handler,
+}
+
+
 def _wrap(rpc: Rpc, method: Callable[..., Any]) -> grpc.RpcMethodHandler:
     """A grpc handler calling ``method(request, context)``; Tusk errors become statuses."""
-    serialize = _serialize
-
+    handler: Callable[..., Any]
     if rpc.shape == "server_stream":
 
-        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
                 yield from method(request, context)
             except TuskError as exc:
                 abort(context, exc)
 
-        return grpc.unary_stream_rpc_method_handler(
-            stream, request_deserializer=rpc.request.FromString, response_serializer=serialize
-        )
+    else:
 
-    @functools.wraps(method)
-    def call(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return method(request, context)
-        except TuskError as exc:
-            abort(context, exc)
+        def handler(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return method(request, context)
+            except TuskError as exc:
+                abort(context, exc)
 
-    if rpc.shape == "client_stream":
-        return grpc.stream_unary_rpc_method_handler(
-            call, request_deserializer=rpc.request.FromString, response_serializer=serialize
-        )
-    return grpc.unary_unary_rpc_method_handler(
-        call, request_deserializer=rpc.request.FromString, response_serializer=serialize
+    return _HANDLERS[rpc.shape](
+        handler, request_deserializer=rpc.request.FromString, response_serializer=_serialize
     )
 
 

@@ -1007,10 +1007,11 @@ class PfsService:
 
     # Commit sets: provenance and propagation (Pachyderm's global ids)
 
-    def _downstream(self, tx: MetaTx, repo: str, branch: str) -> list[tuple[str, str]]:
-        """Branches whose provenance reaches (repo, branch), in an order where inputs come first."""
+    def _downstream(self, tx: MetaTx, *starts: tuple[str, str]) -> list[tuple[str, str]]:
+        """Branches whose provenance reaches any of ``starts`` (each a (repo, branch)), in an
+        order where inputs come first; the starts themselves left out."""
         order: list[tuple[str, str]] = []
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str]] = set(starts)
 
         def visit(node: tuple[str, str]) -> None:
             for sub in tx.branch_subvenance(*node):
@@ -1019,9 +1020,10 @@ class PfsService:
                     visit(sub)
             order.append(node)
 
-        visit((repo, branch))
-        order.reverse()
-        return order[1:]
+        for start in starts:
+            visit(start)
+        order.reverse()  # the reverse of a depth-first post-order: inputs first
+        return [node for node in order if node not in starts]
 
     def _open_in_set(
         self,
@@ -1079,7 +1081,7 @@ class PfsService:
             return
         if tx.branch_subvenance(commit.repo, commit.branch):
             in_set = {(c.repo, c.branch): c for c in tx.commits_in_set(commit.commit_set)}
-            for repo, branch in self._downstream(tx, commit.repo, commit.branch):
+            for repo, branch in self._downstream(tx, (commit.repo, commit.branch)):
                 if (repo, branch) not in in_set:
                     self._open_in_set(tx, repo, branch, commit.commit_set, in_set)
         moved: list[tuple[str, str]] = []
@@ -1120,23 +1122,10 @@ class PfsService:
         commit set (as Pachyderm: a trigger is a change of its own), inputs first."""
         if not moved:
             return
-        order: list[tuple[str, str]] = []
-        seen: set[tuple[str, str]] = set(moved)
-
-        def visit(node: tuple[str, str]) -> None:
-            for sub in tx.branch_subvenance(*node):
-                if sub not in seen:
-                    seen.add(sub)
-                    visit(sub)
-            order.append(node)
-
-        for node in moved:
-            visit(node)
-        order.reverse()
         commit_set = new_commit_id()
         in_set: dict[tuple[str, str | None], CommitRecord] = {}
-        for repo, branch in order:
-            if (repo, branch) not in moved and (repo, branch) not in in_set:
+        for repo, branch in self._downstream(tx, *moved):
+            if (repo, branch) not in in_set:
                 self._open_in_set(tx, repo, branch, commit_set, in_set)
 
     def fire_cron_triggers(self, now: float | None = None) -> list[str]:
@@ -1206,7 +1195,7 @@ class PfsService:
             record = self._open_in_set(tx, repo, branch, commit_set, in_set)
             if record is None:
                 return None
-            for down_repo, down_branch in self._downstream(tx, repo, branch):
+            for down_repo, down_branch in self._downstream(tx, (repo, branch)):
                 if (down_repo, down_branch) not in in_set:
                     self._open_in_set(tx, down_repo, down_branch, commit_set, in_set)
             return self._commit_info(tx, record)

@@ -36,6 +36,10 @@ from tusk.storage.meta.store import MetaTx
 from tusk.storage.meta.store_s3 import S3Session
 
 REGION = "us-east-1"
+NO_GATEWAY = (
+    "this pipeline reads or writes through the S3 gateway (input.pfs.s3 or s3_out), and this "
+    "scheduler has none: run it under tusk up with the gateway on (not --no-s3)"
+)
 
 
 def uses_s3(spec: PipelineSpec) -> bool:
@@ -69,11 +73,7 @@ class Sessions:
     ) -> tuple[S3Session, dict[str, str]]:
         """A session for one datum attempt, and the environment that hands it over."""
         if self.endpoint is None:
-            raise InvalidArgument(
-                "this pipeline reads or writes through the S3 gateway (input.pfs.s3 or "
-                "s3_out), and this scheduler has none: run it under tusk up with the gateway "
-                "on (not --no-s3)"
-            )
+            raise InvalidArgument(NO_GATEWAY)
         buckets = {
             leaf.name: [leaf.repo, leaf.branch, commits[(leaf.repo, leaf.branch)]]
             for leaf in spec.inputs()

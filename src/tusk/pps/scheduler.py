@@ -57,7 +57,7 @@ from tusk.pps.datums import (
 )
 from tusk.pps.datums import FileInfo as DatumInputFile
 from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor, kill_noted
-from tusk.pps.s3io import Sessions, s3_input_names, uses_s3
+from tusk.pps.s3io import NO_GATEWAY, Sessions, s3_input_names, uses_s3
 from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PfsInput, PipelineSpec
@@ -702,9 +702,7 @@ class Scheduler:
                 return
             if uses_s3(spec) and self.s3.endpoint is None:
                 if self.manages:
-                    self._fail_job(job, "this pipeline reads or writes through the S3 gateway "
-                                   "(input.pfs.s3 or s3_out) and this scheduler has none: run "
-                                   "it under tusk up with the gateway on")  # fmt: skip
+                    self._fail_job(job, NO_GATEWAY)
                 return
             if digest is not None and spec.transform.image:
                 tf = spec.transform

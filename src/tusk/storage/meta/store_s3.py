@@ -156,12 +156,10 @@ class S3TxMixin:
         row = self.conn.execute(sa.select(t.s3_sessions).where(c.access_key == access_key)).first()
         return _session(row) if row is not None else None
 
-    def s3_job_sessions(self, pipeline: str, job: str | None = None) -> list[S3Session]:
-        """The sessions of one job (or of every job of ``pipeline``)."""
+    def s3_job_sessions(self, pipeline: str, job: str) -> list[S3Session]:
+        """The sessions of one job."""
         c = t.s3_sessions.c
-        query = sa.select(t.s3_sessions).where(c.pipeline == pipeline)
-        if job is not None:
-            query = query.where(c.job == job)
+        query = sa.select(t.s3_sessions).where(c.pipeline == pipeline, c.job == job)
         return [_session(r) for r in self.conn.execute(query.order_by(c.created_at))]
 
     def s3_session_jobs(self) -> list[tuple[str, str]]:
