@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -32,6 +33,23 @@ class Gateway:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def s3_client(gw: Gateway, key: str, secret: str) -> Any:
+    """boto3 on the gateway with these keys, path-style, SigV4, no retries."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=gw.s3,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version="s3v4"
+        ),
+    )
 
 
 def start_gateway(home: Path, *args: str, env: dict[str, str] | None = None) -> Gateway:

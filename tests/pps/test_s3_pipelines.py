@@ -15,13 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import tusk
-from gateway import Gateway, start_gateway
+from gateway import Gateway, s3_client, start_gateway
 from tusk.polling import poll_until
 
 # The datum's code: boto3 and the environment its datum is given, nothing of Tusk's.
@@ -83,17 +81,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     gw = start_gateway(tmp_path_factory.mktemp("s3pipes") / "home")
     yield gw
     gw.stop()
-
-
-def s3_client(gw: Gateway, key: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=gw.s3,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
 
 
 def next_report(c: tusk.Client, seen: set[str]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +72,6 @@ def answers(port: int, want: bytes, host: str = "127.0.0.1", timeout: float = 40
         return got == want, got
 
     poll_until(check, timeout, lambda got: f"the service answers {got!r}, not {want!r}")
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[tusk.Client]:
-    c = tusk.Client(tmp_path / "home")
-    stop = threading.Event()
-    loop = threading.Thread(target=c.run_scheduler, kwargs={"stop": stop}, daemon=True)
-    loop.start()
-    yield c
-    stop.set()
-    loop.join(30)
-    c.close()
 
 
 def test_a_service_answers_from_its_input_and_restarts_on_new_data(

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,19 +50,6 @@ def spout(name: str, code: str, *args: str) -> dict[str, Any]:
         "spout": {},
         "transform": {"cmd": [sys.executable, "-c", code, *args]},
     }
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[tusk.Client]:
-    """A client of an embedded store whose scheduler runs in a thread (spouts included)."""
-    c = tusk.Client(tmp_path / "home")
-    stop = threading.Event()
-    loop = threading.Thread(target=c.run_scheduler, kwargs={"stop": stop}, daemon=True)
-    loop.start()
-    yield c
-    stop.set()
-    loop.join(30)
-    c.close()
 
 
 def wait_for(check: Any, what: str, timeout: float = 30) -> Any:

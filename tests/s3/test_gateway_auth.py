@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import tusk
-from gateway import Gateway, start_gateway
+from gateway import Gateway, s3_client, start_gateway
 from tusk.auth.permissions import RULES
 from tusk.s3.app import Gateway as S3Handlers
 
@@ -40,19 +40,6 @@ def root(gw: Gateway) -> Iterator[tusk.Client]:
     c.close()
 
 
-def client(gw: Gateway, key: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=gw.s3,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(
-            s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version="s3v4"
-        ),
-    )
-
-
 def keys(root: tusk.Client, principal: str | None = None, ttl: float | None = None) -> Any:
     info, _token = root.create_token(principal, ttl=ttl, s3=True)
     return info["id"], info["s3"]["access_key_id"], info["s3"]["secret_access_key"]
@@ -71,7 +58,7 @@ def test_every_s3_operation_has_a_rule() -> None:
 
 def test_signed_requests_with_s3_keys_pass_the_gate(gw: Gateway, root: tusk.Client) -> None:
     _id, key, secret = keys(root)
-    s3 = client(gw, key, secret)
+    s3 = s3_client(gw, key, secret)
     s3.create_bucket(Bucket="master.secure")
     s3.put_object(Bucket="master.secure", Key="a.txt", Body=b"secret data")
     assert s3.get_object(Bucket="master.secure", Key="a.txt")["Body"].read() == b"secret data"
@@ -85,33 +72,33 @@ def test_signed_requests_with_s3_keys_pass_the_gate(gw: Gateway, root: tusk.Clie
 
 def test_anonymous_wrong_and_unknown_keys_are_refused(gw: Gateway, root: tusk.Client) -> None:
     _id, key, secret = keys(root)
-    client(gw, key, secret).create_bucket(Bucket="master.locked")
+    s3_client(gw, key, secret).create_bucket(Bucket="master.locked")
     r = httpx.get(f"{gw.s3}/master.locked")
     assert r.status_code == 403 and b"<Code>AccessDenied</Code>" in r.content
     r = httpx.put(f"{gw.s3}/master.locked/x", content=b"x")
     assert r.status_code == 403
     with pytest.raises(ClientError) as exc:
-        client(gw, key, secret + "x").list_objects_v2(Bucket="master.locked")
+        s3_client(gw, key, secret + "x").list_objects_v2(Bucket="master.locked")
     assert code_of(exc) == "SignatureDoesNotMatch"
     with pytest.raises(ClientError) as exc:
-        client(gw, "0123456789abcdef", secret).list_objects_v2(Bucket="master.locked")
+        s3_client(gw, "0123456789abcdef", secret).list_objects_v2(Bucket="master.locked")
     assert code_of(exc) == "InvalidAccessKeyId"
     # A token made without --s3 has no S3 secret.
     info, token = root.create_token()
     with pytest.raises(ClientError) as exc:
-        client(gw, info["id"], token.split("_", 2)[2]).list_buckets()
+        s3_client(gw, info["id"], token.split("_", 2)[2]).list_buckets()
     assert code_of(exc) == "InvalidAccessKeyId"
     assert root.list_commits("locked@master") == []
 
 
 def test_roles_decide_what_a_user_may_do(gw: Gateway, root: tusk.Client) -> None:
     _id, key, secret = keys(root)
-    admin = client(gw, key, secret)
+    admin = s3_client(gw, key, secret)
     admin.create_bucket(Bucket="master.shared")
     admin.put_object(Bucket="master.shared", Key="f", Body=b"f")
     admin.create_bucket(Bucket="master.private")
     _uid, ukey, usecret = keys(root, "user:alice")
-    alice = client(gw, ukey, usecret)
+    alice = s3_client(gw, ukey, usecret)
     assert [b["Name"] for b in alice.list_buckets()["Buckets"]] == []
     with pytest.raises(ClientError) as exc:
         alice.get_object(Bucket="master.shared", Key="f")
@@ -146,7 +133,7 @@ def test_presigned_urls_expire_and_revoked_tokens_stop(gw: Gateway, root: tusk.C
     )  # fmt: skip
     r = httpx.get(v2.generate_presigned_url("get_object", Params={"Bucket": "x.y", "Key": "p"}))
     assert r.status_code == 400 and b"Version 4" in r.content
-    s3 = client(gw, key, secret)
+    s3 = s3_client(gw, key, secret)
     s3.create_bucket(Bucket="master.pre")
     s3.put_object(Bucket="master.pre", Key="p", Body=b"presigned")
     url = s3.generate_presigned_url("get_object", Params={"Bucket": "master.pre", "Key": "p"})
