@@ -503,6 +503,31 @@ def test_stop_job(tusk: Tusk, write: Write, home: Path) -> None:
     tusk.fails("inspect", "commit", "sleepy@master", code=3)  # its output commit was dropped
 
 
+def test_restart_datum(tusk: Tusk, write: Write, home: Path, tmp_path: Path) -> None:
+    """A datum stuck on its first try is stopped and run again; its try is not counted."""
+    tusk("create", "repo", "data")
+    put(tusk, write, "/a.txt", "x")
+    mark = tmp_path / "tried"
+    cmd = f'[ -e {mark} ] || {{ touch {mark}; sleep 60; }}; cp "$TUSK_PFS"/in/* "$TUSK_PFS/out/"'
+    tusk("create", "pipeline", "-f", spec_file(write, spec(name="stuck", cmd=cmd)))
+    started = time.monotonic()
+    with scheduler(home):
+        job = running_job(tusk, "stuck")
+        address = f"stuck@{job['id']}"
+        while not mark.exists():
+            time.sleep(0.05)
+        assert tusk.json("restart", "datum", address, "/nope")["restarted"] == []
+        restarted = tusk.json("restart", "datum", address, "/a.txt")["restarted"]
+        assert len(restarted) == 1
+        assert tusk.json("wait", "job", address)["state"] == "success"
+        assert "success" in tusk.fails("restart", "datum", address, code=4)
+    assert time.monotonic() - started < 50, "the restarted datum was not stopped"
+    datum = tusk.json("list", "datum", address)[0]
+    assert datum["id"] == restarted[0] and datum["attempts"] == 1
+    assert tusk("get", "file", "stuck@master:/a.txt").stdout == "x"
+    tusk.fails("restart", "datum", "stuck", code=2)
+
+
 # Bad input: one error line, the right exit code, nothing changed
 
 

@@ -143,6 +143,17 @@ def test_the_same_permission_check_with_auth_on(server: tuple[Gateway, str, int]
                 "root is": "user:root",
                 "bob is": "user:bob",
                 "anonymous is": "UNAUTHENTICATED",
+                "bob binds": "PERMISSION_DENIED",
+                "binding": {"user:bob": ["repoReader"]},  # made while auth was off: no owner
+                "bob reads now": "OK",
+                "authorize": [False, ["REPO_READ"], ["REPO_WRITE"], "user:bob"],
+                "permissions": [["repoReader"], True, False],
+                "bob robot": "PERMISSION_DENIED",
+                "robot is": "robot:ci",
+                "revoked": 1,
+                "robot after": "UNAUTHENTICATED",
+                "activate again": "FAILED_PRECONDITION",
+                "cluster binding": "PERMISSION_DENIED",
             }
             assert c.get_file("bobs@master:/x") == b"x"
             # The audit log names the identity and the RPC, as for every edge.
@@ -191,6 +202,34 @@ def test_a_pipeline_through_pps(server: tuple[Gateway, str, int]) -> None:
     assert out["count"] == ["JOB_SUCCESS", "2"] and out["count spec"] == 2
     assert out["details"] == ["sh", "words", "/", 2, "master"]
     assert out["tf"][0] == "INVALID_ARGUMENT" and "tf_job: not supported by Tusk" in out["tf"][1]
+
+
+def test_transactions_stop_job_and_restart_datum(
+    server: tuple[Gateway, str, int], tmp_path: Path
+) -> None:
+    _gw, host, port = server
+    out = run_sdk(HERE / "sdk_transactions.py", host, port, str(tmp_path))
+    assert out["inside"] == "NOT_FOUND"  # the transaction's repo does not exist before it runs
+    assert out["requests"] == ["startCommit", "startCommit", "createRepo"]
+    assert out["listed"] is True
+    assert out["made"] == "made"
+    assert out["commit set"] == ["left", "right"]  # the transaction's id is their commit set
+    assert out["same ids"] == [True, True]  # the ids promised when the requests were added
+    assert out["jobs"] == 2  # the first, then one for both inputs changed together
+    assert out["joined"][1:3] == ["0", "1"] and out["joined"][4:] == ["0", "1"], out["joined"]
+    code, message = out["finish"]
+    assert code == "ALREADY_EXISTS" and "request 2 of 2 of transaction" in message, message
+    assert out["first"] == "NOT_FOUND"  # all or nothing
+    assert out["kept"] is True and out["deleted"] is False
+    assert out["refused"][0] == "NOT_FOUND" and "nowhere" in out["refused"][1]
+    assert out["pipeline in txn"] == "INVALID_ARGUMENT"
+    assert out["left"] == 1 and out["dev"] is True
+    assert out["batch"] == [True, True]
+    assert out["unknown txn"] == "NOT_FOUND"
+    assert out["restarted"] == ["JOB_SUCCESS", True]
+    assert out["restarted output"] == "f"
+    assert out["restart done job"] == "FAILED_PRECONDITION"
+    assert out["stopped"] == "JOB_KILLED"
 
 
 def test_a_taken_grpc_port_given_fails_the_start(
@@ -252,6 +291,41 @@ def test_bad_input_is_refused_and_the_server_stays_fine(server: tuple[Gateway, s
         add.raw.value = b"new branch"
         modify(iter([pfs_pb2.ModifyFileRequest(set_commit=fresh),
                      pfs_pb2.ModifyFileRequest(add_file=add)]), timeout=30)  # fmt: skip
+
+        # Messages in Pachyderm's words where its clients match on them.
+        def details(rpc: str, request: Any) -> str:
+            with pytest.raises(grpc.RpcError) as err:
+                channel.unary_unary(
+                    f"/pfs_v2.API/{rpc}", request_serializer=type(request).SerializeToString
+                )(request, timeout=10)
+            return str(err.value.details())
+
+        raw = pfs_pb2.Repo(name="raw")
+        assert details("InspectRepo", pfs_pb2.InspectRepoRequest(repo=pfs_pb2.Repo(name="no")))\
+            .startswith("repo no not found")  # fmt: skip
+        assert details("InspectBranch", pfs_pb2.InspectBranchRequest(
+            branch=pfs_pb2.Branch(repo=raw, name="nope"))).startswith(
+            "branch nope not found in repo raw")  # fmt: skip
+        gone = pfs_pb2.Commit(id="0" * 32, repo=raw)
+        assert details("InspectCommit", pfs_pb2.InspectCommitRequest(commit=gone)) == (
+            f"commit raw@{'0' * 32} not found"
+        )
+        start = channel.unary_unary(
+            "/pfs_v2.API/StartCommit",
+            request_serializer=pfs_pb2.StartCommitRequest.SerializeToString,
+            response_deserializer=pfs_pb2.Commit.FromString,
+        )
+        opened = start(pfs_pb2.StartCommitRequest(branch=pfs_pb2.Branch(repo=raw, name="w")))
+        again = details("StartCommit", pfs_pb2.StartCommitRequest(
+            branch=pfs_pb2.Branch(repo=raw, name="w")))  # fmt: skip
+        assert again.startswith(f"parent commit raw@{opened.id} has not been finished"), again
+        finish = pfs_pb2.FinishCommitRequest(commit=pfs_pb2.Commit(id=opened.id, repo=raw))
+        finisher = channel.unary_unary(
+            "/pfs_v2.API/FinishCommit",
+            request_serializer=pfs_pb2.FinishCommitRequest.SerializeToString,
+        )
+        finisher(finish)
+        assert "has already finished" in details("FinishCommit", finish)
     with tusk.Client(address=gw.api) as c:
         time.sleep(0.5)  # (the server sees the broken stream end just after the client)
         assert c.inspect_commit("raw@master").id == before  # no partial commit

@@ -124,6 +124,14 @@ class TokenCreate(_Body):
     )
 
 
+class DatumRestart(_Body):
+    data_filters: list[str] = Field(
+        default_factory=list,
+        description="Datum ids (or prefixes), input file paths or content hashes; none: every "
+        "running datum of the job.",
+    )
+
+
 class RolesSet(_Body):
     principal: str = Field(description="user:NAME, robot:NAME or pipeline:NAME.")
     roles: list[str] = Field(

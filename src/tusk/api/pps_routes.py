@@ -213,6 +213,15 @@ def pps_router(
         name = name_param(name)
         return ok(pps.stop_job(name, job))
 
+    @r.post("/pipelines/{name}/jobs/{job}/restart", tags=["jobs"])
+    def restart_datums(name: str, job: str, body: bodies.DatumRestart | None = None) -> Response:
+        """Stop the job's running datums that the filters name (no body: all of them) and run
+        them again (the try is not counted); 409 when the job is done. The ids of the datums
+        restarted."""
+        name = name_param(name)
+        filters = body.data_filters if body is not None else []
+        return ok({"restarted": pps.restart_datums(name, job, filters)})
+
     # Datums and logs
 
     @r.get("/pipelines/{name}/jobs/{job}/datums", tags=["datums"])

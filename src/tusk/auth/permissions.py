@@ -159,6 +159,7 @@ REST: dict[str, Rule] = {
     "wait_job": _read("name"),
     "stop_any_job": Rule(AUTHENTICATED, change=True),  # and write on the job's pipeline
     "stop_job": _write("name"),
+    "restart_datums": _write("name"),
     "list_datums": _read("name"),
     "inspect_datum": _read("name"),
     "logs": _read("name"),
@@ -225,6 +226,21 @@ S3: dict[str, Rule] = {
 GRPC: dict[str, Rule] = {
     "versionpb_v2.API/GetVersion": Rule(PUBLIC),
     "auth_v2.API/WhoAmI": _AUTH,
+    "auth_v2.API/Activate": Rule(PUBLIC, change=True),  # only while auth is off
+    "auth_v2.API/Deactivate": _ADMIN_CHANGE,
+    "auth_v2.API/GetRobotToken": _ADMIN_CHANGE,
+    "auth_v2.API/RevokeAuthToken": Rule(AUTHENTICATED, change=True),  # one's own, or admin
+    "auth_v2.API/GetRoleBinding": _AUTH,  # and read on a repo, clusterAdmin for the cluster
+    "auth_v2.API/ModifyRoleBinding": Rule(AUTHENTICATED, change=True),  # and own the resource
+    "auth_v2.API/Authorize": _AUTH,  # the caller's own permissions
+    "auth_v2.API/GetPermissions": _AUTH,
+    # transactions: each request in one passes its own RPC's rule when added and when run
+    "transaction_v2.API/StartTransaction": _AUTH,
+    "transaction_v2.API/InspectTransaction": _AUTH,
+    "transaction_v2.API/ListTransaction": _AUTH,
+    "transaction_v2.API/DeleteTransaction": _AUTH,
+    "transaction_v2.API/FinishTransaction": _AUTH,
+    "transaction_v2.API/BatchTransaction": _AUTH,
     "pfs_v2.API/CreateRepo": Rule(REPO_CREATE, audited_by_handler=True),  # an update: write
     "pfs_v2.API/InspectRepo": _read(),
     "pfs_v2.API/ListRepo": _AUTH,  # each repo listed only if readable
@@ -269,6 +285,8 @@ GRPC: dict[str, Rule] = {
     "pps_v2.API/InspectDatum": _read(),
     "pps_v2.API/GetLogs": _read(),
     "pps_v2.API/SubscribeJob": _read(),
+    "pps_v2.API/StopJob": _write(),
+    "pps_v2.API/RestartDatum": _write(),
 }
 
 RULES: dict[str, Rule] = {

@@ -672,18 +672,34 @@ class AuthService:
         """The caller's roles on a repo (those on its project shown as ``ROLE (project P)``)
         and what they allow there."""
         repo = _canonical(repo) or repo
-        project = split_repo(repo)[0]
+        roles, perms = self.access(caller, "repo", repo)
+        repo_perms = sorted(p for p in perms if p.startswith("repo."))
+        return RepoAccess(caller.principal, repo, roles, repo_perms)
+
+    def access(
+        self, caller: Caller, resource_type: str, resource: str
+    ) -> tuple[list[str], set[str]]:
+        """The caller's roles on a repo, a project or the cluster (``""``) and the
+        permissions they give there (a repo's include those of roles on its project, shown
+        as ``ROLE (project P)``; the cluster's roles hold everywhere)."""
+        if resource_type == "repo":
+            resource = _canonical(resource) or resource
         with self.meta.read() as tx:
             self._need_active(tx)
-            if tx.get_repo(repo) is None:
-                raise RepoNotFound(f"repo {repo} not found")
-            bound = {(k, r) for k, r in tx.roles_of(caller.principal, repo, project)
-                     if k != "cluster"}  # fmt: skip
+            self._need_resource(tx, resource_type, resource)
+            bound: Bound = set()
+            if resource_type == "repo":
+                project = split_repo(resource)[0]
+                bound = {(k, r) for k, r in tx.roles_of(caller.principal, resource, project)
+                         if k != "cluster"}  # fmt: skip
+            elif resource_type == "project":
+                project = resource
+                bound = {(k, r) for k, r in tx.roles_of(caller.principal, None, resource)
+                         if k == "project"}  # fmt: skip
         roles = sorted(r for k, r in bound if k == "repo")
         roles += sorted(f"{r} (project {project})" for k, r in bound if k == "project")
         perms = _bound_permissions(bound) | permissions_of(set(caller.cluster_roles))
-        repo_perms = sorted(p for p in perms if p.startswith("repo."))
-        return RepoAccess(caller.principal, repo, roles + sorted(caller.cluster_roles), repo_perms)
+        return roles + sorted(caller.cluster_roles), perms
 
     def grant_creator(self, caller: Caller, repo: str) -> None:
         """The creator of a repo owns it (a user or robot; not while auth is off)."""

@@ -84,6 +84,7 @@ delete = _verb("delete", "Delete a project, repo, branch, commit, file, pipeline
 start = _verb("start", "Start a commit, or resume a pipeline.")
 stop = _verb("stop", "Pause a pipeline or kill a job.")
 run = _verb("run", "Run a pipeline on its inputs' current data.")
+restart = _verb("restart", "Run a running job's datums again.")
 finish = _verb("finish", "Finish a commit.")
 wait = _verb("wait", "Wait for a commit, a job or a commit set's jobs to finish.")
 squash = _verb("squash", "Merge a commit into its parent.")
@@ -143,6 +144,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
     start: {"commit": "commit:start_commit", "pipeline": "pipeline:start_pipeline"},
     stop: {"pipeline": "pipeline:stop_pipeline", "job": "pipeline:stop_job"},
     run: {"pipeline": "pipeline:run_pipeline"},
+    restart: {"datum": "pipeline:restart_datum"},
     finish: {"commit": "commit:finish_commit"},
     wait: {
         "commit": "commit:wait_commit",

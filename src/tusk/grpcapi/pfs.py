@@ -22,7 +22,7 @@ from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 from tusk.auth.permissions import REPO_READ, REPO_WRITE
 from tusk.errors import InvalidArgument, PathConflict
 from tusk.grpcapi.gen import pfs_pb2 as pb
-from tusk.grpcapi.server import EDGE, Edge, Rpc, in_projects, page
+from tusk.grpcapi.server import EDGE, Edge, InTransaction, Rpc, in_projects, page
 from tusk.ids import DEFAULT_PROJECT, qualify
 from tusk.pfs.models import BranchInfo, BranchTrigger, CommitInfo, FileInfo, RepoInfo
 from tusk.pfs.refs import Address, parse_ref
@@ -258,7 +258,12 @@ class Handlers:
         parent = None
         if request.HasField("parent") and (request.parent.id or request.parent.branch.name):
             _parent_repo, parent = commit_ref(request.parent)
-        c = self.pfs.start_commit(repo, request.branch.name, parent, request.description)
+        planned = context if isinstance(context, InTransaction) else None
+        c = self.pfs.start_commit(
+            repo, request.branch.name, parent, request.description,
+            commit_id=planned.commit_id if planned else None,
+            commit_set=planned.commit_set if planned else None,
+        )  # fmt: skip
         return pb_commit(repo, c.id, request.branch.name)
 
     def FinishCommit(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -44,6 +44,8 @@ RPCS = [
     Rpc(SERVICE, "InspectDatum", pb.InspectDatumRequest, "unary"),
     Rpc(SERVICE, "GetLogs", pb.GetLogsRequest, "server_stream"),
     Rpc(SERVICE, "SubscribeJob", pb.SubscribeJobRequest, "server_stream"),
+    Rpc(SERVICE, "StopJob", pb.StopJobRequest, "unary"),
+    Rpc(SERVICE, "RestartDatum", pb.RestartDatumRequest, "unary"),
 ]
 _POLL = 0.2  # seconds between looks, when following logs or jobs
 
@@ -283,14 +285,29 @@ class Handlers:
 
     # Jobs and datums
 
-    def InspectJob(self, request: Any, context: grpc.ServicerContext) -> Any:
-        name = pipeline_name(request.job.pipeline)
-        self._gate(context, "InspectJob", name)
-        if not request.job.id:
+    def _job(self, context: grpc.ServicerContext, rpc: str, job: Any) -> tuple[str, str]:
+        name = pipeline_name(job.pipeline)
+        self._gate(context, rpc, name)
+        if not job.id:
             raise InvalidArgument("no job given: set Job.id")
+        return name, job.id
+
+    def StopJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.pps.stop_job(*self._job(context, "StopJob", request.job))
+        return empty_pb2.Empty()
+
+    def RestartDatum(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """The running datums the filters name stop and run again (no filter: all of the
+        job's running datums), as ``pachctl restart datum``."""
+        name, job = self._job(context, "RestartDatum", request.job)
+        self.pps.restart_datums(name, job, list(request.data_filters))
+        return empty_pb2.Empty()
+
+    def InspectJob(self, request: Any, context: grpc.ServicerContext) -> Any:
+        name, job = self._job(context, "InspectJob", request.job)
         if request.wait:
-            return job_info(self.pps.wait_job(name, request.job.id))
-        return job_info(self.pps.inspect_job(name, request.job.id))
+            return job_info(self.pps.wait_job(name, job))
+        return job_info(self.pps.inspect_job(name, job))
 
     def ListJob(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         caller = self._gate(context, "ListJob")

@@ -19,13 +19,14 @@ from typing import Any, NoReturn
 import grpc
 
 from tusk.auth.service import AuthService, Caller
-from tusk.errors import InUse, TuskError
+from tusk.errors import InUse, InvalidArgument, TuskError
 from tusk.ids import DEFAULT_PROJECT
 from tusk.pfs.service import PfsService
 from tusk.pps.service import PpsService
 
 EDGE = "grpc"
 TOKEN_METADATA = "authn-token"
+TXN_METADATA = "pach-transaction"
 MAX_MESSAGE = 64 << 20  # bigger than pachyderm-sdk's own 20 MiB receive limit
 
 _STATUS = {
@@ -70,12 +71,17 @@ class Rpc:
 
 
 class Edge:
-    """What every handler class gets: the services and the gate."""
+    """What every handler class gets: the services, the gate, every RPC's method (by
+    ``service/Rpc``) and the server's open transactions."""
 
     def __init__(self, pfs: PfsService, pps: PpsService, auth: AuthService) -> None:
+        from tusk.grpcapi.transaction import Transactions
+
         self.pfs = pfs
         self.pps = pps
         self.auth = auth
+        self.methods: dict[str, Callable[..., Any]] = {}
+        self.transactions = Transactions(self)
 
     def gate(self, context: grpc.ServicerContext, rpc: str, repo: str | None = None) -> Caller:
         """The one permission check for ``rpc`` (on ``repo``), with the caller's token."""
@@ -83,6 +89,26 @@ class Edge:
             (str(v) for k, v in context.invocation_metadata() if k == TOKEN_METADATA), None
         )
         return self.auth.authorize(EDGE, rpc, token, repo=repo)
+
+
+class InTransaction:
+    """The context of a request run as part of a transaction: the caller's own, plus the id
+    a StartCommit gives its commit and the transaction's id (the commit set)."""
+
+    def __init__(self, context: grpc.ServicerContext, commit_id: str | None, txn_id: str) -> None:
+        self._context = context
+        self.commit_id = commit_id
+        self.commit_set = txn_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def transaction_of(context: grpc.ServicerContext) -> str:
+    """The transaction a call is part of (``pach-transaction`` metadata), or ""."""
+    if isinstance(context, InTransaction):
+        return ""  # it is being run as one
+    return next((str(v) for k, v in context.invocation_metadata() if k == TXN_METADATA), "")
 
 
 def page(items: list[Any], number: int = 0, reverse: bool = False) -> list[Any]:
@@ -106,8 +132,23 @@ _HANDLERS = {
 }
 
 
-def _wrap(rpc: Rpc, method: Callable[..., Any]) -> grpc.RpcMethodHandler:
-    """A grpc handler calling ``method(request, context)``; Tusk errors become statuses."""
+def _wrap(edge: Edge, rpc: Rpc, method: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """A grpc handler calling ``method(request, context)``; Tusk errors become statuses. An
+    RPC a transaction may hold, called in one, is added to it instead."""
+    from tusk.grpcapi.transaction import NOT_IN_TRANSACTION, TRANSACTIONAL
+
+    if rpc.full in TRANSACTIONAL or rpc.full in NOT_IN_TRANSACTION:
+        direct = method
+
+        def method(request: Any, context: grpc.ServicerContext) -> Any:
+            txn = transaction_of(context)
+            if not txn:
+                return direct(request, context)
+            if rpc.full in NOT_IN_TRANSACTION:
+                raise InvalidArgument(NOT_IN_TRANSACTION[rpc.full])
+            caller = edge.gate(context, "transaction_v2.API/FinishTransaction")
+            return edge.transactions.append(txn, rpc.full, request, context, caller)
+
     handler: Callable[..., Any]
     if rpc.shape == "server_stream":
 
@@ -137,13 +178,12 @@ def _serialize(message: Any) -> bytes:
 
 def handlers(edge: Edge) -> list[grpc.GenericRpcHandler]:
     """The generic handlers of every service Tusk serves."""
-    from tusk.grpcapi import auth, pfs, pps, version
-
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for module in (version, auth, pfs, pps):
+    for module in _modules():
         impl = module.Handlers(edge)
         for rpc in module.RPCS:
-            by_service.setdefault(rpc.service, {})[rpc.name] = _wrap(rpc, getattr(impl, rpc.name))
+            method = edge.methods[rpc.full] = getattr(impl, rpc.name)
+            by_service.setdefault(rpc.service, {})[rpc.name] = _wrap(edge, rpc, method)
     served = [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
     return [*served, _NotServed()]
 
@@ -167,9 +207,13 @@ class _NotServed(grpc.GenericRpcHandler):
 
 def served_rpcs() -> list[str]:
     """``service/Rpc`` of every RPC served (each must have a permission rule)."""
-    from tusk.grpcapi import auth, pfs, pps, version
+    return [rpc.full for module in _modules() for rpc in module.RPCS]
 
-    return [rpc.full for module in (version, auth, pfs, pps) for rpc in module.RPCS]
+
+def _modules() -> list[Any]:
+    from tusk.grpcapi import auth, pfs, pps, transaction, version
+
+    return [version, auth, pfs, pps, transaction]
 
 
 def start_grpc(

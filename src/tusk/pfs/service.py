@@ -341,7 +341,8 @@ class PfsService:
         b = tx.get_branch(repo, branch)
         if b is None:
             raise BranchNotFound(
-                f"branch {repo}@{branch} not found (list branches with: tusk list branch {repo})"
+                f"branch {branch} not found in repo {repo} "
+                f"(list branches with: tusk list branch {repo})"
             )
         return b
 
@@ -433,7 +434,7 @@ class PfsService:
                 f"commit {repo}@{text} not found (list commits with: tusk list commit {repo})"
             )
         raise BranchNotFound(
-            f"branch {repo}@{text} not found (list branches with: tusk list branch {repo})"
+            f"branch {text} not found in repo {repo} (list branches with: tusk list branch {repo})"
         )
 
     def _need_commit(self, tx: MetaTx, commit_id: str) -> CommitRecord:
@@ -471,8 +472,18 @@ class PfsService:
     # Commits: lifecycle
 
     def start_commit(
-        self, repo: str, branch: str, parent: str | None = None, description: str = ""
+        self,
+        repo: str,
+        branch: str,
+        parent: str | None = None,
+        description: str = "",
+        *,
+        commit_id: str | None = None,
+        commit_set: str | None = None,
     ) -> CommitInfo:
+        """An open commit on ``branch``. ``commit_id`` and ``commit_set`` (default: a new id,
+        the commit's own set) are given by a transaction, whose commits share its id as their
+        set and keep the ids they were promised when it was written."""
         check_branch_name(branch)
         with self.meta.write() as tx:
             self._need_repo(tx, repo)
@@ -481,7 +492,8 @@ class PfsService:
                 head = self._need_commit(tx, b.head)
                 if not head.finished:
                     raise Conflict(
-                        f"{repo}@{branch} already has an open commit {head.id}; finish it first"
+                        f"parent commit {repo}@{head.id} has not been finished: "
+                        f"{repo}@{branch} already has this open commit; finish it first"
                     )
             parent_id = b.head if b is not None else None
             if parent is not None:
@@ -490,7 +502,7 @@ class PfsService:
             if parent_id is not None:
                 p = self._need_commit(tx, parent_id)
                 tree, size, files = p.tree, p.size, p.files
-            cid = new_commit_id()
+            cid = commit_id or new_commit_id()
             record = CommitRecord(
                 cid,
                 repo,
@@ -503,7 +515,7 @@ class PfsService:
                 None,
                 size,
                 files,
-                cid,
+                commit_set or cid,
             )
             tx.insert_commit(record)
             tx.upsert_branch(BranchRecord(repo, branch, cid, b.created_at if b else time.time()))
@@ -526,7 +538,7 @@ class PfsService:
         with self.meta.write() as tx:
             commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
             if commit.finished:
-                raise CommitFinished(f"commit {_fmt(commit)} is already finished")
+                raise CommitFinished(f"commit {_fmt(commit)} has already finished")
             values: dict[str, object] = {"state": "finished", "finished_at": time.time()}
             if description is not None:
                 values["description"] = description
@@ -1220,7 +1232,7 @@ class PfsService:
         with self.meta.write() as tx:
             commit = self._need_commit(tx, commit_id)
             if commit.finished:
-                raise CommitFinished(f"commit {_fmt(commit)} is already finished")
+                raise CommitFinished(f"commit {_fmt(commit)} has already finished")
             reader = self.reader(tx)
             editor = TreeEditor(reader, base_tree, self.tree_params)
             for op in ops:

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from tusk.pps.supervisor import Supervisor
 
 LEASE_SECONDS = float(os.environ.get("TUSK_LEASE_SECONDS", "30"))
+RESTART_POLL = 2.0  # seconds between a running batch's looks at whether it was restarted
 _DISCOVERY_SECONDS = 0.5
 _FAST_SCRATCH_MAX = 64 << 20  # input bytes of a batch that may go to a tmpfs
 _HOST = socket.gethostname()
@@ -833,21 +834,40 @@ class Scheduler:
                 )
                 task.env.update(s3_env)
             items.append(BatchItem(task, files))
+        stopped = self._stop_check(job, owner, [d.id for d in batch])
         if isinstance(self.executor, LocalExecutor):
             size = sum(f.get("size", 0) for item in items for f in item.files)
             root = self.fast_scratch if size <= _FAST_SCRATCH_MAX else self.scratch
             # A handoff executor's datums live where the user container sees them (/pfs).
             root = getattr(self.executor, "scratch_root", None) or root
             base = root / pipeline / job_id / owner.rsplit(":", 1)[1]
-            ran, index = run_batch(self.pfs, self.executor, base, job.trees, items, job.dead.is_set)
+            ran, index = run_batch(self.pfs, self.executor, base, job.trees, items, stopped)
         else:
-            ran, index = self.executor.run_batch(job.trees, items, job.dead.is_set)
+            ran, index = self.executor.run_batch(job.trees, items, stopped)
         by_id = {d.id: d for d in batch}
         if job.spec.s3_out:  # the output is what the datum wrote to its bucket "out"
             for r in ran:
                 r.outputs = self.s3.outputs(sessions[r.datum]) if r.outcome.ok else []
         results = [(by_id[r.datum], r.outcome, r.outputs) for r in ran]
         self._record(job, owner, results, index, list(sessions.values()))
+
+    def _stop_check(self, job: _Job, owner: str, ids: list[str]) -> Callable[[], bool]:
+        """What a running batch asks (every half second): stop? Yes once the job ended, or
+        once one of its datums is no longer this owner's (restarted: ``tusk restart datum``,
+        RestartDatum), which is read from the store at most every RESTART_POLL seconds."""
+        last = [time.monotonic()]
+        lost = [False]
+
+        def stopped() -> bool:
+            if job.dead.is_set() or lost[0]:
+                return True
+            if time.monotonic() - last[0] >= RESTART_POLL:
+                last[0] = time.monotonic()
+                with self.meta.read() as tx:
+                    lost[0] = not tx.still_held(job.record.pipeline, job.record.id, owner, ids)
+            return lost[0]
+
+        return stopped
 
     def _record(
         self,

@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -601,6 +601,27 @@ class PpsService:
         self.pfs.drop_open_commit(job.output_commit)
         return self.inspect_job(pipeline, job.id)
 
+    def restart_datums(self, pipeline: str, job_id: str, filters: Sequence[str] = ()) -> list[str]:
+        """Stop the running datums of a running job that match ``filters`` (each a datum id or
+        prefix of one, an input file's path or its content hash; none: every running datum)
+        and run them again, as ``pachctl restart datum`` does; the try is not counted. The
+        datums restarted (none when none was running).
+
+        They go back to the queue at once; the scheduler running them (here or in another
+        process) sees they are no longer its own, stops their process and drops its result."""
+        with self.meta.write() as tx:
+            self._need_pipeline(tx, pipeline)
+            job = self._find_job(tx, pipeline, job_id)
+            if job.state in DONE_STATES:
+                raise Conflict(
+                    f"job {pipeline}@{job.id} is {job.state}: only a running job's datums "
+                    "restart (a new job: tusk run pipeline)"
+                )
+            held = [(d.id, d.owner or "") for d in tx.list_datums(pipeline, job.id, ["running"])
+                    if not filters or _datum_matches(d, filters)]  # fmt: skip
+            tx.requeue_datums(pipeline, job.id, held)
+        return [d for d, _owner in held]
+
     def wait_job(
         self, pipeline: str, job_id: str, timeout: float | None = None, pause: Pause | None = None
     ) -> JobInfo:
@@ -808,6 +829,15 @@ class PpsService:
                 if c is not None and c.repo == repo:
                     return c.id
         return None
+
+
+def _datum_matches(d: DatumRecord, filters: Sequence[str]) -> bool:
+    """A datum a filter names: its id (or a prefix), an input file's path or content hash."""
+    names = {d.id}
+    for f in json.loads(d.files):
+        path = str(f.get("path", ""))
+        names.update((path, path.lstrip("/"), str(f.get("hash", ""))))
+    return any(f in names or (len(f) >= 6 and d.id.startswith(f)) for f in filters)
 
 
 def _code_of(origin: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

@@ -352,6 +352,9 @@ class LocalTransport:
             pipeline = self.pps.inspect_job(None, job).pipeline
         return self.pps.stop_job(pipeline, job)
 
+    def restart_datums(self, pipeline: str, job: str, filters: list[str]) -> list[str]:
+        return self.pps.restart_datums(pipeline, job, filters)
+
     def list_datums(self, pipeline: str, job: str) -> list[DatumInfo]:
         return self.pps.list_datums(pipeline, job)
 

@@ -274,6 +274,15 @@ class PipelineMethods(ProjectScope):
     def stop_job(self, address: str) -> JobInfo:
         return self._t.stop_job(*split_job(self._job(address)))
 
+    def restart_datum(self, address: str, filters: Sequence[str] = ()) -> list[str]:
+        """Stop the running datums of job ``address`` (``pipeline@job``) that ``filters``
+        name (datum ids or prefixes, input paths, content hashes; none: all of them) and run
+        them again, as ``pachctl restart datum``. The ids of the datums restarted."""
+        pipeline, job = split_job(self._job(address))
+        if pipeline is None:
+            raise InvalidArgument(f"give the job as pipeline@job, not {address!r}")
+        return self._t.restart_datums(pipeline, job, list(filters))
+
     def list_datums(self, address: str) -> list[DatumInfo]:
         pipeline, job = split_job(self._job(address))
         if pipeline is None:

@@ -577,6 +577,11 @@ class HttpTransport:
     def stop_job(self, pipeline: str | None, job: str) -> JobInfo:
         return decode(JobInfo, self._call("POST", self._job_url(pipeline, job, "stop")))
 
+    def restart_datums(self, pipeline: str, job: str, filters: list[str]) -> list[str]:
+        body = {"data_filters": filters}
+        answer = self._call("POST", self._job_url(pipeline, job, "restart"), json=body)
+        return list(answer["restarted"])
+
     def list_datums(self, pipeline: str, job: str) -> list[DatumInfo]:
         return decode_list(DatumInfo, self._call("GET", self._job_url(pipeline, job, "datums")))
 

@@ -352,6 +352,25 @@ def stop_job(ctx: click.Context, address: str) -> None:
     emit(ctx, info)
 
 
+@click.command("datum")
+@click.argument("address", metavar="PIPELINE@JOB")
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@output_option
+@click.pass_context
+def restart_datum(ctx: click.Context, address: str, filters: tuple[str, ...]) -> None:
+    """Stop a running job's datums and run them again (the try is not counted), as pachctl
+    restart datum: those FILTERs name (a datum id or prefix, an input file's path or its
+    content hash), else every running datum of the job."""
+    restarted = get_client(ctx).restart_datum(address, filters)
+
+    def table() -> None:
+        click.echo(f"restarted {len(restarted)} datum(s)")
+        for datum in restarted:
+            click.echo(f"  {datum}")
+
+    emit(ctx, {"restarted": restarted}, table)
+
+
 @click.command("job")
 @click.argument("address", metavar="PIPELINE@JOB")
 @_timeout_option

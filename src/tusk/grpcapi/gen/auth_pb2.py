@@ -25,15 +25,65 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btusk/grpcapi/gen/auth.proto\x12\x07\x61uth_v2\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rWhoAmIRequest\"R\n\x0eWhoAmIResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12.\n\nexpiration\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btusk/grpcapi/gen/auth.proto\x12\x07\x61uth_v2\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rWhoAmIRequest\"R\n\x0eWhoAmIResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12.\n\nexpiration\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x0f\x41\x63tivateRequest\x12\x12\n\nroot_token\x18\x01 \x01(\t\"&\n\x10\x41\x63tivateResponse\x12\x12\n\npach_token\x18\x01 \x01(\t\"\x13\n\x11\x44\x65\x61\x63tivateRequest\"\x14\n\x12\x44\x65\x61\x63tivateResponse\"2\n\x14GetRobotTokenRequest\x12\r\n\x05robot\x18\x01 \x01(\t\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\"&\n\x15GetRobotTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\"\'\n\x16RevokeAuthTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\")\n\x17RevokeAuthTokenResponse\x12\x0e\n\x06number\x18\x01 \x01(\x03\"=\n\x08Resource\x12#\n\x04type\x18\x01 \x01(\x0e\x32\x15.auth_v2.ResourceType\x12\x0c\n\x04name\x18\x02 \x01(\t\"_\n\x05Roles\x12(\n\x05roles\x18\x01 \x03(\x0b\x32\x19.auth_v2.Roles.RolesEntry\x1a,\n\nRolesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"\x81\x01\n\x0bRoleBinding\x12\x32\n\x07\x65ntries\x18\x01 \x03(\x0b\x32!.auth_v2.RoleBinding.EntriesEntry\x1a>\n\x0c\x45ntriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x05value\x18\x02 \x01(\x0b\x32\x0e.auth_v2.Roles:\x02\x38\x01\"<\n\x15GetRoleBindingRequest\x12#\n\x08resource\x18\x01 \x01(\x0b\x32\x11.auth_v2.Resource\"?\n\x16GetRoleBindingResponse\x12%\n\x07\x62inding\x18\x01 \x01(\x0b\x32\x14.auth_v2.RoleBinding\"a\n\x18ModifyRoleBindingRequest\x12#\n\x08resource\x18\x01 \x01(\x0b\x32\x11.auth_v2.Resource\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\"\x1b\n\x19ModifyRoleBindingResponse\"a\n\x10\x41uthorizeRequest\x12#\n\x08resource\x18\x01 \x01(\x0b\x32\x11.auth_v2.Resource\x12(\n\x0bpermissions\x18\x02 \x03(\x0e\x32\x13.auth_v2.Permission\"\x88\x01\n\x11\x41uthorizeResponse\x12\x12\n\nauthorized\x18\x01 \x01(\x08\x12&\n\tsatisfied\x18\x02 \x03(\x0e\x32\x13.auth_v2.Permission\x12$\n\x07missing\x18\x03 \x03(\x0e\x32\x13.auth_v2.Permission\x12\x11\n\tprincipal\x18\x04 \x01(\t\"<\n\x15GetPermissionsRequest\x12#\n\x08resource\x18\x01 \x01(\x0b\x32\x11.auth_v2.Resource\"Q\n\x16GetPermissionsResponse\x12(\n\x0bpermissions\x18\x01 \x03(\x0e\x32\x13.auth_v2.Permission\x12\r\n\x05roles\x18\x02 \x03(\t*e\n\x0cResourceType\x12\x19\n\x15RESOURCE_TYPE_UNKNOWN\x10\x00\x12\x0b\n\x07\x43LUSTER\x10\x01\x12\x08\n\x04REPO\x10\x02\x12\r\n\tSPEC_REPO\x10\x03\x12\x0b\n\x07PROJECT\x10\x04\x12\x07\n\x03JOB\x10\x05*\xdc\x05\n\nPermission\x12\x16\n\x12PERMISSION_UNKNOWN\x10\x00\x12\x1b\n\x17\x43LUSTER_MODIFY_BINDINGS\x10\x64\x12\x18\n\x14\x43LUSTER_GET_BINDINGS\x10\x65\x12\x19\n\x15\x43LUSTER_AUTH_ACTIVATE\x10\x66\x12\x1b\n\x17\x43LUSTER_AUTH_DEACTIVATE\x10g\x12!\n\x1c\x43LUSTER_AUTH_GET_ROBOT_TOKEN\x10\x8b\x01\x12$\n\x1f\x43LUSTER_AUTH_REVOKE_USER_TOKENS\x10\x8e\x01\x12\x0e\n\tREPO_READ\x10\xc8\x01\x12\x0f\n\nREPO_WRITE\x10\xc9\x01\x12\x19\n\x14REPO_MODIFY_BINDINGS\x10\xca\x01\x12\x10\n\x0bREPO_DELETE\x10\xcb\x01\x12\x18\n\x13REPO_INSPECT_COMMIT\x10\xcc\x01\x12\x15\n\x10REPO_LIST_COMMIT\x10\xcd\x01\x12\x17\n\x12REPO_DELETE_COMMIT\x10\xce\x01\x12\x17\n\x12REPO_CREATE_BRANCH\x10\xcf\x01\x12\x15\n\x10REPO_LIST_BRANCH\x10\xd0\x01\x12\x17\n\x12REPO_DELETE_BRANCH\x10\xd1\x01\x12\x16\n\x11REPO_INSPECT_FILE\x10\xd2\x01\x12\x13\n\x0eREPO_LIST_FILE\x10\xd3\x01\x12\x1d\n\x18REPO_ADD_PIPELINE_READER\x10\xd4\x01\x12 \n\x1bREPO_REMOVE_PIPELINE_READER\x10\xd5\x01\x12\x1d\n\x18REPO_ADD_PIPELINE_WRITER\x10\xd6\x01\x12\x16\n\x11PIPELINE_LIST_JOB\x10\xad\x02\x12\x13\n\x0ePROJECT_CREATE\x10\x90\x03\x12\x13\n\x0ePROJECT_DELETE\x10\x91\x03\x12\x16\n\x11PROJECT_LIST_REPO\x10\x92\x03\x12\x18\n\x13PROJECT_CREATE_REPO\x10\x93\x03\x12\x1c\n\x17PROJECT_MODIFY_BINDINGS\x10\x94\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tusk.grpcapi.gen.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ROLES_ROLESENTRY']._loaded_options = None
+  _globals['_ROLES_ROLESENTRY']._serialized_options = b'8\001'
+  _globals['_ROLEBINDING_ENTRIESENTRY']._loaded_options = None
+  _globals['_ROLEBINDING_ENTRIESENTRY']._serialized_options = b'8\001'
+  _globals['_RESOURCETYPE']._serialized_start=1402
+  _globals['_RESOURCETYPE']._serialized_end=1503
+  _globals['_PERMISSION']._serialized_start=1506
+  _globals['_PERMISSION']._serialized_end=2238
   _globals['_WHOAMIREQUEST']._serialized_start=73
   _globals['_WHOAMIREQUEST']._serialized_end=88
   _globals['_WHOAMIRESPONSE']._serialized_start=90
   _globals['_WHOAMIRESPONSE']._serialized_end=172
+  _globals['_ACTIVATEREQUEST']._serialized_start=174
+  _globals['_ACTIVATEREQUEST']._serialized_end=211
+  _globals['_ACTIVATERESPONSE']._serialized_start=213
+  _globals['_ACTIVATERESPONSE']._serialized_end=251
+  _globals['_DEACTIVATEREQUEST']._serialized_start=253
+  _globals['_DEACTIVATEREQUEST']._serialized_end=272
+  _globals['_DEACTIVATERESPONSE']._serialized_start=274
+  _globals['_DEACTIVATERESPONSE']._serialized_end=294
+  _globals['_GETROBOTTOKENREQUEST']._serialized_start=296
+  _globals['_GETROBOTTOKENREQUEST']._serialized_end=346
+  _globals['_GETROBOTTOKENRESPONSE']._serialized_start=348
+  _globals['_GETROBOTTOKENRESPONSE']._serialized_end=386
+  _globals['_REVOKEAUTHTOKENREQUEST']._serialized_start=388
+  _globals['_REVOKEAUTHTOKENREQUEST']._serialized_end=427
+  _globals['_REVOKEAUTHTOKENRESPONSE']._serialized_start=429
+  _globals['_REVOKEAUTHTOKENRESPONSE']._serialized_end=470
+  _globals['_RESOURCE']._serialized_start=472
+  _globals['_RESOURCE']._serialized_end=533
+  _globals['_ROLES']._serialized_start=535
+  _globals['_ROLES']._serialized_end=630
+  _globals['_ROLES_ROLESENTRY']._serialized_start=586
+  _globals['_ROLES_ROLESENTRY']._serialized_end=630
+  _globals['_ROLEBINDING']._serialized_start=633
+  _globals['_ROLEBINDING']._serialized_end=762
+  _globals['_ROLEBINDING_ENTRIESENTRY']._serialized_start=700
+  _globals['_ROLEBINDING_ENTRIESENTRY']._serialized_end=762
+  _globals['_GETROLEBINDINGREQUEST']._serialized_start=764
+  _globals['_GETROLEBINDINGREQUEST']._serialized_end=824
+  _globals['_GETROLEBINDINGRESPONSE']._serialized_start=826
+  _globals['_GETROLEBINDINGRESPONSE']._serialized_end=889
+  _globals['_MODIFYROLEBINDINGREQUEST']._serialized_start=891
+  _globals['_MODIFYROLEBINDINGREQUEST']._serialized_end=988
+  _globals['_MODIFYROLEBINDINGRESPONSE']._serialized_start=990
+  _globals['_MODIFYROLEBINDINGRESPONSE']._serialized_end=1017
+  _globals['_AUTHORIZEREQUEST']._serialized_start=1019
+  _globals['_AUTHORIZEREQUEST']._serialized_end=1116
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1119
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1255
+  _globals['_GETPERMISSIONSREQUEST']._serialized_start=1257
+  _globals['_GETPERMISSIONSREQUEST']._serialized_end=1317
+  _globals['_GETPERMISSIONSRESPONSE']._serialized_start=1319
+  _globals['_GETPERMISSIONSRESPONSE']._serialized_end=1400
 # @@protoc_insertion_point(module_scope)

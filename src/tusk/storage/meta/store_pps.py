@@ -469,6 +469,33 @@ class PpsTxMixin:
             .values(state="pending", owner=None, lease_until=None, attempts=c.attempts - 1)
         )
 
+    def requeue_datums(self, pipeline: str, job: str, held: Sequence[tuple[str, str]]) -> None:
+        """Put running datums back in the queue, each ``(id, owner)`` only while that owner
+        still holds it (a restart): its run's end is then not recorded, and the try it took
+        is not counted."""
+        c = t.datums.c
+        for datum_id, owner in held:
+            self.conn.execute(
+                t.datums.update()
+                .where(
+                    c.pipeline == pipeline,
+                    c.job == job,
+                    c.id == datum_id,
+                    c.owner == owner,
+                    c.state == "running",
+                )
+                .values(state="pending", owner=None, lease_until=None, attempts=c.attempts - 1)
+            )
+
+    def still_held(self, pipeline: str, job: str, owner: str, ids: Sequence[str]) -> bool:
+        """Whether ``owner`` still runs every one of ``ids`` (none was restarted or lost)."""
+        c = t.datums.c
+        q = sa.select(sa.func.count()).where(
+            c.pipeline == pipeline, c.job == job, c.id.in_(list(ids)), c.owner == owner,
+            c.state == "running",
+        )  # fmt: skip
+        return int(self.conn.execute(q).scalar_one()) == len(set(ids))
+
     def datum_output_roots(self) -> list[bytes]:
         """Every datum output tree still on record: gc roots, like commit trees."""
         c = t.datums.c
