@@ -32,30 +32,42 @@ BATCH_BYTES = 64 << 20  # a batch is put once it holds this much
 
 
 class _Pipe:
-    """A file-like reader over the bytes a ModifyFile stream sends for one file."""
+    """A file-like reader over the bytes a ModifyFile stream sends for one file: each block is
+    read where it lies (no copy of what is left of it per read)."""
 
     def __init__(self) -> None:
         self.blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=1)
-        self.rest = b""
+        self.block = memoryview(b"")
+        self.at = 0
 
-    def read(self, n: int = -1) -> bytes:
-        while not self.rest:
+    def _next(self) -> bool:
+        """The next block, once this one is read; False at the end."""
+        while self.at >= len(self.block):
             block = self.blocks.get()
             if block is None:
-                return b""
+                self.block, self.at = memoryview(b""), 0
+                return False
             if isinstance(block, BaseException):
                 raise block
-            self.rest = block
-        if n < 0 or n >= len(self.rest):
-            out, self.rest = self.rest, b""
-        else:
-            out, self.rest = self.rest[:n], self.rest[n:]
+            self.block, self.at = memoryview(block), 0
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._next():
+            return b""
+        end = len(self.block) if n < 0 else min(len(self.block), self.at + n)
+        out = self.block[self.at : end].tobytes()
+        self.at = end
         return out
 
     def readinto(self, buf: Any) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        if not self._next():
+            return 0
+        target = memoryview(buf).cast("B")
+        k = min(len(target), len(self.block) - self.at)
+        target[:k] = self.block[self.at : self.at + k]
+        self.at += k
+        return k
 
 
 class Writer:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tusk.errors import SourceError
 from tusk.pfs.sourcetext import is_url, local_error
@@ -30,6 +30,15 @@ class _Chain:
             self._prefix = self._prefix[len(out) :]
             return out
         return self._inner.read(n)
+
+    def readinto(self, buf: Any, /) -> int:
+        """Into ``buf`` in place where the inner stream can (the chunker prefers it)."""
+        inner = getattr(self._inner, "readinto", None)
+        if self._prefix or inner is None:
+            data = self.read(len(memoryview(buf)))
+            memoryview(buf).cast("B")[: len(data)] = data
+            return len(data)
+        return int(inner(buf))
 
 
 @dataclass(frozen=True)
