@@ -1,8 +1,13 @@
 """Run by tests/grpcapi/test_pachyderm_sdk.py in the venv of pachyderm-sdk (Pachyderm's own
 Python client, unchanged): a user's script against ``tusk up``'s gRPC API. Prints JSON."""
 
+import functools
+import http.server
 import json
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import grpc
 from pachyderm_sdk import Client
@@ -119,4 +124,24 @@ out["sets"] = {
     "after drop": after_drop == ids[0],
 }
 out["exists"] = [c.pfs.repo_exists(repo), c.pfs.repo_exists(pfs.Repo(name="nope"))]
+# Copies (no data copied), a file from a URL, a branch, commit sets listed and waited on.
+served = tempfile.mkdtemp()
+Path(served, "remote.txt").write_bytes(b"from far")
+web = http.server.ThreadingHTTPServer(
+    ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+)
+threading.Thread(target=web.serve_forever, daemon=True).start()
+with c.pfs.commit(branch=master) as commit:
+    commit.copy_file(src=pfs.File.from_uri("images@master:/a.txt"), dst="/copy.txt")
+    commit.put_file_from_url(
+        path="/remote.txt", url=f"http://127.0.0.1:{web.server_port}/remote.txt"
+    )
+third = commit.wait_all()
+web.shutdown()
+read = lambda uri: c.pfs.pfs_file(file=pfs.File.from_uri(uri)).read().decode()  # noqa: E731
+out["copy"] = [read("images@master:/copy.txt"), read("images@master:/remote.txt")]
+out["waited set"] = [ci.commit.repo.name for ci in third]
+out["branch head"] = c.pfs.inspect_branch(branch=master).head.id == third[0].commit.id
+sets = [cs.commit_set.id for cs in c.pfs.list_commit_set()]
+out["commit sets"] = [third[0].commit.id in sets, first.commit.id in sets]
 print(json.dumps(out))
