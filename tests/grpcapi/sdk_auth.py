@@ -4,19 +4,17 @@ each identity may do through the gRPC API. Prints JSON."""
 import json
 import sys
 
-import grpc
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import auth, pfs
+from sdk_common import code as status_of
 
 host, port, root, bob = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 
 def code(call):
-    try:
-        call()
-    except grpc.RpcError as exc:
-        return exc.code().name
-    return "OK"
+    """The status name of what ``call()`` raised, or "OK"."""
+    result = status_of(call)
+    return "OK" if result == "ok" else result[0]
 
 
 images = pfs.Repo(name="images")

@@ -9,23 +9,15 @@ import tempfile
 import threading
 from pathlib import Path
 
-import grpc
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs
 from pachyderm_sdk.errors import AuthServiceNotActivated
+from sdk_common import code
 
 host, port = sys.argv[1], int(sys.argv[2])
 token = sys.argv[3] if len(sys.argv) > 3 else None
 c = Client(host=host, port=port, auth_token=token)
 out = {}
-
-
-def code(call):
-    try:
-        call()
-    except grpc.RpcError as exc:
-        return [exc.code().name, exc.details()]
-    return "ok"
 
 
 v = c.get_version()

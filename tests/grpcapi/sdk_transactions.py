@@ -6,21 +6,13 @@ import json
 import sys
 import time
 
-import grpc
 from pachyderm_sdk import Client
 from pachyderm_sdk.api import pfs, pps, transaction
+from sdk_common import code
 
 host, port, marks = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 c = Client(host=host, port=port)
 out = {}
-
-
-def code(call):
-    try:
-        call()
-    except grpc.RpcError as exc:
-        return [exc.code().name, exc.details()]
-    return "OK"
 
 
 def jobs_of(name):
