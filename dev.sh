@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Developer entry point: sets up .venv by itself, then runs the quickstart or the test suite.
 #   ./dev.sh quickstart   create a repo, ingest a sample dataset, commit twice, log, diff, read back
-#   ./dev.sh test         lint, type-check, layering check, then the whole test suite
+#   ./dev.sh test         lint (Python, and the console's JavaScript), type-check, layering check,
+#                         then the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -23,6 +24,13 @@ ensure_debs() {
   # PostgreSQL's server binaries: the tests start their own server in a temp dir.
   command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 ||
     missing+=(postgresql)
+  # The web console's browser tests (tests/console) drive Debian's chromium (/usr/bin/chromium)
+  # with Playwright: `playwright install` cannot download its own browser builds on these machines.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # ESLint checks the console's JavaScript (ensure_eslint installs it with npm). Debian's Node.js
+  # only where the machine has none: a NodeSource nodejs already brings its own npm.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ ${#missing[@]} -gt 0 ]; then
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -60,6 +68,19 @@ ensure_venv() {
   fi
 }
 
+# ESLint for the console's JavaScript (src/tusk/console/static; rules in eslint.config.mjs, which
+# finds @eslint/js and globals here too), pinned exactly, in .venv/node rather than a node_modules
+# at the root; npm installs them again when these pins change.
+ESLINT_PKGS=(eslint@9.39.5 @eslint/js@9.39.5 globals@17.15.0)
+ensure_eslint() {
+  if [ ! -x "$VENV/node/node_modules/.bin/eslint" ] ||
+    [ "$(cat "$VENV/node/.installed" 2>/dev/null)" != "${ESLINT_PKGS[*]}" ]; then
+    npm install --prefix "$VENV/node" --no-save --no-audit --no-fund --loglevel=error \
+      "${ESLINT_PKGS[@]}" >/dev/null
+    echo "${ESLINT_PKGS[*]}" >"$VENV/node/.installed"
+  fi
+}
+
 case "${1:-}" in
   quickstart)
     ensure_venv
@@ -73,10 +94,15 @@ case "${1:-}" in
     ;;
   test)
     ensure_venv
+    ensure_eslint
     "$VENV/bin/ruff" check src tests bench action
     "$VENV/bin/ruff" format --check src tests bench action
     "$VENV/bin/mypy"
     "$VENV/bin/lint-imports"
+    # The console's JavaScript (vendor/ is ignored by eslint.config.mjs). ESLint 9 exits 2 when
+    # a folder holds nothing to lint: that is no error here.
+    "$VENV/node/node_modules/.bin/eslint" --no-error-on-unmatched-pattern --max-warnings 0 \
+      src/tusk/console/static
     shift
     # Two test processes (pytest-xdist), each taking whole files so that a module's server is
     # started once: most tests wait on servers and child processes, so two halve the time

@@ -270,6 +270,9 @@ class Server:
             home=str(self.services.home),
             webhooks=webhooks,
         )
+        from tusk.console import mount
+
+        mount(app)  # the web console at /, over the API above
         s3_sock = None
         try:
             s3_sock = bind(self.host, self.s3_port) if self.s3_port is not None else None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
 
 from tusk.api import bodies
 from tusk.api.docs import operation_id, returns
-from tusk.api.guard import current_caller
+from tusk.api.guard import CSRF_COOKIE, EDGE, SESSION_COOKIE, current_caller
 from tusk.api.pfs_routes import ok, repo_name
 from tusk.api.wire import API_PREFIX
 from tusk.auth.service import AuthService, RepoAccess, TokenInfo
@@ -41,6 +41,30 @@ def auth_router(auth: AuthService, route_class: type[APIRoute]) -> APIRouter:
         """Turn auth off (root only): tokens and roles go, the audit log stays."""
         auth.deactivate(current_caller())
         return Response(status_code=204)
+
+    @r.post("/console/session", status_code=201)
+    def console_sign_in(body: bodies.SignIn, request: Request) -> Response:
+        """Sign the web console in: the token is checked, then kept in an HttpOnly,
+        SameSite=Strict cookie (Secure under TLS) with a CSRF token beside it for changes."""
+        caller = auth.authorize(EDGE, "auth_whoami", body.token)
+        if not caller.active:
+            raise Conflict("auth is off: the console needs no sign-in")
+        csrf = auth.csrf_for(body.token)
+        response = ok({"principal": caller.principal, "csrf": csrf}, 201)
+        secure = request.url.scheme == "https"
+        response.set_cookie(SESSION_COOKIE, body.token, httponly=True, samesite="strict",
+                            secure=secure, path="/")  # fmt: skip
+        response.set_cookie(CSRF_COOKIE, csrf, samesite="strict", secure=secure, path="/")
+        auth.audit_event(caller, EDGE, "console_sign_in", "", "", "console session")
+        return response
+
+    @r.delete("/console/session", status_code=204)
+    def console_sign_out() -> Response:
+        """Sign the web console out: its cookies are cleared."""
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(CSRF_COOKIE, path="/")
+        return response
 
     @r.get("/auth/whoami")
     def auth_whoami() -> Response:

@@ -132,6 +132,10 @@ class DatumRestart(_Body):
     )
 
 
+class SignIn(_Body):
+    token: str = Field(min_length=1, max_length=512, description="A token: tusk_<id>_<secret>.")
+
+
 class RolesSet(_Body):
     principal: str = Field(description="user:NAME, robot:NAME or pipeline:NAME.")
     roles: list[str] = Field(

@@ -9,6 +9,7 @@ is in :data:`CALLER` while the handler runs, for handlers that check a second re
 from __future__ import annotations
 
 import functools
+import hmac
 import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -19,8 +20,9 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from tusk.api.wire import name_param
-from tusk.auth.permissions import RULES
+from tusk.auth.permissions import PUBLIC, RULES
 from tusk.auth.service import OFF, AuthService, Caller, parse_bearer
+from tusk.errors import PermissionDenied
 
 EDGE = "rest"
 _REQUEST = "tusk_request__"
@@ -31,12 +33,34 @@ def current_caller() -> Caller:
     return CALLER.get()
 
 
+# The web console's session (tusk.console): its token in an HttpOnly cookie, used when a
+# request has no Authorization header; a change made with it also needs the CSRF token.
+SESSION_COOKIE = "tusk_session"
+CSRF_COOKIE = "tusk_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_check(auth: AuthService, token: str, sent: str | None) -> None:
+    """A change made with the session cookie must send the session's CSRF token (which a
+    page of another site cannot read)."""
+    if not sent or not hmac.compare_digest(sent, auth.csrf_for(token)):
+        raise PermissionDenied(
+            "missing or wrong CSRF token (X-CSRF-Token): reload the console, or sign in again"
+        )
+
+
 def _guard(endpoint: Callable[..., Any], name: str, auth: AuthService) -> Callable[..., Any]:
     rule = RULES.get(f"{EDGE}.{name}")
     param = (rule.repo or rule.project) if rule is not None else None  # what it names
+    needs_token = rule is not None and rule.permission != PUBLIC
 
     def check(request: Request) -> Caller:
         token = parse_bearer(request.headers.get("authorization"))
+        if token is None and needs_token and SESSION_COOKIE in request.cookies:
+            token = request.cookies[SESSION_COOKIE]
+            if request.method not in SAFE_METHODS:
+                csrf_check(auth, token, request.headers.get(CSRF_HEADER))
         repo = request.path_params.get(param) if param else None
         if repo is not None:
             repo = name_param(repo)  # research~images: research%2Fimages as sent

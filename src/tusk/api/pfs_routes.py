@@ -12,6 +12,7 @@ reads, so neither side ever holds a listing of a million files.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,6 +69,11 @@ from tusk.pps.models import JobInfo, LineageStep
 from tusk.pps.service import PpsService
 
 BIG = 2**62  # bounds for integers that reach SQL
+# A page of a listing (files, diffs, globs): ``offset`` entries skipped, at most ``limit``.
+Offset = Annotated[int, Query(ge=0, le=BIG, description="Skip this many entries first.")]
+Limit = Annotated[
+    int | None, Query(ge=1, le=BIG, description="At most this many entries (a page).")
+]
 T = TypeVar("T")
 
 WaitSeconds = Annotated[
@@ -116,12 +122,17 @@ def wants_ndjson(request: Request) -> bool:
     return False
 
 
-def listing(request: Request, items: Iterator[Any]) -> Response:
-    """``items`` as a JSON array, or streamed as NDJSON when the client asks for it.
+def listing(
+    request: Request, items: Iterator[Any], offset: int = 0, limit: int | None = None
+) -> Response:
+    """``items`` (a page of them: ``offset`` skipped, at most ``limit``) as a JSON array, or
+    streamed as NDJSON when the client asks for it.
 
     The first item is made before the answer starts, so that what fails there (no such repo,
     ref or path) answers with its own status and JSON error, as without NDJSON.
     """
+    if offset or limit is not None:
+        items = itertools.islice(items, offset, None if limit is None else offset + limit)
     if not wants_ndjson(request):
         response: Response = ok(list(items))
     else:
@@ -292,9 +303,12 @@ def pfs_router(
         repo: str,
         ref: Annotated[str | None, Query(description="History of this ref; default: all.")] = None,
         number: Annotated[int | None, Query(ge=0, le=BIG, description="At most this many.")] = None,
+        offset: Offset = 0,
     ) -> Response:
-        items = pfs.iter_commits(repo_name(repo), ref_text(ref) if ref else None, number)
-        return listing(request, items)
+        items = pfs.iter_commits(
+            repo_name(repo), ref_text(ref) if ref else None, number + offset if number else None
+        )
+        return listing(request, items, offset)
 
     @r.get("/repos/{repo}/commits/{ref}", tags=["commits"])
     @returns(CommitInfo)
@@ -475,9 +489,11 @@ def pfs_router(
         description=f"The entries of a directory (or the file itself). {NDJSON_NOTE}",
     )
     @returns(list[FileInfo])
-    def list_files(request: Request, repo: str, ref: str, path: str) -> Response:
+    def list_files(
+        request: Request, repo: str, ref: str, path: str, offset: Offset = 0, limit: Limit = None
+    ) -> Response:
         items = pfs.iter_files(repo_name(repo), ref_text(ref), file_path(path))
-        return listing(request, items)
+        return listing(request, items, offset, limit)
 
     @r.get(
         "/repos/{repo}/commits/{ref}/glob",
@@ -491,8 +507,11 @@ def pfs_router(
         repo: str,
         ref: str,
         pattern: Annotated[str, Query(min_length=1, description="e.g. /**/*.csv")],
+        offset: Offset = 0,
+        limit: Limit = None,
     ) -> Response:
-        return listing(request, pfs.iter_glob(repo_name(repo), ref_text(ref), pattern))
+        items = pfs.iter_glob(repo_name(repo), ref_text(ref), pattern)
+        return listing(request, items, offset, limit)
 
     @r.get(
         "/repos/{repo}/commits/{ref}/diff/{path:path}",
@@ -509,10 +528,12 @@ def pfs_router(
         old: Annotated[
             str | None, Query(description="Compare with 'repo@ref' (default: the parent).")
         ] = None,
+        offset: Offset = 0,
+        limit: Limit = None,
     ) -> Response:
         new = address(repo, ref, path)
         items = pfs.iter_diff(new, parse_address(old) if old is not None else None)
-        return listing(request, items)
+        return listing(request, items, offset, limit)
 
     @r.get("/repos/{repo}/commits/{ref}/lineage/{path:path}", tags=["lineage"])
     @returns(LineageStep)

@@ -167,6 +167,8 @@ REST: dict[str, Rule] = {
     "github_webhook": Rule(PUBLIC, change=True),
     # auth itself
     "auth_activate": Rule(PUBLIC, change=True),  # only while auth is off
+    "console_sign_in": Rule(PUBLIC),  # the token in the body is checked (and audited)
+    "console_sign_out": Rule(PUBLIC),  # clears the console's cookies
     "auth_deactivate": _ADMIN_CHANGE,
     "auth_whoami": _AUTH,
     "auth_create_token": Rule(AUTHENTICATED, change=True),  # for others: clusterAdmin

@@ -179,6 +179,10 @@ COMMANDS = {
         "pipeline:serve",
         "Serve the REST API on a home without running jobs (tusk up does both).",
     ),
+    "console": (
+        "pipeline:console",
+        "Serve the web console for a home on 127.0.0.1 (tusk up serves it too).",
+    ),
     "worker": (
         "pipeline:worker",
         "Run datums only, for jobs that a tusk up elsewhere starts and finishes.",

@@ -640,6 +640,7 @@ def _start_api(ctx: click.Context, server: Server, log: Callable[[str], None]) -
         log(f"REST API off: {exc.message} (another tusk up?)")
         return None
     log(f"REST API on {server.url}/api/v1 (docs: {server.url}/docs)")
+    log(f"web console on {server.url}/")
     if server.s3_url is not None:
         log(f"S3 gateway on {server.s3_url} (buckets: branch.repo; see docs/s3.md)")
     elif server.s3_off is not None:
@@ -882,3 +883,36 @@ def serve(
         finally:
             server.close()
     log("server stopped")
+
+
+@click.command("console")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The HTTP port (0: any free port).",
+)
+@output_option
+@click.pass_context
+def console(ctx: click.Context, port: int) -> None:
+    """Serve the web console (and the REST API under it) for a home, on 127.0.0.1.
+
+    Open the address it prints in a browser: the DAG of repos and pipelines, commits, files,
+    jobs, datums, logs and lineage. No job runs here (tusk up runs them, and serves the
+    console too). Ctrl-C or SIGTERM stops.
+    """
+    from tusk.server import Server, Services
+
+    home = _server_home(ctx, "console") or default_home()
+    log = _logger(ctx)
+    stop = threading.Event()
+    with _stop_on_signals(stop, log):
+        server = Server(Services.open(home), host="127.0.0.1", port=port)
+        try:
+            server.start()
+            log(f"web console on {server.url}/ for {server.services.home} until Ctrl-C")
+            server.run(stop, scheduler=False)
+        finally:
+            server.close()
+    log("console stopped")
