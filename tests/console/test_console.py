@@ -233,6 +233,23 @@ def test_markup_in_names_messages_and_logs_is_shown_not_run(server: Gateway, pag
     assert page.locator("main img").count() == 0  # and no element was made from the text
 
 
+def test_a_parquet_file_is_previewed(server: Gateway, page: Any, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"name": ["cat", "dog", HOSTILE], "size": [3, 5, 8]})
+    pq.write_table(table, tmp_path / "t.parquet")  # snappy, pyarrow's default
+    with tusk.Client(address=server.api) as c:
+        c.create_repo("tables")
+        c.put_file("tables@master:/t.parquet", (tmp_path / "t.parquet").read_bytes())
+    page.goto(server.api + "/#/repo/tables/master/t.parquet")
+    visible(page.locator("caption", has_text="First 3 of 3 rows"))
+    assert page.locator(".file-preview th").all_text_contents() == ["name", "size"]
+    cells = page.locator(".file-preview td").all_text_contents()
+    assert cells == ["cat", "3", "dog", "5", HOSTILE, "8"]
+    shot(page, "file-parquet")
+
+
 def test_a_big_file_is_not_previewed(server: Gateway, page: Any) -> None:
     with tusk.Client(address=server.api) as c:
         c.create_repo("big")

@@ -6,6 +6,8 @@ import { badge, facts, h, link, notice, route, section, short, size, table, when
 
 const PAGE = 100; // entries per page of a listing
 export const PREVIEW_MAX = 2 * 1024 * 1024; // bytes shown in a preview; bigger: download only
+const PARQUET_MAX = 32 * 1024 * 1024; // a Parquet file is read whole (its footer is at the end)
+const ROWS = 50; // rows of a table previewed
 
 function commitsTable(repo, commits) {
   return table(
@@ -196,19 +198,22 @@ async function preview(repo, ref, info) {
     " · ",
     link("Folder", "repo", repo, ref, ...segments.slice(0, -1)),
   );
-  if (info.size > PREVIEW_MAX) {
+  const name = info.path.toLowerCase();
+  const parquet = name.endsWith(".parquet");
+  if (info.size > (parquet ? PARQUET_MAX : PREVIEW_MAX)) {
     return h("div", {}, head, notice(`Too big to preview (${size(info.size)}): download it instead.`));
   }
   const response = await fetch(url, { credentials: "same-origin" });
   const blob = await response.blob();
-  const name = info.path.toLowerCase();
   let shown;
-  if (/\.(png|jpe?g|gif|webp|bmp)$/.test(name)) {
+  if (parquet) {
+    shown = await parquetTable(await blob.arrayBuffer());
+  } else if (/\.(png|jpe?g|gif|webp|bmp)$/.test(name)) {
     shown = h("img", { src: URL.createObjectURL(blob), alt: info.path, class: "preview-image" });
   } else {
     const text = await blob.text();
     if (name.endsWith(".csv") || name.endsWith(".tsv")) {
-      const rows = parseCsv(name.endsWith(".tsv") ? text.replaceAll("\t", ",") : text, 51);
+      const rows = parseCsv(name.endsWith(".tsv") ? text.replaceAll("\t", ",") : text, ROWS + 1);
       const [header, ...body] = rows;
       shown = table(`First ${body.length} rows`, header || [], body);
     } else if (name.endsWith(".json")) {
@@ -224,6 +229,22 @@ async function preview(repo, ref, info) {
     }
   }
   return h("div", { class: "file-preview" }, head, shown);
+}
+
+// A Parquet file's first rows as a table (hyparquet, vendored: vendor/VENDORED.md).
+async function parquetTable(buffer) {
+  const { parquetMetadata, parquetReadObjects } = await import("../vendor/hyparquet/index.js");
+  let rows;
+  let total;
+  try {
+    total = Number(parquetMetadata(buffer).num_rows);
+    rows = await parquetReadObjects({ file: buffer, rowEnd: ROWS });
+  } catch (err) {
+    return notice(`Not a Parquet file this preview can read (${err.message}): download it.`);
+  }
+  const columns = rows.length ? Object.keys(rows[0]) : [];
+  const cell = (v) => (v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x)) : String(v));
+  return table(`First ${rows.length} of ${total} rows`, columns, rows.map((r) => columns.map((c) => cell(r[c]))));
 }
 
 export async function commitPage(main, params) {
