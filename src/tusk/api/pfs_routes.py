@@ -306,7 +306,9 @@ def pfs_router(
         offset: Offset = 0,
     ) -> Response:
         items = pfs.iter_commits(
-            repo_name(repo), ref_text(ref) if ref else None, number + offset if number else None
+            repo_name(repo),
+            ref_text(ref) if ref else None,
+            None if number is None else number + offset,
         )
         return listing(request, items, offset)
 

@@ -896,11 +896,11 @@ def serve(
 @output_option
 @click.pass_context
 def console(ctx: click.Context, port: int) -> None:
-    """Serve the web console (and the REST API under it) for a home, on 127.0.0.1.
+    """Serve the web console for a home on 127.0.0.1 (tusk up serves it too).
 
-    Open the address it prints in a browser: the DAG of repos and pipelines, commits, files,
-    jobs, datums, logs and lineage. No job runs here (tusk up runs them, and serves the
-    console too). Ctrl-C or SIGTERM stops.
+    The REST API answers under it (/api/v1). Open the address it prints in a browser: the
+    DAG of repos and pipelines, commits, files, jobs, datums, logs and lineage. No job runs
+    here (tusk up runs them). Ctrl-C or SIGTERM stops.
     """
     from tusk.server import Server, Services
 
