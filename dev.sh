@@ -71,7 +71,9 @@ ensure_venv() {
 # ESLint for the console's JavaScript (src/tusk/console/static; rules in eslint.config.mjs, which
 # finds @eslint/js and globals here too), pinned exactly, in .venv/node rather than a node_modules
 # at the root; npm installs them again when these pins change.
-ESLINT_PKGS=(eslint@9.39.5 @eslint/js@9.39.5 globals@17.15.0)
+# axe-core (MPL-2.0) is not shipped: tests/console injects it into the pages to check them
+# for WCAG 2 A/AA problems (labels, contrast, roles).
+ESLINT_PKGS=(eslint@9.39.5 @eslint/js@9.39.5 globals@17.15.0 axe-core@4.14.1)
 ensure_eslint() {
   if [ ! -x "$VENV/node/node_modules/.bin/eslint" ] ||
     [ "$(cat "$VENV/node/.installed" 2>/dev/null)" != "${ESLINT_PKGS[*]}" ]; then

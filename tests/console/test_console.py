@@ -75,7 +75,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    # CSP bypassed: axe-core is injected as an inline script, and the markup test must show
+    # that the pages escape on their own (the CSP header is checked on its own below).
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -85,8 +87,21 @@ def page(browser: Any) -> Iterator[Any]:
     assert errors == [], errors  # no script error on any page
 
 
+AXE = Path(__file__).resolve().parents[2] / ".venv" / "node" / "node_modules" / "axe-core"
+
+
 def shot(page: Any, name: str) -> None:
+    """Save the page for a reviewer, and check it with axe-core for WCAG 2 A and AA problems
+    (a missing label or name, too little contrast, a wrong role or a duplicate id)."""
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    if not (AXE / "axe.min.js").exists():
+        pytest.fail("axe-core is missing: ./dev.sh installs it into .venv/node")
+    page.add_script_tag(path=str(AXE / "axe.min.js"))
+    found = page.evaluate(
+        """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa']})).violations
+             .map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).join(', '))"""
+    )
+    assert found == [], f"{name}: {found}"
 
 
 def title(page: Any, text: str | re.Pattern[str]) -> None:
@@ -276,10 +291,11 @@ def test_sign_in_a_reader_and_csrf(browser: Any, tmp_path: Path) -> None:
         with tusk.Client(address=gw.api, token=root) as c:
             _info, reader = c.create_token("user:reader")
             c.set_repo_roles("images", "user:reader", ["repoReader"])
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
         page = context.new_page()
         page.goto(gw.api + "/#/repo/images")
         page.wait_for_url(re.compile(r"/console/login\.html"))  # no session: sign in first
+        shot(page, "login")
         page.fill("#token", "tusk_0000000000000000_wrong")
         page.click("button[type=submit]")
         page.wait_for_selector("#message:has-text('token')")

@@ -112,7 +112,7 @@ export async function pipelinePage(main, params, page) {
     diffBox.replaceChildren(
       h(
         "pre",
-        { class: "diff" },
+        { class: "diff", tabindex: "0", "aria-label": "spec diff" },
         lineDiff(spec(older.value), spec(newer.value)).map(([mark, line]) =>
           h("span", { class: mark === "+" ? "added" : mark === "-" ? "removed" : "" }, `${mark} ${line}\n`),
         ),
@@ -215,7 +215,7 @@ export async function jobPage(main, params, page) {
       ),
     );
   };
-  const logLines = h("pre", { class: "logs", "aria-live": "polite" });
+  const logLines = h("pre", { class: "logs", "aria-live": "polite", tabindex: "0", "aria-label": "logs" });
   const openLogs = async (datumId) => {
     following = datumId;
     lastLog = 0;

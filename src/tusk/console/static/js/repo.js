@@ -218,14 +218,14 @@ async function preview(repo, ref, info) {
       shown = table(`First ${body.length} rows`, header || [], body);
     } else if (name.endsWith(".json")) {
       try {
-        shown = h("pre", { class: "preview" }, JSON.stringify(JSON.parse(text), null, 2));
+        shown = h("pre", { class: "preview", tabindex: "0", "aria-label": "file contents" }, JSON.stringify(JSON.parse(text), null, 2));
       } catch {
-        shown = h("pre", { class: "preview" }, text);
+        shown = h("pre", { class: "preview", tabindex: "0", "aria-label": "file contents" }, text);
       }
     } else if (text.includes("\u0000")) {
       shown = notice("Binary data: download it to look inside.");
     } else {
-      shown = h("pre", { class: "preview" }, text);
+      shown = h("pre", { class: "preview", tabindex: "0", "aria-label": "file contents" }, text);
     }
   }
   return h("div", { class: "file-preview" }, head, shown);
