@@ -581,14 +581,17 @@ DEFAULT_S3_PORT = 30600  # Pachyderm's S3 gateway port
 DEFAULT_GRPC_PORT = 30650  # pachd's port, pachyderm-sdk's and pachctl's default
 
 
+_PORT = click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The HTTP port of the REST API and the web console (0: any free port).",
+)
+
+
 def _http_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--port",
-        type=click.IntRange(0, 65535),
-        default=DEFAULT_PORT,
-        show_default=True,
-        help="The HTTP port of the REST API (0: any free port).",
-    )(f)
+    f = _PORT(f)
     f = click.option(
         "--insecure",
         is_flag=True,
@@ -886,13 +889,7 @@ def serve(
 
 
 @click.command("console")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="The HTTP port (0: any free port).",
-)
+@_PORT
 @output_option
 @click.pass_context
 def console(ctx: click.Context, port: int) -> None:
