@@ -79,6 +79,10 @@ class BranchNotFound(NotFound):
     code = "branch_not_found"
 
 
+class TagNotFound(NotFound):
+    code = "tag_not_found"
+
+
 class CommitNotFound(NotFound):
     code = "commit_not_found"
 

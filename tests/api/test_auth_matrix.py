@@ -251,6 +251,9 @@ def _setup(live: Live, http: httpx.Client) -> World:
     live.client().run_scheduler(once=True)
     spare = _token(http, root, "user:spare")["info"]["id"]
     commit = _ok(http.get(f"{API}/repos/r/commits/master", headers=root))
+    _ok(
+        http.post(f"{API}/repos/r/tags", json={"name": "v1", "commit": "master"}, headers=root), 201
+    )
     jobs = _ok(http.get(f"{API}/jobs", headers=root))
     assert [j["state"] for j in jobs] == ["success"], jobs
     datums = _ok(http.get(f"{API}/pipelines/p/jobs/{jobs[0]['id']}/datums", headers=root))
@@ -266,6 +269,7 @@ def _setup(live: Live, http: httpx.Client) -> World:
         "token_id": spare,
         "datum": datums[0]["id"],
         "project": "default",
+        "tag": "v1",
     }
     return World(live, http, root, identities, operations, params)
 
@@ -304,6 +308,7 @@ JSON_BODIES: dict[str, Any] = {
     "create_project": {"name": "intruder"},
     "create_repo": {"name": "intruder"},
     "create_branch": {"name": "intruder", "head": "master"},
+    "create_tag": {"name": "intruder", "commit": "master"},
     "start_commit": {"branch": "master"},
     "copy_file": {"src": "r@master:/a.txt"},
     "gc": {"grace": 0},

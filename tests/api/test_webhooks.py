@@ -607,6 +607,7 @@ def test_a_database_of_the_previous_schema_gains_the_delivery_table(
         tx.conn.execute(sa.text("DROP TABLE audit_log"))
         tx.conn.execute(sa.text("DROP TABLE secrets"))
         tx.conn.execute(sa.text("DROP TABLE projects"))
+        tx.conn.execute(sa.text("DROP TABLE tags"))  # 0012
         tx.conn.execute(sa.text("DROP TABLE s3_sessions"))  # 0011
         tx.conn.execute(sa.text("DROP TABLE branch_triggers"))  # 0010
         tx.conn.execute(sa.text("DROP TABLE pipeline_processes"))  # 0009

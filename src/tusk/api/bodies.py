@@ -47,6 +47,11 @@ class BranchCreate(_Body):
     )
 
 
+class TagCreate(_Body):
+    name: str = Field(description="The tag's name (a branch's rules: letters, digits, . _ -).")
+    commit: str = Field(description="The commit it names: an id, a branch, a tag, with ^N/~N.")
+
+
 class CommitStart(_Body):
     branch: str
     parent: str | None = None

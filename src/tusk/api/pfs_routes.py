@@ -60,6 +60,7 @@ from tusk.pfs.models import (
     GcReport,
     PutResult,
     RepoInfo,
+    TagInfo,
 )
 from tusk.pfs.paths import normalize_path, split_path
 from tusk.pfs.refs import Address, parse_address, parse_ref
@@ -281,6 +282,29 @@ def pfs_router(
     @r.delete("/repos/{repo}/branches/{branch}", status_code=204, tags=["branches"])
     def delete_branch(repo: str, branch: str, force: bool = False) -> Response:
         pfs.delete_branch(repo_name(repo), branch, force)
+        return Response(status_code=204)
+
+    # Tags
+
+    @r.post("/repos/{repo}/tags", status_code=201, tags=["tags"])
+    @returns(TagInfo)
+    def create_tag(repo: str, body: bodies.TagCreate) -> Response:
+        """Name a finished commit (``commit``: any ref); ``repo@NAME`` then reads it."""
+        return ok(pfs.create_tag(repo_name(repo), body.commit, body.name), 201)
+
+    @r.get("/repos/{repo}/tags", tags=["tags"])
+    @returns(list[TagInfo])
+    def list_tags(repo: str) -> Response:
+        return ok(pfs.list_tags(repo_name(repo)))
+
+    @r.get("/repos/{repo}/tags/{tag}", tags=["tags"])
+    @returns(TagInfo)
+    def inspect_tag(repo: str, tag: str) -> Response:
+        return ok(pfs.inspect_tag(repo_name(repo), tag))
+
+    @r.delete("/repos/{repo}/tags/{tag}", status_code=204, tags=["tags"])
+    def delete_tag(repo: str, tag: str) -> Response:
+        pfs.delete_tag(repo_name(repo), tag)
         return Response(status_code=204)
 
     # Commits

@@ -69,7 +69,7 @@ def _verb(name: str, help: str) -> AliasGroup:
     return group
 
 
-create = _verb("create", "Create a project, a repo, a branch, a pipeline or a secret.")
+create = _verb("create", "Create a project, a repo, a branch, a tag, a pipeline or a secret.")
 update = _verb("update", "Update a pipeline to a new version of its spec.")
 list_ = _verb(
     "list",
@@ -80,7 +80,9 @@ inspect = _verb(
     "Show details of a project, repo, branch, commit, commit set, file, pipeline, job, datum, "
     "secret or image.",
 )
-delete = _verb("delete", "Delete a project, repo, branch, commit, file, pipeline, secret or image.")
+delete = _verb(
+    "delete", "Delete a project, repo, branch, tag, commit, file, pipeline, secret or image."
+)
 start = _verb("start", "Start a commit, or resume a pipeline.")
 stop = _verb("stop", "Pause a pipeline or kill a job.")
 run = _verb("run", "Run a pipeline on its inputs' current data.")
@@ -102,6 +104,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "project": "project:create_project",
         "repo": "repo:create_repo",
         "branch": "branch:create_branch",
+        "tag": "tag:create_tag",
         "pipeline": "pipeline:create_pipeline",
         "secret": "secret:create_secret",
     },
@@ -110,6 +113,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "project": "project:list_project",
         "repo": "repo:list_repo",
         "branch": "branch:list_branch",
+        "tag": "tag:list_tag",
         "commit": "commit:list_commit",
         "file": "file:list_file",
         "pipeline": "pipeline:list_pipeline",
@@ -122,6 +126,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "project": "project:inspect_project",
         "repo": "repo:inspect_repo",
         "branch": "branch:inspect_branch",
+        "tag": "tag:inspect_tag",
         "commit": "commit:inspect_commit",
         "commit-set": "commit:inspect_commit_set",
         "file": "file:inspect_file",
@@ -135,6 +140,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "project": "project:delete_project",
         "repo": "repo:delete_repo",
         "branch": "branch:delete_branch",
+        "tag": "tag:delete_tag",
         "commit": "commit:delete_commit",
         "file": "file:delete_file",
         "pipeline": "pipeline:delete_pipeline",

@@ -69,6 +69,14 @@ class BranchInfo(_Dict):
 
 
 @dataclass(frozen=True)
+class TagInfo(_Dict):
+    repo: str
+    name: str
+    commit: str
+    created_at: float
+
+
+@dataclass(frozen=True)
 class CommitInfo(_Dict):
     repo: str
     id: str

@@ -29,6 +29,7 @@ from tusk.errors import (
     ProjectNotFound,
     RepoNotFound,
     StorageError,
+    TagNotFound,
 )
 from tusk.gcpause import gc_paused
 from tusk.ids import (
@@ -54,6 +55,7 @@ from tusk.pfs.models import (
     ProjectInfo,
     PutResult,
     RepoInfo,
+    TagInfo,
 )
 from tusk.pfs.paths import check_parts, split_path
 from tusk.pfs.refs import Address, Ref, parse_ref
@@ -77,6 +79,7 @@ from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
 from tusk.storage.meta.store_projects import ProjectRecord
+from tusk.storage.meta.store_tags import TagRecord
 from tusk.storage.store import Storage
 
 if TYPE_CHECKING:
@@ -284,6 +287,10 @@ class PfsService:
             if head is not None:
                 head_id = self._resolve(tx, repo, parse_ref(head), readable=False).id
             existing = tx.get_branch(repo, branch, lock=True)
+            if existing is None and tx.get_tag(repo, branch) is not None:
+                raise AlreadyExists(
+                    f"{repo} has a tag named {branch}: a branch may not share a tag's name"
+                )
             if existing is not None and head is None and not provenance and trigger is None:
                 raise AlreadyExists(
                     f"branch {repo}@{branch} already exists (give --head to move it)"
@@ -377,6 +384,55 @@ class PfsService:
                 raise InUse(f"branch {repo}@{branch} is in the provenance of {names}; use --force")
             tx.delete_branch(repo, branch)
 
+    # Tags: a name for one commit (repo@v1 wherever a commit is taken)
+
+    def create_tag(self, repo: str, ref: str, name: str) -> TagInfo:
+        """Name the commit ``ref`` resolves to ``name``; a branch may not have that name."""
+        check_branch_name(name)
+        with self.meta.write() as tx:
+            commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            if tx.get_tag(repo, name) is not None:
+                raise AlreadyExists(f"tag {repo}@{name} already exists (delete it first)")
+            if tx.get_branch(repo, name) is not None:
+                raise AlreadyExists(
+                    f"{repo} has a branch named {name}: a tag may not share a branch's name"
+                )
+            if not commit.finished:
+                raise Conflict(f"commit {_fmt(commit)} is open; finish it before tagging it")
+            record = TagRecord(repo, name, commit.id, time.time())
+            tx.insert_tag(record)
+            return TagInfo(repo, name, commit.id, record.created_at)
+
+    def list_tags(self, repo: str) -> list[TagInfo]:
+        with self.meta.read() as tx:
+            self._need_repo(tx, repo)
+            return [TagInfo(r.repo, r.name, r.commit, r.created_at) for r in tx.list_tags(repo)]
+
+    def inspect_tag(self, repo: str, name: str) -> TagInfo:
+        with self.meta.read() as tx:
+            self._need_repo(tx, repo)
+            r = tx.get_tag(repo, name)
+            if r is None:
+                raise TagNotFound(f"tag {name} not found in repo {repo} (tusk list tag {repo})")
+            return TagInfo(r.repo, r.name, r.commit, r.created_at)
+
+    def delete_tag(self, repo: str, name: str) -> None:
+        with self.meta.write() as tx:
+            self._need_repo(tx, repo)
+            if tx.get_tag(repo, name) is None:
+                raise TagNotFound(f"tag {name} not found in repo {repo} (tusk list tag {repo})")
+            tx.delete_tag(repo, name)
+
+    def _not_tagged(self, tx: MetaTx, commits: Sequence[CommitRecord], what: str) -> None:
+        """A tagged commit stays: refuse to delete, drop or squash it away."""
+        tags = tx.tags_of([c.id for c in commits])
+        if tags:
+            t = tags[0]
+            raise InUse(
+                f"commit {t.repo}@{t.commit} is tagged {t.name}, so it cannot be {what}: "
+                f"delete the tag first (tusk delete tag {t.repo}@{t.name})"
+            )
+
     # Commits: resolution
 
     def _resolve(self, tx: MetaTx, repo: str, ref: Ref, *, readable: bool = True) -> CommitRecord:
@@ -396,6 +452,8 @@ class PfsService:
             commit = tx.get_commit(branch.head)
             if commit is None:
                 raise StorageError(f"branch {repo}@{ref.base} points at a missing commit")
+        elif (tag := tx.get_tag(repo, ref.base)) is not None:
+            commit = self._need_commit(tx, tag.commit)
         else:
             commit = self._find_commit(tx, repo, ref.base)
         for step in range(ref.ancestors):
@@ -634,6 +692,7 @@ class PfsService:
         """Delete a branch head commit (open or finished); its branches fall back to its parent."""
         with self.meta.write() as tx:
             commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            self._not_tagged(tx, [commit], "deleted")
             if tx.children(commit.id):
                 raise InUse(
                     f"commit {_fmt(commit)} has child commits; only a branch head can be deleted"
@@ -649,6 +708,7 @@ class PfsService:
         """Merge a finished commit into its parent: the parent takes its content and children."""
         with self.meta.write() as tx:
             commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            self._not_tagged(tx, [commit], "squashed")
             if not commit.finished:
                 raise Conflict(f"commit {_fmt(commit)} is open; finish it before squashing")
             if commit.parent is None:
@@ -701,6 +761,7 @@ class PfsService:
             records = tx.commits_in_set(commit_set)
             if not records:
                 raise CommitNotFound(f"commit set {commit_set} not found")
+            self._not_tagged(tx, records, "squashed" if squash else "dropped")
             for c in records:
                 children = tx.children(c.id)
                 heads = tx.branches_at(c.id)

@@ -41,6 +41,7 @@ from tusk.pfs.models import (
     ProjectInfo,
     PutResult,
     RepoInfo,
+    TagInfo,
 )
 from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
@@ -173,6 +174,26 @@ class BaseClient(PipelineMethods, AuthMethods):
     def delete_branch(self, address: str, force: bool = False) -> None:
         """Delete ``repo@branch`` (its commits stay reachable by id)."""
         self._t.delete_branch(self._parse(address), force)
+
+    # Tags
+
+    def create_tag(self, address: str, name: str) -> TagInfo:
+        """Name the finished commit ``address`` (``repo@ref``) ``name``: ``repo@name`` then
+        reads it anywhere a commit is taken. A tagged commit cannot be deleted or squashed."""
+        addr = self._parse(address)
+        return self._t.create_tag(addr.repo, str(addr.ref), name)
+
+    def list_tags(self, repo: str) -> list[TagInfo]:
+        return self._t.list_tags(self._repo(repo))
+
+    def inspect_tag(self, address: str) -> TagInfo:
+        addr = self._parse(address)
+        return self._t.inspect_tag(addr.repo, addr.ref.base)
+
+    def delete_tag(self, address: str) -> None:
+        """Remove the tag ``repo@name`` (its commit stays)."""
+        addr = self._parse(address)
+        self._t.delete_tag(addr.repo, addr.ref.base)
 
     # Commits
 

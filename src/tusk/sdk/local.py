@@ -31,6 +31,7 @@ from tusk.pfs.models import (
     ProjectInfo,
     PutResult,
     RepoInfo,
+    TagInfo,
 )
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address
@@ -138,6 +139,18 @@ class LocalTransport:
 
     def delete_branch(self, addr: Address, force: bool) -> None:
         self.pfs.delete_branch(addr.repo, addr.ref.base, force)
+
+    def create_tag(self, repo: str, ref: str, name: str) -> TagInfo:
+        return self.pfs.create_tag(repo, ref, name)
+
+    def list_tags(self, repo: str) -> list[TagInfo]:
+        return self.pfs.list_tags(repo)
+
+    def inspect_tag(self, repo: str, name: str) -> TagInfo:
+        return self.pfs.inspect_tag(repo, name)
+
+    def delete_tag(self, repo: str, name: str) -> None:
+        self.pfs.delete_tag(repo, name)
 
     # Commits
 

@@ -63,6 +63,7 @@ from tusk.pfs.models import (
     ProjectInfo,
     PutResult,
     RepoInfo,
+    TagInfo,
 )
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address
@@ -335,6 +336,19 @@ class HttpTransport:
     def delete_branch(self, addr: Address, force: bool) -> None:
         url = f"/repos/{_seg(addr.repo)}/branches/{_seg(addr.ref.base)}"
         self._call("DELETE", url, params=_params(force=force))
+
+    def create_tag(self, repo: str, ref: str, name: str) -> TagInfo:
+        body = {"name": name, "commit": ref}
+        return decode(TagInfo, self._call("POST", f"/repos/{_seg(repo)}/tags", json=body))
+
+    def list_tags(self, repo: str) -> list[TagInfo]:
+        return decode_list(TagInfo, self._call("GET", f"/repos/{_seg(repo)}/tags"))
+
+    def inspect_tag(self, repo: str, name: str) -> TagInfo:
+        return decode(TagInfo, self._call("GET", f"/repos/{_seg(repo)}/tags/{_seg(name)}"))
+
+    def delete_tag(self, repo: str, name: str) -> None:
+        self._call("DELETE", f"/repos/{_seg(repo)}/tags/{_seg(name)}")
 
     # Commits
 

@@ -347,3 +347,15 @@ branch_triggers = sa.Table(
     sa.Column("fired_at", sa.Float, nullable=False),
     sa.Index("ix_branch_triggers_from", "repo", "from_branch"),
 )
+
+# Tags (migration 0012): a name for one commit of a repo, resolved wherever a ref is (after
+# branches); a tagged commit is kept by retention and cannot be deleted or squashed away.
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("repo", sa.String(NAME), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("commit_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_tags_commit", "commit_id"),
+)

@@ -40,11 +40,12 @@ from tusk.storage.meta.store_projects import ProjectTxMixin
 from tusk.storage.meta.store_s3 import S3TxMixin
 from tusk.storage.meta.store_scan import ScanTxMixin
 from tusk.storage.meta.store_secrets import SecretTxMixin
+from tusk.storage.meta.store_tags import TagTxMixin
 from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 _BATCH = 500
 
 
@@ -269,6 +270,7 @@ class MetaTx(
     ScanTxMixin,
     S3TxMixin,
     TriggerTxMixin,
+    TagTxMixin,
 ):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
@@ -312,6 +314,7 @@ class MetaTx(
         )
         self.conn.execute(t.branches.delete().where(t.branches.c.repo == name))
         self.delete_repo_triggers(name)
+        self.delete_repo_tags(name)
         self.conn.execute(t.commits.delete().where(t.commits.c.repo == name))
         self.conn.execute(t.repos.delete().where(t.repos.c.name == name))
 
