@@ -22,7 +22,9 @@ from schemathesis import GenerationMode  # noqa: E402
 schemathesis.serializer.alias("application/x-tar", "application/octet-stream")
 
 EXAMPLES = 5  # per operation and mode: ~50 operations x 2 modes x 5
-BUDGET = 90.0  # seconds for the whole run (about 35 s on a 2-core machine)
+# Seconds per operation for the whole run: a guard against a hang, not a speed test (alone
+# on a 2-core machine the run takes about 0.9 s per operation, most of it generating cases).
+BUDGET_PER_OPERATION = 2.0
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +42,7 @@ def test_no_generated_request_gets_a_server_error(live: Live) -> None:
     started = time.monotonic()
     operations = [r.ok() for r in schema.get_all_operations()]
     assert len(operations) >= 50
+    budget = BUDGET_PER_OPERATION * len(operations)
     for operation in operations:
         if operation.path.endswith("/wait"):
             continue
@@ -67,7 +70,7 @@ def test_no_generated_request_gets_a_server_error(live: Live) -> None:
                 check()
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE  # nothing to get wrong in this one
-        assert time.monotonic() - started < BUDGET, f"over {BUDGET}s after {count} requests"
+        assert time.monotonic() - started < budget, f"over {budget:.0f}s after {count} requests"
     session.close()
     assert not failures, "\n".join(failures[:10])
     assert count >= 200
