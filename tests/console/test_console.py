@@ -122,6 +122,17 @@ def test_dag_pipeline_job_files_and_lineage(server: Gateway, page: Any) -> None:
     title(page, "Repos and pipelines")
     page.wait_for_selector(".graph canvas")  # the graph is drawn
     shot(page, "dag")
+    # The keyboard's way through the drawing: Tab to it, arrows to a node, Enter to open it.
+    page.focus(".graph")
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+        if "count" in page.locator(".graph-status").text_content():
+            break
+    assert re.search(r"\d of 2: count", page.locator(".graph-status").text_content())
+    page.keyboard.press("Enter")
+    title(page, "Pipeline count")
+    page.go_back()
+    title(page, "Repos and pipelines")
     page.get_by_role("link", name=re.compile(r"^count · running")).click()
     title(page, "Pipeline count")
     visible(page.get_by_text(f"git {CODE_SHA[:12]}"))  # the code each version ran

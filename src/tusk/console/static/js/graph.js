@@ -45,6 +45,7 @@ export function drawGraph(container, nodes, edges, onOpen) {
       { selector: "node.job-killed", style: { "background-color": "#f0d8ff" } },
       { selector: "node.job-running, node.job-created", style: { "background-color": "#fff3c4" } },
       { selector: "node.file", style: { "background-color": "#f4f4f4" } },
+      { selector: "node:selected", style: { "border-color": "#b7791f", "border-width": 5 } },
       { selector: "node.code", style: { "background-color": "#fbeaff", shape: "tag" } },
       {
         selector: "edge",
@@ -66,7 +67,44 @@ export function drawGraph(container, nodes, edges, onOpen) {
       onOpen(href);
     }
   });
+  keyboard(container, cy, onOpen);
   return cy;
+}
+
+// The keyboard's way through a drawn graph: Tab to it, the arrow keys go from node to node
+// in reading order (left to right, then top to bottom), Enter opens the one selected; each is
+// announced to screen readers.
+function keyboard(container, cy, onOpen) {
+  let status = container.nextElementSibling;
+  if (!status || !status.classList.contains("graph-status")) {
+    status = h("p", { class: "graph-status", "aria-live": "polite" });
+    container.after(status);
+  }
+  status.textContent = "Arrow keys: go through the nodes; Enter: open one.";
+  container.tabIndex = 0;
+  const order = cy.nodes().sort((a, b) => a.position("x") - b.position("x") || a.position("y") - b.position("y"));
+  let at = -1;
+  const pick = (i) => {
+    at = (i + order.length) % order.length;
+    cy.nodes().unselect();
+    order[at].select();
+    status.textContent = `${at + 1} of ${order.length}: ${order[at].data("label").replace("\n", " · ")}`;
+  };
+  container.onkeydown = (event) => {
+    if (!order.length) {
+      return;
+    }
+    if (event.key === "ArrowRight" || event.key === "ArrowDown") {
+      pick(at + 1);
+    } else if (event.key === "ArrowLeft" || event.key === "ArrowUp") {
+      pick(at < 0 ? order.length - 1 : at - 1);
+    } else if (event.key === "Enter" && at >= 0 && order[at].data("href")) {
+      onOpen(order[at].data("href"));
+    } else {
+      return;
+    }
+    event.preventDefault();
+  };
 }
 
 // The same nodes as a list of links (the accessible form of the drawing).
