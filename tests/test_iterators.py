@@ -22,7 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "api"))
 
-from apihelpers import Live, start_live, stop_live
+from apihelpers import Live, client_over, start_live, stop_live
 
 from tusk import Client
 from tusk.errors import (
@@ -58,15 +58,8 @@ def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 @pytest.fixture
 def client(transport: str, home: Path) -> Iterator[Client]:
     # Over HTTP on SQLite only: the API layer is the same on either engine.
-    if transport == "http":
-        live = start_live(home)
-        try:
-            yield cast(Client, live.client())
-        finally:
-            stop_live(live)
-    else:
-        with Client(home) as c:
-            yield c
+    with client_over(transport, home) as c:
+        yield c
 
 
 @pytest.fixture

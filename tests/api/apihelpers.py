@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from tusk import Client
 from tusk.sdk.remote import RemoteClient
 from tusk.server import Server, Services
 
@@ -121,3 +123,18 @@ def peak_rss(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM")
+
+
+@contextmanager
+def client_over(transport: str, home: Path) -> Iterator[Client]:
+    """A client of ``home``: over HTTP through a live server (``transport`` "http"), else
+    in-process."""
+    if transport == "http":
+        live = start_live(home)
+        try:
+            yield cast(Client, live.client())
+        finally:
+            stop_live(live)
+    else:
+        with Client(home) as c:
+            yield c

@@ -9,10 +9,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
-from apihelpers import start_live, stop_live
+from apihelpers import client_over
 
 import tusk
 from tusk import Client
@@ -21,15 +20,8 @@ from tusk.errors import AlreadyExists, Conflict, InUse, NotFound
 
 @pytest.fixture(params=["in-process", "http"])
 def client(request: pytest.FixtureRequest, home: Path) -> Iterator[Client]:
-    if request.param == "http":
-        live = start_live(home)
-        try:
-            yield cast(Client, live.client())
-        finally:
-            stop_live(live)
-    else:
-        with Client(home) as c:
-            yield c
+    with client_over(str(request.param), home) as c:
+        yield c
 
 
 def test_a_tag_names_a_commit_everywhere_a_commit_is_taken(client: Client) -> None:
