@@ -85,6 +85,36 @@ def test_one_process_works_through_a_hundred_datums_one_failing(
     assert 1 <= starts(client, job.id) <= 15
 
 
+# A call that connects, then takes its time to send its request (a slow start in an image,
+# a loaded machine): the worker's read of it times out at first and must still get it.
+SLOW_CALLER = r"""
+import json, os, pathlib, socket, sys, time
+print("start", file=sys.stderr, flush=True)
+pfs = pathlib.Path(os.environ["TUSK_PFS"])
+while True:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(os.environ["TUSK_NEXT_DATUM"])
+        time.sleep(0.3)  # several of the worker's 50 ms reads time out meanwhile
+        s.sendall(json.dumps({"error": ""}).encode()[:5])
+        time.sleep(0.2)  # and a request may come in pieces
+        s.sendall(json.dumps({"error": ""}).encode()[5:] + b"\n")
+        answer = s.makefile("rb").readline()
+    if not answer:
+        sys.exit(1)
+    for f in (pfs / "in").iterdir():
+        (pfs / "out" / f.name).write_text(f.read_text().upper())
+"""
+
+
+def test_a_request_sent_slowly_is_still_answered(client: tusk.Client) -> None:
+    client.put_files("in@master", [(f"/f{i}", f"x{i}".encode()) for i in range(3)])
+    client.create_pipeline(spec("up", [sys.executable, "-c", SLOW_CALLER]))
+    client.run_scheduler(once=True)
+    job = client.list_jobs("up")[0]
+    assert job.state == "success", job.reason
+    assert [client.get_file(f"up@master:/f{i}") for i in range(3)] == [b"X0", b"X1", b"X2"]
+
+
 def test_outputs_are_per_datum_and_a_rerun_skips_them(client: tusk.Client, tmp_path: Path) -> None:
     client.put_files("in@master", [(f"/f{i}", f"x{i}".encode()) for i in range(10)])
     client.create_pipeline(spec("up", [sys.executable, "-c", PYTHON_LOOP]))

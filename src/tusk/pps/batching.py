@@ -98,7 +98,7 @@ class BatchRunner:
         self.ctl = base / ".ctl"
         self.code: Reading | None = None
         self.conn: socket.socket | None = None
-        self.reader: object = None
+        self.received = b""  # what the connected call sent so far (a request is one line)
         self.server: socket.socket | None = None
         self.in_image = False  # the code runs in the pipeline's image (/pfs at /pfs)
 
@@ -230,19 +230,24 @@ class BatchRunner:
                 try:
                     self.conn, _ = self.server.accept()
                     self.conn.settimeout(0.05)
-                    self.reader = self.conn.makefile("rb")
+                    self.received = b""
                 except TimeoutError:
                     pass
             if self.conn is not None:
+                # recv, not a makefile() reader: after one timeout a socket's file object
+                # refuses every later read, and the call's request would be lost.
                 try:
-                    line = self.reader.readline()  # type: ignore[attr-defined]
+                    chunk: bytes | None = self.conn.recv(65536)
                 except TimeoutError:
-                    line = None
+                    chunk = None
                 except OSError:
-                    line = b""
-                if line:
-                    return json.loads(line or b"{}"), ""
-                if line == b"":  # that call's process ended without a request
+                    chunk = b""
+                if chunk:
+                    self.received += chunk
+                    if b"\n" in self.received:
+                        line = self.received.split(b"\n", 1)[0]
+                        return json.loads(line or b"{}"), ""
+                elif chunk == b"":  # that call's process ended without a whole request
                     self.conn.close()
                     self.conn = None
             code = self.code.popen.poll()
