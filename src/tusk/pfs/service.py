@@ -122,6 +122,17 @@ Op = PutOp | DeleteOp | CopyOp | PlaceOp
 COMMIT_BATCH = 256
 
 
+def _tag_info(r: TagRecord) -> TagInfo:
+    return TagInfo(r.repo, r.name, r.commit, r.created_at)
+
+
+def _no_branch(repo: str, branch: str) -> BranchNotFound:
+    """Pachyderm's words (its clients match on them), and where to look."""
+    return BranchNotFound(
+        f"branch {branch} not found in repo {repo} (list branches with: tusk list branch {repo})"
+    )
+
+
 def _fmt(c: CommitRecord) -> str:
     return f"{c.repo}@{c.id}"
 
@@ -347,10 +358,7 @@ class PfsService:
         self._need_repo(tx, repo)
         b = tx.get_branch(repo, branch)
         if b is None:
-            raise BranchNotFound(
-                f"branch {branch} not found in repo {repo} "
-                f"(list branches with: tusk list branch {repo})"
-            )
+            raise _no_branch(repo, branch)
         return b
 
     def _branch_info(self, tx: MetaTx, repo: str, branch: str) -> BranchInfo:
@@ -401,27 +409,28 @@ class PfsService:
                 raise Conflict(f"commit {_fmt(commit)} is open; finish it before tagging it")
             record = TagRecord(repo, name, commit.id, time.time())
             tx.insert_tag(record)
-            return TagInfo(repo, name, commit.id, record.created_at)
+            return _tag_info(record)
 
     def list_tags(self, repo: str) -> list[TagInfo]:
         with self.meta.read() as tx:
             self._need_repo(tx, repo)
-            return [TagInfo(r.repo, r.name, r.commit, r.created_at) for r in tx.list_tags(repo)]
+            return [_tag_info(r) for r in tx.list_tags(repo)]
 
     def inspect_tag(self, repo: str, name: str) -> TagInfo:
         with self.meta.read() as tx:
-            self._need_repo(tx, repo)
-            r = tx.get_tag(repo, name)
-            if r is None:
-                raise TagNotFound(f"tag {name} not found in repo {repo} (tusk list tag {repo})")
-            return TagInfo(r.repo, r.name, r.commit, r.created_at)
+            return _tag_info(self._need_tag(tx, repo, name))
 
     def delete_tag(self, repo: str, name: str) -> None:
         with self.meta.write() as tx:
-            self._need_repo(tx, repo)
-            if tx.get_tag(repo, name) is None:
-                raise TagNotFound(f"tag {name} not found in repo {repo} (tusk list tag {repo})")
+            self._need_tag(tx, repo, name)
             tx.delete_tag(repo, name)
+
+    def _need_tag(self, tx: MetaTx, repo: str, name: str) -> TagRecord:
+        self._need_repo(tx, repo)
+        record = tx.get_tag(repo, name)
+        if record is None:
+            raise TagNotFound(f"tag {name} not found in repo {repo} (tusk list tag {repo})")
+        return record
 
     def _not_tagged(self, tx: MetaTx, commits: Sequence[CommitRecord], what: str) -> None:
         """A tagged commit stays: refuse to delete, drop or squash it away."""
@@ -491,9 +500,7 @@ class PfsService:
             raise CommitNotFound(
                 f"commit {repo}@{text} not found (list commits with: tusk list commit {repo})"
             )
-        raise BranchNotFound(
-            f"branch {text} not found in repo {repo} (list branches with: tusk list branch {repo})"
-        )
+        raise _no_branch(repo, text)
 
     def _need_commit(self, tx: MetaTx, commit_id: str) -> CommitRecord:
         commit = tx.get_commit(commit_id)

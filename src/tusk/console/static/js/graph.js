@@ -1,7 +1,7 @@
 // Graphs drawn by Cytoscape.js with the dagre layout (vendored: static/vendor/VENDORED.md).
 // Each node is also listed as a link beside the drawing, for keyboard and screen readers.
 
-import { h, route } from "./ui.js";
+import { h } from "./ui.js";
 
 let registered = false;
 
@@ -120,4 +120,3 @@ export function nodeList(label, nodes) {
   );
 }
 
-export { route };
