@@ -45,6 +45,18 @@ class InvalidSpec(InvalidArgument):
     code = "invalid_spec"
 
 
+class QueryError(InvalidArgument):
+    """A SQL query (``tusk sql``, ``tusk diff table``) that DuckDB could not run."""
+
+    code = "query_error"
+
+
+class QueryRefused(QueryError):
+    """A SQL statement that would write, attach or load something, or read outside Tusk."""
+
+    code = "query_refused"
+
+
 class Unauthorized(TuskError):
     """A request whose credentials are missing or wrong (a token, a webhook's signature)."""
 
@@ -125,6 +137,13 @@ class CommitFinished(Conflict):
 
 class InUse(Conflict):
     code = "in_use"
+
+
+class MergeConflict(Conflict):
+    """A merge whose two sides changed the same paths differently, with no strategy or
+    resolution for them; nothing was committed."""
+
+    code = "merge_conflict"
 
 
 class PathConflict(Conflict):

@@ -44,3 +44,15 @@ def parse_size(text: str | int) -> int:
     if number < 1:
         raise ValueError(f"{text!r}: a size must be at least one byte; {hint}")
     return int(number)
+
+
+def human_duration(seconds: float) -> str:
+    """``30d``, ``12h``, ``1d12h``, ``90s``: the largest units that say it exactly (to the
+    second)."""
+    left = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return "".join(parts) or "0s"

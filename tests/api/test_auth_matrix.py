@@ -309,6 +309,8 @@ JSON_BODIES: dict[str, Any] = {
     "create_repo": {"name": "intruder"},
     "create_branch": {"name": "intruder", "head": "master"},
     "create_tag": {"name": "intruder", "commit": "master"},
+    "merge": {"source": "master"},
+    "set_retention": {"keep_last": 5},
     "start_commit": {"branch": "master"},
     "copy_file": {"src": "r@master:/a.txt"},
     "gc": {"grace": 0},

@@ -52,6 +52,31 @@ class TagCreate(_Body):
     commit: str = Field(description="The commit it names: an id, a branch, a tag, with ^N/~N.")
 
 
+class MergeContent(_Body):
+    content: str = Field(description="The path's merged content, base64 (within the body limit).")
+
+
+class MergeRequest(_Body):
+    source: str = Field(description="What to merge: a branch, commit id or tag of this repo.")
+    message: str | None = Field(None, description="The merge commit's description.")
+    strategy: str = Field(
+        "fail", description="Conflicts not in resolve: fail (commit nothing), ours or theirs."
+    )
+    resolve: dict[str, str | MergeContent] = Field(
+        default_factory=dict,
+        description="Per conflicting path: 'ours', 'theirs', or {content: base64}.",
+    )
+    dry_run: bool = Field(False, description="Report conflicts and changes; commit nothing.")
+
+
+class Retention(_Body):
+    keep_last: int | None = Field(None, ge=1, description="Keep the N newest of each branch.")
+    keep_within: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Keep what finished within these seconds."
+    )
+    keep_tagged: bool = Field(True, description="Keep tagged commits.")
+
+
 class CommitStart(_Body):
     branch: str
     parent: str | None = None
@@ -69,6 +94,7 @@ class CopySource(_Body):
 class Gc(_Body):
     grace: float = Field(3600.0, ge=0, allow_inf_nan=False, description="Seconds.")
     dry_run: bool = False
+    retention: bool = Field(True, description="Expire old commits by the retention rules first.")
     repack_threshold: float = Field(
         0.5, ge=0, le=1, allow_inf_nan=False, description="Repack packs less live than this."
     )

@@ -12,6 +12,8 @@ reads, so neither side ever holds a listing of a million files.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import itertools
 import threading
 import time
@@ -48,7 +50,7 @@ from tusk.api.wire import (
 )
 from tusk.auth.permissions import REPO_READ
 from tusk.auth.service import AuthService
-from tusk.errors import Timeout, TuskError, Unavailable
+from tusk.errors import InvalidArgument, Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
 from tusk.pfs.models import (
     BranchInfo,
@@ -58,14 +60,17 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    MergeResult,
     PutResult,
     RepoInfo,
+    RetentionRule,
     TagInfo,
 )
 from tusk.pfs.paths import normalize_path, split_path
 from tusk.pfs.refs import Address, parse_address, parse_ref
 from tusk.pfs.service import PfsService
-from tusk.pfs.sources import StreamSource
+from tusk.pfs.sources import BytesSource, Source, StreamSource
+from tusk.pfs.tree import FileEntry
 from tusk.pps.models import JobInfo, LineageStep
 from tusk.pps.service import PpsService
 
@@ -284,6 +289,46 @@ def pfs_router(
         pfs.delete_branch(repo_name(repo), branch, force)
         return Response(status_code=204)
 
+    @r.post("/repos/{repo}/branches/{branch}/merge", tags=["branches"])
+    @returns(MergeResult)
+    def merge(repo: str, branch: str, body: bodies.MergeRequest) -> Response:
+        """Merge ``source`` into the branch: one commit with two parents. 409 (merge_conflict)
+        when paths conflict and neither ``strategy`` nor ``resolve`` settles them."""
+        how: dict[str, str | Source] = {}
+        for path, v in body.resolve.items():
+            if isinstance(v, str):
+                how[path] = v
+                continue
+            try:
+                how[path] = BytesSource(base64.b64decode(v.content, validate=True))
+            except (binascii.Error, ValueError):  # ValueError: not even ASCII
+                raise InvalidArgument(f"resolve {path}: content is not base64") from None
+        result = pfs.merge(
+            repo_name(repo), ref_text(body.source), branch, message=body.message,
+            strategy=body.strategy, resolve=how, dry_run=body.dry_run,
+        )  # fmt: skip
+        return ok(result)
+
+    # Retention
+
+    @r.put("/repos/{repo}/retention", tags=["retention"])
+    @returns(RetentionRule)
+    def set_retention(repo: str, body: bodies.Retention) -> Response:
+        """Set which old commits gc expires (replacing the repo's rule)."""
+        name = repo_name(repo)
+        return ok(pfs.set_retention(name, body.keep_last, body.keep_within, body.keep_tagged))
+
+    @r.get("/repos/{repo}/retention", tags=["retention"])
+    @returns(list[RetentionRule])
+    def get_retention(repo: str) -> Response:
+        """The repo's retention rule: a list of none or one."""
+        return ok(pfs.list_retention(repo_name(repo)))
+
+    @r.delete("/repos/{repo}/retention", status_code=204, tags=["retention"])
+    def delete_retention(repo: str) -> Response:
+        pfs.delete_retention(repo_name(repo))
+        return Response(status_code=204)
+
     # Tags
 
     @r.post("/repos/{repo}/tags", status_code=201, tags=["tags"])
@@ -328,11 +373,15 @@ def pfs_router(
         ref: Annotated[str | None, Query(description="History of this ref; default: all.")] = None,
         number: Annotated[int | None, Query(ge=0, le=BIG, description="At most this many.")] = None,
         offset: Offset = 0,
+        all_parents: Annotated[
+            bool, Query(description="With ref: every ancestor, merged lines too (tusk log).")
+        ] = False,
     ) -> Response:
         items = pfs.iter_commits(
             repo_name(repo),
             ref_text(ref) if ref else None,
             None if number is None else number + offset,
+            all_parents,
         )
         return listing(request, items, offset)
 
@@ -475,15 +524,37 @@ def pfs_router(
         "/repos/{repo}/commits/{ref}/files/{path:path}",
         tags=["files"],
         response_class=StreamingResponse,
-        responses={200: {"content": {"application/octet-stream": {}}}},
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            206: {"description": "The bytes a Range header asked for (one range)."},
+            416: {"description": "A Range that starts past the end of the file."},
+        },
     )
-    def get_file(repo: str, ref: str, path: str) -> Response:
-        """A file's bytes, streamed; the ``X-Tusk-Commit`` header names the commit read."""
+    def get_file(repo: str, ref: str, path: str, request: Request) -> Response:
+        """A file's bytes, streamed; the ``X-Tusk-Commit`` header names the commit read. A
+        ``Range: bytes=FIRST-LAST`` header (one range) reads only the chunks holding those
+        bytes: 206, as ``tusk sql`` and the SDK's ``file_reader`` read remote files."""
         repo, ref, norm = repo_name(repo), ref_text(ref), file_path(path)
         info = pfs.inspect_file(repo, ref, norm)
-        blocks = pfs.read_file(repo, info.commit, norm)  # by id: the size below stays true
-        headers = {"content-length": str(info.size), "x-tusk-commit": info.commit}
-        return StreamingResponse(blocks, media_type="application/octet-stream", headers=headers)
+        headers = {"x-tusk-commit": info.commit, "accept-ranges": "bytes"}
+        span = byte_range(request.headers.get("range"), info.size)
+        if span is None:
+            blocks = pfs.read_file(repo, info.commit, norm)  # by id: the size below stays true
+            headers["content-length"] = str(info.size)
+            return StreamingResponse(blocks, media_type="application/octet-stream", headers=headers)
+        start, stop = span
+        if start >= info.size:
+            headers["content-range"] = f"bytes */{info.size}"
+            return Response(status_code=416, headers=headers)
+        commit = pfs.resolve_commit(repo, info.commit)
+        entry = pfs.tree_entry(commit.tree, norm)
+        assert isinstance(entry, FileEntry)  # inspect_file found a file at this commit
+        headers["content-length"] = str(stop - start)
+        headers["content-range"] = f"bytes {start}-{stop - 1}/{info.size}"
+        blocks = pfs.read_range(entry, start, stop)
+        return StreamingResponse(
+            blocks, 206, media_type="application/octet-stream", headers=headers
+        )
 
     @r.get(
         "/repos/{repo}/commits/{ref}/tar/{path:path}",
@@ -583,7 +654,7 @@ def pfs_router(
         """Delete data no commit references and nobody touched within ``grace`` seconds,
         repack packs less than ``repack_threshold`` live, prune old scratch folders."""
         body = body or bodies.Gc.model_validate({})
-        return ok(pps.gc(body.grace, body.dry_run, body.repack_threshold))
+        return ok(pps.gc(body.grace, body.dry_run, body.repack_threshold, body.retention))
 
     @r.get("/stats", tags=["maintenance"])
     @returns(dict[str, int])
@@ -601,6 +672,23 @@ def pfs_router(
         return ok({"status": "ok"})
 
     return r
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, stop) of a one-range ``Range: bytes=`` header; None (the whole file) for no
+    header or one this does not read (several ranges, other units: RFC 9110 allows ignoring
+    it). ``start`` may lie past the end: the caller answers 416."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[len("bytes=") :].strip().partition("-")
+    if not sep or not (first or last) or not (first + last).isdigit():
+        return None
+    if not first:  # bytes=-N: the last N bytes
+        return max(size - int(last), 0), size
+    start = int(first)
+    if last and int(last) < start:
+        return None  # LAST before FIRST: not a valid range, ignored
+    return start, max(min(int(last) + 1, size) if last else size, start)
 
 
 def _chain(first: T | None, rest: Iterator[T]) -> Iterator[T]:

@@ -24,7 +24,7 @@ from tusk.auth.service import AuthService
 from tusk.errors import InvalidSpec
 from tusk.pfs.models import CommitInfo
 from tusk.pps.apply import Document, apply_documents
-from tusk.pps.models import ApplyResult, DatumInfo, JobInfo, LogLine, PipelineInfo
+from tusk.pps.models import ApplyResult, DatumInfo, DatumRun, JobInfo, LogLine, PipelineInfo
 from tusk.pps.service import PpsService
 from tusk.pps.spec import PipelineSpec
 
@@ -236,6 +236,15 @@ def pps_router(
         """One datum (a unique prefix of its id is enough)."""
         name = name_param(name)
         return ok(pps.inspect_datum(name, job, datum))
+
+    @r.get("/pipelines/{name}/jobs/{job}/datums/{datum}/run", tags=["datums"])
+    @returns(DatumRun)
+    def datum_run(name: str, job: str, datum: str) -> Response:
+        """What the datum ran with (``tusk debug datum`` reruns it from this): its files, each
+        with the commit the job read it from, the pipeline version, code and image. Secrets
+        are named, never valued; the files themselves are read from their repos."""
+        name = name_param(name)
+        return ok(pps.datum_run(name, job, datum))
 
     @r.get("/pipelines/{name}/logs", tags=["logs"])
     @returns(list[LogLine])

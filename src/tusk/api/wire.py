@@ -14,7 +14,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from tusk import errors
-from tusk.pfs.models import BranchInfo, BranchTrigger, CommitInfo, PutResult
+from tusk.pfs.models import (
+    BranchInfo,
+    BranchTrigger,
+    CommitInfo,
+    MergeConflictInfo,
+    MergeResult,
+    MergeSide,
+    PutResult,
+)
 from tusk.pps.models import ApplyChange, ApplyResult, LineageStep, PipelineInfo, PipelineVersion
 
 API_PREFIX = "/api/v1"
@@ -155,6 +163,13 @@ def decode(cls: type[T], data: Any) -> T:
         kw["versions"] = [decode(PipelineVersion, v) for v in kw.get("versions") or []]
     elif cls is LineageStep:
         kw["inputs"] = [decode(LineageStep, s) for s in kw.get("inputs") or []]
+    elif cls is MergeResult:
+        if kw.get("commit") is not None:
+            kw["commit"] = decode(CommitInfo, kw["commit"])
+        kw["conflicts"] = [decode(MergeConflictInfo, c) for c in kw.get("conflicts") or []]
+    elif cls is MergeConflictInfo:
+        for side in ("base", "ours", "theirs"):
+            kw[side] = decode(MergeSide, kw[side])
     elif cls is ApplyResult:
         kw["changes"] = [decode(ApplyChange, c) for c in kw.get("changes") or []]
     return cls(**kw)

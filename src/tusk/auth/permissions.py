@@ -112,6 +112,10 @@ REST: dict[str, Rule] = {
     "list_branches": _read(),
     "inspect_branch": _read(),
     "delete_branch": _write(),
+    "merge": _write(),  # the source is a commit of the same repo
+    "set_retention": _own(),  # it decides which history gc removes
+    "get_retention": _read(),
+    "delete_retention": _own(),
     "create_tag": _write(),
     "list_tags": _read(),
     "inspect_tag": _read(),
@@ -166,6 +170,7 @@ REST: dict[str, Rule] = {
     "restart_datums": _write("name"),
     "list_datums": _read("name"),
     "inspect_datum": _read("name"),
+    "datum_run": _read("name"),  # and read on each input repo to fetch its files
     "logs": _read("name"),
     # webhooks carry their own HMAC; the action runs as the configured robot
     "github_webhook": Rule(PUBLIC, change=True),

@@ -93,9 +93,10 @@ squash = _verb("squash", "Merge a commit into its parent.")
 put = _verb("put", "Put files into a repo.")
 get = _verb("get", "Get files out of a repo.")
 glob = _verb("glob", "List files matching a glob pattern.")
-diff = _verb("diff", "Show what changed between two commits.")
+diff = _verb("diff", "Show what changed between two commits: files, or a table's rows.")
 copy = _verb("copy", "Copy files between commits, without copying data.")
 next_ = _verb("next", "Go on to the next datum (in the code of a datum_batching pipeline).")
+debug = _verb("debug", "Rerun a datum on this machine, on its exact inputs.")
 
 # Each verb's nouns, as module:function of tusk.cli.commands: a command imports only its
 # own module (see AliasGroup.add_lazy).
@@ -161,9 +162,10 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
     put: {"file": "file:put_file"},
     get: {"file": "file:get_file"},
     glob: {"file": "file:glob_file"},
-    diff: {"file": "file:diff_file"},
+    diff: {"file": "file:diff_file", "table": "sql:diff_table"},
     copy: {"file": "file:copy_file"},
     next_: {"datum": "datum:next_datum"},
+    debug: {"datum": "debug:debug_datum"},
 }
 for verb, nouns in NOUNS.items():
     for noun, target in nouns.items():
@@ -210,9 +212,25 @@ COMMANDS = {
         "The image cache pipelines run in: load docker save tarballs into it.",
     ),
     "deploy": ("deploy:deploy", "Write Kubernetes manifests: the server and pipeline workers."),
+    "merge": (
+        "merge:merge",
+        "Merge REPO@BRANCH (or a commit or tag) into another branch of REPO.",
+    ),
+    "log": (
+        "merge:log",
+        "A branch's or commit's history through every parent, newest first.",
+    ),
+    "retention": (
+        "retention:retention",
+        "Which old commits of a repo tusk gc expires, and how to see and remove the rule.",
+    ),
     "apply": (
         "gitops:apply",
         "Create what the files declare, update what changed, leave the rest alone.",
+    ),
+    "sql": (
+        "sql:sql",
+        "Run a SQL query (DuckDB's) over versioned files, read in place at their commits.",
     ),
     "report": (
         "report:report",

@@ -29,9 +29,12 @@ if TYPE_CHECKING:
         JobInfo,
         LineageStep,
         LogLine,
+        MergeConflictInfo,
+        MergeSide,
         PipelineInfo,
         ProjectInfo,
         RepoInfo,
+        RetentionRule,
     )
 
 
@@ -67,19 +70,25 @@ def first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _console() -> Console:
+def _console(err: bool = False) -> Console:
     from rich.console import Console
 
-    console = Console(file=sys.stdout, highlight=False, emoji=False, markup=False, soft_wrap=False)
+    console = Console(
+        file=sys.stderr if err else sys.stdout,
+        highlight=False,
+        emoji=False,
+        markup=False,
+        soft_wrap=False,
+    )
     if not console.is_terminal:
         # Pipes and files get whole lines, never wrapped or cut at 80 columns.
         console.width = 10_000
     return console
 
 
-def _print(renderable: object) -> None:
+def _print(renderable: object, err: bool = False) -> None:
     """Print through rich, without the trailing spaces rich pads table cells with."""
-    console = _console()
+    console = _console(err)
     with console.capture() as captured:
         console.print(renderable)
     text = "\n".join(line.rstrip() for line in captured.get().splitlines())
@@ -87,8 +96,8 @@ def _print(renderable: object) -> None:
     console.file.flush()
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """A borderless table with a bold header, like ``pachctl list``."""
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]], err: bool = False) -> None:
+    """A borderless table with a bold header, like ``pachctl list`` (``err``: on stderr)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -97,7 +106,7 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
         table.add_column(name, no_wrap=True, overflow="fold")
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
-    _print(table)
+    _print(table, err)
 
 
 def print_fields(fields: Sequence[tuple[str, str]]) -> None:
@@ -239,6 +248,40 @@ def commit_table(commits: Sequence[CommitInfo]) -> None:
     )
 
 
+def commit_log(commits: Sequence[CommitInfo]) -> None:
+    """``git log``'s shape: one block per commit, a merge's two parents on its ``Merge:`` line."""
+    import click
+
+    for i, c in enumerate(commits):
+        if i:
+            click.echo("")
+        heads = f" ({', '.join(c.branches)})" if c.branches else ""
+        click.echo(f"commit {c.id}{heads}")
+        if c.merge_parent is not None:
+            click.echo(f"Merge: {c.parent} {c.merge_parent}")
+        click.echo(f"Date:   {iso(c.finished_at or c.started_at)}  {c.state}, "
+                   f"{human_size(c.size)} in {c.files} file(s)")  # fmt: skip
+        for line in (c.description or "").splitlines() or [""]:
+            click.echo(f"    {line}".rstrip())
+
+
+def merge_conflicts(conflicts: Sequence[MergeConflictInfo], err: bool = False) -> None:
+    def side(s: MergeSide) -> str:
+        if s.type is None:
+            return "(absent)"
+        kind = "dir " if s.type == "dir" else ""
+        return f"{kind}{(s.hash or '')[:12]} {human_size(s.size or 0)}"
+
+    print_table(
+        ("CONFLICT", "BASE", "OURS", "THEIRS", "RESOLUTION"),
+        [
+            (c.path, side(c.base), side(c.ours), side(c.theirs), c.resolution or "unresolved")
+            for c in conflicts
+        ],
+        err,
+    )
+
+
 def commit_fields(c: CommitInfo) -> None:
     print_fields(
         [
@@ -246,6 +289,7 @@ def commit_fields(c: CommitInfo) -> None:
             ("Original branch", c.branch or "-"),
             ("Heads of", _join(c.branches)),
             ("Parent", c.parent or "-"),
+            *([("Merged", c.merge_parent)] if c.merge_parent else []),
             ("Children", _join(c.children)),
             ("State", c.state),
             ("Started", when(c.started_at)),
@@ -327,8 +371,32 @@ def gc_fields(r: GcReport) -> None:
             ("Scratch", f"{r.scratch_deleted} folders"),
             ("S3 uploads", f"{r.uploads_expired} abandoned, expired"),
             ("Images", f"{r.images_deleted} unused ({human_size(r.image_bytes_freed)})"),
+            (
+                "Would expire" if r.dry_run else "Expired",
+                f"{len(r.expired)} commits, {r.jobs_expired} jobs (retention; "
+                f"{r.kept_for_lineage} kept for lineage)",
+            ),
+            *(("", name) for name in r.expired),
             ("Would free" if r.dry_run else "Freed", human_size(r.bytes_freed)),
         ]
+    )
+
+
+def retention_table(rules: Sequence[RetentionRule]) -> None:
+    from tusk.units import human_duration
+
+    print_table(
+        ("REPO", "KEEP LAST", "KEEP WITHIN", "KEEP TAGGED", "SET"),
+        [
+            (
+                r.repo,
+                str(r.keep_last) if r.keep_last is not None else "-",
+                human_duration(r.keep_within) if r.keep_within is not None else "-",
+                "yes" if r.keep_tagged else "no",
+                ago(r.updated_at),
+            )
+            for r in rules
+        ],
     )
 
 
@@ -613,6 +681,10 @@ def _lineage_node(tree: Tree, s: LineageStep) -> None:
     from rich.text import Text
 
     if s.pipeline is None:
+        if s.merge_parents:
+            came = f"from {s.merged_from}" if s.merged_from else "resolved by hand"
+            parents = " and ".join(s.merge_parents)
+            tree.add(Text(f"merge of {parents}: this version {came}"))
         return
     made = [f"pipeline {s.pipeline}"]
     if s.pipeline_version is not None:

@@ -39,6 +39,7 @@ import zstandard
 from tusk.errors import CorruptObject, InvalidArgument, StorageError
 from tusk.pfs.maintenance import reachable
 from tusk.pfs.models import DEFAULT_GRACE, DEFAULT_REPACK_THRESHOLD, GcReport
+from tusk.pfs.retention import Plan
 from tusk.pfs.tree import TreeReader
 from tusk.storage.backends.base import ObjectInfo
 from tusk.storage.chunks import ChunkStore
@@ -55,9 +56,11 @@ def gc(
     grace: float = DEFAULT_GRACE,
     dry_run: bool = False,
     repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
+    expiring: Plan | None = None,
 ) -> GcReport:
     """Delete what no commit references and nobody touched within ``grace`` seconds, and
-    repack packs whose live fraction is below ``repack_threshold`` (0 turns that off)."""
+    repack packs whose live fraction is below ``repack_threshold`` (0 turns that off).
+    ``expiring`` (a dry run's retention plan): count as if its commits and jobs were gone."""
     if not math.isfinite(grace) or grace < 0:
         raise InvalidArgument(f"gc grace must be 0 or more seconds, not {grace}")
     if not math.isfinite(repack_threshold) or not 0 <= repack_threshold <= 1:
@@ -71,7 +74,9 @@ def gc(
     with meta.read() as tx:
         # Datum outputs are roots too: later jobs carry them forward into new commits; and
         # so are the parts of S3 multipart uploads in progress, until they complete.
-        roots = [c.tree for c in tx.iter_all_commits()] + tx.datum_output_roots()
+        gone = expiring.expired if expiring is not None else {}
+        roots = [c.tree for c in tx.iter_all_commits() if c.id not in gone]
+        roots += tx.datum_output_roots(expiring.jobs if expiring is not None else ())
         roots += tx.s3_part_roots()
         all_nodes = tx.nodes_touched_before(cutoff)
         all_chunks = tx.chunks_touched_before(cutoff)

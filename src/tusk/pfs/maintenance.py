@@ -225,8 +225,9 @@ def fsck(meta: MetaStore, chunk_store: ChunkStore, codec: NodeCodec) -> FsckRepo
     for c in commits.values():
         if c.repo not in repos:
             problems.append(f"commit {c.id} belongs to missing repo {c.repo}")
-        if c.parent is not None and c.parent not in commits:
-            problems.append(f"commit {c.repo}@{c.id} has missing parent {c.parent}")
+        for p in c.parents:
+            if p not in commits:
+                problems.append(f"commit {c.repo}@{c.id} has missing parent {p}")
 
     # Every stored node must hash to its name (a page of nodes at a time).
     def nodes_page(after: bytes) -> list[tuple[bytes, bytes]]:

@@ -93,10 +93,67 @@ class CommitInfo(_Dict):
     branches: list[str] = field(default_factory=list)
     provenance: list[str] = field(default_factory=list)
     subvenance: list[str] = field(default_factory=list)
+    merge_parent: str | None = None  # a merge commit's second parent: the commit merged in
 
     @property
     def finished(self) -> bool:
         return self.state == "finished"
+
+    @property
+    def parents(self) -> list[str]:
+        return [p for p in (self.parent, self.merge_parent) if p is not None]
+
+
+@dataclass(frozen=True)
+class RetentionRule(_Dict):
+    """Which old commits of ``repo`` gc expires (``tusk retention set``): all but the
+    ``keep_last`` newest of each branch, those finished within ``keep_within`` seconds and,
+    with ``keep_tagged``, the tagged ones. Heads, open commits, and what kept outputs were
+    computed from are always kept."""
+
+    repo: str
+    keep_last: int | None
+    keep_within: float | None
+    keep_tagged: bool
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class MergeSide(_Dict):
+    """What one side of a merge holds at a path: a file (its content hash) or a directory
+    (its tree node), or nothing (type None) where that side has no such path."""
+
+    type: str | None  # "file", "dir" or None
+    hash: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class MergeConflictInfo(_Dict):
+    path: str
+    base: MergeSide
+    ours: MergeSide
+    theirs: MergeSide
+    resolution: str | None = None  # "ours", "theirs" or "file"; None: unresolved
+
+
+@dataclass(frozen=True)
+class MergeResult(_Dict):
+    """``tusk merge``: ``source`` (a commit id) merged into ``into`` (a branch) of ``repo``
+    against ``base``, one of ``bases`` (more than one: a criss-cross merge). ``taken``: paths
+    that came from the source without conflict. ``commit``: the merge commit, None on a dry
+    run or when the branch already holds the source (``up_to_date``)."""
+
+    repo: str
+    source: str
+    into: str
+    base: str | None
+    bases: list[str]
+    taken: int
+    conflicts: list[MergeConflictInfo]
+    commit: CommitInfo | None
+    dry_run: bool = False
+    up_to_date: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,3 +209,9 @@ class GcReport(_Dict):
     uploads_expired: int = 0  # S3 multipart uploads abandoned for longer than the grace
     images_deleted: int = 0  # cached images no pipeline version pins (tusk.pps.images)
     image_bytes_freed: int = 0  # their blobs and unpacked files no other image shares
+    # Retention (tusk.pfs.retention): commits expired from the history (repo@id, or would
+    # be on a dry run), jobs whose records went with them, and commits a rule expired that
+    # kept outputs still need for their lineage (so kept).
+    expired: list[str] = field(default_factory=list)
+    jobs_expired: int = 0
+    kept_for_lineage: int = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,8 @@ from tusk.errors import (
     FileNotFound,
     InUse,
     InvalidArgument,
+    MergeConflict,
+    NotFound,
     PathConflict,
     ProjectNotFound,
     RepoNotFound,
@@ -41,7 +43,7 @@ from tusk.ids import (
     new_commit_id,
     split_repo,
 )
-from tusk.pfs import triggers
+from tusk.pfs import retention, triggers
 from tusk.pfs.models import (
     DEFAULT_GRACE,
     DEFAULT_REPACK_THRESHOLD,
@@ -52,9 +54,13 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    MergeConflictInfo,
+    MergeResult,
+    MergeSide,
     ProjectInfo,
     PutResult,
     RepoInfo,
+    RetentionRule,
     TagInfo,
 )
 from tusk.pfs.paths import check_parts, split_path
@@ -79,11 +85,15 @@ from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
 from tusk.storage.meta.store_projects import ProjectRecord
+from tusk.storage.meta.store_retention import RetentionRecord
 from tusk.storage.meta.store_tags import TagRecord
 from tusk.storage.store import Storage
 
 if TYPE_CHECKING:
+    from tusk.pfs.merge import TreeConflict
     from tusk.pfs.uploads import Uploads
+
+MERGE_STRATEGIES = ("fail", "ours", "theirs")
 
 
 @dataclass(frozen=True)
@@ -525,6 +535,7 @@ class PfsService:
             branches=sorted(f"{b.repo}@{b.name}" for b in tx.branches_at(c.id)),
             provenance=self._named_commits(tx, tx.commit_provenance(c.id)),
             subvenance=self._named_commits(tx, tx.commit_subvenance(c.id)),
+            merge_parent=c.merge_parent,
         )
 
     def _named_commits(self, tx: MetaTx, ids: Sequence[str]) -> list[str]:
@@ -623,19 +634,32 @@ class PfsService:
         return list(self.iter_commits(repo, branch, number))
 
     def iter_commits(
-        self, repo: str, branch: str | None = None, number: int | None = None
+        self,
+        repo: str,
+        branch: str | None = None,
+        number: int | None = None,
+        all_parents: bool = False,
     ) -> Iterator[CommitInfo]:
         """:meth:`list_commits`, one at a time; errors raise on the first ``next()``.
 
+        A branch's history follows first parents (the commits made on it), or with
+        ``all_parents`` every ancestor, merged lines too, newest first (``tusk log``).
         Commits are read ``COMMIT_BATCH`` per read transaction, and no transaction stays open
         while the caller holds one: a long listing never holds up the store.
         """
-        if branch is not None:
+        if branch is not None and not all_parents:
             yield from self._history(repo, branch, number)
             return
+        from tusk.pfs.merge import ancestors
+
         with self.meta.read() as tx:
             self._need_repo(tx, repo)
-            ids = [c.id for c in tx.list_commits(repo)]
+            if branch is None:
+                ids = [c.id for c in tx.list_commits(repo)]
+            else:
+                tip = self._resolve(tx, repo, parse_ref(branch), readable=False).id
+                graph = tx.commit_graph(repo)
+                ids = sorted(ancestors(graph, [tip]), key=lambda c: (-graph[c][2], c))
         if number:
             ids = ids[:number]
         for start in range(0, len(ids), COMMIT_BATCH):
@@ -791,6 +815,175 @@ class PfsService:
                 tx.delete_commit_provenance(c.id)
                 tx.delete_commit(c.id)
             return [c.id for c in records]
+
+    # Merge (tusk.pfs.merge)
+
+    def merge(
+        self,
+        repo: str,
+        source: str,
+        into: str,
+        *,
+        message: str | None = None,
+        strategy: str = "fail",
+        resolve: Mapping[str, str | Source] | None = None,
+        dry_run: bool = False,
+    ) -> MergeResult:
+        """Merge the commit ``source`` names into branch ``into`` of ``repo``: a three-way
+        merge at file level against their merge base, as one new commit on ``into`` with two
+        parents (its head, then the source), which downstream pipelines see as any commit.
+
+        A path both sides changed differently is a conflict: ``resolve`` settles one path
+        (``"ours"``, ``"theirs"``, or a source whose content it takes), ``strategy`` the rest
+        (``ours`` keeps the branch's version, ``theirs`` takes the source's, ``fail`` refuses
+        the merge with MergeConflict, committing nothing). More than one merge base (a
+        criss-cross merge) needs ``ours`` or ``theirs``; the newest base is used.
+        """
+        if strategy not in MERGE_STRATEGIES:
+            raise InvalidArgument(
+                f"unknown merge strategy {strategy!r}: use one of {', '.join(MERGE_STRATEGIES)}"
+            )
+        check_branch_name(into)
+        wanted = self._merge_resolutions(resolve or {})
+        index: Sequence[IndexEntry] = ()
+        durable: Callable[[], None] | None = None
+        files = {p: v for p, v in wanted.items() if not isinstance(v, str)}
+        contents: dict[tuple[str, ...], tuple[ChunkRef, ...]] = {}
+        if files and not dry_run:
+            with self.chunks.writer() as writer:
+                for parts, src in files.items():
+                    contents[parts] = tuple(src.write_to(writer, None))
+                index, durable = writer.flush_deferred()
+        with self.meta.read() if dry_run else self.meta.write() as tx:
+            return self._merge(
+                tx, repo, source, into, message, strategy, wanted, contents, index, durable,
+                dry_run,
+            )  # fmt: skip
+
+    @staticmethod
+    def _merge_resolutions(
+        resolve: Mapping[str, str | Source],
+    ) -> dict[tuple[str, ...], str | Source]:
+        out: dict[tuple[str, ...], str | Source] = {}
+        for path, how in resolve.items():
+            parts = split_path(path)
+            if not parts:
+                raise InvalidArgument("--resolve needs a path below /: give path=ours|theirs|FILE")
+            if isinstance(how, str) and how not in ("ours", "theirs"):
+                raise InvalidArgument(
+                    f"cannot resolve {path} with {how!r}: give ours, theirs or a file"
+                )
+            out[parts] = how
+        return out
+
+    def _merge(
+        self,
+        tx: MetaTx,
+        repo: str,
+        source: str,
+        into: str,
+        message: str | None,
+        strategy: str,
+        wanted: dict[tuple[str, ...], str | Source],
+        contents: dict[tuple[str, ...], tuple[ChunkRef, ...]],
+        index: Sequence[IndexEntry],
+        durable: Callable[[], None] | None,
+        dry_run: bool,
+    ) -> MergeResult:
+        from tusk.pfs.merge import merge_bases, merge_trees
+
+        self._need_repo(tx, repo)
+        target = tx.get_branch(repo, into, lock=not dry_run)
+        if target is None:
+            raise _no_branch(repo, into)
+        if target.head is None:
+            raise Conflict(f"branch {repo}@{into} has no commits to merge into")
+        ours = self._need_commit(tx, target.head)
+        src_ref = parse_ref(source)
+        theirs = self._resolve(tx, repo, src_ref, readable=False)
+        for c, what in ((ours, f"{repo}@{into}"), (theirs, f"{repo}@{source}")):
+            if not c.finished:
+                raise Conflict(f"{what} is an open commit ({c.id}): finish it before merging")
+        if theirs.id == ours.id or (src_ref.base == into and not src_ref.ancestors):
+            raise InvalidArgument(f"cannot merge {repo}@{source} into itself: name another branch")
+        graph = tx.commit_graph(repo)
+        bases = merge_bases(graph, ours.id, theirs.id)
+        if not bases:
+            raise InvalidArgument(
+                f"{repo}@{source} and {repo}@{into} have unrelated histories (no common "
+                "commit): there is nothing to merge against; copy the files instead"
+            )
+        result = functools.partial(MergeResult, repo, theirs.id, into, bases[0], bases)
+        if theirs.id in bases:  # the branch already holds the source
+            return result(0, [], None, dry_run, up_to_date=True)
+        if len(bases) > 1 and strategy == "fail":
+            raise MergeConflict(
+                f"{repo}@{source} and {repo}@{into} have {len(bases)} merge bases (a criss-cross "
+                f"merge: {', '.join(bases)}): give --strategy ours or theirs"
+            )
+        reader = self.reader(tx)
+        base = self._need_commit(tx, bases[0])
+        edits, found = merge_trees(reader, base.tree, ours.tree, theirs.tree)
+        unknown = set(wanted) - {tc.parts for tc in found}
+        if unknown:
+            listed = ", ".join(sorted("/" + "/".join(p) for p in unknown))
+            raise InvalidArgument(
+                f"--resolve names paths that are not in conflict: {listed} (see the conflicts "
+                "with --dry-run)"
+            )
+        conflicts: list[MergeConflictInfo] = []
+        puts: dict[tuple[str, ...], tuple[ChunkRef, ...]] = {}
+        for tc in found:
+            how = wanted.get(tc.parts, None if strategy == "fail" else strategy)
+            if how == "theirs":
+                edits.append((tc.parts, tc.theirs))
+            elif how is not None and not isinstance(how, str):
+                how = "file"
+                puts[tc.parts] = contents.get(tc.parts, ())
+            conflicts.append(_conflict_info(tc, how))
+        unresolved = [c for c in conflicts if c.resolution is None]
+        if unresolved and not dry_run:
+            shown = ", ".join(c.path for c in unresolved[:10])
+            more = f" and {len(unresolved) - 10} more" if len(unresolved) > 10 else ""
+            raise MergeConflict(
+                f"merging {repo}@{source} into {into}: {len(unresolved)} conflicting path(s): "
+                f"{shown}{more}; resolve them with --resolve PATH=ours|theirs|FILE or "
+                "--strategy ours|theirs (list them with --dry-run)"
+            )
+        taken = len(edits) - sum(1 for c in conflicts if c.resolution == "theirs")
+        if dry_run:
+            return result(taken, conflicts, None, True)
+        editor = TreeEditor(reader, ours.tree, self.tree_params)
+        for parts, entry in edits:
+            kind = editor.kind(parts)
+            if entry is None:
+                if kind is not None:
+                    editor.delete(parts)
+                continue
+            if kind is not None and (kind == "file") != isinstance(entry, FileEntry):
+                editor.delete(parts)  # a file where a folder was, or the other way round
+            editor.put(parts, entry)
+        for parts, chunks in puts.items():
+            self._apply(tx, reader, editor, PutOp(parts, chunks))
+        root, size, nfiles = editor.finish()
+        fresh = self.chunks.index_packs(tx, index)
+        named = {d for chunks in puts.values() for d, _ in chunks} - fresh
+        if named and tx.touch_chunks_count(list(named)) < len(named):
+            raise StorageError("some chunks of a --resolve file vanished; retry the merge")
+        tx.put_nodes({h: self.codec.pack(raw) for h, raw in editor.new_nodes.items()})
+        if durable is not None:
+            durable()
+        now = time.time()
+        cid = new_commit_id()
+        record = CommitRecord(
+            cid, repo, into, ours.id, root, "finished",
+            message if message is not None else f"merge {repo}@{source} into {into}",
+            now, now, size, nfiles, cid, merge_parent=theirs.id,
+        )  # fmt: skip
+        tx.insert_commit(record)
+        tx.set_branch_head(repo, into, cid)
+        self._propagate(tx, record)
+        return result(taken, conflicts, self._commit_info(tx, record))
 
     # Writes
 
@@ -1445,10 +1638,80 @@ class PfsService:
         grace: float = DEFAULT_GRACE,
         dry_run: bool = False,
         repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
+        retention: bool = True,
     ) -> GcReport:
+        """Apply the repos' retention rules (``retention``), then sweep what nothing refers
+        to. A dry run changes nothing and says what both would remove and free."""
         from tusk.pfs import gc as sweep  # loads with gc, not with every command
 
-        return sweep.gc(self.meta, self.chunks, self.reader(), grace, dry_run, repack_threshold)
+        todo = None
+        if retention:
+            todo = self.plan_retention() if dry_run else self.apply_retention()
+        report = sweep.gc(
+            self.meta, self.chunks, self.reader(), grace, dry_run, repack_threshold,
+            todo if dry_run else None,
+        )  # fmt: skip
+        if todo is None:
+            return report
+        return replace(
+            report, expired=todo.names(), jobs_expired=len(todo.jobs),
+            kept_for_lineage=todo.kept_for_lineage,
+        )  # fmt: skip
+
+    # Retention (tusk.pfs.retention)
+
+    def set_retention(
+        self,
+        repo: str,
+        keep_last: int | None = None,
+        keep_within: float | None = None,
+        keep_tagged: bool = True,
+    ) -> RetentionRule:
+        """Set ``repo``'s retention rule (replacing any); gc applies it."""
+        if keep_last is None and keep_within is None:
+            raise InvalidArgument(
+                "a retention rule needs --keep-last N or --keep-within DURATION: with neither "
+                "it would expire every commit but the branch heads"
+            )
+        if keep_last is not None and keep_last < 1:
+            raise InvalidArgument(
+                f"--keep-last {keep_last} would expire every commit but the heads: give 1 or more"
+            )
+        if keep_within is not None and not keep_within > 0:
+            raise InvalidArgument(f"--keep-within must be a positive duration, not {keep_within}")
+        with self.meta.write() as tx:
+            self._need_repo(tx, repo)
+            record = RetentionRecord(repo, keep_last, keep_within, keep_tagged, time.time())
+            tx.set_retention(record)
+        return RetentionRule(repo, keep_last, keep_within, keep_tagged, record.updated_at)
+
+    def list_retention(self, repo: str | None = None) -> list[RetentionRule]:
+        with self.meta.read() as tx:
+            if repo is not None:
+                self._need_repo(tx, repo)
+            rules = [r for r in tx.list_retention() if repo is None or r.repo == repo]
+        return [RetentionRule(r.repo, r.keep_last, r.keep_within, r.keep_tagged, r.updated_at)
+                for r in rules]  # fmt: skip
+
+    def delete_retention(self, repo: str) -> None:
+        with self.meta.write() as tx:
+            self._need_repo(tx, repo)
+            if tx.get_retention(repo) is None:
+                raise NotFound(f"repo {repo} has no retention rule")
+            tx.delete_retention(repo)
+
+    def plan_retention(self, now: float | None = None) -> retention.Plan:
+        """What applying the retention rules now would remove (nothing changes)."""
+        with self.meta.read() as tx:
+            return retention.plan(tx, self.clock() if now is None else now)
+
+    def apply_retention(self, now: float | None = None) -> retention.Plan:
+        """Expire what the retention rules say, in one metadata transaction; gc then
+        reclaims the space of what nothing refers to any more."""
+        with self.meta.write() as tx:
+            todo = retention.plan(tx, self.clock() if now is None else now)
+            retention.apply(tx, todo)
+        return todo
 
     def stats(self) -> dict[str, int]:
         with self.meta.read() as tx:
@@ -1650,6 +1913,18 @@ class PfsService:
                 c.old.hash.hex() if c.old else None,
                 c.new.hash.hex() if c.new else None,
             )
+
+
+def _side(e: Entry | None) -> MergeSide:
+    if isinstance(e, FileEntry):
+        return MergeSide("file", e.hash.hex(), e.size)
+    if isinstance(e, DirEntry):
+        return MergeSide("dir", e.node.hex(), e.size)
+    return MergeSide(None, None, None)
+
+
+def _conflict_info(c: TreeConflict, resolution: str | None) -> MergeConflictInfo:
+    return MergeConflictInfo(c.path, _side(c.base), _side(c.ours), _side(c.theirs), resolution)
 
 
 def _literal_segment(seg: str) -> bool:

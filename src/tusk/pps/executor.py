@@ -189,6 +189,26 @@ def _lines(stream: str, data: bytes, now: float) -> list[tuple[float, str, str]]
     return [(now, stream, line) for line in lines]
 
 
+def datum_env(task: DatumTask, mount: str) -> dict[str, str]:
+    """The spec's env and what names the job, the datum and its inputs (``mount``: where
+    the datum sees ``/pfs``), on top of the host's or the image's environment."""
+    env = dict(task.env)
+    ids = {
+        "JOB_ID": task.job,
+        "DATUM_ID": task.datum,
+        "OUTPUT_COMMIT_ID": task.output_commit,
+    }
+    for key, value in ids.items():
+        env[f"PACH_{key}"] = value
+        env[f"TUSK_{key}"] = value
+    env["PPS_PIPELINE_NAME"] = env["TUSK_PIPELINE"] = task.pipeline
+    env["TUSK_PFS"] = mount
+    for name, path, commit in task.inputs:
+        env[name] = f"{mount}/{name}{path}"
+        env[f"{name}_COMMIT"] = commit
+    return env
+
+
 _EXEC_MISSING = re.compile(r"bwrap: execvp (\S+): No such file or directory")
 
 
@@ -357,22 +377,7 @@ class LocalExecutor:
 
     @staticmethod
     def _datum_env(task: DatumTask, mount: str) -> dict[str, str]:
-        """The spec's env and what names the job, the datum and its inputs."""
-        env = dict(task.env)
-        ids = {
-            "JOB_ID": task.job,
-            "DATUM_ID": task.datum,
-            "OUTPUT_COMMIT_ID": task.output_commit,
-        }
-        for key, value in ids.items():
-            env[f"PACH_{key}"] = value
-            env[f"TUSK_{key}"] = value
-        env["PPS_PIPELINE_NAME"] = env["TUSK_PIPELINE"] = task.pipeline
-        env["TUSK_PFS"] = mount
-        for name, path, commit in task.inputs:
-            env[name] = f"{mount}/{name}{path}"
-            env[f"{name}_COMMIT"] = commit
-        return env
+        return datum_env(task, mount)
 
     def _run_one(
         self,

@@ -83,6 +83,38 @@ class DatumInfo(_Dict):
 
 
 @dataclass(frozen=True)
+class DatumRun(_Dict):
+    """What one datum of a job ran with, enough to run it again elsewhere (``tusk debug
+    datum``): its files, each with the commit the job read it from (``files``: a
+    :meth:`tusk.pps.datums.DatumFile.to_json` dict plus ``commit``), the pipeline version
+    (spec, its hash, where it came from and the code commit), and the image the job ran it
+    in (``image_digest``; None: on the host). Secrets are named in the spec, never valued."""
+
+    pipeline: str
+    job: str
+    datum: str
+    state: str
+    attempts: int
+    exit_code: int | None
+    error: str
+    stderr_tail: str
+    output_commit: str
+    version: int
+    spec_hash: str
+    spec: dict[str, Any]
+    origin: dict[str, Any]  # spec_file, working_dir and git facts recorded at create/apply
+    code: dict[str, Any]  # the code commit, as lineage shows it
+    image: str | None
+    image_digest: str | None
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def executor(self) -> str:
+        """``image`` when the job ran its datums in the pinned image, else ``host``."""
+        return "image" if self.image_digest else "host"
+
+
+@dataclass(frozen=True)
 class LogLine(_Dict):
     id: int
     pipeline: str
@@ -109,6 +141,10 @@ class LineageStep(_Dict):
     image: str | None = None
     image_digest: str | None = None  # what ``image`` resolved to for that job
     inputs: list[LineageStep] = field(default_factory=list)
+    # Data put in a merge commit (tusk merge): both its parents, and the one whose version of
+    # the file it holds (None: neither, a conflict resolved with new content).
+    merge_parents: list[str] = field(default_factory=list)
+    merged_from: str | None = None
 
 
 @dataclass(frozen=True)

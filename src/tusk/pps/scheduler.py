@@ -61,6 +61,7 @@ from tusk.pps.s3io import NO_GATEWAY, Sessions, s3_input_names, uses_s3
 from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PfsInput, PipelineSpec
+from tusk.pps.tasks import datum_task, spec_reads
 from tusk.storage.meta.records import DatumRecord, JobRecord, LogRecord
 from tusk.storage.meta.store_s3 import S3Session
 
@@ -70,6 +71,9 @@ if TYPE_CHECKING:
 LEASE_SECONDS = float(os.environ.get("TUSK_LEASE_SECONDS", "30"))
 RESTART_POLL = 2.0  # seconds between a running batch's looks at whether it was restarted
 _DISCOVERY_SECONDS = 0.5
+# How often a long-running scheduler (tusk up) applies the repos' retention rules; gc then
+# reclaims the space (tusk.pfs.retention). TUSK_RETENTION_INTERVAL (seconds) changes it.
+RETENTION_SECONDS = float(os.environ.get("TUSK_RETENTION_INTERVAL") or 3600)
 _FAST_SCRATCH_MAX = 64 << 20  # input bytes of a batch that may go to a tmpfs
 _HOST = socket.gethostname()
 
@@ -220,6 +224,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._last_renew = 0.0
         self._last_discovery = 0.0
+        self._last_retention = time.monotonic()  # not at start: a restart loop must not churn
         self._wake = threading.Event()
         self._pulls: dict[tuple[str, int], _Pull] = {}  # image fetches under way
         self.supervisor: Supervisor | None = None  # spouts' processes (a long-running scheduler)
@@ -294,6 +299,15 @@ class Scheduler:
         shutil.rmtree(self.scratch, ignore_errors=True)
         shutil.rmtree(self.fast_scratch, ignore_errors=True)
 
+    def _apply_retention(self) -> None:
+        try:
+            done = self.pfs.apply_retention()
+        except TuskError as exc:  # logged; the next period tries again
+            self.log(f"retention: {exc}")
+            return
+        if done.expired:
+            self.log(f"retention: expired {len(done.expired)} commits, {len(done.jobs)} jobs")
+
     def _clean_scratch(self) -> None:
         """Remove scratch folders left by dead processes of this host (and our own)."""
         remove_dead_scratch(self.scratch_roots, also_pid=os.getpid(), log=self.log)
@@ -310,6 +324,9 @@ class Scheduler:
                 self._cron_ticks()
                 self.pfs.fire_cron_triggers(time.time())  # branch triggers with a cron_spec
                 self._create_jobs()
+                if now - self._last_retention >= RETENTION_SECONDS:
+                    self._last_retention = now
+                    self._apply_retention()
         if self.supervisor is not None:
             self.supervisor.tick()
         busy = False
@@ -492,7 +509,7 @@ class Scheduler:
         if unusable is not None:  # a secret or key it names is missing: fail before any datum
             self._fail_job(job, unusable)
             return
-        commits = _as_spec_reads(commits, spec)
+        commits = self._reads(spec, commits)
         try:
             digest = self._pin_image(job, spec)
         except _Pulling:
@@ -536,7 +553,13 @@ class Scheduler:
                 DatumRecord(
                     job.pipeline, job.id, d.id, seq, h,
                     "skipped" if tree is not None else "pending",
-                    json.dumps([f.to_json() for f in d.files]),
+                    # each file names the commit it is read from (tusk debug datum reruns
+                    # a failed datum from them: a failed job's output commit and its
+                    # provenance are dropped)
+                    json.dumps([
+                        {**f.to_json(), "commit": commits.get((f.repo, f.branch), "")}
+                        for f in d.files
+                    ]),
                     tree, 0, None, "", "", None, None, None, None,
                 )
             )  # fmt: skip
@@ -564,6 +587,17 @@ class Scheduler:
                 tx.add_logs([LogRecord(job.pipeline, job.id, "", now, "system", note)])
         self._wake.set()  # give it workers on the next pass, right away
         self.log(f"job {job.pipeline}@{job.id} started: {len(items)} datums, {skipped} unchanged")
+
+    def _reads(
+        self, spec: PipelineSpec, commits: dict[tuple[str, str], str]
+    ) -> dict[tuple[str, str], str]:
+        """The commit each input of ``spec`` reads, keyed as the spec names it (see
+        :func:`spec_reads`); an input pinned to a commit reads that commit."""
+        reads = spec_reads(commits, spec)
+        for leaf in spec.inputs():
+            if isinstance(leaf, PfsInput) and leaf.commit:
+                reads[(leaf.repo, leaf.branch)] = self.pfs.inspect_commit(leaf.repo, leaf.commit).id
+        return reads
 
     def _pin_image(self, job: JobRecord, spec: PipelineSpec) -> str | None:
         """The image digest the job runs (None: no image, or images are not run here).
@@ -635,7 +669,7 @@ class Scheduler:
                 if c is not None:
                     before[(c.repo, c.branch or "")] = c.id
             results = tx.datum_results(parent.pipeline, parent.id)
-        old_commit = _as_spec_reads(before, spec).get((pfs.repo, pfs.branch))
+        old_commit = spec_reads(before, spec).get((pfs.repo, pfs.branch))
         if old_commit is None:
             return None
         old_root = self.pfs.commit_record(old_commit).tree
@@ -690,11 +724,7 @@ class Scheduler:
                 if self.manages:
                     self._fail_job(job, f"{unfit}; no datum can run")
                 return
-            commits = _as_spec_reads(commits, spec)
-            for leaf in spec.inputs():  # an input pinned to a commit reads that commit
-                if isinstance(leaf, PfsInput) and leaf.commit:
-                    pinned = self.pfs.inspect_commit(leaf.repo, leaf.commit).id
-                    commits[(leaf.repo, leaf.branch)] = pinned
+            commits = self._reads(spec, commits)
             trees = {key: self.pfs.commit_record(cid).tree for key, cid in commits.items()}
             running = _Job(job, spec, origin, commits, trees)
             try:
@@ -780,35 +810,13 @@ class Scheduler:
             self._wake.set()
 
     def _task(self, job: _Job, d: DatumRecord, files: list[dict]) -> DatumTask:
-        t = job.spec.transform
         on_host = job.image is None and getattr(self.executor, "on_host", True)
-        firsts: dict[str, tuple[str, str]] = {}
-        for f in files:
-            if f["input_name"] not in firsts:
-                commit = job.commits.get((f["repo"], f["branch"]), "")
-                firsts[f["input_name"]] = (f["path"], commit)
-        return DatumTask(
-            pipeline=job.record.pipeline,
-            job=job.record.id,
-            datum=d.id,
-            output_commit=job.record.output_commit,
-            cmd=list(t.cmd),
-            stdin=list(t.stdin),
-            env={**t.env, **job.secrets.env, **job.identity},
-            # In an image: transform.working_dir, else the image's WorkingDir (never a host
-            # folder); on the host, the spec file's folder when the spec gives none.
-            working_dir=t.working_dir or (None if not on_host else job.origin.get("working_dir")),
-            err_cmd=list(t.err_cmd),
-            err_stdin=list(t.err_stdin),
-            accept_return_code=list(t.accept_return_code),
-            timeout=job.spec.datum_timeout,
-            inputs=[(name, path, commit) for name, (path, commit) in firsts.items()],
-            limits=resources.limits_of(job.spec),
-            secret_files=job.secrets.files,
-            secret_values=job.secrets.values,
-            image=job.image,
-            datum_batching=bool(t.datum_batching),
-        )
+        return datum_task(
+            job.spec, job.origin, pipeline=job.record.pipeline, job=job.record.id, datum=d.id,
+            output_commit=job.record.output_commit, files=files, commits=job.commits,
+            env={**job.secrets.env, **job.identity}, secret_files=job.secrets.files,
+            secret_values=job.secrets.values, image=job.image, on_host=on_host,
+        )  # fmt: skip
 
     def _local(self) -> bool:
         """Datums run on this machine (not on Dask workers)."""
@@ -1133,22 +1141,3 @@ def _same_entry(old: Entry | None, new: Entry) -> bool:
     if isinstance(old, FileEntry) and isinstance(new, FileEntry):
         return old.hash == new.hash and old.size == new.size
     return False
-
-
-def _as_spec_reads(
-    commits: dict[tuple[str, str], str], spec: PipelineSpec
-) -> dict[tuple[str, str], str]:
-    """The input commits keyed as the spec names its inputs.
-
-    A job on another branch (``tusk run pipeline --branch pr-12``) reads ``data@pr-12`` where
-    the spec says ``data@master``: each input the spec names takes the one commit of its repo
-    in the job's commit set.
-    """
-    out = dict(commits)
-    for leaf in spec.inputs():
-        key = (leaf.repo, "master" if isinstance(leaf, CronInput) else leaf.branch)
-        if key not in out:
-            found = [cid for (repo, _branch), cid in commits.items() if repo == leaf.repo]
-            if len(found) == 1:
-                out[key] = found[0]
-    return out

@@ -39,6 +39,7 @@ from tusk.pps.cached_images import CachedImage, cached_images, find_image
 from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs, datum_files
 from tusk.pps.models import (
     DatumInfo,
+    DatumRun,
     JobInfo,
     LineageStep,
     LogLine,
@@ -49,6 +50,7 @@ from tusk.pps.resources import describe as describe_resources
 from tusk.pps.secrets import SecretService
 from tusk.pps.spec import CronInput, Input, PfsInput, PipelineSpec, load_spec, spec_hash
 from tusk.storage.meta.records import (
+    CommitRecord,
     DatumRecord,
     JobRecord,
     PipelineRecord,
@@ -476,7 +478,9 @@ class PpsService:
 
     # Maintenance
 
-    def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
+    def gc(
+        self, grace: float, dry_run: bool, repack_threshold: float, retention: bool = True
+    ) -> GcReport:
         """PFS's gc, then what pipelines leave in the home: webhook checkouts no delivery or
         pipeline uses any more, dead schedulers' scratch (see ``webhooks.prune_scratch``), and
         cached images no pipeline version or job pins and no ``tusk image load`` holds."""
@@ -484,7 +488,7 @@ class PpsService:
 
         from tusk.pps.webhooks import prune_scratch  # it needs this module's class
 
-        report = self.pfs.gc(grace, dry_run, repack_threshold)
+        report = self.pfs.gc(grace, dry_run, repack_threshold, retention)
         with self.meta.read() as tx:
             pinned = tx.pinned_image_digests()
         images, image_bytes = self.images.prune(pinned, grace, dry_run)
@@ -751,6 +755,48 @@ class PpsService:
             raise DatumNotFound(f"datum {datum_id} of job {pipeline}@{job.id} {what}")
         return self._datum_info(found[0])
 
+    def datum_run(self, pipeline: str, job_id: str, datum_id: str) -> DatumRun:
+        """What a datum of a job ran with (``tusk debug datum``): its files, each with the
+        commit the job read it from, the pipeline version and code, the image it ran in."""
+        info = self.inspect_datum(pipeline, job_id, datum_id)
+        with self.meta.read() as tx:
+            job = self._find_job(tx, pipeline, info.job)
+            version = self._version(tx, pipeline, job.version)
+            reads: dict[str, str] = {}  # repo -> the commit the job read (older records)
+            for cid in tx.commit_provenance(job.output_commit):
+                c = tx.get_commit(cid)
+                if c is not None:
+                    reads.setdefault(c.repo, c.id)
+        files = []
+        for f in info.files:
+            commit = f.get("commit") or reads.get(f["repo"])
+            if not commit:
+                raise CommitNotFound(
+                    f"datum {info.id} of job {pipeline}@{job.id} does not record the commit of "
+                    f"{f['repo']}:{f['path']} (a job of an older Tusk, whose output commit is gone)"
+                )
+            files.append({**f, "commit": commit})
+        origin, spec = json.loads(version.origin), json.loads(version.spec)
+        return DatumRun(
+            pipeline=pipeline,
+            job=job.id,
+            datum=info.id,
+            state=info.state,
+            attempts=info.attempts,
+            exit_code=info.exit_code,
+            error=info.error,
+            stderr_tail=info.stderr_tail,
+            output_commit=job.output_commit,
+            version=job.version,
+            spec_hash=version.spec_hash,
+            spec=spec,
+            origin=origin,
+            code=_code_of(origin, spec),
+            image=(spec.get("transform") or {}).get("image"),
+            image_digest=job.image_digest,
+            files=files,
+        )
+
     # Logs
 
     def logs(
@@ -783,7 +829,7 @@ class PpsService:
                 c = tx.get_commit(c.parent)
                 job = tx.job_for_commit(c.id) if c else None
             if job is None:
-                return LineageStep(repo, commit_id, path)
+                return self._data_step(repo, c, commit_id, path)
             version = self._version(tx, job.pipeline, job.version)
             datums = tx.list_datums(job.pipeline, job.id, states=["success", "skipped"])
         for d in datums:
@@ -820,6 +866,23 @@ class PpsService:
                         step.inputs.append(self._lineage(f["repo"], commit, f["path"], depth - 1))
             return step
         return LineageStep(repo, commit_id, path, pipeline=job.pipeline, job=job.id)
+
+    def _data_step(
+        self, repo: str, c: CommitRecord | None, commit_id: str, path: str
+    ) -> LineageStep:
+        """A file of data put in: of a merge commit, say which parent it came from."""
+        if c is None or c.merge_parent is None or c.parent is None:
+            return LineageStep(repo, commit_id, path)
+        with self.meta.read() as tx:
+            parents = [tx.get_commit(p) for p in (c.parent, c.merge_parent)]
+        mine = self.pfs.tree_entry(c.tree, path)
+        source = next(
+            (p.id for p in parents if p is not None and self.pfs.tree_entry(p.tree, path) == mine),
+            None,
+        )
+        return LineageStep(
+            repo, commit_id, path, merge_parents=[c.parent, c.merge_parent], merged_from=source
+        )
 
     def _input_commit(self, job: JobRecord, repo: str) -> str | None:
         """The commit of ``repo`` that ``job`` read (its output commit's provenance)."""

@@ -3,9 +3,9 @@ talks HTTP to a server when given ``address=`` or when ``$TUSK_ADDRESS`` is set 
 ``RemoteClient``: the same methods, results and exceptions).
 
 The result types are re-exported here so that callers (and the CLI) need nothing below.
-``load_spec`` (check a pipeline spec, naming the bad field) and ``RemoteClient`` load on first
-use, so that commands that never touch a pipeline spec or a server do not pay for pydantic or
-httpx.
+``load_spec`` (check a pipeline spec, naming the bad field), ``RemoteClient`` and the SQL
+results (``SqlCommit``, ``SqlInput``, ``TableDiff``) load on first use, so that commands that
+never touch a pipeline spec, a server or SQL do not pay for pydantic, httpx or DuckDB.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -17,19 +17,25 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    MergeConflictInfo,
+    MergeResult,
+    MergeSide,
     ProjectInfo,
     PutResult,
     RepoInfo,
+    RetentionRule,
 )
 from tusk.pfs.sourcetext import is_url, source_name
 from tusk.pps.cached_images import CachedImage
-from tusk.pps.models import DatumInfo, JobInfo, LineageStep, LogLine, PipelineInfo
+from tusk.pps.models import DatumInfo, DatumRun, JobInfo, LineageStep, LogLine, PipelineInfo
 from tusk.sdk.client import Client, CommitHandle
 from tusk.sdk.pipelines import read_spec_source
 
 if TYPE_CHECKING:
     from tusk.pps.spec import load_spec
     from tusk.sdk.remote import RemoteClient
+    from tusk.sdk.sql import SqlCommit, SqlInput
+    from tusk.sdk.tablediff import TableDiff
 
 __all__ = [
     "BranchInfo",
@@ -38,6 +44,7 @@ __all__ = [
     "CommitHandle",
     "CommitInfo",
     "DatumInfo",
+    "DatumRun",
     "DiffEntry",
     "FileInfo",
     "FsckReport",
@@ -45,11 +52,18 @@ __all__ = [
     "JobInfo",
     "LineageStep",
     "LogLine",
+    "MergeConflictInfo",
+    "MergeResult",
+    "MergeSide",
     "PipelineInfo",
     "ProjectInfo",
     "PutResult",
     "RemoteClient",
     "RepoInfo",
+    "RetentionRule",
+    "SqlCommit",
+    "SqlInput",
+    "TableDiff",
     "is_url",
     "load_spec",
     "read_spec_source",
@@ -66,4 +80,12 @@ def __getattr__(name: str) -> Any:
         from tusk.sdk.remote import RemoteClient
 
         return RemoteClient
+    if name in ("SqlCommit", "SqlInput"):  # DuckDB's and fsspec's modules load with them
+        from tusk.sdk import sql
+
+        return getattr(sql, name)
+    if name == "TableDiff":
+        from tusk.sdk.tablediff import TableDiff
+
+        return TableDiff
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,10 +24,10 @@ before any item. Stopping early is fine; ``close()`` it (or let it go) to free w
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import (
@@ -38,9 +38,11 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    MergeResult,
     ProjectInfo,
     PutResult,
     RepoInfo,
+    RetentionRule,
     TagInfo,
 )
 from tusk.pfs.paths import join_path, split_path
@@ -50,11 +52,31 @@ from tusk.sdk.auth import AuthMethods
 from tusk.sdk.pipelines import PipelineMethods
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from tusk.sdk.local import LocalTransport
     from tusk.sdk.remote import HttpTransport
+    from tusk.sdk.sql import SqlCommit
+    from tusk.sdk.tablediff import TableDiff
 
 Progress = Callable[[int], None]
 SourceLike = str | os.PathLike[str] | bytes | BinaryIO
+
+
+class FileReader(Protocol):
+    """Random access to one file of one commit (:meth:`BaseClient.file_reader`)."""
+
+    repo: str
+    commit: str  # the commit's id: every read sees this commit, whatever its branch does
+    path: str
+    size: int
+
+    def read(self, start: int, stop: int) -> bytes:
+        """Bytes ``start`` up to ``stop`` of the file (clipped to its size)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def ref_text(addr: Address) -> str:
@@ -219,7 +241,13 @@ class BaseClient(PipelineMethods, AuthMethods):
         """:meth:`list_commits`, one commit at a time (read a batch at a time)."""
         addr = self._parse(address)
         ref = ref_text(addr) if addr.explicit_ref else None
-        yield from self._t.iter_commits(addr.repo, ref, number)
+        yield from self._t.iter_commits(addr.repo, ref, number, False)
+
+    def log(self, address: str, number: int | None = None) -> list[CommitInfo]:
+        """A branch's or commit's history through every parent (merged lines too), newest
+        first; :meth:`list_commits` follows first parents only."""
+        addr = self._parse(address)
+        return list(self._t.iter_commits(addr.repo, ref_text(addr), number, True))
 
     def wait_commit(
         self,
@@ -245,6 +273,27 @@ class BaseClient(PipelineMethods, AuthMethods):
     def delete_commit(self, address: str) -> None:
         """Delete a branch head commit; the branch moves back to its parent."""
         self._t.delete_commit(self._parse(address))
+
+    def merge(
+        self,
+        source: str,
+        into: str,
+        *,
+        message: str | None = None,
+        strategy: str = "fail",
+        resolve: Mapping[str, str | bytes | os.PathLike[str]] | None = None,
+        dry_run: bool = False,
+    ) -> MergeResult:
+        """Merge ``source`` (``repo@branch``, ``repo@commit`` or ``repo@tag``) into the branch
+        ``into`` of the same repo: a three-way merge at file level, committed as one commit
+        with two parents. Conflicting paths raise MergeConflict (nothing committed) unless
+        ``strategy`` (``ours`` or ``theirs``) or ``resolve`` (path -> ``"ours"``, ``"theirs"``,
+        the content as bytes, or a local file's path) settles them. ``dry_run``: report the
+        conflicts and what would change, commit nothing."""
+        addr = self._parse(source)
+        return self._t.merge(
+            addr.repo, ref_text(addr), into, message, strategy, dict(resolve or {}), dry_run
+        )
 
     def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
         """Every commit in a commit set (all commits caused by one change)."""
@@ -387,6 +436,60 @@ class BaseClient(PipelineMethods, AuthMethods):
         old_addr = parse_address(old_text) if old_text is not None else None
         yield from self._t.iter_diff(new_addr, old_text, old_addr)
 
+    def file_reader(self, address: str) -> FileReader:
+        """Random access to the file at ``repo@ref:/path``: ``read(start, stop)`` fetches only
+        the chunks holding those bytes (over HTTP, one ranged GET). The ref is resolved once."""
+        addr = self._parse(address)
+        if addr.path is None:
+            raise InvalidArgument("file_reader needs a path: repo@ref:/path")
+        return self._t.file_reader(addr)
+
+    # Tables: SQL over versioned files (DuckDB, in this process; see tusk.sdk.sql)
+
+    def sql(self, query: str) -> pa.Table:
+        """Run one SQL query (DuckDB's dialect) over versioned files; an Arrow table.
+
+        Tables are files named as string literals, ``'repo@ref:/path/*.parquet'`` (CSV,
+        Parquet and JSON lines, as DuckDB reads them; ``read_csv('repo@ref:/x.csv', ...)``
+        for options). Each ref is pinned to its commit before the query runs, and DuckDB
+        reads byte ranges through :meth:`file_reader`: nothing is copied to disk. Only
+        queries run: writing, attaching or loading anything, or reading outside Tusk, raises
+        QueryRefused. Needs ``pip install 'tusk-data[sql]'``.
+        """
+        from tusk.sdk.sql import run_query
+
+        return run_query(self, query)
+
+    def sql_df(self, query: str) -> pd.DataFrame:
+        """:meth:`sql` as a pandas DataFrame (needs pandas)."""
+        return self.sql(query).to_pandas()
+
+    def sql_reader(self, query: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
+        """:meth:`sql` as an Arrow stream: the schema first, then record batches as DuckDB
+        makes them (a result larger than memory). Read it to the end, or ``close()`` it."""
+        from tusk.sdk.sql import query_reader
+
+        return query_reader(self, query, batch_rows)
+
+    def sql_to(self, query: str, address: str, description: str = "") -> SqlCommit:
+        """Run :meth:`sql` and commit its result as the file ``repo@branch:/path`` (Parquet,
+        CSV or JSON lines, by the extension). The commit's description names the query and
+        the exact commits and files it read; a Parquet result also carries them in its
+        metadata (key ``tusk.lineage``)."""
+        from tusk.sdk.sql import commit_query
+
+        return commit_query(self, query, self._address(address), description)
+
+    def diff_table(
+        self, old: str, new: str, path: str | None = None, key: Sequence[str] = ("id",)
+    ) -> TableDiff:
+        """Rows added, removed and changed in one table from ``old`` to ``new``
+        (``repo@ref[:/path]``; ``path`` names the file when they do not), matched by the
+        ``key`` columns, which must be unique on both sides."""
+        from tusk.sdk.tablediff import diff_tables
+
+        return diff_tables(self, self._address(old), self._address(new), path, tuple(key))
+
     # Maintenance
 
     def fsck(self) -> FsckReport:
@@ -394,11 +497,38 @@ class BaseClient(PipelineMethods, AuthMethods):
         return self._t.fsck()
 
     def gc(
-        self, grace: float = 3600.0, dry_run: bool = False, repack_threshold: float = 0.5
+        self,
+        grace: float = 3600.0,
+        dry_run: bool = False,
+        repack_threshold: float = 0.5,
+        retention: bool = True,
     ) -> GcReport:
-        """Delete data no commit references and nobody touched within ``grace`` seconds, and
-        rewrite packs whose live fraction is below ``repack_threshold`` (0: never)."""
-        return self._t.gc(grace, dry_run, repack_threshold)
+        """Expire old commits by the repos' retention rules (``retention``), delete data no
+        commit references and nobody touched within ``grace`` seconds, and rewrite packs
+        whose live fraction is below ``repack_threshold`` (0: never)."""
+        return self._t.gc(grace, dry_run, repack_threshold, retention)
+
+    # Retention
+
+    def set_retention(
+        self,
+        repo: str,
+        keep_last: int | None = None,
+        keep_within: float | None = None,
+        keep_tagged: bool = True,
+    ) -> RetentionRule:
+        """Which old commits of ``repo`` gc expires: all but the ``keep_last`` newest of each
+        branch, those finished within ``keep_within`` seconds and (``keep_tagged``) the
+        tagged ones; heads and what kept outputs came from always stay."""
+        return self._t.set_retention(self._repo(repo), keep_last, keep_within, keep_tagged)
+
+    def list_retention(self, repo: str | None = None) -> list[RetentionRule]:
+        """The retention rules of ``repo``, or of every repo."""
+        return self._t.list_retention(self._repo(repo) if repo is not None else None)
+
+    def delete_retention(self, repo: str) -> None:
+        """Remove ``repo``'s retention rule: gc keeps all its commits again."""
+        self._t.delete_retention(self._repo(repo))
 
     def stats(self) -> dict[str, int]:
         """Counts of repos, commits, nodes, packs, chunks and pack bytes."""

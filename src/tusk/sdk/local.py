@@ -28,9 +28,11 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    MergeResult,
     ProjectInfo,
     PutResult,
     RepoInfo,
+    RetentionRule,
     TagInfo,
 )
 from tusk.pfs.paths import split_path
@@ -41,6 +43,7 @@ from tusk.pps.cached_images import CachedImage, cached_image, cached_images
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
+    DatumRun,
     JobInfo,
     LineageStep,
     LogLine,
@@ -163,8 +166,10 @@ class LocalTransport:
     def inspect_commit(self, addr: Address) -> CommitInfo:
         return self.pfs.inspect_commit(addr.repo, ref_text(addr))
 
-    def iter_commits(self, repo: str, ref: str | None, number: int | None) -> Iterator[CommitInfo]:
-        return self.pfs.iter_commits(repo, ref, number)
+    def iter_commits(
+        self, repo: str, ref: str | None, number: int | None, all_parents: bool
+    ) -> Iterator[CommitInfo]:
+        return self.pfs.iter_commits(repo, ref, number, all_parents)
 
     def wait_commit(
         self,
@@ -181,6 +186,21 @@ class LocalTransport:
 
     def delete_commit(self, addr: Address) -> None:
         self.pfs.delete_commit(addr.repo, ref_text(addr))
+
+    def merge(
+        self,
+        repo: str,
+        source: str,
+        into: str,
+        message: str | None,
+        strategy: str,
+        resolve: dict[str, str | bytes | os.PathLike[str]],
+        dry_run: bool,
+    ) -> MergeResult:
+        how = {p: v if isinstance(v, str) else _to_source(v) for p, v in resolve.items()}
+        return self.pfs.merge(
+            repo, source, into, message=message, strategy=strategy, resolve=how, dry_run=dry_run
+        )
 
     def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
         return self.pfs.inspect_commit_set(commit_set)
@@ -248,6 +268,9 @@ class LocalTransport:
     def open_file(self, addr: Address) -> Iterator[bytes]:
         return self.pfs.read_file(addr.repo, ref_text(addr), addr.path or "/")
 
+    def file_reader(self, addr: Address) -> LocalFileReader:
+        return LocalFileReader(self.pfs, addr.repo, ref_text(addr), addr.path or "/")
+
     def get_dir(self, addr: Address, root: Path, progress: Progress | None) -> int:
         base = addr.path or "/"
         count = 0
@@ -294,8 +317,19 @@ class LocalTransport:
     def fsck(self) -> FsckReport:
         return self.pfs.fsck()
 
-    def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
-        return self.pps.gc(grace, dry_run, repack_threshold)
+    def gc(self, grace: float, dry_run: bool, repack_threshold: float, retention: bool) -> GcReport:
+        return self.pps.gc(grace, dry_run, repack_threshold, retention)
+
+    def set_retention(
+        self, repo: str, keep_last: int | None, keep_within: float | None, keep_tagged: bool
+    ) -> RetentionRule:
+        return self.pfs.set_retention(repo, keep_last, keep_within, keep_tagged)
+
+    def list_retention(self, repo: str | None) -> list[RetentionRule]:
+        return self.pfs.list_retention(repo)
+
+    def delete_retention(self, repo: str) -> None:
+        self.pfs.delete_retention(repo)
 
     def stats(self) -> dict[str, int]:
         return self.pfs.stats()
@@ -373,6 +407,9 @@ class LocalTransport:
 
     def inspect_datum(self, pipeline: str, job: str, datum: str) -> DatumInfo:
         return self.pps.inspect_datum(pipeline, job, datum)
+
+    def datum_run(self, pipeline: str, job: str, datum: str) -> DatumRun:
+        return self.pps.datum_run(pipeline, job, datum)
 
     def logs(self, pipeline: str, job: str | None, datum: str | None, after: int) -> list[LogLine]:
         return self.pps.logs(pipeline, job, datum, after)
@@ -495,3 +532,28 @@ class LocalTransport:
         from tusk.pps.executor import sandbox_mode
 
         return sandbox_mode(sandbox)
+
+
+class LocalFileReader:
+    """Random access to one file of one commit, in this process (``BaseClient.file_reader``):
+    a read fetches only the chunks it overlaps (:class:`tusk.storage.spans.SpanReader`)."""
+
+    def __init__(self, pfs: PfsService, repo: str, ref: str, path: str) -> None:
+        from tusk.errors import FileNotFound, PathConflict
+        from tusk.pfs.tree import FileEntry
+        from tusk.storage.spans import SpanReader
+
+        commit = pfs.resolve_commit(repo, ref)
+        entry = pfs.tree_entry(commit.tree, path)
+        if entry is None:
+            raise FileNotFound(f"no such file {repo}@{ref}:{path}")
+        if not isinstance(entry, FileEntry):
+            raise PathConflict(f"{repo}@{ref}:{path} is a directory, not a file")
+        self.repo, self.commit, self.path, self.size = commit.repo, commit.id, path, entry.size
+        self._span = SpanReader(pfs.chunks, pfs.reader().chunks(entry))
+
+    def read(self, start: int, stop: int) -> bytes:
+        return self._span.read(start, stop)
+
+    def close(self) -> None:
+        pass

@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import CommitInfo
@@ -19,6 +19,7 @@ from tusk.pps.cached_images import CachedImage, check_archive, find_image
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
+    DatumRun,
     JobInfo,
     LineageStep,
     LogLine,
@@ -29,6 +30,8 @@ from tusk.sdk.projects import ProjectScope
 
 if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
     from tusk.pps.apply import Document
+    from tusk.sdk.base import BaseClient
+    from tusk.sdk.debugging import DebugFolder
     from tusk.sdk.local import LocalTransport
     from tusk.sdk.remote import HttpTransport
 
@@ -294,6 +297,36 @@ class PipelineMethods(ProjectScope):
         if pipeline is None:
             raise InvalidArgument("inspect datum needs pipeline@<job id> and a datum id")
         return self._t.inspect_datum(pipeline, job, datum)
+
+    def datum_run(self, address: str, datum: str) -> DatumRun:
+        """What datum ``datum`` of job ``address`` (``pipeline@job``) ran with: its files, each
+        with the commit the job read it from, the pipeline version, code and image."""
+        pipeline, job = split_job(self._job(address))
+        if pipeline is None:
+            raise InvalidArgument("a datum's run needs pipeline@<job id> and a datum id")
+        return self._t.datum_run(pipeline, job, datum)
+
+    def debug_datum(
+        self,
+        address: str,
+        datum: str,
+        folder: str | os.PathLike[str] | None = None,
+        *,
+        force: bool = False,
+    ) -> DebugFolder:
+        """Write datum ``datum`` of job ``address`` (``pipeline@job``) into ``folder``: its
+        input files at the commits the job read, under ``folder/pfs/<input>``, with what it
+        ran with (``datum.json``, ``env.sh``, ``run.sh``); default folder:
+        ``datum-<first 12 digits of its id>``. The result reruns the datum
+        (``.rerun()``, next to the original run's log) or opens a shell (``.shell()``); see
+        :mod:`tusk.sdk.debugging`. A non-empty folder is refused unless ``force``, or unless
+        it holds this datum already (then it is used as it is, edits and all)."""
+        from tusk.sdk.debugging import debug_datum
+
+        pipeline, job = split_job(self._job(address))
+        if pipeline is None:
+            raise InvalidArgument("debug datum needs pipeline@<job id> and a datum id")
+        return debug_datum(cast("BaseClient", self), pipeline, job, datum, folder, force=force)
 
     def logs(
         self,

@@ -20,6 +20,7 @@ a command against a server loads httpx and the result types only.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -60,9 +61,11 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    MergeResult,
     ProjectInfo,
     PutResult,
     RepoInfo,
+    RetentionRule,
     TagInfo,
 )
 from tusk.pfs.paths import split_path
@@ -72,6 +75,7 @@ from tusk.pps.cached_images import CachedImage
 from tusk.pps.models import (
     ApplyResult,
     DatumInfo,
+    DatumRun,
     JobInfo,
     LineageStep,
     LogLine,
@@ -364,8 +368,10 @@ class HttpTransport:
     def inspect_commit(self, addr: Address) -> CommitInfo:
         return decode(CommitInfo, self._call("GET", self._commit_url(addr)))
 
-    def iter_commits(self, repo: str, ref: str | None, number: int | None) -> Iterator[CommitInfo]:
-        params = _params(ref=ref, number=number)
+    def iter_commits(
+        self, repo: str, ref: str | None, number: int | None, all_parents: bool
+    ) -> Iterator[CommitInfo]:
+        params = _params(ref=ref, number=number, all_parents=all_parents or None)
         return self._stream(CommitInfo, f"/repos/{_seg(repo)}/commits", params)
 
     def wait_commit(
@@ -387,6 +393,31 @@ class HttpTransport:
 
     def delete_commit(self, addr: Address) -> None:
         self._call("DELETE", self._commit_url(addr))
+
+    def merge(
+        self,
+        repo: str,
+        source: str,
+        into: str,
+        message: str | None,
+        strategy: str,
+        resolve: dict[str, str | bytes | os.PathLike[str]],
+        dry_run: bool,
+    ) -> MergeResult:
+        how: dict[str, Any] = {}
+        for path, v in resolve.items():
+            if isinstance(v, str):
+                how[path] = v
+                continue
+            try:
+                data = v if isinstance(v, bytes) else Path(v).read_bytes()
+            except OSError as exc:
+                raise local_error(exc, str(v)) from None
+            how[path] = {"content": base64.b64encode(data).decode()}
+        body = {"source": source, "message": message, "strategy": strategy, "resolve": how,
+                "dry_run": dry_run}  # fmt: skip
+        url = f"/repos/{_seg(repo)}/branches/{_seg(into)}/merge"
+        return decode(MergeResult, self._call("POST", url, json=body))
 
     def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
         return decode_list(CommitInfo, self._call("GET", f"/commit-sets/{_seg(commit_set)}"))
@@ -446,6 +477,22 @@ class HttpTransport:
     def open_file(self, addr: Address) -> Iterator[bytes]:
         response = self._send("GET", self._commit_url(addr, "files", _path(addr.path)), stream=True)
         return self._blocks(response)
+
+    def file_reader(self, addr: Address) -> HttpFileReader:
+        info = self.inspect_file(addr)
+        if info.type != "file":
+            from tusk.errors import PathConflict
+
+            raise PathConflict(f"{addr} is a directory, not a file")
+        return HttpFileReader(self, info)
+
+    def read_range(self, repo: str, commit: str, path: str, start: int, stop: int) -> bytes:
+        """Bytes ``start`` up to ``stop`` of a file, by one GET with a Range header."""
+        url = f"/repos/{_seg(repo)}/commits/{_seg(commit)}/files/{_path(path)}"
+        response = self._send("GET", url, headers={"range": f"bytes={start}-{stop - 1}"})
+        if response.status_code == 206:
+            return response.content
+        return response.content[start:stop]  # a server that sends the whole file
 
     def _open_tar(self, addr: Address) -> httpx.Response:
         return self._send("GET", self._commit_url(addr, "tar", _path(addr.path)), stream=True)
@@ -507,9 +554,28 @@ class HttpTransport:
     def fsck(self) -> FsckReport:
         return decode(FsckReport, self._call("POST", "/fsck"))
 
-    def gc(self, grace: float, dry_run: bool, repack_threshold: float) -> GcReport:
-        body = {"grace": grace, "dry_run": dry_run, "repack_threshold": repack_threshold}
+    def gc(self, grace: float, dry_run: bool, repack_threshold: float, retention: bool) -> GcReport:
+        body = {"grace": grace, "dry_run": dry_run, "repack_threshold": repack_threshold,
+                "retention": retention}  # fmt: skip
         return decode(GcReport, self._call("POST", "/gc", json=body))
+
+    def set_retention(
+        self, repo: str, keep_last: int | None, keep_within: float | None, keep_tagged: bool
+    ) -> RetentionRule:
+        body = {"keep_last": keep_last, "keep_within": keep_within, "keep_tagged": keep_tagged}
+        url = f"/repos/{_seg(repo)}/retention"
+        return decode(RetentionRule, self._call("PUT", url, json=body))
+
+    def list_retention(self, repo: str | None) -> list[RetentionRule]:
+        repos = [repo] if repo is not None else [r.name for r in self.list_repos()]
+        out: list[RetentionRule] = []
+        for name in repos:
+            data = self._call("GET", f"/repos/{_seg(name)}/retention")
+            out.extend(decode_list(RetentionRule, data))
+        return out
+
+    def delete_retention(self, repo: str) -> None:
+        self._call("DELETE", f"/repos/{_seg(repo)}/retention")
 
     def stats(self) -> dict[str, int]:
         return dict(self._call("GET", "/stats"))
@@ -602,6 +668,10 @@ class HttpTransport:
     def inspect_datum(self, pipeline: str, job: str, datum: str) -> DatumInfo:
         url = self._job_url(pipeline, job, "datums", _seg(datum))
         return decode(DatumInfo, self._call("GET", url))
+
+    def datum_run(self, pipeline: str, job: str, datum: str) -> DatumRun:
+        url = self._job_url(pipeline, job, "datums", _seg(datum), "run")
+        return decode(DatumRun, self._call("GET", url))
 
     def logs(self, pipeline: str, job: str | None, datum: str | None, after: int) -> list[LogLine]:
         params = _params(job=job, datum=datum, after=after)
@@ -877,3 +947,22 @@ class _Blocks(io.RawIOBase):
         """Pass on what nobody read (the end of a tar stream)."""
         while self._next() is not None:
             pass
+
+
+class HttpFileReader:
+    """Random access to one file of one commit on a server (``BaseClient.file_reader``):
+    each read is one ranged GET of that commit (by id), checked by the server's one
+    permission check as any file read is."""
+
+    def __init__(self, transport: HttpTransport, info: FileInfo) -> None:
+        self._t = transport
+        self.repo, self.commit, self.path, self.size = info.repo, info.commit, info.path, info.size
+
+    def read(self, start: int, stop: int) -> bytes:
+        start, stop = max(start, 0), min(stop, self.size)
+        if stop <= start:
+            return b""
+        return self._t.read_range(self.repo, self.commit, self.path, start, stop)
+
+    def close(self) -> None:
+        pass

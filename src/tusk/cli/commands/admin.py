@@ -48,14 +48,25 @@ def fsck(ctx: click.Context) -> None:
     metavar="F",
     help="Rewrite packs whose live fraction is below F, so their dead bytes go (0: never).",
 )
+@click.option(
+    "--retention/--no-retention",
+    default=True,
+    show_default=True,
+    help="First expire old commits by the repos' retention rules (tusk retention set).",
+)
 @output_option
 @click.pass_context
-def gc(ctx: click.Context, grace: float, dry_run: bool, repack_threshold: float) -> None:
+def gc(
+    ctx: click.Context, grace: float, dry_run: bool, repack_threshold: float, retention: bool
+) -> None:
     """Delete data no commit references and repack mostly dead packs (garbage collection).
 
+    First expires old commits as the repos' retention rules say (with --dry-run: lists them).
     Also removes old webhook checkouts and scratch folders that killed processes left.
     """
-    report = get_client(ctx).gc(grace=grace, dry_run=dry_run, repack_threshold=repack_threshold)
+    report = get_client(ctx).gc(
+        grace=grace, dry_run=dry_run, repack_threshold=repack_threshold, retention=retention
+    )
     emit(ctx, report, lambda: render.gc_fields(report))
 
 

@@ -34,10 +34,15 @@ class CommitRecord:
     size: int
     files: int
     commit_set: str
+    merge_parent: str | None = None  # a merge commit's second parent
 
     @property
     def finished(self) -> bool:
         return self.state == "finished"
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.parent, self.merge_parent) if p is not None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ commits = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False, default=0),
     sa.Column("files", sa.BigInteger, nullable=False, default=0),
     sa.Column("commit_set", sa.String(32), nullable=False, index=True),
+    # A merge commit's second parent (migration 0013): the commit merged into ``parent``'s line.
+    sa.Column("merge_parent", sa.String(32), nullable=True, index=True),
 )
 
 nodes = sa.Table(
@@ -358,4 +360,19 @@ tags = sa.Table(
     sa.Column("commit_id", sa.String(32), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_tags_commit", "commit_id"),
+)
+
+
+# Retention rules (migration 0013): which old commits of a repo ``tusk gc`` expires. A commit
+# is kept when it is among the ``keep_last`` newest of its branch, newer than ``keep_within``
+# seconds, tagged (with ``keep_tagged``), a branch head, or an ancestor of a kept merge's second
+# line; the rest are squashed out of the history.
+retention = sa.Table(
+    "retention",
+    metadata,
+    sa.Column("repo", sa.String(NAME), primary_key=True),
+    sa.Column("keep_last", sa.Integer, nullable=True),
+    sa.Column("keep_within", sa.Float, nullable=True),
+    sa.Column("keep_tagged", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )

@@ -37,6 +37,7 @@ from tusk.storage.meta.store_auth import AuthTxMixin
 from tusk.storage.meta.store_gc import GcTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_projects import ProjectTxMixin
+from tusk.storage.meta.store_retention import RetentionTxMixin
 from tusk.storage.meta.store_s3 import S3TxMixin
 from tusk.storage.meta.store_scan import ScanTxMixin
 from tusk.storage.meta.store_secrets import SecretTxMixin
@@ -45,7 +46,7 @@ from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0013"
 _BATCH = 500
 
 
@@ -257,6 +258,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
         size=row.size,
         files=row.files,
         commit_set=row.commit_set,
+        merge_parent=row.merge_parent,
     )
 
 
@@ -271,6 +273,7 @@ class MetaTx(
     S3TxMixin,
     TriggerTxMixin,
     TagTxMixin,
+    RetentionTxMixin,
 ):
     """One transaction. Methods named ``get_*`` return None when absent (pfs raises NotFound)."""
 
@@ -315,6 +318,7 @@ class MetaTx(
         self.conn.execute(t.branches.delete().where(t.branches.c.repo == name))
         self.delete_repo_triggers(name)
         self.delete_repo_tags(name)
+        self.delete_retention(name)
         self.conn.execute(t.commits.delete().where(t.commits.c.repo == name))
         self.conn.execute(t.repos.delete().where(t.repos.c.name == name))
 
@@ -422,8 +426,20 @@ class MetaTx(
             yield _commit_from_row(row)
 
     def children(self, commit_id: str) -> list[CommitRecord]:
-        rows = self.conn.execute(sa.select(t.commits).where(t.commits.c.parent == commit_id))
+        """The commits with ``commit_id`` as a parent, first or (a merge's) second."""
+        c = t.commits.c
+        rows = self.conn.execute(
+            sa.select(t.commits).where(sa.or_(c.parent == commit_id, c.merge_parent == commit_id))
+        )
         return [_commit_from_row(r) for r in rows]
+
+    def commit_graph(self, repo: str) -> dict[str, tuple[str | None, str | None, float]]:
+        """Every commit of ``repo``: id -> (parent, merge parent, started_at), in one query."""
+        c = t.commits.c
+        rows = self.conn.execute(
+            sa.select(c.id, c.parent, c.merge_parent, c.started_at).where(c.repo == repo)
+        )
+        return {r.id: (r.parent, r.merge_parent, r.started_at) for r in rows}
 
     def insert_commit(self, c: CommitRecord) -> None:
         self.conn.execute(
@@ -440,6 +456,7 @@ class MetaTx(
                 size=c.size,
                 files=c.files,
                 commit_set=c.commit_set,
+                merge_parent=c.merge_parent,
             )
         )
 
@@ -447,9 +464,21 @@ class MetaTx(
         self.conn.execute(t.commits.update().where(t.commits.c.id == commit_id).values(**values))
 
     def reparent_children(self, old_parent: str, new_parent: str | None) -> None:
+        """Children of ``old_parent`` take ``new_parent`` instead, as first or second parent;
+        a merge whose two parents so become one is a plain commit again."""
+        c = t.commits.c
         self.conn.execute(
-            t.commits.update().where(t.commits.c.parent == old_parent).values(parent=new_parent)
+            t.commits.update().where(c.parent == old_parent).values(parent=new_parent)
         )
+        self.conn.execute(
+            t.commits.update().where(c.merge_parent == old_parent).values(merge_parent=new_parent)
+        )
+        if new_parent is not None:
+            self.conn.execute(
+                t.commits.update()
+                .where(c.merge_parent == new_parent, c.parent == new_parent)
+                .values(merge_parent=None)
+            )
 
     def delete_commit(self, commit_id: str) -> None:
         self.conn.execute(t.commits.delete().where(t.commits.c.id == commit_id))

@@ -8,7 +8,7 @@ several machines take disjoint rows without waiting on each other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -496,13 +496,20 @@ class PpsTxMixin:
         )  # fmt: skip
         return int(self.conn.execute(q).scalar_one()) == len(set(ids))
 
-    def datum_output_roots(self) -> list[bytes]:
-        """Every datum output tree still on record: gc roots, like commit trees."""
+    def datum_output_roots(self, but: Collection[tuple[str, str]] = ()) -> list[bytes]:
+        """Every datum output tree still on record: gc roots, like commit trees; ``but``
+        leaves out the datums of these jobs, as (pipeline, job) (a retention dry run)."""
         c = t.datums.c
+        if not but:
+            rows = self.conn.execute(
+                sa.select(c.output_tree).where(c.output_tree.is_not(None)).distinct()
+            )
+            return [bytes(r.output_tree) for r in rows]
+        skip = set(but)
         rows = self.conn.execute(
-            sa.select(c.output_tree).where(c.output_tree.is_not(None)).distinct()
+            sa.select(c.pipeline, c.job, c.output_tree).where(c.output_tree.is_not(None))
         )
-        return [bytes(r.output_tree) for r in rows]
+        return list({bytes(r.output_tree) for r in rows if (r.pipeline, r.job) not in skip})
 
     # Logs
 
