@@ -204,6 +204,9 @@ def test_sql_to_commits_the_result_with_its_lineage(sales: Sales) -> None:
     assert sorted(result.files_read) == read
     info = c.inspect_commit("sales@reports")
     assert info.id == result.commit.id
+    assert info.provenance == [f"sales@{sales.v2}"]  # recorded as a job's inputs are
+    (inp,) = c.lineage("sales@reports:/doubled.parquet").inputs
+    assert (inp.repo, inp.commit) == ("sales", sales.v2)
     assert info.description.splitlines()[0] == "nightly"
     assert f"commits read: sales@{sales.v2}" in info.description
     assert all(f in info.description for f in read)

@@ -81,6 +81,10 @@ class CommitStart(_Body):
     branch: str
     parent: str | None = None
     description: str = ""
+    provenance: list[str] = Field(
+        default_factory=list,
+        description="Finished commits ('repo@ref') the commit's data is computed from.",
+    )
 
 
 class Description(_Body):

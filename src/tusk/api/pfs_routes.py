@@ -357,7 +357,15 @@ def pfs_router(
     @r.post("/repos/{repo}/commits", status_code=201, tags=["commits"])
     @returns(CommitInfo)
     def start_commit(repo: str, body: bodies.CommitStart) -> Response:
-        info = pfs.start_commit(repo_name(repo), body.branch, body.parent, body.description)
+        prov = []
+        for p in body.provenance:
+            pa = parse_address(p)
+            prov.append((pa.repo, ref_text(str(pa.ref))))
+        for upstream in sorted({r for r, _ref in prov}):  # naming them reads them
+            auth.require(current_caller(), REPO_READ, upstream, edge=EDGE, operation="start_commit")
+        info = pfs.start_commit(
+            repo_name(repo), body.branch, body.parent, body.description, provenance=prov
+        )
         return ok(info, 201)
 
     @r.get(

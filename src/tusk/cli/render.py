@@ -674,7 +674,7 @@ def log_line(line: LogLine) -> str:
 
 def _file_label(s: LineageStep) -> str:
     label = f"{s.repo}@{s.commit}:{s.path}"
-    return label if s.pipeline is not None else f"{label} (original data)"
+    return label if s.pipeline is not None or s.inputs else f"{label} (original data)"
 
 
 def _lineage_node(tree: Tree, s: LineageStep) -> None:
@@ -685,6 +685,8 @@ def _lineage_node(tree: Tree, s: LineageStep) -> None:
             came = f"from {s.merged_from}" if s.merged_from else "resolved by hand"
             parents = " and ".join(s.merge_parents)
             tree.add(Text(f"merge of {parents}: this version {came}"))
+        for inp in s.inputs:  # a commit that names its provenance (tusk sql --to)
+            _lineage_node(tree.add(Text(f"computed from: {_file_label(inp)}")), inp)
         return
     made = [f"pipeline {s.pipeline}"]
     if s.pipeline_version is not None:

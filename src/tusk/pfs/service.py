@@ -556,13 +556,22 @@ class PfsService:
         *,
         commit_id: str | None = None,
         commit_set: str | None = None,
+        provenance: Sequence[tuple[str, str]] = (),
     ) -> CommitInfo:
         """An open commit on ``branch``. ``commit_id`` and ``commit_set`` (default: a new id,
         the commit's own set) are given by a transaction, whose commits share its id as their
-        set and keep the ids they were promised when it was written."""
+        set and keep the ids they were promised when it was written. ``provenance``: the
+        finished commits, as (repo, ref), its data is computed from (``tusk sql --to``):
+        recorded as a job's inputs are, so inspect, lineage and retention follow them."""
         check_branch_name(branch)
         with self.meta.write() as tx:
             self._need_repo(tx, repo)
+            sources = []
+            for src_repo, src_ref in provenance:
+                src = self._resolve(tx, src_repo, parse_ref(src_ref))
+                if not src.finished:
+                    raise Conflict(f"provenance {_fmt(src)} is open: finish it first")
+                sources.append(src.id)
             b = tx.get_branch(repo, branch, lock=True)
             if b is not None and b.head is not None:
                 head = self._need_commit(tx, b.head)
@@ -595,6 +604,8 @@ class PfsService:
             )
             tx.insert_commit(record)
             tx.upsert_branch(BranchRecord(repo, branch, cid, b.created_at if b else time.time()))
+            if sources:
+                tx.add_commit_provenance(cid, sorted(set(sources)))
             return self._commit_info(tx, record)
 
     def start_detached_commit(self, repo: str, description: str = "") -> str:

@@ -870,7 +870,15 @@ class PpsService:
     def _data_step(
         self, repo: str, c: CommitRecord | None, commit_id: str, path: str
     ) -> LineageStep:
-        """A file of data put in: of a merge commit, say which parent it came from."""
+        """A file put in, not made by a job: of a merge commit, say which parent it came from;
+        of a commit that names provenance (``tusk sql --to``), the commits it was computed
+        from are its inputs (whole commits: the description names the files read)."""
+        if c is not None and c.merge_parent is None:
+            with self.meta.read() as tx:
+                named = [tx.get_commit(p) for p in tx.commit_provenance(c.id)]
+            step = LineageStep(repo, commit_id, path)
+            step.inputs.extend(LineageStep(s.repo, s.id, "/") for s in named if s is not None)
+            return step
         if c is None or c.merge_parent is None or c.parent is None:
             return LineageStep(repo, commit_id, path)
         with self.meta.read() as tx:

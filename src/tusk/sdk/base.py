@@ -220,10 +220,17 @@ class BaseClient(PipelineMethods, AuthMethods):
     # Commits
 
     def start_commit(
-        self, address: str, parent: str | None = None, description: str = ""
+        self,
+        address: str,
+        parent: str | None = None,
+        description: str = "",
+        provenance: Sequence[str] = (),
     ) -> CommitInfo:
-        """Open a commit on ``repo@branch``; writes to the branch go into it until finished."""
-        return self._t.start_commit(self._parse(address), parent, description)
+        """Open a commit on ``repo@branch``; writes to the branch go into it until finished.
+        ``provenance``: finished commits (``repo@ref``) its data is computed from, recorded
+        as a job's inputs are (inspect commit, lineage and retention follow them)."""
+        prov = [(a.repo, ref_text(a)) for a in map(self._parse, provenance)]
+        return self._t.start_commit(self._parse(address), parent, description, prov)
 
     def finish_commit(self, address: str, description: str | None = None) -> CommitInfo:
         """Finish the open commit on ``repo@branch`` (or ``repo@<commit-id>``)."""

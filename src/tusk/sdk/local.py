@@ -157,8 +157,16 @@ class LocalTransport:
 
     # Commits
 
-    def start_commit(self, addr: Address, parent: str | None, description: str) -> CommitInfo:
-        return self.pfs.start_commit(addr.repo, addr.ref.base, parent, description)
+    def start_commit(
+        self,
+        addr: Address,
+        parent: str | None,
+        description: str,
+        provenance: Sequence[tuple[str, str]] = (),
+    ) -> CommitInfo:
+        return self.pfs.start_commit(
+            addr.repo, addr.ref.base, parent, description, provenance=provenance
+        )
 
     def finish_commit(self, addr: Address, description: str | None) -> CommitInfo:
         return self.pfs.finish_commit(addr.repo, ref_text(addr), description)

@@ -356,8 +356,15 @@ class HttpTransport:
 
     # Commits
 
-    def start_commit(self, addr: Address, parent: str | None, description: str) -> CommitInfo:
-        body = {"branch": addr.ref.base, "parent": parent, "description": description}
+    def start_commit(
+        self,
+        addr: Address,
+        parent: str | None,
+        description: str,
+        provenance: Sequence[tuple[str, str]] = (),
+    ) -> CommitInfo:
+        body = {"branch": addr.ref.base, "parent": parent, "description": description,
+                "provenance": [f"{r}@{ref}" for r, ref in provenance]}  # fmt: skip
         url = f"/repos/{_seg(addr.repo)}/commits"
         return decode(CommitInfo, self._call("POST", url, json=body))
 

@@ -388,8 +388,20 @@ def commit_query(client: BaseClient, sql: str, address: str, description: str) -
             rows = _write(q, out, fmt, sql)
             lineage = lineage_of(q, sql)
         text = describe(lineage, target.path, rows, description)
-        put = client.put_file(address, out, description=text)
-    return SqlCommit(put.commit, target.path, rows, q.inputs, lineage["files_read"])
+        # An open commit that names what it read as provenance, like a job's output commit:
+        # inspect commit, lineage and retention then follow the result to those commits.
+        sources = sorted({f"{i.repo}@{i.commit}" for i in q.inputs})
+        info = client.start_commit(
+            f"{target.repo}@{target.ref}", description=text, provenance=sources
+        )
+        opened = f"{target.repo}@{info.id}"
+        try:
+            client.put_file(f"{opened}:{target.path}", out)
+            done = client.finish_commit(opened)
+        except BaseException:
+            client.delete_commit(opened)
+            raise
+    return SqlCommit(done, target.path, rows, q.inputs, lineage["files_read"])
 
 
 def _write(q: Query, out: Path, fmt: str, sql: str) -> int:
