@@ -73,6 +73,12 @@ class PermissionDenied(TuskError):
     exit_code = 9
 
 
+class BranchProtected(PermissionDenied):
+    """A direct write to, move or delete of a protected branch: only a merge moves it."""
+
+    code = "branch_protected"
+
+
 class NotFound(TuskError):
     code = "not_found"
     status = 404

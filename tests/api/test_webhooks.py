@@ -607,6 +607,7 @@ def test_a_database_of_the_previous_schema_gains_the_delivery_table(
         tx.conn.execute(sa.text("DROP TABLE audit_log"))
         tx.conn.execute(sa.text("DROP TABLE secrets"))
         tx.conn.execute(sa.text("DROP TABLE projects"))
+        tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014
         tx.conn.execute(sa.text("DROP TABLE retention"))  # 0013
         tx.conn.execute(sa.text("DROP INDEX ix_commits_merge_parent"))
         tx.conn.execute(sa.text("ALTER TABLE commits DROP COLUMN merge_parent"))

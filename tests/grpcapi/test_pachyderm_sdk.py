@@ -364,3 +364,27 @@ def test_pipeline_details_carry_the_whole_spec() -> None:
     assert d.datum_tries == 4 and d.parallelism_spec.constant == 2
     assert d.resource_limits.memory == "64Mi" and d.egress.URL == "s3://b/p"
     assert d.metadata.labels["team"] == "x" and d.updated_at.seconds == 2
+
+
+def test_a_protected_branch_refuses_writes_through_pachyderm_sdk(
+    server: tuple[Gateway, str, int],
+) -> None:
+    """Issue 22: each write FAILED_PRECONDITION naming the rule; the branch stays."""
+    from tusk import Client
+
+    gw, host, port = server
+    with Client(address=gw.api) as c:
+        c.create_repo("guarded")
+        c.put_file("guarded@master:/a", b"a")
+        c.create_branch("guarded@side", head="master")
+        c.put_file("guarded@side:/b", b"b")
+        c.protect_branch("guarded@master")
+        head = c.inspect_branch("guarded@master").head
+        out = run_sdk(HERE / "sdk_protect.py", host, port)
+        for what in ("put", "start", "move", "delete"):
+            assert out[what][0] == "FAILED_PRECONDITION", (what, out[what])
+            assert "guarded@master is protected" in out[what][1]
+        assert out["side"] == "ok"  # other branches take writes
+        assert c.inspect_branch("guarded@master").head == head
+        c.finish_commit("guarded@side")
+        assert c.fsck().ok

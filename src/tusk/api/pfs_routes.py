@@ -61,6 +61,7 @@ from tusk.pfs.models import (
     FsckReport,
     GcReport,
     MergeResult,
+    ProtectionInfo,
     PutResult,
     RepoInfo,
     RetentionRule,
@@ -308,6 +309,25 @@ def pfs_router(
             strategy=body.strategy, resolve=how, dry_run=body.dry_run,
         )  # fmt: skip
         return ok(result)
+
+    # Protected branches
+
+    @r.post("/repos/{repo}/branches/{branch}/protection", status_code=201, tags=["branches"])
+    @returns(ProtectionInfo)
+    def protect_branch(repo: str, branch: str) -> Response:
+        """Protect a branch: only a merge from another branch moves it (403 to every write)."""
+        by = current_caller().principal or "anonymous (auth off)"
+        return ok(pfs.protect_branch(repo_name(repo), branch, by=by), 201)
+
+    @r.delete("/repos/{repo}/branches/{branch}/protection", status_code=204, tags=["branches"])
+    def unprotect_branch(repo: str, branch: str) -> Response:
+        pfs.unprotect_branch(repo_name(repo), branch)
+        return Response(status_code=204)
+
+    @r.get("/repos/{repo}/protections", tags=["branches"])
+    @returns(list[ProtectionInfo])
+    def list_protections(repo: str) -> Response:
+        return ok(pfs.list_protections(repo_name(repo)))
 
     # Retention
 

@@ -113,6 +113,9 @@ REST: dict[str, Rule] = {
     "inspect_branch": _read(),
     "delete_branch": _write(),
     "merge": _write(),  # the source is a commit of the same repo
+    "protect_branch": _own(),  # a rule over the repo's writers
+    "unprotect_branch": _own(),
+    "list_protections": _read(),
     "set_retention": _own(),  # it decides which history gc removes
     "get_retention": _read(),
     "delete_retention": _own(),

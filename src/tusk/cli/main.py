@@ -96,6 +96,8 @@ glob = _verb("glob", "List files matching a glob pattern.")
 diff = _verb("diff", "Show what changed between two commits: files, or a table's rows.")
 copy = _verb("copy", "Copy files between commits, without copying data.")
 next_ = _verb("next", "Go on to the next datum (in the code of a datum_batching pipeline).")
+protect = _verb("protect", "Protect a branch: only tusk merge from another branch moves it.")
+unprotect = _verb("unprotect", "Lift a branch's protection.")
 debug = _verb("debug", "Rerun a datum on this machine, on its exact inputs.")
 
 # Each verb's nouns, as module:function of tusk.cli.commands: a command imports only its
@@ -115,6 +117,7 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
         "repo": "repo:list_repo",
         "branch": "branch:list_branch",
         "tag": "tag:list_tag",
+        "protection": "protection:list_protection",
         "commit": "commit:list_commit",
         "file": "file:list_file",
         "pipeline": "pipeline:list_pipeline",
@@ -165,6 +168,8 @@ NOUNS: dict[AliasGroup, dict[str, str]] = {
     diff: {"file": "file:diff_file", "table": "sql:diff_table"},
     copy: {"file": "file:copy_file"},
     next_: {"datum": "datum:next_datum"},
+    protect: {"branch": "protection:protect_branch"},
+    unprotect: {"branch": "protection:unprotect_branch"},
     debug: {"datum": "debug:debug_datum"},
 }
 for verb, nouns in NOUNS.items():

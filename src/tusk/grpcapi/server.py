@@ -32,6 +32,7 @@ MAX_MESSAGE = 64 << 20  # bigger than pachyderm-sdk's own 20 MiB receive limit
 _STATUS = {
     "unauthorized": grpc.StatusCode.UNAUTHENTICATED,
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
+    "branch_protected": grpc.StatusCode.FAILED_PRECONDITION,  # a rule of the branch
     "image_pull_denied": grpc.StatusCode.PERMISSION_DENIED,
     "already_exists": grpc.StatusCode.ALREADY_EXISTS,
     "timeout": grpc.StatusCode.DEADLINE_EXCEEDED,

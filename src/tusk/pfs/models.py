@@ -119,6 +119,16 @@ class RetentionRule(_Dict):
 
 
 @dataclass(frozen=True)
+class ProtectionInfo(_Dict):
+    """A protected branch (``tusk protect branch``): only ``tusk merge`` moves it."""
+
+    repo: str
+    branch: str
+    created_at: float
+    created_by: str
+
+
+@dataclass(frozen=True)
 class MergeSide(_Dict):
     """What one side of a merge holds at a path: a file (its content hash) or a directory
     (its tree node), or nothing (type None) where that side has no such path."""

@@ -19,6 +19,7 @@ from tusk.config import StoreConfig
 from tusk.errors import (
     AlreadyExists,
     BranchNotFound,
+    BranchProtected,
     CommitFinished,
     CommitNotFound,
     Conflict,
@@ -58,6 +59,7 @@ from tusk.pfs.models import (
     MergeResult,
     MergeSide,
     ProjectInfo,
+    ProtectionInfo,
     PutResult,
     RepoInfo,
     RetentionRule,
@@ -342,6 +344,8 @@ class PfsService:
             created = existing.created_at if existing else time.time()
             if existing is not None and head is None:
                 head_id = existing.head
+            if existing is not None and head_id != existing.head:
+                self._not_protected(tx, repo, branch, "moved to another head")
             tx.upsert_branch(BranchRecord(repo, branch, head_id, created))
             if provenance:
                 self._check_no_cycle(tx, repo, branch, provenance)
@@ -396,11 +400,49 @@ class PfsService:
     def delete_branch(self, repo: str, branch: str, force: bool = False) -> None:
         with self.meta.write() as tx:
             self._need_branch(tx, repo, branch)
+            self._not_protected(tx, repo, branch, "deleted")
             users = tx.branch_subvenance(repo, branch)
             if users and not force:
                 names = ", ".join(f"{r}@{b}" for r, b in users)
                 raise InUse(f"branch {repo}@{branch} is in the provenance of {names}; use --force")
             tx.delete_branch(repo, branch)
+
+    # Protected branches: moved only by tusk merge (issue 22)
+
+    def protect_branch(self, repo: str, branch: str, by: str = "") -> ProtectionInfo:
+        """Protect ``repo@branch``: every direct write, move and delete is refused; only
+        :meth:`merge` from another branch moves it (and a pipeline its own output branch)."""
+        with self.meta.write() as tx:
+            self._need_branch(tx, repo, branch)
+            if tx.is_protected(repo, branch):
+                raise AlreadyExists(f"branch {repo}@{branch} is already protected")
+            tx.protect(repo, branch, time.time(), by)
+            return next(p for p in self._protections(tx, repo) if p.branch == branch)
+
+    def unprotect_branch(self, repo: str, branch: str) -> None:
+        with self.meta.write() as tx:
+            self._need_repo(tx, repo)
+            if not tx.is_protected(repo, branch):
+                raise NotFound(f"branch {repo}@{branch} is not protected")
+            tx.unprotect(repo, branch)
+
+    def list_protections(self, repo: str | None = None) -> list[ProtectionInfo]:
+        with self.meta.read() as tx:
+            if repo is not None:
+                self._need_repo(tx, repo)
+            return self._protections(tx, repo)
+
+    @staticmethod
+    def _protections(tx: MetaTx, repo: str | None) -> list[ProtectionInfo]:
+        return [ProtectionInfo(*row) for row in tx.protected_branches(repo)]
+
+    def _not_protected(self, tx: MetaTx, repo: str, branch: str, what: str) -> None:
+        if tx.is_protected(repo, branch):
+            raise BranchProtected(
+                f"branch {repo}@{branch} is protected and cannot be {what}: it moves only by "
+                f"tusk merge from another branch (tusk unprotect branch {repo}@{branch} lifts "
+                "the rule)"
+            )
 
     # Tags: a name for one commit (repo@v1 wherever a commit is taken)
 
@@ -566,6 +608,7 @@ class PfsService:
         check_branch_name(branch)
         with self.meta.write() as tx:
             self._need_repo(tx, repo)
+            self._not_protected(tx, repo, branch, "written to")
             sources = []
             for src_repo, src_ref in provenance:
                 src = self._resolve(tx, src_repo, parse_ref(src_ref))
@@ -735,6 +778,8 @@ class PfsService:
         with self.meta.write() as tx:
             commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
             self._not_tagged(tx, [commit], "deleted")
+            for b in tx.branches_at(commit.id):
+                self._not_protected(tx, b.repo, b.name, "moved back")
             if tx.children(commit.id):
                 raise InUse(
                     f"commit {_fmt(commit)} has child commits; only a branch head can be deleted"
@@ -819,6 +864,9 @@ class PfsService:
                         f"commit {_fmt(c)} has child commits: dropping it would change them; "
                         "squash the commit set instead"
                     )
+            for c in records:
+                for b in tx.branches_at(c.id):
+                    self._not_protected(tx, b.repo, b.name, "moved back")
             for c in records:
                 for b in tx.branches_at(c.id):
                     tx.set_branch_head(b.repo, b.name, c.parent)
@@ -1172,6 +1220,8 @@ class PfsService:
             if commit is None and is_commit_id(ref.base):
                 raise CommitNotFound(f"commit {repo}@{ref.base} not found")
             if commit is not None:
+                if commit.branch is not None and not commit.finished:
+                    self._not_protected(tx, repo, commit.branch, "written to")
                 if commit.finished:
                     raise CommitFinished(
                         f"commit {_fmt(commit)} is finished and cannot change; "
@@ -1180,6 +1230,7 @@ class PfsService:
                 return commit, None
             check_branch_name(ref.base)
             return None, None
+        self._not_protected(tx, repo, branch.name, "written to")
         if branch.head is not None:
             head = self._need_commit(tx, branch.head)
             if not head.finished:

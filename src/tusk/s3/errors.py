@@ -69,6 +69,7 @@ _FROM_TUSK = {
     "storage_error": "InternalError",
     "corrupt_object": "InternalError",
     "permission_denied": "AccessDenied",
+    "branch_protected": "AccessDenied",
     "unauthorized": "AccessDenied",
     "invalid_name": "InvalidArgument",
     "invalid_argument": "InvalidArgument",

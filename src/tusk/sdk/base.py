@@ -40,6 +40,7 @@ from tusk.pfs.models import (
     GcReport,
     MergeResult,
     ProjectInfo,
+    ProtectionInfo,
     PutResult,
     RepoInfo,
     RetentionRule,
@@ -196,6 +197,22 @@ class BaseClient(PipelineMethods, AuthMethods):
     def delete_branch(self, address: str, force: bool = False) -> None:
         """Delete ``repo@branch`` (its commits stay reachable by id)."""
         self._t.delete_branch(self._parse(address), force)
+
+    # Protected branches
+
+    def protect_branch(self, address: str) -> ProtectionInfo:
+        """Protect ``repo@branch``: direct writes, moves and deletes are refused on every
+        edge (BranchProtected); only :meth:`merge` from another branch moves it."""
+        addr = self._parse(address)
+        return self._t.protect_branch(addr.repo, addr.ref.base)
+
+    def unprotect_branch(self, address: str) -> None:
+        addr = self._parse(address)
+        self._t.unprotect_branch(addr.repo, addr.ref.base)
+
+    def list_protections(self, repo: str | None = None) -> list[ProtectionInfo]:
+        """The protected branches of ``repo``, or of every repo."""
+        return self._t.list_protections(self._repo(repo) if repo is not None else None)
 
     # Tags
 

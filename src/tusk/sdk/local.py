@@ -30,6 +30,7 @@ from tusk.pfs.models import (
     GcReport,
     MergeResult,
     ProjectInfo,
+    ProtectionInfo,
     PutResult,
     RepoInfo,
     RetentionRule,
@@ -142,6 +143,17 @@ class LocalTransport:
 
     def delete_branch(self, addr: Address, force: bool) -> None:
         self.pfs.delete_branch(addr.repo, addr.ref.base, force)
+
+    def protect_branch(self, repo: str, branch: str) -> ProtectionInfo:
+        import getpass
+
+        return self.pfs.protect_branch(repo, branch, by=f"local:{getpass.getuser()}")
+
+    def unprotect_branch(self, repo: str, branch: str) -> None:
+        self.pfs.unprotect_branch(repo, branch)
+
+    def list_protections(self, repo: str | None) -> list[ProtectionInfo]:
+        return self.pfs.list_protections(repo)
 
     def create_tag(self, repo: str, ref: str, name: str) -> TagInfo:
         return self.pfs.create_tag(repo, ref, name)

@@ -63,6 +63,7 @@ from tusk.pfs.models import (
     GcReport,
     MergeResult,
     ProjectInfo,
+    ProtectionInfo,
     PutResult,
     RepoInfo,
     RetentionRule,
@@ -340,6 +341,22 @@ class HttpTransport:
     def delete_branch(self, addr: Address, force: bool) -> None:
         url = f"/repos/{_seg(addr.repo)}/branches/{_seg(addr.ref.base)}"
         self._call("DELETE", url, params=_params(force=force))
+
+    def protect_branch(self, repo: str, branch: str) -> ProtectionInfo:
+        url = f"/repos/{_seg(repo)}/branches/{_seg(branch)}/protection"
+        return decode(ProtectionInfo, self._call("POST", url))
+
+    def unprotect_branch(self, repo: str, branch: str) -> None:
+        self._call("DELETE", f"/repos/{_seg(repo)}/branches/{_seg(branch)}/protection")
+
+    def list_protections(self, repo: str | None) -> list[ProtectionInfo]:
+        repos = [repo] if repo is not None else [r.name for r in self.list_repos()]
+        out: list[ProtectionInfo] = []
+        for name in repos:
+            out.extend(
+                decode_list(ProtectionInfo, self._call("GET", f"/repos/{_seg(name)}/protections"))
+            )
+        return out
 
     def create_tag(self, repo: str, ref: str, name: str) -> TagInfo:
         body = {"name": name, "commit": ref}

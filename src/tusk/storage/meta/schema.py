@@ -376,3 +376,15 @@ retention = sa.Table(
     sa.Column("keep_tagged", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+
+# Protected branches (migration 0014): branches no write moves directly, only ``tusk merge``
+# from another branch (and a pipeline its own output branch).
+branch_protection = sa.Table(
+    "branch_protection",
+    metadata,
+    sa.Column("repo", sa.String(NAME), primary_key=True),
+    sa.Column("branch", sa.String(63), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+)

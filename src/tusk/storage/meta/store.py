@@ -46,7 +46,7 @@ from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0013"
+SCHEMA_HEAD = "0014"
 _BATCH = 500
 
 
@@ -319,6 +319,7 @@ class MetaTx(
         self.delete_repo_triggers(name)
         self.delete_repo_tags(name)
         self.delete_retention(name)
+        self.conn.execute(t.branch_protection.delete().where(t.branch_protection.c.repo == name))
         self.conn.execute(t.commits.delete().where(t.commits.c.repo == name))
         self.conn.execute(t.repos.delete().where(t.repos.c.name == name))
 

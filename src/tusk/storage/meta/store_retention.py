@@ -97,3 +97,29 @@ class RetentionTxMixin:
             c = table.c
             self.conn.execute(table.delete().where(c.pipeline == pipeline, c.job == job))
         self.conn.execute(t.jobs.delete().where(t.jobs.c.pipeline == pipeline, t.jobs.c.id == job))
+
+    # Protected branches (they live here with retention: both are rules on a repo's history)
+
+    def protected_branches(self, repo: str | None = None) -> list[tuple[str, str, float, str]]:
+        """(repo, branch, created_at, created_by) of protected branches, of ``repo`` or all."""
+        c = t.branch_protection.c
+        q = sa.select(t.branch_protection).order_by(c.repo, c.branch)
+        if repo is not None:
+            q = q.where(c.repo == repo)
+        return [(r.repo, r.branch, r.created_at, r.created_by) for r in self.conn.execute(q)]
+
+    def is_protected(self, repo: str, branch: str) -> bool:
+        c = t.branch_protection.c
+        q = sa.select(c.branch).where(c.repo == repo, c.branch == branch)
+        return self.conn.execute(q).first() is not None
+
+    def protect(self, repo: str, branch: str, created_at: float, created_by: str) -> None:
+        self.conn.execute(
+            t.branch_protection.insert().values(
+                repo=repo, branch=branch, created_at=created_at, created_by=created_by
+            )
+        )
+
+    def unprotect(self, repo: str, branch: str) -> None:
+        c = t.branch_protection.c
+        self.conn.execute(t.branch_protection.delete().where(c.repo == repo, c.branch == branch))
