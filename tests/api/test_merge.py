@@ -177,6 +177,9 @@ def test_a_merge_into_a_pipeline_input_runs_it_once_and_lineage_shows_both(
         assert inp.commit == r.commit.id
         assert inp.merge_parents == [r.commit.parent, r.commit.merge_parent]
         assert inp.merged_from == r.commit.merge_parent  # a.txt came from feature
+        c.create_branch("up@side", head="master")
+        with pytest.raises(InvalidArgument, match="a pipeline's output"):
+            c.merge("up@side", "master")
         b_in = c.lineage("up@master:/b.txt").inputs[0]  # carried forward, made before
         assert (b_in.commit, b_in.merge_parents) == (r.commit.parent, [])
 

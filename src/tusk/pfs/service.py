@@ -957,6 +957,11 @@ class PfsService:
             raise _no_branch(repo, into)
         if target.head is None:
             raise Conflict(f"branch {repo}@{into} has no commits to merge into")
+        if tx.branch_provenance(repo, into):
+            raise InvalidArgument(
+                f"branch {repo}@{into} is computed from other branches (a pipeline's output): "
+                "merge into the branches it reads instead"
+            )
         ours = self._need_commit(tx, target.head)
         src_ref = parse_ref(source)
         theirs = self._resolve(tx, repo, src_ref, readable=False)
