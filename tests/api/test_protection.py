@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from gateway import Gateway, s3_client, start_gateway
 from tusk import Client
-from tusk.errors import AlreadyExists, BranchNotFound, BranchProtected, NotFound
+from tusk.errors import AlreadyExists, BranchNotFound, BranchProtected, NotFound, PermissionDenied
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,44 @@ def _multipart(s3: Any) -> None:
         Bucket="master.viaedges", Key="big.bin", UploadId=up["UploadId"],
         MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
     )  # fmt: skip
+
+
+def test_a_cluster_admin_may_force_a_write_and_the_audit_log_records_it(tmp_path: Path) -> None:
+    from apihelpers import start_live, stop_live
+
+    with Client(tmp_path / "embedded") as local:  # no identities: anyone may
+        _setup(local, "e")
+        with local.force_protected():
+            local.put_file("e@master:/forced", b"f")
+        assert local.get_file("e@master:/forced") == b"f"
+        with pytest.raises(BranchProtected):  # only within
+            local.put_file("e@master:/again", b"g")
+
+    live = start_live(tmp_path / "home")
+    try:
+        with Client(address=live.url) as anon:
+            root = anon.auth_activate()
+        with Client(address=live.url, token=root) as admin:
+            head = _setup(admin, "f")
+            _info, owner_token = admin.create_token("user:owner")
+            admin.set_repo_roles("f", "user:owner", ["repoOwner"])
+            owner = Client(address=live.url, token=owner_token)
+            with owner, owner.force_protected(), pytest.raises(PermissionDenied, match="Admin"):
+                owner.put_file("f@master:/x", b"x")
+            assert admin.inspect_branch("f@master").head == head
+            with admin.force_protected():
+                admin.put_file("f@master:/x", b"x")
+            assert admin.get_file("f@master:/x") == b"x"
+            entries = admin.audit(user="user:root")
+            forced = [e for e in entries if "protected branch (forced)" in str(e.get("detail"))]
+            assert [(e["operation"], e["resource"]) for e in forced] == [("put_file", "f@master")]
+            with pytest.raises(BranchProtected):  # the header went with the block
+                admin.put_file("f@master:/y", b"y")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+        env["TUSK_TOKEN"] = root
+        cli = [sys.executable, "-m", "tusk.cli.main", "--address", live.url]
+        r = subprocess.run([*cli, "--force-protected", "delete", "file", "f@master:/x"],
+                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop_live(live)

@@ -19,10 +19,11 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from tusk.api.wire import name_param
+from tusk.api.wire import FORCE_HEADER, name_param
 from tusk.auth.permissions import PUBLIC, RULES
 from tusk.auth.service import OFF, AuthService, Caller, parse_bearer
 from tusk.errors import PermissionDenied
+from tusk.pfs.protection import overriding
 
 EDGE = "rest"
 _REQUEST = "tusk_request__"
@@ -47,6 +48,28 @@ def csrf_check(auth: AuthService, token: str, sent: str | None) -> None:
     if not sent or not hmac.compare_digest(sent, auth.csrf_for(token)):
         raise PermissionDenied(
             "missing or wrong CSRF token (X-CSRF-Token): reload the console, or sign in again"
+        )
+
+
+# A clusterAdmin's write to a protected branch (FORCE_HEADER, tusk --force-protected):
+# allowed for this request, and each protected branch it wrote goes into the audit log.
+
+
+def _forcing(request: Request, caller: Caller) -> bool:
+    """Whether the request asks to override branch protection (only a clusterAdmin may)."""
+    if request.headers.get(FORCE_HEADER, "").lower() not in ("1", "true"):
+        return False
+    if not caller.is_admin:
+        raise PermissionDenied(
+            f"{caller.principal} may not override branch protection: it needs clusterAdmin"
+        )
+    return True
+
+
+def _audit_forced(auth: AuthService, caller: Caller, name: str, forced: list[str]) -> None:
+    for branch in forced:
+        auth.audit_event(
+            caller, EDGE, name, "branch", branch, "wrote to a protected branch (forced)"
         )
 
 
@@ -89,9 +112,16 @@ def _guard(endpoint: Callable[..., Any], name: str, auth: AuthService) -> Callab
 
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            reset = CALLER.set(await run_in_threadpool(check, request_of(kwargs)))
+            request = request_of(kwargs)
+            caller = await run_in_threadpool(check, request)
+            reset = CALLER.set(caller)
             try:
-                return await endpoint(*args, **kwargs)
+                if not _forcing(request, caller):
+                    return await endpoint(*args, **kwargs)
+                with overriding() as forced:
+                    result = await endpoint(*args, **kwargs)
+                await run_in_threadpool(_audit_forced, auth, caller, name, forced)
+                return result
             finally:
                 CALLER.reset(reset)
 
@@ -99,9 +129,16 @@ def _guard(endpoint: Callable[..., Any], name: str, auth: AuthService) -> Callab
 
         @functools.wraps(endpoint)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            reset = CALLER.set(check(request_of(kwargs)))
+            request = request_of(kwargs)
+            caller = check(request)
+            reset = CALLER.set(caller)
             try:
-                return endpoint(*args, **kwargs)
+                if not _forcing(request, caller):
+                    return endpoint(*args, **kwargs)
+                with overriding() as forced:
+                    result = endpoint(*args, **kwargs)
+                _audit_forced(auth, caller, name, forced)
+                return result
             finally:
                 CALLER.reset(reset)
 

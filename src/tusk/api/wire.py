@@ -26,6 +26,8 @@ from tusk.pfs.models import (
 from tusk.pps.models import ApplyChange, ApplyResult, LineageStep, PipelineInfo, PipelineVersion
 
 API_PREFIX = "/api/v1"
+# A request that overrides branch protection (a clusterAdmin's forced write; tusk.api.guard).
+FORCE_HEADER = "x-tusk-force-protected"
 # A wait request holds a server thread; it returns Timeout after at most this long and the
 # SDK asks again, so a client that went away never pins a thread for longer.
 MAX_WAIT = 30.0

@@ -47,6 +47,7 @@ class State:
     home: Path | None = None
     client: Client | None = None
     project: str | None = None  # --project (else $TUSK_PROJECT, the config file, default)
+    force_protected: bool = False  # --force-protected: a clusterAdmin's write (audited)
 
 
 def get_client(ctx: click.Context) -> Client:
@@ -63,6 +64,9 @@ def get_client(ctx: click.Context) -> Client:
             else Client(project=project)
         )
         root.call_on_close(state.client.close)
+    if state.force_protected:
+        state.force_protected = False  # entered once, left when the command ends
+        root.with_resource(state.client.force_protected())
     return state.client
 
 

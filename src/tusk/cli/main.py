@@ -41,9 +41,20 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     help="The current project: bare repo and pipeline names are its (default: $TUSK_PROJECT, "
     "else the config file's project, else default).",
 )
+@click.option(
+    "--force-protected",
+    is_flag=True,
+    help="Write to a protected branch anyway (clusterAdmin only on a server; audited).",
+)
 @output_option
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, address: str | None, project: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    home: Path | None,
+    address: str | None,
+    project: str | None,
+    force_protected: bool,
+) -> None:
     """Tusk: version control for data, with pachctl's commands.
 
     Addresses: REPO, REPO@BRANCH, REPO@COMMIT-ID, REPO@BRANCH^2 (or ~2), and with a path
@@ -52,7 +63,11 @@ def cli(ctx: click.Context, home: Path | None, address: str | None, project: str
     """
     if home is not None and address is not None:
         fail("give --home (work on a home here) or --address (talk to a server), not both")
-    state = State(home=home.expanduser() if home is not None else None, project=project)
+    state = State(
+        home=home.expanduser() if home is not None else None,
+        project=project,
+        force_protected=force_protected,
+    )
     ctx.obj = state
     if address is not None:
         from tusk.sdk import Client

@@ -437,7 +437,9 @@ class PfsService:
         return [ProtectionInfo(*row) for row in tx.protected_branches(repo)]
 
     def _not_protected(self, tx: MetaTx, repo: str, branch: str, what: str) -> None:
-        if tx.is_protected(repo, branch):
+        from tusk.pfs.protection import overridden
+
+        if tx.is_protected(repo, branch) and not overridden(f"{repo}@{branch}"):
             raise BranchProtected(
                 f"branch {repo}@{branch} is protected and cannot be {what}: it moves only by "
                 f"tusk merge from another branch (tusk unprotect branch {repo}@{branch} lifts "

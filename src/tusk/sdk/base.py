@@ -210,6 +210,14 @@ class BaseClient(PipelineMethods, AuthMethods):
         addr = self._parse(address)
         self._t.unprotect_branch(addr.repo, addr.ref.base)
 
+    @contextmanager
+    def force_protected(self) -> Iterator[None]:
+        """Within: writes to protected branches go through. A server allows it to a
+        clusterAdmin only and records each such write in the audit log; an embedded store
+        (no identities) to anyone."""
+        with self._t.force_protected():
+            yield
+
     def list_protections(self, repo: str | None = None) -> list[ProtectionInfo]:
         """The protected branches of ``repo``, or of every repo."""
         return self._t.list_protections(self._repo(repo) if repo is not None else None)

@@ -149,6 +149,13 @@ class LocalTransport:
 
         return self.pfs.protect_branch(repo, branch, by=f"local:{getpass.getuser()}")
 
+    @contextmanager
+    def force_protected(self) -> Iterator[None]:
+        from tusk.pfs.protection import overriding
+
+        with overriding():
+            yield
+
     def unprotect_branch(self, repo: str, branch: str) -> None:
         self.pfs.unprotect_branch(repo, branch)
 

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 from urllib.parse import quote
@@ -37,6 +38,7 @@ import httpx
 from tusk.api.wire import (
     API_PREFIX,
     BLOCK,
+    FORCE_HEADER,
     MAX_WAIT,
     NDJSON,
     decode,
@@ -345,6 +347,14 @@ class HttpTransport:
     def protect_branch(self, repo: str, branch: str) -> ProtectionInfo:
         url = f"/repos/{_seg(repo)}/branches/{_seg(branch)}/protection"
         return decode(ProtectionInfo, self._call("POST", url))
+
+    @contextmanager
+    def force_protected(self) -> Iterator[None]:
+        self.http.headers[FORCE_HEADER] = "1"
+        try:
+            yield
+        finally:
+            del self.http.headers[FORCE_HEADER]
 
     def unprotect_branch(self, repo: str, branch: str) -> None:
         self._call("DELETE", f"/repos/{_seg(repo)}/branches/{_seg(branch)}/protection")
