@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
 
 import blake3
 import zstandard
@@ -130,6 +130,7 @@ class ChunkStore:
                     yield self.decode(digest, loc, payload, dctx, verify)
                 i = j
 
+    @overload
     @staticmethod
     def decode(
         digest: bytes,
@@ -137,7 +138,29 @@ class ChunkStore:
         payload: bytes,
         dctx: zstandard.ZstdDecompressor,
         verify: bool = True,
-    ) -> bytes:
+    ) -> bytes: ...
+
+    @overload
+    @staticmethod
+    def decode(
+        digest: bytes,
+        loc: ChunkLocation,
+        payload: memoryview,
+        dctx: zstandard.ZstdDecompressor,
+        verify: bool = True,
+    ) -> bytes | memoryview: ...
+
+    @staticmethod
+    def decode(
+        digest: bytes,
+        loc: ChunkLocation,
+        payload: bytes | memoryview,
+        dctx: zstandard.ZstdDecompressor,
+        verify: bool = True,
+    ) -> bytes | memoryview:
+        """A chunk's bytes from its stored payload, checked against its digest (``verify``).
+        A raw payload comes back as given (a view stays a view: no copy)."""
+        raw: bytes | memoryview
         if loc.codec == CODEC_ZSTD:
             try:
                 raw = dctx.decompress(payload, max_output_size=loc.raw_length)

@@ -22,7 +22,7 @@ import zstandard
 from tusk.errors import CorruptObject, StorageError
 from tusk.storage.chunks import ChunkRef, ChunkStore
 from tusk.storage.meta.records import ChunkLocation
-from tusk.storage.packs import CODEC_RAW, CODEC_ZSTD, pack_key
+from tusk.storage.packs import CODEC_RAW, pack_key
 
 PAGE = 1024  # chunks whose locations are looked up together (one query)
 PAGES_KEPT = 64  # ~64K chunks, ~8 GiB of file at the default chunk size
@@ -142,20 +142,8 @@ class SpanReader:
     def _decode(
         self, index: int, loc: ChunkLocation, payload: memoryview, dctx: zstandard.ZstdDecompressor
     ) -> memoryview:
-        digest = self._refs[index][0]
-        if loc.codec == CODEC_ZSTD:
-            try:
-                raw = memoryview(dctx.decompress(payload, max_output_size=loc.raw_length))
-            except zstandard.ZstdError as exc:
-                raise CorruptObject(
-                    f"chunk {digest.hex()} in pack {loc.pack} does not decompress"
-                ) from exc
-        elif loc.codec == CODEC_RAW:
-            raw = payload
-        else:
-            raise CorruptObject(f"chunk {digest.hex()} has unknown codec {loc.codec}")
-        self._check(index, loc, raw)
-        return raw
+        raw = ChunkStore.decode(self._refs[index][0], loc, payload, dctx, self._verify)
+        return raw if isinstance(raw, memoryview) else memoryview(raw)
 
     def _check(self, index: int, loc: ChunkLocation, raw: memoryview) -> None:
         digest, size = self._refs[index]
