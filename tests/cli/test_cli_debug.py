@@ -230,3 +230,35 @@ def test_a_datum_that_ran_in_an_image_reruns_in_it(tmp_path: Path) -> None:
     assert json.loads((folder / "datum.json").read_text())["executor"] == "image"
     assert f"this run: image {ref} ({job.image_digest}), failed, exit code 5" in r.stdout
     assert r.stdout.count("[stdout] in-image 0 out w") == 2  # the image's env, /pfs as it was
+
+
+def test_a_failed_datum_of_a_datum_batching_pipeline_reruns_in_its_loop(tmp_path: Path) -> None:
+    """The code's own `tusk next datum` loop runs again on this one datum, and fails again."""
+    home = tmp_path / "home"
+    loop = (
+        'while tusk next datum; do for f in "$TUSK_PFS"/in/*; do '
+        'grep -q bad "$f" && { echo "bad datum $(basename "$f")" >&2; exit 4; }; '
+        'tr a-z A-Z < "$f" > "$TUSK_PFS/out/$(basename "$f")"; done; done'
+    )
+    with Client(home) as c:
+        c.create_repo("in")
+        c.put_files("in@master", [("/a", b"alpha\n"), ("/b", b"bad\n")])
+        c.create_pipeline({
+            "pipeline": {"name": "batched"},
+            "input": {"pfs": {"repo": "in", "glob": "/*"}},
+            "transform": {"cmd": ["sh", "-c", loop], "datum_batching": True},
+            "datum_tries": 1,
+        })  # fmt: skip
+        c.run_scheduler(once=True)
+        [job] = c.list_jobs("batched")
+        [bad] = [d for d in c.list_datums(f"batched@{job.id}") if d.state == "failed"]
+    folder = tmp_path / "dbg"
+    args = ("debug", "datum", "batched", job.id, bad.id, "--dir", str(folder), "--run")
+    r = Tusk(home)(*args, code=1)
+    assert files_under(folder / "pfs") == {"pfs/in/b": b"bad\n"}  # only this datum's file
+    _original, _, this = r.stdout.partition("== this run")
+    assert "[stderr] bad datum b" in this and "failed" in this
+    fixed = loop.replace("exit 4", "continue")
+    r = Tusk(home)(*args, "--", "sh", "-c", fixed)
+    assert "success" in r.stdout.partition("== this run")[2]
+    assert files_under(folder / "pfs" / "out") == {}  # a bad datum is skipped: no output
