@@ -171,3 +171,22 @@ def test_the_cli_and_kill_9_during_retention(tmp_path: Path) -> None:
         assert c.fsck().ok
     tusk("retention", "unset", "r")
     assert "no retention rule" in tusk("retention", "unset", "r", code=3)
+
+
+def test_a_tagged_output_of_expired_inputs_stays_with_its_inputs(tmp_path: Path) -> None:
+    """A commit computed from expired commits goes with them unless it is tagged: a tag in a
+    repo without a rule keeps its commit, and so (for lineage) what it was computed from."""
+    with Client(tmp_path / "home") as c:
+        c.create_repo("raw")
+        c.create_repo("out")
+        first, second, third = (c.put_file("raw@master:/x", b"%d" % i).commit.id for i in range(3))
+        for src in (first, third):
+            made = c.start_commit("out@master", provenance=[f"raw@{src}"]).id
+            c.put_file(f"out@{made}:/y", b"from " + src.encode())
+            c.finish_commit(f"out@{made}")
+        tagged = c.list_commits("out@master")[1].id  # the one computed from `first`
+        c.create_tag(f"out@{tagged}", "keep")
+        c.set_retention("raw", keep_last=1)
+        plan = c.gc(grace=0, dry_run=True)
+        assert plan.expired == [f"raw@{second}"]
+        assert plan.kept_for_lineage == 1  # `first`: the tagged output needs it

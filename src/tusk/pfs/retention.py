@@ -49,21 +49,26 @@ def plan(tx: MetaTx, now: float) -> Plan:
     by_repo: dict[str, list[CommitRecord]] = defaultdict(list)
     for c in commits.values():
         by_repo[c.repo].append(c)
-    protected: set[str] = {c.id for c in commits.values() if not c.finished}
-    for repo in {c.repo for c in commits.values()}:
-        protected.update(b.head for b in tx.list_branches(repo) if b.head is not None)
-    tagged = {t.commit for r in rules for t in tx.list_tags(r.repo) if r.keep_tagged}
+    heads: dict[str, list[str]] = defaultdict(list)
+    for b in tx.list_branches():
+        if b.head is not None:
+            heads[b.repo].append(b.head)
+    protected = {c.id for c in commits.values() if not c.finished}
+    protected.update(h for repo_heads in heads.values() for h in repo_heads)
+    # A tag keeps its commit, except in a repo whose rule says --no-keep-tagged.
+    untagging = {r.repo for r in rules if not r.keep_tagged}
+    tagged = {t.commit for repo in by_repo if repo not in untagging for t in tx.list_tags(repo)}
     by_rule: set[str] = set()
     for rule in rules:
-        kept: set[str] = set(tagged)
+        kept: set[str] = set()
         if rule.keep_last:
-            for b in tx.list_branches(rule.repo):
-                kept.update(_first_parents(commits, b.head, rule.keep_last))
+            for head in heads[rule.repo]:
+                kept.update(_first_parents(commits, head, rule.keep_last))
         if rule.keep_within is not None:
             since = now - rule.keep_within
             kept.update(c.id for c in by_repo[rule.repo] if (c.finished_at or 0) >= since)
         by_rule.update(c.id for c in by_repo[rule.repo] if c.id not in kept)
-    by_rule -= protected
+    by_rule -= protected | tagged
 
     prov: dict[str, set[str]] = defaultdict(set)
     for out, src in tx.all_commit_provenance():
