@@ -829,7 +829,7 @@ class PpsService:
                 c = tx.get_commit(c.parent)
                 job = tx.job_for_commit(c.id) if c else None
             if job is None:
-                return self._data_step(repo, c, commit_id, path)
+                return self._data_step(tx, repo, c, commit_id, path)
             version = self._version(tx, job.pipeline, job.version)
             datums = tx.list_datums(job.pipeline, job.id, states=["success", "skipped"])
         for d in datums:
@@ -868,21 +868,19 @@ class PpsService:
         return LineageStep(repo, commit_id, path, pipeline=job.pipeline, job=job.id)
 
     def _data_step(
-        self, repo: str, c: CommitRecord | None, commit_id: str, path: str
+        self, tx: MetaTx, repo: str, c: CommitRecord | None, commit_id: str, path: str
     ) -> LineageStep:
         """A file put in, not made by a job: of a merge commit, say which parent it came from;
         of a commit that names provenance (``tusk sql --to``), the commits it was computed
         from are its inputs (whole commits: the description names the files read)."""
-        if c is not None and c.merge_parent is None:
-            with self.meta.read() as tx:
-                named = [tx.get_commit(p) for p in tx.commit_provenance(c.id)]
-            step = LineageStep(repo, commit_id, path)
+        step = LineageStep(repo, commit_id, path)
+        if c is None:
+            return step
+        if c.merge_parent is None or c.parent is None:
+            named = [tx.get_commit(p) for p in tx.commit_provenance(c.id)]
             step.inputs.extend(LineageStep(s.repo, s.id, "/") for s in named if s is not None)
             return step
-        if c is None or c.merge_parent is None or c.parent is None:
-            return LineageStep(repo, commit_id, path)
-        with self.meta.read() as tx:
-            parents = [tx.get_commit(p) for p in (c.parent, c.merge_parent)]
+        parents = [tx.get_commit(p) for p in (c.parent, c.merge_parent)]
         mine = self.pfs.tree_entry(c.tree, path)
         source = next(
             (p.id for p in parents if p is not None and self.pfs.tree_entry(p.tree, path) == mine),

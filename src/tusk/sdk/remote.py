@@ -360,12 +360,15 @@ class HttpTransport:
         self._call("DELETE", f"/repos/{_seg(repo)}/branches/{_seg(branch)}/protection")
 
     def list_protections(self, repo: str | None) -> list[ProtectionInfo]:
+        return self._per_repo(ProtectionInfo, repo, "protections")
+
+    def _per_repo(self, cls: type[T], repo: str | None, what: str) -> list[T]:
+        """``GET /repos/{repo}/{what}`` of ``repo``, or of every repo the caller may list,
+        for rules the API serves per repo (protections, retention)."""
         repos = [repo] if repo is not None else [r.name for r in self.list_repos()]
-        out: list[ProtectionInfo] = []
+        out: list[T] = []
         for name in repos:
-            out.extend(
-                decode_list(ProtectionInfo, self._call("GET", f"/repos/{_seg(name)}/protections"))
-            )
+            out.extend(decode_list(cls, self._call("GET", f"/repos/{_seg(name)}/{what}")))
         return out
 
     def create_tag(self, repo: str, ref: str, name: str) -> TagInfo:
@@ -601,12 +604,7 @@ class HttpTransport:
         return decode(RetentionRule, self._call("PUT", url, json=body))
 
     def list_retention(self, repo: str | None) -> list[RetentionRule]:
-        repos = [repo] if repo is not None else [r.name for r in self.list_repos()]
-        out: list[RetentionRule] = []
-        for name in repos:
-            data = self._call("GET", f"/repos/{_seg(name)}/retention")
-            out.extend(decode_list(RetentionRule, data))
-        return out
+        return self._per_repo(RetentionRule, repo, "retention")
 
     def delete_retention(self, repo: str) -> None:
         self._call("DELETE", f"/repos/{_seg(repo)}/retention")
