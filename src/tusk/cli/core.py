@@ -75,16 +75,21 @@ def _store_output(ctx: click.Context, _param: click.Parameter, value: str | None
         ctx.meta[OUTPUT_KEY] = value
 
 
-def output_option(f: F) -> F:
-    """``-o/--output [table|json]``; accepted on the root group and on every command."""
+def output_option(
+    f: F,
+    formats: tuple[str, ...] = FORMATS,
+    help: str = "Output format: a table for people (default) or JSON for scripts.",
+) -> F:
+    """``-o/--output [table|json]``; accepted on the root group and on every command (a
+    command with more formats gives them and its ``help``)."""
     return click.option(
         "-o",
         "--output",
-        type=click.Choice(FORMATS),
+        type=click.Choice(formats),
         default=None,
         expose_value=False,
         callback=_store_output,
-        help="Output format: a table for people (default) or JSON for scripts.",
+        help=help,
     )(f)
 
 

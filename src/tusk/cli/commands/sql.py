@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from tusk.cli.core import OUTPUT_KEY, emit, fail, get_client, output_format
+from tusk.cli.core import emit, fail, get_client, output_format, output_option
 from tusk.cli.render import print_fields, print_table
 
 if TYPE_CHECKING:
@@ -26,22 +26,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 TABLE_ROWS = 1000
 
 
-def _store_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        ctx.meta[OUTPUT_KEY] = value
-
-
 def rows_output_option(f: F) -> F:
     """``-o table|json|csv``: as every command's ``-o``, with CSV for rows."""
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(("table", "json", "csv")),
-        default=None,
-        expose_value=False,
-        callback=_store_output,
-        help="Output format: a table for people (default), JSON (an array of rows) or CSV.",
-    )(f)
+    return output_option(
+        f,
+        ("table", "json", "csv"),
+        "Output format: a table for people (default), JSON (an array of rows) or CSV.",
+    )
 
 
 def _text(value: Any) -> str:
