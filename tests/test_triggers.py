@@ -387,6 +387,8 @@ def test_a_store_of_schema_0009_gains_triggers(home: Path, engine: str) -> None:
     url = os.environ.get("TUSK_METADATA_URL") or sqlite_url(home / "tusk.db")
     store = MetaStore(url)
     with store.write() as tx:  # back to 0009: no branch_triggers (nor 0011's s3_sessions)
+        tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
+        tx.conn.execute(sa.text("DROP TABLE checks"))
         tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014
         tx.conn.execute(sa.text("DROP TABLE retention"))  # 0013
         tx.conn.execute(sa.text("DROP INDEX ix_commits_merge_parent"))

@@ -14,10 +14,16 @@ class TuskError(Exception):
     code = "internal"
     status = 500
     exit_code = 1
+    multiline = False  # the message goes on after its first line (a failed check's log)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def shown(self) -> str:
+        """The message as edges show it: one line, unless the error carries more."""
+        text = self.message if self.multiline else " ".join(self.message.splitlines())
+        return text or self.code
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
@@ -150,6 +156,17 @@ class MergeConflict(Conflict):
     resolution for them; nothing was committed."""
 
     code = "merge_conflict"
+
+
+class CheckFailed(TuskError):
+    """A check (``kind: check``) that failed, timed out or could not run on a candidate
+    commit or merge result: the branch it gates did not move. The message ends with the tail
+    of the check's log."""
+
+    code = "check_failed"
+    status = 412
+    exit_code = 10
+    multiline = True
 
 
 class PathConflict(Conflict):

@@ -378,6 +378,7 @@ class Server:
         log: Log | None = None,
     ) -> None:
         """Run the scheduler in this thread (or wait) until ``stop`` is set."""
+        self.services.pps.sandbox = sandbox  # checks run as its datums do
         if scheduler:
             from tusk.pps.executor import LocalExecutor
             from tusk.pps.scheduler import Scheduler

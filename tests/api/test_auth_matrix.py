@@ -254,6 +254,8 @@ def _setup(live: Live, http: httpx.Client) -> World:
     _ok(
         http.post(f"{API}/repos/r/tags", json={"name": "v1", "commit": "master"}, headers=root), 201
     )
+    check = {"kind": "check", "name": "r-check", "repo": "r", "branch": "none-*", "cmd": ["true"]}
+    _ok(http.post(f"{API}/apply", json={"documents": [{"spec": check}]}, headers=root))
     jobs = _ok(http.get(f"{API}/jobs", headers=root))
     assert [j["state"] for j in jobs] == ["success"], jobs
     datums = _ok(http.get(f"{API}/pipelines/p/jobs/{jobs[0]['id']}/datums", headers=root))
@@ -270,6 +272,7 @@ def _setup(live: Live, http: httpx.Client) -> World:
         "datum": datums[0]["id"],
         "project": "default",
         "tag": "v1",
+        "check": "r-check",
     }
     return World(live, http, root, identities, operations, params)
 

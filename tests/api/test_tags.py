@@ -85,6 +85,8 @@ def test_the_cli_and_an_older_home(tmp_path: Path) -> None:
         c.put_file("r@master:/a", b"a")
     store = MetaStore(sqlite_url(home / "tusk.db"))
     with store.write() as tx:  # back to 0011: no tags table
+        tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
+        tx.conn.execute(sa.text("DROP TABLE checks"))
         tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014
         tx.conn.execute(sa.text("DROP TABLE retention"))  # 0013
         tx.conn.execute(sa.text("DROP INDEX ix_commits_merge_parent"))

@@ -145,8 +145,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     async def tusk_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TuskError)
-        message = " ".join(exc.message.splitlines()) or exc.code
-        return _json_error(exc.status, exc.code, message)
+        return _json_error(exc.status, exc.code, exc.shown())
 
     async def invalid(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

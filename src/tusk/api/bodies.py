@@ -69,6 +69,13 @@ class MergeRequest(_Body):
     dry_run: bool = Field(False, description="Report conflicts and changes; commit nothing.")
 
 
+class Protect(_Body):
+    require_checks: list[str] = Field(
+        default_factory=list,
+        description="Checks (by name) every merge into the branch must pass on its result.",
+    )
+
+
 class Retention(_Body):
     keep_last: int | None = Field(None, ge=1, description="Keep the N newest of each branch.")
     keep_within: float | None = Field(

@@ -158,7 +158,7 @@ def ndjson_lines(items: Iterator[Any]) -> Iterator[bytes]:
         for item in items:
             yield ndjson_line(item)
     except TuskError as exc:
-        yield ndjson_line(error_body(exc.code, " ".join(exc.message.splitlines()) or exc.code))
+        yield ndjson_line(error_body(exc.code, exc.shown()))
 
 
 def ndjson_of(model: str) -> dict[int | str, dict[str, Any]]:
@@ -314,10 +314,12 @@ def pfs_router(
 
     @r.post("/repos/{repo}/branches/{branch}/protection", status_code=201, tags=["branches"])
     @returns(ProtectionInfo)
-    def protect_branch(repo: str, branch: str) -> Response:
-        """Protect a branch: only a merge from another branch moves it (403 to every write)."""
+    def protect_branch(repo: str, branch: str, body: bodies.Protect | None = None) -> Response:
+        """Protect a branch: only a merge from another branch moves it (403 to every write),
+        after the checks ``require_checks`` names passed on the merge result (412 if not)."""
         by = current_caller().principal or "anonymous (auth off)"
-        return ok(pfs.protect_branch(repo_name(repo), branch, by=by), 201)
+        checks = body.require_checks if body is not None else []
+        return ok(pfs.protect_branch(repo_name(repo), branch, by=by, checks=checks), 201)
 
     @r.delete("/repos/{repo}/branches/{branch}/protection", status_code=204, tags=["branches"])
     def unprotect_branch(repo: str, branch: str) -> Response:

@@ -17,14 +17,22 @@ from fastapi.routing import APIRoute
 from tusk.api import bodies, creating
 from tusk.api.docs import operation_id, returns
 from tusk.api.guard import EDGE, current_caller
-from tusk.api.pfs_routes import BIG, WaitSeconds, ok, wait_for
+from tusk.api.pfs_routes import BIG, WaitSeconds, ok, ref_text, repo_name, wait_for
 from tusk.api.wire import API_PREFIX, name_param
 from tusk.auth.permissions import REPO_READ, REPO_WRITE
 from tusk.auth.service import AuthService
-from tusk.errors import InvalidSpec
-from tusk.pfs.models import CommitInfo
+from tusk.errors import InvalidSpec, NotFound
+from tusk.pfs.models import CheckRunInfo, CommitInfo
 from tusk.pps.apply import Document, apply_documents
-from tusk.pps.models import ApplyResult, DatumInfo, DatumRun, JobInfo, LogLine, PipelineInfo
+from tusk.pps.models import (
+    ApplyResult,
+    CheckInfo,
+    DatumInfo,
+    DatumRun,
+    JobInfo,
+    LogLine,
+    PipelineInfo,
+)
 from tusk.pps.service import PpsService
 from tusk.pps.spec import PipelineSpec
 
@@ -245,6 +253,37 @@ def pps_router(
         are named, never valued; the files themselves are read from their repos."""
         name = name_param(name)
         return ok(pps.datum_run(name, job, datum))
+
+    # Checks (declared with apply): what gates a repo's branches, and their runs per commit
+
+    @r.get("/repos/{repo}/checks", tags=["checks"])
+    @returns(list[CheckInfo])
+    def list_checks(repo: str) -> Response:
+        """The checks that gate the repo's branches."""
+        name = repo_name(repo)
+        pps.pfs.inspect_repo(name)
+        return ok([c.info() for c in pps.list_checks(name)])
+
+    @r.delete("/repos/{repo}/checks/{check}", status_code=204, tags=["checks"])
+    def delete_check(repo: str, check: str) -> Response:
+        """Remove a check of the repo (``tusk apply --prune`` does too)."""
+        spec = pps.inspect_check(check)
+        if spec.repo != repo_name(repo):
+            raise NotFound(f"check {check} does not gate repo {repo_name(repo)}")
+        pps.delete_check(check)
+        return Response(status_code=204)
+
+    @r.get("/repos/{repo}/commits/{ref}/checks", tags=["checks"])
+    @returns(list[CheckRunInfo])
+    def list_check_runs(repo: str, ref: str) -> Response:
+        """The checks run on a commit (or on a merge's candidate that failed them, by id)."""
+        return ok(pps.check_runs(repo_name(repo), ref_text(ref)))
+
+    @r.get("/repos/{repo}/commits/{ref}/checks/{check}", tags=["checks"])
+    @returns(CheckRunInfo)
+    def inspect_check_run(repo: str, ref: str, check: str) -> Response:
+        """One check's run on a commit, with its log."""
+        return ok(pps.inspect_check_run(repo_name(repo), ref_text(ref), check))
 
     @r.get("/pipelines/{name}/logs", tags=["logs"])
     @returns(list[LogLine])

@@ -17,6 +17,7 @@ from tusk import errors
 from tusk.pfs.models import (
     BranchInfo,
     BranchTrigger,
+    CheckRunInfo,
     CommitInfo,
     MergeConflictInfo,
     MergeResult,
@@ -169,6 +170,7 @@ def decode(cls: type[T], data: Any) -> T:
         if kw.get("commit") is not None:
             kw["commit"] = decode(CommitInfo, kw["commit"])
         kw["conflicts"] = [decode(MergeConflictInfo, c) for c in kw.get("conflicts") or []]
+        kw["checks"] = [decode(CheckRunInfo, c) for c in kw.get("checks") or []]
     elif cls is MergeConflictInfo:
         for side in ("base", "ours", "theirs"):
             kw[side] = decode(MergeSide, kw[side])

@@ -116,6 +116,10 @@ REST: dict[str, Rule] = {
     "protect_branch": _own(),  # a rule over the repo's writers
     "unprotect_branch": _own(),
     "list_protections": _read(),
+    "list_checks": _read(),
+    "delete_check": _own(),  # checks gate the repo's branches: its owner's call
+    "list_check_runs": _read(),
+    "inspect_check_run": _read(),
     "set_retention": _own(),  # it decides which history gc removes
     "get_retention": _read(),
     "delete_retention": _own(),

@@ -223,7 +223,7 @@ def to_cli_error(exc: BaseException) -> CliError:
     if isinstance(exc, TuskError):
         if _debug():
             _print_traceback(exc)
-        return CliError(" ".join(exc.message.splitlines()) or exc.code, exc.exit_code)
+        return CliError(exc.shown(), exc.exit_code)
     if isinstance(exc, OSError) and exc.strerror:
         if _debug():
             _print_traceback(exc)

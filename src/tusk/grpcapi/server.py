@@ -33,6 +33,7 @@ _STATUS = {
     "unauthorized": grpc.StatusCode.UNAUTHENTICATED,
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "branch_protected": grpc.StatusCode.FAILED_PRECONDITION,  # a rule of the branch
+    "check_failed": grpc.StatusCode.FAILED_PRECONDITION,
     "image_pull_denied": grpc.StatusCode.PERMISSION_DENIED,
     "already_exists": grpc.StatusCode.ALREADY_EXISTS,
     "timeout": grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -120,12 +120,36 @@ class RetentionRule(_Dict):
 
 @dataclass(frozen=True)
 class ProtectionInfo(_Dict):
-    """A protected branch (``tusk protect branch``): only ``tusk merge`` moves it."""
+    """A protected branch (``tusk protect branch``): only ``tusk merge`` moves it, after the
+    checks it requires (``require_checks``, by name) passed on the merge result."""
 
     repo: str
     branch: str
     created_at: float
     created_by: str
+    require_checks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckRunInfo(_Dict):
+    """One check's run on a candidate commit of ``repo@branch`` before the branch moved
+    (``trigger``: a commit finishing, or a merge): ``state`` passed, failed, timed out or
+    error (it could not run), with its exit code, how long it took and its log."""
+
+    commit: str
+    name: str
+    repo: str
+    branch: str
+    trigger: str
+    state: str
+    exit_code: int | None
+    started_at: float
+    duration: float
+    log: str
+
+    @property
+    def passed(self) -> bool:
+        return self.state == "passed"
 
 
 @dataclass(frozen=True)
@@ -164,6 +188,7 @@ class MergeResult(_Dict):
     commit: CommitInfo | None
     dry_run: bool = False
     up_to_date: bool = False
+    checks: list[CheckRunInfo] = field(default_factory=list)  # what gated the move
 
 
 @dataclass(frozen=True)

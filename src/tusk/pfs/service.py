@@ -8,6 +8,7 @@ which ``gc`` removes after its grace period.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,12 +45,13 @@ from tusk.ids import (
     new_commit_id,
     split_repo,
 )
-from tusk.pfs import retention, triggers
+from tusk.pfs import gates, retention, triggers
 from tusk.pfs.models import (
     DEFAULT_GRACE,
     DEFAULT_REPACK_THRESHOLD,
     BranchInfo,
     BranchTrigger,
+    CheckRunInfo,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -162,6 +164,8 @@ class PfsService:
         # Cron triggers due whose other conditions failed: (repo, branch) -> the heads and the
         # trigger then (the same again cannot hold until one of them changes).
         self._cron_idle: dict[tuple[str, str], tuple[str, str | None, triggers.TriggerRecord]] = {}
+        # What runs the checks that gate a branch (tusk.pfs.gates); the pipeline layer sets it.
+        self.check_runner: gates.CheckRunner | None = None
 
     @classmethod
     def open(cls, home: Path, config: StoreConfig | None = None) -> PfsService:
@@ -409,14 +413,30 @@ class PfsService:
 
     # Protected branches: moved only by tusk merge (issue 22)
 
-    def protect_branch(self, repo: str, branch: str, by: str = "") -> ProtectionInfo:
+    def protect_branch(
+        self, repo: str, branch: str, by: str = "", checks: Sequence[str] = ()
+    ) -> ProtectionInfo:
         """Protect ``repo@branch``: every direct write, move and delete is refused; only
-        :meth:`merge` from another branch moves it (and a pipeline its own output branch)."""
+        :meth:`merge` from another branch moves it (and a pipeline its own output branch),
+        after every check of ``checks`` (defined checks covering the branch) passed on the
+        merge result."""
         with self.meta.write() as tx:
             self._need_branch(tx, repo, branch)
             if tx.is_protected(repo, branch):
                 raise AlreadyExists(f"branch {repo}@{branch} is already protected")
-            tx.protect(repo, branch, time.time(), by)
+            for name in checks:
+                check = tx.get_check(name)
+                if check is None:
+                    raise NotFound(
+                        f"check {name} is not defined: declare it in a 'kind: check' document "
+                        "and tusk apply it first"
+                    )
+                if check.repo != repo or not fnmatch.fnmatchcase(branch, check.branch):
+                    raise InvalidArgument(
+                        f"check {name} covers {check.repo}@{check.branch}, not {repo}@{branch}: "
+                        "require a check declared for this branch"
+                    )
+            tx.protect(repo, branch, time.time(), by, sorted(set(checks)))
             return next(p for p in self._protections(tx, repo) if p.branch == branch)
 
     def unprotect_branch(self, repo: str, branch: str) -> None:
@@ -667,10 +687,32 @@ class PfsService:
         return cid
 
     def finish_commit(self, repo: str, ref: str, description: str | None = None) -> CommitInfo:
+        """Finish an open commit. On a branch that checks gate on commit (tusk.pfs.gates),
+        they run on it first: one that fails leaves it open (CheckFailed), to be fixed and
+        finished again."""
+        with self.meta.read() as tx:
+            checked = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            if checked.finished:
+                raise CommitFinished(f"commit {_fmt(checked)} has already finished")
+            names = []
+            if checked.branch is not None:
+                names = gates.gating(tx, repo, checked.branch, gates.COMMIT)
+        if names:
+            assert checked.branch is not None
+            request = gates.CheckRequest(
+                repo, checked.branch, gates.COMMIT, checked.id, checked.tree, names, False,
+                checked.size,
+            )  # fmt: skip
+            gates.run(self.check_runner, request)
         with self.meta.write() as tx:
-            commit = self._resolve(tx, repo, parse_ref(ref), readable=False)
+            commit = self._need_commit(tx, checked.id)
             if commit.finished:
                 raise CommitFinished(f"commit {_fmt(commit)} has already finished")
+            if names and commit.tree != checked.tree:
+                raise Conflict(
+                    f"commit {_fmt(commit)} changed while its checks ran: finish it again "
+                    "to check what it holds now"
+                )
             values: dict[str, object] = {"state": "finished", "finished_at": time.time()}
             if description is not None:
                 values["description"] = description
@@ -916,10 +958,15 @@ class PfsService:
                     contents[parts] = tuple(src.write_to(writer, None))
                 index, durable = writer.flush_deferred()
         with self.meta.read() if dry_run else self.meta.write() as tx:
-            return self._merge(
+            merged = self._merge(
                 tx, repo, source, into, message, strategy, wanted, contents, index, durable,
                 dry_run,
             )  # fmt: skip
+        if isinstance(merged, MergeResult):
+            return merged
+        candidate, names, result = merged  # gated: land it once its checks passed
+        info, runs = self._land(candidate, into, gates.MERGE, names)
+        return replace(result, commit=info, checks=runs)
 
     @staticmethod
     def _merge_resolutions(
@@ -950,7 +997,9 @@ class PfsService:
         index: Sequence[IndexEntry],
         durable: Callable[[], None] | None,
         dry_run: bool,
-    ) -> MergeResult:
+    ) -> MergeResult | tuple[CommitRecord, list[str], MergeResult]:
+        """The merge in ``tx``: its result, or on a branch that checks gate, (the candidate
+        merge commit on no branch, the checks to run on it, the result without a commit)."""
         from tusk.pfs.merge import merge_bases, merge_trees
 
         self._need_repo(tx, repo)
@@ -1041,12 +1090,15 @@ class PfsService:
             durable()
         now = time.time()
         cid = new_commit_id()
+        names = gates.gating(tx, repo, into, gates.MERGE)
         record = CommitRecord(
-            cid, repo, into, ours.id, root, "finished",
+            cid, repo, None if names else into, ours.id, root, "open" if names else "finished",
             message if message is not None else f"merge {repo}@{source} into {into}",
-            now, now, size, nfiles, cid, merge_parent=theirs.id,
+            now, None if names else now, size, nfiles, cid, merge_parent=theirs.id,
         )  # fmt: skip
         tx.insert_commit(record)
+        if names:
+            return record, names, result(taken, conflicts, None)
         tx.set_branch_head(repo, into, cid)
         self._propagate(tx, record)
         return result(taken, conflicts, self._commit_info(tx, record))
@@ -1292,25 +1344,58 @@ class PfsService:
                 return self._commit_info(tx, self._need_commit(tx, open_commit.id))
             cid = new_commit_id()
             parent = branch.head if branch is not None else None
-            record = CommitRecord(
-                cid,
-                repo,
-                parsed.base,
-                parent,
-                root,
-                "finished",
-                description,
-                now,
-                now,
-                size,
-                files,
-                cid,
+            names = gates.gating(tx, repo, parsed.base, gates.COMMIT)
+            if names:  # a candidate on no branch, landed once its checks passed
+                candidate = CommitRecord(
+                    cid, repo, None, parent, root, "open", description, now, None, size, files,
+                    cid,
+                )  # fmt: skip
+                tx.insert_commit(candidate)
+            else:
+                record = CommitRecord(
+                    cid, repo, parsed.base, parent, root, "finished", description, now, now,
+                    size, files, cid,
+                )  # fmt: skip
+                tx.insert_commit(record)
+                created = branch.created_at if branch is not None else now
+                tx.upsert_branch(BranchRecord(repo, parsed.base, cid, created))
+                self._propagate(tx, record)
+                return self._commit_info(tx, record)
+        return self._land(candidate, parsed.base, gates.COMMIT, names)[0]
+
+    def _land(
+        self, candidate: CommitRecord, branch: str, trigger: str, names: list[str]
+    ) -> tuple[CommitInfo, list[CheckRunInfo]]:
+        """Run the checks ``names`` on ``candidate`` (an open commit on no branch) and, if all
+        passed and ``repo@branch`` is still at the candidate's parent, make it the branch's
+        finished head; else drop it, and the branch stays where it was (tusk.pfs.gates)."""
+        repo = candidate.repo
+        request = gates.CheckRequest(
+            repo, branch, trigger, candidate.id, candidate.tree, names, True, candidate.size
+        )
+        try:
+            runs = gates.run(self.check_runner, request)
+        except BaseException:
+            self.drop_open_commit(candidate.id)
+            raise
+        with self.meta.write() as tx:
+            b = tx.get_branch(repo, branch, lock=True)
+            moved = (b.head if b is not None else None) != candidate.parent
+            if not moved:
+                now = time.time()
+                tx.update_commit(candidate.id, branch=branch, state="finished", finished_at=now)
+                created = b.created_at if b is not None else now
+                tx.upsert_branch(BranchRecord(repo, branch, candidate.id, created))
+                done = self._need_commit(tx, candidate.id)
+                self._propagate(tx, done)
+                info = self._commit_info(tx, done)
+        if moved:
+            self.drop_open_commit(candidate.id)
+            raise Conflict(
+                f"{repo}@{branch} moved while the checks of this {trigger} ran: nothing was "
+                "committed; retry it on the branch as it is now"
             )
-            tx.insert_commit(record)
-            created = branch.created_at if branch is not None else now
-            tx.upsert_branch(BranchRecord(repo, parsed.base, cid, created))
-            self._propagate(tx, record)
-            return self._commit_info(tx, record)
+        return info, runs
 
     def _apply(self, tx: MetaTx, reader: TreeReader, editor: TreeEditor, op: Op) -> None:
         if isinstance(op, PutOp):

@@ -1,12 +1,15 @@
 """``tusk apply``: make the repos and pipelines match a set of declared documents (GitOps).
 
-Documents are Pachyderm pipeline specs (``kind: pipeline`` or no ``kind``) and repo
+Documents are Pachyderm pipeline specs (``kind: pipeline`` or no ``kind``), repo
 declarations::
 
     kind: repo
     name: images
     description: raw images
     branches: [master, staging]
+
+and checks that gate commits and merges of a repo's branches (``kind: check``, see
+:mod:`tusk.pps.checks`).
 
 Apply plans first and changes nothing until every document is valid, every input is either
 stored or declared, and the pipelines form no cycle: all problems are reported together.
@@ -35,6 +38,7 @@ from tusk.auth.permissions import REPO_OWN, REPO_READ
 from tusk.auth.service import AuthService, Caller
 from tusk.errors import InvalidSpec, TuskError
 from tusk.ids import check_branch_name, check_repo_name
+from tusk.pps.checks import CheckSpec, parse_check
 from tusk.pps.models import ApplyChange, ApplyResult
 from tusk.pps.spec import CronInput, PipelineSpec, load_spec, parse_specs, render_jsonnet
 
@@ -85,6 +89,16 @@ class _Plan:
     pipelines: list[_Pipeline]  # in graph order: producers first
     changes: list[ApplyChange]
     prune: list[str]  # pipelines to delete, consumers first
+    checks: list[tuple[CheckSpec, Document]] = field(default_factory=list)
+    prune_checks: list[str] = field(default_factory=list)
+    prune_checks_repos: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Parsed:
+    repos: list[tuple[RepoDoc, Document]]
+    pipelines: list[_Pipeline]
+    checks: list[tuple[CheckSpec, Document]]
 
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -190,7 +204,7 @@ def apply_documents(
     its inputs. Then repos created are owned by the caller, and each pipeline's identity
     may read its inputs and write its repo.
     """
-    repos, pipelines = _parse(docs)
+    parsed = _parse(docs)
     warnings = sorted(
         {
             f"{d.origin['git'].get('root', d.source)} has uncommitted changes: recorded as dirty"
@@ -200,14 +214,14 @@ def apply_documents(
     )
     guard = _Guard(AuthService(pps.meta), caller, edge) if caller and caller.active else None
     if dry_run:
-        plan = _plan(pps, repos, pipelines, prune, reprocess)
+        plan = _plan(pps, parsed, prune, reprocess)
         if guard is not None:
             guard.check(plan)
         return ApplyResult(True, plan.changes, warnings=warnings)
     started: list[str] = []
     try:
         with pps.meta.atomic():
-            plan = _plan(pps, repos, pipelines, prune, reprocess)
+            plan = _plan(pps, parsed, prune, reprocess)
             if guard is not None:
                 guard.check(plan)
             try:
@@ -243,11 +257,18 @@ class _Guard:
     def check(self, plan: _Plan) -> None:
         specs = {p.spec.name: p.spec for p in plan.pipelines}
         # Repos this apply creates (declared ones, new pipelines' outputs) are the caller's.
-        made = {c.name for c in plan.changes if c.action == "create"}
+        made = {c.name for c in plan.changes if c.kind != "check" and c.action == "create"}
+        checks_repos = {spec.name: spec.repo for spec, _ in plan.checks}
+        checks_repos.update(plan.prune_checks_repos)
         for change in plan.changes:
             if change.kind == "repo" and change.action == "update":  # its description
                 self.auth.require(self.caller, REPO_OWN, change.name, edge=self.edge,
                                   operation="apply")  # fmt: skip
+            if change.kind == "check" and change.action in ("create", "update", "delete"):
+                repo = checks_repos[change.name]  # a check gates its repo: the owner's call
+                if repo not in made:
+                    self.auth.require(self.caller, REPO_OWN, repo, edge=self.edge,
+                                      operation="apply")  # fmt: skip
             if change.kind != "pipeline" or change.action in ("unchanged", "unmanaged"):
                 continue
             if change.action in ("update", "delete"):
@@ -270,11 +291,12 @@ class _Guard:
                 self.auth.forget_repo(change.name)
 
 
-def _parse(docs: list[Document]) -> tuple[list[tuple[RepoDoc, Document]], list[_Pipeline]]:
+def _parse(docs: list[Document]) -> _Parsed:
     """Every document checked; every problem in all of them raised together."""
     problems: list[str] = []
     repos: list[tuple[RepoDoc, Document]] = []
     pipelines: list[_Pipeline] = []
+    checks: list[tuple[CheckSpec, Document]] = []
     for doc in docs:
         label = doc.source or "document"
         kind = doc.spec.get("kind", "pipeline")
@@ -291,13 +313,19 @@ def _parse(docs: list[Document]) -> tuple[list[tuple[RepoDoc, Document]], list[_
                 pipelines.append(_Pipeline(load_spec(body, label), doc))
             except InvalidSpec as exc:
                 problems.append(exc.message)
+        elif kind == "check":
+            try:
+                checks.append((parse_check(doc.spec, label), doc))
+            except InvalidSpec as exc:
+                problems.append(exc.message)
         else:
-            problems.append(f"{label}: unknown kind {kind!r}; use 'repo' or 'pipeline'")
+            problems.append(f"{label}: unknown kind {kind!r}; use 'repo', 'pipeline' or 'check'")
     _no_twice([r.name for r, _ in repos], "repo", problems)
     _no_twice([p.spec.name for p in pipelines], "pipeline", problems)
+    _no_twice([c.name for c, _ in checks], "check", problems)
     if problems:
         raise all_problems(problems)
-    return repos, pipelines
+    return _Parsed(repos, pipelines, checks)
 
 
 def _no_twice(names: list[str], kind: str, problems: list[str]) -> None:
@@ -319,13 +347,8 @@ def all_problems(problems: list[str]) -> InvalidSpec:
     return InvalidSpec(f"{len(problems)} problems, nothing was applied: {listed}")
 
 
-def _plan(
-    pps: PpsService,
-    repos: list[tuple[RepoDoc, Document]],
-    pipelines: list[_Pipeline],
-    prune: bool,
-    reprocess: bool,
-) -> _Plan:
+def _plan(pps: PpsService, parsed: _Parsed, prune: bool, reprocess: bool) -> _Plan:
+    repos, pipelines = parsed.repos, parsed.pipelines
     problems: list[str] = []
     changes: list[ApplyChange] = []
     existing_repos = {r.name: r for r in pps.pfs.list_repos()}
@@ -354,6 +377,14 @@ def _plan(
                     "which neither exists nor is declared (add a 'kind: repo' document)"
                 )
     ordered = _graph_order(pipelines, problems)
+    stored_checks = {c.name: c for c in pps.list_checks()}
+    for check, doc in parsed.checks:
+        if check.repo not in known or check.repo in declared or check.repo in existing:
+            what = "a pipeline's output" if check.repo in known else "neither stored nor declared"
+            problems.append(
+                f"{doc.source}: check {check.name} gates repo {check.repo}, which is {what} "
+                "(checks gate input repos: declare it with 'kind: repo')"
+            )
     for name in pruned:
         for other in existing.values():
             if other.name in pruned:
@@ -390,7 +421,29 @@ def _plan(
         changes.append(ApplyChange("pipeline", name, "delete", version=existing[name].version))
     for name in sorted(set(existing) - declared - set(pruned)):
         changes.append(ApplyChange("pipeline", name, "unmanaged", version=existing[name].version))
-    return _Plan(repos, ordered, changes, _consumers_first(pruned, reads))
+    for check, doc in parsed.checks:
+        stored = stored_checks.get(check.name)
+        if stored is None:
+            action = "create"
+        elif _same_check(stored, check):
+            action = "unchanged"
+        else:
+            action = "update"
+        changes.append(ApplyChange("check", check.name, action, doc.source))
+    declared_checks = {c.name for c, _ in parsed.checks}
+    gone = sorted(set(stored_checks) - declared_checks)
+    for name in gone:
+        changes.append(ApplyChange("check", name, "delete" if prune else "unmanaged"))
+    plan = _Plan(repos, ordered, changes, _consumers_first(pruned, reads), parsed.checks)
+    plan.prune_checks = gone if prune else []
+    plan.prune_checks_repos = {name: stored_checks[name].repo for name in gone}
+    return plan
+
+
+def _same_check(have: CheckSpec, new: CheckSpec) -> bool:
+    """Whether ``new`` declares what is stored (the digest ``have`` pinned aside, unless the
+    declared image changed)."""
+    return have.model_copy(update={"image_digest": None}).canonical() == new.canonical()
 
 
 def _input_repos(spec: dict[str, Any]) -> set[str]:
@@ -454,6 +507,16 @@ def _carry_out(pps: PpsService, plan: _Plan, reprocess: bool, started: list[str]
                 pfs.create_branch(repo.name, branch)
     for name in plan.prune:
         pps.delete_pipeline(name, force=True)
+    for name in plan.prune_checks:
+        pps.delete_check(name)
+    for check, doc in plan.checks:
+        if actions_of(plan, "check", check.name) == "unchanged":
+            continue
+        try:
+            pps.put_check(check)
+        except TuskError as exc:
+            where = f"{doc.source}: " if doc.source else ""
+            raise type(exc)(f"{where}check {check.name}: {exc.message}") from exc
     actions = {(c.kind, c.name): c for c in plan.changes}
     for p in plan.pipelines:
         change = actions[("pipeline", p.spec.name)]
@@ -470,6 +533,10 @@ def _carry_out(pps: PpsService, plan: _Plan, reprocess: bool, started: list[str]
             where = f"{p.doc.source}: " if p.doc.source else ""
             raise type(exc)(f"{where}pipeline {change.name}: {exc.message}") from exc
         started.append(p.spec.name)
+
+
+def actions_of(plan: _Plan, kind: str, name: str) -> str:
+    return next(c.action for c in plan.changes if c.kind == kind and c.name == name)
 
 
 def _jobs_started(pps: PpsService, names: list[str]) -> list[tuple[str, str]]:

@@ -9,6 +9,25 @@ from tusk.pfs.models import _Dict
 
 
 @dataclass(frozen=True)
+class CheckInfo(_Dict):
+    """A check (``kind: check``, tusk.pps.checks): ``cmd`` must pass on a candidate of a
+    branch of ``repo`` that ``branch`` (a glob) matches before it moves, ``on`` a commit
+    finishing and/or a merge; in ``image`` (pinned at ``image_digest``) when given."""
+
+    name: str
+    repo: str
+    branch: str
+    on: list[str]
+    cmd: list[str]
+    stdin: list[str]
+    image: str | None
+    image_digest: str | None
+    timeout: float
+    env: dict[str, str]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class PipelineVersion(_Dict):
     version: int
     spec_hash: str
@@ -149,9 +168,9 @@ class LineageStep(_Dict):
 
 @dataclass(frozen=True)
 class ApplyChange(_Dict):
-    """One line of an apply plan: what happens (or happened) to one repo or pipeline."""
+    """One line of an apply plan: what happens (or happened) to one repo, pipeline or check."""
 
-    kind: str  # "repo" or "pipeline"
+    kind: str  # "repo", "pipeline" or "check"
     name: str
     action: str  # "create", "update", "delete", "unchanged" or "unmanaged"
     source: str = ""  # the file (and document) that declares it

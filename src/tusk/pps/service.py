@@ -28,12 +28,14 @@ from tusk.errors import (
     InvalidSpec,
     JobFailed,
     JobNotFound,
+    NotFound,
     PipelineNotFound,
     RepoNotFound,
 )
-from tusk.ids import check_branch_name
+from tusk.ids import check_branch_name, is_commit_id
 from tusk.pfs import PfsService
-from tusk.pfs.models import BranchTrigger, CommitInfo, GcReport
+from tusk.pfs.gates import CheckRequest
+from tusk.pfs.models import BranchTrigger, CheckRunInfo, CommitInfo, GcReport
 from tusk.polling import poll_until
 from tusk.pps.cached_images import CachedImage, cached_images, find_image
 from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs, datum_files
@@ -59,6 +61,7 @@ from tusk.storage.meta.records import (
 from tusk.storage.meta.store import MetaTx
 
 if TYPE_CHECKING:
+    from tusk.pps.checks import CheckRunner, CheckSpec
     from tusk.pps.images import ImageCache
 
 DONE_STATES = ("success", "failure", "killed")
@@ -109,6 +112,9 @@ class PpsService:
         self.home = Path(home)
         self._specs: dict[tuple[str, int, float], tuple[PipelineSpec, str, dict]] = {}
         self._secrets: SecretService | None = None
+        self._checks: CheckRunner | None = None
+        self.sandbox: str | None = None  # checks' sandbox: tusk up --sandbox, else TUSK_SANDBOX
+        pfs.check_runner = self.run_checks  # what gates branches runs here (tusk.pfs.gates)
 
     @property
     def secrets(self) -> SecretService:
@@ -179,6 +185,76 @@ class PpsService:
             raise InUse(f"image {image.digest} is pinned by {_pins_text(pins)}: {_UNPIN}")
         cache.remove(image.digest)
         return image
+
+    # Checks (tusk.pps.checks): commands that gate commits and merges of branches
+
+    def run_checks(self, request: CheckRequest) -> list[CheckRunInfo]:
+        if self._checks is None:
+            from tusk.pps.checks import CheckRunner
+
+            self._checks = CheckRunner(self)
+        return self._checks(request)
+
+    def put_check(self, spec: CheckSpec) -> tuple[CheckSpec, str]:
+        """Create or replace a check; (its spec as stored, created|updated|unchanged). An
+        image is pinned by digest now, so every run of this version runs the same image."""
+        from tusk.pps import checks
+
+        self.pfs.inspect_repo(spec.repo)
+        if spec.image:
+            spec = spec.model_copy(update={"image_digest": self.images.resolve(spec.image).digest})
+        now = time.time()
+        with self.meta.write() as tx:
+            old = tx.get_check(spec.name)
+            record = checks.record_of(spec, old.created_at if old else now, now)
+            if old is not None and old.spec == record.spec:
+                return spec, "unchanged"
+            tx.put_check(record)
+        return spec, "created" if old is None else "updated"
+
+    def list_checks(self, repo: str | None = None) -> list[CheckSpec]:
+        from tusk.pps import checks
+
+        with self.meta.read() as tx:
+            return [checks.spec_of(r) for r in tx.list_checks(repo)]
+
+    def inspect_check(self, name: str) -> CheckSpec:
+        from tusk.pps import checks
+
+        return checks.spec_of(checks.need_check(self, name))
+
+    def delete_check(self, name: str) -> None:
+        from tusk.pps import checks
+
+        checks.need_check(self, name)
+        with self.meta.write() as tx:
+            tx.delete_check(name)
+
+    def check_runs(self, repo: str, ref: str) -> list[CheckRunInfo]:
+        """The checks run on a commit of ``repo``: one ``ref`` names, or a candidate commit
+        that never landed (a failed merge's), by its id."""
+        from tusk.pps import checks
+
+        commit = self._checked_commit(repo, ref)
+        with self.meta.read() as tx:
+            return [checks.run_info(r) for r in tx.check_runs(commit) if r.repo == repo]
+
+    def inspect_check_run(self, repo: str, ref: str, name: str) -> CheckRunInfo:
+        for run in self.check_runs(repo, ref):
+            if run.name == name:
+                return run
+        raise NotFound(f"check {name} has not run on {repo}@{ref} (tusk list check {repo}@{ref})")
+
+    def _checked_commit(self, repo: str, ref: str) -> str:
+        try:
+            return self.pfs.inspect_commit(repo, ref).id
+        except NotFound:
+            if not is_commit_id(ref):
+                raise
+            with self.meta.read() as tx:
+                if any(r.repo == repo for r in tx.check_runs(ref)):
+                    return ref  # a candidate that was dropped when its checks failed
+            raise
 
     # Specs and pipelines
 

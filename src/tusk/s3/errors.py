@@ -70,6 +70,7 @@ _FROM_TUSK = {
     "corrupt_object": "InternalError",
     "permission_denied": "AccessDenied",
     "branch_protected": "AccessDenied",
+    "check_failed": "PreconditionFailed",
     "unauthorized": "AccessDenied",
     "invalid_name": "InvalidArgument",
     "invalid_argument": "InvalidArgument",

@@ -33,6 +33,7 @@ from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import (
     BranchInfo,
     BranchTrigger,
+    CheckRunInfo,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -49,6 +50,7 @@ from tusk.pfs.models import (
 from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
 from tusk.pfs.sourcetext import source_name
+from tusk.pps.models import CheckInfo
 from tusk.sdk.auth import AuthMethods
 from tusk.sdk.pipelines import PipelineMethods
 
@@ -200,11 +202,13 @@ class BaseClient(PipelineMethods, AuthMethods):
 
     # Protected branches
 
-    def protect_branch(self, address: str) -> ProtectionInfo:
+    def protect_branch(self, address: str, require_checks: Sequence[str] = ()) -> ProtectionInfo:
         """Protect ``repo@branch``: direct writes, moves and deletes are refused on every
-        edge (BranchProtected); only :meth:`merge` from another branch moves it."""
+        edge (BranchProtected); only :meth:`merge` from another branch moves it, once every
+        check of ``require_checks`` (defined checks covering the branch) passed on the merge
+        result."""
         addr = self._parse(address)
-        return self._t.protect_branch(addr.repo, addr.ref.base)
+        return self._t.protect_branch(addr.repo, addr.ref.base, list(require_checks))
 
     def unprotect_branch(self, address: str) -> None:
         addr = self._parse(address)
@@ -221,6 +225,27 @@ class BaseClient(PipelineMethods, AuthMethods):
     def list_protections(self, repo: str | None = None) -> list[ProtectionInfo]:
         """The protected branches of ``repo``, or of every repo."""
         return self._t.list_protections(self._repo(repo) if repo is not None else None)
+
+    # Checks (kind: check documents, declared with apply): they gate commits and merges
+
+    def list_checks(self, repo: str | None = None) -> list[CheckInfo]:
+        """The checks that gate ``repo``'s branches, or every repo's."""
+        return self._t.list_checks(self._repo(repo) if repo is not None else None)
+
+    def delete_check(self, name: str) -> None:
+        """Remove a check: the branches it covered move without it (a protected branch
+        that requires it refuses merges until the rule is changed)."""
+        self._t.delete_check(name)
+
+    def check_runs(self, address: str) -> list[CheckRunInfo]:
+        """The checks run on the commit ``repo@ref`` names (or a failed candidate's id)."""
+        addr = self._parse(address)
+        return self._t.check_runs(addr.repo, ref_text(addr))
+
+    def inspect_check_run(self, address: str, name: str) -> CheckRunInfo:
+        """Check ``name``'s run on the commit ``address`` names, with its log."""
+        addr = self._parse(address)
+        return self._t.inspect_check_run(addr.repo, ref_text(addr), name)
 
     # Tags
 

@@ -23,6 +23,7 @@ from tusk.pfs import PfsService
 from tusk.pfs.models import (
     BranchInfo,
     BranchTrigger,
+    CheckRunInfo,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -43,6 +44,7 @@ from tusk.pfs.tree import TreeParams
 from tusk.pps.cached_images import CachedImage, cached_image, cached_images
 from tusk.pps.models import (
     ApplyResult,
+    CheckInfo,
     DatumInfo,
     DatumRun,
     JobInfo,
@@ -80,6 +82,8 @@ class LocalTransport:
         if tree_params is not None:
             self.pfs.tree_params = tree_params
         self._pps_service: PpsService | None = None
+        # Checks that gate a branch run in this process, as pipelines do (tusk.pfs.gates).
+        self.pfs.check_runner = lambda request: self.pps.run_checks(request)
 
     @property
     def pps(self) -> PpsService:
@@ -144,10 +148,11 @@ class LocalTransport:
     def delete_branch(self, addr: Address, force: bool) -> None:
         self.pfs.delete_branch(addr.repo, addr.ref.base, force)
 
-    def protect_branch(self, repo: str, branch: str) -> ProtectionInfo:
+    def protect_branch(self, repo: str, branch: str, checks: list[str]) -> ProtectionInfo:
         import getpass
 
-        return self.pfs.protect_branch(repo, branch, by=f"local:{getpass.getuser()}")
+        by = f"local:{getpass.getuser()}"
+        return self.pfs.protect_branch(repo, branch, by=by, checks=checks)
 
     @contextmanager
     def force_protected(self) -> Iterator[None]:
@@ -161,6 +166,20 @@ class LocalTransport:
 
     def list_protections(self, repo: str | None) -> list[ProtectionInfo]:
         return self.pfs.list_protections(repo)
+
+    def list_checks(self, repo: str | None) -> list[CheckInfo]:
+        if repo is not None:
+            self.pfs.inspect_repo(repo)
+        return [c.info() for c in self.pps.list_checks(repo)]
+
+    def delete_check(self, name: str) -> None:
+        self.pps.delete_check(name)
+
+    def check_runs(self, repo: str, ref: str) -> list[CheckRunInfo]:
+        return self.pps.check_runs(repo, ref)
+
+    def inspect_check_run(self, repo: str, ref: str, name: str) -> CheckRunInfo:
+        return self.pps.inspect_check_run(repo, ref, name)
 
     def create_tag(self, repo: str, ref: str, name: str) -> TagInfo:
         return self.pfs.create_tag(repo, ref, name)

@@ -54,10 +54,19 @@ from tusk.api.wire import (
 )
 from tusk.api.wire import url_segment as _seg
 from tusk.config import setting
-from tusk.errors import InvalidArgument, SourceError, StorageError, Timeout, TuskError, Unavailable
+from tusk.errors import (
+    InvalidArgument,
+    NotFound,
+    SourceError,
+    StorageError,
+    Timeout,
+    TuskError,
+    Unavailable,
+)
 from tusk.pfs.models import (
     BranchInfo,
     BranchTrigger,
+    CheckRunInfo,
     CommitInfo,
     DiffEntry,
     FileInfo,
@@ -77,6 +86,7 @@ from tusk.pfs.sourcetext import is_url, local_error
 from tusk.pps.cached_images import CachedImage
 from tusk.pps.models import (
     ApplyResult,
+    CheckInfo,
     DatumInfo,
     DatumRun,
     JobInfo,
@@ -344,9 +354,10 @@ class HttpTransport:
         url = f"/repos/{_seg(addr.repo)}/branches/{_seg(addr.ref.base)}"
         self._call("DELETE", url, params=_params(force=force))
 
-    def protect_branch(self, repo: str, branch: str) -> ProtectionInfo:
+    def protect_branch(self, repo: str, branch: str, checks: list[str]) -> ProtectionInfo:
         url = f"/repos/{_seg(repo)}/branches/{_seg(branch)}/protection"
-        return decode(ProtectionInfo, self._call("POST", url))
+        body = {"require_checks": checks}
+        return decode(ProtectionInfo, self._call("POST", url, json=body))
 
     @contextmanager
     def force_protected(self) -> Iterator[None]:
@@ -361,6 +372,23 @@ class HttpTransport:
 
     def list_protections(self, repo: str | None) -> list[ProtectionInfo]:
         return self._per_repo(ProtectionInfo, repo, "protections")
+
+    def list_checks(self, repo: str | None) -> list[CheckInfo]:
+        return self._per_repo(CheckInfo, repo, "checks")
+
+    def delete_check(self, name: str) -> None:
+        found = [c for c in self.list_checks(None) if c.name == name]
+        if not found:
+            raise NotFound(f"check {name} is not defined (tusk list check lists them)")
+        self._call("DELETE", f"/repos/{_seg(found[0].repo)}/checks/{_seg(name)}")
+
+    def check_runs(self, repo: str, ref: str) -> list[CheckRunInfo]:
+        url = f"/repos/{_seg(repo)}/commits/{_seg(ref)}/checks"
+        return decode_list(CheckRunInfo, self._call("GET", url))
+
+    def inspect_check_run(self, repo: str, ref: str, name: str) -> CheckRunInfo:
+        url = f"/repos/{_seg(repo)}/commits/{_seg(ref)}/checks/{_seg(name)}"
+        return decode(CheckRunInfo, self._call("GET", url))
 
     def _per_repo(self, cls: type[T], repo: str | None, what: str) -> list[T]:
         """``GET /repos/{repo}/{what}`` of ``repo``, or of every repo the caller may list,

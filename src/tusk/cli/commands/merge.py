@@ -99,6 +99,8 @@ def _show(r: MergeResult, source: str) -> None:
             f"{len(r.conflicts)} conflict(s), {unresolved} unresolved{bases}"
         )
         return
+    for run in r.checks:
+        click.echo(f"check {run.name}: {run.state} in {run.duration:.2f} s")
     click.echo(
         f"merged {source} into {r.into}: commit {r.commit.id} "
         f"({r.taken} path(s) taken, {len(r.conflicts)} conflict(s) resolved){bases}"

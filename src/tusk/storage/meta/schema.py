@@ -387,4 +387,39 @@ branch_protection = sa.Table(
     sa.Column("branch", sa.String(63), primary_key=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("created_by", sa.String(255), nullable=False),
+    # checks a merge into it must pass, a JSON list of names (migration 0015)
+    sa.Column("require_checks", sa.Text, nullable=False, server_default="[]"),
+)
+
+
+# Checks (migration 0015): commands that must pass on a commit or a merge result before a
+# branch they cover moves (``kind: check`` documents), and their results per commit. A
+# protected branch may require checks by name (``require_checks``, a JSON list).
+checks = sa.Table(
+    "checks",
+    metadata,
+    sa.Column("name", sa.String(NAME), primary_key=True),
+    sa.Column("repo", sa.String(NAME), nullable=False),
+    sa.Column("branch", sa.String(255), nullable=False),  # a glob: master, release-*
+    sa.Column("on_commit", sa.Boolean, nullable=False),
+    sa.Column("on_merge", sa.Boolean, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),  # the canonical document, JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_checks_repo", "repo"),
+)
+check_runs = sa.Table(
+    "check_runs",
+    metadata,
+    sa.Column("commit_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(NAME), primary_key=True),
+    sa.Column("repo", sa.String(NAME), nullable=False),
+    sa.Column("branch", sa.String(63), nullable=False),  # the branch it gated
+    sa.Column("trigger", sa.String(16), nullable=False),  # commit | merge
+    sa.Column("state", sa.String(16), nullable=False),  # passed | failed | timed out | error
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("duration", sa.Float, nullable=False),
+    sa.Column("log", sa.Text, nullable=False),
+    sa.Index("ix_check_runs_repo", "repo"),
 )

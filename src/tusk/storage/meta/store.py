@@ -34,6 +34,7 @@ from tusk.storage.meta.records import (
     RepoRecord,
 )
 from tusk.storage.meta.store_auth import AuthTxMixin
+from tusk.storage.meta.store_checks import CheckTxMixin
 from tusk.storage.meta.store_gc import GcTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_projects import ProjectTxMixin
@@ -46,7 +47,7 @@ from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0014"
+SCHEMA_HEAD = "0015"
 _BATCH = 500
 
 
@@ -263,6 +264,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
 
 
 class MetaTx(
+    CheckTxMixin,
     PpsTxMixin,
     WebhookTxMixin,
     AuthTxMixin,
@@ -320,6 +322,7 @@ class MetaTx(
         self.delete_repo_tags(name)
         self.delete_retention(name)
         self.conn.execute(t.branch_protection.delete().where(t.branch_protection.c.repo == name))
+        self.delete_repo_checks(name)
         self.conn.execute(t.commits.delete().where(t.commits.c.repo == name))
         self.conn.execute(t.repos.delete().where(t.repos.c.name == name))
 

@@ -3,6 +3,7 @@ and removes beyond commits: the whole provenance graph, and the records of expir
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -100,25 +101,36 @@ class RetentionTxMixin:
 
     # Protected branches (they live here with retention: both are rules on a repo's history)
 
-    def protected_branches(self, repo: str | None = None) -> list[tuple[str, str, float, str]]:
-        """(repo, branch, created_at, created_by) of protected branches, of ``repo`` or all."""
+    def protected_branches(
+        self, repo: str | None = None, branch: str | None = None
+    ) -> list[tuple[str, str, float, str, list[str]]]:
+        """(repo, branch, created_at, created_by, required checks) of protected branches, of
+        ``repo`` (and ``branch``) or all."""
         c = t.branch_protection.c
         q = sa.select(t.branch_protection).order_by(c.repo, c.branch)
         if repo is not None:
             q = q.where(c.repo == repo)
-        return [(r.repo, r.branch, r.created_at, r.created_by) for r in self.conn.execute(q)]
+        if branch is not None:
+            q = q.where(c.branch == branch)
+        return [
+            (r.repo, r.branch, r.created_at, r.created_by, json.loads(r.require_checks or "[]"))
+            for r in self.conn.execute(q)
+        ]
 
     def is_protected(self, repo: str, branch: str) -> bool:
         c = t.branch_protection.c
         q = sa.select(c.branch).where(c.repo == repo, c.branch == branch)
         return self.conn.execute(q).first() is not None
 
-    def protect(self, repo: str, branch: str, created_at: float, created_by: str) -> None:
+    def protect(
+        self, repo: str, branch: str, created_at: float, created_by: str, checks: list[str]
+    ) -> None:
         self.conn.execute(
             t.branch_protection.insert().values(
-                repo=repo, branch=branch, created_at=created_at, created_by=created_by
+                repo=repo, branch=branch, created_at=created_at, created_by=created_by,
+                require_checks=json.dumps(checks),
             )
-        )
+        )  # fmt: skip
 
     def unprotect(self, repo: str, branch: str) -> None:
         c = t.branch_protection.c
