@@ -67,6 +67,14 @@ class MergeRequest(_Body):
         description="Per conflicting path: 'ours', 'theirs', or {content: base64}.",
     )
     dry_run: bool = Field(False, description="Report conflicts and changes; commit nothing.")
+    run_pipelines: bool = Field(
+        False,
+        description="Run the downstream pipelines on the merge first; move the branch and every "
+        "output branch together (one commit set) only if all jobs succeed.",
+    )
+    timeout: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="With run_pipelines: seconds to wait."
+    )
 
 
 class Protect(_Body):

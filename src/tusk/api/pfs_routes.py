@@ -304,6 +304,13 @@ def pfs_router(
                 how[path] = BytesSource(base64.b64decode(v.content, validate=True))
             except (binascii.Error, ValueError):  # ValueError: not even ASCII
                 raise InvalidArgument(f"resolve {path}: content is not base64") from None
+        if body.run_pipelines:
+            if body.dry_run:
+                raise InvalidArgument("run_pipelines and dry_run do not go together")
+            return ok(pps.merge_and_run(
+                repo_name(repo), ref_text(body.source), branch, message=body.message,
+                strategy=body.strategy, resolve=how, timeout=body.timeout,
+            ))  # fmt: skip
         result = pfs.merge(
             repo_name(repo), ref_text(body.source), branch, message=body.message,
             strategy=body.strategy, resolve=how, dry_run=body.dry_run,

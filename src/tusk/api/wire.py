@@ -171,6 +171,7 @@ def decode(cls: type[T], data: Any) -> T:
             kw["commit"] = decode(CommitInfo, kw["commit"])
         kw["conflicts"] = [decode(MergeConflictInfo, c) for c in kw.get("conflicts") or []]
         kw["checks"] = [decode(CheckRunInfo, c) for c in kw.get("checks") or []]
+        kw["outputs"] = [decode(CommitInfo, c) for c in kw.get("outputs") or []]
     elif cls is MergeConflictInfo:
         for side in ("base", "ours", "theirs"):
             kw[side] = decode(MergeSide, kw[side])

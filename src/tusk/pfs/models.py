@@ -189,6 +189,8 @@ class MergeResult(_Dict):
     dry_run: bool = False
     up_to_date: bool = False
     checks: list[CheckRunInfo] = field(default_factory=list)  # what gated the move
+    # --run-pipelines: the downstream output commits that moved with it (one commit set)
+    outputs: list[CommitInfo] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -968,6 +968,51 @@ class PfsService:
         info, runs = self._land(candidate, into, gates.MERGE, names)
         return replace(result, commit=info, checks=runs)
 
+    def land_together(
+        self, moves: Sequence[tuple[str, str, str, str | None]], gate: tuple[str, str] | None
+    ) -> list[CommitInfo]:
+        """Move branches together, in one transaction: each (repo, from, to, expected) makes
+        ``repo@to`` (at ``expected`` until now) point at ``repo@from``'s head, and the commits
+        ``from`` made since ``expected`` are recorded as ``to``'s. Conflict, and nothing moves,
+        if any ``to`` moved meanwhile. ``gate`` (repo, branch): the merge checks of that
+        branch run on its new head first (``tusk merge --run-pipelines``, tusk.pfs.gates).
+        Returns the new heads. No pipeline starts: the moved commits are its outputs."""
+        heads: dict[tuple[str, str], str | None] = {}
+        with self.meta.read() as tx:
+            for repo, src, _dst, _expected in moves:
+                heads[(repo, src)] = self._need_branch(tx, repo, src).head
+            names: list[str] = []
+            if gate is not None:
+                names = gates.gating(tx, gate[0], gate[1], gates.MERGE)
+                src = next(m[1] for m in moves if (m[0], m[2]) == gate)
+                head = self._need_commit(tx, heads[(gate[0], src)] or "")
+        if names and gate is not None:
+            request = gates.CheckRequest(
+                gate[0], gate[1], gates.MERGE, head.id, head.tree, names, True, head.size
+            )
+            gates.run(self.check_runner, request)
+        with self.meta.write() as tx:
+            out = []
+            for repo, src, dst, expected in moves:
+                b = tx.get_branch(repo, dst, lock=True)
+                if (b.head if b is not None else None) != expected:
+                    raise Conflict(
+                        f"{repo}@{dst} moved while the pipelines ran: nothing was moved; "
+                        "merge again"
+                    )
+                new = heads[(repo, src)]
+                cid = new
+                while cid is not None and cid != expected:
+                    c = self._need_commit(tx, cid)
+                    if c.branch == src:
+                        tx.update_commit(cid, branch=dst)
+                    cid = c.parent
+                created = b.created_at if b is not None else time.time()
+                tx.upsert_branch(BranchRecord(repo, dst, new, created))
+                if new is not None:
+                    out.append(self._commit_info(tx, self._need_commit(tx, new)))
+            return out
+
     @staticmethod
     def _merge_resolutions(
         resolve: Mapping[str, str | Source],

@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from tusk.errors import (
 from tusk.ids import check_branch_name, is_commit_id
 from tusk.pfs import PfsService
 from tusk.pfs.gates import CheckRequest
-from tusk.pfs.models import BranchTrigger, CheckRunInfo, CommitInfo, GcReport
+from tusk.pfs.models import BranchTrigger, CheckRunInfo, CommitInfo, GcReport, MergeResult
 from tusk.polling import poll_until
 from tusk.pps.cached_images import CachedImage, cached_images, find_image
 from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs, datum_files
@@ -61,6 +61,7 @@ from tusk.storage.meta.records import (
 from tusk.storage.meta.store import MetaTx
 
 if TYPE_CHECKING:
+    from tusk.pfs.sources import Source
     from tusk.pps.checks import CheckRunner, CheckSpec
     from tusk.pps.images import ImageCache
 
@@ -185,6 +186,28 @@ class PpsService:
             raise InUse(f"image {image.digest} is pinned by {_pins_text(pins)}: {_UNPIN}")
         cache.remove(image.digest)
         return image
+
+    def merge_and_run(
+        self,
+        repo: str,
+        source: str,
+        into: str,
+        *,
+        message: str | None = None,
+        strategy: str = "fail",
+        resolve: Mapping[str, str | Source] | None = None,
+        timeout: float | None = None,
+        pause: Pause | None = None,
+    ) -> MergeResult:
+        """``tusk merge --run-pipelines`` (tusk.pps.merging): the downstream pipelines run on
+        the merge first; the target and every output branch move together only if all
+        succeed."""
+        from tusk.pps.merging import merge_and_run
+
+        return merge_and_run(
+            self, repo, source, into, message=message, strategy=strategy,
+            resolve=resolve or {}, timeout=timeout, pause=pause,
+        )  # fmt: skip
 
     # Checks (tusk.pps.checks): commands that gate commits and merges of branches
 

@@ -340,17 +340,27 @@ class BaseClient(PipelineMethods, AuthMethods):
         strategy: str = "fail",
         resolve: Mapping[str, str | bytes | os.PathLike[str]] | None = None,
         dry_run: bool = False,
+        run_pipelines: bool = False,
+        timeout: float | None = None,
     ) -> MergeResult:
         """Merge ``source`` (``repo@branch``, ``repo@commit`` or ``repo@tag``) into the branch
         ``into`` of the same repo: a three-way merge at file level, committed as one commit
         with two parents. Conflicting paths raise MergeConflict (nothing committed) unless
         ``strategy`` (``ours`` or ``theirs``) or ``resolve`` (path -> ``"ours"``, ``"theirs"``,
         the content as bytes, or a local file's path) settles them. ``dry_run``: report the
-        conflicts and what would change, commit nothing."""
+        conflicts and what would change, commit nothing.
+
+        ``run_pipelines``: every pipeline downstream runs on the merge first (on a temporary
+        branch); ``into`` and every output branch then move together, as one commit set, only
+        if every job succeeded (JobFailed naming the failed jobs and datums otherwise, and
+        nothing moved). ``timeout`` bounds the wait for the jobs (seconds)."""
+        if run_pipelines and dry_run:
+            raise InvalidArgument("--run-pipelines and --dry-run do not go together")
         addr = self._parse(source)
         return self._t.merge(
-            addr.repo, ref_text(addr), into, message, strategy, dict(resolve or {}), dry_run
-        )
+            addr.repo, ref_text(addr), into, message, strategy, dict(resolve or {}), dry_run,
+            run_pipelines, timeout,
+        )  # fmt: skip
 
     def inspect_commit_set(self, commit_set: str) -> list[CommitInfo]:
         """Every commit in a commit set (all commits caused by one change)."""

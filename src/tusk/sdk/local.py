@@ -242,8 +242,16 @@ class LocalTransport:
         strategy: str,
         resolve: dict[str, str | bytes | os.PathLike[str]],
         dry_run: bool,
+        run_pipelines: bool,
+        timeout: float | None,
     ) -> MergeResult:
         how = {p: v if isinstance(v, str) else _to_source(v) for p, v in resolve.items()}
+        if run_pipelines:  # the jobs run here meanwhile when no scheduler runs on the home
+            with self._waiting(True, None) as pause:
+                return self.pps.merge_and_run(
+                    repo, source, into, message=message, strategy=strategy, resolve=how,
+                    timeout=timeout, pause=pause,
+                )  # fmt: skip
         return self.pfs.merge(
             repo, source, into, message=message, strategy=strategy, resolve=how, dry_run=dry_run
         )

@@ -468,6 +468,8 @@ class HttpTransport:
         strategy: str,
         resolve: dict[str, str | bytes | os.PathLike[str]],
         dry_run: bool,
+        run_pipelines: bool,
+        timeout: float | None,
     ) -> MergeResult:
         how: dict[str, Any] = {}
         for path, v in resolve.items():
@@ -480,7 +482,7 @@ class HttpTransport:
                 raise local_error(exc, str(v)) from None
             how[path] = {"content": base64.b64encode(data).decode()}
         body = {"source": source, "message": message, "strategy": strategy, "resolve": how,
-                "dry_run": dry_run}  # fmt: skip
+                "dry_run": dry_run, "run_pipelines": run_pipelines, "timeout": timeout}  # fmt: skip
         url = f"/repos/{_seg(repo)}/branches/{_seg(into)}/merge"
         return decode(MergeResult, self._call("POST", url, json=body))
 

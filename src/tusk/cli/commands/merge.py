@@ -9,6 +9,7 @@ import click
 
 from tusk.cli import render
 from tusk.cli.core import emit, fail, get_client, output_option, wants_json
+from tusk.cli.parse import Duration
 from tusk.errors import MergeConflict
 from tusk.sdk import MergeResult
 
@@ -49,6 +50,19 @@ def _resolutions(items: tuple[str, ...]) -> dict[str, str | Path]:
     help="Settle one conflicting path: keep ours, take theirs, or the content of a local FILE.",
 )
 @click.option("--dry-run", is_flag=True, help="List conflicts and changes; commit nothing.")
+@click.option(
+    "--run-pipelines",
+    is_flag=True,
+    help="Run every downstream pipeline on the merge first; move the branch and every output "
+    "branch together (one commit set) only if all jobs succeed.",
+)
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default=None,
+    metavar="DURATION",
+    help="With --run-pipelines: give up after this long (e.g. 30s, 5m); default: no limit.",
+)
 @output_option
 @click.pass_context
 def merge(
@@ -59,6 +73,8 @@ def merge(
     strategy: str,
     resolve: tuple[str, ...],
     dry_run: bool,
+    run_pipelines: bool,
+    timeout: float | None,
 ) -> None:
     """Merge REPO@BRANCH (or a commit or tag) into another branch of REPO.
 
@@ -67,13 +83,18 @@ def merge(
     parents (the branch's head, then the source); pipelines downstream run once on it.
     Conflicts are listed with their base, ours and theirs content hashes and sizes; with
     --strategy fail (the default) nothing is committed until each has a --resolve.
+
+    Checks that gate the branch run on the merge result before it moves. With
+    --run-pipelines, the pipelines downstream run on the merge first, on a temporary branch,
+    and the branch and their output branches move together only if every job succeeded.
     """
     client = get_client(ctx)
     how = _resolutions(resolve)
     try:
         result = client.merge(
-            source, into, message=message, strategy=strategy, resolve=how, dry_run=dry_run
-        )
+            source, into, message=message, strategy=strategy, resolve=how, dry_run=dry_run,
+            run_pipelines=run_pipelines, timeout=timeout,
+        )  # fmt: skip
     except MergeConflict:
         if not wants_json(ctx):
             try:  # list them, as a dry run sees them now
@@ -101,6 +122,8 @@ def _show(r: MergeResult, source: str) -> None:
         return
     for run in r.checks:
         click.echo(f"check {run.name}: {run.state} in {run.duration:.2f} s")
+    for out in r.outputs:
+        click.echo(f"moved with it: {out.repo}@{out.branch} to {out.id}")
     click.echo(
         f"merged {source} into {r.into}: commit {r.commit.id} "
         f"({r.taken} path(s) taken, {len(r.conflicts)} conflict(s) resolved){bases}"

@@ -1,0 +1,126 @@
+"""``tusk merge --run-pipelines``: a merge whose downstream pipelines run before anything moves,
+and that lands whole or not at all.
+
+The merge is made on a temporary branch ``merge-<id>`` of the repo, started at the target's
+head, with the same branch of every pipeline downstream (and of their other inputs), made the
+way ``tusk run pipeline --branch`` makes a pull request's branches (O(1): nothing is copied;
+datums the target's outputs already hold are skipped). The merge commit starts one commit set
+there; its jobs run as any others (the server's scheduler, or this process for an embedded
+store). When every job succeeded and the target's merge checks passed on the merge commit, the
+target branch and every downstream output branch move to that commit set's commits in one
+transaction (:meth:`PfsService.land_together`), so readers see the merged data and all the
+outputs computed from it appear at once, as one commit set. If a job fails, nothing moves:
+the commit set is dropped and the failed jobs and datums are named. Either way the temporary
+branches are deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from tusk.errors import InvalidArgument, JobFailed, TuskError
+from tusk.pfs.models import MergeResult
+from tusk.pfs.sources import Source
+from tusk.pps.spec import CronInput
+
+if TYPE_CHECKING:
+    from tusk.pps.models import JobInfo
+    from tusk.pps.service import Pause, PpsService
+
+
+def merge_and_run(
+    pps: PpsService,
+    repo: str,
+    source: str,
+    into: str,
+    *,
+    message: str | None,
+    strategy: str,
+    resolve: Mapping[str, str | Source],
+    timeout: float | None,
+    pause: Pause | None,
+) -> MergeResult:
+    readers: dict[str, list[str]] = {}  # repo -> pipelines reading it
+    direct = []
+    for p in pps.list_pipelines():
+        for leaf in pps.spec_of(p.name)[0].inputs():
+            if isinstance(leaf, CronInput):
+                continue
+            readers.setdefault(leaf.repo, []).append(p.name)
+            if leaf.repo == repo and leaf.branch == into:
+                direct.append(p.name)
+    if not direct:
+        raise InvalidArgument(
+            f"no pipeline reads {repo}@{into}: there is nothing to run; merge without "
+            "--run-pipelines"
+        )
+    tmp = f"merge-{secrets.token_hex(6)}"
+    pfs = pps.pfs
+    expected = {(repo, into): pps._head_of(repo, into)}
+    done: set[str] = set()
+    try:
+        with pps.meta.atomic():
+            for name in dict.fromkeys(direct):
+                pps._branch_out(name, tmp, done)
+                pps._branch_downstream(name, tmp, readers, done)
+        outputs = {name: pps.spec_of(name)[0].output_branch for name in done}
+        expected.update({(name, out): pps._head_of(name, out) for name, out in outputs.items()})
+        merged = pfs.merge(
+            repo, source, tmp, strategy=strategy, resolve=resolve,
+            message=message if message is not None else f"merge {repo}@{source} into {into}",
+        )  # fmt: skip
+        if merged.commit is None:  # already merged: nothing to run
+            return replace(merged, into=into)
+        commit_set = merged.commit.commit_set
+        try:
+            jobs = pps.wait_commit_set(commit_set, timeout, pause)
+            failed = [j for j in jobs if j.state != "success"]
+            if failed:
+                raise JobFailed(_failures(pps, repo, source, into, failed))
+            moves = [(repo, tmp, into, expected[(repo, into)])]
+            moves += [(n, tmp, out, expected[(n, out)]) for n, out in sorted(outputs.items())]
+            heads = pfs.land_together(moves, gate=(repo, into))
+        except BaseException:
+            _drop(pps, commit_set)
+            raise
+        commit = next(h for h in heads if h.repo == repo)
+        return replace(
+            merged, into=into, commit=commit, outputs=[h for h in heads if h.repo != repo]
+        )
+    finally:
+        _delete_branches(pps, tmp)
+
+
+def _failures(pps: PpsService, repo: str, source: str, into: str, failed: list[JobInfo]) -> str:
+    parts = []
+    for job in failed:
+        bad = [d for d in pps.list_datums(job.pipeline, job.id) if d.state == "failed"]
+        shown = "; ".join(f"datum {d.id[:12]}: {d.error or 'failed'}" for d in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        reason = f" ({shown}{more})" if shown else (f" ({job.reason})" if job.reason else "")
+        parts.append(f"pipeline {job.pipeline} job {job.id} {job.state}{reason}")
+    return (
+        f"merging {repo}@{source} into {into} with its pipelines: {', '.join(parts)}; nothing "
+        f"moved ({repo}@{into} and every output branch are as they were; tusk inspect job and "
+        "tusk list datum show the failures)"
+    )
+
+
+def _drop(pps: PpsService, commit_set: str) -> None:
+    """The commit set of a run that did not land (what remains of it: failed jobs drop their
+    output commits themselves)."""
+    with contextlib.suppress(TuskError):  # CommitNotFound: nothing of it is left
+        pps.pfs.drop_commit_set(commit_set)
+
+
+def _delete_branches(pps: PpsService, branch: str) -> None:
+    """``branch`` of every repo, pipelines' output repos first (they hold the provenance)."""
+    repos = [r.name for r in pps.pfs.list_repos() if branch in r.branches]
+    pipelines = {p.name for p in pps.list_pipelines()}
+    for name in sorted(repos, key=lambda r: r not in pipelines):
+        with contextlib.suppress(TuskError):
+            pps.pfs.delete_branch(name, branch, force=True)
