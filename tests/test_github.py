@@ -28,9 +28,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,8 +40,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tusk import Client
+from tusk.errors import CheckFailed
 from tusk.polling import poll_until
 from tusk.sdk.remote import RemoteClient
+from tusk.sdk.report import CheckRow, GitHubContext, Report, commit_statuses
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTION_YML = ROOT / "action.yml"
@@ -157,9 +162,17 @@ def test_action_yml_is_a_composite_action_with_declared_inputs_and_outputs() -> 
     assert action["name"] and action["description"]
     assert action["runs"]["using"] == "composite"
     inputs, outputs, steps = action["inputs"], action["outputs"], action["runs"]["steps"]
-    assert set(inputs) == {"command", "version", "address", "token", "python", "working-directory"}
+    assert set(inputs) == {
+        "command",
+        "version",
+        "address",
+        "token",
+        "python",
+        "working-directory",
+        "github-token",
+    }
     assert inputs["command"]["required"] is True
-    assert set(outputs) == {"commit-set", "jobs", "markdown"}
+    assert set(outputs) == {"commit-set", "jobs", "markdown", "checks", "checks-failed"}
     for name, spec in {**inputs, **outputs}.items():
         assert spec.get("description"), f"{name} has no description"
     for name, spec in inputs.items():
@@ -624,7 +637,13 @@ def test_the_action_drives_a_server_as_github_runs_it(
     # The plan: the table lists what apply would do, and outputs say nothing started.
     plan = direct("apply", "-f", "specs/", "--dry-run")
     run = act("apply -f specs/ --dry-run")
-    assert run.outputs == {"commit-set": "", "jobs": "", "markdown": run.summary}
+    assert run.outputs == {
+        "commit-set": "",
+        "jobs": "",
+        "markdown": run.summary,
+        "checks": "",  # from report only
+        "checks-failed": "",
+    }
     assert "Dry run: 3 to create; nothing was applied." in run.summary
     assert "| Action | Kind | Name | Version | Source |" in run.summary
     for change in plan["changes"]:
@@ -693,6 +712,8 @@ def test_the_action_drives_a_server_as_github_runs_it(
     assert "`files`" in report and "metrics" in report
     assert run.outputs["markdown"] == report
     assert run.outputs["commit-set"] == run.outputs["jobs"] == ""
+    assert (run.outputs["checks"], run.outputs["checks-failed"]) == ("[]", "0")  # no check
+    assert "### Checks" not in report
     assert "Tusk report" in run.steps[1].stdout  # and in the log
 
     # Lineage leads from an output file to the code commit and image that made it (the
@@ -832,3 +853,226 @@ def test_a_token_tusk_echoes_is_redacted_everywhere(project: Path, tmp_path: Pat
         run.summary
     )
     _no_secret(run, secret)
+
+
+# Checks: the report's check runs as step outputs, in the summary, and as commit statuses
+
+GH_TOKEN = "ghs_not-a-github-token-0123456789"  # a bogus GitHub token
+# The candidate is below $TUSK_PFS on this server (--sandbox none).
+D = 'd="$TUSK_PFS/$TUSK_CHECK_REPO"; '
+CHECKS: list[dict[str, Any]] = [
+    {"kind": "check", "name": "not-empty", "repo": "data", "branch": "*", "on": ["commit"],
+     "cmd": ["sh", "-c", D + 'test -s "$d/rows.csv"']},
+    {"kind": "check", "name": "small", "repo": "data", "branch": "pr-*", "on": ["commit"],
+     "cmd": ["sh", "-c", D + 'for f in "$d"/*; do [ "$(wc -c < "$f")" -lt 100 ] || '
+             '{ echo "$(basename "$f") is too big"; exit 4; }; done']},
+]  # fmt: skip
+
+
+@dataclass
+class FakeGitHub:
+    """A stand-in for GitHub's REST API on 127.0.0.1: it records each request and answers
+    201, or 403 for a status whose context is in ``refuse``."""
+
+    url: str
+    received: list[tuple[str, str, dict[str, str], Any]]  # method, path, headers, JSON body
+    refuse: set[str] = field(default_factory=set)
+
+
+@pytest.fixture
+def github_api() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub("", [])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.loads(raw)
+            fake.received.append(("POST", self.path, dict(self.headers), body))
+            answer: dict[str, Any]
+            if body.get("context") in fake.refuse:
+                code, answer = 403, {"message": "Resource not accessible by integration"}
+            else:
+                code, answer = 201, {"id": len(fake.received), **body}
+            data = json.dumps(answer).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield fake
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def test_the_github_context_and_the_statuses_of_check_runs(tmp_path: Path) -> None:
+    push = {"GITHUB_REPOSITORY": "o/p", "GITHUB_SHA": "a" * 40}
+    assert GitHubContext.from_env({}) is None
+    assert GitHubContext.from_env({"GITHUB_REPOSITORY": "o/p"}) is None
+    ctx = GitHubContext.from_env(push)
+    assert ctx == GitHubContext("https://api.github.com", "o/p", "a" * 40, None)
+    assert ctx.statuses_url == f"https://api.github.com/repos/o/p/statuses/{'a' * 40}"
+    # A pull request's statuses go on its head commit, not on GITHUB_SHA (a merge commit).
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"head": {"sha": "b" * 40}}}))
+    pr = {
+        **push,
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_API_URL": "https://ghe.example/api/v3/",
+        "GITHUB_SERVER_URL": "https://ghe.example",
+        "GITHUB_RUN_ID": "7",
+    }
+    ctx = GitHubContext.from_env(pr)
+    assert ctx is not None and ctx.sha == "b" * 40
+    assert ctx.statuses_url == f"https://ghe.example/api/v3/repos/o/p/statuses/{'b' * 40}"
+    assert ctx.run_url == "https://ghe.example/o/p/actions/runs/7"
+    event.write_text("{not json")
+    assert GitHubContext.from_env(pr).sha == "a" * 40  # type: ignore[union-attr]
+
+    def row(name: str, state: str, code: int | None, started: float) -> CheckRow:
+        return CheckRow("data", "c" * 32, name, "pr-1", "merge", state, code, started, 1.25, "")
+
+    report = Report(
+        "master",
+        "pr-1",
+        checks=[
+            row("a", "failed", 3, 2.0),
+            row("a", "passed", 0, 1.0),  # an older run of a: the newer one is the status
+            row("b" * 63, "timed out", None, 1.0),
+            row("c", "error", None, 1.0),
+            row("d", "passed", 0, 1.0),
+        ],
+    )
+    statuses = commit_statuses(report, "https://x/run")
+    assert [(s["context"], s["state"]) for s in statuses] == [
+        ("tusk/check/a", "failure"),
+        (f"tusk/check/{'b' * 63}", "failure"),
+        ("tusk/check/c", "error"),
+        ("tusk/check/d", "success"),
+    ]
+    assert statuses[0] == {
+        "state": "failure",
+        "context": "tusk/check/a",
+        "description": "failed (exit code 3) in 1.2 s on data@cccccccccccc",
+        "target_url": "https://x/run",
+    }
+    assert all(len(s["description"]) <= 140 for s in statuses)
+    assert "target_url" not in commit_statuses(report)[0]
+
+
+def test_report_checks_are_outputs_a_summary_and_commit_statuses(
+    server: str, project: Path, tmp_path: Path, github_api: FakeGitHub
+) -> None:
+    """The action's report on a PR branch whose open head a check refused: the runs as
+    outputs and in the summary, and one commit status per check on the workflow's commit,
+    posted with the github-token input (to a fake GitHub API on 127.0.0.1)."""
+    with Client(address=server) as c:
+        c.create_repo("data")
+        c.apply([*CHECKS])
+        c.put_file("data@master:/rows.csv", b"id\n1\n")
+        c.create_branch("data@pr-1", head="master")
+        landed = c.put_file("data@pr-1:/b.csv", b"ok\n").commit
+        opened = c.start_commit("data@pr-1")
+        c.put_file("data@pr-1:/big.csv", b"x" * 500)
+        with pytest.raises(CheckFailed):
+            c.finish_commit("data@pr-1")
+    runner = Runner(tmp_path, project)
+    runner.job_env.update(
+        {"GITHUB_API_URL": github_api.url, "GITHUB_SERVER_URL": "https://github.example"}
+    )
+    common = {"address": server, "version": _local_or_pinned()}
+    sha = _git(project, "rev-parse", "HEAD")
+
+    run = runner.run(command="report master..pr-1", **common, **{"github-token": GH_TOKEN})
+    assert run.code == 0, run.last.stderr
+    runs = json.loads(run.outputs["checks"])
+    assert [(r["commit"], r["name"], r["state"], r["exit_code"]) for r in runs] == [
+        (opened.id, "not-empty", "passed", 0),
+        (opened.id, "small", "failed", 4),
+        (landed.id, "not-empty", "passed", 0),
+        (landed.id, "small", "passed", 0),
+    ]
+    assert runs[1]["log_tail"].splitlines() == ["big.csv is too big", "(sh exited with code 4)"]
+    assert run.outputs["checks-failed"] == "1"
+    summary = run.last.summary
+    assert "4 checks: 3 passed, **1 failed**" in summary and "### Checks" in summary
+    assert f"| `data` | `{opened.id[:12]}` | `small` | commit | **failed** | 4 |" in summary
+    assert "big.csv is too big" in summary and "<details>" in summary
+    assert run.outputs["markdown"] == summary
+
+    posted = [(m, p, body) for m, p, _h, body in github_api.received]
+    assert posted == [
+        (
+            "POST",
+            f"/repos/your-org/project/statuses/{sha}",
+            {
+                "state": "success",
+                "context": "tusk/check/not-empty",
+                "description": f"passed (exit code 0) in {_took(runs[0])} on data@{opened.id[:12]}",
+                "target_url": "https://github.example/your-org/project/actions/runs/1",
+            },
+        ),
+        (
+            "POST",
+            f"/repos/your-org/project/statuses/{sha}",
+            {
+                "state": "failure",
+                "context": "tusk/check/small",
+                "description": f"failed (exit code 4) in {_took(runs[1])} on data@{opened.id[:12]}",
+                "target_url": "https://github.example/your-org/project/actions/runs/1",
+            },
+        ),
+    ]
+    headers = {k.lower(): v for k, v in github_api.received[0][2].items()}
+    assert headers["authorization"] == f"Bearer {GH_TOKEN}"
+    assert headers["accept"] == "application/vnd.github+json"
+    assert "posted 2 commit status(es) to your-org/project@" in run.last.stderr
+    _no_github_token(run)
+
+    # GitHub refuses one (a token without statuses: write): a warning, the step succeeds.
+    github_api.received.clear()
+    github_api.refuse.add("tusk/check/small")
+    run = runner.run(command="report master..pr-1", **common, **{"github-token": GH_TOKEN})
+    assert run.code == 0, run.last.stderr
+    assert len(github_api.received) == 2
+    assert (
+        "::warning title=tusk report::GitHub refused the commit status tusk/check/small on "
+        f"your-org/project@{sha[:12]}: HTTP 403 (Resource not accessible by integration)"
+    ) in run.last.stderr
+    assert run.outputs["checks-failed"] == "1"
+    _no_github_token(run)
+
+    # No github-token: the outputs and the summary, no status.
+    github_api.received.clear()
+    run = runner.run(command="report pr-1..pr-1", **common)
+    assert run.code == 0, run.last.stderr
+    assert run.outputs["checks-failed"] == "1" and len(json.loads(run.outputs["checks"])) == 4
+    assert github_api.received == []
+    # Other commands leave the check outputs empty.
+    run = runner.run(command="list repo", **common, **{"github-token": GH_TOKEN})
+    assert run.code == 0 and run.outputs["checks"] == run.outputs["checks-failed"] == ""
+    assert github_api.received == []
+
+
+def _took(run: dict[str, Any]) -> str:
+    from tusk.sdk.report import _duration
+
+    return _duration(run["duration"])
+
+
+def _no_github_token(run: ActionRun) -> None:
+    for step in run.steps:
+        for text in (step.stdout, step.stderr, step.summary, step.raw_output):
+            assert GH_TOKEN not in text, step.name
+    assert not any(GH_TOKEN in v for v in run.outputs.values())

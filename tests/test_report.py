@@ -1,11 +1,13 @@
-"""``tusk report BASE..HEAD``: files, jobs and metrics between two refs, in-process, over
-HTTP and through the CLI.
+"""``tusk report BASE..HEAD``: files, jobs, metrics and checks between two refs, in-process,
+over HTTP and through the CLI.
 
 The pipeline graph: repo ``data``; pipeline ``score`` (glob ``/``) writes ``/metrics.json``
 from the row count of data's CSV files; pipeline ``upper`` (glob ``/*``) upper-cases each
 file. A second commit on master changes a.csv, adds c.csv and removes old.csv, so the
 report of ``master^1..master`` has a job per pipeline and a metrics change. Branch-per-PR
 data (``data@pr``) is tested on plain repos: pipelines follow the branch of their spec.
+Checks (``kind: check``) are tested on data@pr: a commit they passed, then an open commit a
+check kept open.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +28,9 @@ from apihelpers import start_live, stop_live
 from clihelpers import Tusk
 
 from tusk import Client
-from tusk.errors import BranchNotFound, InvalidArgument, RepoNotFound
+from tusk.errors import BranchNotFound, CheckFailed, InvalidArgument, RepoNotFound
 from tusk.sdk.report import (
+    CheckRow,
     Report,
     build_report,
     flatten_metrics,
@@ -153,9 +157,14 @@ def test_report_of_the_last_commit_has_files_jobs_and_metrics(any_client: Client
         "jobs_succeeded": 2,
         "jobs_failed": 0,
         "metrics_changed": 2,
+        "checks": 0,
+        "checks_passed": 0,
+        "checks_failed": 0,
     }
+    assert report.checks == []  # no check ran: no section, nothing in the summary line
 
     md = render_markdown(report)
+    assert "Checks" not in md and "check" not in md.splitlines()[2]
     assert md.startswith("## Tusk report: `master^1` → `master`\n")
     assert (
         "**3** repos compared, **3** changed · files: 2 added, 2 removed, 3 changed (+18 B)"
@@ -356,6 +365,149 @@ def test_head_only_history_stops_where_the_histories_meet(client: Client) -> Non
     assert len(rp._head_only(client, "data", None, pins["pr"])) == 4
 
 
+# Checks
+
+# The candidate is below $TUSK_PFS here (no sandbox); every file must be under 100 bytes,
+# and the check says much first, so only the end of its log is shown.
+D = 'd="$TUSK_PFS/$TUSK_CHECK_REPO"; '
+CHECKS: list[dict[str, Any]] = [
+    {"kind": "check", "name": "not-empty", "repo": "data", "branch": "*", "on": ["commit"],
+     "cmd": ["sh", "-c", D + 'test -s "$d/rows.csv"']},
+    {"kind": "check", "name": "small", "repo": "data", "branch": "pr", "on": ["commit"],
+     "cmd": ["sh", "-c", D + 'for i in $(seq 1 20); do echo "line $i"; done; '
+             'for f in "$d"/*; do [ "$(wc -c < "$f")" -lt 100 ] || '
+             '{ echo "$(basename "$f") is too big"; exit 4; }; done']},
+]  # fmt: skip
+
+
+def test_report_shows_the_check_runs_of_heads(any_client: Client) -> None:
+    c = any_client
+    c.create_repo("data")
+    c.apply([*CHECKS])
+    c.put_file("data@master:/rows.csv", b"id\n1\n")
+    c.create_branch("data@pr", head="master")
+    landed = c.put_file("data@pr:/b.csv", b"ok\n").commit  # both checks pass
+    opened = c.start_commit("data@pr")
+    c.put_file("data@pr:/big.csv", b"x" * 500)
+    with pytest.raises(CheckFailed, match="the commit stays open"):
+        c.finish_commit("data@pr")  # small fails: pr's head stays open
+
+    report = build_report(c, "master", "pr")
+    rows = [(r.commit, r.name, r.state, r.exit_code, r.trigger) for r in report.checks]
+    assert rows == [
+        (opened.id, "not-empty", "passed", 0, "commit"),  # the open head first
+        (opened.id, "small", "failed", 4, "commit"),
+        (landed.id, "not-empty", "passed", 0, "commit"),  # then the head compared
+        (landed.id, "small", "passed", 0, "commit"),
+    ]
+    failed = report.checks[1]
+    assert (failed.repo, failed.branch) == ("data", "pr")
+    assert failed.duration >= 0 and failed.started_at > 0
+    tail = failed.log_tail.splitlines()
+    assert len(tail) == 15
+    assert tail[0] == "line 8" and tail[-2:] == ["big.csv is too big", "(sh exited with code 4)"]
+    assert all(r.log_tail == "" for r in report.checks if r.passed)
+    s = report.summary()
+    assert (s["checks"], s["checks_passed"], s["checks_failed"]) == (4, 3, 1)
+    assert report.to_dict()["checks"][1]["log_tail"] == failed.log_tail
+
+    md = render_markdown(report)
+    assert "· 4 checks: 3 passed, **1 failed**" in md.splitlines()[2]
+    assert "### Checks\n\n| Repo | Commit | Check | On | State | Exit code | Duration |" in md
+    assert f"| `data` | `{opened.id[:12]}` | `small` | commit | **failed** | 4 |" in md
+    assert f"| `data` | `{landed.id[:12]}` | `not-empty` | commit | passed | 0 |" in md
+    details = md.split("<details>")
+    assert len(details) == 2  # the failed run only
+    assert details[1].startswith(
+        f"<summary><code>data@{opened.id[:12]}</code> check <code>small</code> failed, "
+        "exit code 4: the end of its log</summary>\n\n```text\nline 8\n"
+    )
+    assert "line 7\n" not in md
+    assert "big.csv is too big\n(sh exited with code 4)\n```\n\n</details>" in details[1]
+    # The checks come before the metrics, the jobs and the files.
+    assert md.index("### Checks") < md.index("### Files")
+
+    # Another repo with no check: nothing to show for it.
+    c.create_repo("plain")
+    c.put_file("plain@pr:/x", b"x")
+    assert [r.repo for r in build_report(c, "master", "pr").checks] == ["data"] * 4
+    assert build_report(c, "plain@pr", "plain@pr").checks == []
+
+
+def test_cli_github_writes_step_outputs_and_warns_outside_github(
+    home: Path, tmp_path: Path
+) -> None:
+    """``--github`` (or $TUSK_REPORT_GITHUB): the step outputs checks and checks-failed;
+    what it cannot do outside a GitHub job (no $GITHUB_OUTPUT, no repository, GitHub out of
+    reach) is a warning, and the report is still made."""
+    with Client(home) as c:
+        c.create_repo("data")
+        c.apply([*CHECKS])
+        c.put_file("data@master:/rows.csv", b"id\n1\n")
+    tusk = Tusk(home)
+    out = tmp_path / "github_output"
+    out.touch()
+    no_github = dict.fromkeys(
+        ("GITHUB_REPOSITORY", "GITHUB_SHA", "GITHUB_API_URL", "GITHUB_EVENT_NAME"), None
+    )
+    env: Any = {  # None: unset (click's CliRunner)
+        **no_github,
+        "GITHUB_OUTPUT": str(out),
+        "TUSK_GITHUB_TOKEN": None,
+        "TUSK_REPORT_GITHUB": None,
+    }
+    r = tusk("report", "data@master^1..data@master", env=env)
+    assert "### Checks" in r.stdout and out.read_text() == ""  # not asked to
+    r = tusk("report", "data@master^1..data@master", "--github", env=env)
+    assert "| `data` |" in r.stdout and r.stderr == ""
+    name, _, value = out.read_text().splitlines()[0].partition("=")
+    assert name == "checks"
+    [run] = json.loads(value)
+    assert (run["name"], run["state"], run["exit_code"], run["log_tail"]) == (
+        "not-empty",
+        "passed",
+        0,
+        "",
+    )
+    assert out.read_text().splitlines()[1] == "checks-failed=0"
+
+    # The action's way: $TUSK_REPORT_GITHUB; a token but no GitHub job: a warning.
+    env.update({"TUSK_REPORT_GITHUB": "true", "TUSK_GITHUB_TOKEN": "t0ken"})
+    r = tusk("report", "master..master", env=env)
+    assert r.stderr == (
+        "warning: --github: $GITHUB_REPOSITORY or $GITHUB_SHA is not set (not a GitHub "
+        "Actions job): no commit statuses posted\n"
+    )
+    assert len(out.read_text().splitlines()) == 4
+    # GitHub out of reach: one warning (the next status would not get through either).
+    env.update({"GITHUB_REPOSITORY": "o/p", "GITHUB_SHA": "f" * 40})
+    env["GITHUB_API_URL"] = "http://127.0.0.1:9"
+    r = tusk("report", "master..master", env=env)
+    [line] = r.stderr.splitlines()
+    assert line.startswith(
+        f"warning: cannot post the commit status tusk/check/not-empty on o/p@{'f' * 12}: Connect"
+    )
+    assert "t0ken" not in r.stderr
+    env["GITHUB_OUTPUT"] = None
+    r = tusk("report", "master..master", "--output-file", str(tmp_path / "r.md"), env=env)
+    assert r.stderr.startswith("warning: --github: $GITHUB_OUTPUT is not set")
+    assert (tmp_path / "r.md").read_text().startswith("## Tusk report")
+
+
+def test_check_markdown_keeps_logs_inside_their_block() -> None:
+    """A log with backticks cannot close the code block; HTML in names is escaped."""
+    from tusk.sdk.report import render_checks
+
+    row = CheckRow(
+        "data", "c" * 32, "odd", "master", "merge", "timed out", None, 1.0, 2.5,
+        "```\n</details> ````",
+    )  # fmt: skip
+    lines = render_checks([row])
+    assert "| `data` | `cccccccccccc` | `odd` | merge | **timed out** | - | 2.5 s |" in lines
+    start = lines.index("`````text")
+    assert lines[start : start + 4] == ["`````text", "```", "</details> ````", "`````"]
+
+
 # Metrics parsing
 
 
@@ -408,7 +560,17 @@ def test_cli_markdown_json_and_files(home: Path, tmp_path: Path) -> None:
     assert "| changed | `/a.csv` | 8 B | 16 B | +8 B |" in md
 
     doc = tusk.json("report", "master^1..master", "--repo", "data", "--repo", "score")
-    assert sorted(doc) == ["base", "head", "jobs", "metrics", "notes", "repos", "summary"]
+    assert sorted(doc) == [
+        "base",
+        "checks",
+        "head",
+        "jobs",
+        "metrics",
+        "notes",
+        "repos",
+        "summary",
+    ]
+    assert doc["checks"] == []
     assert [r["repo"] for r in doc["repos"]] == ["data", "score"]
     assert doc["repos"][0]["files"][0] == {
         "path": "/a.csv",

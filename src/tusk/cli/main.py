@@ -257,7 +257,7 @@ COMMANDS = {
     ),
     "report": (
         "report:report",
-        "Compare BASE and HEAD: files, jobs and metrics, as markdown for a pull request.",
+        "Compare BASE and HEAD: files, jobs, metrics and checks, as markdown for a pull request.",
     ),
     "fsck": (
         "admin:fsck",

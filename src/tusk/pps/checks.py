@@ -20,41 +20,30 @@ the target (``on: [merge]``); a protected branch can also require checks on ever
 (``tusk protect branch --require-check``). :mod:`tusk.pfs.gates` decides when; this module
 runs them and records each result (state, exit code, duration, log) per commit.
 
-Every check that applies runs, in name order, even after one failed, so a pull request's
-author sees every problem at once; then CheckFailed names the ones that did not pass and ends
-with the end of the first one's log.
+This module is the declaration (the document, validated); :mod:`tusk.pps.checkrun` runs
+them, light enough for a ``tusk merge`` or ``tusk put file`` process to load.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tusk.errors import CheckFailed, InvalidSpec, NotFound, TuskError
+from tusk.errors import InvalidSpec, NotFound, TuskError
 from tusk.ids import check_repo_name, split_repo
-from tusk.pfs.gates import TRIGGERS, CheckRequest
-from tusk.pfs.models import CheckRunInfo
-from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor
+from tusk.pfs.gates import TRIGGERS
 from tusk.pps.models import CheckInfo
 from tusk.pps.spec import parse_duration
-from tusk.storage.meta.store_checks import CheckRecord, CheckRunRecord
+from tusk.storage.meta.store_checks import CheckRecord
 
 if TYPE_CHECKING:
     from tusk.pps.service import PpsService
 
 DEFAULT_TIMEOUT = 600.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_LOG_CHARS = 64 * 1024  # of a check's log kept per run (its end)
-_TAIL_LINES = 15  # of the log an error shows
-SHM = "/dev/shm"
 
 
 class CheckSpec(BaseModel):
@@ -173,163 +162,6 @@ def record_of(spec: CheckSpec, created_at: float, now: float) -> CheckRecord:
 
 def spec_of(record: CheckRecord) -> CheckSpec:
     return CheckSpec.model_validate(json.loads(record.spec))
-
-
-def run_info(r: CheckRunRecord) -> CheckRunInfo:
-    return CheckRunInfo(
-        r.commit_id, r.name, r.repo, r.branch, r.trigger, r.state, r.exit_code, r.started_at,
-        r.duration, r.log,
-    )  # fmt: skip
-
-
-class CheckRunner:
-    """Runs the checks PFS asks for (installed as ``PfsService.check_runner``)."""
-
-    def __init__(self, pps: PpsService) -> None:
-        self.pps = pps
-        self._executor: LocalExecutor | None = None
-
-    @property
-    def executor(self) -> LocalExecutor:
-        if self._executor is None:
-            self._executor = LocalExecutor(self.pps.sandbox, images=self.pps.images)
-        return self._executor
-
-    def __call__(self, request: CheckRequest) -> list[CheckRunInfo]:
-        runs = [self._run(request, name) for name in request.names]
-        with self.pps.meta.write() as tx:
-            for r in runs:
-                tx.put_check_run(r)
-        infos = [run_info(r) for r in runs]
-        failed = [r for r in infos if not r.passed]
-        if failed:
-            raise CheckFailed(_failure(request, failed))
-        return infos
-
-    def _run(self, request: CheckRequest, name: str) -> CheckRunRecord:
-        started = time.time()
-        t0 = time.monotonic()
-        with self.pps.meta.read() as tx:
-            record = tx.get_check(name)
-        if record is None:
-            outcome = DatumOutcome(
-                False, error=f"check {name} is not defined (the protected branch requires it)"
-            )
-        else:
-            outcome = self._execute(request, spec_of(record))
-        if outcome.ok:
-            state = "passed"
-        elif outcome.error.startswith("timed out"):
-            state = "timed out"
-        elif outcome.exit_code is None:
-            state = "error"
-        else:
-            state = "failed"
-        return CheckRunRecord(
-            request.commit, name, request.repo, request.branch, request.trigger, state,
-            outcome.exit_code, started, time.monotonic() - t0, _log_text(outcome),
-        )  # fmt: skip
-
-    def _execute(self, request: CheckRequest, spec: CheckSpec) -> DatumOutcome:
-        scratch = _scratch(self.pps.home, request.size)
-        work = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=scratch))
-        try:
-            pfs_root = work / "pfs"
-            try:
-                self._materialize(request, pfs_root / spec.input_name)
-            except TuskError as exc:
-                return DatumOutcome(False, error=f"cannot read {request.commit}: {exc.message}")
-            image = None
-            if spec.image:
-                image = ImageRun(spec.image, spec.image_digest or "")
-            task = DatumTask(
-                pipeline=f"check-{spec.name}", job=request.commit, datum=spec.name,
-                output_commit="", cmd=list(spec.cmd), stdin=list(spec.stdin),
-                env={"TUSK_CHECK": spec.name, "TUSK_CHECK_TRIGGER": request.trigger,
-                     "TUSK_CHECK_REPO": spec.input_name,
-                     "TUSK_CHECK_BRANCH": request.branch, **spec.env},
-                working_dir=None, err_cmd=[], err_stdin=[], accept_return_code=[],
-                timeout=spec.timeout, inputs=[(spec.input_name, "/", request.commit)],
-                image=image,
-            )  # fmt: skip
-            outcome = self.executor.run(task, pfs_root)
-            if outcome.error.startswith("timed out"):
-                outcome.error = f"timed out after {spec.timeout:g}s (the check's timeout)"
-            return outcome
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    def _materialize(self, request: CheckRequest, folder: Path) -> None:
-        """The candidate's files under ``folder``, all chunks read in one pass (neighbours in
-        a pack with one ranged read), written with plain ``os`` calls: a candidate of
-        thousands of small files costs mostly their creation."""
-        pfs = self.pps.pfs
-        reader = pfs.reader()
-        files = [(path, list(reader.chunks(e))) for path, e in pfs.tree_files(request.tree)]
-        base = os.fspath(folder)
-        os.makedirs(base, exist_ok=True)
-        for parent in sorted({os.path.dirname(path) for path, _ in files}):
-            os.makedirs(base + parent, exist_ok=True)
-        chunks = pfs.chunks.read_chunks([c for _, refs in files for c in refs])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        for path, refs in files:
-            fd = os.open(base + path, flags, 0o444)
-            try:
-                for _ in refs:
-                    os.write(fd, next(chunks))
-            finally:
-                os.close(fd)
-
-
-def _scratch(home: Path, size: int) -> Path:
-    """Where a check's copy of its candidate goes: a RAM-backed tmpfs (``/dev/shm``) when
-    the candidate takes at most a quarter of its free space (creating thousands of small
-    files there costs a fraction of what it costs on disk), else ``<home>/checks``."""
-    shm = Path(SHM)
-    try:
-        st = os.statvfs(shm)
-        if size <= st.f_bavail * st.f_frsize // 4 and os.access(shm, os.W_OK):
-            folder = shm / f"tusk-checks-{os.getuid()}"
-            folder.mkdir(mode=0o700, exist_ok=True)
-            return folder
-    except OSError:
-        pass
-    folder = home / "checks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _log_text(outcome: DatumOutcome) -> str:
-    lines = [text for _t, _stream, text in outcome.logs]
-    if outcome.error:
-        lines.append(f"({outcome.error})")
-    text = "\n".join(lines)
-    return text[-_LOG_CHARS:]
-
-
-def _failure(request: CheckRequest, failed: list[CheckRunInfo]) -> str:
-    what = (
-        f"the merge into {request.repo}@{request.branch}"
-        if request.trigger == "merge"
-        else f"a commit to {request.repo}@{request.branch}"
-    )
-    names = ", ".join(
-        f"{r.name} ({r.state}" + (f", exit code {r.exit_code})" if r.exit_code else ")")
-        for r in failed
-    )
-    first = failed[0]
-    moved = (
-        f"{request.repo}@{request.branch} did not move"
-        if request.candidate
-        else "the commit stays open: fix it and finish it again"
-    )
-    tail = first.log.splitlines()[-_TAIL_LINES:] or ["(no output)"]
-    shown = "\n".join(f"    {line}" for line in tail)
-    return (
-        f"check {names} failed on {what} ({request.commit}): {moved}; "
-        f"tusk inspect check {request.repo}@{request.commit} {first.name} shows its log, "
-        f"which ends:\n{shown}"
-    )
 
 
 def need_check(pps: PpsService, name: str) -> CheckRecord:

@@ -62,7 +62,8 @@ from tusk.storage.meta.store import MetaTx
 
 if TYPE_CHECKING:
     from tusk.pfs.sources import Source
-    from tusk.pps.checks import CheckRunner, CheckSpec
+    from tusk.pps.checkrun import CheckRunner
+    from tusk.pps.checks import CheckSpec
     from tusk.pps.images import ImageCache
 
 DONE_STATES = ("success", "failure", "killed")
@@ -213,9 +214,9 @@ class PpsService:
 
     def run_checks(self, request: CheckRequest) -> list[CheckRunInfo]:
         if self._checks is None:
-            from tusk.pps.checks import CheckRunner
+            from tusk.pps.checkrun import CheckRunner
 
-            self._checks = CheckRunner(self)
+            self._checks = CheckRunner(self.pfs, self.home, self.sandbox)
         return self._checks(request)
 
     def put_check(self, spec: CheckSpec) -> tuple[CheckSpec, str]:
@@ -256,11 +257,11 @@ class PpsService:
     def check_runs(self, repo: str, ref: str) -> list[CheckRunInfo]:
         """The checks run on a commit of ``repo``: one ``ref`` names, or a candidate commit
         that never landed (a failed merge's), by its id."""
-        from tusk.pps import checks
+        from tusk.pps.checkrun import run_info
 
         commit = self._checked_commit(repo, ref)
         with self.meta.read() as tx:
-            return [checks.run_info(r) for r in tx.check_runs(commit) if r.repo == repo]
+            return [run_info(r) for r in tx.check_runs(commit) if r.repo == repo]
 
     def inspect_check_run(self, repo: str, ref: str, name: str) -> CheckRunInfo:
         for run in self.check_runs(repo, ref):

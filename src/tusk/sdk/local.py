@@ -56,6 +56,7 @@ from tusk.pps.models import (
 from tusk.sdk.base import Progress, SourceLike, ref_text, walk_local
 
 if TYPE_CHECKING:
+    from tusk.pfs.gates import CheckRequest
     from tusk.pps.dask_executor import DaskExecutor
     from tusk.pps.executor import LocalExecutor
     from tusk.pps.service import Pause, PpsService
@@ -82,8 +83,16 @@ class LocalTransport:
         if tree_params is not None:
             self.pfs.tree_params = tree_params
         self._pps_service: PpsService | None = None
-        # Checks that gate a branch run in this process, as pipelines do (tusk.pfs.gates).
-        self.pfs.check_runner = lambda request: self.pps.run_checks(request)
+        # Checks that gate a branch run in this process, as pipelines do (tusk.pfs.gates),
+        # without loading the pipeline layer for it (tusk.pps.checkrun).
+        self.pfs.check_runner = self._run_checks
+
+    def _run_checks(self, request: CheckRequest) -> list[CheckRunInfo]:
+        if self._pps_service is not None:
+            return self._pps_service.run_checks(request)
+        from tusk.pps.checkrun import CheckRunner
+
+        return CheckRunner(self.pfs, self.home)(request)
 
     @property
     def pps(self) -> PpsService:

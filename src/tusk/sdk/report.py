@@ -14,6 +14,14 @@ A report compares two refs across the repos of the graph, for a pull request com
   or were killed (their output commit is dropped) or still run.
 - Metrics: files matching the metrics globs that changed, read as JSON or YAML on both
   sides, their numbers flattened to dotted keys (``train.loss``) and compared.
+- Checks: the runs of the checks (``kind: check``) on HEAD's commit in each repo, and on its
+  open head when that is ahead (a check that failed on ``tusk finish commit`` keeps it open):
+  name, state, exit code, duration, and the end of the log of each run that did not pass. A
+  commit no check ran on adds nothing (one lookup per repo), and no run, no section.
+
+For GitHub Actions, :func:`github_outputs` gives the check runs as step outputs, and
+:func:`commit_statuses` and :func:`post_commit_statuses` turn them into commit statuses
+(``tusk/check/<name>``) on the workflow's commit (:class:`GitHubContext`).
 
 Everything goes through public :class:`~tusk.sdk.Client` methods, so a report is the same
 in-process and over HTTP. Each side is pinned to a commit id first: a branch that moves
@@ -25,8 +33,9 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +46,7 @@ from tusk.pfs.refs import parse_address, parse_ref
 from tusk.units import human_size
 
 if TYPE_CHECKING:
+    from tusk.pfs.models import CheckRunInfo
     from tusk.sdk import Client, CommitInfo, JobInfo
 
 DEFAULT_METRICS = ("metrics.json", "metrics.yaml", "metrics.yml", "*.metrics.json")
@@ -45,7 +55,9 @@ DEFAULT_METRICS = ("metrics.json", "metrics.yaml", "metrics.yml", "*.metrics.jso
 DEFAULT_MAX_ROWS = 50
 MAX_METRICS_BYTES = 16 * 1024 * 1024  # a metrics file bigger than this is not read
 _DONE_BADLY = ("failure", "killed")
+CHECK_LOG_LINES = 15  # of a check's log a report shows for a run that did not pass
 _GLOB_FLAGS = wglob.GLOBSTAR | wglob.DOTGLOB
+_BACKTICKS = re.compile(r"`+")
 
 
 # What a report holds
@@ -127,6 +139,28 @@ class MetricChange(_Dict):
 
 
 @dataclass(frozen=True)
+class CheckRow(_Dict):
+    """A check's run on a commit of HEAD (before it became a branch's head, or on an open
+    head it kept open): state passed, failed, timed out or error, its exit code, how long it
+    took (seconds) and, when it did not pass, the last lines of its log."""
+
+    repo: str
+    commit: str
+    name: str
+    branch: str
+    trigger: str  # "commit" or "merge"
+    state: str
+    exit_code: int | None
+    started_at: float
+    duration: float
+    log_tail: str  # empty for a run that passed
+
+    @property
+    def passed(self) -> bool:
+        return self.state == "passed"
+
+
+@dataclass(frozen=True)
 class Report(_Dict):
     """A comparison of BASE and HEAD; :func:`render_markdown` turns it into a PR comment."""
 
@@ -136,6 +170,7 @@ class Report(_Dict):
     jobs: list[JobRow] = field(default_factory=list)
     metrics: list[MetricChange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    checks: list[CheckRow] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         """Totals for the summary line (and for scripts: ``-o json`` has them too)."""
@@ -153,6 +188,9 @@ class Report(_Dict):
             "jobs_succeeded": states.get("success", 0),
             "jobs_failed": sum(states.get(s, 0) for s in _DONE_BADLY),
             "metrics_changed": sum(1 for m in self.metrics if m.differs),
+            "checks": len(self.checks),
+            "checks_passed": sum(1 for c in self.checks if c.passed),
+            "checks_failed": sum(1 for c in self.checks if not c.passed),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,7 +299,8 @@ def build_report(
         for entry in metric_files:
             changes.extend(_metric_changes(client, repo, old, new, entry, notes))
     jobs = _head_jobs(client, pins, order)
-    return Report(b.text, h.text, diffs, jobs, changes, notes)
+    checks = _head_checks(client, pins)
+    return Report(b.text, h.text, diffs, jobs, changes, notes, checks)
 
 
 def _resolve(
@@ -614,14 +653,50 @@ def _job_row(j: JobInfo) -> JobRow:
     )
 
 
+# Checks
+
+
+def _head_checks(client: Client, pins: list[tuple[str, _Pinned | None, _Pinned]]) -> list[CheckRow]:
+    """The check runs on HEAD's commit in each repo, and first on its open head when HEAD's
+    tip is still open (its runs, if any, are those of a ``finish commit`` a check refused).
+
+    One lookup per commit: a store without checks costs a query per repo and shows nothing.
+    """
+    rows: list[CheckRow] = []
+    for repo, _old, new in pins:
+        ids = [new.tip, new.commit.id] if new.tip != new.commit.id else [new.commit.id]
+        for commit in ids:
+            rows.extend(check_row(run) for run in client.check_runs(f"{repo}@{commit}"))
+    return rows
+
+
+def check_row(run: CheckRunInfo) -> CheckRow:
+    """A check run as a report shows it: the end of its log when it did not pass."""
+    tail = "" if run.passed else "\n".join(run.log.splitlines()[-CHECK_LOG_LINES:])
+    return CheckRow(
+        repo=run.repo,
+        commit=run.commit,
+        name=run.name,
+        branch=run.branch,
+        trigger=run.trigger,
+        state=run.state,
+        exit_code=run.exit_code,
+        started_at=run.started_at,
+        duration=round(run.duration, 3),
+        log_tail=tail,
+    )
+
+
 # Markdown
 
 
 def render_markdown(report: Report, *, title: str = "Tusk report") -> str:
-    """The report as GitHub-flavoured markdown: a summary line, then the metrics, the jobs
-    and the files of each repo, then notes."""
+    """The report as GitHub-flavoured markdown: a summary line, then the check runs, the
+    metrics, the jobs and the files of each repo, then notes."""
     s = report.summary()
     lines = [f"## {title}: `{report.base}` → `{report.head}`", "", _summary_line(s), ""]
+    if report.checks:
+        lines += render_checks(report.checks)
     if report.metrics:
         lines += ["### Metrics", ""]
         lines += _table(
@@ -708,7 +783,60 @@ def _summary_line(s: dict[str, int]) -> str:
             jobs += f", **{s['jobs_failed']} failed**"
     parts.append(jobs)
     parts.append(f"{s['metrics_changed']} {_plural(s['metrics_changed'], 'metric')} changed")
+    if s["checks"]:
+        checks = f"{s['checks']} {_plural(s['checks'], 'check')}: {s['checks_passed']} passed"
+        if s["checks_failed"]:
+            checks += f", **{s['checks_failed']} failed**"
+        parts.append(checks)
     return " · ".join(parts)
+
+
+def render_checks(checks: Sequence[CheckRow], heading: str = "### Checks") -> list[str]:
+    """The markdown lines of a table of check runs, then the end of the log of each run
+    that did not pass, folded (``<details>``)."""
+    lines = [heading, ""]
+    lines += _table(
+        ("Repo", "Commit", "Check", "On", "State", "Exit code", "Duration"),
+        "lllllrr",
+        [
+            (
+                _code(c.repo),
+                _code(c.commit[:12]),
+                _code(c.name),
+                c.trigger,
+                c.state if c.passed else f"**{c.state}**",
+                "-" if c.exit_code is None else str(c.exit_code),
+                _duration(c.duration),
+            )
+            for c in checks
+        ],
+    )
+    for c in checks:
+        if c.passed:
+            continue
+        code = "" if c.exit_code is None else f", exit code {c.exit_code}"
+        lines += [
+            f"<details><summary><code>{_html(c.repo)}@{c.commit[:12]}</code> check "
+            f"<code>{_html(c.name)}</code> {_html(c.state)}{code}: the end of its log"
+            "</summary>",
+            "",
+            *_fenced(c.log_tail or "(no output)"),
+            "",
+            "</details>",
+            "",
+        ]
+    return lines
+
+
+def _html(text: str) -> str:
+    return " ".join(text.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _fenced(text: str) -> list[str]:
+    """``text`` as a fenced code block whose fence no line of it can close."""
+    longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + "text", *text.splitlines(), fence]
 
 
 def _repo_heading(r: RepoDiff, report: Report) -> str:
@@ -778,3 +906,138 @@ def _duration(seconds: float | None) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+# GitHub Actions: the check runs as step outputs and as commit statuses
+
+STATUS_CONTEXT = "tusk/check/{name}"
+_STATUS_STATES = {"passed": "success", "error": "error"}  # failed, timed out: failure
+_DESCRIPTION_CHARS = 140  # GitHub's limit for a status's description
+
+
+@dataclass(frozen=True)
+class GitHubContext:
+    """Where a workflow's commit statuses go: ``GITHUB_API_URL`` (default
+    https://api.github.com), ``GITHUB_REPOSITORY`` and the commit: the pull request's head
+    for a ``pull_request`` event (``GITHUB_SHA`` is then a merge commit the pull request
+    does not show), else ``GITHUB_SHA``. ``run_url`` links a status to the workflow run."""
+
+    api_url: str
+    repository: str
+    sha: str
+    run_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GitHubContext | None:
+        """The context of the GitHub Actions job ``env`` is of; None outside one."""
+        repository = env.get("GITHUB_REPOSITORY", "").strip()
+        sha = env.get("GITHUB_SHA", "").strip()
+        if not repository or not sha:
+            return None
+        server, run_id = env.get("GITHUB_SERVER_URL", ""), env.get("GITHUB_RUN_ID", "")
+        run_url = (
+            f"{server.rstrip('/')}/{repository}/actions/runs/{run_id}"
+            if server and run_id
+            else None
+        )
+        return cls(
+            api_url=(env.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/"),
+            repository=repository,
+            sha=_pull_request_head(env) or sha,
+            run_url=run_url,
+        )
+
+    @property
+    def statuses_url(self) -> str:
+        return f"{self.api_url}/repos/{self.repository}/statuses/{self.sha}"
+
+
+def _pull_request_head(env: Mapping[str, str]) -> str | None:
+    if env.get("GITHUB_EVENT_NAME") not in ("pull_request", "pull_request_target"):
+        return None
+    try:
+        with open(env.get("GITHUB_EVENT_PATH", ""), encoding="utf-8") as f:
+            sha = json.load(f)["pull_request"]["head"]["sha"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sha if isinstance(sha, str) and sha else None
+
+
+def github_outputs(report: Report) -> dict[str, str]:
+    """Step outputs: ``checks``, the check runs as a JSON list (one line), and
+    ``checks-failed``, how many did not pass."""
+    runs = [c.to_dict() for c in report.checks]
+    return {
+        "checks": json.dumps(runs, separators=(",", ":")),
+        "checks-failed": str(report.summary()["checks_failed"]),
+    }
+
+
+def commit_statuses(report: Report, run_url: str | None = None) -> list[dict[str, str]]:
+    """One commit status per check (its latest run in the report): success, failure (failed
+    or timed out) or error (it could not run), context ``tusk/check/<name>``."""
+    latest: dict[str, CheckRow] = {}
+    for c in report.checks:
+        if c.name not in latest or c.started_at >= latest[c.name].started_at:
+            latest[c.name] = c
+    out = []
+    for name in sorted(latest):
+        c = latest[name]
+        code = "" if c.exit_code is None else f" (exit code {c.exit_code})"
+        text = f"{c.state}{code} in {_duration(c.duration)} on {c.repo}@{c.commit[:12]}"
+        status = {
+            "state": _STATUS_STATES.get(c.state, "failure"),
+            "context": STATUS_CONTEXT.format(name=name),
+            "description": _shorten(text, _DESCRIPTION_CHARS),
+        }
+        if run_url:
+            status["target_url"] = run_url
+        out.append(status)
+    return out
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def post_commit_statuses(
+    context: GitHubContext,
+    token: str,
+    statuses: Sequence[dict[str, str]],
+    *,
+    timeout: float = 10.0,
+) -> list[str]:
+    """POST each status to GitHub's commit statuses API; the problems, one message each (a
+    refused status, an unreachable API), rather than an exception: statuses are a view of
+    the check runs, and a report is not lost for one of them."""
+    import httpx
+
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": "tusk-report",
+    }
+    problems: list[str] = []
+    with httpx.Client(headers=headers, timeout=timeout) as http:
+        for status in statuses:
+            where = f"commit status {status['context']} on {context.repository}@{context.sha[:12]}"
+            try:
+                response = http.post(context.statuses_url, json=status)
+            except httpx.HTTPError as exc:
+                problems.append(f"cannot post the {where}: {type(exc).__name__}: {exc}")
+                break  # the next ones would not get through either
+            if response.status_code not in (200, 201):
+                problems.append(
+                    f"GitHub refused the {where}: HTTP {response.status_code}"
+                    f"{_github_message(response)}"
+                )
+    return problems
+
+
+def _github_message(response: Any) -> str:
+    try:
+        message = response.json().get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return f" ({_cell(str(message))[:200]})" if message else ""
