@@ -369,7 +369,8 @@ def test_pipeline_details_carry_the_whole_spec() -> None:
 def test_a_protected_branch_refuses_writes_through_pachyderm_sdk(
     server: tuple[Gateway, str, int],
 ) -> None:
-    """Issue 22: each write FAILED_PRECONDITION naming the rule; the branch stays."""
+    """Issue 22: each write FAILED_PRECONDITION naming the rule; the branch stays. A check
+    that refuses a commit is FAILED_PRECONDITION too."""
     from tusk import Client
 
     gw, host, port = server
@@ -380,11 +381,23 @@ def test_a_protected_branch_refuses_writes_through_pachyderm_sdk(
         c.put_file("guarded@side:/b", b"b")
         c.protect_branch("guarded@master")
         head = c.inspect_branch("guarded@master").head
+        c.create_repo("gated")
+        c.put_file("gated@master:/a", b"a")
+        gated = c.inspect_branch("gated@master").head
+        c.apply([{"kind": "check", "name": "no-bad", "repo": "gated", "on": ["commit"],
+                  "cmd": ["sh", "-c", 'test ! -e "$TUSK_PFS/gated/bad"']}])  # fmt: skip
         out = run_sdk(HERE / "sdk_protect.py", host, port)
         for what in ("put", "start", "move", "delete"):
             assert out[what][0] == "FAILED_PRECONDITION", (what, out[what])
             assert "guarded@master is protected" in out[what][1]
         assert out["side"] == "ok"  # other branches take writes
         assert c.inspect_branch("guarded@master").head == head
+        # Issue 22's checks: FinishCommit of a commit a check refuses is FAILED_PRECONDITION
+        # naming the check; the open commit is deleted, and a good one lands.
+        assert out["checked"][0] == "FAILED_PRECONDITION", out["checked"]
+        assert "check no-bad (failed, exit code 1)" in out["checked"][1]
+        assert out["dropped"] == "ok" and out["passes"] == "ok", out
+        assert [f.path for f in c.list_files("gated@master:/")] == ["/a", "/good"]
+        assert c.inspect_commit("gated@master").parent == gated
         c.finish_commit("guarded@side")
         assert c.fsck().ok
