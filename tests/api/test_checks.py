@@ -226,7 +226,7 @@ def test_bad_check_documents_are_refused_and_nothing_is_applied(client: Client) 
         "is neither stored nor declared": {**base, "repo": f"{repo}-missing"},
         "invalid check name": {**base, "name": "no spaces"},
         "is not a duration": {**base, "timeout": "-1s"},
-        "not supported yet": {**base, "pipeline": "edges"},
+        "runs pipeline edges, which neither exists": {**base, "cmd": [], "pipeline": "edges"},
         "Extra inputs are not permitted": {**base, "bogus": 1},
     }
     for expected, doc in cases.items():
@@ -293,3 +293,49 @@ def test_the_s3_gateway_is_gated_too(gw: Gateway) -> None:
         assert c.inspect_branch("s3gated@master").head != head
         assert sorted(f.path for f in c.list_files("s3gated@master:/")) == ["/a", "/b"]
         assert c.fsck().ok
+
+
+def test_a_check_can_require_a_pipelines_job_on_the_candidate(client: Client) -> None:
+    c = client
+    repo = _unique(c, "v")
+    validate = {
+        "pipeline": {"name": f"{repo}-validate"},
+        "input": {"pfs": {"repo": repo, "glob": "/*"}},
+        "transform": {"cmd": ["sh", "-c", f'for f in "$TUSK_PFS/{repo}"/*; do '
+                              'echo "validating $(basename "$f")"; '
+                              '[ "$(basename "$f")" != bad ] || { echo "bad file" >&2; exit 2; }; '
+                              'cp "$f" "$TUSK_PFS/out/"; done']},
+    }  # fmt: skip
+    check = {"kind": "check", "name": f"{repo}-validated", "repo": repo, "on": ["merge"],
+             "pipeline": f"{repo}-validate", "timeout": "2m"}  # fmt: skip
+    c.apply([{"kind": "repo", "name": repo}, validate, check])
+    c.put_file(f"{repo}@master:/a", b"a")
+    c.wait_commit(f"{repo}-validate@master")
+    c.create_branch(f"{repo}@feature", head="master")
+    c.put_file(f"{repo}@feature:/bad", b"x")
+    head = c.inspect_branch(f"{repo}@master").head
+    with pytest.raises(CheckFailed) as e:
+        c.merge(f"{repo}@feature", "master")
+    assert f"check {repo}-validated (failed, exit code 1)" in str(e.value)
+    assert "bad file" in str(e.value)  # the job's log, as the check's
+    assert c.inspect_branch(f"{repo}@master").head == head
+    for name in (repo, f"{repo}-validate"):  # the check's branches are gone
+        assert not [b for b in c.inspect_repo(name).branches if b.startswith("check-")]
+
+    c.delete_file(f"{repo}@feature:/bad")
+    c.put_file(f"{repo}@feature:/b", b"b")
+    r = c.merge(f"{repo}@feature", "master")
+    assert [(x.name, x.state) for x in r.checks] == [(f"{repo}-validated", "passed")]
+    assert "validating b" in r.checks[0].log
+    c.wait_commit(f"{repo}-validate@master")  # the merge then runs as any commit does
+    assert c.get_file(f"{repo}-validate@master:/b") == b"b"
+
+    # Bad input: each refused with nothing applied.
+    for doc, expected in (
+        ({**check, "name": "x1", "pipeline": "nope"}, "runs pipeline nope, which neither"),
+        ({**check, "name": "x2", "cmd": ["true"]}, "either a pipeline or a command"),
+        ({**check, "name": "x3", "repo": f"{repo}-validate"}, "is a pipeline's output"),
+    ):
+        with pytest.raises(InvalidSpec, match=expected):
+            c.apply([{"kind": "repo", "name": repo}, validate, check, doc])
+    assert [x.name for x in c.list_checks(repo)] == [f"{repo}-validated"]

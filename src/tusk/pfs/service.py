@@ -968,6 +968,27 @@ class PfsService:
         info, runs = self._land(candidate, into, gates.MERGE, names)
         return replace(result, commit=info, checks=runs)
 
+    def branch_at_copy(self, repo: str, branch: str, source: str, description: str) -> CommitInfo:
+        """A new branch ``repo@branch`` whose head is a finished copy of commit ``source``
+        (same tree, same parent; open or on no branch, such as a check's candidate). Nothing
+        starts downstream: a check that runs a pipeline on the candidate starts it itself."""
+        check_branch_name(branch)
+        with self.meta.write() as tx:
+            src = self._need_commit(tx, source)
+            if src.repo != repo:
+                raise InvalidArgument(f"commit {source} is not a commit of {repo}")
+            if tx.get_branch(repo, branch) is not None:
+                raise AlreadyExists(f"branch {repo}@{branch} already exists")
+            now = time.time()
+            cid = new_commit_id()
+            record = CommitRecord(
+                cid, repo, branch, src.parent, src.tree, "finished", description, now, now,
+                src.size, src.files, cid,
+            )  # fmt: skip
+            tx.insert_commit(record)
+            tx.upsert_branch(BranchRecord(repo, branch, cid, now))
+            return self._commit_info(tx, record)
+
     def land_together(
         self, moves: Sequence[tuple[str, str, str, str | None]], gate: tuple[str, str] | None
     ) -> list[CommitInfo]:

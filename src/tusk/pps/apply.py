@@ -385,6 +385,21 @@ def _plan(pps: PpsService, parsed: _Parsed, prune: bool, reprocess: bool) -> _Pl
                 f"{doc.source}: check {check.name} gates repo {check.repo}, which is {what} "
                 "(checks gate input repos: declare it with 'kind: repo')"
             )
+        if check.pipeline is not None:
+            specs = {p.spec.name: p.spec for p in pipelines}
+            spec = specs.get(check.pipeline)
+            if spec is None and check.pipeline in existing and check.pipeline not in pruned:
+                spec = load_spec(existing[check.pipeline].spec)
+            if spec is None:
+                problems.append(
+                    f"{doc.source}: check {check.name} runs pipeline {check.pipeline}, which "
+                    "neither exists nor is declared"
+                )
+            elif check.repo not in {x.repo for x in spec.inputs() if not isinstance(x, CronInput)}:
+                problems.append(
+                    f"{doc.source}: check {check.name} runs pipeline {check.pipeline}, which "
+                    f"does not read {check.repo}"
+                )
     for name in pruned:
         for other in existing.values():
             if other.name in pruned:

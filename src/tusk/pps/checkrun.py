@@ -32,7 +32,12 @@ from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor
 from tusk.storage.meta.store_checks import CheckRunRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tusk.pfs import PfsService
+
+    # (the request, the check's document) -> how its pipeline's job on the candidate went
+    PipelineCheck = Callable[[CheckRequest, dict[str, Any]], DatumOutcome]
 
 _LOG_CHARS = 64 * 1024  # of a check's log kept per run (its end)
 _TAIL_LINES = 15  # of the log an error shows
@@ -51,10 +56,18 @@ class CheckRunner:
     """Runs the checks PFS asks for (installed as ``PfsService.check_runner``), on the host
     (in ``sandbox``, default ``$TUSK_SANDBOX``) or in a check's image from ``home``'s cache."""
 
-    def __init__(self, pfs: PfsService, home: Path, sandbox: str | None = None) -> None:
+    def __init__(
+        self,
+        pfs: PfsService,
+        home: Path,
+        sandbox: str | None = None,
+        pipelines: PipelineCheck | None = None,
+    ) -> None:
         self.pfs = pfs
         self.home = Path(home)
         self.sandbox = sandbox
+        # Runs a check that names a pipeline (the pipeline layer: PpsService.pipeline_check).
+        self.pipelines = pipelines
         self._executor: LocalExecutor | None = None
 
     @property
@@ -86,7 +99,16 @@ class CheckRunner:
                 False, error=f"check {name} is not defined (the protected branch requires it)"
             )
         else:
-            outcome = self._execute(request, json.loads(record.spec))
+            spec = json.loads(record.spec)
+            if spec.get("pipeline") and self.pipelines is None:
+                outcome = DatumOutcome(
+                    False, error=f"check {name} runs a pipeline, which needs the pipeline layer"
+                )
+            elif spec.get("pipeline"):
+                assert self.pipelines is not None
+                outcome = self.pipelines(request, spec)
+            else:
+                outcome = self._execute(request, spec)
         if outcome.ok:
             state = "passed"
         elif outcome.error.startswith("timed out"):

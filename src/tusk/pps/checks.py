@@ -9,6 +9,8 @@ Declared in spec files that ``tusk apply`` reads, beside pipelines and repos::
     on: [merge]               # commit and/or merge (default both)
     cmd: [sh, -c, 'test -s /pfs/data/rows.csv']
     image: python:3.12-slim   # optional: run in this image (pinned by digest when applied)
+    # or, instead of cmd: `pipeline: validate`, a pipeline reading data whose job on the
+    # candidate must succeed
     timeout: 10m              # a Go duration or seconds (default 10m)
     env: {MIN_ROWS: "100"}
 
@@ -108,12 +110,17 @@ class CheckSpec(BaseModel):
         if self.kind != "check":
             raise ValueError(f"kind is {self.kind!r}, not 'check'")
         if self.pipeline is not None:
+            if self.cmd or self.stdin or self.image:
+                raise ValueError(
+                    "pipeline: a check runs either a pipeline or a command (cmd, stdin, "
+                    "image), not both"
+                )
+            check_repo_name(self.pipeline)
+        elif not self.cmd:
             raise ValueError(
-                "pipeline: checks that wait for a pipeline's job are not supported yet; "
-                "give cmd (tusk merge --run-pipelines gates a merge on its pipelines)"
+                "cmd: a check needs a command to run (cmd: [sh, -c, '...']) or a pipeline "
+                "whose job must succeed (pipeline: NAME)"
             )
-        if not self.cmd:
-            raise ValueError("cmd: a check needs a command to run (cmd: [sh, -c, '...'])")
         return self
 
     @property

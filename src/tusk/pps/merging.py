@@ -1,5 +1,5 @@
 """``tusk merge --run-pipelines``: a merge whose downstream pipelines run before anything moves,
-and that lands whole or not at all.
+and that lands whole or not at all; and a check that runs a pipeline on its candidate.
 
 The merge is made on a temporary branch ``merge-<id>`` of the repo, started at the target's
 head, with the same branch of every pipeline downstream (and of their other inputs), made the
@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tusk.errors import InvalidArgument, JobFailed, TuskError
+from tusk.errors import InvalidArgument, JobFailed, Timeout, TuskError
+from tusk.pfs.gates import CheckRequest
 from tusk.pfs.models import MergeResult
 from tusk.pfs.sources import Source
+from tusk.pps.executor import DatumOutcome
 from tusk.pps.spec import CronInput
 
 if TYPE_CHECKING:
@@ -124,3 +127,67 @@ def _delete_branches(pps: PpsService, branch: str) -> None:
     for name in sorted(repos, key=lambda r: r not in pipelines):
         with contextlib.suppress(TuskError):
             pps.pfs.delete_branch(name, branch, force=True)
+
+
+# A check that names a pipeline (``kind: check`` with ``pipeline: NAME``, tusk.pps.checks):
+# the same temporary branches, for one pipeline, on the candidate alone.
+
+
+def pipeline_check(
+    pps: PpsService, request: CheckRequest, spec: dict[str, Any], pause: Pause | None
+) -> DatumOutcome:
+    """Run the check's pipeline on the candidate: a copy of it heads ``check-<id>`` of the
+    repo, the pipeline gets that branch (its other inputs at their usual heads) and one job;
+    the check passes if that job succeeds. The job's record stays (``tusk list job`` shows
+    it on its branch); its commits and the branches go."""
+    name = str(spec["pipeline"])
+    tmp = f"check-{secrets.token_hex(6)}"
+    try:
+        reads = [leaf.repo for leaf in pps.spec_of(name)[0].inputs()
+                 if not isinstance(leaf, CronInput)]  # fmt: skip
+    except TuskError as exc:
+        return DatumOutcome(False, error=f"check {spec['name']}: {exc.message}")
+    if request.repo not in reads:
+        return DatumOutcome(
+            False, error=f"check {spec['name']}: pipeline {name} does not read {request.repo}"
+        )
+    started = None
+    try:
+        pps.pfs.branch_at_copy(
+            request.repo, tmp, request.commit, f"check {spec['name']} of {request.commit}"
+        )
+        pps._branch_out(name, tmp, set())
+        started = pps.pfs.trigger_branch(name, tmp)
+        if started is None:
+            return DatumOutcome(False, error=f"pipeline {name} has no input data to run on")
+        try:
+            pps.wait_commit(name, started.id, float(spec["timeout"]), pause)
+        except Timeout:
+            return DatumOutcome(
+                False,
+                error=f"timed out after {float(spec['timeout']):g}s (the check's timeout)",
+                logs=_job_logs(pps, name, started.commit_set),
+            )
+        except JobFailed as exc:
+            return DatumOutcome(
+                False, exit_code=1, error=exc.message,
+                logs=_job_logs(pps, name, started.commit_set),
+            )  # fmt: skip
+        logs = _job_logs(pps, name, started.commit_set)
+        return DatumOutcome(True, exit_code=0, logs=logs)
+    finally:
+        if started is not None:
+            _drop(pps, started.commit_set)
+        _delete_branches(pps, tmp)
+
+
+def _job_logs(pps: PpsService, pipeline: str, commit_set: str) -> list[tuple[float, str, str]]:
+    """What the check's job printed, and its failed datums, as a check's log lines."""
+    out: list[tuple[float, str, str]] = []
+    for job in pps.list_jobs(pipeline=pipeline, commit_set=commit_set):
+        out.append((job.created_at, "stdout", f"job {pipeline}@{job.id}: {job.state}"))
+        for line in pps.logs(pipeline, job.id, None, 0):
+            out.append((line.ts, line.stream, line.line))
+        if job.reason:
+            out.append((time.time(), "stderr", job.reason))
+    return out

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from tusk.pfs.sources import Source
     from tusk.pps.checkrun import CheckRunner
     from tusk.pps.checks import CheckSpec
+    from tusk.pps.executor import DatumOutcome
     from tusk.pps.images import ImageCache
 
 DONE_STATES = ("success", "failure", "killed")
@@ -116,7 +117,8 @@ class PpsService:
         self._secrets: SecretService | None = None
         self._checks: CheckRunner | None = None
         self.sandbox: str | None = None  # checks' sandbox: tusk up --sandbox, else TUSK_SANDBOX
-        pfs.check_runner = self.run_checks  # what gates branches runs here (tusk.pfs.gates)
+        if pfs.check_runner is None:  # an embedded client installs its own (jobs run there)
+            pfs.check_runner = self.run_checks  # what gates branches runs here
 
     @property
     def secrets(self) -> SecretService:
@@ -216,8 +218,17 @@ class PpsService:
         if self._checks is None:
             from tusk.pps.checkrun import CheckRunner
 
-            self._checks = CheckRunner(self.pfs, self.home, self.sandbox)
+            self._checks = CheckRunner(self.pfs, self.home, self.sandbox, self.pipeline_check)
         return self._checks(request)
+
+    def pipeline_check(
+        self, request: CheckRequest, spec: dict[str, Any], pause: Pause | None = None
+    ) -> DatumOutcome:
+        """A check that names a pipeline: its job on the candidate must succeed
+        (tusk.pps.merging); ``pause`` runs the job here when no scheduler does."""
+        from tusk.pps.merging import pipeline_check
+
+        return pipeline_check(self, request, spec, pause)
 
     def put_check(self, spec: CheckSpec) -> tuple[CheckSpec, str]:
         """Create or replace a check; (its spec as stored, created|updated|unchanged). An

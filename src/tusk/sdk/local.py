@@ -58,7 +58,7 @@ from tusk.sdk.base import Progress, SourceLike, ref_text, walk_local
 if TYPE_CHECKING:
     from tusk.pfs.gates import CheckRequest
     from tusk.pps.dask_executor import DaskExecutor
-    from tusk.pps.executor import LocalExecutor
+    from tusk.pps.executor import DatumOutcome, LocalExecutor
     from tusk.pps.service import Pause, PpsService
 
 
@@ -88,11 +88,15 @@ class LocalTransport:
         self.pfs.check_runner = self._run_checks
 
     def _run_checks(self, request: CheckRequest) -> list[CheckRunInfo]:
-        if self._pps_service is not None:
-            return self._pps_service.run_checks(request)
         from tusk.pps.checkrun import CheckRunner
 
-        return CheckRunner(self.pfs, self.home)(request)
+        return CheckRunner(self.pfs, self.home, pipelines=self._pipeline_check)(request)
+
+    def _pipeline_check(self, request: CheckRequest, spec: dict[str, Any]) -> DatumOutcome:
+        """A check that runs a pipeline: its job runs in this process unless a scheduler
+        runs on the home."""
+        with self._waiting(True, None) as pause:
+            return self.pps.pipeline_check(request, spec, pause)
 
     @property
     def pps(self) -> PpsService:
