@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from tusk.errors import CheckFailed
 from tusk.pfs.models import CheckRunInfo
 from tusk.storage.meta.store import MetaTx
+from tusk.storage.meta.store_checks import CheckRunRecord
 
 COMMIT = "commit"
 MERGE = "merge"
@@ -72,9 +73,21 @@ def gating(tx: MetaTx, repo: str, branch: str, trigger: str) -> list[str]:
     return sorted(names)
 
 
+def record(tx: MetaTx, runs: list[CheckRunInfo]) -> None:
+    """Store passed runs, in the transaction that moves the branch they let move."""
+    for r in runs:
+        tx.put_check_run(
+            CheckRunRecord(
+                r.commit, r.name, r.repo, r.branch, r.trigger, r.state, r.exit_code,
+                r.started_at, r.duration, r.log,
+            )
+        )  # fmt: skip
+
+
 def run(runner: CheckRunner | None, request: CheckRequest) -> list[CheckRunInfo]:
     """Run the checks of ``request``; CheckFailed if one did not pass (the runner's message
-    names it and ends with its log), or if there is no runner to run them."""
+    names it and ends with its log, and has stored the runs), or if there is no runner to
+    run them. The passed runs are returned, not stored: :func:`record` them with the move."""
     if runner is None:
         raise CheckFailed(
             f"{request.repo}@{request.branch} is gated by checks ({', '.join(request.names)}) "

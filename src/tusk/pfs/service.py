@@ -697,13 +697,14 @@ class PfsService:
             names = []
             if checked.branch is not None:
                 names = gates.gating(tx, repo, checked.branch, gates.COMMIT)
+        runs: list[CheckRunInfo] = []
         if names:
             assert checked.branch is not None
             request = gates.CheckRequest(
                 repo, checked.branch, gates.COMMIT, checked.id, checked.tree, names, False,
                 checked.size,
             )  # fmt: skip
-            gates.run(self.check_runner, request)
+            runs = gates.run(self.check_runner, request)
         with self.meta.write() as tx:
             commit = self._need_commit(tx, checked.id)
             if commit.finished:
@@ -713,6 +714,7 @@ class PfsService:
                     f"commit {_fmt(commit)} changed while its checks ran: finish it again "
                     "to check what it holds now"
                 )
+            gates.record(tx, runs)
             values: dict[str, object] = {"state": "finished", "finished_at": time.time()}
             if description is not None:
                 values["description"] = description
@@ -1007,12 +1009,14 @@ class PfsService:
                 names = gates.gating(tx, gate[0], gate[1], gates.MERGE)
                 src = next(m[1] for m in moves if (m[0], m[2]) == gate)
                 head = self._need_commit(tx, heads[(gate[0], src)] or "")
+        runs: list[CheckRunInfo] = []
         if names and gate is not None:
             request = gates.CheckRequest(
                 gate[0], gate[1], gates.MERGE, head.id, head.tree, names, True, head.size
             )
-            gates.run(self.check_runner, request)
+            runs = gates.run(self.check_runner, request)
         with self.meta.write() as tx:
+            gates.record(tx, runs)
             out = []
             for repo, src, dst, expected in moves:
                 b = tx.get_branch(repo, dst, lock=True)
@@ -1449,6 +1453,7 @@ class PfsService:
             moved = (b.head if b is not None else None) != candidate.parent
             if not moved:
                 now = time.time()
+                gates.record(tx, runs)
                 tx.update_commit(candidate.id, branch=branch, state="finished", finished_at=now)
                 created = b.created_at if b is not None else now
                 tx.upsert_branch(BranchRecord(repo, branch, candidate.id, created))

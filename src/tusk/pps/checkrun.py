@@ -79,13 +79,15 @@ class CheckRunner:
         return self._executor
 
     def __call__(self, request: CheckRequest) -> list[CheckRunInfo]:
+        """Run the checks; record them and raise CheckFailed if one did not pass. Passed runs
+        are returned for PFS to record with the move they allowed (one transaction)."""
         runs = [self._run(request, name) for name in request.names]
-        with self.pfs.meta.write() as tx:
-            for r in runs:
-                tx.put_check_run(r)
         infos = [run_info(r) for r in runs]
         failed = [r for r in infos if not r.passed]
         if failed:
+            with self.pfs.meta.write() as tx:
+                for r in runs:
+                    tx.put_check_run(r)
             raise CheckFailed(_failure(request, failed))
         return infos
 
