@@ -26,6 +26,7 @@ def test_a_store_of_the_previous_schema_moves_into_default(home: Path, engine: s
         for table in ("s3_parts", "s3_uploads", "s3_etags", "projects"):  # 0007 and 0006
             tx.conn.execute(sa.text(f"DROP TABLE {table}"))
         tx.conn.execute(sa.text("ALTER TABLE auth_tokens DROP COLUMN sealed"))
+        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
         tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
         tx.conn.execute(sa.text("DROP TABLE checks"))
         tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014

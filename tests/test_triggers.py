@@ -387,6 +387,7 @@ def test_a_store_of_schema_0009_gains_triggers(home: Path, engine: str) -> None:
     url = os.environ.get("TUSK_METADATA_URL") or sqlite_url(home / "tusk.db")
     store = MetaStore(url)
     with store.write() as tx:  # back to 0009: no branch_triggers (nor 0011's s3_sessions)
+        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
         tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
         tx.conn.execute(sa.text("DROP TABLE checks"))
         tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014

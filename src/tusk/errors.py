@@ -169,6 +169,13 @@ class CheckFailed(TuskError):
     multiline = True
 
 
+class ReferenceBroken(Conflict):
+    """A file imported by reference (``tusk import``) whose source object changed or vanished
+    since: its recorded bytes cannot be served, and no other bytes are."""
+
+    code = "reference_broken"
+
+
 class PathConflict(Conflict):
     """A file where a directory is needed, or the other way round."""
 

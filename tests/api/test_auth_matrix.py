@@ -313,6 +313,8 @@ JSON_BODIES: dict[str, Any] = {
     "create_branch": {"name": "intruder", "head": "master"},
     "create_tag": {"name": "intruder", "commit": "master"},
     "merge": {"source": "master"},
+    "import_objects": {"url": "s3://intruder-bucket/x"},
+    "materialize": {},
     "set_retention": {"keep_last": 5},
     "start_commit": {"branch": "master"},
     "copy_file": {"src": "r@master:/a.txt"},

@@ -85,6 +85,7 @@ def test_the_cli_and_an_older_home(tmp_path: Path) -> None:
         c.put_file("r@master:/a", b"a")
     store = MetaStore(sqlite_url(home / "tusk.db"))
     with store.write() as tx:  # back to 0011: no tags table
+        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
         tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
         tx.conn.execute(sa.text("DROP TABLE checks"))
         tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014

@@ -607,6 +607,7 @@ def test_a_database_of_the_previous_schema_gains_the_delivery_table(
         tx.conn.execute(sa.text("DROP TABLE audit_log"))
         tx.conn.execute(sa.text("DROP TABLE secrets"))
         tx.conn.execute(sa.text("DROP TABLE projects"))
+        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
         tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
         tx.conn.execute(sa.text("DROP TABLE checks"))
         tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014

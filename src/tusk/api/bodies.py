@@ -77,6 +77,21 @@ class MergeRequest(_Body):
     )
 
 
+class ImportRequest(_Body):
+    path: str = Field("/", description="The folder of the branch the objects go to.")
+    url: str = Field(
+        description="s3://bucket/prefix: the objects to refer to (the server reads it)."
+    )
+    exclude: list[str] = Field(default_factory=list, description="Globs of keys to leave out.")
+    endpoint_url: str | None = Field(None, description="An S3-compatible endpoint.")
+    description: str = Field("", description="The commit's description.")
+
+
+class MaterializeRequest(_Body):
+    path: str = Field("/", description="Copy the referenced files at or below this path.")
+    description: str = Field("", description="The commit's description.")
+
+
 class Protect(_Body):
     require_checks: list[str] = Field(
         default_factory=list,

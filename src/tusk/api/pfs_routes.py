@@ -60,6 +60,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ImportResult,
     MergeResult,
     ProtectionInfo,
     PutResult,
@@ -316,6 +317,26 @@ def pfs_router(
             strategy=body.strategy, resolve=how, dry_run=body.dry_run,
         )  # fmt: skip
         return ok(result)
+
+    # Data where it lives: import by reference, materialize
+
+    @r.post("/repos/{repo}/branches/{branch}/import", tags=["branches"])
+    @returns(ImportResult)
+    def import_objects(repo: str, branch: str, body: bodies.ImportRequest) -> Response:
+        """Commit one file per object below ``url`` at ``path``, by reference (no byte copied;
+        the server lists the bucket with its own credentials)."""
+        commit, n = pfs.import_objects(
+            repo_name(repo), branch, body.path, body.url, exclude=body.exclude,
+            endpoint=body.endpoint_url, description=body.description,
+        )  # fmt: skip
+        return ok(ImportResult(commit, n))
+
+    @r.post("/repos/{repo}/branches/{branch}/materialize", tags=["branches"])
+    @returns(ImportResult)
+    def materialize(repo: str, branch: str, body: bodies.MaterializeRequest) -> Response:
+        """Copy the referenced files at or below ``path`` into the store, in a new commit."""
+        commit, n = pfs.materialize(repo_name(repo), branch, body.path, body.description)
+        return ok(ImportResult(commit, n))
 
     # Protected branches
 
@@ -578,7 +599,12 @@ def pfs_router(
         if span is None:
             blocks = pfs.read_file(repo, info.commit, norm)  # by id: the size below stays true
             headers["content-length"] = str(info.size)
-            return StreamingResponse(blocks, media_type="application/octet-stream", headers=headers)
+            # The first block is read here: a file that cannot be read (a broken reference)
+            # is an error answer, not a download that breaks off.
+            first = next(blocks, None)
+            return StreamingResponse(
+                _chain(first, blocks), media_type="application/octet-stream", headers=headers
+            )
         start, stop = span
         if start >= info.size:
             headers["content-range"] = f"bytes */{info.size}"
@@ -589,8 +615,9 @@ def pfs_router(
         headers["content-length"] = str(stop - start)
         headers["content-range"] = f"bytes {start}-{stop - 1}/{info.size}"
         blocks = pfs.read_range(entry, start, stop)
+        first = next(blocks, None)
         return StreamingResponse(
-            blocks, 206, media_type="application/octet-stream", headers=headers
+            _chain(first, blocks), 206, media_type="application/octet-stream", headers=headers
         )
 
     @r.get(
@@ -681,9 +708,10 @@ def pfs_router(
 
     @r.post("/fsck", tags=["maintenance"])
     @returns(FsckReport)
-    def fsck() -> Response:
-        """Re-read every pack and check every hash and reference."""
-        return ok(pfs.fsck())
+    def fsck(references: bool = False) -> Response:
+        """Re-read every pack and check every hash and reference; with ``references``, also
+        every object imported by reference (HEAD requests)."""
+        return ok(pfs.fsck(references))
 
     @r.post("/gc", tags=["maintenance"])
     @returns(GcReport)

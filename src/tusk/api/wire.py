@@ -19,6 +19,7 @@ from tusk.pfs.models import (
     BranchTrigger,
     CheckRunInfo,
     CommitInfo,
+    ImportResult,
     MergeConflictInfo,
     MergeResult,
     MergeSide,
@@ -158,7 +159,7 @@ def decode(cls: type[T], data: Any) -> T:
     if names is None:
         names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     kw = {k: v for k, v in data.items() if k in names}
-    if cls is PutResult:
+    if cls is PutResult or (cls is ImportResult and kw.get("commit") is not None):
         kw["commit"] = decode(CommitInfo, kw["commit"])
     elif cls is BranchInfo and kw.get("trigger") is not None:
         kw["trigger"] = decode(BranchTrigger, kw["trigger"])

@@ -235,6 +235,14 @@ COMMANDS = {
         "The image cache pipelines run in: load docker save tarballs into it.",
     ),
     "deploy": ("deploy:deploy", "Write Kubernetes manifests: the server and pipeline workers."),
+    "import": (
+        "imports:import_objects",
+        "Commit every object below s3://BUCKET/PREFIX as a file under PATH, by reference.",
+    ),
+    "materialize": (
+        "imports:materialize",
+        "Copy the files imported by reference at or below PATH into the store, in a new commit.",
+    ),
     "merge": (
         "merge:merge",
         "Merge REPO@BRANCH (or a commit or tag) into another branch of REPO.",

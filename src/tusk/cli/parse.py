@@ -99,7 +99,7 @@ def split_target(address: str) -> Target:
 class PutPlan:
     """Which SDK call ``put file`` makes: ``put_file``, ``put_files`` or ``put_dir``."""
 
-    kind: Literal["file", "files", "dir"]
+    kind: Literal["file", "files", "dir", "objects"]
     address: str
     # "file" and "dir": one ("", source); "files": (name under address, source) pairs.
     items: tuple[tuple[str, str], ...]
@@ -115,8 +115,10 @@ def plan_put(address: str, files: Sequence[str], listed: Sequence[str], recursiv
         if len(sources) != 1 or listed:
             fail("put file -r takes exactly one directory (-f DIR)")
         src = sources[0]
+        if src.startswith("s3://"):  # every object below the prefix
+            return PutPlan("objects", address, (("", src),))
         if src == STDIN or is_url(src):
-            fail("put file -r needs a local directory, not stdin or a URL")
+            fail("put file -r needs a local directory or an s3:// prefix, not stdin or a URL")
         # As in pachctl: the directory's contents go under PATH (default: /<dir name>).
         return PutPlan("dir", address, (("", src),))
     if len(files) == 1 and not listed:

@@ -233,6 +233,15 @@ class FsckReport(_Dict):
 
 
 @dataclass(frozen=True)
+class ImportResult(_Dict):
+    """``tusk import`` (commit: the new commit, ``files`` imported by reference) and
+    ``tusk materialize`` (commit None when no file there was a reference)."""
+
+    commit: CommitInfo | None
+    files: int
+
+
+@dataclass(frozen=True)
 class GcReport(_Dict):
     nodes_deleted: int
     chunks_deleted: int

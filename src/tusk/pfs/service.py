@@ -31,6 +31,7 @@ from tusk.errors import (
     NotFound,
     PathConflict,
     ProjectNotFound,
+    ReferenceBroken,
     RepoNotFound,
     StorageError,
     TagNotFound,
@@ -920,6 +921,43 @@ class PfsService:
                 tx.delete_commit_provenance(c.id)
                 tx.delete_commit(c.id)
             return [c.id for c in records]
+
+    # Data where it lives (tusk.pfs.imports): import by reference, materialize, check
+
+    def import_objects(
+        self,
+        repo: str,
+        ref: str,
+        path: str,
+        url: str,
+        *,
+        exclude: Sequence[str] = (),
+        endpoint: str | None = None,
+        description: str = "",
+    ) -> tuple[CommitInfo, int]:
+        """One commit of a file per object below ``url`` (``s3://bucket/prefix``) at
+        ``path``, each referring to its object where it is (no byte copied)."""
+        from tusk.pfs import imports
+
+        return imports.import_objects(
+            self, repo, ref, path, url, exclude=exclude, endpoint=endpoint,
+            description=description,
+        )  # fmt: skip
+
+    def materialize(
+        self, repo: str, ref: str, path: str = "/", description: str = ""
+    ) -> tuple[CommitInfo | None, int]:
+        """Copy the referenced files at or below ``path`` into the store, in a new commit."""
+        from tusk.pfs import imports
+
+        return imports.materialize(self, repo, ref, path, description)
+
+    def check_references(self) -> tuple[int, list[tuple[str, str]]]:
+        """(references checked, (url, what is wrong) of each whose object changed or went)."""
+        from tusk.pfs import imports
+
+        checked, broken = imports.check_references(self)
+        return checked, [(b.url, b.problem) for b in broken]
 
     # Merge (tusk.pfs.merge)
 
@@ -1853,10 +1891,19 @@ class PfsService:
 
     # Maintenance
 
-    def fsck(self) -> FsckReport:
+    def fsck(self, references: bool = False) -> FsckReport:
+        """Check every hash and reference of the store; with ``references``, also every
+        object that imported files refer to (HEAD requests, in parallel): each one changed
+        or gone since its import is a problem."""
         from tusk.pfs import maintenance  # loads with fsck, not with every command
 
-        return maintenance.fsck(self.meta, self.chunks, self.codec)
+        report = maintenance.fsck(self.meta, self.chunks, self.codec)
+        if not references:
+            return report
+        checked, broken = self.check_references()
+        problems = [*report.problems, *(f"reference {url}: {what}" for url, what in broken)]
+        counts = {**report.counts, "references": checked}
+        return replace(report, ok=report.ok and not broken, problems=problems, counts=counts)
 
     def gc(
         self,
@@ -2095,7 +2142,7 @@ class PfsService:
         if isinstance(entry, DirEntry):
             raise PathConflict(f"{repo}@{ref}:{path} is a directory (use -r to get a directory)")
         del commit
-        return self.read_entry(entry)
+        return _naming(self.read_entry(entry), f"{repo}@{ref}:{path}")
 
     def read_entry(self, entry: FileEntry) -> Iterator[bytes]:
         return self.chunks.read_chunks(self.reader().chunks(entry))
@@ -2138,6 +2185,14 @@ class PfsService:
                 c.old.hash.hex() if c.old else None,
                 c.new.hash.hex() if c.new else None,
             )
+
+
+def _naming(blocks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    """``blocks``, a broken reference's error naming the file ``where``."""
+    try:
+        yield from blocks
+    except ReferenceBroken as exc:
+        raise ReferenceBroken(f"{where}: {exc.message}") from exc
 
 
 def _side(e: Entry | None) -> MergeSide:

@@ -123,13 +123,34 @@ class UrlSource:
             raise SourceError(f"cannot fetch {self.url}: {exc}") from exc
 
 
-Source = LocalFile | StreamSource | BytesSource | UrlSource
+@dataclass(frozen=True)
+class ObjectSource:
+    """An ``s3://`` object, streamed (endpoint: ``AWS_ENDPOINT_URL_S3``, else AWS)."""
+
+    url: str
+
+    def write_to(
+        self, writer: ChunkWriter, progress: Progress | None, prefix: bytes = b""
+    ) -> list[ChunkRef]:
+        from tusk.storage.backends.objects import s3_objects
+
+        body = s3_objects().open(self.url)
+        try:
+            return writer.write_stream(_Chain(prefix, body), progress)
+        finally:
+            body.close()
+
+
+Source = LocalFile | StreamSource | BytesSource | UrlSource | ObjectSource
 
 
 def source_for(text: str) -> Source:
-    """A CLI-style source: ``-`` is stdin, http(s):// a URL, anything else a local path."""
+    """A CLI-style source: ``-`` is stdin, http(s):// a URL, s3:// an object, anything else
+    a local path."""
     if text == "-":
         return StreamSource(sys.stdin.buffer)
+    if text.startswith("s3://"):
+        return ObjectSource(text)
     if is_url(text):
         return UrlSource(text)
     return LocalFile(Path(text))

@@ -11,7 +11,8 @@ from tusk.errors import InvalidArgument, SourceError
 
 
 def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
+    """An http(s) URL, or an ``s3://`` object (read with boto3's credentials)."""
+    return text.startswith(("http://", "https://", "s3://"))
 
 
 def source_name(text: str) -> str:

@@ -23,11 +23,12 @@ before any item. Stopping early is fine; ``close()`` it (or let it go) to free w
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import (
@@ -39,6 +40,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ImportResult,
     MergeResult,
     ProjectInfo,
     ProtectionInfo,
@@ -559,9 +561,66 @@ class BaseClient(PipelineMethods, AuthMethods):
 
     # Maintenance
 
-    def fsck(self) -> FsckReport:
-        """Re-read every pack and check every hash and reference."""
-        return self._t.fsck()
+    def fsck(self, references: bool = False) -> FsckReport:
+        """Re-read every pack and check every hash and reference; with ``references``, also
+        whether every object imported by reference is still what was imported."""
+        return self._t.fsck(references)
+
+    # Data where it lives (tusk import, tusk materialize)
+
+    def import_objects(
+        self,
+        address: str,
+        url: str,
+        *,
+        exclude: Sequence[str] = (),
+        endpoint_url: str | None = None,
+        description: str = "",
+    ) -> ImportResult:
+        """Commit one file per object below ``url`` (``s3://bucket/prefix``) at
+        ``repo@branch:/path``, by reference: the objects are listed, not read; reads fetch
+        their bytes from where they are, checked against the ETag seen now. ``exclude``:
+        globs of keys (below the prefix) to leave out. Against a server, the server reads the
+        bucket, with its credentials and ``endpoint_url``."""
+        addr = self._parse(address)
+        return self._t.import_objects(
+            addr.repo, ref_text(addr), addr.path or "/", url, list(exclude), endpoint_url,
+            description,
+        )  # fmt: skip
+
+    def copy_objects(
+        self,
+        address: str,
+        url: str,
+        *,
+        exclude: Sequence[str] = (),
+        endpoint_url: str | None = None,
+        append: bool = False,
+        description: str = "",
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Copy every object below ``url`` (``s3://bucket/prefix``) under
+        ``repo@branch:/path``, as one commit (``put file -r -f s3://...``): their bytes are
+        read now, here, with this machine's AWS credentials, one object at a time."""
+        from tusk.storage.backends.objects import LazyObject, key_parts, s3_objects
+
+        objects = s3_objects(endpoint_url)
+        listing = [o for o in objects.list(url)
+                   if not any(fnmatch.fnmatchcase(o.key, g) for g in exclude)]  # fmt: skip
+        paths = ["/".join(key_parts(o.key, url)) for o in listing]
+        if not listing:
+            raise SourceError(f"no objects to copy under {url}")
+        items = ((p, cast(BinaryIO, LazyObject(objects, o.url)))
+                 for p, o in zip(paths, listing, strict=True))  # fmt: skip
+        return self.put_files(
+            address, items, append=append, description=description, progress=progress
+        )
+
+    def materialize(self, address: str, description: str = "") -> ImportResult:
+        """Copy the files imported by reference at or below ``repo@branch:/path`` into the
+        store, in one new commit, so they no longer depend on their source."""
+        addr = self._parse(address)
+        return self._t.materialize(addr.repo, ref_text(addr), addr.path or "/", description)
 
     def gc(
         self,

@@ -29,6 +29,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ImportResult,
     MergeResult,
     ProjectInfo,
     ProtectionInfo,
@@ -381,8 +382,20 @@ class LocalTransport:
 
     # Maintenance
 
-    def fsck(self) -> FsckReport:
-        return self.pfs.fsck()
+    def fsck(self, references: bool) -> FsckReport:
+        return self.pfs.fsck(references)
+
+    def import_objects(
+        self, repo: str, ref: str, path: str, url: str, exclude: list[str],
+        endpoint: str | None, description: str,
+    ) -> ImportResult:  # fmt: skip
+        commit, n = self.pfs.import_objects(
+            repo, ref, path, url, exclude=exclude, endpoint=endpoint, description=description
+        )
+        return ImportResult(commit, n)
+
+    def materialize(self, repo: str, ref: str, path: str, description: str) -> ImportResult:
+        return ImportResult(*self.pfs.materialize(repo, ref, path, description))
 
     def gc(self, grace: float, dry_run: bool, repack_threshold: float, retention: bool) -> GcReport:
         return self.pps.gc(grace, dry_run, repack_threshold, retention)

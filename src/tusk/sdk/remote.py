@@ -72,6 +72,7 @@ from tusk.pfs.models import (
     FileInfo,
     FsckReport,
     GcReport,
+    ImportResult,
     MergeResult,
     ProjectInfo,
     ProtectionInfo,
@@ -618,8 +619,23 @@ class HttpTransport:
 
     # Maintenance
 
-    def fsck(self) -> FsckReport:
-        return decode(FsckReport, self._call("POST", "/fsck"))
+    def fsck(self, references: bool) -> FsckReport:
+        params = {"references": "true"} if references else None
+        return decode(FsckReport, self._call("POST", "/fsck", params=params))
+
+    def import_objects(
+        self, repo: str, ref: str, path: str, url: str, exclude: list[str],
+        endpoint: str | None, description: str,
+    ) -> ImportResult:  # fmt: skip
+        body = {"path": path, "url": url, "exclude": exclude, "endpoint_url": endpoint,
+                "description": description}  # fmt: skip
+        route = f"/repos/{_seg(repo)}/branches/{_seg(ref)}/import"
+        return decode(ImportResult, self._call("POST", route, json=body))
+
+    def materialize(self, repo: str, ref: str, path: str, description: str) -> ImportResult:
+        route = f"/repos/{_seg(repo)}/branches/{_seg(ref)}/materialize"
+        body = {"path": path, "description": description}
+        return decode(ImportResult, self._call("POST", route, json=body))
 
     def gc(self, grace: float, dry_run: bool, repack_threshold: float, retention: bool) -> GcReport:
         body = {"grace": grace, "dry_run": dry_run, "repack_threshold": repack_threshold,
@@ -886,6 +902,15 @@ def _closing_blocks(f: BinaryIO, size: int | None = None) -> Iterator[bytes]:
 
 
 def _url_blocks(url: str) -> Iterator[bytes]:
+    if url.startswith("s3://"):  # read here, with this machine's AWS credentials
+        from tusk.storage.backends.objects import s3_objects
+
+        body = s3_objects().open(url)
+        try:
+            yield from _read_blocks(body)
+        finally:
+            body.close()
+        return
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
             if resp.status_code >= 400:

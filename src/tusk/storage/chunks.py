@@ -27,7 +27,8 @@ from tusk.errors import CorruptObject, StorageError
 from tusk.storage.backends.base import ObjectBackend
 from tusk.storage.meta.records import ChunkLocation, PackRecord
 from tusk.storage.meta.store import MetaStore, MetaTx
-from tusk.storage.packs import CODEC_RAW, CODEC_ZSTD, PackBuilder, pack_key
+from tusk.storage.meta.store_refs import RefRecord
+from tusk.storage.packs import CODEC_RAW, CODEC_REF, CODEC_ZSTD, REF_PREFIX, PackBuilder, pack_key
 
 
 class Readable(Protocol):
@@ -75,6 +76,8 @@ class ChunkStore:
         self.backend = backend
         self.meta = meta
         self.config = config
+        self._refs: dict[str, RefRecord] = {}
+        self._refs_lock = threading.Lock()
 
     def writer(self) -> ChunkWriter:
         return ChunkWriter(self)
@@ -110,11 +113,17 @@ class ChunkStore:
             while i < len(batch):
                 # Coalesce neighbours in the same pack into one ranged read.
                 first = _need(locs, batch[i][0])
+                if first.codec == CODEC_REF:  # a piece of an object where it lives
+                    yield self.read_ref(batch[i][0], first)
+                    i += 1
+                    continue
                 j = i + 1
                 end = first.offset + first.length
                 while j < len(batch):
                     loc = locs.get(batch[j][0])
                     if loc is None or loc.pack != first.pack or loc.offset != end:
+                        break
+                    if loc.codec == CODEC_REF:
                         break
                     if end + loc.length - first.offset > _READ_COALESCE:
                         break
@@ -129,6 +138,32 @@ class ChunkStore:
                     payload = blob[rel : rel + loc.length]
                     yield self.decode(digest, loc, payload, dctx, verify)
                 i = j
+
+    def read_ref(self, digest: bytes, loc: ChunkLocation, path: str = "") -> bytes:
+        """A piece of a referenced object (codec 2), from where it lives, checked against the
+        version recorded when it was imported (ReferenceBroken if it changed or vanished)."""
+        from tusk.storage.backends.objects import s3_objects
+
+        ref = self.reference(loc.pack[len(REF_PREFIX) :])
+        if ref is None:
+            raise StorageError(
+                f"chunk {digest.hex()} names reference {loc.pack}, which is not recorded "
+                "(run tusk fsck)"
+            )
+        objects = s3_objects(ref.endpoint)
+        return objects.get_range(ref.url, loc.offset, loc.length, ref.etag, ref.version, path)
+
+    def reference(self, ref_id: str) -> RefRecord | None:
+        """A reference's record (they never change: kept for the process)."""
+        with self._refs_lock:
+            found = self._refs.get(ref_id)
+        if found is None:
+            with self.meta.read() as tx:
+                found = tx.get_refs([ref_id]).get(ref_id)
+            if found is not None:
+                with self._refs_lock:
+                    self._refs[ref_id] = found
+        return found
 
     @overload
     @staticmethod

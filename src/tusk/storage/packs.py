@@ -29,6 +29,10 @@ _TRAILER = struct.Struct("<Q16s8s")
 
 CODEC_RAW = 0
 CODEC_ZSTD = 1
+# A piece of an object where it lives (``tusk import``): the chunk row's pack is
+# ``ref:<reference id>`` and its offset and length are the piece's in that object.
+CODEC_REF = 2
+REF_PREFIX = "ref:"
 
 
 class PackEntry(NamedTuple):

@@ -10,11 +10,17 @@ from tusk.cli.parse import Duration
 
 
 @click.command("fsck")
+@click.option(
+    "--references",
+    is_flag=True,
+    help="Also check every object imported by reference (HEAD requests, in parallel): "
+    "each one changed or gone since its import is a problem.",
+)
 @output_option
 @click.pass_context
-def fsck(ctx: click.Context) -> None:
+def fsck(ctx: click.Context, references: bool) -> None:
     """Re-read every pack and check every hash and reference; exit 1 when damaged."""
-    report = get_client(ctx).fsck()
+    report = get_client(ctx).fsck(references=references)
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     if wants_json(ctx):

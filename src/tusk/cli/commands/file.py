@@ -56,6 +56,10 @@ def _run_put(
     def source(src: str) -> str | BinaryIO:
         return stdin if src == STDIN else src
 
+    if plan.kind == "objects":
+        return client.copy_objects(
+            plan.address, plan.items[0][1], append=append, description=description, progress=cb
+        )
     if plan.kind == "dir":
         return client.put_dir(
             plan.address, plan.items[0][1], append=append, description=description, progress=cb
@@ -82,7 +86,7 @@ def _run_put(
     "files",
     multiple=True,
     metavar="SRC",
-    help="A local file, '-' for stdin, or an http(s) URL (repeatable).",
+    help="A local file, '-' for stdin, an http(s) URL or an s3:// object (repeatable).",
 )
 @click.option(
     "-i",
@@ -92,7 +96,14 @@ def _run_put(
     metavar="LISTFILE",
     help="A file listing one source per line ('-' reads the list from stdin).",
 )
-@click.option("-r", "--recursive", is_flag=True, help="Put a local directory (-f DIR).")
+@click.option(
+    "-r", "--recursive", is_flag=True,
+    help="Put a local directory (-f DIR), or every object below an s3:// prefix.",
+)
+@click.option(
+    "--endpoint-url", default=None, metavar="URL",
+    help="The S3-compatible endpoint of s3:// sources (sets AWS_ENDPOINT_URL_S3).",
+)
 @click.option("-a", "--append", is_flag=True, help="Append to existing files, don't overwrite.")
 @click.option("-d", "--description", default="", help="Description of the commit made.")
 @output_option
@@ -103,6 +114,7 @@ def put_file(
     files: tuple[str, ...],
     lists: tuple[str, ...],
     recursive: bool,
+    endpoint_url: str | None,
     append: bool,
     description: str,
 ) -> None:
@@ -112,6 +124,8 @@ def put_file(
     several -f or -i go under PATH as a directory, all in one commit.
     """
     plan = plan_put(address, files, _read_lists(lists), recursive)
+    if endpoint_url:
+        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint_url  # for s3:// sources, read here
     client = get_client(ctx)
     total = local_total(plan) if progress.enabled() else None
     with progress.progress_bar("put", total) as cb:

@@ -423,3 +423,19 @@ check_runs = sa.Table(
     sa.Column("log", sa.Text, nullable=False),
     sa.Index("ix_check_runs_repo", "repo"),
 )
+
+
+# References (migration 0016): objects a commit refers to where they live (``tusk import``).
+# A referenced file's chunks are pieces of the object, indexed in ``chunks`` with codec 2 and
+# the pack ``ref:<id>``; the row here says where the object is and which version was seen.
+source_refs = sa.Table(
+    "source_refs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("etag", sa.String(255), nullable=False),
+    sa.Column("version", sa.String(1024), nullable=True),
+    sa.Column("endpoint", sa.String(1024), nullable=True),  # --endpoint-url of the import
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

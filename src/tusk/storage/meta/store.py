@@ -38,6 +38,7 @@ from tusk.storage.meta.store_checks import CheckTxMixin
 from tusk.storage.meta.store_gc import GcTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_projects import ProjectTxMixin
+from tusk.storage.meta.store_refs import RefTxMixin
 from tusk.storage.meta.store_retention import RetentionTxMixin
 from tusk.storage.meta.store_s3 import S3TxMixin
 from tusk.storage.meta.store_scan import ScanTxMixin
@@ -47,7 +48,7 @@ from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 _BATCH = 500
 
 
@@ -265,6 +266,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
 
 class MetaTx(
     CheckTxMixin,
+    RefTxMixin,
     PpsTxMixin,
     WebhookTxMixin,
     AuthTxMixin,
@@ -580,6 +582,10 @@ class MetaTx(
             .values(id=pack.id, size=pack.size, chunks=pack.chunks, created_at=pack.created_at)
             .on_conflict_do_nothing(index_elements=["id"])
         )
+        self.add_chunk_rows(entries)
+
+    def add_chunk_rows(self, entries: Sequence[tuple[bytes, ChunkLocation]]) -> None:
+        """Index rows of chunks (of a pack, or pieces of referenced objects)."""
         now = time.time()
         rows = [
             (h, loc.pack, loc.offset, loc.length, loc.raw_length, loc.codec, now)

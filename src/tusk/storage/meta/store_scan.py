@@ -63,9 +63,13 @@ class ScanTxMixin:
             yield bytes(r.hash), ChunkLocation(r.pack, r.offset, r.length, r.raw_length, r.codec)
 
     def chunks_in_unknown_packs(self, limit: int) -> tuple[list[tuple[bytes, str]], int]:
-        """Up to ``limit`` (digest, pack) index rows whose pack has no row, and their count."""
+        """Up to ``limit`` (digest, pack) index rows whose pack has no row (a referenced
+        object's piece: whose reference has none), and their count."""
         c = t.chunks.c
-        orphan = ~sa.select(t.packs.c.id).where(t.packs.c.id == c.pack).exists()
+        r = t.source_refs.c
+        no_pack = ~sa.select(t.packs.c.id).where(t.packs.c.id == c.pack).exists()
+        no_ref = ~sa.select(r.id).where(sa.literal("ref:").concat(r.id) == c.pack).exists()
+        orphan = sa.or_(sa.and_(c.codec != 2, no_pack), sa.and_(c.codec == 2, no_ref))
         rows = self.conn.execute(
             sa.select(c.hash, c.pack).where(orphan).order_by(c.hash).limit(limit)
         )

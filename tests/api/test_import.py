@@ -1,0 +1,238 @@
+"""Import by reference (issue 23): ``tusk import`` commits one file per object of a prefix of a
+real S3 endpoint (moto in server mode, started here) without reading them; reads, diff, glob,
+lineage and a pipeline work on them; a source object that changes or vanishes makes each read
+of it fail with an error naming the file, the URL and what changed, and ``fsck --references``
+list it; ``tusk materialize`` makes them independent. In-process and through the REST API of a
+real ``tusk up`` (the server reads the bucket), and through the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import Gateway, start_gateway
+from s3server import CREDENTIALS, REGION, S3Server
+from tusk import Client
+from tusk.errors import InvalidArgument, ReferenceBroken, SourceError
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+    "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    saved = {k: os.environ.get(k) for k in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    server = S3Server()
+    yield server
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, s3: S3Server) -> Iterator[Gateway]:
+    g = start_gateway(tmp_path_factory.mktemp("import") / "home", env=AWS_ENV)
+    yield g
+    g.stop()
+
+
+@pytest.fixture(params=["in-process", "http"])
+def client(request: pytest.FixtureRequest, gw: Gateway, tmp_path: Path) -> Iterator[Client]:
+    c = Client(tmp_path / "home") if request.param == "in-process" else Client(address=gw.api)
+    with c:
+        yield c
+
+
+def _bucket(s3: S3Server, objects: dict[str, bytes]) -> tuple[str, Any]:
+    client = s3.client()
+    name = s3.new_bucket()
+    for key, data in objects.items():
+        client.put_object(Bucket=name, Key=key, Body=data)
+    return name, client
+
+
+def test_import_read_change_check_and_materialize(client: Client, s3: S3Server) -> None:
+    c = client
+    big = os.urandom(9 * 1024 * 1024 + 123)  # three pieces: a read fetches only its own
+    bucket, s3c = _bucket(s3, {
+        "raw/a/1.csv": b"id\n1\n", "raw/a/2.csv": b"id\n2\n", "raw/b/3.csv": b"id\n3\n",
+        "raw/big.bin": big, "raw/skip.tmp": b"x", "other/z.csv": b"z",
+    })  # fmt: skip
+    repo = f"r{bucket[-8:]}"
+    c.create_repo(repo)
+    r = c.import_objects(f"{repo}@master:/raw", f"s3://{bucket}/raw", exclude=["*.tmp"],
+                         endpoint_url=s3.endpoint)  # fmt: skip
+    assert r.files == 4 and r.commit is not None
+    files = {f.path: f.size for f in c.glob_files(f"{repo}@master:/raw/**") if f.type == "file"}
+    assert files == {"/raw/a/1.csv": 5, "/raw/a/2.csv": 5, "/raw/b/3.csv": 5,
+                     "/raw/big.bin": len(big)}  # fmt: skip
+    assert c.get_file(f"{repo}@master:/raw/a/2.csv") == b"id\n2\n"
+    assert c.get_file(f"{repo}@master:/raw/big.bin") == big
+    first = c.inspect_commit(f"{repo}@master").id
+
+    # Importing the same unchanged objects again changes nothing (same content ids).
+    c.import_objects(f"{repo}@master:/raw", f"s3://{bucket}/raw", exclude=["*.tmp"],
+                     endpoint_url=s3.endpoint)  # fmt: skip
+    assert c.diff_file(f"{repo}@master", f"{repo}@{first}") == []
+    assert c.fsck(references=True).ok
+
+    # The source changes: every read of the changed or vanished object fails, by name.
+    s3c.put_object(Bucket=bucket, Key="raw/a/1.csv", Body=b"id\n100\n")
+    s3c.delete_object(Bucket=bucket, Key="raw/b/3.csv")
+    with pytest.raises(ReferenceBroken) as e:
+        c.get_file(f"{repo}@master:/raw/a/1.csv")
+    assert "/raw/a/1.csv" in str(e.value) and f"s3://{bucket}/raw/a/1.csv" in str(e.value)
+    assert "changed at its source" in str(e.value)
+    with pytest.raises(ReferenceBroken, match="no longer exists at its source"):
+        c.get_file(f"{repo}@master:/raw/b/3.csv")
+    assert c.get_file(f"{repo}@master:/raw/a/2.csv") == b"id\n2\n"  # the others still read
+    report = c.fsck(references=True)
+    assert not report.ok and report.counts["references"] == 4
+    assert sorted(p.split(": ", 1)[0] for p in report.problems) == [
+        f"reference s3://{bucket}/raw/a/1.csv", f"reference s3://{bucket}/raw/b/3.csv"
+    ]  # fmt: skip
+    assert c.fsck().ok  # the store itself is fine
+
+    # Materialize: copies what still reads as imported; then the source can go.
+    with pytest.raises(ReferenceBroken):
+        c.materialize(f"{repo}@master:/raw")  # one is broken: nothing is committed
+    head = c.inspect_commit(f"{repo}@master").id
+    c.delete_file(f"{repo}@master:/raw/a/1.csv")
+    c.delete_file(f"{repo}@master:/raw/b/3.csv")
+    m = c.materialize(f"{repo}@master:/raw")
+    assert m.files == 2 and m.commit is not None and m.commit.id != head
+    for key in ("raw/a/2.csv", "raw/big.bin"):
+        s3c.delete_object(Bucket=bucket, Key=key)
+    assert c.get_file(f"{repo}@master:/raw/big.bin") == big  # no longer from the source
+    assert c.materialize(f"{repo}@master:/raw").commit is None  # nothing left to copy
+    # The history still refers to them: its commits cannot be read any more, and say so.
+    assert len(c.fsck(references=True).problems) == 4
+    with pytest.raises(ReferenceBroken, match="no longer exists"):
+        c.get_file(f"{repo}@{first}:/raw/big.bin")
+
+
+def test_a_pipeline_reads_referenced_files(tmp_path: Path, s3: S3Server) -> None:
+    bucket, _ = _bucket(s3, {f"in/{i}.txt": f"line {i}\n".encode() for i in range(3)})
+    with Client(tmp_path / "home") as c:
+        c.create_repo("data")
+        c.import_objects("data@master:/", f"s3://{bucket}/in", endpoint_url=s3.endpoint)
+        c.create_pipeline({
+            "pipeline": {"name": "upper"},
+            "input": {"pfs": {"repo": "data", "glob": "/*"}},
+            "transform": {"cmd": ["sh", "-c", 'for f in "$TUSK_PFS"/data/*; do '
+                                  'tr a-z A-Z < "$f" > "$TUSK_PFS/out/$(basename "$f")"; done']},
+        })  # fmt: skip
+        c.wait_commit("upper@master")
+        assert c.get_file("upper@master:/2.txt") == b"LINE 2\n"
+        step = c.lineage("upper@master:/2.txt")
+        assert [(i.repo, i.path) for i in step.inputs] == [("data", "/2.txt")]
+
+
+def test_bad_imports_are_refused_and_change_nothing(tmp_path: Path, s3: S3Server) -> None:
+    bucket, s3c = _bucket(s3, {"ok/a.txt": b"a", "evil/../x": b"x", "ctl/a\x01b": b"y"})
+    with Client(tmp_path / "home") as c:
+        c.create_repo("d")
+        for url, expected, kind in (
+            (f"s3://{bucket}/evil", "cannot be a file path", InvalidArgument),
+            (f"s3://{bucket}/ctl", "cannot be a file path", InvalidArgument),
+            (f"s3://{bucket}/nothing", "no objects to import", SourceError),
+            ("s3://no-such-bucket-here/x", "bucket no-such-bucket-here does not exist",
+             SourceError),
+            ("gs://b/x", "gs:// sources are not supported", InvalidArgument),
+            ("ftp://b/x", "not an S3 URL", InvalidArgument),
+        ):  # fmt: skip
+            with pytest.raises(kind, match=expected):
+                c.import_objects("d@master:/in", url, endpoint_url=s3.endpoint)
+        with pytest.raises(SourceError, match="all 1 excluded"):
+            c.import_objects("d@master:/", f"s3://{bucket}/ok", exclude=["*"],
+                             endpoint_url=s3.endpoint)  # fmt: skip
+        assert c.list_commits("d") == []
+        assert c.fsck().ok
+
+
+def test_the_cli_imports_checks_and_materializes(gw: Gateway, s3: S3Server) -> None:
+    bucket, s3c = _bucket(s3, {"p/x.csv": b"x\n", "p/y.csv": b"y\n"})
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}, **AWS_ENV}
+    cli = [sys.executable, "-m", "tusk.cli.main", "--address", gw.api]
+
+    def tusk(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=60)
+
+    assert tusk("create", "repo", "clirefs").returncode == 0
+    r = tusk("import", "clirefs@master:/p", f"s3://{bucket}/p", "--endpoint-url", s3.endpoint)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"imported 2 object(s) from s3://{bucket}/p by reference")
+    assert tusk("get", "file", "clirefs@master:/p/y.csv").stdout == "y\n"
+    s3c.delete_object(Bucket=bucket, Key="p/x.csv")
+    got = tusk("get", "file", "clirefs@master:/p/x.csv")
+    assert got.returncode == 4 and "no longer exists at its source" in got.stderr
+    checked = tusk("fsck", "--references")
+    assert checked.returncode == 1
+    assert f"problem: reference s3://{bucket}/p/x.csv: gone: no such object" in checked.stdout
+    assert tusk("delete", "file", "clirefs@master:/p/x.csv").returncode == 0
+    m = tusk("materialize", "clirefs@master")
+    assert m.returncode == 0 and m.stdout.startswith("materialized 1 file(s): commit ")
+    s3c.delete_object(Bucket=bucket, Key="p/y.csv")
+    assert tusk("get", "file", "clirefs@master:/p/y.csv").stdout == "y\n"
+
+
+def test_put_file_copies_s3_objects(client: Client, s3: S3Server, tmp_path: Path) -> None:
+    """``put file -f s3://...`` and ``-r -f s3://prefix`` copy the bytes in (here: the client
+    reads the bucket, in-process or before sending them to a server)."""
+    c = client
+    bucket, s3c = _bucket(s3, {"set/a.txt": b"a", "set/sub/b.txt": b"bb", "set/c.tmp": b"c"})
+    repo = f"copy{bucket[-8:]}"
+    c.create_repo(repo)
+    saved = os.environ.get("AWS_ENDPOINT_URL_S3")
+    os.environ["AWS_ENDPOINT_URL_S3"] = s3.endpoint
+    try:
+        c.put_file(f"{repo}@master:/one.txt", f"s3://{bucket}/set/a.txt")
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL_S3"] = saved
+    r = c.copy_objects(f"{repo}@master:/all", f"s3://{bucket}/set", exclude=["*.tmp"],
+                       endpoint_url=s3.endpoint)  # fmt: skip
+    assert r.files == 2
+    for key in ("set/a.txt", "set/sub/b.txt"):
+        s3c.delete_object(Bucket=bucket, Key=key)  # copies: they do not need the source
+    assert c.get_file(f"{repo}@master:/one.txt") == b"a"
+    assert c.get_file(f"{repo}@master:/all/sub/b.txt") == b"bb"
+    assert sorted(f.path for f in c.list_files(f"{repo}@master:/all")) == [
+        "/all/a.txt", "/all/sub"
+    ]  # fmt: skip
+    problems = c.fsck(references=True).problems  # nothing refers to this bucket
+    assert not [p for p in problems if bucket in p], problems
+
+
+def test_the_cli_copies_a_prefix(tmp_path: Path, s3: S3Server) -> None:
+    bucket, _ = _bucket(s3, {"in/x.csv": b"x\n", "in/y/z.csv": b"z\n"})
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}, **AWS_ENV}
+    cli = [sys.executable, "-m", "tusk.cli.main", "--home", str(tmp_path / "home")]
+    assert subprocess.run([*cli, "create", "repo", "d"], env=env).returncode == 0
+    r = subprocess.run(
+        [*cli, "put", "file", "d@master:/raw", "-r", "-f", f"s3://{bucket}/in",
+         "--endpoint-url", s3.endpoint],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = subprocess.run([*cli, "get", "file", "d@master:/raw/y/z.csv"], capture_output=True,
+                         env=env, timeout=60)  # fmt: skip
+    assert got.stdout == b"z\n"
