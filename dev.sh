@@ -27,6 +27,10 @@ ensure_debs() {
   # The web console's browser tests (tests/console) drive Debian's chromium (/usr/bin/chromium)
   # with Playwright: `playwright install` cannot download its own browser builds on these machines.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # tusk mount (tests/test_mount.py) serves commits through FUSE 3: libfuse3 and fusermount3;
+  # the tests read the mount with rsync, among other tools.
+  command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+  command -v rsync >/dev/null 2>&1 || missing+=(rsync)
   # ESLint checks the console's JavaScript (ensure_eslint installs it with npm). Debian's Node.js
   # only where the machine has none: a NodeSource nodejs already brings its own npm.
   command -v node >/dev/null 2>&1 || missing+=(nodejs)

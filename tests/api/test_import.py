@@ -145,7 +145,7 @@ def test_a_pipeline_reads_referenced_files(tmp_path: Path, s3: S3Server) -> None
 
 
 def test_bad_imports_are_refused_and_change_nothing(tmp_path: Path, s3: S3Server) -> None:
-    bucket, s3c = _bucket(s3, {"ok/a.txt": b"a", "evil/../x": b"x", "ctl/a\x01b": b"y"})
+    bucket, _ = _bucket(s3, {"ok/a.txt": b"a", "evil/../x": b"x", "ctl/a\x01b": b"y"})
     with Client(tmp_path / "home") as c:
         c.create_repo("d")
         for url, expected, kind in (

@@ -267,6 +267,14 @@ COMMANDS = {
         "report:report",
         "Compare BASE and HEAD: files, jobs, metrics and checks, as markdown for a pull request.",
     ),
+    "mount": (
+        "mount:mount",
+        "Mount commits as a read-only folder with FUSE, read lazily, until unmounted.",
+    ),
+    "unmount": (
+        "mount:unmount",
+        "Unmount a folder that tusk mount serves (fusermount3 -u); the mount then exits.",
+    ),
     "fsck": (
         "admin:fsck",
         "Re-read every pack and check every hash and reference; exit 1 when damaged.",

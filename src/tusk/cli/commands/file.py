@@ -97,11 +97,15 @@ def _run_put(
     help="A file listing one source per line ('-' reads the list from stdin).",
 )
 @click.option(
-    "-r", "--recursive", is_flag=True,
+    "-r",
+    "--recursive",
+    is_flag=True,
     help="Put a local directory (-f DIR), or every object below an s3:// prefix.",
 )
 @click.option(
-    "--endpoint-url", default=None, metavar="URL",
+    "--endpoint-url",
+    default=None,
+    metavar="URL",
     help="The S3-compatible endpoint of s3:// sources (sets AWS_ENDPOINT_URL_S3).",
 )
 @click.option("-a", "--append", is_flag=True, help="Append to existing files, don't overwrite.")
