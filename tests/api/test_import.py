@@ -236,3 +236,29 @@ def test_the_cli_copies_a_prefix(tmp_path: Path, s3: S3Server) -> None:
     got = subprocess.run([*cli, "get", "file", "d@master:/raw/y/z.csv"], capture_output=True,
                          env=env, timeout=60)  # fmt: skip
     assert got.stdout == b"z\n"
+
+
+def test_only_a_cluster_admin_imports_through_a_server(tmp_path: Path, s3: S3Server) -> None:
+    """The server lists the bucket with its own credentials: a repo writer may not make it."""
+    from apihelpers import start_live, stop_live
+
+    from tusk.errors import PermissionDenied
+
+    bucket, _ = _bucket(s3, {"k/a.txt": b"a"})
+    live = start_live(tmp_path / "home")
+    try:
+        with Client(address=live.url) as anon:
+            root = anon.auth_activate()
+        with Client(address=live.url, token=root) as admin:
+            admin.create_repo("w")
+            _info, token = admin.create_token("user:writer")
+            admin.set_repo_roles("w", "user:writer", ["repoWriter"])
+            with Client(address=live.url, token=token) as writer:
+                with pytest.raises(PermissionDenied, match="clusterAdmin"):
+                    writer.import_objects("w@master:/", f"s3://{bucket}/k",
+                                          endpoint_url=s3.endpoint)  # fmt: skip
+                writer.put_file("w@master:/own.txt", b"mine")  # writing is still allowed
+            r = admin.import_objects("w@master:/in", f"s3://{bucket}/k", endpoint_url=s3.endpoint)
+            assert r.files == 1 and admin.get_file("w@master:/in/a.txt") == b"a"
+    finally:
+        stop_live(live)

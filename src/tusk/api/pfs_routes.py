@@ -48,7 +48,7 @@ from tusk.api.wire import (
     timed_out,
     tusk_version,
 )
-from tusk.auth.permissions import REPO_READ
+from tusk.auth.permissions import CLUSTER_ADMIN, REPO_READ
 from tusk.auth.service import AuthService
 from tusk.errors import InvalidArgument, Timeout, TuskError, Unavailable
 from tusk.ids import check_repo_name
@@ -324,7 +324,8 @@ def pfs_router(
     @returns(ImportResult)
     def import_objects(repo: str, branch: str, body: bodies.ImportRequest) -> Response:
         """Commit one file per object below ``url`` at ``path``, by reference (no byte copied;
-        the server lists the bucket with its own credentials)."""
+        the server lists the bucket with its own credentials, so only a clusterAdmin may)."""
+        auth.require(current_caller(), CLUSTER_ADMIN, None, edge=EDGE, operation="import_objects")
         commit, n = pfs.import_objects(
             repo_name(repo), branch, body.path, body.url, exclude=body.exclude,
             endpoint=body.endpoint_url, description=body.description,

@@ -113,7 +113,8 @@ REST: dict[str, Rule] = {
     "inspect_branch": _read(),
     "delete_branch": _write(),
     "merge": _write(),  # the source is a commit of the same repo
-    "import_objects": _write(),  # the server reads the bucket with its own credentials
+    # the server reads the bucket with its own credentials: and clusterAdmin (in the handler)
+    "import_objects": _write(),
     "materialize": _write(),
     "protect_branch": _own(),  # a rule over the repo's writers
     "unprotect_branch": _own(),
