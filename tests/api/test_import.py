@@ -8,8 +8,10 @@ real ``tusk up`` (the server reads the bucket), and through the CLI."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,10 @@ def test_import_read_change_check_and_materialize(client: Client, s3: S3Server) 
                      "/raw/big.bin": len(big)}  # fmt: skip
     assert c.get_file(f"{repo}@master:/raw/a/2.csv") == b"id\n2\n"
     assert c.get_file(f"{repo}@master:/raw/big.bin") == big
+    reader = c.file_reader(f"{repo}@master:/raw/big.bin")  # ranges, as tusk sql and the mount
+    for lo, hi in ((0, 10), (4 * 2**20 - 5, 4 * 2**20 + 5), (len(big) - 100, len(big))):
+        assert reader.read(lo, hi) == big[lo:hi]
+    reader.close()
     first = c.inspect_commit(f"{repo}@master").id
 
     # Importing the same unchanged objects again changes nothing (same content ids).
@@ -262,3 +268,38 @@ def test_only_a_cluster_admin_imports_through_a_server(tmp_path: Path, s3: S3Ser
             assert r.files == 1 and admin.get_file("w@master:/in/a.txt") == b"a"
     finally:
         stop_live(live)
+
+
+def test_a_mount_reads_referenced_files(tmp_path: Path, s3: S3Server) -> None:
+    """tusk mount reads a referenced file lazily, from its source (issue 23)."""
+    if shutil.which("fusermount3") is None or not Path("/dev/fuse").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("FUSE is needed (./dev.sh installs fuse3)")
+        pytest.skip("FUSE is not available here")
+    data = os.urandom(5 * 1024 * 1024)
+    bucket, _ = _bucket(s3, {"m/big.bin": data, "m/small.txt": b"small\n"})
+    home = tmp_path / "home"
+    with Client(home) as c:
+        c.create_repo("refs")
+        c.import_objects("refs@master:/", f"s3://{bucket}/m", endpoint_url=s3.endpoint)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}, **AWS_ENV}
+    cli = [sys.executable, "-m", "tusk.cli.main", "--home", str(home)]
+    root = tmp_path / "mnt"
+    root.mkdir()
+    proc = subprocess.Popen(
+        [*cli, "mount", "refs@master", str(root)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(root):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert (root / "refs" / "small.txt").read_bytes() == b"small\n"
+        with open(root / "refs" / "big.bin", "rb") as f:
+            f.seek(len(data) - 4096)
+            assert f.read() == data[-4096:]
+    finally:
+        subprocess.run([*cli, "unmount", str(root)], env=env, capture_output=True, timeout=30)
+        proc.wait(30)

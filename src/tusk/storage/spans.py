@@ -2,19 +2,34 @@
 
 ``ChunkStore.read_chunks`` streams whole chunks, each cut out of its pack read as a copy of
 its own, and looks their locations up on every call. A reader that is asked for many ranges
-of one file (DuckDB scanning a Parquet file through ``tusk sql``: a read per column chunk)
-keeps the locations it looked up (a page of chunks at a time), reads each run of neighbours
-in a pack with one ranged read, verifies each chunk in place (BLAKE3 over a view of the
-pack's bytes) and copies the asked-for bytes once, into the result.
+of one file (DuckDB scanning a Parquet file through ``tusk sql``: a read per row group, a few
+MiB) keeps the locations it looked up (a page of chunks at a time) and builds each answer in
+place, because there the copies are the cost (bench/bench_sql.py, docs/benchmarks.md):
+
+- The answer is one ``bytes`` allocated up front. DuckDB's Python file system takes nothing
+  else (a bytearray or memoryview is refused) and copies it once more itself, so an answer
+  joined from pieces would cost a copy of every byte on top of the read.
+- Each run of neighbours in a pack is one read (``preadv`` on the local backend, through its
+  ``read_into``) whose buffers are the places in the answer of the chunks stored raw and
+  wholly inside the range: the file's bytes land where they belong, read once.
+- Every chunk is verified (BLAKE3) as every Tusk read verifies: those over their place in the
+  answer; a compressed chunk, or one the range cuts, is read into a buffer of its own,
+  decoded and verified whole there, and only then is its part copied into the answer.
+- The chunk a read ends inside is kept, verified, for the next read: a scan starts there.
+
+The reads, the decompression and the hashing release the GIL, so DuckDB's threads overlap.
+Backends without ``read_into`` (S3) are read with one ranged get per run, copied into place.
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
 import itertools
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import blake3
 import zstandard
@@ -22,15 +37,17 @@ import zstandard
 from tusk.errors import CorruptObject, StorageError
 from tusk.storage.chunks import ChunkRef, ChunkStore
 from tusk.storage.meta.records import ChunkLocation
-from tusk.storage.packs import CODEC_RAW, pack_key
+from tusk.storage.packs import CODEC_RAW, CODEC_REF, pack_key
 
 PAGE = 1024  # chunks whose locations are looked up together (one query)
 PAGES_KEPT = 64  # ~64K chunks, ~8 GiB of file at the default chunk size
-COALESCE = 16 * 1024 * 1024  # at most this much of a pack in one ranged read
+COALESCE = 16 * 1024 * 1024  # at most this much of a pack in one read
+RUN_CHUNKS = 256  # at most this many chunks in one read (buffers of one preadv)
 
 
 class SpanReader:
-    """Bytes of one file by offset, from its chunk list ``refs`` in ``chunks``."""
+    """Bytes of one file by offset, from its chunk list ``refs`` in ``chunks``. Safe to share
+    between threads (DuckDB's read one file through one reader)."""
 
     def __init__(self, chunks: ChunkStore, refs: Sequence[ChunkRef], verify: bool = True) -> None:
         self._store = chunks
@@ -40,7 +57,11 @@ class SpanReader:
         self._verify = verify
         self._pages: OrderedDict[int, dict[bytes, ChunkLocation]] = OrderedDict()
         self._lock = threading.Lock()
-        self._last: tuple[int, memoryview] | None = None  # the last chunk read, whole
+        self._last: tuple[int, memoryview] | None = None  # a chunk read whole, verified
+        # (key, offset, buffers): the local backend's one preadv; others have no such read
+        self._read_into: Callable[[str, int, Sequence[memoryview]], None] | None = getattr(
+            chunks.backend, "read_into", None
+        )
 
     def read(self, start: int, stop: int) -> bytes:
         """Bytes ``start`` up to ``stop`` (clipped to the file)."""
@@ -49,99 +70,123 @@ class SpanReader:
             return b""
         first = bisect.bisect_right(self._ends, start)  # the chunk holding byte `start`
         last = bisect.bisect_left(self._ends, stop)  # ... and byte `stop - 1`
-        direct = self._direct(first, last, start, stop)
-        if direct is not None:
-            return direct
-        pieces: list[memoryview] = []
-        i = first
+        locs = self._locations(first, last)
+        out, view = _blank(stop - start)
+        try:
+            self._assemble(view, start, stop, first, locs)
+        finally:
+            view.release()
+        return out if isinstance(out, bytes) else bytes(out)
+
+    def _assemble(
+        self, view: memoryview, start: int, stop: int, first: int, locs: list[ChunkLocation]
+    ) -> None:
+        """Fill ``view`` (the answer: bytes ``[start, stop)``) from chunks ``first`` on."""
+        ends = self._ends
+        i = 0
         cached = self._last
         if cached is not None and cached[0] == first:  # a scan's next read starts in it
-            pieces.append(cached[1])
-            i += 1
-        dctx = zstandard.ZstdDecompressor()
-        while i <= last:
-            loc = self._locate(i)
-            j, end = i + 1, loc.offset + loc.length
-            while j <= last:  # neighbours in the same pack: one ranged read
-                nxt = self._locate(j)
-                if nxt.pack != loc.pack or nxt.offset != end or end - loc.offset > COALESCE:
-                    break
-                end += nxt.length
+            self._place(view, start, stop, first, cached[1])
+            i = 1
+        while i < len(locs):
+            head = locs[i]
+            if head.codec == CODEC_REF:  # a piece of an object where it lives (tusk import)
+                k = first + i
+                raw = memoryview(self._store.read_ref(self._refs[k][0], head))
+                self._place(view, start, stop, k, raw)
+                if ends[k] > stop:
+                    self._last = (k, raw)
+                i += 1
+                continue
+            j, end = i + 1, head.offset + head.length
+            while (  # neighbours in the same pack: one read
+                j < len(locs)
+                and j - i < RUN_CHUNKS
+                and locs[j].pack == head.pack
+                and locs[j].offset == end
+                and end - head.offset < COALESCE
+            ):
+                end += locs[j].length
                 j += 1
-            blob = memoryview(self._get(loc.pack, loc.offset, end))
-            for k in range(i, j):
-                at = self._locate(k)
-                rel = at.offset - loc.offset
-                pieces.append(self._decode(k, at, blob[rel : rel + at.length], dctx))
-            i = j
-        self._last = (last, pieces[-1])
-        base = self._ends[first - 1] if first else 0
-        if len(pieces) == 1:
-            return bytes(pieces[0][start - base : stop - base])
-        pieces[-1] = pieces[-1][: stop - self._ends[last - 1]]
-        pieces[0] = pieces[0][start - base :]
-        return b"".join(pieces)
-
-    def _direct(self, first: int, last: int, start: int, stop: int) -> bytes | None:
-        """The common case of a big read, without copying the bytes again: chunks stored raw
-        and back to back in one pack are the file's bytes, so ``[start, stop)`` is one read of
-        the pack; the chunks at its two ends, if cut, are read whole to be verified. None
-        when the span is not laid out so (compressed chunks, several packs)."""
-        if last - first < 2:
-            return None
-        locs = [self._locate(k) for k in range(first, last + 1)]
-        head = locs[0]
-        if head.codec != CODEC_RAW or any(
-            b.codec != CODEC_RAW or b.pack != head.pack or b.offset != a.offset + a.length
-            for a, b in itertools.pairwise(locs)
-        ):
-            return None
-        base = self._ends[first - 1] if first else 0
-        out = self._get(head.pack, head.offset + start - base, head.offset + stop - base)
-        view = memoryview(out)
-        for k, loc in enumerate(locs, first):
-            lo = (self._ends[k - 1] if k else 0) - start  # the chunk's place in `out`
-            hi = self._ends[k] - start
-            if lo >= 0 and hi <= len(out):
-                whole = view[lo:hi]
-            else:  # cut by the range: read it whole (the scan's next read starts in it)
-                cached = self._last
-                if cached is not None and cached[0] == k:
-                    whole = cached[1]
+            buffers: list[memoryview] = []
+            own: list[bool] = []  # read into a buffer of its own (else: into its place)
+            for m in range(i, j):
+                k, loc = first + m, locs[m]
+                lo, hi = (ends[k - 1] if k else 0), ends[k]
+                inside = loc.codec == CODEC_RAW and start <= lo and hi <= stop
+                if inside and loc.length == hi - lo:
+                    buffers.append(view[lo - start : hi - start])
+                    own.append(False)
                 else:
-                    whole = memoryview(self._get(loc.pack, loc.offset, loc.offset + loc.length))
-            self._check(k, loc, whole)
-            if k == last:
-                self._last = (k, whole)
+                    buffers.append(memoryview(bytearray(loc.length)))
+                    own.append(True)
+            self._fill(head.pack, head.offset, buffers)
+            for m in range(i, j):
+                k, loc, buf = first + m, locs[m], buffers[m - i]
+                if not own[m - i]:
+                    self._check(k, loc, buf)
+                    continue
+                raw = self._decode(k, loc, buf)
+                self._place(view, start, stop, k, raw)
+                if ends[k] > stop:  # the next read of a scan starts in it
+                    self._last = (k, raw)
+            i = j
+
+    def _place(self, view: memoryview, start: int, stop: int, k: int, raw: memoryview) -> None:
+        """Copy the part of chunk ``k`` (its bytes ``raw``) that ``[start, stop)`` overlaps
+        into its place in ``view``."""
+        lo = self._ends[k - 1] if k else 0
+        a, b = max(lo, start), min(self._ends[k], stop)
+        view[a - start : b - start] = raw[a - lo : b - lo]
+
+    def _fill(self, pack: str, offset: int, buffers: Sequence[memoryview]) -> None:
+        """Fill ``buffers`` in turn with the bytes of ``pack`` from ``offset`` on: straight
+        into them where the backend can, else one ranged get copied into them."""
+        if self._read_into is not None:
+            self._read_into(pack_key(pack), offset, buffers)
+            return
+        total = sum(len(b) for b in buffers)
+        data = memoryview(self._store.backend.get_range(pack_key(pack), offset, total))
+        at = 0
+        for b in buffers:
+            b[:] = data[at : at + len(b)]
+            at += len(b)
+
+    def _locations(self, first: int, last: int) -> list[ChunkLocation]:
+        """Where chunks ``first`` to ``last`` are stored, looked up a page at a time."""
+        out: list[ChunkLocation] = []
+        for page in range(first // PAGE, last // PAGE + 1):
+            locs = self._page(page)
+            lo, hi = max(first, page * PAGE), min(last + 1, (page + 1) * PAGE)
+            for h, _ in self._refs[lo:hi]:
+                loc = locs.get(h)
+                if loc is None:
+                    raise StorageError(
+                        f"chunk {h.hex()} is missing from the chunk index (run tusk fsck)"
+                    )
+                out.append(loc)
         return out
 
-    def _get(self, pack: str, offset: int, end: int) -> bytes:
-        return self._store.backend.get_range(pack_key(pack), offset, end - offset)
-
-    def _locate(self, index: int) -> ChunkLocation:
-        page = index // PAGE
+    def _page(self, page: int) -> dict[bytes, ChunkLocation]:
         with self._lock:  # DuckDB's threads read through one reader
             locs = self._pages.get(page)
             if locs is not None:
                 self._pages.move_to_end(page)
-        if locs is None:
-            hashes = [h for h, _ in self._refs[page * PAGE : (page + 1) * PAGE]]
-            locs = self._store.meta.locate_chunks(hashes)
-            with self._lock:
-                self._pages[page] = locs
-                if len(self._pages) > PAGES_KEPT:
-                    self._pages.popitem(last=False)
-        loc = locs.get(self._refs[index][0])
-        if loc is None:
-            raise StorageError(
-                f"chunk {self._refs[index][0].hex()} is missing from the chunk index "
-                "(run tusk fsck)"
-            )
-        return loc
+                return locs
+        hashes = [h for h, _ in self._refs[page * PAGE : (page + 1) * PAGE]]
+        locs = self._store.meta.locate_chunks(hashes)
+        with self._lock:
+            self._pages[page] = locs
+            if len(self._pages) > PAGES_KEPT:
+                self._pages.popitem(last=False)
+        return locs
 
-    def _decode(
-        self, index: int, loc: ChunkLocation, payload: memoryview, dctx: zstandard.ZstdDecompressor
-    ) -> memoryview:
+    def _decode(self, index: int, loc: ChunkLocation, payload: memoryview) -> memoryview:
+        """Chunk ``index``'s bytes from its stored ``payload``, verified."""
+        if loc.codec == CODEC_RAW:
+            self._check(index, loc, payload)
+            return payload
+        dctx = zstandard.ZstdDecompressor()  # a few µs; compressed chunks are the few
         raw = ChunkStore.decode(self._refs[index][0], loc, payload, dctx, self._verify)
         return raw if isinstance(raw, memoryview) else memoryview(raw)
 
@@ -149,3 +194,47 @@ class SpanReader:
         digest, size = self._refs[index]
         if self._verify and (len(raw) != size or blake3.blake3(raw).digest() != digest):
             raise CorruptObject(f"chunk {digest.hex()} in pack {loc.pack} fails its hash check")
+
+
+# An answer filled in place
+
+
+_IN_PLACE_MIN = 64 * 1024  # below this, a bytearray and one copy cost next to nothing
+
+
+def _bytes_allocator() -> Callable[[int], tuple[bytes, memoryview]] | None:
+    """CPython's ``PyBytes_FromStringAndSize(NULL, n)``: a new ``bytes`` whose contents are
+    to be written before it is shared (as C code builds one), with a writable view of its
+    contents. None where that is not available or does not behave (not CPython)."""
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        new = ctypes.pythonapi.PyBytes_FromStringAndSize
+    except AttributeError:
+        return None
+    new.restype = ctypes.py_object
+    new.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+    data_at = bytes.__basicsize__ - 1  # offsetof(PyBytesObject, ob_sval)
+
+    def allocate(size: int) -> tuple[bytes, memoryview]:
+        out = new(None, size)
+        # The view does not keep `out` alive: the caller holds it, and releases the view
+        # before `out` is handed on.
+        return out, memoryview((ctypes.c_char * size).from_address(id(out) + data_at)).cast("B")
+
+    out, view = allocate(_IN_PLACE_MIN)
+    view[:] = bytes(range(256)) * (_IN_PLACE_MIN // 256)
+    view.release()
+    return allocate if out == bytes(range(256)) * (_IN_PLACE_MIN // 256) else None
+
+
+_ALLOCATE = _bytes_allocator()
+
+
+def _blank(size: int) -> tuple[bytes | bytearray, memoryview]:
+    """An answer of ``size`` bytes to fill through the view, then release the view: a
+    ``bytes`` itself where it can be made so, else a bytearray (to be copied into bytes)."""
+    if _ALLOCATE is not None and size >= _IN_PLACE_MIN:
+        return _ALLOCATE(size)
+    out = bytearray(size)
+    return out, memoryview(out)
