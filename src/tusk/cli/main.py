@@ -269,7 +269,7 @@ COMMANDS = {
     ),
     "mount": (
         "mount:mount",
-        "Mount commits as a read-only folder with FUSE, read lazily, until unmounted.",
+        "Mount commits as a folder with FUSE, read lazily; with --write, one commit on unmount.",
     ),
     "unmount": (
         "mount:unmount",
