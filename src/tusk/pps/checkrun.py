@@ -70,12 +70,15 @@ class CheckRunner:
         self.pipelines = pipelines
         self._executor: LocalExecutor | None = None
 
-    @property
-    def executor(self) -> LocalExecutor:
-        if self._executor is None:
-            from tusk.pps.images import cache_for
+    def executor(self, image: bool) -> LocalExecutor:
+        """The executor; with the home's image cache once a check runs in an image."""
+        if self._executor is None or (image and self._executor.images is None):
+            images = None
+            if image:
+                from tusk.pps.images import cache_for
 
-            self._executor = LocalExecutor(self.sandbox, images=cache_for(self.home))
+                images = cache_for(self.home)
+            self._executor = LocalExecutor(self.sandbox, images=images)
         return self._executor
 
     def __call__(self, request: CheckRequest) -> list[CheckRunInfo]:
@@ -147,7 +150,7 @@ class CheckRunner:
                 working_dir=None, err_cmd=[], err_stdin=[], accept_return_code=[],
                 timeout=timeout, inputs=[(folder, "/", request.commit)], image=image,
             )  # fmt: skip
-            outcome = self.executor.run(task, pfs_root)
+            outcome = self.executor(image is not None).run(task, pfs_root)
             if outcome.error.startswith("timed out"):
                 outcome.error = f"timed out after {timeout:g}s (the check's timeout)"
             return outcome

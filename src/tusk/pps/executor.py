@@ -29,28 +29,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tusk.errors import InvalidArgument, TuskError
-from tusk.pps.images import (
-    ImageCache,
-    ImageInfo,
-    image_argv,
-    image_user,
-    make_mount_point,
-    pinned_reference,
-)
 from tusk.pps.resources import Limits
 from tusk.pps.secret_mounts import (
     SANDBOX_SECRETS,
@@ -60,6 +54,9 @@ from tusk.pps.secret_mounts import (
     scrubbing,
     write_secret_files,
 )
+
+if TYPE_CHECKING:  # loaded by the first run in an image; checks and host datums never load it
+    from tusk.pps.images import ImageCache, ImageInfo
 
 _LOG_LINES = 2000  # kept per stream per datum attempt
 _TAIL_CHARS = 2000
@@ -111,10 +108,18 @@ class DatumOutcome:
 
 @functools.cache
 def bwrap_works() -> bool:
-    """True if bubblewrap is installed and can make a mount namespace here."""
+    """True if bubblewrap is installed and can make a mount namespace here.
+
+    A success is remembered until the machine restarts (a marker named for the boot, the
+    user and the bwrap binary in the temp folder): every process that runs a datum or a
+    check would otherwise pay a trial run of bwrap first (about 10 ms). A failure is not
+    remembered: it is tried again, in case bubblewrap was installed since."""
     exe = shutil.which("bwrap")
     if exe is None:
         return False
+    marker = _bwrap_marker(exe)
+    if marker is not None and marker.exists():
+        return True
     try:
         r = subprocess.run(
             [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"],
@@ -123,7 +128,21 @@ def bwrap_works() -> bool:
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
+    if r.returncode == 0 and marker is not None:
+        with contextlib.suppress(OSError):
+            marker.touch()
     return r.returncode == 0
+
+
+def _bwrap_marker(exe: str) -> Path | None:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        st = os.stat(exe)
+    except OSError:
+        return None
+    key = f"{boot}:{os.getuid()}:{exe}:{st.st_mtime_ns}:{st.st_size}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    return Path(tempfile.gettempdir()) / f"tusk-bwrap-ok-{digest}"
 
 
 def sandbox_mode(requested: str | None = None) -> str:
@@ -270,6 +289,8 @@ class LocalExecutor:
             try:
                 info = self.images.lookup(run.digest)
             except TuskError:
+                from tusk.pps.images import pinned_reference
+
                 info = self.images.resolve(pinned_reference(run.reference, run.digest))
                 if info.digest != run.digest:
                     raise InvalidArgument(
@@ -290,6 +311,8 @@ class LocalExecutor:
         (pfs_root / "out").mkdir(parents=True, exist_ok=True)
         try:
             info, rootfs = self.image(run)
+            from tusk.pps.images import image_argv, image_user, make_mount_point
+
             uid, gid, home = image_user(rootfs, run.user or info.user, run.reference)
         except TuskError as exc:
             return DatumOutcome(False, error=str(exc))
