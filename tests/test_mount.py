@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from fusehelpers import need_fuse
 from gateway import start_gateway
 from tusk import Client
 from tusk.sdk.mount import BLOCK_SIZE, is_mounted
@@ -33,26 +34,9 @@ BIG = 200 * 1024 * 1024
 TUSK = [sys.executable, "-m", "tusk.cli.main"]
 
 
-def _fuse_missing() -> str | None:
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (apt-get install fuse3)"
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse does not exist"
-    try:
-        os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as exc:
-        return f"mfusepy or libfuse 3 is missing: {exc} (pip install 'tusk-data[mount]')"
-    return None
-
-
 @pytest.fixture(scope="module")
 def fuse() -> None:
-    missing = _fuse_missing()
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"FUSE is needed in CI: {missing}")
-        pytest.skip(missing)
+    need_fuse()
 
 
 def _env() -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from fusehelpers import need_fuse
 from gateway import start_gateway
 from tusk import Client
 from tusk.sdk.mount import is_mounted
@@ -39,26 +39,9 @@ BASE = {
 }
 
 
-def _fuse_missing() -> str | None:
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (apt-get install fuse3)"
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse does not exist"
-    try:
-        os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as exc:
-        return f"mfusepy or libfuse 3 is missing: {exc} (pip install 'tusk-data[mount]')"
-    return None
-
-
 @pytest.fixture(scope="module")
 def fuse() -> None:
-    missing = _fuse_missing()
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"FUSE is needed in CI: {missing}")
-        pytest.skip(missing)
+    need_fuse()
 
 
 @dataclass

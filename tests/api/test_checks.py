@@ -51,13 +51,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     g.stop()
 
 
-@pytest.fixture(params=["in-process", "http"])
-def client(request: pytest.FixtureRequest, gw: Gateway, tmp_path: Path) -> Iterator[Client]:
-    c = Client(tmp_path / "home") if request.param == "in-process" else Client(address=gw.api)
-    with c:
-        yield c
-
-
 def _unique(c: Client, base: str) -> str:
     names = {r.name for r in c.list_repos()}
     return next(f"{base}{i}" for i in range(1000) if f"{base}{i}" not in names)

@@ -8,7 +8,6 @@ real ``tusk up`` (the server reads the bucket), and through the CLI."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fusehelpers import need_fuse
 from gateway import Gateway, start_gateway
 from s3server import CREDENTIALS, REGION, S3Server
 from tusk import Client
@@ -52,13 +52,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory, s3: S3Server) -> Iterator[Gatew
     g = start_gateway(tmp_path_factory.mktemp("import") / "home", env=AWS_ENV)
     yield g
     g.stop()
-
-
-@pytest.fixture(params=["in-process", "http"])
-def client(request: pytest.FixtureRequest, gw: Gateway, tmp_path: Path) -> Iterator[Client]:
-    c = Client(tmp_path / "home") if request.param == "in-process" else Client(address=gw.api)
-    with c:
-        yield c
 
 
 def _bucket(s3: S3Server, objects: dict[str, bytes]) -> tuple[str, Any]:
@@ -272,10 +265,7 @@ def test_only_a_cluster_admin_imports_through_a_server(tmp_path: Path, s3: S3Ser
 
 def test_a_mount_reads_referenced_files(tmp_path: Path, s3: S3Server) -> None:
     """tusk mount reads a referenced file lazily, from its source (issue 23)."""
-    if shutil.which("fusermount3") is None or not Path("/dev/fuse").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("FUSE is needed (./dev.sh installs fuse3)")
-        pytest.skip("FUSE is not available here")
+    need_fuse()
     data = os.urandom(5 * 1024 * 1024)
     bucket, _ = _bucket(s3, {"m/big.bin": data, "m/small.txt": b"small\n"})
     home = tmp_path / "home"
