@@ -293,3 +293,36 @@ def test_a_mount_reads_referenced_files(tmp_path: Path, s3: S3Server) -> None:
     finally:
         subprocess.run([*cli, "unmount", str(root)], env=env, capture_output=True, timeout=30)
         proc.wait(30)
+
+
+def test_import_from_another_s3_implementation_and_wrong_credentials(tmp_path: Path) -> None:
+    """Tusk's own S3 gateway, with auth on, as the source: the right keys import (listing,
+    ranged reads with If-Match), wrong ones are one clear error and nothing is committed."""
+    from gateway import start_gateway as start
+
+    gw = start(tmp_path / "source")
+    saved = {k: os.environ.get(k) for k in AWS_ENV}
+    try:
+        with Client(address=gw.api) as anon:
+            token = anon.auth_activate()
+        with Client(address=gw.api, token=token) as admin:
+            admin.create_repo("src")
+            admin.put_files("src@master", [("/a/1.txt", b"one"), ("/b.txt", b"two")])
+            info, _ = admin.create_token(None, s3=True)
+        key, secret = info["s3"]["access_key_id"], info["s3"]["secret_access_key"]
+        os.environ.update({**AWS_ENV, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
+        with Client(tmp_path / "home") as c:
+            c.create_repo("d")
+            r = c.import_objects("d@master:/", "s3://master.src", endpoint_url=gw.s3)
+            assert r.files == 2 and c.get_file("d@master:/a/1.txt") == b"one"
+            os.environ["AWS_ACCESS_KEY_ID"] = "0123456789abcdef"
+            with pytest.raises(SourceError, match="access denied"):
+                c.import_objects("d@master:/again", "s3://master.src", endpoint_url=gw.s3)
+            assert len(c.list_commits("d")) == 1
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        gw.stop()

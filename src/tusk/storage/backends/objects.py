@@ -187,15 +187,19 @@ class S3Objects:
 
 
 _LOCK = threading.Lock()
-_CLIENTS: dict[str | None, S3Objects] = {}
+_CLIENTS: dict[tuple[str | None, ...], S3Objects] = {}
 
 
 def s3_objects(endpoint: str | None = None) -> S3Objects:
-    """One client per endpoint for the process (creating one costs tens of milliseconds)."""
+    """One client per endpoint and identity for the process (creating one costs tens of
+    milliseconds); other keys or another profile in the environment get another."""
+    env = os.environ
+    key = (endpoint, env.get("AWS_ENDPOINT_URL_S3"), env.get("AWS_ENDPOINT_URL"),
+           env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_PROFILE"))  # fmt: skip
     with _LOCK:
-        found = _CLIENTS.get(endpoint)
+        found = _CLIENTS.get(key)
         if found is None:
-            found = _CLIENTS[endpoint] = S3Objects(endpoint)
+            found = _CLIENTS[key] = S3Objects(endpoint)
         return found
 
 
