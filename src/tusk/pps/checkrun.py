@@ -211,16 +211,20 @@ class CheckRunner:
 
 def _remove(folder: Path) -> None:
     """Remove a check's copy of its candidate without waiting: removing thousands of files
-    takes longer than copying them, and the branch need not wait for it. ``rm -rf`` in its
-    own session finishes even when this process exits first; where it cannot start, here."""
+    takes longer than copying them, and the branch need not wait for it. ``rm -rf`` runs in
+    its own session, so it finishes when this process exits first; a thread waits for it, so
+    a long-running server collects no zombies. Where it cannot start, the folder is removed
+    here."""
     try:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             ["rm", "-rf", "--", os.fspath(folder)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
     except OSError:
         shutil.rmtree(folder, ignore_errors=True)
+        return
+    threading.Thread(target=proc.wait, name="tusk-check-cleanup", daemon=True).start()
 
 
 def _scratch(home: Path, size: int) -> Path:
