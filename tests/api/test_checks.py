@@ -208,7 +208,9 @@ def test_a_protected_branch_requires_its_checks_on_every_merge(client: Client) -
     assert c.merge(f"{repo}@feature", "master").commit is not None
 
 
-def test_bad_check_documents_are_refused_and_nothing_is_applied(client: Client) -> None:
+def test_bad_check_documents_are_refused_and_nothing_is_applied(
+    client: Client, tmp_path: Path
+) -> None:
     c = client
     repo = _unique(c, "b")
     c.create_repo(repo)
@@ -226,6 +228,16 @@ def test_bad_check_documents_are_refused_and_nothing_is_applied(client: Client) 
         with pytest.raises(InvalidSpec, match=expected):
             c.apply([doc, {**base, "name": "fine"}])
         assert c.list_checks(repo) == [], expected
+    # A check no document declares is left alone, and deleted by --prune (on a home of its
+    # own: pruning on the shared server would delete the other tests' pipelines).
+    with Client(tmp_path / "prune") as own:
+        own.apply([{"kind": "repo", "name": "p"}, {**base, "repo": "p", "name": "kept"}])
+        plan = own.apply([{"kind": "repo", "name": "p"}], dry_run=True)
+        assert [(x.kind, x.action) for x in plan.changes if x.name == "kept"] == [
+            ("check", "unmanaged")
+        ]
+        own.apply([{"kind": "repo", "name": "p"}], prune=True)
+        assert own.list_checks() == []
 
 
 def test_the_cli_shows_a_failed_checks_log_and_the_runs(gw: Gateway, tmp_path: Path) -> None:

@@ -90,8 +90,7 @@ class _Plan:
     changes: list[ApplyChange]
     prune: list[str]  # pipelines to delete, consumers first
     checks: list[tuple[CheckSpec, Document]] = field(default_factory=list)
-    prune_checks: list[str] = field(default_factory=list)
-    prune_checks_repos: dict[str, str] = field(default_factory=dict)
+    prune_checks: dict[str, str] = field(default_factory=dict)  # checks to delete -> repo
 
 
 @dataclass
@@ -258,8 +257,7 @@ class _Guard:
         specs = {p.spec.name: p.spec for p in plan.pipelines}
         # Repos this apply creates (declared ones, new pipelines' outputs) are the caller's.
         made = {c.name for c in plan.changes if c.kind != "check" and c.action == "create"}
-        checks_repos = {spec.name: spec.repo for spec, _ in plan.checks}
-        checks_repos.update(plan.prune_checks_repos)
+        checks_repos = {spec.name: spec.repo for spec, _ in plan.checks} | plan.prune_checks
         for change in plan.changes:
             if change.kind == "repo" and change.action == "update":  # its description
                 self.auth.require(self.caller, REPO_OWN, change.name, edge=self.edge,
@@ -449,10 +447,10 @@ def _plan(pps: PpsService, parsed: _Parsed, prune: bool, reprocess: bool) -> _Pl
     gone = sorted(set(stored_checks) - declared_checks)
     for name in gone:
         changes.append(ApplyChange("check", name, "delete" if prune else "unmanaged"))
-    plan = _Plan(repos, ordered, changes, _consumers_first(pruned, reads), parsed.checks)
-    plan.prune_checks = gone if prune else []
-    plan.prune_checks_repos = {name: stored_checks[name].repo for name in gone}
-    return plan
+    prune_checks = {name: stored_checks[name].repo for name in gone} if prune else {}
+    return _Plan(
+        repos, ordered, changes, _consumers_first(pruned, reads), parsed.checks, prune_checks
+    )
 
 
 def _same_check(have: CheckSpec, new: CheckSpec) -> bool:
@@ -522,17 +520,17 @@ def _carry_out(pps: PpsService, plan: _Plan, reprocess: bool, started: list[str]
                 pfs.create_branch(repo.name, branch)
     for name in plan.prune:
         pps.delete_pipeline(name, force=True)
+    actions = {(c.kind, c.name): c for c in plan.changes}
     for name in plan.prune_checks:
         pps.delete_check(name)
     for check, doc in plan.checks:
-        if actions_of(plan, "check", check.name) == "unchanged":
+        if actions[("check", check.name)].action == "unchanged":
             continue
         try:
             pps.put_check(check)
         except TuskError as exc:
             where = f"{doc.source}: " if doc.source else ""
             raise type(exc)(f"{where}check {check.name}: {exc.message}") from exc
-    actions = {(c.kind, c.name): c for c in plan.changes}
     for p in plan.pipelines:
         change = actions[("pipeline", p.spec.name)]
         if change.action == "unchanged":
@@ -548,10 +546,6 @@ def _carry_out(pps: PpsService, plan: _Plan, reprocess: bool, started: list[str]
             where = f"{p.doc.source}: " if p.doc.source else ""
             raise type(exc)(f"{where}pipeline {change.name}: {exc.message}") from exc
         started.append(p.spec.name)
-
-
-def actions_of(plan: _Plan, kind: str, name: str) -> str:
-    return next(c.action for c in plan.changes if c.kind == kind and c.name == name)
 
 
 def _jobs_started(pps: PpsService, names: list[str]) -> list[tuple[str, str]]:
