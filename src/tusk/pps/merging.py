@@ -47,15 +47,15 @@ def merge_and_run(
     timeout: float | None,
     pause: Pause | None,
 ) -> MergeResult:
-    readers: dict[str, list[str]] = {}  # repo -> pipelines reading it
-    direct = []
-    for p in pps.list_pipelines():
-        for leaf in pps.spec_of(p.name)[0].inputs():
-            if isinstance(leaf, CronInput):
-                continue
-            readers.setdefault(leaf.repo, []).append(p.name)
-            if leaf.repo == repo and leaf.branch == into:
-                direct.append(p.name)
+    readers = pps._readers()
+    direct = [
+        name
+        for name in dict.fromkeys(readers.get(repo, ()))
+        if any(
+            leaf.repo == repo and not isinstance(leaf, CronInput) and leaf.branch == into
+            for leaf in pps.spec_of(name)[0].inputs()
+        )
+    ]
     if not direct:
         raise InvalidArgument(
             f"no pipeline reads {repo}@{into}: there is nothing to run; merge without "
@@ -67,7 +67,7 @@ def merge_and_run(
     done: set[str] = set()
     try:
         with pps.meta.atomic():
-            for name in dict.fromkeys(direct):
+            for name in direct:
                 pps._branch_out(name, tmp, done)
                 pps._branch_downstream(name, tmp, readers, done)
         outputs = {name: pps.spec_of(name)[0].output_branch for name in done}

@@ -536,12 +536,7 @@ class PpsService:
             check_branch_name(branch)
             with self.meta.atomic():
                 self._branch_out(name, branch, set())
-                readers: dict[str, list[str]] = {}  # repo -> the pipelines that read it
-                for p in self.list_pipelines():
-                    for leaf in self.spec_of(p.name)[0].inputs():
-                        if not isinstance(leaf, CronInput):
-                            readers.setdefault(leaf.repo, []).append(p.name)
-                self._branch_downstream(name, branch, readers, set())
+                self._branch_downstream(name, branch, self._readers(), set())
             target = branch
         started = self.pfs.trigger_branch(name, target)
         if started is None:
@@ -576,6 +571,15 @@ class PpsService:
             if reader not in done:
                 self._branch_out(reader, branch, done)
                 self._branch_downstream(reader, branch, readers, done)
+
+    def _readers(self) -> dict[str, list[str]]:
+        """Repo -> the pipelines that read it (cron inputs aside)."""
+        readers: dict[str, list[str]] = {}
+        for p in self.list_pipelines():
+            for leaf in self.spec_of(p.name)[0].inputs():
+                if not isinstance(leaf, CronInput):
+                    readers.setdefault(leaf.repo, []).append(p.name)
+        return readers
 
     def _is_pipeline(self, name: str) -> bool:
         with self.meta.read() as tx:
