@@ -144,7 +144,9 @@ def test_a_pipeline_reads_referenced_files(tmp_path: Path, s3: S3Server) -> None
 
 
 def test_bad_imports_are_refused_and_change_nothing(tmp_path: Path, s3: S3Server) -> None:
-    bucket, _ = _bucket(s3, {"ok/a.txt": b"a", "evil/../x": b"x", "ctl/a\x01b": b"y"})
+    bucket, _ = _bucket(s3, {
+        "ok/a.txt": b"a", "evil/../x": b"x", "evil/fine.txt": b"f", "ctl/a\x01b": b"y",
+    })  # fmt: skip
     with Client(tmp_path / "home") as c:
         c.create_repo("d")
         for url, expected, kind in (
@@ -163,6 +165,10 @@ def test_bad_imports_are_refused_and_change_nothing(tmp_path: Path, s3: S3Server
                              endpoint_url=s3.endpoint)  # fmt: skip
         assert c.list_commits("d") == []
         assert c.fsck().ok
+        # What the error says to do: --exclude the key, and the rest imports.
+        r = c.import_objects("d@master:/in", f"s3://{bucket}/evil", exclude=["../*"],
+                             endpoint_url=s3.endpoint)  # fmt: skip
+        assert r.files == 1 and c.get_file("d@master:/in/fine.txt") == b"f"
 
 
 def test_the_cli_imports_checks_and_materializes(gw: Gateway, s3: S3Server) -> None:

@@ -14,7 +14,6 @@ object imported twice is the same file, and a changed object a different one.
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +77,7 @@ def import_objects(
 ) -> tuple[CommitInfo, int]:
     """Commit one file per object below ``url`` at ``path`` of ``repo@ref``, by reference;
     returns the commit and how many files it imported."""
-    from tusk.storage.backends.objects import key_parts, s3_objects
+    from tusk.storage.backends.objects import s3_objects
 
     objects = s3_objects(endpoint)
     base = split_path(path)
@@ -86,12 +85,8 @@ def import_objects(
     ops = []
     refs: list[RefRecord] = []
     rows: list[tuple[bytes, ChunkLocation]] = []
-    listed = 0
-    for obj in objects.list(url):
-        listed += 1
-        parts = key_parts(obj.key, url)
-        if any(fnmatch.fnmatchcase(obj.key, g) for g in exclude):
-            continue
+    selected, listed = objects.select(url, exclude)
+    for obj, parts in selected:
         rid = ref_id(obj, endpoint)
         chunks, index = pieces(rid, obj.size)
         ops.append(PutOp(base + parts, tuple(chunks)))

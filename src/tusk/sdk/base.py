@@ -23,7 +23,6 @@ before any item. Stopping early is fine; ``close()`` it (or let it go) to free w
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -602,16 +601,14 @@ class BaseClient(PipelineMethods, AuthMethods):
         """Copy every object below ``url`` (``s3://bucket/prefix``) under
         ``repo@branch:/path``, as one commit (``put file -r -f s3://...``): their bytes are
         read now, here, with this machine's AWS credentials, one object at a time."""
-        from tusk.storage.backends.objects import LazyObject, key_parts, s3_objects
+        from tusk.storage.backends.objects import LazyObject, s3_objects
 
         objects = s3_objects(endpoint_url)
-        listing = [o for o in objects.list(url)
-                   if not any(fnmatch.fnmatchcase(o.key, g) for g in exclude)]  # fmt: skip
-        paths = ["/".join(key_parts(o.key, url)) for o in listing]
-        if not listing:
+        selected, _listed = objects.select(url, exclude)
+        if not selected:
             raise SourceError(f"no objects to copy under {url}")
-        items = ((p, cast(BinaryIO, LazyObject(objects, o.url)))
-                 for p, o in zip(paths, listing, strict=True))  # fmt: skip
+        items = (("/".join(parts), cast(BinaryIO, LazyObject(objects, obj.url)))
+                 for obj, parts in selected)  # fmt: skip
         return self.put_files(
             address, items, append=append, description=description, progress=progress
         )

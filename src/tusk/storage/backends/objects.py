@@ -20,10 +20,11 @@ changed or vanished since it was recorded is ReferenceBroken.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import quote, urlparse
@@ -33,6 +34,7 @@ import botocore.exceptions as bex
 from botocore.config import Config
 
 from tusk.errors import InvalidArgument, ReferenceBroken, SourceError
+from tusk.storage.backends.s3 import endpoint_url
 
 SCHEMES = ("s3",)
 
@@ -47,6 +49,10 @@ class RemoteObject:
     size: int
     etag: str
     version: str | None = None
+
+
+# Objects chosen for a put or an import, each with its key as path segments.
+Selected = list[tuple[RemoteObject, tuple[str, ...]]]
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -71,14 +77,7 @@ class S3Objects:
     """S3 objects through one client (thread-safe: boto3 clients are)."""
 
     def __init__(self, endpoint: str | None = None) -> None:
-        endpoint = (
-            endpoint
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None
-        )
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            raise InvalidArgument(f"invalid endpoint URL {endpoint!r}: give http(s)://host:port")
+        endpoint = endpoint_url(endpoint)
         config: dict[str, Any] = {
             "retries": {"mode": "standard", "total_max_attempts": 4},
             "connect_timeout": 10,
@@ -118,6 +117,18 @@ class S3Objects:
             one = self.head(url)
             if one is not None:
                 yield RemoteObject(one.url, key.rsplit("/", 1)[-1], one.size, one.etag, one.version)
+
+    def select(self, url: str, exclude: Sequence[str] = ()) -> tuple[Selected, int]:
+        """The objects below ``url`` that no ``exclude`` glob (of keys below the prefix)
+        matches, each with its key as path segments (InvalidArgument, naming it, for a key
+        that cannot be a path), and how many were listed in all."""
+        selected: Selected = []
+        listed = 0
+        for obj in self.list(url):
+            listed += 1
+            if not any(fnmatch.fnmatchcase(obj.key, g) for g in exclude):
+                selected.append((obj, key_parts(obj.key, url)))
+        return selected, listed
 
     def head(self, url: str) -> RemoteObject | None:
         """The object at ``url`` as it is now, or None if there is none."""
@@ -193,9 +204,8 @@ _CLIENTS: dict[tuple[str | None, ...], S3Objects] = {}
 def s3_objects(endpoint: str | None = None) -> S3Objects:
     """One client per endpoint and identity for the process (creating one costs tens of
     milliseconds); other keys or another profile in the environment get another."""
-    env = os.environ
-    key = (endpoint, env.get("AWS_ENDPOINT_URL_S3"), env.get("AWS_ENDPOINT_URL"),
-           env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_PROFILE"))  # fmt: skip
+    key = (endpoint_url(endpoint), os.environ.get("AWS_ACCESS_KEY_ID"),
+           os.environ.get("AWS_PROFILE"))  # fmt: skip
     with _LOCK:
         found = _CLIENTS.get(key)
         if found is None:

@@ -120,16 +120,7 @@ class S3Backend(ObjectBackend):
         prefix = prefix.strip("/")
         if prefix:
             _check_key(prefix, what="S3 prefix")
-        endpoint = (
-            endpoint
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None
-        )
-        if endpoint is not None and not re.match(r"https?://[^/]", endpoint):
-            raise InvalidArgument(
-                f"invalid S3 endpoint {endpoint!r}: give http://host:port or https://host"
-            )
+        endpoint = endpoint_url(endpoint)
         if addressing is None:
             # Custom endpoints (MinIO, Ceph, moto, an IP address) rarely have the wildcard DNS
             # that virtual-hosted buckets need; AWS and GCS handle either.
@@ -556,6 +547,23 @@ class S3Backend(ObjectBackend):
 
     def __repr__(self) -> str:
         return f"S3Backend({self.url!r})"
+
+
+def endpoint_url(endpoint: str | None) -> str | None:
+    """The S3 endpoint to talk to: ``endpoint``, else ``AWS_ENDPOINT_URL_S3``, else
+    ``AWS_ENDPOINT_URL``, else None (AWS itself); InvalidArgument for one that is not
+    ``http(s)://host``."""
+    endpoint = (
+        endpoint
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+    if endpoint is not None and not re.match(r"https?://[^/]", endpoint):
+        raise InvalidArgument(
+            f"invalid S3 endpoint {endpoint!r}: give http://host:port or https://host"
+        )
+    return endpoint
 
 
 def _check_key(key: str, what: str = "object key") -> None:
