@@ -8,6 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import tusk
+from schemahelpers import undo_migrations
 from tusk.storage.meta.store import MetaStore, sqlite_url
 
 ENGINES = ("sqlite", "postgresql")
@@ -26,23 +27,10 @@ def test_a_store_of_the_previous_schema_moves_into_default(home: Path, engine: s
         for table in ("s3_parts", "s3_uploads", "s3_etags", "projects"):  # 0007 and 0006
             tx.conn.execute(sa.text(f"DROP TABLE {table}"))
         tx.conn.execute(sa.text("ALTER TABLE auth_tokens DROP COLUMN sealed"))
-        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
-        tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
-        tx.conn.execute(sa.text("DROP TABLE checks"))
-        tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014
-        tx.conn.execute(sa.text("DROP TABLE retention"))  # 0013
-        tx.conn.execute(sa.text("DROP INDEX ix_commits_merge_parent"))
-        tx.conn.execute(sa.text("ALTER TABLE commits DROP COLUMN merge_parent"))
-        tx.conn.execute(sa.text("DROP TABLE tags"))  # 0012
-        tx.conn.execute(sa.text("DROP TABLE s3_sessions"))  # 0011
-        tx.conn.execute(sa.text("DROP TABLE branch_triggers"))  # 0010
-        tx.conn.execute(sa.text("DROP TABLE pipeline_processes"))  # 0009
-        for table in ("pipeline_versions", "jobs"):  # 0008
-            tx.conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN image_digest"))
         if not store.is_sqlite:
             tx.conn.execute(sa.text("ALTER TABLE repos ALTER COLUMN name TYPE VARCHAR(63)"))
             tx.conn.execute(sa.text("ALTER TABLE branches ALTER COLUMN repo TYPE VARCHAR(63)"))
-        tx.conn.execute(sa.text("UPDATE alembic_version SET version_num = '0005'"))
+        undo_migrations(tx.conn, "0005")
     store.close()
     with tusk.Client(home) as c:  # opening migrates
         projects = c._pfs.list_projects()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import tusk
+from schemahelpers import undo_migrations
 from tusk.errors import BranchNotFound, InvalidArgument, InvalidSpec, TuskError
 
 ENGINES = ("sqlite", "postgresql")
@@ -377,8 +378,6 @@ def test_a_spec_trigger_that_makes_a_cycle_creates_nothing(c: tusk.Client) -> No
 def test_a_store_of_schema_0009_gains_triggers(home: Path, engine: str) -> None:
     import os
 
-    import sqlalchemy as sa
-
     from tusk.storage.meta.store import MetaStore, sqlite_url
 
     with tusk.Client(home) as client:
@@ -387,17 +386,7 @@ def test_a_store_of_schema_0009_gains_triggers(home: Path, engine: str) -> None:
     url = os.environ.get("TUSK_METADATA_URL") or sqlite_url(home / "tusk.db")
     store = MetaStore(url)
     with store.write() as tx:  # back to 0009: no branch_triggers (nor 0011's s3_sessions)
-        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
-        tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
-        tx.conn.execute(sa.text("DROP TABLE checks"))
-        tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014
-        tx.conn.execute(sa.text("DROP TABLE retention"))  # 0013
-        tx.conn.execute(sa.text("DROP INDEX ix_commits_merge_parent"))
-        tx.conn.execute(sa.text("ALTER TABLE commits DROP COLUMN merge_parent"))
-        tx.conn.execute(sa.text("DROP TABLE tags"))  # 0012
-        tx.conn.execute(sa.text("DROP TABLE s3_sessions"))
-        tx.conn.execute(sa.text("DROP TABLE branch_triggers"))
-        tx.conn.execute(sa.text("UPDATE alembic_version SET version_num = '0009'"))
+        undo_migrations(tx.conn, "0009")
     store.close()
     with tusk.Client(home) as client:  # opening migrates
         assert client.inspect_branch("data@master").trigger is None

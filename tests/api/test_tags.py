@@ -14,6 +14,7 @@ import pytest
 from apihelpers import client_over
 
 import tusk
+from schemahelpers import undo_migrations
 from tusk import Client
 from tusk.errors import AlreadyExists, Conflict, InUse, NotFound
 
@@ -75,7 +76,6 @@ def test_a_tag_names_a_commit_everywhere_a_commit_is_taken(client: Client) -> No
 
 def test_the_cli_and_an_older_home(tmp_path: Path) -> None:
     """``tusk create/list/inspect/delete tag``, on a home made before tags (migrated on open)."""
-    import sqlalchemy as sa
 
     from tusk.storage.meta.store import MetaStore, sqlite_url
 
@@ -85,15 +85,7 @@ def test_the_cli_and_an_older_home(tmp_path: Path) -> None:
         c.put_file("r@master:/a", b"a")
     store = MetaStore(sqlite_url(home / "tusk.db"))
     with store.write() as tx:  # back to 0011: no tags table
-        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
-        tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
-        tx.conn.execute(sa.text("DROP TABLE checks"))
-        tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014
-        tx.conn.execute(sa.text("DROP TABLE retention"))  # 0013
-        tx.conn.execute(sa.text("DROP INDEX ix_commits_merge_parent"))
-        tx.conn.execute(sa.text("ALTER TABLE commits DROP COLUMN merge_parent"))
-        tx.conn.execute(sa.text("DROP TABLE tags"))
-        tx.conn.execute(sa.text("UPDATE alembic_version SET version_num = '0011'"))
+        undo_migrations(tx.conn, "0011")
     store.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from apihelpers import Live, start_live, stop_live
 
+from schemahelpers import undo_migrations
 from tusk.pps.webhooks import signature_of
 from tusk.storage.meta.store import MetaTx
 
@@ -607,20 +608,7 @@ def test_a_database_of_the_previous_schema_gains_the_delivery_table(
         tx.conn.execute(sa.text("DROP TABLE audit_log"))
         tx.conn.execute(sa.text("DROP TABLE secrets"))
         tx.conn.execute(sa.text("DROP TABLE projects"))
-        tx.conn.execute(sa.text("DROP TABLE source_refs"))  # 0016
-        tx.conn.execute(sa.text("DROP TABLE check_runs"))  # 0015
-        tx.conn.execute(sa.text("DROP TABLE checks"))
-        tx.conn.execute(sa.text("DROP TABLE branch_protection"))  # 0014
-        tx.conn.execute(sa.text("DROP TABLE retention"))  # 0013
-        tx.conn.execute(sa.text("DROP INDEX ix_commits_merge_parent"))
-        tx.conn.execute(sa.text("ALTER TABLE commits DROP COLUMN merge_parent"))
-        tx.conn.execute(sa.text("DROP TABLE tags"))  # 0012
-        tx.conn.execute(sa.text("DROP TABLE s3_sessions"))  # 0011
-        tx.conn.execute(sa.text("DROP TABLE branch_triggers"))  # 0010
-        tx.conn.execute(sa.text("DROP TABLE pipeline_processes"))  # 0009
-        for table in ("pipeline_versions", "jobs"):  # 0008
-            tx.conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN image_digest"))
-        tx.conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
+        undo_migrations(tx.conn, "0002")
     store.close()
     store = MetaStore(url)
     try:
