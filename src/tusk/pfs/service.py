@@ -689,40 +689,47 @@ class PfsService:
 
     def finish_commit(self, repo: str, ref: str, description: str | None = None) -> CommitInfo:
         """Finish an open commit. On a branch that checks gate on commit (tusk.pfs.gates),
-        they run on it first: one that fails leaves it open (CheckFailed), to be fixed and
-        finished again."""
-        with self.meta.read() as tx:
+        they run on it first, outside any transaction: one that fails leaves it open
+        (CheckFailed), to be fixed and finished again."""
+        with self.meta.write() as tx:
             checked = self._resolve(tx, repo, parse_ref(ref), readable=False)
-            if checked.finished:
-                raise CommitFinished(f"commit {_fmt(checked)} has already finished")
             names = []
-            if checked.branch is not None:
+            if checked.branch is not None and not checked.finished:
                 names = gates.gating(tx, repo, checked.branch, gates.COMMIT)
-        runs: list[CheckRunInfo] = []
-        if names:
-            assert checked.branch is not None
-            request = gates.CheckRequest(
-                repo, checked.branch, gates.COMMIT, checked.id, checked.tree, names, False,
-                checked.size,
-            )  # fmt: skip
-            runs = gates.run(self.check_runner, request)
+            if not names:  # nothing to check: finished in this one transaction
+                return self._finish(tx, checked, description, [])
+        assert checked.branch is not None
+        request = gates.CheckRequest(
+            repo, checked.branch, gates.COMMIT, checked.id, checked.tree, names, False,
+            checked.size,
+        )  # fmt: skip
+        runs = gates.run(self.check_runner, request)
         with self.meta.write() as tx:
             commit = self._need_commit(tx, checked.id)
-            if commit.finished:
-                raise CommitFinished(f"commit {_fmt(commit)} has already finished")
-            if names and commit.tree != checked.tree:
+            if not commit.finished and commit.tree != checked.tree:
                 raise Conflict(
                     f"commit {_fmt(commit)} changed while its checks ran: finish it again "
                     "to check what it holds now"
                 )
-            gates.record(tx, runs)
-            values: dict[str, object] = {"state": "finished", "finished_at": time.time()}
-            if description is not None:
-                values["description"] = description
-            tx.update_commit(commit.id, **values)
-            done = self._need_commit(tx, commit.id)
-            self._propagate(tx, done)
-            return self._commit_info(tx, done)
+            return self._finish(tx, commit, description, runs)
+
+    def _finish(
+        self,
+        tx: MetaTx,
+        commit: CommitRecord,
+        description: str | None,
+        runs: list[CheckRunInfo],
+    ) -> CommitInfo:
+        if commit.finished:
+            raise CommitFinished(f"commit {_fmt(commit)} has already finished")
+        gates.record(tx, runs)
+        values: dict[str, object] = {"state": "finished", "finished_at": time.time()}
+        if description is not None:
+            values["description"] = description
+        tx.update_commit(commit.id, **values)
+        done = self._need_commit(tx, commit.id)
+        self._propagate(tx, done)
+        return self._commit_info(tx, done)
 
     def inspect_commit(self, repo: str, ref: str) -> CommitInfo:
         with self.meta.read() as tx:
