@@ -12,6 +12,7 @@ from tusk.storage.meta.store import SCHEMA_HEAD
 # revision -> the statements that undo it (0015's branch_protection.require_checks goes with
 # 0014's table)
 UNDO: dict[str, tuple[str, ...]] = {
+    "0017": ("DROP TABLE holds",),
     "0016": ("DROP TABLE source_refs",),
     "0015": ("DROP TABLE check_runs", "DROP TABLE checks"),
     "0014": ("DROP TABLE branch_protection",),

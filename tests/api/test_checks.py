@@ -174,6 +174,42 @@ def test_in_the_sandbox_a_check_reads_the_candidate_at_pfs_and_nothing_else(
         assert run.state == "passed" and run.log.splitlines() == ["out", "s", "hello"]
 
 
+def test_a_check_reads_a_big_candidate_whole(tmp_path: Path) -> None:
+    """Past a few hundred files the candidate is written out by writer processes
+    (tusk.pfs.copyout): every file arrives with its bytes, a many-chunk file, empty files and
+    nested folders included, and nothing else."""
+    import hashlib
+
+    from tusk.pfs.copyout import CHILD_MIN_FILES
+
+    src = tmp_path / "src"
+    expected: dict[str, bytes] = {}
+    for i in range(CHILD_MIN_FILES + 50):
+        expected[f"d{i % 7}/sub{i % 3}/f{i}.txt"] = b"row %d\n" % i * (i % 5)  # some empty
+    expected["big.bin"] = hashlib.shake_256(b"big").digest(3 * 1024 * 1024)  # several chunks
+    for rel, data in expected.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    listing = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  ./{rel}\n" for rel, data in sorted(expected.items())
+    )
+    want = hashlib.sha256(listing.encode()).hexdigest()
+    look = (D + 'got=$(cd "$d" && find . -type f | sort | xargs sha256sum); '
+            'echo "$got" | sha256sum | grep -q "^$WANT " || { echo "$got"; exit 1; }')  # fmt: skip
+    with Client(tmp_path / "home") as c:
+        c.create_repo("big")
+        c.put_file("big@master:/seed", b"")
+        c.create_branch("big@feature", head="master")
+        c.put_dir("big@feature:/", src)
+        c.delete_file("big@feature:/seed")
+        c.apply([{"kind": "check", "name": "whole", "repo": "big", "on": ["merge"],
+                  "cmd": ["sh", "-c", look], "env": {"WANT": want}}])  # fmt: skip
+        merged = c.merge("big@feature", into="master")
+        assert merged.commit is not None
+        [run] = c.check_runs("big@master")
+        assert run.state == "passed", run.log
+
+
 def test_a_protected_branch_requires_its_checks_on_every_merge(client: Client) -> None:
     c = client
     repo = _unique(c, "p")

@@ -371,6 +371,7 @@ def gc_fields(r: GcReport) -> None:
             ("Scratch", f"{r.scratch_deleted} folders"),
             ("S3 uploads", f"{r.uploads_expired} abandoned, expired"),
             ("Images", f"{r.images_deleted} unused ({human_size(r.image_bytes_freed)})"),
+            ("Leftovers", f"{r.leftovers_removed} (what killed merges and checks left)"),
             (
                 "Would expire" if r.dry_run else "Expired",
                 f"{len(r.expired)} commits, {r.jobs_expired} jobs (retention; "

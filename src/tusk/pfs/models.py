@@ -255,6 +255,9 @@ class GcReport(_Dict):
     uploads_expired: int = 0  # S3 multipart uploads abandoned for longer than the grace
     images_deleted: int = 0  # cached images no pipeline version pins (tusk.pps.images)
     image_bytes_freed: int = 0  # their blobs and unpacked files no other image shares
+    # what killed processes left (tusk.pfs.holds): checks' candidate commits, s3_out commits,
+    # temporary branches of merge --run-pipelines and pipeline checks
+    leftovers_removed: int = 0
     # Retention (tusk.pfs.retention): commits expired from the history (repo@id, or would
     # be on a dry run), jobs whose records went with them, and commits a rule expired that
     # kept outputs still need for their lineage (so kept).

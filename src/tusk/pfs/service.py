@@ -46,7 +46,7 @@ from tusk.ids import (
     new_commit_id,
     split_repo,
 )
-from tusk.pfs import gates, retention, triggers
+from tusk.pfs import gates, holds, retention, triggers
 from tusk.pfs.models import (
     DEFAULT_GRACE,
     DEFAULT_REPACK_THRESHOLD,
@@ -89,6 +89,7 @@ from tusk.polling import poll_until
 from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
+from tusk.storage.meta.store_holds import HoldRecord
 from tusk.storage.meta.store_projects import ProjectRecord
 from tusk.storage.meta.store_retention import RetentionRecord
 from tusk.storage.meta.store_tags import TagRecord
@@ -685,6 +686,7 @@ class PfsService:
                 cid, repo, None, None, EMPTY_TREE, "open", description, now, None, 0, 0, cid
             )
             tx.insert_commit(record)
+            tx.put_hold(holds.COMMIT, repo, cid, holds.owner())
         return cid
 
     def finish_commit(self, repo: str, ref: str, description: str | None = None) -> CommitInfo:
@@ -1213,6 +1215,7 @@ class PfsService:
         )  # fmt: skip
         tx.insert_commit(record)
         if names:
+            tx.put_hold(holds.COMMIT, repo, cid, holds.owner())
             return record, names, result(taken, conflicts, None)
         tx.set_branch_head(repo, into, cid)
         self._propagate(tx, record)
@@ -1466,6 +1469,7 @@ class PfsService:
                     cid,
                 )  # fmt: skip
                 tx.insert_commit(candidate)
+                tx.put_hold(holds.COMMIT, repo, cid, holds.owner())
             else:
                 record = CommitRecord(
                     cid, repo, parsed.base, parent, root, "finished", description, now, now,
@@ -1500,6 +1504,7 @@ class PfsService:
                 now = time.time()
                 gates.record(tx, runs)
                 tx.update_commit(candidate.id, branch=branch, state="finished", finished_at=now)
+                tx.drop_hold(holds.COMMIT, repo, candidate.id)
                 created = b.created_at if b is not None else now
                 tx.upsert_branch(BranchRecord(repo, branch, candidate.id, created))
                 done = self._need_commit(tx, candidate.id)
@@ -1800,6 +1805,7 @@ class PfsService:
         tx.reparent_children(commit.id, commit.parent)
         tx.delete_commit_provenance(commit.id)
         tx.delete_commit(commit.id)
+        tx.drop_hold(holds.COMMIT, commit.repo, commit.id)
 
     def write_detached_trees(
         self,
@@ -1923,6 +1929,12 @@ class PfsService:
         to. A dry run changes nothing and says what both would remove and free."""
         from tusk.pfs import gc as sweep  # loads with gc, not with every command
 
+        left = [h for h in self.abandoned_holds(grace) if h.kind == holds.COMMIT]
+        if not dry_run:
+            for h in left:  # a check's candidate or an s3_out commit of a killed process
+                with self.meta.write() as tx:
+                    self.drop_open_commit_in(tx, h.name)
+                    tx.drop_hold(h.kind, h.repo, h.name)
         todo = None
         if retention:
             todo = self.plan_retention() if dry_run else self.apply_retention()
@@ -1930,12 +1942,19 @@ class PfsService:
             self.meta, self.chunks, self.reader(), grace, dry_run, repack_threshold,
             todo if dry_run else None,
         )  # fmt: skip
+        report = replace(report, leftovers_removed=len(left))
         if todo is None:
             return report
         return replace(
             report, expired=todo.names(), jobs_expired=len(todo.jobs),
             kept_for_lineage=todo.kept_for_lineage,
         )  # fmt: skip
+
+    def abandoned_holds(self, grace: float) -> list[HoldRecord]:
+        """Holds whose processes are gone, older than ``grace`` seconds (tusk.pfs.holds)."""
+        now = time.time()
+        with self.meta.read() as tx:
+            return [h for h in tx.list_holds() if holds.abandoned(h, now - grace, now)]
 
     # Retention (tusk.pfs.retention)
 

@@ -100,9 +100,11 @@ def _entry_from_json(item: list[Any]) -> tuple[str, Entry]:
     chunks = item[4]
     if isinstance(chunks, str):
         return name, FileEntry(item[2], bytes.fromhex(item[3]), None, bytes.fromhex(chunks))
-    return name, FileEntry(
-        item[2], bytes.fromhex(item[3]), tuple((bytes.fromhex(d), n) for d, n in chunks)
-    )
+    fromhex = bytes.fromhex
+    if len(chunks) == 1:  # most files: no generator for one chunk (a 10,000-file walk)
+        ((digest, n),) = chunks
+        return name, FileEntry(item[2], fromhex(item[3]), ((fromhex(digest), n),))
+    return name, FileEntry(item[2], fromhex(item[3]), tuple([(fromhex(d), n) for d, n in chunks]))
 
 
 def _summary(entries: Sequence[tuple[str, Entry]]) -> tuple[int, int]:

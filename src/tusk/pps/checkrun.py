@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tusk.errors import CheckFailed, TuskError
 from tusk.ids import split_repo
+from tusk.pfs import holds
 from tusk.pfs.gates import CheckRequest
 from tusk.pfs.models import CheckRunInfo
 from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 _LOG_CHARS = 64 * 1024  # of a check's log kept per run (its end)
 _TAIL_LINES = 15  # of the log an error shows
 SHM = "/dev/shm"
-WRITERS = 2  # threads creating a candidate's files (measured: bench/bench_checks.py)
 
 
 def run_info(r: CheckRunRecord) -> CheckRunInfo:
@@ -158,55 +157,11 @@ class CheckRunner:
             _remove(work)
 
     def _materialize(self, request: CheckRequest, folder: Path) -> None:
-        """The candidate's files under ``folder``, all chunks read in one pass (neighbours in
-        a pack with one ranged read). A candidate of thousands of small files costs mostly
-        their creation, so other threads create and write them (plain ``os`` calls, which
-        release the GIL) while this one reads the next chunks."""
-        pfs = self.pfs
-        pfs.prefetch_trees([request.tree])  # the tree's nodes a level per query, not one each
-        reader = pfs.reader()
-        files = [(path, list(reader.chunks(e))) for path, e in pfs.tree_files(request.tree)]
-        base = os.fspath(folder)
-        os.makedirs(base, exist_ok=True)
-        for parent in sorted({os.path.dirname(path) for path, _ in files}):
-            os.makedirs(base + parent, exist_ok=True)
-        todo: queue.SimpleQueue[tuple[str, list[bytes]] | None] = queue.SimpleQueue()
-        failed: list[BaseException] = []
+        """The candidate's files under ``folder`` (:func:`tusk.pfs.copyout.write_files`)."""
+        from tusk.pfs.copyout import tree_files_with_chunks, write_files
 
-        def write() -> None:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-            while (item := todo.get()) is not None:
-                if failed:
-                    continue  # drain: the reader stops at the next file
-                try:
-                    fd = os.open(base + item[0], flags, 0o444)
-                    try:
-                        for data in item[1]:
-                            os.write(fd, data)
-                    finally:
-                        os.close(fd)
-                except BaseException as exc:
-                    failed.append(exc)
-
-        writers = [
-            threading.Thread(target=write, name="tusk-check-copy", daemon=True)
-            for _ in range(WRITERS)
-        ]
-        for w in writers:
-            w.start()
-        try:
-            chunks = pfs.chunks.read_chunks([c for _, refs in files for c in refs])
-            for path, refs in files:
-                if failed:
-                    break
-                todo.put((path, [next(chunks) for _ in refs]))
-        finally:
-            for _ in writers:
-                todo.put(None)
-            for w in writers:
-                w.join()
-        if failed:
-            raise failed[0]
+        count = self.pfs.reader().summary(request.tree)[1]
+        write_files(self.pfs, folder, tree_files_with_chunks(self.pfs, request.tree), count=count)
 
 
 def _remove(folder: Path) -> None:
@@ -228,21 +183,35 @@ def _remove(folder: Path) -> None:
 
 
 def _scratch(home: Path, size: int) -> Path:
-    """Where a check's copy of its candidate goes: a RAM-backed tmpfs (``/dev/shm``) when
-    the candidate takes at most a quarter of its free space (creating thousands of small
-    files there costs a fraction of what it costs on disk), else ``<home>/checks``."""
-    shm = Path(SHM)
+    """Where a check's copy of its candidate goes: this process's folder (``<host>-<pid>``,
+    which ``tusk gc`` removes once the process is gone) on a RAM-backed tmpfs
+    (``/dev/shm``) when the candidate takes at most a quarter of its free space (creating
+    thousands of small files there costs a fraction of what it costs on disk), else under
+    ``<home>/checks``."""
+    fast, slow = scratch_roots(home)
+    root = slow
     try:
-        st = os.statvfs(shm)
-        if size <= st.f_bavail * st.f_frsize // 4 and os.access(shm, os.W_OK):
-            folder = shm / f"tusk-checks-{os.getuid()}"
-            folder.mkdir(mode=0o700, exist_ok=True)
-            return folder
+        st = os.statvfs(SHM)
+        if size <= st.f_bavail * st.f_frsize // 4 and os.access(SHM, os.W_OK):
+            root = fast
     except OSError:
         pass
-    folder = home / "checks"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = root / f"{holds.HOST}-{os.getpid()}"
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)
+    except OSError:
+        if root == slow:
+            raise
+        folder = slow / folder.name
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def scratch_roots(home: Path) -> list[Path]:
+    """Where checks copy their candidates, each process in a ``<host>-<pid>`` folder: the
+    tmpfs one first."""
+    return [Path(SHM) / f"tusk-checks-{os.getuid()}", Path(home) / "checks"]
 
 
 def _log_text(outcome: DatumOutcome) -> str:

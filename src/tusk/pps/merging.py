@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tusk.errors import InvalidArgument, JobFailed, Timeout, TuskError
+from tusk.pfs import holds
 from tusk.pfs.gates import CheckRequest
 from tusk.pfs.models import MergeResult
 from tusk.pfs.sources import Source
@@ -67,6 +68,7 @@ def merge_and_run(
     done: set[str] = set()
     try:
         with pps.meta.atomic():
+            _hold(pps, tmp)
             for name in direct:
                 pps._branch_out(name, tmp, done)
                 pps._branch_downstream(name, tmp, readers, done)
@@ -96,6 +98,7 @@ def merge_and_run(
         )
     finally:
         _delete_branches(pps, tmp)
+        _release(pps, tmp)
 
 
 def _failures(pps: PpsService, repo: str, source: str, into: str, failed: list[JobInfo]) -> str:
@@ -118,6 +121,44 @@ def _drop(pps: PpsService, commit_set: str) -> None:
     output commits themselves)."""
     with contextlib.suppress(TuskError):  # CommitNotFound: nothing of it is left
         pps.pfs.drop_commit_set(commit_set)
+
+
+def _hold(pps: PpsService, branch: str) -> None:
+    """Record ``branch`` (of every repo) as this process's, for gc to remove if it dies."""
+    with pps.meta.write() as tx:
+        tx.put_hold(holds.BRANCH, "", branch, holds.owner())
+
+
+def _release(pps: PpsService, branch: str) -> None:
+    with pps.meta.write() as tx:
+        tx.drop_hold(holds.BRANCH, "", branch)
+
+
+def remove_abandoned(pps: PpsService, branch: str) -> None:
+    """What a killed ``merge --run-pipelines`` or pipeline check left (tusk.pfs.holds): the
+    commit sets its temporary ``branch`` heads, unless they landed (a branch other than
+    ``branch`` points at them: it was killed after the move), and the branch in every repo."""
+    sets: set[str] = set()
+    with pps.meta.read() as tx:
+        for repo in tx.list_repos():
+            b = tx.get_branch(repo.name, branch)
+            if b is None or b.head is None:
+                continue
+            if all(other.name == branch for other in tx.branches_at(b.head)):
+                commit = tx.get_commit(b.head)
+                if commit is not None:
+                    sets.add(commit.commit_set)
+    for commit_set in sorted(sets):
+        with pps.meta.write() as tx:  # its jobs' process is gone: they end here
+            for job in tx.list_jobs(states=["created", "running", "egressing"]):
+                if job.id == commit_set:
+                    tx.update_job(
+                        job.pipeline, job.id, state="killed", finished_at=time.time(),
+                        reason=f"the process that ran it on {branch} died; removed by tusk gc",
+                    )  # fmt: skip
+        _drop(pps, commit_set)
+    _delete_branches(pps, branch)
+    _release(pps, branch)
 
 
 def _delete_branches(pps: PpsService, branch: str) -> None:
@@ -152,6 +193,7 @@ def pipeline_check(
             False, error=f"check {spec['name']}: pipeline {name} does not read {request.repo}"
         )
     started = None
+    _hold(pps, tmp)
     try:
         pps.pfs.branch_at_copy(
             request.repo, tmp, request.commit, f"check {spec['name']} of {request.commit}"
@@ -179,6 +221,7 @@ def pipeline_check(
         if started is not None:
             _drop(pps, started.commit_set)
         _delete_branches(pps, tmp)
+        _release(pps, tmp)
 
 
 def _job_logs(pps: PpsService, pipeline: str, commit_set: str) -> list[tuple[float, str, str]]:

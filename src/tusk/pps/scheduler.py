@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 from tusk.auth.service import AuthService
 from tusk.cronspec import next_tick
 from tusk.errors import CommitFinished, TuskError
+from tusk.pfs.holds import HOST as _HOST
+from tusk.pfs.holds import pid_alive as _pid_alive
 from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
 from tusk.pfs.tree import EMPTY_TREE, DirEntry, Entry, FileEntry
@@ -75,17 +76,6 @@ _DISCOVERY_SECONDS = 0.5
 # reclaims the space (tusk.pfs.retention). TUSK_RETENTION_INTERVAL (seconds) changes it.
 RETENTION_SECONDS = float(os.environ.get("TUSK_RETENTION_INTERVAL") or 3600)
 _FAST_SCRATCH_MAX = 64 << 20  # input bytes of a batch that may go to a tmpfs
-_HOST = socket.gethostname()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fast_scratch_root() -> Path | None:

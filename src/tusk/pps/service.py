@@ -601,8 +601,14 @@ class PpsService:
         cached images no pipeline version or job pins and no ``tusk image load`` holds."""
         from dataclasses import replace
 
+        from tusk.pfs import holds
+        from tusk.pps.merging import remove_abandoned
         from tusk.pps.webhooks import prune_scratch  # it needs this module's class
 
+        branches = [h for h in self.pfs.abandoned_holds(grace) if h.kind == holds.BRANCH]
+        if not dry_run:
+            for h in branches:
+                remove_abandoned(self, h.name)
         report = self.pfs.gc(grace, dry_run, repack_threshold, retention)
         with self.meta.read() as tx:
             pinned = tx.pinned_image_digests()
@@ -612,6 +618,7 @@ class PpsService:
             scratch_deleted=prune_scratch(self, grace, dry_run),
             images_deleted=images,
             image_bytes_freed=image_bytes,
+            leftovers_removed=report.leftovers_removed + len(branches),
         )
 
     # Datums of a spec against current data (dry run) and of a job

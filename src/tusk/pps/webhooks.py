@@ -452,14 +452,15 @@ def prune_scratch(pps: PpsService, grace: float, dry_run: bool = False) -> int:
     That is: webhook checkouts that no delivery used within ``grace`` and no pipeline's
     current version or unfinished job runs in, the webhook cache's temporary folders, and
     the scratch folders of dead scheduler processes of this host (their noted datum
-    processes are ended first, as a starting scheduler does).
+    processes are ended first, as a starting scheduler does) and of dead processes' checks.
     """
     older_than = time.time() - grace
     cache = GitCache(pps.home / "webhooks")
     removed = cache.prune(older_than, _checkouts_in_use(pps, cache.root), dry_run)
+    from tusk.pps import checkrun
     from tusk.pps.scheduler import remove_dead_scratch, scratch_roots  # with gc only
 
-    roots = scratch_roots(pps.home)
+    roots = scratch_roots(pps.home) + checkrun.scratch_roots(pps.home)
     return removed + remove_dead_scratch(roots, older_than=older_than, dry_run=dry_run)
 
 

@@ -439,3 +439,18 @@ source_refs = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+
+# Holds (migration 0017): what a running process made and will land or remove itself: a
+# check's candidate commit (kind ``commit``, name its id), the temporary branches of a merge
+# with its pipelines or of a pipeline check (kind ``branch``, repo "": that name in every
+# repo). ``owner`` is ``host:pid``: gc removes what dead processes held (tusk.pfs.holds).
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("repo", sa.String(NAME), primary_key=True),
+    sa.Column("name", sa.String(NAME), primary_key=True),
+    sa.Column("owner", sa.String(512), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

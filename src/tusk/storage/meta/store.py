@@ -36,6 +36,7 @@ from tusk.storage.meta.records import (
 from tusk.storage.meta.store_auth import AuthTxMixin
 from tusk.storage.meta.store_checks import CheckTxMixin
 from tusk.storage.meta.store_gc import GcTxMixin
+from tusk.storage.meta.store_holds import HoldTxMixin
 from tusk.storage.meta.store_pps import PpsTxMixin
 from tusk.storage.meta.store_projects import ProjectTxMixin
 from tusk.storage.meta.store_refs import RefTxMixin
@@ -48,7 +49,7 @@ from tusk.storage.meta.store_triggers import TriggerTxMixin
 from tusk.storage.meta.store_webhooks import WebhookTxMixin
 
 # The newest migration; tests check it against the migrations folder.
-SCHEMA_HEAD = "0016"
+SCHEMA_HEAD = "0017"
 _BATCH = 500
 
 
@@ -266,6 +267,7 @@ def _commit_from_row(row: Any) -> CommitRecord:
 
 class MetaTx(
     CheckTxMixin,
+    HoldTxMixin,
     RefTxMixin,
     PpsTxMixin,
     WebhookTxMixin,
