@@ -7,14 +7,22 @@ record in one transaction, so what a batch wrote becomes visible only with that 
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tusk.errors import NotFound, TuskError
 from tusk.pfs import PfsService
+from tusk.pfs.tree import FileEntry
 from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, collect_outputs
 from tusk.storage.chunks import ChunkRef, IndexEntry
+
+if TYPE_CHECKING:
+    from tusk.pps.lazy import LazyView
 
 
 @dataclass
@@ -36,13 +44,28 @@ def materialize(
     pfs: PfsService,
     trees: dict[tuple[str, str], bytes],
     work: list[tuple[Path, list[dict]]],
+    lazy: LazyView | None = None,
 ) -> None:
-    """Write every input file of a batch, reading all their chunks in one pass."""
+    """Write every input file of a batch, reading all their chunks in one pass. With
+    ``lazy``, the files of lazy inputs are added to that view instead (each datum's
+    ``<root>/<input>`` a link to its folder there: tusk.pps.lazy)."""
     targets: list[tuple[Path, list[ChunkRef]]] = []
     for root, files in work:
-        for name in {f["input_name"] for f in files}:
+        names = {f["input_name"] for f in files}
+        lazy_names = set()
+        if lazy is not None:
+            lazy_names = names - {f["input_name"] for f in files if not f.get("lazy")}
+        for name in names - lazy_names:
             (root / name).mkdir(parents=True, exist_ok=True)
         for f in files:
+            if f["input_name"] in lazy_names:
+                assert lazy is not None
+                tree = trees[(f["repo"], f["branch"])]
+                entry = None if f.get("empty") else pfs.tree_entry(tree, f["path"])
+                if entry is not None and not isinstance(entry, FileEntry):
+                    raise NotFound(f"{f['repo']}@{f['branch']}:{f['path']} is not a file")
+                lazy.add(root.name, f["input_name"], f["path"], entry)
+                continue
             dest = root / f["input_name"] / f["path"].lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True)
             if f.get("empty"):
@@ -50,11 +73,30 @@ def materialize(
                 continue
             tree = trees[(f["repo"], f["branch"])]
             targets.append((dest, pfs.file_chunks(tree, f["path"])))
+        for name in sorted(lazy_names):
+            assert lazy is not None
+            root.mkdir(parents=True, exist_ok=True)
+            os.symlink(lazy.folder(root.name, name), root / name)
     chunks = pfs.chunks.read_chunks([c for _, refs in targets for c in refs])
     for dest, refs in targets:
         with open(dest, "wb") as out:
             for _ in refs:
                 out.write(next(chunks))
+
+
+def _lazy_view(base: Path, pfs: PfsService, items: list[BatchItem]) -> tuple[LazyView | None, str]:
+    """A view for the batch's lazy inputs, or None (and why, when some were lazy)."""
+    if not any(f.get("lazy") and not f.get("empty") for item in items for f in item.files):
+        return None, ""
+    from tusk.errors import ToolMissing
+    from tusk.fuse import load_fuse
+    from tusk.pps.lazy import LazyView
+
+    try:
+        load_fuse()
+    except ToolMissing as exc:
+        return None, f"lazy inputs copied instead: {exc.message}"
+    return LazyView(pfs, base / ".lazy"), ""
 
 
 def run_batch(
@@ -66,12 +108,20 @@ def run_batch(
     cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[list[BatchResult], list[IndexEntry]]:
     """Run ``items`` under ``base``; their outputs are stored (durably) but not yet indexed."""
-    shutil.rmtree(base, ignore_errors=True)
+    _clear(base)
     work = [(base / item.task.datum[:16], item.files) for item in items]
     writer = pfs.chunks.writer()
     results: list[BatchResult] = []
+    lazy, lazy_note = _lazy_view(base, pfs, items)
     try:
-        materialize(pfs, trees, work)
+        materialize(pfs, trees, work, lazy)
+        if lazy is not None:
+            try:
+                lazy.start()
+            except TuskError as exc:  # copy them after all: lazy saves, it never fails a datum
+                lazy, lazy_note = None, f"lazy inputs copied instead: {exc.message}"
+                _clear(base)
+                materialize(pfs, trees, work)
         pairs = list(zip(items, work, strict=True))
         if items and items[0].task.datum_batching:  # one process for them all
             from tusk.pps.batching import BatchRunner
@@ -87,6 +137,10 @@ def run_batch(
                 outcome = next(outcomes)
             else:
                 outcome = executor.run(item.task, root, cancelled)
+            if lazy is not None and any(f.get("lazy") for f in item.files):
+                outcome.logs.append((time.time(), "stderr", lazy.stats_line(root.name)))
+            elif lazy_note:
+                outcome.logs.append((time.time(), "stderr", lazy_note))
             outputs = []
             if outcome.ok:
                 for parts, local in collect_outputs(root / "out"):
@@ -94,6 +148,23 @@ def run_batch(
             results.append(BatchResult(item.task.datum, outcome, outputs))
         index = writer.flush_unindexed()
     finally:
+        if lazy is not None:
+            lazy.stop()
         writer.abort()
-        shutil.rmtree(base, ignore_errors=True)
+        _clear(base)
     return results, index
+
+
+def _clear(base: Path) -> None:
+    """Remove a batch's folder, with any lazy view a killed process left mounted in it."""
+    if base.exists():
+        clear_mounts(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def clear_mounts(folder: Path) -> None:
+    """Unmount what is mounted below ``folder`` (a dead lazy view: tusk.pps.lazy)."""
+    from tusk.fuse import detach, mounts_below
+
+    for point in mounts_below(folder):
+        detach(point)

@@ -45,7 +45,7 @@ from tusk.pfs.service import DeleteOp, Op, PlaceOp
 from tusk.pfs.sources import BytesSource
 from tusk.pfs.tree import EMPTY_TREE, DirEntry, Entry, FileEntry
 from tusk.pps import resources
-from tusk.pps.batch import BatchItem, run_batch
+from tusk.pps.batch import BatchItem, clear_mounts, run_batch
 from tusk.pps.dask_executor import DaskExecutor
 from tusk.pps.datums import (
     Datum,
@@ -134,6 +134,7 @@ def remove_dead_scratch(
             killed = kill_noted(entry / "pids")
             if killed and log is not None:
                 log(f"ended {killed} datum processes left by a dead worker")
+            clear_mounts(entry)  # a lazy view of the dead process (tusk.pps.lazy)
             shutil.rmtree(entry, ignore_errors=True)
     return removed
 

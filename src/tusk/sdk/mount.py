@@ -65,7 +65,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tusk.errors import (
@@ -77,6 +76,7 @@ from tusk.errors import (
     ToolMissing,
     TuskError,
 )
+from tusk.fuse import INSTALL_HINT, is_mounted, load_fuse
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -110,8 +110,6 @@ ATTRS_KEPT = 100_000  # paths whose type and size are kept (~20 MB at most)
 READERS_KEPT = 256  # open file readers kept for files read lately
 READ_AHEAD = 2  # blocks fetched ahead of a sequential reader, on as many threads
 TIMEOUT = 3600.0  # kernel attribute and entry timeouts: a pinned commit never changes
-
-INSTALL_HINT = "apt-get install fuse3, then pip install 'tusk-data[mount]'"
 
 
 # What to mount, and where
@@ -211,53 +209,6 @@ def check_mountpoint(path: str | os.PathLike[str]) -> Path:
     if any(mp.iterdir()):
         raise InvalidArgument(f"mount point {mp} is not empty: mount on an empty folder")
     return mp
-
-
-def load_fuse() -> ModuleType:
-    """mfusepy over libfuse 3, or ToolMissing saying how to install what is missing.
-
-    ``fusermount3`` must be on PATH (libfuse mounts with it when not root, and
-    ``tusk unmount`` runs it). mfusepy loads libfuse 3 (``$FUSE_LIBRARY_NAME``, default
-    ``fuse3`` here: mfusepy itself would take libfuse 2 first where both are installed)."""
-    if shutil.which("fusermount3") is None:
-        raise ToolMissing(f"FUSE is not available: fusermount3 is not on PATH ({INSTALL_HINT})")
-    if not os.path.exists("/dev/fuse"):
-        raise ToolMissing(
-            "FUSE is not available: /dev/fuse does not exist (load the fuse kernel module; in a "
-            "container, give it --device /dev/fuse)"
-        )
-    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-    try:
-        import mfusepy
-    except ImportError:
-        raise ToolMissing(
-            f"FUSE's Python binding mfusepy is not installed ({INSTALL_HINT})"
-        ) from None
-    except OSError as exc:  # mfusepy found no libfuse
-        raise ToolMissing(f"FUSE is not available: {exc} ({INSTALL_HINT})") from None
-    return mfusepy
-
-
-def is_mounted(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a mount point, a dead FUSE mount (its process killed) included:
-    ``os.path.ismount`` cannot stat those."""
-    target = os.path.abspath(path)
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                fields = line.split(" ")
-                if len(fields) > 4 and _unescape(fields[4]) == target:
-                    return True
-        return False
-    except OSError:
-        return os.path.ismount(target)
-
-
-def _unescape(field: str) -> str:
-    """A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes there."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
 
 
 def unmount(path: str | os.PathLike[str], wait: bool = True) -> dict[str, Any] | None:
