@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Import by reference (issue 23): ``tusk import`` of ``--objects`` objects (default 100,000)
 from a local S3 endpoint, against ``aws s3 ls --recursive`` of the same prefix, in the same
-run (target: the import within 2x of the listing itself).
+run (target: the import within 2x of the listing itself). Then a copy of a tenth of them
+(``tusk put file -r -f s3://...``, their bytes read into the store, several objects fetched
+at once) against ``aws s3 cp --recursive`` of the same objects to a folder (no target: the
+issue names none).
 
 The endpoint is moto in server mode on 127.0.0.1 (as the tests use; no MinIO on these
 machines): it answers the same ListObjectsV2 pages as S3, 1,000 keys each, so both sides do
@@ -100,6 +103,27 @@ def main() -> None:
               + " ".join(f"{x:.2f}" for x in aws_t))  # fmt: skip
         verdict = "PASS" if ratio <= TARGET else "FAIL"
         print(f"  ratio: {ratio:.2f}   target <= {TARGET}: {verdict}")
+        copy_t, cp_t = [], []
+        src = f"{url}/d0"  # a tenth of the objects (folders d00-d09)
+        count = sum(1 for i in range(args.objects) if i % 100 < 10)
+        for i in range(args.repeat):
+            timed([*TUSK, "--home", str(home), "create", "repo", f"c{i}"], env)
+            took, _ = timed(
+                [*TUSK, "--home", str(home), "put", "file", f"c{i}@master:/raw", "-r", "-f", src,
+                 "--endpoint-url", server.endpoint], env,
+            )  # fmt: skip
+            copy_t.append(took)
+            took, _ = timed([str(AWS), "s3", "cp", f"{src}", str(work / f"cp{i}"), "--recursive",
+                             "--quiet", "--endpoint-url", server.endpoint], env)  # fmt: skip
+            assert sum(len(f) for _, _, f in os.walk(work / f"cp{i}")) == count
+            cp_t.append(took)
+        best_copy, best_cp = min(copy_t), min(cp_t)
+        print(f"\n{count:,} of them copied (their bytes read), {args.repeat} rounds (best of each)")
+        print(f"  tusk put file -r -f s3://... (one commit): {best_copy:7.2f} s   runs: "
+              + " ".join(f"{x:.2f}" for x in copy_t))  # fmt: skip
+        print(f"  aws s3 cp --recursive (to a folder):       {best_cp:7.2f} s   runs: "
+              + " ".join(f"{x:.2f}" for x in cp_t))  # fmt: skip
+        print(f"  ratio: {best_copy / best_cp:.2f}")
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -361,3 +361,74 @@ def test_write_mount_against_a_server(store: Store, tmp_path: Path) -> None:
     b = bytearray(BASE["/dir/b.bin"])
     b[10] = ord("Q")
     assert files["/dir/b.bin"] == bytes(b)
+
+
+def test_mount_commit_commits_while_mounted_and_goes_on(store: Store, tmp_path: Path) -> None:
+    """``tusk mount --commit MOUNTPOINT``: what is staged becomes one commit now, the mount
+    stays and shows the same files, and later changes make the next commit at unmount."""
+    m = start_mount(store, tmp_path / "mnt", "--home", str(store.home), "mount", "--write",
+                    "data@master")  # fmt: skip
+    top = m.root / "data"
+    sh("echo one > one.txt\nrm gone/z.txt\nmv old older\n", cwd=top)
+    first = store.tusk("mount", "--commit", str(m.root), home=False)
+    assert first.returncode == 0, first.stderr
+    [c1] = new_commits(store)
+    assert first.stdout == f"data@master: committed {c1}\n"
+    expected = dict(BASE)
+    expected["/one.txt"] = b"one\n"
+    del expected["/gone/z.txt"]
+    for path in ("/x.txt", "/deep/y.txt"):
+        expected["/older" + path] = expected.pop("/old" + path)
+    assert files_of(store, "master", tmp_path) == expected
+    assert tree(top) == expected  # the mount shows the same, now on the new commit
+    assert not (top / "old").exists()
+    # Nothing staged: committing again changes nothing.
+    again = store.tusk("mount", "--commit", str(m.root), home=False)
+    assert again.returncode == 0 and again.stdout == "data@master: no changes, nothing committed\n"
+    # A file open for writing: refused, nothing committed, the mount goes on.
+    with open(top / "open.txt", "w") as f:
+        f.write("half")
+        f.flush()
+        busy = store.tusk("mount", "--commit", str(m.root), home=False)
+        assert busy.returncode == 4, busy.stderr
+        assert "open for writing" in busy.stderr and len(busy.stderr.splitlines()) == 1
+    assert new_commits(store) == [c1]
+    sh("rm one.txt\necho more >> keep.txt\n", cwd=top)
+    done = store.tusk("unmount", str(m.root), home=False)
+    assert done.returncode == 0, done.stderr
+    assert m.proc.wait(30) == 0
+    c2 = next(c for c in new_commits(store) if c != c1)
+    with store.client() as c:
+        assert c.inspect_commit("data@master").id == c2
+        assert c.inspect_commit(f"data@{c2}").parent == c1
+    del expected["/one.txt"]
+    expected["/keep.txt"] = BASE["/keep.txt"] + b"more\n"
+    expected["/open.txt"] = b"half"
+    assert files_of(store, "master", tmp_path) == expected
+
+
+def test_mount_commit_needs_a_running_write_mount(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    r = store.tusk("mount", "--commit", str(tmp_path / "empty"), home=False)
+    assert r.returncode == 2 and "is not mounted" in r.stderr, r.stderr
+    m = start_read_only(store, tmp_path / "ro")
+    r = store.tusk("mount", "--commit", str(m), home=False)
+    assert r.returncode == 2 and "not a --write mount" in r.stderr, r.stderr
+    r = store.tusk("mount", "--commit", "data@master", str(m), home=False)
+    assert r.returncode == 2 and "takes only the MOUNTPOINT" in r.stderr, r.stderr
+    assert store.tusk("unmount", str(m), home=False).returncode == 0
+    assert new_commits(store) == []
+
+
+def start_read_only(store: Store, root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [*TUSK, "--home", str(store.home), "mount", "data@master", str(root)],
+        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=store.env, text=True,
+    )  # fmt: skip
+    store.mounts.append((proc, root))
+    deadline = time.monotonic() + 30
+    while not os.path.ismount(root):
+        assert proc.poll() is None and time.monotonic() < deadline, "the mount did not come up"
+        time.sleep(0.02)
+    return root

@@ -22,6 +22,7 @@ from gateway import Gateway, start_gateway
 from s3server import CREDENTIALS, REGION, S3Server
 from tusk import Client
 from tusk.errors import InvalidArgument, ReferenceBroken, SourceError
+from tusk.storage.backends.objects import SMALL_OBJECT
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
@@ -201,7 +202,12 @@ def test_put_file_copies_s3_objects(client: Client, s3: S3Server, tmp_path: Path
     """``put file -f s3://...`` and ``-r -f s3://prefix`` copy the bytes in (here: the client
     reads the bucket, in-process or before sending them to a server)."""
     c = client
-    bucket, s3c = _bucket(s3, {"set/a.txt": b"a", "set/sub/b.txt": b"bb", "set/c.tmp": b"c"})
+    # Many small objects are fetched several at a time ahead of the writer, a big one
+    # (more than SMALL_OBJECT) is streamed in its turn: every file must still get its bytes.
+    many = {f"set/many/k{i:02}.bin": b"%d," % i * (i + 1) for i in range(40)}
+    big = os.urandom(SMALL_OBJECT + 4096)
+    bucket, s3c = _bucket(s3, {"set/a.txt": b"a", "set/sub/b.txt": b"bb", "set/c.tmp": b"c",
+                               "set/m/big.bin": big, **many})  # fmt: skip
     repo = f"copy{bucket[-8:]}"
     c.create_repo(repo)
     saved = os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -215,13 +221,16 @@ def test_put_file_copies_s3_objects(client: Client, s3: S3Server, tmp_path: Path
             os.environ["AWS_ENDPOINT_URL_S3"] = saved
     r = c.copy_objects(f"{repo}@master:/all", f"s3://{bucket}/set", exclude=["*.tmp"],
                        endpoint_url=s3.endpoint)  # fmt: skip
-    assert r.files == 2
-    for key in ("set/a.txt", "set/sub/b.txt"):
+    assert r.files == 2 + 1 + len(many)
+    for key in ("set/a.txt", "set/sub/b.txt", "set/m/big.bin", *many):
         s3c.delete_object(Bucket=bucket, Key=key)  # copies: they do not need the source
     assert c.get_file(f"{repo}@master:/one.txt") == b"a"
     assert c.get_file(f"{repo}@master:/all/sub/b.txt") == b"bb"
+    assert c.get_file(f"{repo}@master:/all/m/big.bin") == big
+    for key, data in many.items():
+        assert c.get_file(f"{repo}@master:/all/{key[4:]}") == data, key
     assert sorted(f.path for f in c.list_files(f"{repo}@master:/all")) == [
-        "/all/a.txt", "/all/sub"
+        "/all/a.txt", "/all/m", "/all/many", "/all/sub"
     ]  # fmt: skip
     problems = c.fsck(references=True).problems  # nothing refers to this bucket
     assert not [p for p in problems if bucket in p], problems

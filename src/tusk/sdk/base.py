@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import (
@@ -600,15 +600,19 @@ class BaseClient(PipelineMethods, AuthMethods):
     ) -> PutResult:
         """Copy every object below ``url`` (``s3://bucket/prefix``) under
         ``repo@branch:/path``, as one commit (``put file -r -f s3://...``): their bytes are
-        read now, here, with this machine's AWS credentials, one object at a time."""
-        from tusk.storage.backends.objects import LazyObject, s3_objects
+        read now, here, with this machine's AWS credentials, small objects several at a time
+        (``S3Objects.fetch_many``)."""
+        from tusk.storage.backends.objects import s3_objects
 
         objects = s3_objects(endpoint_url)
         selected, _listed = objects.select(url, exclude)
         if not selected:
             raise SourceError(f"no objects to copy under {url}")
-        items = (("/".join(parts), cast(BinaryIO, LazyObject(objects, obj.url)))
-                 for obj, parts in selected)  # fmt: skip
+        streams = objects.fetch_many(obj for obj, _parts in selected)
+        items = (
+            ("/".join(parts), stream)
+            for (_obj, parts), stream in zip(selected, streams, strict=True)
+        )
         return self.put_files(
             address, items, append=append, description=description, progress=progress
         )

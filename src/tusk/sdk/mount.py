@@ -63,7 +63,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -356,6 +356,14 @@ class _LRU:
     def values(self) -> list[Any]:
         with self._lock:
             return list(self._items.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            dropped = list(self._items.values())
+            self._items.clear()
+        if self._on_drop is not None:
+            for value in dropped:
+                self._on_drop(value)
 
 
 # The file system
@@ -946,6 +954,39 @@ class StagedFS(CommitFS):
             whiteouts.add(key)
         self.whiteouts = whiteouts
 
+    def commit_now(self) -> list[StagedCommit]:
+        """Commit what is staged, one commit per branch (:func:`commit_staged`), and go on
+        serving on top of those commits with nothing staged (``tusk mount --commit``).
+        Namespace changes wait meanwhile; InUse while a file of the mount is open through
+        the staging layer (written, or being written: its bytes could change under the
+        commit)."""
+        with self._ns:
+            with self._lock:
+                busy = any(isinstance(h, _WriteHandle) for h in self._handles.values())
+            if busy:
+                raise InUse(
+                    "a file of the mount is open for writing (or was written and is open): "
+                    "close it, then commit"
+                )
+            done: list[StagedCommit] = []
+            for name, source in list(self.sources.items()):
+                result = commit_staged(self, source)
+                done.append(result)
+                if result.commit is None:
+                    continue
+                below = f"/{source.name}/"
+                self.whiteouts = {w for w in self.whiteouts if not w.startswith(below)}
+                self.redirects = {k: v for k, v in self.redirects.items()
+                                  if not k.startswith(below)}  # fmt: skip
+                shutil.rmtree(self._upper(self._key(source, "/")), ignore_errors=True)
+                self.sources[name] = replace(
+                    source, commit=result.commit.id, size=result.commit.size,
+                    files=result.commit.files,
+                )  # fmt: skip
+            self._attrs.clear()  # what a path is now: the new commits say
+            self._journal()
+            return done
+
     def _journal(self) -> None:
         """Write what is staged besides files (for a person looking at a killed mount's
         staging folder; nothing reads it back)."""
@@ -1466,6 +1507,16 @@ def mount(
         _write_registry(mp, {"pid": os.getpid(), "mountpoint": str(mp), "staging": str(staging)})
     timeout = TIMEOUT if staging is None else 1.0  # a writable tree changes
     fs.warm_up()
+    stop = threading.Event()
+    server: threading.Thread | None = None
+    if isinstance(fs, StagedFS):
+        for stale in _control(mp):
+            stale.unlink(missing_ok=True)
+        server = threading.Thread(
+            target=_serve_commits, args=(fs, mp, stop, on_commit), name="tusk-mount-commit",
+            daemon=True,
+        )  # fmt: skip
+        server.start()
     try:
         fuse.FUSE(
             fs,
@@ -1489,6 +1540,10 @@ def mount(
             if staging is not None:
                 _registry(mp).unlink(missing_ok=True)
             raise TuskError(f"cannot mount at {mp}: libfuse failed (status {exc})") from None
+    finally:
+        stop.set()
+        if server is not None:
+            server.join()  # a commit it is making ends before the last one starts
     counts = fs.stats.snapshot()
     counts["cache_bytes"] = fs.cache.bytes
     if stats_path is not None:
@@ -1501,6 +1556,90 @@ def mount(
     return counts
 
 
+def _serve_commits(
+    fs: StagedFS, mp: Path, stop: threading.Event, on_commit: Callable[[StagedCommit], None] | None
+) -> None:
+    """Answer ``tusk mount --commit`` (:func:`commit_mount`) while mounted: a request file
+    beside the mount's record, polled; the outcome written beside it."""
+    request, answer = _control(mp)
+    while not stop.wait(0.1):
+        try:
+            nonce = request.read_text().strip()
+        except OSError:
+            continue
+        request.unlink(missing_ok=True)
+        record: dict[str, Any] = {"nonce": nonce}
+        try:
+            done = fs.commit_now()
+            record["results"] = [_result(d) for d in done]
+            if on_commit is not None:
+                for d in done:
+                    on_commit(d)
+        except TuskError as exc:
+            record["error"] = exc.shown()
+        except Exception as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        tmp = answer.with_name(f"{answer.name}.tmp")
+        tmp.write_text(json.dumps(record) + "\n")
+        tmp.replace(answer)
+
+
+def _control(mp: str | os.PathLike[str]) -> tuple[Path, Path]:
+    path = _registry(mp)
+    return path.with_suffix(".commit"), path.with_suffix(".committed")
+
+
+def _result(done: StagedCommit) -> dict[str, Any]:
+    return {"given": done.source.given, "repo": done.source.repo, "branch": done.source.branch,
+            "commit": done.commit.id if done.commit is not None else None,
+            "written": done.written, "deleted": done.deleted, "moved": done.moved}  # fmt: skip
+
+
+def commit_mount(path: str | os.PathLike[str], timeout: float = 600.0) -> list[dict[str, Any]]:
+    """Ask the ``--write`` mount at ``path`` to commit what it staged now and stay mounted
+    (``tusk mount --commit``); one result per branch, as :func:`unmount` gives them.
+    InvalidArgument if nothing (or a read-only mount) is mounted there, InUse while a file is
+    open for writing in it, TuskError if the commit failed (nothing staged is lost: it stays
+    staged) or the mount process ended first."""
+    mp = os.path.abspath(path)
+    if not is_mounted(mp):
+        raise InvalidArgument(f"{mp} is not mounted")
+    writer = _read_registry(mp)
+    if writer is None or writer.get("done"):
+        raise InvalidArgument(f"{mp} is not a --write mount: there is nothing to commit")
+    pid = int(writer["pid"])
+    if not _alive(pid):
+        raise TuskError(f"the mount process of {mp} is gone: nothing can be committed")
+    request, answer = _control(mp)
+    nonce = secrets.token_hex(8)
+    answer.unlink(missing_ok=True)
+    tmp = request.with_name(f"{request.name}.{os.getpid()}.tmp")
+    tmp.write_text(nonce + "\n")
+    tmp.replace(request)
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            got: dict[str, Any] = json.loads(answer.read_text())
+        except (OSError, ValueError):
+            got = {}
+        if got.get("nonce") == nonce:
+            answer.unlink(missing_ok=True)
+            break
+        if not _alive(pid):
+            raise TuskError(f"the mount process of {mp} ended before it committed")
+        if time.monotonic() > end:
+            request.unlink(missing_ok=True)
+            raise TuskError(f"the mount at {mp} did not commit within {timeout:g}s")
+        time.sleep(0.05)
+    if "error" in got:
+        error = str(got["error"])
+        if "open for writing" in error:
+            raise InUse(error)
+        raise TuskError(f"not committed: {error} (the changes stay staged)")
+    results: list[dict[str, Any]] = got["results"]
+    return results
+
+
 def _commit_all(fs: StagedFS, mp: Path, on_commit: Callable[[StagedCommit], None] | None) -> None:
     """One commit per source, in order; the outcome recorded for ``tusk unmount``."""
     results: list[dict[str, Any]] = []
@@ -1510,11 +1649,7 @@ def _commit_all(fs: StagedFS, mp: Path, on_commit: Callable[[StagedCommit], None
         for source in fs.sources.values():
             done = commit_staged(fs, source)
             shutil.rmtree(fs._upper(fs._key(source, "/")), ignore_errors=True)
-            results.append(
-                {"given": source.given, "repo": source.repo, "branch": source.branch,
-                 "commit": done.commit.id if done.commit is not None else None,
-                 "written": done.written, "deleted": done.deleted, "moved": done.moved}
-            )  # fmt: skip
+            results.append(_result(done))
             if on_commit is not None:
                 on_commit(done)
     except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,7 +21,7 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
 
 
 @click.command("mount")
-@click.argument("refs", nargs=-1, required=True, metavar="REPO@REF [REPO@REF ...]")
+@click.argument("refs", nargs=-1, metavar="REPO@REF [REPO@REF ...]")
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 @click.option(
     "--cache-size",
@@ -53,6 +54,13 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     help="With --write: stage changes in a new folder below DIR (default: "
     "$XDG_CACHE_HOME/tusk/mounts, i.e. ~/.cache/tusk/mounts).",
 )
+@click.option(
+    "--commit",
+    "commit_now",
+    is_flag=True,
+    help="Do not mount: make the --write mount at MOUNTPOINT commit what it staged so far, "
+    "one commit per branch, and stay mounted (tusk mount --commit MOUNTPOINT).",
+)
 @click.option("--debug", is_flag=True, hidden=True, help="libfuse's debug output (very verbose).")
 @click.pass_context
 def mount(
@@ -63,6 +71,7 @@ def mount(
     stats_path: Path | None,
     write: bool,
     staging: Path | None,
+    commit_now: bool,
     debug: bool,
 ) -> None:
     """Mount commits as a folder with FUSE, read lazily; with --write, one commit on unmount.
@@ -78,9 +87,19 @@ def mount(
     folders made and removed. Nothing reaches the branch while mounted: changes are staged
     in a local folder (its path is printed) and, when the mount ends, become one commit on
     each branch, on top of its head then (no changes: no commit). A killed mount commits
-    nothing and leaves its staged files in that folder.
+    nothing and leaves its staged files in that folder. tusk mount --commit MOUNTPOINT
+    commits what is staged so far without unmounting (refused while a file is open for
+    writing in it, exit 4).
     """
     from tusk.sdk import mount as m
+
+    if commit_now:
+        if refs or write or staging is not None or stats_path is not None:
+            fail("tusk mount --commit takes only the MOUNTPOINT of a running --write mount")
+        _print_results(m.commit_mount(mountpoint))
+        return
+    if not refs:
+        fail("give what to mount: tusk mount REPO@REF [REPO@REF ...] MOUNTPOINT")
 
     if mountpoint.exists() and not mountpoint.is_dir():
         fail(f"mount point {mountpoint.absolute()} is not a folder")
@@ -167,14 +186,18 @@ def unmount(mountpoint: Path) -> None:
             err=True,
         )
         return
-    for r in done.get("results", []):
-        where = f"{r['repo']}@{r['branch']}"
-        if r["commit"] is None:
-            click.echo(f"{where}: no changes, nothing committed")
-        else:
-            click.echo(f"{where}: committed {r['commit']}")
+    _print_results(done.get("results", []))
     if done.get("error"):
         raise TuskError(
             f"unmounted, but not committed: {done['error']} (the staged changes are in "
             f"{done['staging']})"
         )
+
+
+def _print_results(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        where = f"{r['repo']}@{r['branch']}"
+        if r["commit"] is None:
+            click.echo(f"{where}: no changes, nothing committed")
+        else:
+            click.echo(f"{where}: committed {r['commit']}")
