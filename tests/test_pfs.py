@@ -682,6 +682,32 @@ def test_copy_file_and_directory(repo: Client) -> None:
     assert repo.fsck().ok
 
 
+def test_modify_files_deletes_and_copies_in_one_commit_or_not_at_all(repo: Client) -> None:
+    repo.put_files("r@master:/", [("/a", b"a"), ("/d/b", b"b"), ("/d/c", b"c")])
+    repo.create_repo("other")
+    repo.put_file("other@master:/x", b"x")
+    head = repo.inspect_commit("r@master").id
+    done = repo.modify_files(
+        "r@master",
+        [("delete", "/d"), ("delete", "/not-there"), ("copy", "r@master:/d/b", "/d2/b"),
+         ("copy", "other@master:/x", "/from-other"), ("delete", "/a"),
+         ("copy", f"r@{head}:/a", "/a2")],
+        description="reshuffle",
+    )  # fmt: skip
+    assert done.parent == head and done.description == "reshuffle" and done.finished
+    assert files_of(repo, "r@master") == {"/d2/b": b"b", "/from-other": b"x", "/a2": b"a"}
+    assert [c.id for c in repo.list_commits("r")][:2] == [done.id, head]  # one commit
+    # All or nothing: a source that is not there fails the whole change.
+    with pytest.raises(FileNotFound):
+        repo.modify_files("r@master", [("delete", "/a2"), ("copy", "r@master:/nope", "/n")])
+    with pytest.raises(InvalidArgument, match="a change is"):
+        repo.modify_files("r@master", [("move", "/a2", "/a3")])
+    with pytest.raises(InvalidArgument, match="no changes"):
+        repo.modify_files("r@master", [])
+    assert repo.inspect_commit("r@master").id == done.id
+    assert files_of(repo, "r@master") == {"/d2/b": b"b", "/from-other": b"x", "/a2": b"a"}
+
+
 def test_copy_across_repos(repo: Client) -> None:
     repo.put_files("r@master:/", [("/d/a", b"a" * 100_000), ("/d/b", b"b")])
     repo.create_repo("other")

@@ -318,6 +318,7 @@ JSON_BODIES: dict[str, Any] = {
     "set_retention": {"keep_last": 5},
     "start_commit": {"branch": "master"},
     "copy_file": {"src": "r@master:/a.txt"},
+    "modify_files": {"changes": [{"copy": "r@master:/a.txt", "to": "/b.txt"}]},
     "gc": {"grace": 0},
     "create_pipeline": {"spec": pipeline_spec("intruder")},
     "update_pipeline": {"spec": pipeline_spec("p"), "reprocess": True},

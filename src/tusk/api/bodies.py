@@ -125,6 +125,19 @@ class CopySource(_Body):
     src: str = Field(description="What to copy: 'repo@ref:/path' (any repo or commit).")
 
 
+class Change(_Body):
+    delete: str | None = Field(None, description="A path to delete (skipped if not there).")
+    copy_: str | None = Field(
+        None, alias="copy", description="What to copy: 'repo@ref:/path' (any repo or commit)."
+    )
+    to: str | None = Field(None, description="Where the copy goes (with 'copy').")
+
+
+class Changes(_Body):
+    changes: list[Change] = Field(description="Applied in order, as one commit.")
+    description: str = ""
+
+
 class Gc(_Body):
     grace: float = Field(3600.0, ge=0, allow_inf_nan=False, description="Seconds.")
     dry_run: bool = False

@@ -577,6 +577,25 @@ def pfs_router(
         auth.require(current_caller(), REPO_READ, src.repo, edge=EDGE, operation="copy_file")
         return ok(pfs.copy_file(src, repo_name(repo), ref_text(ref), file_path(path)))
 
+    @r.post("/repos/{repo}/commits/{ref}/changes", tags=["files"])
+    @returns(CommitInfo)
+    def modify_files(repo: str, ref: str, body: bodies.Changes) -> Response:
+        """Deletes and copies as one commit, in one transaction (all or nothing)."""
+        changes: list[tuple[str, ...]] = []
+        for c in body.changes:
+            if c.delete is not None and c.copy_ is None and c.to is None:
+                changes.append(("delete", c.delete))
+            elif c.delete is None and c.copy_ is not None and c.to is not None:
+                src = parse_address(c.copy_)
+                auth.require(current_caller(), REPO_READ, src.repo, edge=EDGE,
+                             operation="modify_files")  # fmt: skip
+                changes.append(("copy", c.copy_, c.to))
+            else:
+                raise InvalidArgument(
+                    "each change is {delete: PATH} or {copy: REPO@REF:/PATH, to: PATH}"
+                )
+        return ok(pfs.modify_files(repo_name(repo), ref_text(ref), changes, body.description))
+
     # Files: reads
 
     @r.get(

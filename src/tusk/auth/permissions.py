@@ -144,6 +144,7 @@ REST: dict[str, Rule] = {
     "put_tar": _write(),
     "delete_file": _write(),
     "copy_file": _write(),  # and read on the source repo (in the handler)
+    "modify_files": _write(),  # and read on each copy's source repo (in the handler)
     "get_file": _read(),
     "get_tar": _read(),
     "inspect_file": _read(),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from tusk.errors import InvalidArgument
 
 
 class _Dict:
@@ -264,3 +267,17 @@ class GcReport(_Dict):
     expired: list[str] = field(default_factory=list)
     jobs_expired: int = 0
     kept_for_lineage: int = 0
+
+
+def check_changes(changes: Sequence[tuple[str, ...]]) -> None:
+    """InvalidArgument unless every change is ``("delete", path)`` or ``("copy", source,
+    path)`` and there is one at least (``modify_files``, checked by the SDK and the service
+    alike)."""
+    if not changes:
+        raise InvalidArgument("no changes given: nothing to commit")
+    for change in changes:
+        shape = (change[0] if change else None, len(change))
+        if shape not in (("delete", 2), ("copy", 3)) or not all(isinstance(x, str) for x in change):
+            raise InvalidArgument(
+                f"a change is ('delete', path) or ('copy', source, path), not {tuple(change)!r}"
+            )

@@ -67,6 +67,7 @@ from tusk.pfs.models import (
     RepoInfo,
     RetentionRule,
     TagInfo,
+    check_changes,
 )
 from tusk.pfs.paths import check_parts, split_path
 from tusk.pfs.refs import Address, Ref, parse_ref
@@ -115,6 +116,7 @@ class PutOp:
 @dataclass(frozen=True)
 class DeleteOp:
     parts: tuple[str, ...]
+    missing_ok: bool = False  # a path that is not there: nothing to do, not FileNotFound
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class PlaceOp:
 
 
 Op = PutOp | DeleteOp | CopyOp | PlaceOp
+Change = tuple[str, ...]  # ("delete", path) or ("copy", source address, path)
 
 
 # Commits listed per read transaction: few round trips, and writers wait on none for long.
@@ -1368,6 +1371,26 @@ class PfsService:
             raise InvalidArgument("copy needs a source path: repo@ref:/path")
         return self.modify(dst_repo, dst_ref, [CopyOp(src, split_path(dst_path))])
 
+    def modify_files(
+        self, repo: str, ref: str, changes: Sequence[Change], description: str = ""
+    ) -> CommitInfo:
+        """Deletes and copies as one commit, in one transaction: all or nothing. Each change is
+        ``("delete", path)`` (a path that is not there is skipped) or ``("copy", source, path)``
+        (``source`` an address, any repo or commit: nothing is read or written but the tree)."""
+        from tusk.pfs.refs import parse_address
+
+        check_changes(changes)
+        ops: list[Op] = []
+        for change in changes:
+            if change[0] == "delete":
+                ops.append(DeleteOp(split_path(change[1]), missing_ok=True))
+            else:
+                src = parse_address(change[1])
+                if src.path is None:
+                    raise InvalidArgument(f"copy needs a source path: {change[1]} has none")
+                ops.append(CopyOp(src, split_path(change[2])))
+        return self.modify(repo, ref, ops, description)
+
     def _check_writable(self, repo: str, ref: str) -> bytes:
         """Fail early if ``ref`` cannot be written; return the tree a write would start from."""
         with self.meta.read() as tx:
@@ -1530,7 +1553,8 @@ class PfsService:
             editor.add_nodes(nodes)
             editor.put(op.parts, entry)
         elif isinstance(op, DeleteOp):
-            editor.delete(op.parts)
+            if not (op.missing_ok and op.parts and editor.kind(op.parts) is None):
+                editor.delete(op.parts)
         elif isinstance(op, PlaceOp):
             editor.put(op.parts, op.entry)
         else:

@@ -47,6 +47,7 @@ from tusk.pfs.models import (
     RepoInfo,
     RetentionRule,
     TagInfo,
+    check_changes,
 )
 from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
@@ -440,6 +441,21 @@ class BaseClient(PipelineMethods, AuthMethods):
         if d.path is None:
             raise InvalidArgument("copy file needs a destination path: repo@branch:/path")
         return self._t.copy_file(src, s, d, d.path)
+
+    def modify_files(
+        self, address: str, changes: Sequence[tuple[str, ...]], description: str = ""
+    ) -> CommitInfo:
+        """Deletes and copies at ``repo@branch`` (or an open commit) as one commit, in one
+        transaction: all or nothing. Each change is ``("delete", "/path")`` (a path that is
+        not there is skipped) or ``("copy", "repo@ref:/path", "/path")`` (any repo or commit;
+        no data moves)."""
+        check_changes(changes)
+        addr = self._parse(address)
+        resolved = [
+            (c[0], self._address(c[1]), c[2]) if c and c[0] == "copy" and len(c) == 3 else c
+            for c in changes
+        ]
+        return self._t.modify_files(addr, resolved, description)
 
     # Files: reads
 

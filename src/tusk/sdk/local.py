@@ -333,6 +333,11 @@ class LocalTransport:
     def copy_file(self, src_text: str, src: Address, dst: Address, path: str) -> CommitInfo:
         return self.pfs.copy_file(src, dst.repo, ref_text(dst), path)
 
+    def modify_files(
+        self, addr: Address, changes: Sequence[tuple[str, ...]], description: str
+    ) -> CommitInfo:
+        return self.pfs.modify_files(addr.repo, ref_text(addr), changes, description)
+
     def open_file(self, addr: Address) -> Iterator[bytes]:
         return self.pfs.read_file(addr.repo, ref_text(addr), addr.path or "/")
 

@@ -1354,15 +1354,15 @@ def commit_staged(fs: StagedFS, source: MountSource) -> StagedCommit:
 
     The data goes first, where the branch does not see it: every staged file is put, in one
     ``put_files``, as the only commit of a temporary branch ``tusk-mount-<hex>`` (made
-    without a parent). Only then is the commit opened on the branch (on its head as it is
-    now: the changes are applied on top, path by path, as a ``tusk put file`` would; a path
-    also changed on the branch since the mount started takes the mount's version), and filled
-    with metadata-only calls: each deleted or renamed path deleted, each renamed one copied
-    from the base commit, each staged file or new folder copied from the temporary commit;
-    then finished. Any error deletes the open commit, so the branch stays where it was; the
-    temporary branch and its commit are removed either way. The window in which a killed
-    process leaves the branch with an open head is those metadata calls (see
-    docs/import-and-mount.md)."""
+    without a parent). Then one ``modify_files`` call makes the commit on the branch, in one
+    transaction (on its head as it is now: the changes are applied on top, as a ``tusk put
+    file`` would; a path also changed on the branch since the mount started takes the
+    mount's version), from metadata alone: each deleted or renamed path deleted, each renamed
+    one copied from the base commit, each staged file or new folder copied from the
+    temporary commit. So the branch moves once, or not at all: a process killed at any
+    moment leaves it where it was or at the finished commit. The temporary branch and its
+    commit are removed either way (one left by a killed process is named
+    ``tusk-mount-*``)."""
     client = fs.client
     key = f"/{source.name}"
     below = key + "/"
@@ -1388,21 +1388,13 @@ def commit_staged(fs: StagedFS, source: MountSource) -> StagedCommit:
             client.create_branch(scratch)
             put = client.put_files(scratch, files, description=description)
             scratch_commit = put.commit.id
-        opened = client.start_commit(f"{repo}@{branch}", description=description)
-        at = f"{repo}@{opened.id}"
-        try:
-            for path in structural:
-                with contextlib.suppress(NotFound, PathConflict):
-                    client.delete_file(f"{at}:{path}")
-                if path in redirects:
-                    client.copy_file(f"{repo}@{source.commit}:{redirects[path]}", f"{at}:{path}")
-            for path in copies:
-                client.copy_file(f"{repo}@{scratch_commit}:{path}", f"{at}:{path}")
-            done = client.finish_commit(at)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                client.delete_commit(at)
-            raise
+        changes: list[tuple[str, ...]] = []
+        for path in structural:
+            changes.append(("delete", path))
+            if path in redirects:
+                changes.append(("copy", f"{repo}@{source.commit}:{redirects[path]}", path))
+        changes += [("copy", f"{repo}@{scratch_commit}:{path}", path) for path in copies]
+        done = client.modify_files(f"{repo}@{branch}", changes, description=description)
     finally:
         if scratch is not None:
             with contextlib.suppress(Exception):

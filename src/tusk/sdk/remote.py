@@ -542,6 +542,19 @@ class HttpTransport:
         url = self._commit_url(dst, "copy", _path(path))
         return decode(CommitInfo, self._call("POST", url, json={"src": src_text}))
 
+    def modify_files(
+        self, addr: Address, changes: Sequence[tuple[str, ...]], description: str
+    ) -> CommitInfo:
+        body = [
+            {"delete": c[1]} if c[0] == "delete" and len(c) == 2
+            else {"copy": c[1], "to": c[2]} if c[0] == "copy" and len(c) == 3
+            else {"change": list(c)}  # refused by the server, with the reason
+            for c in changes
+        ]  # fmt: skip
+        url = self._commit_url(addr, "changes")
+        payload = {"changes": body, "description": description}
+        return decode(CommitInfo, self._call("POST", url, json=payload))
+
     def open_file(self, addr: Address) -> Iterator[bytes]:
         response = self._send("GET", self._commit_url(addr, "files", _path(addr.path)), stream=True)
         return self._blocks(response)
