@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Import by reference (issue 23): ``tusk import`` of ``--objects`` objects (default 100,000)
 from a local S3 endpoint, against ``aws s3 ls --recursive`` of the same prefix, in the same
-run (target: the import within 2x of the listing itself). Then a copy of a tenth of them
-(``tusk put file -r -f s3://...``, their bytes read into the store, several objects fetched
-at once) against ``aws s3 cp --recursive`` of the same objects to a folder (no target: the
-issue names none).
+run (target: the import within 2x of the listing itself). Then a copy of ``--copy`` other
+objects of 16 KiB (default 2,000: ``tusk put file -r -f s3://...``, their bytes read into the
+store, several objects fetched at once) against ``aws s3 cp --recursive`` of the same
+objects to a folder (no target: the issue names none).
 
 The endpoint is moto in server mode on 127.0.0.1 (as the tests use; no MinIO on these
 machines): it answers the same ListObjectsV2 pages as S3, 1,000 keys each, so both sides do
@@ -54,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--objects", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--copy", type=int, default=2000, help="objects for the copy (16 KiB each)")
     args = ap.parse_args()
     if not AWS.exists():
         raise SystemExit(f"the aws CLI is missing at {AWS}: ./dev.sh installs it")
@@ -104,8 +105,14 @@ def main() -> None:
         verdict = "PASS" if ratio <= TARGET else "FAIL"
         print(f"  ratio: {ratio:.2f}   target <= {TARGET}: {verdict}")
         copy_t, cp_t = [], []
-        src = f"{url}/d0"  # a tenth of the objects (folders d00-d09)
-        count = sum(1 for i in range(args.objects) if i % 100 < 10)
+        count = args.copy
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(
+                lambda i: s3.put_object(Bucket=bucket, Key=f"copy/k{i % 20:02}/c{i:06}.bin",
+                                        Body=os.urandom(16 * 1024)),
+                range(count),
+            ))  # fmt: skip
+        src = f"s3://{bucket}/copy"
         for i in range(args.repeat):
             timed([*TUSK, "--home", str(home), "create", "repo", f"c{i}"], env)
             took, _ = timed(
@@ -118,7 +125,8 @@ def main() -> None:
             assert sum(len(f) for _, _, f in os.walk(work / f"cp{i}")) == count
             cp_t.append(took)
         best_copy, best_cp = min(copy_t), min(cp_t)
-        print(f"\n{count:,} of them copied (their bytes read), {args.repeat} rounds (best of each)")
+        print(f"\n{count:,} objects of 16 KiB copied (their bytes read), {args.repeat} rounds "
+              "(best of each)")  # fmt: skip
         print(f"  tusk put file -r -f s3://... (one commit): {best_copy:7.2f} s   runs: "
               + " ".join(f"{x:.2f}" for x in copy_t))  # fmt: skip
         print(f"  aws s3 cp --recursive (to a folder):       {best_cp:7.2f} s   runs: "

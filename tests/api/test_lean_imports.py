@@ -103,8 +103,12 @@ def test_a_read_command_against_a_server_loads_no_storage_pipelines_or_server(
     modules = loaded(CLI.format(argv=argv), env)
     assert "httpx" in modules  # the command did talk to the server
     assert offenders(modules, STORAGE | SERVER | PIPELINES) == []
-    # httpx's own command line (and the rich.progress, pygments under it) stays out.
-    assert offenders(modules, {"httpx._main", "pygments", "rich.progress"}) == []
+    # httpx's own command line (and the rich.progress, pygments under it) stays out; so do
+    # rich's tables (plain tables are written directly) and, for file and repo commands, the
+    # pipeline layer's result types.
+    assert offenders(modules, {"httpx._main", "pygments", "rich.progress", "rich.table"}) == []
+    if argv[1] != "image":
+        assert offenders(modules, {"tusk.pps"}) == []
 
 
 def test_the_sdk_against_a_server_loads_no_storage(served: tuple[Live, dict[str, str]]) -> None:

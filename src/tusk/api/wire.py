@@ -25,7 +25,6 @@ from tusk.pfs.models import (
     MergeSide,
     PutResult,
 )
-from tusk.pps.models import ApplyChange, ApplyResult, LineageStep, PipelineInfo, PipelineVersion
 
 API_PREFIX = "/api/v1"
 # A request that overrides branch protection (a clusterAdmin's forced write; tusk.api.guard).
@@ -163,10 +162,8 @@ def decode(cls: type[T], data: Any) -> T:
         kw["commit"] = decode(CommitInfo, kw["commit"])
     elif cls is BranchInfo and kw.get("trigger") is not None:
         kw["trigger"] = decode(BranchTrigger, kw["trigger"])
-    elif cls is PipelineInfo:
-        kw["versions"] = [decode(PipelineVersion, v) for v in kw.get("versions") or []]
-    elif cls is LineageStep:
-        kw["inputs"] = [decode(LineageStep, s) for s in kw.get("inputs") or []]
+    elif cls.__module__ == "tusk.pps.models":  # loaded by pipeline commands only
+        _decode_pps(cls, kw)
     elif cls is MergeResult:
         if kw.get("commit") is not None:
             kw["commit"] = decode(CommitInfo, kw["commit"])
@@ -176,9 +173,18 @@ def decode(cls: type[T], data: Any) -> T:
     elif cls is MergeConflictInfo:
         for side in ("base", "ours", "theirs"):
             kw[side] = decode(MergeSide, kw[side])
+    return cls(**kw)
+
+
+def _decode_pps(cls: type, kw: dict[str, Any]) -> None:
+    from tusk.pps.models import ApplyChange, ApplyResult, LineageStep, PipelineInfo, PipelineVersion
+
+    if cls is PipelineInfo:
+        kw["versions"] = [decode(PipelineVersion, v) for v in kw.get("versions") or []]
+    elif cls is LineageStep:
+        kw["inputs"] = [decode(LineageStep, s) for s in kw.get("inputs") or []]
     elif cls is ApplyResult:
         kw["changes"] = [decode(ApplyChange, c) for c in kw.get("changes") or []]
-    return cls(**kw)
 
 
 def decode_list(cls: type[T], data: Any) -> list[T]:

@@ -27,12 +27,12 @@ from tusk.pfs.models import (
     RetentionRule,
 )
 from tusk.pfs.sourcetext import is_url, source_name
-from tusk.pps.cached_images import CachedImage
-from tusk.pps.models import DatumInfo, DatumRun, JobInfo, LineageStep, LogLine, PipelineInfo
 from tusk.sdk.client import Client, CommitHandle
 from tusk.sdk.pipelines import read_spec_source
 
 if TYPE_CHECKING:
+    from tusk.pps.cached_images import CachedImage
+    from tusk.pps.models import DatumInfo, DatumRun, JobInfo, LineageStep, LogLine, PipelineInfo
     from tusk.pps.spec import load_spec
     from tusk.sdk.remote import RemoteClient
     from tusk.sdk.sql import SqlCommit, SqlInput
@@ -73,6 +73,9 @@ __all__ = [
 ]
 
 
+_PIPELINE_MODELS = ("DatumInfo", "DatumRun", "JobInfo", "LineageStep", "LogLine", "PipelineInfo")
+
+
 def __getattr__(name: str) -> Any:
     if name == "load_spec":
         from tusk.pps.spec import load_spec
@@ -86,6 +89,14 @@ def __getattr__(name: str) -> Any:
         from tusk.sdk import sql
 
         return getattr(sql, name)
+    if name in _PIPELINE_MODELS:  # loaded by the commands that show pipelines, not by all
+        from tusk.pps import models
+
+        return getattr(models, name)
+    if name == "CachedImage":
+        from tusk.pps.cached_images import CachedImage
+
+        return CachedImage
     if name == "TableDiff":
         from tusk.sdk.tablediff import TableDiff
 

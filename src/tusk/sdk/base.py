@@ -52,7 +52,6 @@ from tusk.pfs.models import (
 from tusk.pfs.paths import join_path, split_path
 from tusk.pfs.refs import Address, parse_address
 from tusk.pfs.sourcetext import source_name
-from tusk.pps.models import CheckInfo
 from tusk.sdk.auth import AuthMethods
 from tusk.sdk.pipelines import PipelineMethods
 
@@ -60,6 +59,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from tusk.pps.models import CheckInfo
     from tusk.sdk.local import LocalTransport
     from tusk.sdk.remote import HttpTransport
     from tusk.sdk.sql import SqlCommit

@@ -15,21 +15,22 @@ from typing import TYPE_CHECKING, Any, cast
 from tusk.errors import InvalidArgument, SourceError
 from tusk.pfs.models import CommitInfo
 from tusk.pfs.sourcetext import is_url
-from tusk.pps.cached_images import CachedImage, check_archive, find_image
-from tusk.pps.models import (
-    ApplyResult,
-    DatumInfo,
-    DatumRun,
-    JobInfo,
-    LineageStep,
-    LogLine,
-    PipelineInfo,
-    SecretInfo,
-)
 from tusk.sdk.projects import ProjectScope
 
-if TYPE_CHECKING:  # pydantic loads only when pipelines are used: plain file commands stay quick
+if TYPE_CHECKING:  # pydantic, and the pipeline layer's results, load only when pipelines are
+    # used: plain file commands stay quick
     from tusk.pps.apply import Document
+    from tusk.pps.cached_images import CachedImage
+    from tusk.pps.models import (
+        ApplyResult,
+        DatumInfo,
+        DatumRun,
+        JobInfo,
+        LineageStep,
+        LogLine,
+        PipelineInfo,
+        SecretInfo,
+    )
     from tusk.sdk.base import BaseClient
     from tusk.sdk.debugging import DebugFolder
     from tusk.sdk.local import LocalTransport
@@ -396,6 +397,8 @@ class PipelineMethods(ProjectScope):
         A file that is not such a tarball raises InvalidImage before anything is sent or
         copied; ``progress`` gets the bytes sent to a server.
         """
+        from tusk.pps.cached_images import check_archive
+
         path = image_tarball(source)
         check_archive(path, f"image tarball {path}")
         return self._t.load_image(path, progress)
@@ -407,6 +410,8 @@ class PipelineMethods(ProjectScope):
     def inspect_image(self, name: str) -> CachedImage:
         """One cached image, named by its digest, a unique prefix of it (as ``list_images``
         tables show it), or a reference that resolves to it (a repo tag it was loaded with)."""
+        from tusk.pps.cached_images import find_image
+
         return find_image(self._t.list_images(), name)
 
     def delete_image(self, name: str) -> CachedImage:

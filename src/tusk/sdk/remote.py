@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -84,20 +84,22 @@ from tusk.pfs.models import (
 from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address
 from tusk.pfs.sourcetext import is_url, local_error
-from tusk.pps.cached_images import CachedImage
-from tusk.pps.models import (
-    ApplyResult,
-    CheckInfo,
-    DatumInfo,
-    DatumRun,
-    JobInfo,
-    LineageStep,
-    LogLine,
-    PipelineInfo,
-    SecretInfo,
-)
 from tusk.sdk.base import BaseClient, Progress, SourceLike, ref_text, walk_local
 from tusk.sdk.projects import current_project
+
+if TYPE_CHECKING:  # the pipeline layer's results load with the calls that return them
+    from tusk.pps.cached_images import CachedImage
+    from tusk.pps.models import (
+        ApplyResult,
+        CheckInfo,
+        DatumInfo,
+        DatumRun,
+        JobInfo,
+        LineageStep,
+        LogLine,
+        PipelineInfo,
+        SecretInfo,
+    )
 
 T = TypeVar("T")
 SPOOL = 8 * 1024 * 1024  # a stream of unknown size is kept in memory up to this, then on disk
@@ -375,6 +377,8 @@ class HttpTransport:
         return self._per_repo(ProtectionInfo, repo, "protections")
 
     def list_checks(self, repo: str | None) -> list[CheckInfo]:
+        from tusk.pps.models import CheckInfo
+
         return self._per_repo(CheckInfo, repo, "checks")
 
     def delete_check(self, name: str) -> None:
@@ -677,6 +681,8 @@ class HttpTransport:
         self, spec: dict[str, Any], origin: dict[str, Any], update: bool, reprocess: bool
     ) -> PipelineInfo:
         body = {"spec": spec, "update": update, "reprocess": reprocess, "origin": origin}
+        from tusk.pps.models import PipelineInfo
+
         return decode(PipelineInfo, self._call("POST", "/pipelines", json=body))
 
     def apply(
@@ -694,13 +700,19 @@ class HttpTransport:
             "dry_run": dry_run,
             "reprocess": reprocess,
         }
+        from tusk.pps.models import ApplyResult
+
         return decode(ApplyResult, self._call("POST", "/apply", json=body))
 
     def inspect_pipeline(self, name: str, history: bool) -> PipelineInfo:
         url = f"/pipelines/{_seg(name)}"
+        from tusk.pps.models import PipelineInfo
+
         return decode(PipelineInfo, self._call("GET", url, params=_params(history=history)))
 
     def list_pipelines(self) -> list[PipelineInfo]:
+        from tusk.pps.models import PipelineInfo
+
         return decode_list(PipelineInfo, self._call("GET", "/pipelines"))
 
     def delete_pipeline(self, name: str, keep_repo: bool, force: bool) -> None:
@@ -709,6 +721,8 @@ class HttpTransport:
 
     def set_pipeline_state(self, name: str, state: str) -> PipelineInfo:
         verb = "stop" if state == "paused" else "start"
+        from tusk.pps.models import PipelineInfo
+
         return decode(PipelineInfo, self._call("POST", f"/pipelines/{_seg(name)}/{verb}"))
 
     def run_pipeline(self, name: str, branch: str | None) -> CommitInfo:
@@ -730,9 +744,13 @@ class HttpTransport:
 
     def list_jobs(self, pipeline: str | None, commit_set: str | None) -> list[JobInfo]:
         params = _params(pipeline=pipeline, commit_set=commit_set)
+        from tusk.pps.models import JobInfo
+
         return decode_list(JobInfo, self._call("GET", "/jobs", params=params))
 
     def inspect_job(self, pipeline: str | None, job: str) -> JobInfo:
+        from tusk.pps.models import JobInfo
+
         return decode(JobInfo, self._call("GET", self._job_url(pipeline, job)))
 
     def wait_job(
@@ -743,9 +761,13 @@ class HttpTransport:
         run: bool,
         log: Callable[[str], None] | None,
     ) -> JobInfo:
+        from tusk.pps.models import JobInfo
+
         return decode(JobInfo, self._wait(self._job_url(pipeline, job, "wait"), timeout))
 
     def stop_job(self, pipeline: str | None, job: str) -> JobInfo:
+        from tusk.pps.models import JobInfo
+
         return decode(JobInfo, self._call("POST", self._job_url(pipeline, job, "stop")))
 
     def restart_datums(self, pipeline: str, job: str, filters: list[str]) -> list[str]:
@@ -754,19 +776,27 @@ class HttpTransport:
         return list(answer["restarted"])
 
     def list_datums(self, pipeline: str, job: str) -> list[DatumInfo]:
+        from tusk.pps.models import DatumInfo
+
         return decode_list(DatumInfo, self._call("GET", self._job_url(pipeline, job, "datums")))
 
     def inspect_datum(self, pipeline: str, job: str, datum: str) -> DatumInfo:
         url = self._job_url(pipeline, job, "datums", _seg(datum))
+        from tusk.pps.models import DatumInfo
+
         return decode(DatumInfo, self._call("GET", url))
 
     def datum_run(self, pipeline: str, job: str, datum: str) -> DatumRun:
         url = self._job_url(pipeline, job, "datums", _seg(datum), "run")
+        from tusk.pps.models import DatumRun
+
         return decode(DatumRun, self._call("GET", url))
 
     def logs(self, pipeline: str, job: str | None, datum: str | None, after: int) -> list[LogLine]:
         params = _params(job=job, datum=datum, after=after)
         url = f"/pipelines/{_seg(pipeline)}/logs"
+        from tusk.pps.models import LogLine
+
         return decode_list(LogLine, self._call("GET", url, params=params))
 
     def wait_commit_set(
@@ -776,21 +806,31 @@ class HttpTransport:
         run: bool,
         log: Callable[[str], None] | None,
     ) -> list[JobInfo]:
+        from tusk.pps.models import JobInfo
+
         return decode_list(JobInfo, self._wait(f"/commit-sets/{_seg(commit_set)}/wait", timeout))
 
     def lineage(self, addr: Address, path: str, depth: int) -> LineageStep:
         url = self._commit_url(addr, "lineage", _path(path))
+        from tusk.pps.models import LineageStep
+
         return decode(LineageStep, self._call("GET", url, params={"depth": depth}))
 
     # Secrets
 
     def create_secret(self, manifest: dict[str, Any] | str) -> SecretInfo:
+        from tusk.pps.models import SecretInfo
+
         return decode(SecretInfo, self._call("POST", "/secrets", json={"manifest": manifest}))
 
     def list_secrets(self) -> list[SecretInfo]:
+        from tusk.pps.models import SecretInfo
+
         return decode_list(SecretInfo, self._call("GET", "/secrets"))
 
     def inspect_secret(self, name: str) -> SecretInfo:
+        from tusk.pps.models import SecretInfo
+
         return decode(SecretInfo, self._call("GET", f"/secrets/{_seg(name)}"))
 
     def delete_secret(self, name: str) -> None:
@@ -805,14 +845,20 @@ class HttpTransport:
         headers = {"content-type": "application/x-tar", "content-length": str(size)}
         url = "/images"
         params = {"name": str(path)}
+        from tusk.pps.cached_images import CachedImage
+
         return decode(
             CachedImage, self._call("POST", url, params=params, content=body, headers=headers)
         )
 
     def list_images(self) -> list[CachedImage]:
+        from tusk.pps.cached_images import CachedImage
+
         return decode_list(CachedImage, self._call("GET", "/images"))
 
     def delete_image(self, name: str) -> CachedImage:
+        from tusk.pps.cached_images import CachedImage
+
         return decode(CachedImage, self._call("DELETE", f"/images/{_seg(name)}"))
 
     # Running jobs: the server's business
