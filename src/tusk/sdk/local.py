@@ -42,24 +42,24 @@ from tusk.pfs.paths import split_path
 from tusk.pfs.refs import Address
 from tusk.pfs.sources import BlockStream, BytesSource, LocalFile, Source, StreamSource, source_for
 from tusk.pfs.tree import TreeParams
-from tusk.pps.cached_images import CachedImage, cached_image, cached_images
-from tusk.pps.models import (
-    ApplyResult,
-    CheckInfo,
-    DatumInfo,
-    DatumRun,
-    JobInfo,
-    LineageStep,
-    LogLine,
-    PipelineInfo,
-    SecretInfo,
-)
 from tusk.sdk.base import Progress, SourceLike, ref_text, walk_local
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the pipeline layer loads with the first call that needs it
     from tusk.pfs.gates import CheckRequest
+    from tusk.pps.cached_images import CachedImage
     from tusk.pps.dask_executor import DaskExecutor
     from tusk.pps.executor import DatumOutcome, LocalExecutor
+    from tusk.pps.models import (
+        ApplyResult,
+        CheckInfo,
+        DatumInfo,
+        DatumRun,
+        JobInfo,
+        LineageStep,
+        LogLine,
+        PipelineInfo,
+        SecretInfo,
+    )
     from tusk.pps.service import Pause, PpsService
 
 
@@ -529,10 +529,14 @@ class LocalTransport:
     # Images
 
     def load_image(self, path: Path, progress: Callable[[int], None] | None) -> CachedImage:
+        from tusk.pps.cached_images import cached_image
+
         cache = self.pps.images
         return cached_image(cache, cache.load(path).digest)
 
     def list_images(self) -> list[CachedImage]:
+        from tusk.pps.cached_images import cached_images
+
         return cached_images(self.pps.images)
 
     def delete_image(self, name: str) -> CachedImage:
