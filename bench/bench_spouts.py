@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tusk
+from bytecode import compile_tusk
 from servers import tusk_up_s3
 
 TARGET = 50.0
@@ -113,6 +114,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=1000, help="commits each way")
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
+    compile_tusk()  # as installed: the spouts and servers are whole processes (bench/bytecode.py)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-spouts-") as tmp:
         base = Path(tmp)

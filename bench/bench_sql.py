@@ -36,6 +36,7 @@ from typing import Any
 
 import duckdb
 
+from bytecode import compile_tusk
 from tusk import Client
 
 MiB = 1024 * 1024
@@ -83,6 +84,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    compile_tusk()  # as installed: the CLI rows time whole processes (bench/bytecode.py)
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tusk-bench-sql-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -1087,6 +1087,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no tusk executable found (use --tusk PATH or --skip-tusk)", file=sys.stderr)
         return 2
     sizes = Sizes.from_scale(args.scale)
+    if not args.skip_tusk:
+        sys.path.insert(0, str(BENCH_DIR))
+        from bytecode import compile_tusk
+
+        compile_tusk()  # as installed: whole tusk processes are timed (bench/bytecode.py)
     try:
         root, temp = prepare_workdir(args.workdir)
     except BenchError as exc:
