@@ -1,12 +1,14 @@
 """OCI images built offline for tests and benchmarks: busybox alone, and this machine's Python.
 
 Nothing is downloaded. :func:`busybox_image` is Debian's static ``/bin/busybox`` FROM scratch
-with a symlink in ``/bin`` for each of its applets. :func:`python_image` is the interpreter that
-runs this process, copied with its standard library, chosen packages of this venv and every
-shared library ``ldd`` names (the dynamic loader too), each at the path the host has it, so the
-loader finds them without an ``ld.so.cache``; the host's symlinks on the way (``/lib ->
-usr/lib``) are kept as symlinks. Its base (Python, libraries, busybox) is one layer and the
-``files`` another, so images that differ in their files share the base layer's blob.
+with a symlink in ``/bin`` for each of its applets; :func:`add_layer` puts one more layer on an
+image (files, whiteouts, opaque folders), for what only a second layer shows.
+:func:`python_image` is the interpreter that runs this process, copied with its standard
+library, chosen packages of this venv and every shared library ``ldd`` names (the dynamic loader
+too), each at the path the host has it, so the loader finds them without an ``ld.so.cache``; the
+host's symlinks on the way (``/lib -> usr/lib``) are kept as symlinks. Its base (Python,
+libraries, busybox) is one layer and the ``files`` another, so images that differ in their files
+share the base layer's blob.
 
 ``dest`` is a folder; the OCI layout is ``dest/layout``, one tag per image. The python base is
 built once per process: collected and tarred in ~1 s while umoci gzips it from a pipe (~160 MB
@@ -183,8 +185,11 @@ def _config(
     workdir: str | None,
     entrypoint: Sequence[str] | None,
     cmd: Sequence[str] | None,
+    user: str | None = None,
 ) -> None:
     args: list[str | Path] = ["umoci", "config", "--no-history", "--image", image]
+    if user:
+        args += ["--config.user", user]
     for item in env:
         args += ["--config.env", item]
     if workdir:
@@ -203,11 +208,13 @@ def busybox_image(
     workdir: str | None = None,
     entrypoint: Sequence[str] | None = None,
     cmd: Sequence[str] | None = None,
+    user: str | None = None,
 ) -> str:
     """Busybox FROM scratch in ``dest/layout`` under ``tag``; returns ``oci:<layout>:<tag>``.
 
     ``env`` holds ``KEY=VALUE`` items (``PATH`` is ``/usr/local/bin:/usr/bin:/bin`` unless one
-    of them sets it); ``workdir``, ``entrypoint`` and ``cmd`` go into the image config as given.
+    of them sets it); ``workdir``, ``entrypoint``, ``cmd`` and ``user`` (Docker's ``USER``:
+    ``name`` or ``uid[:gid]``) go into the image config as given.
     """
     dest = Path(dest).absolute()
     layout = _layout(dest)
@@ -223,7 +230,54 @@ def busybox_image(
     _run("umoci", "new", "--image", f"{layout}:{tag}")
     _run("umoci", "raw", "add-layer", "--image", f"{layout}:{tag}", layer)
     shutil.rmtree(work)
-    _config(f"{layout}:{tag}", _with_path(env), workdir, entrypoint, cmd)
+    _config(f"{layout}:{tag}", _with_path(env), workdir, entrypoint, cmd, user)
+    return f"oci:{layout}:{tag}"
+
+
+def _split_ref(ref: str) -> tuple[Path, str]:
+    """(layout, tag) of ``oci:<layout>:<tag>``."""
+    if not ref.startswith("oci:") or ref.count(":") < 2:
+        raise ImageKitError(f"{ref} is not oci:<layout>:<tag>")
+    layout, tag = ref[4:].rsplit(":", 1)
+    return Path(layout), tag
+
+
+def add_layer(
+    ref: str,
+    tag: str,
+    files: Mapping[str, bytes] | None = None,
+    deleted: Iterable[str] = (),
+    opaque: Iterable[str] = (),
+) -> str:
+    """The image ``ref`` (``oci:<layout>:<tag>``) with one more layer, as tag ``tag`` of the
+    same layout; returns ``oci:<layout>:<tag>``. The config stays as it was.
+
+    The layer holds ``files`` (path inside the image -> content), a whiteout ``.wh.<name>``
+    for each path of ``deleted`` (the lower layers' file or folder is gone) and an opaque
+    marker ``.wh..wh..opq`` in each folder of ``opaque`` (the lower layers' entries in it are
+    hidden; only this layer's show), as ``docker build`` writes them.
+    """
+    layout, base = _split_ref(ref)
+    work = layout.parent / f"layer-{tag}"
+    work.mkdir(parents=True, exist_ok=True)
+    tree = _Tree()
+    empty = work / "empty"
+    empty.write_bytes(b"")
+    os.utime(empty, (0, 0))
+    for n, (inside, data) in enumerate(sorted((files or {}).items())):
+        host = work / f"file-{n}"
+        host.write_bytes(data)
+        os.utime(host, (0, 0))  # the same bytes in every build: the same layer digest
+        tree.file(inside, host)
+    for path in deleted:
+        folder, name = os.path.split(path.strip("/"))
+        tree.file(os.path.join(folder, f".wh.{name}"), empty)
+    for folder in opaque:
+        tree.file(os.path.join(folder.strip("/"), ".wh..wh..opq"), empty)
+    layer = work / "layer.tar"
+    tree.write(layer)
+    _run("umoci", "raw", "add-layer", "--image", f"{layout}:{base}", "--tag", tag, layer)
+    shutil.rmtree(work)
     return f"oci:{layout}:{tag}"
 
 

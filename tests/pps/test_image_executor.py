@@ -57,6 +57,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             base, "entry", entrypoint=["/bin/sh", "-c", "cp -r /pfs/in/. /pfs/out/"]
         ),
         "stdin": busybox_image(base, "stdin", entrypoint=["/bin/sh"]),
+        "user": busybox_image(base, "user", user="1000:1000"),  # Docker's USER 1000:1000
     }
 
 
@@ -220,6 +221,17 @@ def test_user_runs_as_the_spec_says(client: tusk.Client, images: dict) -> None:
     assert ghost.state == "failure"
     [datum] = [d for d in client.list_datums(f"as-ghost@{ghost.id}") if d.state == "failed"][:1]
     assert "user 'ghost' is not in /etc/passwd of image" in datum.error
+
+
+def test_the_images_own_user_runs_unless_the_spec_names_one(
+    client: tusk.Client, images: dict
+) -> None:
+    cmd = ["sh", "-c", 'echo "$(id -u):$(id -g)" > /pfs/out/$(ls /pfs/in)']
+    client.create_pipeline(pipeline("image-user", images["user"], cmd))
+    client.create_pipeline(pipeline("spec-user", images["user"], cmd, user="nobody"))
+    client.run_scheduler(once=True)
+    assert set(outputs(client, "image-user").values()) == {"1000:1000\n"}  # the config's User
+    assert set(outputs(client, "spec-user").values()) == {"65534:65534\n"}  # transform.user
 
 
 def test_a_command_missing_from_the_image_is_named(client: tusk.Client, images: dict) -> None:

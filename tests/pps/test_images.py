@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imagekit import layer_digests
 
 from tusk.errors import ImageNotFound, ImagePullDenied, InvalidArgument, InvalidImage
 from tusk.pps.executor import bwrap_works
@@ -76,9 +77,26 @@ def _entry(name: str, kind: bytes, link: str = "", mode: int = 0o755) -> tarfile
 
 @dataclass
 class Images:
-    layout: Path  # tags: v1 (busybox), arm (v1 claiming arm64), evil (v1 + a malicious layer)
+    layout: Path  # tags: v1 (busybox), arm (v1 claiming arm64), HOSTILE's (v1 + a layer each),
+    # distro (v1 + absolute symlinks and a file through an inside one, then a whiteout)
     archive: Path  # docker-archive of v1
-    outside: Path  # a host directory the evil layer aims at
+    outside: Path  # a host directory the hostile layers aim at
+
+
+# Each hostile layer on v1, by tag: the member refused and why (OUTSIDE: Images.outside).
+HOSTILE = {
+    "abs": ("OUTSIDE/abs", "is an absolute path"),
+    "dotdot": ("../../../../../..OUTSIDE/escaped", "has a '..' segment"),
+    "hardlink": ("hard", "is a hard link to '../x', which has a '..' segment"),
+    "through": (
+        "link/through",
+        "is written through the symlink 'link' -> 'OUTSIDE', whose target is absolute",
+    ),
+    "up": (  # v1's own symlink, written through by the next layer
+        "up/x",
+        "is written through the symlink 'up' -> '../../../../../home', which climbs above the root",
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -114,16 +132,39 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     _run("umoci", "config", "--image", f"{layout}:v1", "--architecture", "arm64", "--tag", "arm")
     outside = base / "outside"
     outside.mkdir()
-    evil = _layer(
-        base / "evil.tar",
+    hostile: dict[str, list[tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]]] = {
+        "abs": [_file(f"{outside}/abs", b"x")],
+        "dotdot": [_file(f"../../../../../..{outside}/escaped", b"x")],
+        "hardlink": [_entry("hard", tarfile.LNKTYPE, "../x")],
+        "through": [_entry("link", tarfile.SYMTYPE, str(outside)), _file("link/through", b"x")],
+        "up": [_file("up/x", b"x")],
+    }
+    assert set(hostile) == set(HOSTILE)
+    for tag, entries in hostile.items():
+        layer = _layer(base / f"{tag}.tar", entries)
+        _run("umoci", "raw", "add-layer", "--image", f"{layout}:v1", "--tag", tag, layer)
+    # What distributions' images have: absolute symlinks (kept), a file written through a
+    # symlink that stays inside, an absolute symlink a later layer deletes and makes a folder.
+    distro = _layer(
+        base / "distro.tar",
         [
-            _file("../escape", b"x"),
-            _file("../../../../../../" + str(outside).lstrip("/") + "/escaped", b"x"),
-            _entry("link", tarfile.SYMTYPE, str(outside)),
-            _file("link/through", b"x"),
+            _entry("bin/sh", tarfile.SYMTYPE, "/bin/busybox"),
+            _entry("etc", tarfile.DIRTYPE),
+            _entry("etc/alternatives", tarfile.DIRTYPE),
+            _entry("etc/alternatives/pager", tarfile.SYMTYPE, "/bin/less"),
+            _entry("usr", tarfile.DIRTYPE),
+            _entry("usr/lib", tarfile.DIRTYPE),
+            _entry("lib", tarfile.SYMTYPE, "usr/lib"),
+            _file("lib/marker", b"through lib\n"),
+            _entry("opt", tarfile.SYMTYPE, str(outside)),
         ],
     )
-    _run("umoci", "raw", "add-layer", "--image", f"{layout}:v1", "--tag", "evil", evil)
+    _run("umoci", "raw", "add-layer", "--image", f"{layout}:v1", "--tag", "distro-1", distro)
+    upper = _layer(
+        base / "upper.tar",
+        [_file(".wh.opt", b""), _entry("opt", tarfile.DIRTYPE), _file("opt/tool", b"tool\n")],
+    )
+    _run("umoci", "raw", "add-layer", "--image", f"{layout}:distro-1", "--tag", "distro", upper)
     archive = base / "busybox.tar"
     _run("skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"docker-archive:{archive}:busybox:v1")
     return Images(layout, archive, outside)
@@ -257,20 +298,41 @@ def test_corrupt_layer_is_refused_cache_untouched(images: Images, tmp_path: Path
 
 
 @needs_tools
-def test_malicious_layer_cannot_escape(images: Images, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tag", sorted(HOSTILE))
+def test_malicious_layer_cannot_escape(images: Images, tag: str, tmp_path: Path) -> None:
     cache = ImageCache(tmp_path / "images")
-    info = cache.resolve(f"oci:{images.layout}:evil")
-    try:
-        root = cache.rootfs(info)
-    except InvalidImage:  # refusing the layer is as good as containing it
-        assert os.listdir(cache.root / "rootfs") == []
-    else:
-        assert (root / "escape").is_file()  # "../escape" landed inside
-        inside = root / str(images.outside).lstrip("/")  # where the symlink points, in the rootfs
-        assert (inside / "escaped").is_file() and (inside / "through").is_file()
-        assert os.listdir(images.outside) == []  # nothing through the symlink or by ../
-    assert not (cache.root / "escape").exists() and not (cache.root / "rootfs" / "escape").exists()
+    cache.rootfs(cache.resolve(f"oci:{images.layout}:v1"))
+    before = _tree(cache.root)
+    ref = f"oci:{images.layout}:{tag}"
+    member, why = (text.replace("OUTSIDE", str(images.outside)) for text in HOSTILE[tag])
+    with pytest.raises(InvalidImage) as err:
+        cache.resolve(ref)
+    layer = layer_digests(ref)[-1]
+    assert err.value.message == (
+        f"image {ref}: layer {layer} is refused: member {member!r} {why}; "
+        "rebuild the image so that every path of its layers stays inside it"
+    )
+    assert _tree(cache.root) == before  # no layout, no blobs, no rootfs, no reference
     assert os.listdir(images.outside) == []
+
+
+@needs_bwrap
+def test_absolute_symlinks_of_an_image_are_kept(images: Images, tmp_path: Path) -> None:
+    if not bwrap_works():
+        pytest.fail("bubblewrap does not work here")
+    cache = ImageCache(tmp_path / "images")
+    info = cache.resolve(f"oci:{images.layout}:distro")
+    root = cache.rootfs(info)
+    assert os.readlink(root / "bin" / "sh") == "/bin/busybox"
+    assert os.readlink(root / "etc" / "alternatives" / "pager") == "/bin/less"
+    assert (root / "usr" / "lib" / "marker").read_text() == "through lib\n"
+    assert (root / "opt" / "tool").is_file() and not (root / "opt").is_symlink()
+    assert os.listdir(images.outside) == []
+    _, _, binds = _pfs(tmp_path)
+    script = "cat /lib/marker /opt/tool; readlink /bin/sh"
+    argv = image_argv(root, info, ["/bin/sh", "-c", script], binds, {}, False)
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, "through lib\ntool\n/bin/busybox\n"), r.stderr
 
 
 # -- running in the image ----------------------------------------------------------------------

@@ -7,12 +7,17 @@ Debian's ``skopeo`` into an OCI layout of its own, named by the manifest digest,
 (Env, WorkingDir, Entrypoint, Cmd, architecture) and unpacks its layers once with ``umoci raw
 unpack --rootless`` into a content-addressed rootfs. Tusk writes no registry client and no tar
 unpacker: skopeo verifies every blob's digest while it copies, umoci applies whiteouts and keeps
-``../`` paths and symlinks of a layer inside the rootfs. A registry that asks for credentials
+``../`` paths and symlinks of a layer inside the rootfs. Before a new image enters the cache Tusk
+reads its layers' tar headers (:func:`_scan_layers`) and refuses one that names a path outside
+the rootfs (absolute, ``..``, a hard link there, a file written through a symlink that leads
+out): umoci would contain it, but such a layer is hostile or broken, and a refusal says so
+where containment would quietly put its files elsewhere. A registry that asks for credentials
 gets them from a Docker ``config.json`` (``authfile``) or a (user, password) pair, which Tusk
 hands to skopeo in a private temporary auth file rather than on its command line.
 
 Everything lands in a temporary directory first and is renamed into place, so a failed copy or
-unpack (a corrupt layer, a digest mismatch) leaves the cache as it was::
+unpack (a corrupt layer, a digest mismatch, a layer writing outside its rootfs) leaves the cache
+as it was::
 
     <root>/oci/<manifest hex>/     OCI layout holding one image (tag "image")
     <root>/rootfs/<manifest hex>/  its unpacked rootfs (setuid/setgid bits dropped)
@@ -54,7 +59,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
@@ -66,6 +71,9 @@ from tusk.errors import (
     InvalidImage,
     ToolMissing,
 )
+
+if TYPE_CHECKING:
+    import tarfile
 
 TAG = "image"  # the one tag in each layout of the cache
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -288,7 +296,7 @@ class ImageCache:
         auth file, never on its command line. A reference pinned by ``@sha256:`` that is already
         here is not fetched again. Raises ImageNotFound, ImagePullDenied (the registry refused
         the credentials, or asked for some), InvalidImage (media type, architecture, digest
-        mismatch) or ToolMissing.
+        mismatch, a layer writing outside its rootfs) or ToolMissing.
         """
         if isinstance(ref, str):
             ref = parse_reference(ref)
@@ -326,6 +334,7 @@ class ImageCache:
             if dest.is_dir():
                 _rmtree(work)
             else:
+                _scan_layers(work, digest, ref.text)
                 pool = self.root / "blobs"
                 folder = work / "blobs" / "sha256"
                 new = sum(
@@ -597,7 +606,9 @@ class ImageCache:
         for layer in manifest.get("layers") or []:
             if layer.get("mediaType") not in _LAYER_TYPES:
                 raise InvalidImage(
-                    f"image {ref}: layer media type {layer.get('mediaType')!r} is not supported"
+                    f"image {ref}: layer media type {layer.get('mediaType')!r} is not supported "
+                    "(Tusk unpacks tar and tar+gzip layers; convert the image with skopeo copy "
+                    "--dest-compress-format gzip)"
                 )
         config = _read_json(_blob(layout, manifest["config"]["digest"]))
         arch, os_name = config.get("architecture", ""), config.get("os", "")
@@ -749,6 +760,138 @@ def _blob(layout: Path, digest: str) -> Path:
     if algo != "sha256" or not re.fullmatch(r"[a-f0-9]{64}", hexd):
         raise InvalidImage(f"digest {digest!r} is not sha256")
     return layout / "blobs" / "sha256" / hexd
+
+
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+_MAX_HOPS = 40  # symlinks followed in one path, as Linux allows (ELOOP after that)
+
+
+def _scan_layers(layout: Path, digest: str, ref: str) -> None:
+    """Refuse the image ``digest`` of a fresh ``layout`` if a layer could write outside its
+    rootfs: a member named by an absolute path or with a ``..`` segment, a hard link to such
+    a path, or a member below a symlink (made by this or an earlier layer) whose target is
+    absolute or climbs above the root. Absolute symlinks themselves are normal in images
+    (``/bin/sh -> /bin/busybox``) and stay: they resolve inside the rootfs in the sandbox.
+
+    Only the tar headers matter: ``r|*`` reads gzip or plain tar as a stream (~0.6 s for a
+    160 MB layer, mostly gunzip); whiteouts and opaque directories drop the symlinks they
+    delete, so a path a later layer makes a real folder again is not refused. A layer whose
+    tail Python's tarfile cannot read (``umoci insert`` writes one without the end-of-archive
+    blocks) is checked up to there, and umoci, which keeps every path inside the rootfs
+    anyway, judges the rest when it unpacks.
+    """
+    import tarfile
+    import zlib
+
+    manifest = _read_json(_blob(layout, digest))
+    links: dict[str, tuple[str, int]] = {}  # symlink path -> (its target, the layer made it)
+    for index, layer in enumerate(manifest.get("layers") or []):
+        layer_digest = str(layer.get("digest", ""))
+        blob = _blob(layout, layer_digest)
+        if blob.stat().st_size == 0:
+            continue
+        with (
+            open(blob, "rb") as f,
+            contextlib.suppress(tarfile.TarError, EOFError, zlib.error),
+            tarfile.open(fileobj=f, mode="r|*", bufsize=1 << 16) as tar,
+        ):
+            for member in tar:
+                why = _member_escapes(member, links, index)
+                if why:
+                    raise InvalidImage(
+                        f"image {ref}: layer {layer_digest} is refused: {why}; rebuild the "
+                        "image so that every path of its layers stays inside it"
+                    )
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def _outside(path: str) -> str | None:
+    """Why the tar path ``path`` names a place outside the rootfs, or None."""
+    if path.startswith("/"):
+        return "is an absolute path"
+    if ".." in path.split("/"):
+        return "has a '..' segment"
+    return None
+
+
+def _member_escapes(
+    member: tarfile.TarInfo, links: dict[str, tuple[str, int]], layer: int
+) -> str | None:
+    """Why ``member`` of layer ``layer`` would write outside the rootfs (None: it stays in),
+    after recording what it does to the symlinks in ``links``."""
+    name = member.name
+    why = _outside(name)
+    if why:
+        return f"member {name!r} {why}"
+    parts = _parts(name)
+    if not parts:  # the root itself ("./")
+        return None
+    through = _escaping_link(parts[:-1], links)
+    if through:
+        return f"member {name!r} is written through {through}"
+    path, base = "/".join(parts), parts[-1]
+    if base == _OPAQUE:  # the folder hides what lower layers put in it
+        folder = "/".join(parts[:-1])
+        for key in [k for k, (_t, n) in links.items() if n < layer and _below(k, folder)]:
+            del links[key]
+    elif base.startswith(_WHITEOUT):
+        gone = "/".join([*parts[:-1], base[len(_WHITEOUT) :]])
+        for key in [k for k in links if k == gone or _below(k, gone)]:
+            del links[key]
+    elif member.issym():
+        links[path] = (member.linkname, layer)
+    else:
+        links.pop(path, None)
+        if member.islnk():
+            target = member.linkname
+            why = _outside(target)
+            if why:
+                return f"member {name!r} is a hard link to {target!r}, which {why}"
+            through = _escaping_link(_parts(target)[:-1], links)
+            if through:
+                return f"member {name!r} is a hard link to {target!r}, reached through {through}"
+            if "/".join(_parts(target)) in links:  # a hard link to a symlink is one too
+                links[path] = links["/".join(_parts(target))]
+    return None
+
+
+def _below(path: str, folder: str) -> bool:
+    return not folder or path.startswith(folder + "/")
+
+
+def _escaping_link(parts: list[str], links: dict[str, tuple[str, int]]) -> str | None:
+    """The symlink through which the folder ``parts`` leads outside the rootfs (its target is
+    absolute, or climbs above the root), as ``'PATH' -> 'TARGET'``; None when it stays in."""
+    resolved: list[str] = []
+    todo = parts[::-1]  # a stack: the next part last
+    hops, last = 0, ""
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":  # only a symlink's target has these (member names do not)
+            if not resolved:
+                return f"the symlink {last}, which climbs above the root"
+            resolved.pop()
+            continue
+        here = "/".join([*resolved, part])
+        link = links.get(here)
+        if link is None:
+            resolved.append(part)
+            continue
+        target = link[0]
+        last = f"{here!r} -> {target!r}"
+        if target.startswith("/"):
+            return f"the symlink {last}, whose target is absolute"
+        hops += 1
+        if hops > _MAX_HOPS:
+            return f"more than {_MAX_HOPS} symlinks (the last {last})"
+        todo.extend(target.split("/")[::-1])
+    return None
 
 
 def _write_authfile(path: Path, registry: str, credentials: tuple[str, str]) -> None:
