@@ -87,7 +87,7 @@ from tusk.pfs.tree import (
     make_file_entry,
 )
 from tusk.polling import poll_until
-from tusk.storage.chunks import ChunkRef, ChunkWriter, IndexEntry, Progress
+from tusk.storage.chunks import RANGE_COALESCE, ChunkRef, ChunkWriter, IndexEntry, Progress
 from tusk.storage.meta.records import BranchRecord, CommitRecord, RepoRecord
 from tusk.storage.meta.store import MetaTx
 from tusk.storage.meta.store_holds import HoldRecord
@@ -2178,7 +2178,7 @@ class PfsService:
             wanted.append(ref)
             end += ref[1]
         left = stop - start
-        for block in self.chunks.read_chunks(wanted):
+        for block in self.chunks.read_chunks(wanted, coalesce=RANGE_COALESCE):
             piece = memoryview(block)[skip : skip + left]
             skip = 0
             left -= len(piece)

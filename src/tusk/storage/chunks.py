@@ -49,6 +49,9 @@ _BATCH_CHUNKS = 2048
 _DEDUP_BYTES = 64 * 1024 * 1024
 _DEDUP_CHUNKS = 4096
 _READ_COALESCE = 16 * 1024 * 1024
+# A server answering ranged reads (S3 GETs of 8 MiB parts, ten at a time) holds one read per
+# request: smaller reads keep its memory bounded at the same speed (bench/bench_s3.py).
+RANGE_COALESCE = 2 * 1024 * 1024
 # Packs are synced and indexed in groups of about this many bytes (see _checkpoint).
 _CHECKPOINT_BYTES = 1024 * 1024 * 1024
 
@@ -103,8 +106,11 @@ class ChunkStore:
         c = self.config
         return FastCDC(c.chunk_avg, min_size=c.chunk_min, max_size=c.chunk_max)
 
-    def read_chunks(self, refs: Sequence[ChunkRef], verify: bool = True) -> Iterator[bytes]:
-        """Yield each chunk's raw bytes in order."""
+    def read_chunks(
+        self, refs: Sequence[ChunkRef], verify: bool = True, coalesce: int = _READ_COALESCE
+    ) -> Iterator[bytes]:
+        """Yield each chunk's raw bytes in order; neighbours in a pack are read together, up
+        to ``coalesce`` bytes a read."""
         dctx = zstandard.ZstdDecompressor()
         for start in range(0, len(refs), 1024):
             batch = refs[start : start + 1024]
@@ -125,7 +131,7 @@ class ChunkStore:
                         break
                     if loc.codec == CODEC_REF:
                         break
-                    if end + loc.length - first.offset > _READ_COALESCE:
+                    if end + loc.length - first.offset > coalesce:
                         break
                     end += loc.length
                     j += 1
