@@ -148,3 +148,31 @@ def test_a_killed_merge_with_its_pipelines_leaves_branches_and_a_job_that_gc_rem
         assert {r: c.inspect_branch(f"{r}@master").head for r in ("d", "slow")} == heads
         assert not [x for r in ("d", "slow") for x in c.list_commits(r) if not x.finished]
         assert c.fsck().ok
+
+
+def test_tusk_up_removes_old_leftovers_of_dead_processes_by_itself(
+    gated: tuple[Path, str],
+) -> None:
+    """``tusk up`` sweeps, each retention period, what dead processes held for longer than
+    gc's default grace (an hour): here the period is a second and the hold is aged."""
+    import sqlite3
+
+    from gateway import start_gateway
+
+    home, head = gated
+    proc = start(home, "merge", "d@feature", "--into", "master")
+    try:
+        with Client(home) as c:
+            until(lambda: bool(open_candidates(c, "d")))
+    finally:
+        kill(proc)
+    with sqlite3.connect(home / "tusk.db") as db:
+        db.execute("UPDATE holds SET created_at = created_at - 7200")
+    gw = start_gateway(home, env={"TUSK_RETENTION_INTERVAL": "1"})
+    try:
+        with Client(home) as c:
+            until(lambda: open_candidates(c, "d") == [], timeout=60)
+            assert c.inspect_branch("d@master").head == head
+    finally:
+        gw.stop()
+    assert any("leftover" in line for line in gw.log), gw.log[-10:]

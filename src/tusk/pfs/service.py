@@ -1953,12 +1953,7 @@ class PfsService:
         to. A dry run changes nothing and says what both would remove and free."""
         from tusk.pfs import gc as sweep  # loads with gc, not with every command
 
-        left = [h for h in self.abandoned_holds(grace) if h.kind == holds.COMMIT]
-        if not dry_run:
-            for h in left:  # a check's candidate or an s3_out commit of a killed process
-                with self.meta.write() as tx:
-                    self.drop_open_commit_in(tx, h.name)
-                    tx.drop_hold(h.kind, h.repo, h.name)
+        left = self.remove_abandoned_commits(grace, dry_run)
         todo = None
         if retention:
             todo = self.plan_retention() if dry_run else self.apply_retention()
@@ -1966,13 +1961,25 @@ class PfsService:
             self.meta, self.chunks, self.reader(), grace, dry_run, repack_threshold,
             todo if dry_run else None,
         )  # fmt: skip
-        report = replace(report, leftovers_removed=len(left))
+        report = replace(report, leftovers_removed=left)
         if todo is None:
             return report
         return replace(
             report, expired=todo.names(), jobs_expired=len(todo.jobs),
             kept_for_lineage=todo.kept_for_lineage,
         )  # fmt: skip
+
+    def remove_abandoned_commits(self, grace: float, dry_run: bool = False) -> int:
+        """Drop the open commits (a check's candidate, an ``s3_out`` commit) that processes
+        now gone held for longer than ``grace`` seconds (tusk.pfs.holds); how many (would)
+        go."""
+        left = [h for h in self.abandoned_holds(grace) if h.kind == holds.COMMIT]
+        if not dry_run:
+            for h in left:
+                with self.meta.write() as tx:
+                    self.drop_open_commit_in(tx, h.name)
+                    tx.drop_hold(h.kind, h.repo, h.name)
+        return len(left)
 
     def abandoned_holds(self, grace: float) -> list[HoldRecord]:
         """Holds whose processes are gone, older than ``grace`` seconds (tusk.pfs.holds)."""

@@ -291,6 +291,15 @@ class Scheduler:
         shutil.rmtree(self.fast_scratch, ignore_errors=True)
 
     def _apply_retention(self) -> None:
+        """Each period: the repos' retention rules, and what killed processes left of gated
+        merges and checks (tusk.pfs.holds)."""
+        try:
+            left = self.pps.remove_leftovers()
+        except TuskError as exc:  # logged; the next period tries again
+            self.log(f"leftovers: {exc}")
+        else:
+            if left:
+                self.log(f"removed {left} leftover(s) of killed merges and checks")
         try:
             done = self.pfs.apply_retention()
         except TuskError as exc:  # logged; the next period tries again

@@ -35,7 +35,14 @@ from tusk.errors import (
 from tusk.ids import check_branch_name, is_commit_id
 from tusk.pfs import PfsService
 from tusk.pfs.gates import CheckRequest
-from tusk.pfs.models import BranchTrigger, CheckRunInfo, CommitInfo, GcReport, MergeResult
+from tusk.pfs.models import (
+    DEFAULT_GRACE,
+    BranchTrigger,
+    CheckRunInfo,
+    CommitInfo,
+    GcReport,
+    MergeResult,
+)
 from tusk.polling import poll_until
 from tusk.pps.cached_images import CachedImage, cached_images, find_image
 from tusk.pps.datums import Datum, FileInfo, compute_datums, cron_as_pfs, datum_files
@@ -601,14 +608,9 @@ class PpsService:
         cached images no pipeline version or job pins and no ``tusk image load`` holds."""
         from dataclasses import replace
 
-        from tusk.pfs import holds
-        from tusk.pps.merging import remove_abandoned
         from tusk.pps.webhooks import prune_scratch  # it needs this module's class
 
-        branches = [h for h in self.pfs.abandoned_holds(grace) if h.kind == holds.BRANCH]
-        if not dry_run:
-            for h in branches:
-                remove_abandoned(self, h.name)
+        branches = self.remove_abandoned_branches(grace, dry_run)
         report = self.pfs.gc(grace, dry_run, repack_threshold, retention)
         with self.meta.read() as tx:
             pinned = tx.pinned_image_digests()
@@ -618,8 +620,26 @@ class PpsService:
             scratch_deleted=prune_scratch(self, grace, dry_run),
             images_deleted=images,
             image_bytes_freed=image_bytes,
-            leftovers_removed=report.leftovers_removed + len(branches),
+            leftovers_removed=report.leftovers_removed + branches,
         )
+
+    def remove_abandoned_branches(self, grace: float, dry_run: bool = False) -> int:
+        """Remove the temporary branches (with their unlanded commits and jobs) that a
+        ``merge --run-pipelines`` or a pipeline check now gone held for longer than ``grace``
+        seconds (tusk.pfs.holds); how many names (would) go."""
+        from tusk.pfs import holds
+        from tusk.pps.merging import remove_abandoned
+
+        branches = [h for h in self.pfs.abandoned_holds(grace) if h.kind == holds.BRANCH]
+        if not dry_run:
+            for h in branches:
+                remove_abandoned(self, h.name)
+        return len(branches)
+
+    def remove_leftovers(self, grace: float = DEFAULT_GRACE) -> int:
+        """What killed processes left of gated merges and checks, older than ``grace``: their
+        temporary branches, then their open commits (``tusk up`` runs it every hour; gc too)."""
+        return self.remove_abandoned_branches(grace) + self.pfs.remove_abandoned_commits(grace)
 
     # Datums of a spec against current data (dry run) and of a job
 
