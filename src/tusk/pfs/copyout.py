@@ -99,7 +99,12 @@ def write_files(
     StorageError if a file cannot be written (the folder is then partly written: callers
     remove it)."""
     root = os.fspath(base)
-    writers = _Writers(root, mode) if count is None or count >= CHILD_MIN_FILES else None
+    writers = None
+    if count is None or count >= CHILD_MIN_FILES:
+        try:
+            writers = _Writers(root, mode)
+        except OSError:  # no interpreter to start (a frozen app): this process writes them
+            writers = None
     made: set[str] = set()
     try:
         os.makedirs(root, exist_ok=True)
@@ -163,15 +168,20 @@ class _Writers:
 
     def __init__(self, root: str, mode: int) -> None:
         self.root = root
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-S", "-I", "-c", _WRITER, root, f"{mode:o}"],
-                stdin=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                bufsize=0,
-            )
-            for _ in range(WRITERS)
-        ]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for _ in range(WRITERS):
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-S", "-I", "-c", _WRITER, root, f"{mode:o}"],
+                        stdin=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        bufsize=0,
+                    )
+                )
+        except OSError:
+            self.kill()
+            raise
         self.outs: list[list[bytes]] = [[] for _ in self.procs]
         self.sizes = [0] * len(self.procs)
         self.folder, self.k = "", 0
