@@ -9,8 +9,9 @@ holds exactly each datum's files, under ``/<datum>/<input>/<path>``, and each da
 its glob gave it and no others, as with copied inputs. The view is served by this process
 (mfusepy over libfuse 3, as ``tusk mount``: tusk.fuse) from the same store the batch reads, on
 its own threads; the kernel caches what was read (``kernel_cache``: a datum's input never
-changes), and decoded chunks are kept in a small bounded cache, so a program reading a file
-in 128 KiB calls does not decode a chunk many times.
+changes), and each file is read through a :class:`tusk.storage.spans.SpanReader`, which keeps
+the chunk a read ended in, so a program reading a file in 128 KiB calls does not fetch a chunk
+many times.
 
 What each datum read and fetched is added to its log (``tusk logs``): ``lazy inputs: read N
 bytes; fetched K chunks (M bytes)``. Where FUSE is not available (no ``fusermount3``, no
@@ -27,49 +28,31 @@ it with the rest of the dead process's scratch folder.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import os
 import stat
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tusk import fuse
 from tusk.errors import TuskError
 from tusk.pfs.tree import FileEntry
+from tusk.storage.spans import SpanReader
 
 if TYPE_CHECKING:
     from tusk.pfs import PfsService
-    from tusk.storage.chunks import ChunkRef
 
-CACHE_BYTES = 64 * 1024 * 1024  # decoded chunks kept per view
 READY_TIMEOUT = 20.0
 
 
-class _Stats:
-    __slots__ = ("bytes_fetched", "bytes_read", "chunks_fetched")
-
-    def __init__(self) -> None:
-        self.bytes_read = self.bytes_fetched = self.chunks_fetched = 0
-
-    def line(self) -> str:
-        return (
-            f"lazy inputs: read {self.bytes_read:,} bytes; fetched {self.chunks_fetched} "
-            f"chunks ({self.bytes_fetched:,} bytes)"
-        )
-
-
 class _File:
-    __slots__ = ("entry", "offsets", "refs", "stats")
+    __slots__ = ("entry", "reader")
 
-    def __init__(self, entry: FileEntry, stats: _Stats) -> None:
+    def __init__(self, entry: FileEntry) -> None:
         self.entry = entry
-        self.stats = stats
-        self.refs: tuple[ChunkRef, ...] | None = None  # loaded on first read
-        self.offsets: list[int] = []
+        self.reader: SpanReader | None = None  # made on the first read
 
 
 class LazyView:
@@ -84,9 +67,7 @@ class LazyView:
         self.mountpoint = Path(mountpoint)
         self._files: dict[str, _File] = {}
         self._dirs: dict[str, set[str]] = {"/": set()}
-        self._stats: dict[str, _Stats] = {}
-        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
-        self._cached = 0
+        self._read: dict[str, int] = {}  # datum -> bytes its program read
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,9 +80,9 @@ class LazyView:
     def add(self, datum: str, input_name: str, path: str, entry: FileEntry | None) -> None:
         """File ``path`` of input ``input_name`` for datum (folder) ``datum``; ``entry`` None
         for an empty file (an input with ``empty_files``: never lazy, but harmless)."""
-        stats = self._stats.setdefault(datum, _Stats())
+        self._read.setdefault(datum, 0)
         full = f"/{datum}/{input_name}{path}"
-        self._files[full] = _File(entry or FileEntry(0, b"", ()), stats)
+        self._files[full] = _File(entry or FileEntry(0, b"", ()))
         child = full
         while child != "/":
             parent, _, name = child.rpartition("/")
@@ -116,7 +97,15 @@ class LazyView:
         return f"/{datum}/{input_name}" in self._dirs
 
     def stats_line(self, datum: str) -> str:
-        return self._stats.get(datum, _Stats()).line()
+        """What datum ``datum`` read, and the chunks that cost (for its log)."""
+        below = f"/{datum}/"
+        readers = [f.reader for k, f in self._files.items() if k.startswith(below) and f.reader]
+        chunks = sum(r.fetched_chunks for r in readers)
+        fetched = sum(r.fetched_bytes for r in readers)
+        return (
+            f"lazy inputs: read {self._read.get(datum, 0):,} bytes; fetched {chunks} chunks "
+            f"({fetched:,} bytes)"
+        )
 
     # Life cycle
 
@@ -194,15 +183,17 @@ class LazyView:
         f = self._files.get(path)
         if f is None:
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-        stop = min(offset + size, f.entry.size)
-        if stop <= offset:
-            return b""
+        if f.reader is None:
+            with self._lock:
+                if f.reader is None:
+                    f.reader = SpanReader(self.pfs.chunks, self.pfs.reader().chunks(f.entry))
         try:
-            data = self._read(f, offset, stop)
+            data = f.reader.read(offset, offset + size)
         except TuskError as exc:  # a chunk that cannot be read: the datum gets EIO
             raise OSError(errno.EIO, f"{path}: {exc.message}") from None
+        datum = path.split("/", 2)[1]
         with self._lock:
-            f.stats.bytes_read += len(data)
+            self._read[datum] += len(data)
         return data
 
     def release(self, path: str, fh: int) -> int:
@@ -210,46 +201,6 @@ class LazyView:
 
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
-
-    # Reading
-
-    def _read(self, f: _File, start: int, stop: int) -> bytes:
-        if f.refs is None:
-            refs = self.pfs.reader().chunks(f.entry)
-            offsets, at = [], 0
-            for _digest, n in refs:
-                offsets.append(at)
-                at += n
-            f.refs, f.offsets = refs, offsets
-        parts: list[bytes] = []
-        # the chunks overlapping [start, stop): offsets are sorted
-        i = bisect.bisect_right(f.offsets, start) - 1
-        while i < len(f.refs) and f.offsets[i] < stop:
-            chunk = self._chunk(f, f.refs[i])
-            lo = max(start - f.offsets[i], 0)
-            hi = min(stop - f.offsets[i], len(chunk))
-            parts.append(chunk[lo:hi])
-            i += 1
-        return b"".join(parts)
-
-    def _chunk(self, f: _File, ref: ChunkRef) -> bytes:
-        digest = ref[0]
-        with self._lock:
-            data = self._cache.get(digest)
-            if data is not None:
-                self._cache.move_to_end(digest)
-                return data
-        data = next(iter(self.pfs.chunks.read_chunks([ref])))
-        with self._lock:
-            f.stats.chunks_fetched += 1
-            f.stats.bytes_fetched += len(data)
-            if digest not in self._cache:
-                self._cache[digest] = data
-                self._cached += len(data)
-                while self._cached > CACHE_BYTES and len(self._cache) > 1:
-                    _old, dropped = self._cache.popitem(last=False)
-                    self._cached -= len(dropped)
-        return data
 
     def _stat(self, mode: int, size: int) -> dict[str, Any]:
         return {

@@ -58,6 +58,9 @@ class SpanReader:
         self._pages: OrderedDict[int, dict[bytes, ChunkLocation]] = OrderedDict()
         self._lock = threading.Lock()
         self._last: tuple[int, memoryview] | None = None  # a chunk read whole, verified
+        # Chunks read from the store so far, and their bytes (as in the file): what a lazy
+        # input's log reports (tusk.pps.lazy). Counted under the lock.
+        self.fetched_chunks = self.fetched_bytes = 0
         # (key, offset, buffers): the local backend's one preadv; others have no such read
         self._read_into: Callable[[str, int, Sequence[memoryview]], None] | None = getattr(
             chunks.backend, "read_into", None
@@ -93,6 +96,7 @@ class SpanReader:
             if head.codec == CODEC_REF:  # a piece of an object where it lives (tusk import)
                 k = first + i
                 raw = memoryview(self._store.read_ref(self._refs[k][0], head))
+                self._count(k, k + 1)
                 self._place(view, start, stop, k, raw)
                 if ends[k] > stop:
                     self._last = (k, raw)
@@ -121,6 +125,7 @@ class SpanReader:
                     buffers.append(memoryview(bytearray(loc.length)))
                     own.append(True)
             self._fill(head.pack, head.offset, buffers)
+            self._count(first + i, first + j)
             for m in range(i, j):
                 k, loc, buf = first + m, locs[m], buffers[m - i]
                 if not own[m - i]:
@@ -131,6 +136,13 @@ class SpanReader:
                 if ends[k] > stop:  # the next read of a scan starts in it
                     self._last = (k, raw)
             i = j
+
+    def _count(self, a: int, b: int) -> None:
+        """Chunks ``a`` up to ``b`` were read from the store."""
+        size = self._ends[b - 1] - (self._ends[a - 1] if a else 0)
+        with self._lock:
+            self.fetched_chunks += b - a
+            self.fetched_bytes += size
 
     def _place(self, view: memoryview, start: int, stop: int, k: int, raw: memoryview) -> None:
         """Copy the part of chunk ``k`` (its bytes ``raw``) that ``[start, stop)`` overlaps
