@@ -46,14 +46,26 @@ def is_mounted(path: str | os.PathLike[str]) -> bool:
     ``os.path.ismount`` cannot stat those."""
     target = os.path.abspath(path)
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                fields = line.split(" ")
-                if len(fields) > 4 and _unescape(fields[4]) == target:
-                    return True
-        return False
+        return target in _mount_points()
     except OSError:
         return os.path.ismount(target)
+
+
+def mounts_below(path: str | os.PathLike[str]) -> list[str]:
+    """Mount points at or below ``path`` (deepest first), dead FUSE mounts included."""
+    top = os.path.abspath(path)
+    below = top.rstrip("/") + "/"
+    try:
+        points = _mount_points()
+    except OSError:
+        return []
+    return sorted((p for p in points if p == top or p.startswith(below)), key=len, reverse=True)
+
+
+def _mount_points() -> list[str]:
+    """Every mount point of this process's mount namespace (OSError where /proc is not)."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return [_unescape(fields[4]) for line in f if len(fields := line.split(" ")) > 4]
 
 
 def _unescape(field: str) -> str:
@@ -61,23 +73,6 @@ def _unescape(field: str) -> str:
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         field = field.replace(code, char)
     return field
-
-
-def mounts_below(path: str | os.PathLike[str]) -> list[str]:
-    """Mount points at or below ``path`` (deepest first), dead FUSE mounts included."""
-    top = os.path.abspath(path)
-    found: list[str] = []
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                fields = line.split(" ")
-                if len(fields) > 4:
-                    point = _unescape(fields[4])
-                    if point == top or point.startswith(top.rstrip("/") + "/"):
-                        found.append(point)
-    except OSError:
-        return []
-    return sorted(found, key=len, reverse=True)
 
 
 def detach(path: str | os.PathLike[str]) -> bool:
