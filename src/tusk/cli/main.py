@@ -16,6 +16,7 @@ from tusk.cli.core import (
     output_option,
     to_cli_error,
 )
+from tusk.gcpause import pause_start_up, start_up_done
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -298,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     # fail, and httpx then falls back to a stub `httpx.main`. Only the `tusk` process does
     # this, never a program that imports tusk as a library.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    pause_start_up()  # no cyclic collection while the command loads (tusk.gcpause)
     try:
         cli.main(args=argv, prog_name="tusk")
     except SystemExit:
@@ -306,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         err = to_cli_error(exc)
         err.show()
         sys.exit(err.exit_code)
+    finally:
+        start_up_done()  # a command that opened nothing, run by a caller that goes on
 
 
 if __name__ == "__main__":

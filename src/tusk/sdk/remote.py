@@ -63,6 +63,7 @@ from tusk.errors import (
     TuskError,
     Unavailable,
 )
+from tusk.gcpause import start_up_done
 from tusk.pfs.models import (
     BranchInfo,
     BranchTrigger,
@@ -184,6 +185,7 @@ class HttpTransport:
             verify=address.startswith("https://"),
         )
         self._home: Path | None = None
+        start_up_done()  # the `tusk` command has loaded what it runs on (tusk.gcpause)
 
     @property
     def home(self) -> Path:

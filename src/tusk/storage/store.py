@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tusk.config import StoreConfig, setting
+from tusk.gcpause import start_up_done
 from tusk.storage.backends import ObjectBackend, open_backend
 from tusk.storage.chunks import ChunkStore
 from tusk.storage.meta.store import MetaStore, sqlite_url
@@ -40,6 +41,7 @@ class Storage:
         metadata_url = setting("metadata_url", metadata_url)
         backend = open_backend(storage_url)
         meta = MetaStore(metadata_url or sqlite_url(home / "tusk.db"))
+        start_up_done()  # the `tusk` command has loaded what it runs on (tusk.gcpause)
         return cls(backend, meta, ChunkStore(backend, meta, config), config)
 
     def close(self) -> None:
