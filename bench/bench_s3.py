@@ -151,6 +151,12 @@ def proc_kib(pid: int, field_name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler:
     """VmRSS of a process every ``period`` seconds in a thread; ``peak_mib`` since start."""
 
@@ -221,8 +227,9 @@ def watch_body_encoding(client: Any, seen: dict[str, str]) -> None:
 
 
 @contextmanager
-def moto_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """moto's S3 in server mode (``python -m moto.server``), its own process; yields the URL."""
+def moto_server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
+    """moto's S3 in server mode (``python -m moto.server``), its own process; yields the URL
+    and the process id."""
     port = free_port()
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -243,7 +250,7 @@ def moto_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
                     msg = f"moto_server did not start: {log_path.read_text()[-800:]}"
                     raise BenchError(msg) from exc
                 time.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -612,10 +619,19 @@ class Bench:
             "max": max(lat) * 1000,
         }
         cpu = self.report.details["client_cpu_ms_per_put"][bucket]
-        return (
+        text = (
             f"p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms per put;"
             f" client CPU {cpu:.1f} ms per put"
         )
+        server = self.report.details.get("server_cpu_ms_per_put", {}).get(bucket)
+        if server is not None:
+            # Both sides share this machine's cores: their CPU per put bounds the rate.
+            ceiling = (os.cpu_count() or 1) / (cpu + server) * 1000
+            text += f", server CPU {server:.1f} ms; {os.cpu_count()} cores allow <= {ceiling:.0f}/s"
+        return text
+
+    def server_cpu(self, bucket: str, seconds: float, count: int) -> None:
+        self.report.details.setdefault("server_cpu_ms_per_put", {})[bucket] = seconds / count * 1000
 
     def small_tusk(self) -> None:
         import tusk
@@ -632,7 +648,9 @@ class Bench:
                 before = [x.id for x in c.list_commits("small@master")]
                 c.start_commit("small@master")
                 self.log(f"small: {count} x 4 KiB PutObject, {clients}, one open commit")
+                cpu0 = proc_cpu_seconds(pid)
                 seconds, lat = self.put_many(endpoint, "master.small", blobs)
+                self.server_cpu("master.small", proc_cpu_seconds(pid) - cpu0, count)
                 t0 = time.perf_counter()
                 done = c.finish_commit("small@master")
                 finish_s = time.perf_counter() - t0
@@ -658,7 +676,9 @@ class Bench:
 
                 before = [x.id for x in c.list_commits("each@master")]
                 self.log(f"small: {each} x 4 KiB PutObject, {clients}, a commit each")
+                cpu0 = proc_cpu_seconds(pid)
                 seconds, lat = self.put_many(endpoint, "master.each", each_blobs)
+                self.server_cpu("master.each", proc_cpu_seconds(pid) - cpu0, each)
                 after = c.list_commits("each@master")
                 new_each = [x for x in after if x.id not in before]
                 if len(new_each) != each:
@@ -676,12 +696,14 @@ class Bench:
                 )
             self.report.details["rss_small_sampled_peak_mib"] = rss.peak_mib
 
-    def small_moto(self, endpoint: str) -> None:
+    def small_moto(self, endpoint: str, pid: int) -> None:
         count = self.args.small_count
         blobs = [os.urandom(SMALL_SIZE) for _ in range(count)]
         boto3_client(endpoint).create_bucket(Bucket="bench-small")
         self.log(f"moto: {count} x 4 KiB PutObject, {self.clients_text()}")
+        cpu0 = proc_cpu_seconds(pid)
         seconds, lat = self.put_many(endpoint, "bench-small", blobs)
+        self.server_cpu("bench-small", proc_cpu_seconds(pid) - cpu0, count)
         self.report.add(
             "small_moto",
             f"{count} x 4 KiB PutObject, {self.clients_text()}, moto (reference)",
@@ -702,9 +724,9 @@ class Bench:
         self.big_boto3("single")
         self.small_tusk()
         if not self.args.skip_moto:
-            with moto_server(self.env, self.work / "moto.log") as endpoint:
+            with moto_server(self.env, self.work / "moto.log") as (endpoint, moto_pid):
                 self.big_moto(endpoint)
-                self.small_moto(endpoint)
+                self.small_moto(endpoint, moto_pid)
         self.report.details["boto3_body_signing"] = self.encodings
         startup = self.report.details.get("cli_startup_s")
         if startup is not None:

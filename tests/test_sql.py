@@ -106,6 +106,12 @@ def test_json_lines_arrow_pandas_and_streams(sales: Sales) -> None:
     assert df["n"].tolist() == [2]
     reader = c.sql_reader("SELECT * FROM range(5) t(i) WHERE i > 10")
     assert reader.schema.names == ["i"] and reader.read_all().num_rows == 0
+    with c.sql_rows("SELECT kind, n FROM 'sales@master:/events.jsonl' ORDER BY n") as rows:
+        assert rows.columns == ["kind", "n"]
+        assert list(rows) == [("view", 1), ("buy", 2)]
+    rows = c.sql_rows("SELECT * FROM range(100000) t(i)", batch_rows=1000)
+    assert next(iter(rows)) == (0,)
+    rows.close()  # half read: closing ends the query and its connection
 
 
 def test_missing_repo_ref_or_file_is_one_error_naming_it(sales: Sales) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -45,6 +48,24 @@ def test_sql_prints_a_table_json_or_csv(tusk: Tusk) -> None:
     assert tusk("sql", "-f", "-", "-o", "json", input="SELECT 42 AS answer").json() == [
         {"answer": 42}
     ]
+
+
+def test_sql_prints_without_loading_pyarrow(tusk: Tusk) -> None:
+    """PyArrow takes 0.15 s to import here: the rows `tusk sql` prints come from DuckDB's
+    own Python rows (a fresh interpreter, the real entry point)."""
+    probe = (
+        "import sys; from tusk.cli.main import main\n"
+        f"sys.argv = ['tusk', '--home', {str(tusk.home)!r}, 'sql', {Q!r}, '-o', 'csv']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code\n"
+        "print('PYARROW', 'pyarrow' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == ["id,name,price", "1,pen,1.5"]
+    assert out.stdout.splitlines()[-1] == "PYARROW False"
 
 
 def test_sql_to_commits_and_diff_table_shows_rows(tusk: Tusk) -> None:

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from tusk.pps.models import CheckInfo
     from tusk.sdk.local import LocalTransport
     from tusk.sdk.remote import HttpTransport
-    from tusk.sdk.sql import SqlCommit
+    from tusk.sdk.sql import SqlCommit, SqlRows
     from tusk.sdk.tablediff import TableDiff
 
 Progress = Callable[[int], None]
@@ -554,6 +554,14 @@ class BaseClient(PipelineMethods, AuthMethods):
         from tusk.sdk.sql import query_reader
 
         return query_reader(self, query, batch_rows)
+
+    def sql_rows(self, query: str, batch_rows: int = 10_000) -> SqlRows:
+        """:meth:`sql` as Python rows, without PyArrow: ``.columns`` (the names), then the
+        rows as tuples while iterated (values as DuckDB's Python API gives them). Read it to
+        the end, or ``close()`` it. What ``tusk sql`` prints from."""
+        from tusk.sdk.sql import SqlRows
+
+        return SqlRows(self, query, batch_rows)
 
     def sql_to(self, query: str, address: str, description: str = "") -> SqlCommit:
         """Run :meth:`sql` and commit its result as the file ``repo@branch:/path`` (Parquet,

@@ -25,13 +25,14 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tusk.errors import InvalidArgument, QueryError, QueryRefused, ToolMissing
+from tusk.gcpause import gc_paused
 from tusk.pfs.models import CommitInfo
 from tusk.sdk.sqlfs import PREFIX, TuskFileSystem, split_url, tusk_url
 
@@ -93,11 +94,22 @@ class SqlCommit:
 def duckdb_module() -> Any:
     """``duckdb``, or ToolMissing saying how to install it."""
     try:
-        import duckdb
-        import pyarrow  # noqa: F401  # DuckDB hands results over as Arrow
+        with gc_paused():  # a big import; nothing in it to collect (tusk.gcpause)
+            import duckdb
     except ImportError as exc:
         raise ToolMissing(f"{_INSTALL} ({exc})") from None
     return duckdb
+
+
+def arrow_module() -> Any:
+    """``pyarrow``, which DuckDB hands Arrow results over with (0.15 s to import here: only
+    the calls that return Arrow load it), or ToolMissing."""
+    try:
+        with gc_paused():
+            import pyarrow
+    except ImportError as exc:
+        raise ToolMissing(f"{_INSTALL} ({exc})") from None
+    return pyarrow
 
 
 # Pinning
@@ -262,6 +274,7 @@ class Query:
 
     def stream(self, rows: int = 65_536) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         """The result's schema, and its batches as DuckDB makes them."""
+        arrow_module()
         with self.failures():
             reader = self.con.execute(self.sql).fetch_record_batch(rows)
         return reader.schema, self._batches(reader)
@@ -270,7 +283,19 @@ class Query:
         with self.failures():
             yield from reader
 
+    def rows(self, batch: int = 10_000) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        """The result's column names, and its rows as Python tuples (no Arrow)."""
+        with self.failures():
+            cursor = self.con.execute(self.sql)
+        return [d[0] for d in cursor.description or []], self._fetch(cursor, batch)
+
+    def _fetch(self, cursor: duckdb.DuckDBPyConnection, batch: int) -> Iterator[tuple[Any, ...]]:
+        with self.failures():
+            while chunk := cursor.fetchmany(batch):
+                yield from chunk
+
     def table(self) -> pa.Table:
+        arrow_module()
         with self.failures():
             return self.con.execute(self.sql).fetch_arrow_table()
 
@@ -326,8 +351,7 @@ def run_query(client: BaseClient, sql: str) -> pa.Table:
 
 def query_reader(client: BaseClient, sql: str, batch_rows: int) -> pa.RecordBatchReader:
     """The result as a stream; the connection closes when the stream ends or is closed."""
-    import pyarrow as pa
-
+    arrow = arrow_module()
     with ExitStack() as stack:
         schema, batches = stack.enter_context(open_query(client, sql)).stream(batch_rows)
         owned = stack.pop_all()
@@ -336,7 +360,37 @@ def query_reader(client: BaseClient, sql: str, batch_rows: int) -> pa.RecordBatc
         with owned:
             yield from batches
 
-    return pa.RecordBatchReader.from_batches(schema, read())
+    reader: pa.RecordBatchReader = arrow.RecordBatchReader.from_batches(schema, read())
+    return reader
+
+
+class SqlRows:
+    """A query's result as Python rows, without PyArrow (:meth:`BaseClient.sql_rows`):
+    ``columns``, then the rows as tuples while they are iterated. The connection closes when
+    the rows end or on :meth:`close` (or leaving a ``with`` block)."""
+
+    def __init__(self, client: BaseClient, sql: str, batch_rows: int) -> None:
+        with ExitStack() as stack:
+            self.columns, rows = stack.enter_context(open_query(client, sql)).rows(batch_rows)
+            self._owned = stack.pop_all()
+        self._rows = self._read(rows)
+
+    def _read(self, rows: Iterator[tuple[Any, ...]]) -> Generator[tuple[Any, ...], None, None]:
+        with self._owned:
+            yield from rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self._rows
+
+    def close(self) -> None:
+        self._rows.close()
+        self._owned.close()
+
+    def __enter__(self) -> SqlRows:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 # Committing a result

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -18,9 +18,8 @@ from tusk.cli.core import emit, fail, get_client, output_format, output_option
 from tusk.cli.render import print_fields, print_table
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from tusk.sdk import SqlCommit, TableDiff
+    from tusk.sdk.sql import SqlRows
 
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_ROWS = 1000
@@ -93,43 +92,35 @@ def sql(
         result = client.sql_to(text, to, description)
         emit(ctx, result, lambda: _committed(result))
         return
-    reader = client.sql_reader(text)
-    try:
-        {"json": _json_rows, "csv": _csv_rows}.get(output_format(ctx), _table_rows)(reader)
-    finally:
-        reader.close()
+    with client.sql_rows(text) as rows:
+        {"json": _json_rows, "csv": _csv_rows}.get(output_format(ctx), _table_rows)(rows)
 
 
-def _rows(reader: pa.RecordBatchReader) -> Iterator[dict[str, Any]]:
-    for batch in reader:
-        yield from batch.to_pylist()
-
-
-def _json_rows(reader: pa.RecordBatchReader) -> None:
+def _json_rows(rows: SqlRows) -> None:
     out = sys.stdout
     first = True
     out.write("[")
-    for row in _rows(reader):
-        out.write(("\n  " if first else ",\n  ") + _json(row))
+    for row in rows:
+        out.write(("\n  " if first else ",\n  ") + _json(dict(zip(rows.columns, row, strict=True))))
         first = False
     out.write("\n]\n" if not first else "]\n")
 
 
-def _csv_rows(reader: pa.RecordBatchReader) -> None:
+def _csv_rows(rows: SqlRows) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(reader.schema.names)
-    for row in _rows(reader):
-        writer.writerow(["" if v is None else v for v in row.values()])
+    writer.writerow(rows.columns)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
 
 
-def _table_rows(reader: pa.RecordBatchReader) -> None:
+def _table_rows(rows: SqlRows) -> None:
     shown: list[list[str]] = []
     total = 0
-    for row in _rows(reader):
+    for row in rows:
         total += 1
         if len(shown) < TABLE_ROWS:
-            shown.append([_text(v) for v in row.values()])
-    print_table(reader.schema.names, shown)
+            shown.append([_text(v) for v in row])
+    print_table(rows.columns, shown)
     if total > len(shown):
         click.echo(f"({len(shown)} of {total} rows shown: -o csv or -o json for all)", err=True)
 
