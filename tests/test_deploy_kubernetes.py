@@ -8,9 +8,15 @@ No cluster is involved: none can be started where these tests run.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
-from dataclasses import replace
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +32,23 @@ from tusk.deploy.kubernetes import (
     json_patch,
     merge_patch,
     server_objects,
+    worker_job,
 )
+from tusk.deploy.resolve import ResolvedImage
+from tusk.polling import poll_until
+from tusk.pps.executor import bwrap_works
 from tusk.pps.handoff import HANDOFF_LOOP
+from tusk.pps.images import ImageCache, make_mount_point
 from tusk.pps.spec import load_spec, parse_specs, spec_hash
 
+sys.path.insert(0, str(Path(__file__).parent / "pps"))
+from imagekit import add_layer, busybox_image, local_registry, push
+
 ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = "--no-resolve-images"  # the specs below name Docker Hub images
 CHART = ROOT / "deploy" / "helm" / "tusk"
 CORPUS = Path(__file__).parent / "pps" / "corpus"
+CI = os.environ.get("CI") == "true"
 
 # Strict validation against the models
 
@@ -165,13 +181,14 @@ def _check_pod(pod: dict[str, Any], labels: dict[str, str], where: str, errors: 
         sources = [k for k in v if k != "name"]
         if len(sources) > 1:
             errors.append(f"{where}: volume {v['name']} has sources {sources}")
-    names = [c["name"] for c in pod["containers"]]
+    every = pod["containers"] + pod.get("initContainers", [])
+    names = [c["name"] for c in every]
     if len(set(names)) != len(names):
         errors.append(f"{where}: container names repeat: {names}")
     for s in pod.get("imagePullSecrets", []):
         if not _DNS_SUBDOMAIN.match(s["name"]):
             errors.append(f"{where}: imagePullSecret {s['name']!r}")
-    for c in pod["containers"]:
+    for c in every:
         at = f"{where} container {c['name']}"
         if not _DNS_LABEL.match(c["name"]):
             errors.append(f"{at}: name is not a DNS label")
@@ -278,6 +295,8 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def deploy(run: Any, *args: str) -> list[dict[str, Any]]:
+    """The objects ``tusk deploy kubernetes ARGS`` writes (add OFFLINE for Docker Hub images:
+    no registry is reached from here)."""
     code, out, err = run("deploy", "kubernetes", *args)
     assert code == 0, err
     return [doc for doc in yaml.safe_load_all(out) if doc is not None]
@@ -385,7 +404,9 @@ def test_the_server_alone_is_valid_and_runs_the_scheduler_without_datums(run: An
 
 
 def test_specs_from_stdin(run: Any) -> None:
-    code, out, err = run("deploy", "kubernetes", "-f", "-", input=EDGES + "---\n" + MONTAGE)
+    code, out, err = run(
+        "deploy", "kubernetes", OFFLINE, "-f", "-", input=EDGES + "---\n" + MONTAGE
+    )
     assert code == 0, err
     objects = list(yaml.safe_load_all(out))
     assert validate(objects) == []
@@ -426,7 +447,7 @@ def test_edges_and_montage_get_valid_worker_jobs(run: Any, tmp_path: Path) -> No
     write(specs, "montage.yaml", MONTAGE)
     write(specs, "repos.yaml", REPOS)  # tusk apply's folder: the repo needs no manifest
     write(specs, ".hidden/ignored.yaml", "not: a spec")
-    objects = deploy(run, "-f", str(specs), "--namespace", "data")
+    objects = deploy(run, OFFLINE, "-f", str(specs), "--namespace", "data")
     assert validate(objects) == []
     found = jobs(objects)
     assert sorted(found) == ["tusk-worker-edges", "tusk-worker-montage"]
@@ -463,7 +484,16 @@ def test_edges_and_montage_get_valid_worker_jobs(run: Any, tmp_path: Path) -> No
         "--once",
     ]
     assert c["user"]["image"] == "pachyderm/opencv:1.0"
-    assert c["user"]["command"] == ["/bin/sh", "-c", HANDOFF_LOOP]
+    # The loop runs in the copied busybox: no shell or tool of the image is needed.
+    bb = "/tusk-bin/busybox"
+    assert c["user"]["command"] == [bb, "sh", "-c", HANDOFF_LOOP, bb]
+    (init,) = pod["initContainers"]
+    assert init["image"] == c["worker"]["image"]
+    assert init["command"] == ["/bin/busybox", "cp", "/bin/busybox", bb]
+    assert init["volumeMounts"] == [{"name": "tusk-bin", "mountPath": "/tusk-bin"}]
+    assert {"name": "tusk-bin", "mountPath": "/tusk-bin", "readOnly": True} in c["user"][
+        "volumeMounts"
+    ]
     for name in ("worker", "user"):
         mounts = {m["mountPath"]: m["name"] for m in c[name]["volumeMounts"]}
         assert mounts["/pfs"] == "pfs" and mounts["/tusk"] == "tusk"
@@ -478,7 +508,7 @@ def test_edges_and_montage_get_valid_worker_jobs(run: Any, tmp_path: Path) -> No
 def test_resources_gpu_secrets_pull_secrets_and_user_map_to_the_pod(
     run: Any, tmp_path: Path
 ) -> None:
-    objects = deploy(run, "-f", str(write(tmp_path, "train.yaml", TRAIN)))
+    objects = deploy(run, OFFLINE, "-f", str(write(tmp_path, "train.yaml", TRAIN)))
     assert validate(objects) == []
     train = jobs(objects)["tusk-worker-train"]
     pod = train["spec"]["template"]["spec"]
@@ -511,7 +541,7 @@ def test_resources_gpu_secrets_pull_secrets_and_user_map_to_the_pod(
 def test_pachydermss_kubernetes_fields_are_honoured_not_dropped(run: Any) -> None:
     """The corpus' camelCase spec: memory_volume, sidecar resources, scheduling_spec,
     tolerations, pod_patch, Pachyderm's "256MB", durations."""
-    objects = deploy(run, "-f", str(CORPUS / "edges.json"))
+    objects = deploy(run, OFFLINE, "-f", str(CORPUS / "edges.json"))
     assert validate(objects) == []
     edges = jobs(objects)["tusk-worker-edges"]
     pod = edges["spec"]["template"]["spec"]
@@ -535,7 +565,7 @@ def test_pachydermss_kubernetes_fields_are_honoured_not_dropped(run: Any) -> Non
 
 def test_pod_spec_merges_and_a_bad_pod_patch_is_one_line(run: Any, tmp_path: Path) -> None:
     merged = EDGES + 'pod_spec: \'{"hostNetwork": false, "dnsPolicy": "ClusterFirst"}\'\n'
-    objects = deploy(run, "-f", str(write(tmp_path, "a.yaml", merged)))
+    objects = deploy(run, OFFLINE, "-f", str(write(tmp_path, "a.yaml", merged)))
     assert validate(objects) == []
     pod = jobs(objects)["tusk-worker-edges"]["spec"]["template"]["spec"]
     assert (pod["hostNetwork"], pod["dnsPolicy"]) == (False, "ClusterFirst")
@@ -550,9 +580,9 @@ def test_pod_spec_merges_and_a_bad_pod_patch_is_one_line(run: Any, tmp_path: Pat
 
 def test_output_dir_gets_one_file_per_object_equal_to_the_stream(run: Any, tmp_path: Path) -> None:
     spec = write(tmp_path, "specs/edges.yaml", EDGES)
-    streamed = deploy(run, "-f", str(spec))
+    streamed = deploy(run, OFFLINE, "-f", str(spec))
     out = tmp_path / "out"
-    code, stdout, err = run("deploy", "kubernetes", "-f", str(spec), "--output", str(out))
+    code, stdout, err = run("deploy", "kubernetes", OFFLINE, "-f", str(spec), "--output", str(out))
     assert code == 0 and stdout == ""
     assert "kubectl apply -f" in err and "tusk-stores" in err
     files = sorted(out.iterdir())
@@ -607,7 +637,7 @@ def test_an_invalid_spec_gives_the_message_tusk_create_pipeline_gives(
 
 def test_names_become_dns_labels_and_the_project_is_kept(run: Any, tmp_path: Path) -> None:
     spec = write(tmp_path, "s.yaml", EDGES.replace("name: edges", "name: Edge_Detect"))
-    code, out, err = run("--project", "vision", "deploy", "kubernetes", "-f", str(spec))
+    code, out, err = run("--project", "vision", "deploy", "kubernetes", OFFLINE, "-f", str(spec))
     assert code == 0, err
     objects = list(yaml.safe_load_all(out))
     assert validate(objects) == []
@@ -638,7 +668,7 @@ def test_kubernetes_refusals_are_one_line(run: Any, tmp_path: Path) -> None:
     }
     for key, text in cases.items():
         code, out, err = run(
-            "deploy", "kubernetes", "-f", str(write(tmp_path, f"{key}.yaml", text))
+            "deploy", "kubernetes", OFFLINE, "-f", str(write(tmp_path, f"{key}.yaml", text))
         )
         assert code == 2 and out == "", (key, err)
         assert len(err.strip().splitlines()) == 1 and wants[key] in err, (key, err)
@@ -664,7 +694,7 @@ def test_kubernetes_refusals_are_one_line(run: Any, tmp_path: Path) -> None:
 
 def test_a_non_numeric_user_is_a_warning_not_a_silent_drop(run: Any, tmp_path: Path) -> None:
     spec = write(tmp_path, "u.yaml", EDGES.replace("  cmd:", "  user: alice\n  cmd:"))
-    code, out, err = run("deploy", "kubernetes", "-f", str(spec))
+    code, out, err = run("deploy", "kubernetes", OFFLINE, "-f", str(spec))
     assert code == 0
     assert err.startswith("warning: pipeline edges: transform.user 'alice' is not numeric")
     (job,) = jobs(list(yaml.safe_load_all(out))).values()
@@ -818,3 +848,239 @@ def test_json_patch_and_merge_patch_follow_their_rfcs() -> None:
     assert merge_patch({"a": 1, "b": {"c": 1, "d": 2}}, {"a": None, "b": {"c": 3}}) == {
         "b": {"c": 3, "d": 2}
     }
+
+
+# Images resolved in a registry: pinned by digest, the Entrypoint as the command, any image runs
+
+HAVE_TOOLS = all(shutil.which(t) for t in ("skopeo", "umoci", "docker-registry", "htpasswd"))
+needs_registry = pytest.mark.skipif(
+    not (HAVE_TOOLS and os.path.exists("/bin/busybox")) and not CI,
+    reason="skopeo, umoci, docker-registry, htpasswd or busybox-static is missing",
+)
+USER, PASSWORD = "alice", "s3cret-pw"
+BB = "/tusk-bin/busybox"
+
+
+@dataclass
+class Registries:
+    host: str  # entry:1 (Entrypoint only), bare:1 (no shell, no applet), plain:1 (no command)
+    auth: str  # entry:1, behind USER:PASSWORD
+    digests: dict[str, str]  # name -> the digest skopeo inspect reports
+    layout: Path  # the images' OCI layout (bare: tag bare)
+
+
+@pytest.fixture(scope="module")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
+    if not (HAVE_TOOLS and os.path.exists("/bin/busybox")):
+        pytest.fail("skopeo, umoci, docker-registry, htpasswd and busybox-static are needed")
+    base = tmp_path_factory.mktemp("deploy-images")
+    entry = busybox_image(base, "entry", entrypoint=["/bin/echo", "from-entrypoint"])
+    shelled = busybox_image(base, "shelled", entrypoint=["/bin/busybox", "echo"], cmd=["a", "b"])
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True).stdout
+    gone = [f"bin/{a}" for a in applets.split() if a != "busybox"]
+    bare = add_layer(shelled, "bare", deleted=gone)  # /bin/busybox alone: no sh, no tool
+    plain = busybox_image(base, "plain")
+    with (
+        local_registry(base / "open") as host,
+        local_registry(base / "auth", (USER, PASSWORD)) as auth,
+    ):
+        digests = {
+            "entry": push(entry, f"{host}/entry:1"),
+            "bare": push(bare, f"{host}/bare:1"),
+            "plain": push(plain, f"{host}/plain:1"),
+            "auth": push(entry, f"{auth}/entry:1", (USER, PASSWORD)),
+        }
+        yield Registries(host, auth, digests, base / "layout")
+
+
+@pytest.fixture
+def no_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials of this machine reach skopeo."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def pipeline(name: str, image: str, cmd: list[str] | None = None) -> str:
+    transform: dict[str, Any] = {"image": image}
+    if cmd is not None:
+        transform["cmd"] = cmd
+    spec = {"pipeline": {"name": name}, "transform": transform,
+            "input": {"pfs": {"repo": "in", "glob": "/*"}}}  # fmt: skip
+    return json.dumps(spec) + "\n"
+
+
+@needs_registry
+def test_images_are_pinned_by_digest_and_an_empty_cmd_runs_the_entrypoint(
+    run: Any, registries: Registries, tmp_path: Path, no_auth: None
+) -> None:
+    r = registries
+    entry = f"{r.host}/entry@{r.digests['entry']}"
+    specs = {
+        "entry": pipeline("entry", f"{r.host}/entry:1"),  # Entrypoint only
+        "both": pipeline("both", f"docker://{r.host}/bare:1"),  # Entrypoint + Cmd
+        "given": pipeline("given", f"{r.host}/entry:1", ["/bin/echo", "mine"]),
+        "pinned": pipeline("pinned", entry),  # already by digest: kept
+    }
+    for name, text in specs.items():
+        write(tmp_path / "specs", f"{name}.json", text)
+    objects = deploy(run, "-f", str(tmp_path / "specs"))
+    assert validate(objects) == []
+    found = {
+        name[len("tusk-worker-") :]: containers(job)["user"] for name, job in jobs(objects).items()
+    }
+    loop = [BB, "sh", "-c", HANDOFF_LOOP, BB]
+    assert found["entry"]["image"] == entry  # the digest skopeo inspect reports
+    assert found["entry"]["command"] == [*loop, "/bin/echo", "from-entrypoint"]
+    assert found["both"]["image"] == f"{r.host}/bare@{r.digests['bare']}"
+    assert found["both"]["command"] == [*loop, "/bin/busybox", "echo", "a", "b"]
+    assert found["given"]["image"] == entry
+    assert found["given"]["command"] == loop  # transform.cmd replaces Entrypoint and Cmd
+    assert found["pinned"]["image"] == entry
+    annotations = jobs(objects)["tusk-worker-both"]["metadata"]["annotations"]
+    assert annotations["tusk.dev/image"] == f"docker://{r.host}/bare:1"
+
+
+def test_tusks_image_has_the_busybox_the_init_container_copies() -> None:
+    """deploy/Containerfile (not built here: no container engine) installs Debian's
+    busybox-static, whose binary is /bin/busybox, and tusk-data."""
+    from tusk.deploy.kubernetes import TUSK_BUSYBOX
+
+    text = (ROOT / "deploy" / "Containerfile").read_text()
+    assert "busybox-static" in text and '"tusk-data==${TUSK_VERSION}"' in text
+    assert TUSK_BUSYBOX == "/bin/busybox" and f"&& {TUSK_BUSYBOX} true" in text
+
+
+def test_the_image_command_reaches_the_loop_as_docker_runs_it() -> None:
+    """Kubernetes expands $(VAR) and $$ in a container's command: the image's Entrypoint and
+    Cmd are escaped (Docker runs them as written), and the loop holds neither."""
+    assert "$(" not in HANDOFF_LOOP and "$$" not in HANDOFF_LOOP
+    spec = load_spec(parse_specs(pipeline("p", "registry.local/app:1"))[0])
+    command = ["sh", "-c", "echo $(HOME) $$ $PATH"]
+    image = ResolvedImage("registry.local/app:1", "registry.local/app@sha256:" + "a" * 64,
+                          "sha256:" + "a" * 64, command)  # fmt: skip
+    job = worker_job(spec, KubernetesSettings(), image=image)
+    assert validate([job]) == []
+    user = containers(job)["user"]
+    assert user["image"] == image.image
+    assert user["command"][5:] == ["sh", "-c", "echo $$(HOME) $$$$ $$PATH"]
+
+
+@needs_registry
+def test_an_image_without_a_shell_runs_the_loop_with_the_copied_busybox(
+    run: Any, registries: Registries, tmp_path: Path, no_auth: None
+) -> None:
+    """The user container as the Job writes it, played with bubblewrap in the rootfs of an
+    image that holds /bin/busybox and nothing else: the init container's copy runs the loop."""
+    if not bwrap_works():
+        pytest.skip("bubblewrap does not work here") if not CI else pytest.fail("no bubblewrap")
+    spec = write(tmp_path, "bare.json", pipeline("bare", f"{registries.host}/bare:1"))
+    (job,) = jobs(deploy(run, "-f", str(spec))).values()
+    pod = job["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    user = containers(job)["user"]
+    cache = ImageCache(tmp_path / "cache")
+    rootfs = cache.rootfs(cache.resolve(f"oci:{registries.layout}:bare"))
+    assert not (rootfs / "bin" / "sh").exists() and not (rootfs / "bin" / "rm").exists()
+    for inside in ("/tusk", "/tusk-bin", "/pfs"):  # a container runtime makes mount points
+        assert make_mount_point(rootfs, inside)
+    copied, handoff = tmp_path / "tusk-bin", tmp_path / "tusk"
+    copied.mkdir()
+    handoff.mkdir()
+    assert init["command"][1:3] == ["cp", "/bin/busybox"]  # what the init container does:
+    shutil.copy2("/bin/busybox", copied / "busybox")  # Tusk's image has it (busybox-static)
+    proc = subprocess.Popen(
+        ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+         "--tmpfs", "/tmp", "--bind", str(handoff), "/tusk", "--ro-bind", str(copied),
+         "/tusk-bin", "--unshare-all", "--die-with-parent", "--clearenv",
+         "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--", *user["command"]],
+    )  # fmt: skip
+    try:
+        assert hand(handoff, []) == (0, "a b\n", "")  # no cmd handed: Entrypoint + Cmd
+        assert hand(handoff, ["busybox", "echo", "found"]) == (0, "found\n", "")  # via PATH
+        # busybox's own awk does not stand in for a program the image lacks
+        assert hand(handoff, ["awk", "BEGIN {}"]) == (127, "", "awk: not found\n")
+        (handoff / "exit").touch()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def hand(folder: Path, argv: list[str]) -> tuple[int, str, str]:
+    """One request to the loop, as the worker writes it (tusk.pps.handoff); its answer."""
+    for name in ("rc", "stdout", "stderr"):
+        (folder / name).unlink(missing_ok=True)
+    (folder / "argv").write_text("".join(a + "\n" for a in argv))
+    (folder / "env").write_text("export TUSK_JOB_ID='j'\n")
+    (folder / "stdin").write_text("")
+    (folder / "cwd").write_text("")
+    (folder / "go.part").touch()
+    os.replace(folder / "go.part", folder / "go")
+    poll_until(lambda: ((folder / "rc").exists(), None), 10, lambda _: "the loop did not answer")
+    out, err = folder / "stdout", folder / "stderr"
+    return (
+        int((folder / "rc").read_text()),
+        out.read_text() if out.exists() else "",
+        err.read_text() if err.exists() else "",
+    )
+
+
+@needs_registry
+def test_no_resolve_images_names_the_tag_and_needs_a_cmd(
+    run: Any, registries: Registries, tmp_path: Path
+) -> None:
+    ref = f"{registries.host}/entry:1"
+    spec = write(tmp_path, "given.json", pipeline("given", ref, ["/bin/echo"]))
+    code, out, err = run("deploy", "kubernetes", OFFLINE, "-f", str(spec))
+    assert code == 0, err
+    assert err.startswith("warning: images are not resolved (--no-resolve-images)")
+    assert len(err.strip().splitlines()) == 1
+    (job,) = jobs(list(yaml.safe_load_all(out))).values()
+    assert containers(job)["user"]["image"] == ref
+    assert containers(job)["user"]["command"] == [BB, "sh", "-c", HANDOFF_LOOP, BB]
+    assert "tusk.dev/image" not in job["metadata"]["annotations"]
+    bare = write(tmp_path, "bare.json", pipeline("bare", ref))
+    code, out, err = run("deploy", "kubernetes", OFFLINE, "-f", str(bare))
+    assert code == 2 and out == "" and "transform.cmd is not set" in err
+
+
+@needs_registry
+def test_images_that_cannot_be_resolved_are_one_line_and_nothing_is_written(
+    run: Any, registries: Registries, tmp_path: Path, no_auth: None
+) -> None:
+    r = registries
+    good = write(tmp_path, "good.json", pipeline("good", f"{r.host}/entry:1", ["/bin/echo"]))
+    zero = "sha256:" + "0" * 64
+    cases = {
+        "missing": (f"{r.host}/entry:nope", f"image {r.host}/entry:nope not found: "),
+        "digest": (f"{r.host}/entry@{zero}", f"image {r.host}/entry@{zero} not found: "),
+        "denied": (f"{r.auth}/entry:1", f"pull denied for image {r.auth}/entry:1: "),
+        "nobody": ("127.0.0.1:1/app:1", "image 127.0.0.1:1/app:1 cannot be resolved: "),
+        "nocmd": (f"{r.host}/plain:1", "transform.cmd is not set and image"),
+        "layout": (f"oci:{r.layout}:bare", "push it to a registry"),
+        "archive": ("docker-archive:/tmp/x.tar", "push it to a registry"),
+    }
+    out = tmp_path / "out"
+    for key, (image, want) in cases.items():
+        spec = write(tmp_path, f"{key}.json", pipeline(key, image))
+        for args in ([], [OFFLINE]) if key in ("layout", "archive") else ([],):
+            code, stdout, err = run(
+                "deploy", "kubernetes", *args, "-f", str(good), "-f", str(spec),
+                "--output", str(out),
+            )  # fmt: skip
+            assert code != 0 and stdout == "", (key, err)
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"error: {spec}: pipeline {key}: ")
+            assert want in lines[0], (key, lines)
+            assert not out.exists()
+    # The registry's credentials, from a Docker config.json
+    authfile = tmp_path / "config.json"
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    authfile.write_text(json.dumps({"auths": {r.auth: {"auth": token}}}))
+    spec = write(tmp_path, "authed.json", pipeline("authed", f"{r.auth}/entry:1"))
+    (job,) = jobs(deploy(run, "-f", str(spec), "--authfile", str(authfile))).values()
+    assert containers(job)["user"]["image"] == f"{r.auth}/entry@{r.digests['auth']}"
+    code, _, err = run("deploy", "kubernetes", "-f", str(spec), "--authfile", str(tmp_path / "no"))
+    assert code == 2 and err.strip() == f"error: auth file {tmp_path / 'no'} does not exist"

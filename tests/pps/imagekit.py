@@ -8,7 +8,8 @@ library, chosen packages of this venv and every shared library ``ldd`` names (th
 too), each at the path the host has it, so the loader finds them without an ``ld.so.cache``; the
 host's symlinks on the way (``/lib -> usr/lib``) are kept as symlinks. Its base (Python,
 libraries, busybox) is one layer and the ``files`` another, so images that differ in their files
-share the base layer's blob.
+share the base layer's blob. :func:`local_registry` runs Debian's ``docker-registry`` on
+127.0.0.1 (with htpasswd credentials if asked) and :func:`push` copies an image into it.
 
 ``dest`` is a folder; the OCI layout is ``dest/layout``, one tag per image. The python base is
 built once per process: collected and tarred in ~1 s while umoci gzips it from a pipe (~160 MB
@@ -30,13 +31,16 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import sysconfig
 import tarfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -513,3 +517,73 @@ def python_image(
 def layer_digests(ref: str) -> list[str]:
     """The layer digests of ``oci:<layout>:<tag>``, base first (read with ``skopeo inspect``)."""
     return list(json.loads(_run("skopeo", "inspect", ref))["Layers"])
+
+
+# -- a registry on this machine ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_registry(
+    base: Path, credentials: tuple[str, str] | None = None, deadline: float = 20
+) -> Iterator[str]:
+    """Debian's ``docker-registry`` on 127.0.0.1 over plain HTTP, storing under ``base``; yields
+    its ``127.0.0.1:PORT``. With ``credentials`` (user, password) it asks for them (htpasswd,
+    bcrypt: ``htpasswd`` of apache2-utils). Stopped when the block ends."""
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    host = f"127.0.0.1:{free_port()}"
+    lines = ["version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:",
+             f"    rootdirectory: {base / 'storage'}", "http:", f"  addr: {host}"]  # fmt: skip
+    if credentials is not None:
+        htpasswd = base / "htpasswd"
+        htpasswd.write_text(_run("htpasswd", "-Bbn", *credentials))
+        lines += ["auth:", "  htpasswd:", "    realm: tusk-test", f"    path: {htpasswd}"]
+    config = base / "config.yml"
+    config.write_text("\n".join(lines) + "\n")
+    log = base / "registry.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        until = time.monotonic() + deadline
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
+                break
+            except urllib.error.HTTPError:  # 401 when auth is on: it answers
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > until:
+                    raise ImageKitError(
+                        f"docker-registry did not start: {log.read_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.05)
+        yield host
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def push(ref: str, dest: str, credentials: tuple[str, str] | None = None) -> str:
+    """Copy the image ``ref`` (``oci:<layout>:<tag>``) to ``dest`` (``REGISTRY/NAME:TAG`` of a
+    plain-HTTP registry) with skopeo; returns the manifest digest the registry serves."""
+    args: list[str | Path] = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    if credentials is not None:
+        args.append(f"--dest-creds={credentials[0]}:{credentials[1]}")
+    _run(*args, ref, f"docker://{dest}")
+    inspect: list[str | Path] = ["skopeo", "inspect", "--tls-verify=false"]
+    if credentials is not None:
+        inspect.append(f"--creds={credentials[0]}:{credentials[1]}")
+    return str(json.loads(_run(*inspect, f"docker://{dest}"))["Digest"])

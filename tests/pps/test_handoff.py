@@ -4,7 +4,9 @@ A pod is played on one machine: ``tusk up --executor workers`` (a coordinator th
 datum), ``tusk worker --pipeline p --handoff DIR --pfs-mount PFS --once`` (the worker container)
 and the user container: busybox's ``sh`` running ``HANDOFF_LOOP`` under bubblewrap in a busybox
 image's rootfs, with PFS bound at ``/pfs`` and DIR at ``/tusk``, as the pod's two emptyDir
-volumes are. Skips here without skopeo, umoci, busybox-static or bubblewrap; fails in CI.
+volumes are; the image's ``/bin/sh`` runs it, or (as ``tusk deploy kubernetes`` writes the pod)
+Debian's busybox-static copied to ``/tusk-bin``. Skips here without skopeo, umoci,
+busybox-static or bubblewrap; fails in CI.
 """
 
 from __future__ import annotations
@@ -36,24 +38,44 @@ pytestmark = pytest.mark.skipif(
 UPPER = 'for f in /pfs/in/*; do tr a-z A-Z < "$f" > "/pfs/out/$(basename "$f")"; done; echo "$FOO"'
 
 
-@pytest.fixture
-def pod(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
-    """The shared volumes and the user container (the loop in a busybox rootfs)."""
+# How the user container runs the loop: with the image's /bin/sh, or as tusk deploy kubernetes
+# writes it, with Debian's static busybox that an init container copied into /tusk-bin.
+SHELLS = {
+    "image-sh": ["/bin/sh", "-c", HANDOFF_LOOP],
+    "copied-busybox": ["/tusk-bin/busybox", "sh", "-c", HANDOFF_LOOP, "/tusk-bin/busybox"],
+}
+
+
+def start_pod(tmp_path: Path, argv: list[str]) -> tuple[Path, Path, subprocess.Popen[bytes]]:
+    """The shared volumes and the user container (``argv`` in a busybox rootfs)."""
     if not READY:
         pytest.fail("skopeo, umoci and busybox-static are needed (./dev.sh installs them)")
     ref = busybox_image(tmp_path / "img", "v1")
     cache = ImageCache(tmp_path / "cache")
     rootfs = cache.rootfs(cache.resolve(ref))
     assert make_mount_point(rootfs, "/tusk")  # a container runtime makes its mount points
-    pfs, handoff = tmp_path / "pfs", tmp_path / "tusk"
+    assert make_mount_point(rootfs, "/tusk-bin")
+    pfs, handoff, copied = tmp_path / "pfs", tmp_path / "tusk", tmp_path / "tusk-bin"
     pfs.mkdir()
     handoff.mkdir()
+    copied.mkdir()
+    shutil.copy2("/bin/busybox", copied / "busybox")  # what the Job's init container does
     user = subprocess.Popen(
         ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
          "--tmpfs", "/tmp", "--bind", str(pfs), "/pfs", "--bind", str(handoff), "/tusk",
+         "--ro-bind", str(copied), "/tusk-bin",
          "--unshare-all", "--die-with-parent", "--clearenv", "--setenv", "PATH", "/bin",
-         "--", "/bin/sh", "-c", HANDOFF_LOOP],
+         "--", *argv],
     )  # fmt: skip
+    return pfs, handoff, user
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def pod(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
+    """The shared volumes and the user container (the loop in a busybox rootfs)."""
+    pfs, handoff, user = start_pod(tmp_path, SHELLS[request.param])
     yield pfs, handoff, user
     if user.poll() is None:
         user.kill()
@@ -156,3 +178,41 @@ def test_a_failing_or_missing_command_is_reported_as_on_the_host(
         assert job.state == "failure"
         [datum] = c.list_datums(f"p@{job.id}")
         assert datum.error == "python3: not found in the user container's image"
+
+
+def test_a_spec_without_cmd_runs_the_images_entrypoint_and_cmd(tmp_path: Path) -> None:
+    """No transform.cmd: the loop runs its own arguments, which `tusk deploy kubernetes`
+    writes from the image's Entrypoint + Cmd (here sh -c UPPER, as an image would give)."""
+    entrypoint = ["sh", "-c", UPPER]
+    pfs, handoff, user = start_pod(tmp_path, [*SHELLS["copied-busybox"], *entrypoint])
+    home = tmp_path / "home"
+    try:
+        with tusk.Client(home) as c:
+            c.create_repo("in")
+            c.put_file("in@master:/a.txt", b"alpha")
+            c.create_pipeline(
+                {
+                    "pipeline": {"name": "p"},
+                    "input": {"pfs": {"repo": "in", "glob": "/*"}},
+                    "transform": {"image": "busybox:1.36", "env": {"FOO": "from env"}},
+                }
+            )
+            stop = threading.Event()
+            coordinator = threading.Thread(
+                target=c.run_scheduler, kwargs={"stop": stop, "executor": "workers"}, daemon=True
+            )
+            coordinator.start()
+            try:
+                running(c)
+                assert worker_cli(home, handoff, pfs).returncode == 0
+                job = finished(c)
+            finally:
+                stop.set()
+                coordinator.join(30)
+            assert job.state == "success", job.reason
+            assert c.get_file("p@master:/a.txt") == b"ALPHA"
+            assert "from env" in [x.line for x in c.logs("p", job.id) if x.stream == "stdout"]
+    finally:
+        if user.poll() is None:
+            user.kill()
+            user.wait()

@@ -11,6 +11,13 @@ claims a datum, lays its inputs out under ``/pfs`` and hands it over through fil
 the command and answers with its exit code; the worker then stores ``/pfs/out``. Workers exit
 when the pipeline has no job left, so a Job completes.
 
+Any image runs, as in Pachyderm (whose init container copies its worker binary in): an init
+container of Tusk's image copies its static busybox into the emptyDir ``/tusk-bin``, and the
+user container runs the loop with ``/tusk-bin/busybox sh``, so the image needs no shell and no
+tool. Images are resolved first (:mod:`tusk.deploy.resolve`): the Job names each by digest,
+and a spec without ``transform.cmd`` runs the image's Entrypoint + Cmd, handed to the loop as
+its arguments.
+
 Objects are plain dicts in the API's wire form (camelCase): what ``kubectl apply`` reads.
 ``deploy/helm/tusk`` templates the same server objects; a test checks they stay equal.
 """
@@ -29,7 +36,8 @@ from typing import Any
 import yaml
 
 from tusk._version import __version__
-from tusk.errors import InvalidArgument, InvalidSpec
+from tusk.deploy.resolve import ImageResolver, ResolvedImage, cluster_image
+from tusk.errors import InvalidArgument, InvalidSpec, TuskError
 from tusk.pps.spec import PipelineSpec, Resources, parse_quantity, spec_hash
 
 DEFAULT_IMAGE = f"ghcr.io/tusk-data/tusk:{__version__}"
@@ -48,6 +56,15 @@ PIPELINE_LABEL = "tusk.dev/pipeline"
 PIPELINE_ANNOTATION = "tusk.dev/pipeline"
 HASH_ANNOTATION = "tusk.dev/spec-hash"
 VERSION_ANNOTATION = "tusk.dev/version"
+IMAGE_ANNOTATION = "tusk.dev/image"  # transform.image as the spec wrote it, when pinned
+# Where the init container puts Tusk's static busybox (Debian's busybox-static) for the loop.
+BUSYBOX_DIR = "/tusk-bin"
+BUSYBOX = f"{BUSYBOX_DIR}/busybox"
+TUSK_BUSYBOX = "/bin/busybox"  # in Tusk's image (deploy/Containerfile)
+NOT_RESOLVED = (
+    "images are not resolved (--no-resolve-images): Jobs name them by tag, not by digest, so a "
+    "moved tag changes what runs, and every pipeline must give transform.cmd"
+)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -466,9 +483,16 @@ def worker_job(
     settings: KubernetesSettings,
     source: str = "",
     warnings: list[str] | None = None,
+    image: ResolvedImage | None = None,
+    require_cmd: bool = True,
 ) -> dict[str, Any]:
     """The Job whose pods run ``spec``'s datums; InvalidSpec (naming the pipeline and
-    ``source``) when Kubernetes could not run it as written."""
+    ``source``) when Kubernetes could not run it as written.
+
+    ``image``: ``transform.image`` resolved (the Job names it by digest; without
+    ``transform.cmd`` the loop runs its Entrypoint + Cmd); None: named as written, and
+    ``transform.cmd`` is needed unless ``require_cmd`` is False (a check before resolving).
+    """
     warnings = warnings if warnings is not None else []
     problems = _Problems(spec, source)
     t = spec.transform
@@ -477,10 +501,25 @@ def worker_job(
             "transform.image is not set; on Kubernetes a pipeline's datums run in its image, "
             "so add image: <reference> (e.g. python:3.12-slim)"
         )
-    if not t.cmd:
+    image_name = ""
+    if t.image:
+        try:
+            image_name = image.image if image is not None else cluster_image(t.image)
+        except TuskError as exc:
+            problems.add(exc.message)
+    default: list[str] = []  # the command the loop runs when the worker hands none
+    if not t.cmd and image is not None:
+        # Kubernetes expands $(VAR) in a command and turns $$ into $; Docker does neither.
+        default = [arg.replace("$", "$$") for arg in image.command]
+        if not default:
+            problems.add(
+                f"transform.cmd is not set and image {t.image} has no Entrypoint or Cmd; "
+                "give transform.cmd"
+            )
+    elif not t.cmd and require_cmd:
         problems.add(
-            "transform.cmd is not set; on Kubernetes the user container runs transform.cmd "
-            "(the image's Entrypoint is not read), so give the command"
+            "transform.cmd is not set; without image resolution (--no-resolve-images) the "
+            "image's Entrypoint is not read, so give the command"
         )
     name = job_name(spec.name)
     labels = {
@@ -516,6 +555,7 @@ def worker_job(
         {"name": "pfs", "emptyDir": pfs_volume},
         {"name": "tusk", "emptyDir": {}},
         {"name": "home", "emptyDir": {}},
+        {"name": "tusk-bin", "emptyDir": {}},
     ]
     secret_volumes: dict[str, str] = {}
     for mount in t.secrets:
@@ -549,14 +589,26 @@ def worker_job(
     )
     if sidecar:
         worker["resources"] = sidecar
+    # Pachyderm's init container copies its worker binary into the user container; here a
+    # static busybox, so an image without a shell (distroless, FROM scratch) runs too.
+    init = {
+        "name": "tusk-init",
+        "image": settings.tusk_image,
+        "command": [TUSK_BUSYBOX, "cp", TUSK_BUSYBOX, BUSYBOX],
+        "volumeMounts": [{"name": "tusk-bin", "mountPath": BUSYBOX_DIR}],
+    }
     user: dict[str, Any] = {
         "name": "user",
-        "image": t.image or "",
-        "command": ["/bin/sh", "-c", handoff_loop()],
+        "image": image_name,
+        # $0 names the busybox the loop runs its tools through; then the default command.
+        "command": [BUSYBOX, "sh", "-c", handoff_loop(), BUSYBOX, *default],
     }
     if env:
         user["env"] = env
-    user["volumeMounts"] = mounts
+    user["volumeMounts"] = [
+        *mounts,
+        {"name": "tusk-bin", "mountPath": BUSYBOX_DIR, "readOnly": True},
+    ]
     resources = _resources(spec.resource_requests, spec.resource_limits, "", problems)
     if resources:
         user["resources"] = resources
@@ -568,6 +620,7 @@ def worker_job(
         "restartPolicy": "Never",
         "serviceAccountName": "tusk",
         "automountServiceAccountToken": False,
+        "initContainers": [init],
         "containers": [worker, user],
         "volumes": volumes,
     }
@@ -601,6 +654,13 @@ def worker_job(
     if spec.job_timeout is not None:
         job_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.job_timeout))
     job_spec["template"] = {"metadata": template_meta, "spec": pod}
+    annotations = {
+        PIPELINE_ANNOTATION: spec.name,
+        HASH_ANNOTATION: spec_hash(spec),
+        VERSION_ANNOTATION: __version__,
+    }
+    if image is not None:
+        annotations[IMAGE_ANNOTATION] = image.reference
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -608,28 +668,33 @@ def worker_job(
             "name": name,
             "namespace": settings.namespace,
             "labels": labels,
-            "annotations": {
-                PIPELINE_ANNOTATION: spec.name,
-                HASH_ANNOTATION: spec_hash(spec),
-                VERSION_ANNOTATION: __version__,
-            },
+            "annotations": annotations,
         },
         "spec": job_spec,
     }
 
 
 def kubernetes_manifests(
-    specs: Iterable[tuple[PipelineSpec, str]], settings: KubernetesSettings
+    specs: Iterable[tuple[PipelineSpec, str]],
+    settings: KubernetesSettings,
+    resolver: ImageResolver | None = None,
 ) -> Manifests:
     """The server's objects, then a worker Job for each (spec, source); every pipeline's
-    problems raised together (InvalidSpec, one line) before anything is returned."""
+    problems raised together (InvalidSpec, one line) before anything is returned.
+
+    With a ``resolver`` each image is then resolved (after the specs are found sound, so no
+    registry is asked about a spec that is refused anyway) and the Jobs name them by digest;
+    the first image that fails raises its error, prefixed with the pipeline and its file.
+    Without one, images are named as written and a warning says so.
+    """
     settings.check()
     out = Manifests(server_objects(settings))
     problems: list[str] = []
     names: dict[str, str] = {}
+    checked: list[tuple[PipelineSpec, str, dict[str, Any]]] = []
     for spec, source in specs:
         try:
-            job = worker_job(spec, settings, source, out.warnings)
+            job = worker_job(spec, settings, source, out.warnings, require_cmd=resolver is None)
         except InvalidSpec as exc:
             problems.append(exc.message)
             continue
@@ -638,12 +703,24 @@ def kubernetes_manifests(
             problems.append(f"pipelines {names[name]} and {spec.name} both make Job {name}")
             continue
         names[name] = spec.name
-        out.objects.append(job)
+        checked.append((spec, source, job))
     if len(problems) == 1:
         raise InvalidSpec(problems[0])
     if problems:
         listed = " | ".join(f"[{i}] {p}" for i, p in enumerate(problems, 1))
         raise InvalidSpec(f"{len(problems)} problems: {listed}")
+    if resolver is None:
+        out.objects.extend(job for _, _, job in checked)
+        if checked:
+            out.warnings.append(NOT_RESOLVED)
+        return out
+    for spec, source, _ in checked:
+        where = f"{source}: pipeline {spec.name}" if source else f"pipeline {spec.name}"
+        try:
+            image = resolver.resolve(spec.transform.image or "", not spec.transform.cmd)
+        except TuskError as exc:  # the same class (its exit code), naming the pipeline
+            raise type(exc)(f"{where}: {exc.message}") from None
+        out.objects.append(worker_job(spec, settings, source, [], image))
     return out
 
 

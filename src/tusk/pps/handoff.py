@@ -8,10 +8,11 @@ kubernetes`` writes them, docs/kubernetes.md): ``/pfs`` and ``/tusk``.
   like any ``tusk worker``, writes their inputs into a scratch folder under ``/pfs/.tusk``,
   points ``/pfs/<input>`` and ``/pfs/out`` at them (relative symlinks, valid in both containers)
   and hands the datum over with :class:`HandoffExecutor`.
-* The ``user`` container runs the pipeline's image with ``/bin/sh -c`` :data:`HANDOFF_LOOP`: it
-  waits for a request, runs the command with its environment, stdin and working directory,
-  and answers with the exit code. The image needs a POSIX ``sh`` (Pachyderm's needs none: its
-  worker binary is static); the command runs as the image says, in the image's root.
+* The ``user`` container runs the pipeline's image with ``/tusk-bin/busybox sh -c``
+  :data:`HANDOFF_LOOP`: it waits for a request, runs the command with its environment, stdin
+  and working directory, and answers with the exit code. As Pachyderm copies its static worker
+  binary in, an init container copies Tusk's static busybox into ``/tusk-bin``, so the image
+  needs no shell; the command runs as the image says, in the image's root.
 
 The request, in ``/tusk``, written by the worker with ``go`` last (a rename, so it appears whole)::
 
@@ -37,29 +38,53 @@ from pathlib import Path
 from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, _lines, _tail, settle
 from tusk.pps.secret_mounts import scrub_output, scrub_values, scrubbing
 
-#: The user container's command: ``["/bin/sh", "-c", HANDOFF_LOOP]`` (POSIX sh, busybox too).
-HANDOFF_LOOP = r"""H="${TUSK_HANDOFF:-/tusk}"
+#: The user container's command: ``[BUSYBOX, "sh", "-c", HANDOFF_LOOP, BUSYBOX, *default]``, as
+#: ``tusk deploy kubernetes`` writes it, or ``["/bin/sh", "-c", HANDOFF_LOOP]`` (any POSIX sh).
+#: When ``$0`` is a busybox the loop runs rm, mv and sleep through it (the image may have none;
+#: the rest are sh builtins); its arguments are the command run when the worker hands none
+#: (the image's Entrypoint + Cmd). A command name without '/' is looked up in PATH here, so
+#: busybox's own applets (Debian's sh prefers them) never stand in for the image's programs.
+#: Its own variables start with '_', out of the way of the datum's environment it sources.
+HANDOFF_LOOP = r"""_h="${TUSK_HANDOFF:-/tusk}"
+case "$0" in */busybox) _bb="$0" ;; *) _bb= ;; esac
 while :; do
-  if [ -f "$H/go" ]; then
-    set --
-    while IFS= read -r a || [ -n "$a" ]; do set -- "$@" "$a"; done < "$H/argv"
+  if [ -f "$_h/go" ]; then
     (
-      set -a; . "$H/env"; set +a
-      d="$(cat "$H/cwd")"; if [ -n "$d" ]; then cd "$d" 2> "$H/stderr" || exit 126; fi
-      exec "$@" < "$H/stdin" > "$H/stdout" 2> "$H/stderr"
+      if [ -s "$_h/argv" ]; then
+        set --
+        while IFS= read -r _a || [ -n "$_a" ]; do set -- "$@" "$_a"; done < "$_h/argv"
+      fi
+      set -a; . "$_h/env"; set +a
+      _dir=; IFS= read -r _dir < "$_h/cwd" || :
+      if [ -n "$_dir" ]; then cd "$_dir" 2> "$_h/stderr" || exit 126; fi
+      if [ $# -eq 0 ]; then echo "no command to run" > "$_h/stderr"; exit 126; fi
+      case "$1" in
+        */*) ;;
+        *)
+          _path=; _ifs="$IFS"; IFS=:; set -f
+          for _x in ${PATH-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}; do
+            _x="${_x:-.}/$1"
+            if [ -z "$_path" ] && [ -f "$_x" ] && [ -x "$_x" ]; then _path="$_x"; fi
+          done
+          IFS="$_ifs"; set +f
+          if [ -z "$_path" ]; then echo "$1: not found" > "$_h/stderr"; exit 127; fi
+          shift; set -- "$_path" "$@"
+          ;;
+      esac
+      exec "$@" < "$_h/stdin" > "$_h/stdout" 2> "$_h/stderr"
     ) &
-    pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-      if [ -f "$H/stop" ]; then kill -9 "$pid" 2>/dev/null; fi
-      sleep 0.02
+    _pid=$!
+    while kill -0 "$_pid" 2>/dev/null; do
+      if [ -f "$_h/stop" ]; then kill -9 "$_pid" 2>/dev/null; fi
+      $_bb sleep 0.02
     done
-    wait "$pid"; rc=$?
-    rm -f "$H/go" "$H/stop"
-    echo "$rc" > "$H/rc.part" && mv "$H/rc.part" "$H/rc"
-  elif [ -f "$H/exit" ]; then
+    wait "$_pid"; _rc=$?
+    $_bb rm -f "$_h/go" "$_h/stop"
+    echo "$_rc" > "$_h/rc.part" && $_bb mv "$_h/rc.part" "$_h/rc"
+  elif [ -f "$_h/exit" ]; then
     exit 0
   else
-    sleep 0.02
+    $_bb sleep 0.02
   fi
 done
 """
@@ -83,6 +108,8 @@ class HandoffExecutor(LocalExecutor):
         self.scratch_root = self.pfs / ".tusk"
         self.mode = f"handoff ({self.folder})"
         self.on_host = False  # the command runs in another container: no host folder for it
+        # ... the image's own: without transform.cmd, its Entrypoint + Cmd (the loop's args).
+        self.in_image_container = True
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in ("go", "rc", "stop", "exit"):
             (self.folder / stale).unlink(missing_ok=True)
@@ -119,10 +146,8 @@ class HandoffExecutor(LocalExecutor):
         task: DatumTask,
         cancelled: Callable[[], bool],
     ) -> DatumOutcome:
-        if not cmd:
-            return DatumOutcome(
-                False, error="the pipeline gives no cmd: on Kubernetes give transform.cmd"
-            )
+        # No cmd: the loop runs its own arguments, the image's Entrypoint + Cmd as `tusk deploy
+        # kubernetes` resolved them (or answers 126, "no command to run", without any).
         if any("\n" in arg for arg in cmd):
             return DatumOutcome(False, error="an argument of cmd holds a newline (not handed)")
         h = self.folder
@@ -160,8 +185,12 @@ class HandoffExecutor(LocalExecutor):
             return DatumOutcome(False, exit_code=code, error=error, stderr_tail=tail, logs=logs)
         if code == 0:
             return DatumOutcome(True, exit_code=0, stderr_tail=tail, logs=logs)
+        name = cmd[0] if cmd else "the image's Entrypoint/Cmd"
         if code == 127 and "not found" in tail:
-            what = f"{cmd[0]}: not found in the user container's image"
+            missing = name if cmd else tail.split(":")[0]
+            what = f"{missing}: not found in the user container's image"
+        elif code == 126 and "no command to run" in tail:
+            what = "no command to run: give transform.cmd (the image has no Entrypoint or Cmd)"
         else:
-            what = f"{cmd[0]} exited with code {code}"
+            what = f"{name} exited with code {code}"
         return DatumOutcome(False, exit_code=code, error=what, stderr_tail=tail, logs=logs)

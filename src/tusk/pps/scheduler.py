@@ -739,7 +739,9 @@ class Scheduler:
                 tf = spec.transform
                 network = bool(tf.network) or uses_s3(spec)  # the gateway is on the host
                 running.image = ImageRun(tf.image or "", digest, tf.user or "", network)
-            elif not spec.transform.cmd:
+            elif not spec.transform.cmd and not (
+                spec.transform.image and getattr(self.executor, "in_image_container", False)
+            ):
                 if self.manages:
                     self._fail_job(job, "the pipeline gives no cmd and images are not run here "
                                    "(--executor host): give transform.cmd")  # fmt: skip

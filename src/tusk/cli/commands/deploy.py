@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from tusk.cli.core import State
+from tusk.cli.core import CliError, State
 
 
 @click.group("deploy")
@@ -39,7 +39,7 @@ def deploy() -> None:
     "--tusk-image",
     default=None,
     metavar="IMAGE",
-    help="Tusk's image, for the server and the worker containers "
+    help="Tusk's image, for the server and the worker and init containers "
     "(default: ghcr.io/tusk-data/tusk:<this version>).",
 )
 @click.option(
@@ -65,6 +65,21 @@ def deploy() -> None:
     help="Keep the server's home on this PersistentVolumeClaim (default: an emptyDir).",
 )
 @click.option(
+    "--no-resolve-images",
+    "no_resolve",
+    is_flag=True,
+    help="Do not ask registries about images (offline): Jobs name them as written, by tag, "
+    "and every pipeline must give transform.cmd.",
+)
+@click.option(
+    "--authfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="A Docker config.json with credentials for the registries of the images "
+    "(default: skopeo's, e.g. ~/.docker/config.json).",
+)
+@click.option(
     "--output",
     default="-",
     show_default=True,
@@ -80,6 +95,8 @@ def kubernetes(
     stores_secret: str,
     service_type: str,
     home_claim: str | None,
+    no_resolve: bool,
+    authfile: Path | None,
     output: str,
 ) -> None:
     """Write Kubernetes manifests: the Tusk server and a worker Job per pipeline.
@@ -89,6 +106,10 @@ def kubernetes(
     whose pods run its datums in the spec's image, next to a tusk worker container. The
     stores' URLs come from a Secret (--secret) that you create first. Nothing is sent to a
     cluster: apply the output with kubectl apply -f (see docs/kubernetes.md).
+
+    Each image is resolved with skopeo (manifests only, no layer): the Job names it by digest,
+    and a pipeline without transform.cmd runs the image's Entrypoint and Cmd. Images in a local
+    layout or archive (oci:, docker-archive:) are refused: push them to a registry first.
     """
     from tusk.deploy.kubernetes import (
         DEFAULT_IMAGE,
@@ -97,6 +118,7 @@ def kubernetes(
         to_yaml_stream,
         write_manifests,
     )
+    from tusk.deploy.resolve import ImageResolver
     from tusk.deploy.specs import read_pipeline_specs
     from tusk.sdk.projects import current_project
 
@@ -109,8 +131,11 @@ def kubernetes(
         home_claim=home_claim,
     )
     settings.check()
+    if no_resolve and authfile is not None:
+        raise CliError("--authfile is for resolving images: drop --no-resolve-images", 2)
+    resolver = None if no_resolve else ImageResolver(authfile)
     specs = read_pipeline_specs(paths, current_project(state.project)) if paths else []
-    manifests = kubernetes_manifests(((s.spec, s.source) for s in specs), settings)
+    manifests = kubernetes_manifests(((s.spec, s.source) for s in specs), settings, resolver)
     for warning in manifests.warnings:
         click.echo(f"warning: {warning}", err=True)
     if output == "-":
