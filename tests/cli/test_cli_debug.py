@@ -230,6 +230,16 @@ def test_a_datum_that_ran_in_an_image_reruns_in_it(tmp_path: Path) -> None:
     assert json.loads((folder / "datum.json").read_text())["executor"] == "image"
     assert f"this run: image {ref} ({job.image_digest}), failed, exit code 5" in r.stdout
     assert r.stdout.count("[stdout] in-image 0 out w") == 2  # the image's env, /pfs as it was
+    # --shell: the image's sh with /pfs as the datum saw it (a real terminal's stdin here: a
+    # pipe to the `tusk` process, which the shell inherits).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    typed = 'echo "$MARK $(cat "$w") $(id -u)" > /pfs/out/seen; test -x /bin/busybox; exit $?\n'
+    shell = subprocess.run(
+        [sys.executable, "-m", "tusk.cli.main", "--home", str(home), *args[:-1], "--force",
+         "--shell"], input=typed, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr
+    assert (folder / "pfs" / "out" / "seen").read_text() == "in-image bad 0\n"
 
 
 def test_a_failed_datum_of_a_datum_batching_pipeline_reruns_in_its_loop(tmp_path: Path) -> None:
