@@ -75,8 +75,8 @@ def expected(rule: Rule, who: Identity, repo: str | None) -> int:
         return ALLOWED
     if perm == "repo.create":
         return 403 if who.principal.startswith("pipeline:") else ALLOWED
-    if perm in ("pipeline.create", "cluster.admin"):
-        return 403  # pipelineCreator is given to no identity here
+    if perm in ("pipeline.create", "cluster.admin", "pipeline.work"):
+        return 403  # pipelineCreator and pipelineWorker are given to no identity here
     if perm.startswith("project."):
         assert rule.project is not None and repo is not None, (perm, repo)
         role = who.project_roles.get(repo)
@@ -112,6 +112,8 @@ def test_expected_model() -> None:
     assert expected(REST["auth_set_project_roles"], pwriter, "default") == 403
     assert expected(REST["auth_set_project_roles"], reader, "default") == 403
     assert expected(REST["inspect_repo"], pwriter, "r") == 403
+    assert expected(REST["claim_datums"], pipe, None) == 403  # not even its own pipeline's
+    assert expected(REST["finish_datum"], admin, None) == ALLOWED
 
 
 # The server
@@ -332,12 +334,18 @@ JSON_BODIES: dict[str, Any] = {
     "create_secret": {
         "manifest": {"kind": "Secret", "metadata": {"name": "intruder"}, "stringData": {"k": "v"}}
     },
+    "claim_datums": {"worker": "intruder"},
+    "renew_lease": {"lease": "remote:intruder:0", "datums": ["0"]},
 }
 RAW_BODIES: dict[str, tuple[bytes, str]] = {
     "put_file": (b"intruder\n", "application/octet-stream"),
     "put_tar": (_tar(), "application/x-tar"),
+    "finish_datum": (_tar(), "application/x-tar"),
 }
-QUERIES: dict[str, dict[str, str]] = {"glob_files": {"pattern": "/*"}}
+QUERIES: dict[str, dict[str, str]] = {
+    "glob_files": {"pattern": "/*"},
+    "finish_datum": {"lease": "remote:intruder:0"},
+}
 
 
 def _request(world: World, op: str, headers: dict[str, str]) -> httpx.Response:

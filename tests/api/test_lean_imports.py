@@ -123,6 +123,23 @@ with tusk.Client(address={live.url!r}) as c:
     assert offenders(loaded(body, env), STORAGE | SERVER | PIPELINES) == []
 
 
+def test_a_remote_worker_loads_no_storage_or_server(served: tuple[Live, dict[str, str]]) -> None:
+    """``tusk worker --address`` (a Kubernetes worker pod without store credentials): the
+    worker's whole path up to its first claim, which the server answers 404 (no pipeline)."""
+    _, env = served
+    body = """
+from tusk.cli.main import main
+sys.argv = ["tusk", "worker", "--pipeline", "nosuch", "--once", "--sandbox", "none"]
+try:
+    main()
+except SystemExit as exc:
+    assert exc.code == 3, exc.code  # not found: it did ask the server
+"""
+    modules = loaded(body, env)
+    assert "httpx" in modules and "tusk.pps.remote_worker" in modules
+    assert offenders(modules, STORAGE | SERVER | PIPELINES) == []
+
+
 def test_help_loads_neither_storage_nor_http(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
     modules = loaded(CLI.format(argv=["--help"]), env)

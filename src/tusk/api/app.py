@@ -33,6 +33,7 @@ from tusk.api.project_routes import project_router
 from tusk.api.secret_routes import secret_router
 from tusk.api.webhook_routes import webhook_router
 from tusk.api.wire import API_PREFIX, SLASH_IN_NAME, error_body, tusk_version
+from tusk.api.worker_routes import is_output_upload, worker_router
 from tusk.auth.service import AuthService
 from tusk.errors import TuskError
 from tusk.pfs.service import PfsService
@@ -53,7 +54,7 @@ _UPLOAD = re.compile(rf"^{API_PREFIX}/repos/[^/]+/commits/[^/]+/(files|tar)(/|$)
 
 
 def is_upload(method: str, path: str) -> bool:
-    if is_image_upload(method, path):
+    if is_image_upload(method, path) or is_output_upload(method, path):
         return True
     return method in ("PUT", "POST") and _UPLOAD.match(path) is not None
 
@@ -101,6 +102,7 @@ def create_app(
         auth_router(auth, route_class),
         secret_router(pps, route_class),
         image_router(pps, route_class),
+        worker_router(pps, auth, route_class),
     ]
     for router in routers:
         # The routes go straight into the app's router (built with the prefix): FastAPI's

@@ -219,3 +219,16 @@ class RolesSet(_Body):
     roles: list[str] = Field(
         max_length=8, description="The roles it has there from now on ([] or ['none']: none)."
     )
+
+
+class DatumClaim(_Body):
+    worker: str = Field(
+        description="The worker's name (1-100 letters, digits, '.', '_' or '-'), part of its "
+        "lease: the host and process, or the pod."
+    )
+    limit: int = Field(1, description="At most this many datums (1-32), of one job.")
+
+
+class LeaseRenew(_Body):
+    lease: str = Field(description="The lease a claim returned.")
+    datums: list[str] = Field(description="The ids of the datums it holds and still runs.")

@@ -11,7 +11,6 @@ reads, so neither side ever holds a listing of a million files.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import itertools
@@ -23,20 +22,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
 
 from tusk.api import bodies, creating
 from tusk.api.docs import operation_id, returns
 from tusk.api.guard import EDGE, current_caller
-from tusk.api.streams import (
-    BodyPipe,
-    ClientGone,
-    batched,
-    content_length,
-    reader,
-    tar_items,
-    tar_stream,
-)
+from tusk.api.streams import batched, tar_items, tar_stream, with_body
 from tusk.api.wire import (
     API_PREFIX,
     MAX_WAIT,
@@ -501,23 +491,14 @@ def pfs_router(
         append: bool,
         description: str,
     ) -> Response:
-        body = BodyPipe(request.receive)
-        filling = asyncio.ensure_future(body.fill())
-        try:
-            result = await run_in_threadpool(
-                lambda: pfs.put_files(
-                    repo,
-                    ref,
-                    items(reader(body, content_length(request.headers))),
-                    append=append,
-                    description=description,
-                )
-            )
-        except ClientGone:
-            return Response(status_code=499)  # nobody is listening; nothing was committed
-        finally:
-            body.discard()
-            await filling  # the rest of the body, dropped: the client then reads the answer
+        result = await with_body(
+            request,
+            lambda stream: pfs.put_files(
+                repo, ref, items(stream), append=append, description=description
+            ),
+        )
+        if isinstance(result, Response):
+            return result
         return ok(result)
 
     @r.put("/repos/{repo}/commits/{ref}/files/{path:path}", tags=["files"], openapi_extra=OCTETS)

@@ -14,9 +14,12 @@ import io
 import tarfile
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive
 
 from tusk.api.wire import BLOCK, tar_end, tar_header, tar_member_parts, tar_padding
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from tusk.pfs.tree import FileEntry
 
 
+T = TypeVar("T")
 SMALL = 1 << 20  # tar members up to this size are read whole
 LIMIT = 4 << 20  # bytes of a request body received ahead of the worker, at most
 
@@ -142,6 +146,20 @@ def reader(body: BodyPipe, length: int | None = None) -> io.BufferedReader:
     """
     size = BLOCK if length is None else max(io.DEFAULT_BUFFER_SIZE, min(BLOCK, length))
     return io.BufferedReader(body, buffer_size=size)
+
+
+async def with_body(request: Request, work: Callable[[io.BufferedReader], T]) -> T | Response:
+    """Run ``work`` on a worker thread, reading the request body as a stream (a
+    :class:`BodyPipe`); 499 when the client went away before sending all of it."""
+    body = BodyPipe(request.receive)
+    filling = asyncio.ensure_future(body.fill())
+    try:
+        return await run_in_threadpool(lambda: work(reader(body, content_length(request.headers))))
+    except ClientGone:
+        return Response(status_code=499)  # nobody is listening; nothing was committed
+    finally:
+        body.discard()
+        await filling  # the rest of the body, dropped: the client then reads the answer
 
 
 def content_length(headers: Mapping[str, str]) -> int | None:

@@ -19,6 +19,9 @@ REPO_OWN = "repo.own"  # delete the repo or its pipeline, set roles on it
 REPO_CREATE = "repo.create"  # users and robots (the creator owns the new repo)
 PIPELINE_CREATE = "pipeline.create"
 CLUSTER_ADMIN = "cluster.admin"
+# Run any pipeline's datums as a remote worker (tusk worker --address): claim them, read their
+# inputs and secrets' values through the claim, store their outputs (tusk.pps.workqueue)
+PIPELINE_WORK = "pipeline.work"
 # On a project (Pachyderm's PROJECT_LIST_REPO, PROJECT_CREATE_REPO, PROJECT_DELETE and
 # PROJECT_MODIFY_BINDINGS; the last two are one here: delete the project, set roles on it)
 PROJECT_LIST_REPO = "project.list_repo"
@@ -52,12 +55,15 @@ CLUSTER_ROLES = {
         REPO_OWN,
         REPO_CREATE,
         PIPELINE_CREATE,
+        PIPELINE_WORK,
         CLUSTER_ADMIN,
         PROJECT_LIST_REPO,
         PROJECT_CREATE_REPO,
         PROJECT_OWN,
     },
     "pipelineCreator": {PIPELINE_CREATE},
+    # the robot of Kubernetes worker pods: runs datums, reads and writes nothing else
+    "pipelineWorker": {PIPELINE_WORK},
 }
 ROLES = {**REPO_ROLES, **PROJECT_ROLES, **CLUSTER_ROLES}
 
@@ -182,6 +188,12 @@ REST: dict[str, Rule] = {
     "list_datums": _read("name"),
     "inspect_datum": _read("name"),
     "datum_run": _read("name"),  # and read on each input repo to fetch its files
+    # remote workers (tusk worker --address): a claim hands out the values of the pipeline's
+    # secrets and a finish writes its output, so a cluster role: pipelineWorker or clusterAdmin.
+    # Claims and renewals are a worker's polling (audited when denied, not each time).
+    "claim_datums": Rule(PIPELINE_WORK),
+    "renew_lease": Rule(PIPELINE_WORK),
+    "finish_datum": Rule(PIPELINE_WORK, change=True),
     "logs": _read("name"),
     # webhooks carry their own HMAC; the action runs as the configured robot
     "github_webhook": Rule(PUBLIC, change=True),

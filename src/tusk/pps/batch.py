@@ -13,16 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tusk.errors import NotFound, TuskError
-from tusk.pfs import PfsService
-from tusk.pfs.tree import FileEntry
 from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor, collect_outputs
-from tusk.storage.chunks import ChunkRef, IndexEntry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a remote worker (tusk.pps.remote_worker) runs batches without a store
+    from tusk.pfs import PfsService
     from tusk.pps.lazy import LazyView
+    from tusk.storage.chunks import ChunkRef, IndexEntry
 
 
 @dataclass
@@ -37,7 +36,8 @@ class BatchItem:
 class BatchResult:
     datum: str
     outcome: DatumOutcome
-    outputs: list[tuple[tuple[str, ...], list[ChunkRef]]]
+    # what ``keep`` made of its /pfs/out: (path segments, chunk refs) when stored here
+    outputs: list[Any]
 
 
 def materialize(
@@ -49,6 +49,8 @@ def materialize(
     """Write every input file of a batch, reading all their chunks in one pass. With
     ``lazy``, the files of lazy inputs are added to that view instead (each datum's
     ``<root>/<input>`` a link to its folder there: tusk.pps.lazy)."""
+    from tusk.pfs.tree import FileEntry
+
     targets: list[tuple[Path, list[ChunkRef]]] = []
     for root, files in work:
         names = {f["input_name"] for f in files}
@@ -108,11 +110,14 @@ def run_batch(
     cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[list[BatchResult], list[IndexEntry]]:
     """Run ``items`` under ``base``; their outputs are stored (durably) but not yet indexed."""
-    _clear(base)
-    work = [(base / item.task.datum[:16], item.files) for item in items]
+    clear_batch(base)
+    work = batch_folders(base, items)
     writer = pfs.chunks.writer()
-    results: list[BatchResult] = []
     lazy, lazy_note = _lazy_view(base, pfs, items)
+
+    def keep(out: Path) -> list[Any]:
+        return [(parts, writer.write_file(local)) for parts, local in collect_outputs(out)]
+
     try:
         materialize(pfs, trees, work, lazy)
         if lazy is not None:
@@ -120,42 +125,63 @@ def run_batch(
                 lazy.start()
             except TuskError as exc:  # copy them after all: lazy saves, it never fails a datum
                 lazy, lazy_note = None, f"lazy inputs copied instead: {exc.message}"
-                _clear(base)
+                clear_batch(base)
                 materialize(pfs, trees, work)
-        pairs = list(zip(items, work, strict=True))
-        if items and items[0].task.datum_batching:  # one process for them all
-            from tusk.pps.batching import BatchRunner
-
-            runner = BatchRunner(executor, base)
-            done = runner.run([(item.task, root) for item, (root, _f) in pairs], cancelled)
-            outcomes = iter(done)
-            pairs = pairs[: len(done)]
-        for item, (root, _files) in pairs:
-            if cancelled() and not items[0].task.datum_batching:
-                break
-            if items[0].task.datum_batching:
-                outcome = next(outcomes)
-            else:
-                outcome = executor.run(item.task, root, cancelled)
-            if lazy is not None and any(f.get("lazy") for f in item.files):
-                outcome.logs.append((time.time(), "stderr", lazy.stats_line(root.name)))
-            elif lazy_note:
-                outcome.logs.append((time.time(), "stderr", lazy_note))
-            outputs = []
-            if outcome.ok:
-                for parts, local in collect_outputs(root / "out"):
-                    outputs.append((parts, writer.write_file(local)))
-            results.append(BatchResult(item.task.datum, outcome, outputs))
+        results = run_items(executor, base, items, work, keep, cancelled, lazy, lazy_note)
         index = writer.flush_unindexed()
     finally:
         if lazy is not None:
             lazy.stop()
         writer.abort()
-        _clear(base)
+        clear_batch(base)
     return results, index
 
 
-def _clear(base: Path) -> None:
+def batch_folders(base: Path, items: list[BatchItem]) -> list[tuple[Path, list[dict]]]:
+    """Each datum's folder under ``base`` (its ``/pfs``) and the input files to write there."""
+    return [(base / item.task.datum[:16], item.files) for item in items]
+
+
+def run_items(
+    executor: LocalExecutor,
+    base: Path,
+    items: list[BatchItem],
+    work: list[tuple[Path, list[dict]]],
+    keep: Callable[[Path], list[Any]],
+    cancelled: Callable[[], bool] = lambda: False,
+    lazy: LazyView | None = None,
+    lazy_note: str = "",
+) -> list[BatchResult]:
+    """Run the datums of a batch whose inputs are written (``work``: :func:`batch_folders`),
+    one process each or one for all (datum batching); ``keep(out)`` takes what a successful
+    datum wrote to its ``/pfs/out`` before the folder goes (stored here by :func:`run_batch`,
+    sent to the server by a remote worker)."""
+    results: list[BatchResult] = []
+    pairs = list(zip(items, work, strict=True))
+    if items and items[0].task.datum_batching:  # one process for them all
+        from tusk.pps.batching import BatchRunner
+
+        runner = BatchRunner(executor, base)
+        done = runner.run([(item.task, root) for item, (root, _f) in pairs], cancelled)
+        outcomes = iter(done)
+        pairs = pairs[: len(done)]
+    for item, (root, _files) in pairs:
+        if cancelled() and not items[0].task.datum_batching:
+            break
+        if items[0].task.datum_batching:
+            outcome = next(outcomes)
+        else:
+            outcome = executor.run(item.task, root, cancelled)
+        if lazy is not None and any(f.get("lazy") for f in item.files):
+            outcome.logs.append((time.time(), "stderr", lazy.stats_line(root.name)))
+        elif lazy_note:
+            outcome.logs.append((time.time(), "stderr", lazy_note))
+        outputs = keep(root / "out") if outcome.ok else []
+        results.append(BatchResult(item.task.datum, outcome, outputs))
+    return results
+
+
+def clear_batch(base: Path) -> None:
     """Remove a batch's folder, with any lazy view a killed process left mounted in it."""
     if base.exists():
         clear_mounts(base)

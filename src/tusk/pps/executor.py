@@ -598,3 +598,19 @@ def collect_outputs(out_dir: Path) -> list[tuple[tuple[str, ...], Path]]:
             elif e.is_file(follow_symlinks=True):
                 found.append((parts, Path(e.path)))
     return sorted(found)
+
+
+def executor_named(executor: str | None, sandbox: str | None) -> LocalExecutor | None:
+    """The executor a scheduler or worker is given by name: ``local`` (default), ``host`` or
+    ``handoff:FOLDER[,pfs=PATH]``; None for anything else (a Dask scheduler address)."""
+    chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
+    if chosen == "local":
+        return LocalExecutor(sandbox)
+    if chosen == "host":  # a spec's image is recorded, its command runs on this machine
+        return LocalExecutor(sandbox, run_images=False)
+    if chosen.startswith("handoff:"):  # datums handed to another container (Kubernetes)
+        from tusk.pps.handoff import HandoffExecutor
+
+        folder, _, pfs = chosen[len("handoff:") :].partition(",pfs=")
+        return HandoffExecutor(Path(folder), Path(pfs or "/pfs"))
+    return None

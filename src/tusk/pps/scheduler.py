@@ -41,7 +41,7 @@ from tusk.cronspec import next_tick
 from tusk.errors import CommitFinished, TuskError
 from tusk.pfs.holds import HOST as _HOST
 from tusk.pfs.holds import pid_alive as _pid_alive
-from tusk.pfs.service import DeleteOp, Op, PlaceOp
+from tusk.pfs.service import DeleteOp, Op, PfsService, PlaceOp
 from tusk.pfs.sources import BytesSource
 from tusk.pfs.tree import EMPTY_TREE, DirEntry, Entry, FileEntry
 from tusk.pps import resources
@@ -889,49 +889,12 @@ class Scheduler:
     ) -> None:
         """One transaction for a batch: chunk index, output trees, datum states, logs; the
         datums' S3 sessions end in it too."""
-        pipeline, job_id = job.record.pipeline, job.record.id
-        now = time.time()
-        logs: list[LogRecord] = []
-        updates: list[dict[str, Any]] = []
-        for d, outcome, _outputs in results:
-            logs.extend(
-                LogRecord(pipeline, job_id, d.id, ts, s, line) for ts, s, line in outcome.logs
-            )
-            row: dict[str, Any] = {
-                "id": d.id,
-                "exit_code": outcome.exit_code,
-                "stderr_tail": outcome.stderr_tail,
-                "finished_at": now,
-                "error": outcome.error,
-                "output_tree": None,
-            }
-            if outcome.ok:
-                row.update(state="success", error="")
-            elif outcome.recovered:
-                row["state"] = "recovered"
-            elif outcome.error.startswith("stopped"):
-                row.update(state="pending", error="")
-            else:
-                final = d.attempts >= job.spec.datum_tries
-                row["state"] = "failed" if final else "pending"
-                logs.append(LogRecord(pipeline, job_id, d.id, now, "system",
-                    f"datum {d.id[:12]} attempt {d.attempts} of {job.spec.datum_tries} "
-                    f"failed: {outcome.error}"))  # fmt: skip
-                if final:
-                    job.dead.set()  # a failed datum fails the job: stop the others
-            updates.append(row)
-        with self.meta.write() as tx:
-            self.pfs.chunks.index_packs(tx, index)
-            pairs = zip(updates, results, strict=True)
-            ok = [(row, outputs) for row, (_d, o, outputs) in pairs if o.ok]
-            roots = self.pfs.write_detached_trees(tx, [outputs for _, outputs in ok])
-            for (row, _outputs), root in zip(ok, roots, strict=True):
-                row["output_tree"] = root
-            tx.finish_datums(pipeline, job_id, owner, updates)
-            tx.add_logs(logs)
-            # Datums claimed but not run (the job was stopped) go back to the queue.
-            tx.release_datums(pipeline, job_id, owner)
-            tokens = self.s3.end(tx, sessions)
+        final, tokens = record_results(
+            self.pfs, job.record.pipeline, job.record.id, owner, job.spec.datum_tries, results,
+            index, also=lambda tx: self.s3.end(tx, sessions),
+        )  # fmt: skip
+        if final:
+            job.dead.set()  # a failed datum fails the job: stop the others
         self.s3.revoke(tokens)
 
     # 5. finishing a job
@@ -1103,6 +1066,66 @@ class Scheduler:
             )  # fmt: skip
         self.log(f"{where} failed: {failure}")
         return False
+
+
+def record_results(
+    pfs: PfsService,
+    pipeline: str,
+    job_id: str,
+    owner: str,
+    datum_tries: int,
+    results: Sequence[tuple[DatumRecord, DatumOutcome, list]],
+    index: list,
+    *,
+    release: bool = True,
+    also: Callable[[Any], Any] | None = None,
+) -> tuple[bool, Any]:
+    """Record the ends of datums ``owner`` ran, in one transaction: chunk index, output trees,
+    datum states (a failure is retried up to ``datum_tries``), logs. With ``release``, the
+    datums it claimed but did not run go back to the queue; ``also(tx)`` runs in the same
+    transaction. Returns (whether a datum failed for good, what ``also`` returned). The
+    scheduler's workers and remote workers (``tusk.pps.workqueue``) both record here."""
+    now = time.time()
+    logs: list[LogRecord] = []
+    updates: list[dict[str, Any]] = []
+    final_failure = False
+    for d, outcome, _outputs in results:
+        logs.extend(LogRecord(pipeline, job_id, d.id, ts, s, line) for ts, s, line in outcome.logs)
+        row: dict[str, Any] = {
+            "id": d.id,
+            "exit_code": outcome.exit_code,
+            "stderr_tail": outcome.stderr_tail,
+            "finished_at": now,
+            "error": outcome.error,
+            "output_tree": None,
+        }
+        if outcome.ok:
+            row.update(state="success", error="")
+        elif outcome.recovered:
+            row["state"] = "recovered"
+        elif outcome.error.startswith("stopped"):
+            row.update(state="pending", error="")
+        else:
+            final = d.attempts >= datum_tries
+            row["state"] = "failed" if final else "pending"
+            logs.append(LogRecord(pipeline, job_id, d.id, now, "system",
+                f"datum {d.id[:12]} attempt {d.attempts} of {datum_tries} "
+                f"failed: {outcome.error}"))  # fmt: skip
+            final_failure = final_failure or final
+        updates.append(row)
+    with pfs.meta.write() as tx:
+        pfs.chunks.index_packs(tx, index)
+        pairs = zip(updates, results, strict=True)
+        ok = [(row, outputs) for row, (_d, o, outputs) in pairs if o.ok]
+        roots = pfs.write_detached_trees(tx, [outputs for _, outputs in ok])
+        for (row, _outputs), root in zip(ok, roots, strict=True):
+            row["output_tree"] = root
+        tx.finish_datums(pipeline, job_id, owner, updates)
+        tx.add_logs(logs)
+        if release:  # datums claimed but not run (the job was stopped) go back to the queue
+            tx.release_datums(pipeline, job_id, owner)
+        extra = also(tx) if also is not None else None
+    return final_failure, extra
 
 
 class _PathClash(Exception):

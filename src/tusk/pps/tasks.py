@@ -87,3 +87,43 @@ def datum_task(
         image=image,
         datum_batching=bool(t.datum_batching),
     )
+
+
+def task_to_json(task: DatumTask) -> dict[str, Any]:
+    """A task as JSON, for a remote worker (``tusk.pps.remote_worker``): bytes (the values of
+    secrets) in base64, the limits as a dict."""
+    import base64
+    import dataclasses
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    out = dataclasses.asdict(task)
+    out["secret_files"] = [
+        [name, path, {k: b64(v) for k, v in values.items()}]
+        for name, path, values in task.secret_files
+    ]
+    out["secret_values"] = [b64(v) for v in task.secret_values]
+    return out
+
+
+def task_from_json(data: Mapping[str, Any]) -> DatumTask:
+    """The task :func:`task_to_json` wrote (runs in no image: a remote worker runs its
+    command on its own machine or hands it to the user container)."""
+    import base64
+
+    fields = dict(data)
+    limits = fields.pop("limits", None)
+    fields.pop("image", None)
+    return DatumTask(
+        **{
+            **fields,
+            "inputs": [tuple(i) for i in fields["inputs"]],
+            "limits": resources.Limits(**limits) if limits else None,
+            "secret_files": [
+                (name, path, {k: base64.b64decode(v) for k, v in values.items()})
+                for name, path, values in fields.get("secret_files", [])
+            ],
+            "secret_values": [base64.b64decode(v) for v in fields.get("secret_values", [])],
+        }
+    )

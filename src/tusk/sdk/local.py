@@ -627,18 +627,12 @@ class LocalTransport:
 
     def _executor(self, executor: str | None, sandbox: str | None) -> LocalExecutor | DaskExecutor:
         """``executor`` (default: ``$TUSK_EXECUTOR``, else local processes) for a scheduler."""
-        from tusk.pps.executor import LocalExecutor
+        from tusk.pps.executor import executor_named
 
         chosen = executor or os.environ.get("TUSK_EXECUTOR") or "local"
-        if chosen == "local":
-            return LocalExecutor(sandbox)
-        if chosen == "host":  # a spec's image is recorded, its command runs on this machine
-            return LocalExecutor(sandbox, run_images=False)
-        if chosen.startswith("handoff:"):  # datums handed to another container (Kubernetes)
-            from tusk.pps.handoff import HandoffExecutor
-
-            folder, _, pfs = chosen[len("handoff:") :].partition(",pfs=")
-            return HandoffExecutor(Path(folder), Path(pfs or "/pfs"))
+        runner = executor_named(chosen, sandbox)
+        if runner is not None:
+            return runner
         from tusk.pps.dask_executor import DaskExecutor, StoreSpec
 
         storage = self.pfs.storage

@@ -575,11 +575,15 @@ class HttpTransport:
 
     def read_range(self, repo: str, commit: str, path: str, start: int, stop: int) -> bytes:
         """Bytes ``start`` up to ``stop`` of a file, by one GET with a Range header."""
-        url = f"/repos/{_seg(repo)}/commits/{_seg(commit)}/files/{_path(path)}"
+        url = self._file_url(repo, commit, path)
         response = self._send("GET", url, headers={"range": f"bytes={start}-{stop - 1}"})
         if response.status_code == 206:
             return response.content
         return response.content[start:stop]  # a server that sends the whole file
+
+    @staticmethod
+    def _file_url(repo: str, commit: str, path: str) -> str:
+        return f"/repos/{_seg(repo)}/commits/{_seg(commit)}/files/{_path(path)}"
 
     def _open_tar(self, addr: Address) -> httpx.Response:
         return self._send("GET", self._commit_url(addr, "tar", _path(addr.path)), stream=True)
@@ -863,7 +867,7 @@ class HttpTransport:
 
         return decode(CachedImage, self._call("DELETE", f"/images/{_seg(name)}"))
 
-    # Running jobs: the server's business
+    # Running jobs: the server's business; a remote worker runs datums it hands out
 
     def run_scheduler(
         self,
@@ -876,10 +880,72 @@ class HttpTransport:
         api_url: str | None,
         pipelines: Sequence[str] | None = None,
         s3_url: str | None = None,
-    ) -> NoReturn:
-        raise InvalidArgument(
-            f"the scheduler runs on the server ({self.address}): start it there with tusk up"
+    ) -> None:
+        """``role="worker"`` (``tusk worker --address``): run the datums of ``pipelines`` that
+        the server hands out, reaching it through the API only (``tusk.pps.remote_worker``)."""
+        if role != "worker":
+            raise InvalidArgument(
+                f"the scheduler runs on the server ({self.address}): start it there with tusk up"
+            )
+        if not pipelines:
+            raise InvalidArgument(
+                "a worker of a server runs named pipelines' datums: give --pipeline NAME"
+            )
+        if s3_url:
+            raise InvalidArgument("a worker of a server reads no S3 gateway: drop --s3-endpoint")
+        from tusk.pps.executor import executor_named, sandbox_mode
+        from tusk.pps.remote_worker import RemoteWorker
+
+        runner = executor_named(executor, None if executor else sandbox_mode(sandbox))
+        if runner is None:
+            raise InvalidArgument(f"a worker of a server runs datums here, not on {executor}")
+        RemoteWorker(self, runner, pipelines, log).run(stop, once=once)
+
+    def claim_datums(self, pipeline: str, worker: str, limit: int) -> dict[str, Any]:
+        """Datums of ``pipeline`` under a new lease (``tusk.pps.workqueue``)."""
+        body = {"worker": worker, "limit": limit}
+        return cast(
+            "dict[str, Any]",
+            self._call("POST", f"/pipelines/{_seg(pipeline)}/datums/claim", json=body),
         )
+
+    def renew_lease(self, pipeline: str, job: str, lease: str, datums: list[str]) -> None:
+        url = f"/pipelines/{_seg(pipeline)}/jobs/{_seg(job)}/renew"
+        self._call("POST", url, json={"lease": lease, "datums": datums})
+
+    def finish_datum(
+        self,
+        pipeline: str,
+        job: str,
+        datum: str,
+        lease: str,
+        outcome: dict[str, Any],
+        outputs: Sequence[tuple[tuple[str, ...], Path]],
+    ) -> dict[str, Any]:
+        """A datum's end: ``outcome.json`` and its output files (``out/...``) as one tar stream."""
+        data = json.dumps(outcome).encode()
+        members: list[tuple[tuple[str, ...], Callable[[], tuple[int, BinaryIO]]]]
+        members = [(("outcome.json",), _sized_source(data))]
+        members += [(("out", *parts), _sized_source(path)) for parts, path in outputs]
+        url = f"/pipelines/{_seg(pipeline)}/jobs/{_seg(job)}/datums/{_seg(datum)}/finish"
+        return cast(
+            "dict[str, Any]",
+            self._call(
+                "POST", url, params={"lease": lease}, content=_tar_of(iter(members)),
+                headers={"content-type": "application/x-tar"},
+            ),
+        )  # fmt: skip
+
+    def download_file(
+        self, repo: str, commit: str, path: str, dest: Path, token: str | None = None
+    ) -> None:
+        """One file of a commit into ``dest``, as ``token``'s holder (default: this client)."""
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        response = self._send("GET", self._file_url(repo, commit, path), stream=True,
+                              headers=headers)  # fmt: skip
+        with open(dest, "wb") as f:
+            for block in self._blocks(response):
+                f.write(block)
 
     def scheduler_running(self) -> bool | None:
         return None

@@ -775,7 +775,8 @@ def up(
     "pipelines",
     multiple=True,
     metavar="NAME",
-    help="Run only these pipelines' datums (repeat for several; default: every pipeline).",
+    help="Run only these pipelines' datums (repeat for several; default: every pipeline; "
+    "against a server (--address) at least one is needed).",
 )
 @click.option(
     "--handoff",
@@ -816,27 +817,37 @@ def worker(
 
     Workers on several machines share a job through the metadata store: each claims datums
     with a lease (FOR UPDATE SKIP LOCKED on PostgreSQL); a dead worker's datums return to
-    the queue. Point it at the same stores (TUSK_METADATA_URL, TUSK_STORAGE_URL).
+    the queue. Point it at the same stores (TUSK_METADATA_URL, TUSK_STORAGE_URL), or at the
+    server with --address URL (or $TUSK_ADDRESS, $TUSK_TOKEN): then it opens no store, claims
+    the datums of each --pipeline through the REST API, downloads their inputs and sends back
+    /pfs/out; its token needs the pipelineWorker (or clusterAdmin) cluster role.
     """
+    from tusk.cli.core import State
+    from tusk.config import setting
     from tusk.sdk import Client
 
-    client = Client(_server_home(ctx, "worker") or default_home())
-    ctx.call_on_close(client.close)
-    mode = client.sandbox_mode(sandbox)
+    state = ctx.find_root().ensure_object(State)
+    remote = state.home is None and bool(ctx.meta.get(ADDRESS_KEY) or setting("address"))
+    client = get_client(ctx) if remote else Client(state.home or default_home())
+    if not remote:
+        ctx.call_on_close(client.close)
     executor = None
     if handoff is not None:
-        mode = f"handoff through {handoff}"
         executor = f"handoff:{Path(handoff).absolute()},pfs={Path(pfs_mount).absolute()}"
+        mode = f"handoff through {handoff}"
+    else:
+        mode = sandbox or "auto" if remote else client.sandbox_mode(sandbox)
     log = _logger(ctx)
     stop = threading.Event()
     which = f" for {', '.join(pipelines)}" if pipelines else ""
     until = "until its jobs are done" if once else "until Ctrl-C"
+    where = getattr(client, "address", None) or client.home
     with _stop_on_signals(stop, log):
-        log(f"worker{which} running on {client.home} {until}; sandbox: {mode}")
+        log(f"worker{which} running on {where} {until}; sandbox: {mode}")
         client.run_scheduler(
             stop,
             once=once,
-            sandbox=None if handoff else mode,
+            sandbox=None if handoff else sandbox if remote else mode,
             log=log,
             role="worker",
             executor=executor,
