@@ -21,6 +21,10 @@ Pillow, ~160 MB unpacked).
     the cache with skopeo and unpacks it with umoci), then a second pipeline on the same image
     (cached), then two pipelines on two more python images that share its base layer, and the
     same step on the host (``TUSK_EXECUTOR=host``, no image) as the floor.
+(d) A second image sharing a base layer. A fresh ``ImageCache``: ``resolve`` + ``rootfs`` of
+    the python image ``edges``, then of ``montage``, which shares its ~160 MB base layer and
+    differs in one small layer; each step timed. The second image's unpack is the row
+    "second image sharing the base layer: unpack s" (``--shared-only`` runs this part alone).
 (c) Disk. The image cache of (b)'s home (``<home>/images``) holding the three python images,
     against the sum of each image stored alone (a fresh ``ImageCache`` per image: ``resolve``
     + ``rootfs``, each step timed). Apparent sizes (``du -s --apparent-size``), each inode
@@ -32,6 +36,7 @@ the image rows say why and (c) falls back to ``ImageCache`` directly.
 
     .venv/bin/python bench/bench_images.py                        # 1,000 datums, 3 rounds
     .venv/bin/python bench/bench_images.py --datums 100 --rounds 1  # smoke run
+    .venv/bin/python bench/bench_images.py --shared-only            # (d) alone
 """
 
 from __future__ import annotations
@@ -315,6 +320,34 @@ def part_c(
     report["c"] = {"via": via, "shared": shared, "parts": parts, "alone": alone, "steps": steps}
 
 
+def part_d(work: Path, pythons: dict[str, str], report: dict[str, Any]) -> None:
+    cache = ImageCache(work / "shared-base")
+    steps: dict[str, tuple[float, float]] = {}
+    for tag in ("edges", "montage"):
+        start = time.perf_counter()
+        info = cache.resolve(pythons[tag])
+        copied = time.perf_counter()
+        cache.rootfs(info)
+        steps[tag] = (copied - start, time.perf_counter() - copied)
+        log(f"(d) {tag}: resolve {steps[tag][0]:.2f} s, unpack {steps[tag][1]:.2f} s")
+    report["d"] = {"steps": steps}
+    remove(cache.root)
+
+
+def render_d(d: dict[str, Any]) -> list[str]:
+    (first_copy, first_unpack), (second_copy, second_unpack) = d["steps"].values()
+    return [
+        "\n(d) two python images sharing one base layer, one fresh ImageCache",
+        "",
+        "| step | resolve (skopeo copy) s | unpack s |",
+        "| --- | --- | --- |",
+        f"| first image (`edges`) | {first_copy:.2f} | {first_unpack:.2f} |",
+        f"| second image sharing the base layer (`montage`) | {second_copy:.2f} | "
+        f"{second_unpack:.2f} |",
+        f"\nsecond image sharing the base layer: unpack {second_unpack:.2f} s",
+    ]
+
+
 def render_b(b: dict[str, Any]) -> list[str]:
     out = [
         f"\n(b) start-up: {b['pngs']} PNGs, one datum each, parallelism 1; seconds from "
@@ -391,6 +424,7 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="default: a fresh temporary folder")
     ap.add_argument("--keep", action="store_true", help="leave the work folder in place")
     ap.add_argument("--json", type=Path, help="write the results here too")
+    ap.add_argument("--shared-only", action="store_true", help="run (d) only")
     args = ap.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tusk-bench-images-"))
@@ -414,7 +448,7 @@ def main() -> int:
             ("edges", {}),
             ("montage", {"/app/montage.py": EDGES / "montage.py"}),
             ("generate", {"/app/generate.py": EDGES / "generate.py"}),
-        ):
+        )[: 2 if args.shared_only else 3]:
             files = {"/app/edges.py": EDGES / "edges.py", **extra}
             start = time.perf_counter()
             pythons[tag] = python_image(
@@ -423,9 +457,11 @@ def main() -> int:
             builds[f"python `{tag}`"] = time.perf_counter() - start
         report["builds"] = builds
         log("built " + ", ".join(f"{k} {v:.2f} s" for k, v in builds.items()))
-        part_a(work, args, busybox, report)
-        cache = part_b(work, args, pythons, report)
-        part_c(work, pythons, cache, report)
+        part_d(work, pythons, report)
+        if not args.shared_only:
+            part_a(work, args, busybox, report)
+            cache = part_b(work, args, pythons, report)
+            part_c(work, pythons, cache, report)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -436,8 +472,11 @@ def main() -> int:
             remove(work)
     lines = ["\nImage builds (tests/pps/imagekit.py):"]
     lines += [f"  {k}: {v:.2f} s" for k, v in report["builds"].items()]
-    lines += render_a(report["a"]) + render_b(report["b"]) + render_c(report["c"])
-    lines += summary(report)
+    if not args.shared_only:
+        lines += render_a(report["a"]) + render_b(report["b"]) + render_c(report["c"])
+    lines += render_d(report["d"])
+    if not args.shared_only:
+        lines += summary(report)
     print("\n".join(lines))
     print(f"load average after {os.getloadavg()[0]:.2f}")
     if args.json:

@@ -68,6 +68,15 @@ def pipeline(name: str, image: str, cmd: list[str]) -> dict[str, Any]:
 COPY = ["sh", "-c", "cp /pfs/in/* /pfs/out/"]
 
 
+def layer_diff_ids(layout: Path) -> list[str]:
+    """The diff_id hex digits of the one image of a cached layout, lowest layer first."""
+    blobs = layout / "blobs" / "sha256"
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+    config = json.loads((blobs / manifest["config"]["digest"][7:]).read_text())
+    return [d[7:] for d in config["rootfs"]["diff_ids"]]
+
+
 def cache_tree(c: tusk.Client) -> list[str]:
     root = c.home / "images"
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
@@ -103,6 +112,108 @@ def test_whiteouts_and_opaque_folders_of_an_upper_layer(client: tusk.Client, bus
         "/opaque",
         "/opaque/new",  # the lower layer's old and sub are hidden; no .wh. file shows
     ]
+
+
+def _tar_layer(base: Path, ref: str, tag: str, entries: list[tuple[tarfile.TarInfo, bytes]]) -> str:
+    """``ref`` with one more layer holding ``entries`` as they are (hard links, setuid bits)."""
+    layout, lower = ref[4:].rsplit(":", 1)
+    tar = base / f"{tag}.tar"
+    with tarfile.open(tar, "w") as out:
+        for info, data in entries:
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    subprocess.run(
+        ["umoci", "raw", "add-layer", "--image", f"{layout}:{lower}", "--tag", tag, str(tar)],
+        check=True,
+        capture_output=True,
+    )
+    return f"oci:{layout}:{tag}"
+
+
+def _member(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    return info
+
+
+def test_two_images_share_their_unpacked_base_layers_and_keep_their_own_changes(
+    client: tusk.Client, busybox: str, base: Path
+) -> None:
+    lower = add_layer(
+        busybox,
+        "shared",
+        files={"/data/keep": b"keep", "/data/gone": b"gone", "/etc/conf/a": b"a"},
+    )
+    image_a = add_layer(lower, "image-a", files={"/data/a": b"a"})
+    image_b = _tar_layer(  # deletes a lower file, hides a lower folder, has a hard link
+        base,
+        lower,
+        "image-b",
+        [
+            (_member("data/.wh.gone"), b""),
+            (_member("etc/conf/.wh..wh..opq"), b""),
+            (_member("data/b", mode=0o4755), b"b"),  # setuid: dropped
+            (_member("data/b2", tarfile.LNKTYPE, "data/b"), b""),
+        ],
+    )
+    show = ["sh", "-c", "find /data /etc/conf | sort > /pfs/out/seen"]
+    client.create_pipeline(pipeline("a", image_a, show))
+    client.create_pipeline(pipeline("b", image_b, show))
+    client.run_scheduler(once=True)
+    seen = {}
+    for name in ("a", "b"):
+        job = client.list_jobs(name)[0]
+        assert job.state == "success", job.reason
+        seen[name] = client.get_file(f"{name}@master:/seen").decode().split()
+    assert seen["a"] == ["/data", "/data/a", "/data/gone", "/data/keep", "/etc/conf", "/etc/conf/a"]
+    assert seen["b"] == ["/data", "/data/b", "/data/b2", "/data/keep", "/etc/conf"]
+
+    cache = client.home / "images"
+    digests = {name: client.list_jobs(name)[0].image_digest[7:] for name in ("a", "b")}
+    rootfs = {name: cache / "rootfs" / hexd for name, hexd in digests.items()}
+    diff_ids = {name: layer_diff_ids(cache / "oci" / hexd) for name, hexd in digests.items()}
+    assert diff_ids["a"][:2] == diff_ids["b"][:2]  # busybox and the shared layer
+    # each layer unpacked once: busybox, the shared one and one upper layer each
+    assert sorted(p.name for p in (cache / "layers").iterdir()) == sorted(
+        {*diff_ids["a"], *diff_ids["b"]}
+    )
+    shared = cache / "layers" / diff_ids["a"][1] / "rootfs" / "data" / "keep"
+    keep = {(r / "data" / "keep").stat().st_ino for r in rootfs.values()}
+    assert keep == {shared.stat().st_ino}  # one file for both images: hard links
+    assert (rootfs["b"] / "data" / "b").samefile(rootfs["b"] / "data" / "b2")
+    assert not (rootfs["b"] / "data" / "b").stat().st_mode & 0o6000
+    assert os.readlink(rootfs["a"] / "bin" / "sh") == os.readlink(rootfs["b"] / "bin" / "sh")
+    assert os.listdir(cache / "tmp") == []
+
+    # gc reclaims a layer once no image left in the cache has it
+    client.delete_pipeline("a")
+    assert client.gc(grace=0).images_deleted == 1
+    assert sorted(p.name for p in (cache / "layers").iterdir()) == sorted(diff_ids["b"])
+    assert (rootfs["b"] / "data" / "keep").read_bytes() == b"keep"
+    client.delete_pipeline("b")
+    assert client.gc(grace=0).images_deleted == 1
+    for pool in ("layers", "rootfs", "files", "blobs"):
+        assert list((cache / pool).iterdir()) == [], pool
+
+
+def test_a_hard_link_to_a_lower_layer_unpacks_the_image_whole(
+    busybox: str, base: Path, tmp_path: Path
+) -> None:
+    from tusk.pps.images import ImageCache
+
+    lower = add_layer(busybox, "linked-lower", files={"/data/keep": b"keep"})
+    ref = _tar_layer(
+        base, lower, "linked", [(_member("data/again", tarfile.LNKTYPE, "data/keep"), b"")]
+    )
+    cache = ImageCache(tmp_path / "images")
+    root = cache.rootfs(cache.resolve(ref))
+    assert (root / "data" / "again").samefile(root / "data" / "keep")
+    assert (root / "data" / "again").read_bytes() == b"keep"
+    upper = layer_diff_ids(cache.lookup(cache.resolve(ref).digest).layout)[-1]
+    assert not (cache.root / "layers" / upper).exists()  # that layer cannot stand alone
+    assert os.listdir(cache.root / "tmp") == []
 
 
 def test_a_zstd_layer_is_refused_and_leaves_the_cache_as_it_was(

@@ -10,12 +10,15 @@ or a working bubblewrap these tests skip here, and fail in CI (CI=true).
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -277,7 +280,30 @@ def test_rootfs_unpacked_once(images: Images, tmp_path: Path) -> None:
     (root / "marker").write_text("kept")
     assert cache.rootfs(info) == root and (root / "marker").exists()  # not unpacked again
     assert os.listdir(cache.root / "rootfs") == [info.hex]
+    assert len(os.listdir(cache.root / "layers")) == 2  # v1's two layers, each unpacked once
     assert os.listdir(cache.root / "tmp") == []
+
+
+@needs_tools
+def test_a_killed_layer_unpack_leaves_no_half_layer(images: Images, tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path / "images")
+    info = cache.resolve(f"oci:{images.layout}:v1")
+    script = (  # killed once umoci has unpacked the first layer, before it is renamed
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "import tusk.pps.images as im\n"
+        "im._drop_setid = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "cache = im.ImageCache(Path(sys.argv[1]))\n"
+        "cache.rootfs(cache.lookup(sys.argv[2]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script, str(cache.root), info.digest])
+    assert r.returncode == -signal.SIGKILL
+    assert [p.name.split("-")[0] for p in (cache.root / "tmp").iterdir()] == ["layer"]
+    assert list((cache.root / "layers").iterdir()) == []  # no half layer where it is used
+    assert (cache.rootfs(info) / "bin" / "busybox").is_file()
+    assert len(os.listdir(cache.root / "layers")) == 2
+    assert cache.prune({info.digest}, grace=0)[0] == 0
+    assert os.listdir(cache.root / "tmp") == []  # gc took the leftover
 
 
 @needs_tools
@@ -427,9 +453,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_registry(base: Path, auth: bool) -> tuple[subprocess.Popen[bytes], Registry]:
-    """Debian's registry on 127.0.0.1 over plain HTTP; with ``auth``, htpasswd (bcrypt) auth."""
-    base.mkdir(parents=True)
+def _start_registry(
+    base: Path, auth: bool, token: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], Registry]:
+    """Debian's registry on 127.0.0.1 over plain HTTP; with ``auth``, htpasswd (bcrypt) auth;
+    with ``token``, these lines of token auth (``auth: token:``)."""
+    base.mkdir(parents=True, exist_ok=True)
     host = f"127.0.0.1:{_free_port()}"
     lines = [
         "version: 0.1",
@@ -448,6 +477,8 @@ def _start_registry(base: Path, auth: bool) -> tuple[subprocess.Popen[bytes], Re
         )
         htpasswd.write_text(r.stdout)
         lines += ["auth:", "  htpasswd:", "    realm: tusk-test", f"    path: {htpasswd}"]
+    if token:
+        lines += ["auth:", "  token:", *(f"    {line}" for line in token)]
     config = base / "config.yml"
     config.write_text("\n".join(lines) + "\n")
     log = base / "registry.log"
@@ -590,7 +621,209 @@ def test_credentials_and_authfile_are_exclusive(tmp_path: Path) -> None:
         cache.resolve("127.0.0.1:1/app:1", credentials=("u", "p"), authfile=tmp_path / "a.json")
     with pytest.raises(InvalidArgument, match="does not exist"):
         cache.resolve("127.0.0.1:1/app:1", authfile=tmp_path / "a.json")
+    with pytest.raises(InvalidArgument) as err:
+        cache.resolve("127.0.0.1:1/app:1", credentials=("u", "p"), registry_token="t")
+    assert err.value.message == (
+        "image 127.0.0.1:1/app:1: give credentials or a registry token, not both"
+    )
+    for bad in ("", "two words", "line\nbreak"):
+        with pytest.raises(InvalidArgument, match="the registry token is empty or has spaces"):
+            cache.resolve("127.0.0.1:1/app:1", registry_token=bad)
     assert not cache.root.exists()
+
+
+# -- a registry with token auth ----------------------------------------------------------------
+
+SERVICE, ISSUER = "tusk-test-registry", "tusk-test-issuer"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class TokenIssuer:
+    """A Docker registry token server (the JWS with an ``access`` claim that docker/
+    distribution checks against ``rootcertbundle``), signing with an EC P-256 key."""
+
+    url: str
+    key: Any  # cryptography's EllipticCurvePrivateKey
+    kid: str  # the key's libtrust ID, as distribution 2.8 finds it in the bundle
+
+    def token(
+        self,
+        repository: str = "busybox",
+        actions: tuple[str, ...] = ("pull",),
+        expires_in: float = 300,
+        key: Any = None,
+    ) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "kid": self.kid}
+        claims = {
+            "iss": ISSUER,
+            "sub": USER,
+            "aud": SERVICE,
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + int(expires_in),
+            "jti": os.urandom(8).hex(),
+            "access": [{"type": "repository", "name": repository, "actions": list(actions)}],
+        }
+        signing = ".".join(_b64url(json.dumps(x).encode()) for x in (header, claims))
+        der = (key or self.key).sign(signing.encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return f"{signing}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def _libtrust_kid(public_key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
+    return ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
+
+
+def _start_issuer(base: Path) -> tuple[Any, TokenIssuer, Path]:
+    """The token server on 127.0.0.1 (port 0, a thread): a GET with USER/PASSWORD by basic
+    auth gets a token for the scopes it asks, anything else 401. Returns it, the issuer and
+    the root certificate bundle the registry trusts."""
+    import datetime
+    import http.server
+    import threading
+    import urllib.parse
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    bundle = base / "root.pem"
+    base.mkdir(parents=True, exist_ok=True)
+    bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    issuer = TokenIssuer("", key, _libtrust_kid(key.public_key()))
+    good = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+            if self.headers.get("Authorization") != good or query.get("service") != [SERVICE]:
+                self.send_response(401)
+                self.end_headers()
+                return
+            scopes = [s.split(":") for s in query.get("scope", [])]
+            tokens = [issuer.token(s[1], tuple(s[2].split(","))) for s in scopes if len(s) == 3]
+            body = json.dumps({"token": tokens[0] if tokens else issuer.token(actions=())})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    issuer.url = f"http://127.0.0.1:{server.server_address[1]}/token"
+    return server, issuer, bundle
+
+
+@dataclass
+class TokenRegistry:
+    registry: Registry
+    issuer: TokenIssuer
+
+
+@pytest.fixture(scope="module")
+def token_registry(
+    images: Images, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TokenRegistry]:
+    if not HAVE_REGISTRY:
+        pytest.fail("docker-registry and htpasswd are needed (./dev.sh installs them)")
+    base = tmp_path_factory.mktemp("registry") / "token"
+    server, issuer, bundle = _start_issuer(base)
+    lines = [
+        f"realm: {issuer.url}",
+        f"service: {SERVICE}",
+        f"issuer: {ISSUER}",
+        f"rootcertbundle: {bundle}",
+    ]
+    proc, reg = _start_registry(base, auth=False, token=lines)
+    try:
+        _push(images, reg, creds=True)  # skopeo's own token flow, with push scope
+        yield TokenRegistry(reg, issuer)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        server.shutdown()
+        server.server_close()
+
+
+@needs_registry
+def test_registry_pull_with_a_bearer_token(
+    images: Images, token_registry: TokenRegistry, tmp_path: Path
+) -> None:
+    local = ImageCache(tmp_path / "local").resolve(f"oci:{images.layout}:v1")
+    host = token_registry.registry.host
+    ref = f"docker://{host}/busybox:1"
+    token = token_registry.issuer.token()
+    cache = ImageCache(tmp_path / "images")
+    _same_config(cache.resolve(ref, registry_token=token), local)
+    assert os.listdir(cache.root / "tmp") == []
+    # a Docker config.json entry carrying the token (``registrytoken``, as Docker names it)
+    authfile = tmp_path / "config.json"
+    authfile.write_text(json.dumps({"auths": {f"http://{host}": {"registrytoken": token}}}))
+    _same_config(ImageCache(tmp_path / "by-file").resolve(ref, authfile=authfile), local)
+    # user and password: skopeo asks the token server itself
+    by_creds = ImageCache(tmp_path / "by-creds")
+    _same_config(by_creds.resolve(ref, credentials=(USER, PASSWORD)), local)
+
+
+@needs_registry
+def test_registry_token_denied_cache_untouched(
+    images: Images, token_registry: TokenRegistry, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    cache = ImageCache(tmp_path / "images")
+    cache.rootfs(cache.resolve(f"oci:{images.layout}:v1"))
+    before = _tree(cache.root)
+    ref = f"docker://{token_registry.registry.host}/busybox:1"
+    issuer = token_registry.issuer
+    tokens = {
+        "expired": issuer.token(expires_in=-120),
+        "signed by another key": issuer.token(key=ec.generate_private_key(ec.SECP256R1())),
+        "for another repository": issuer.token(repository="other"),
+        "not a token": "not-a-token",
+    }
+    for why, token in tokens.items():
+        with pytest.raises(ImagePullDenied) as err:
+            cache.resolve(ref, registry_token=token)
+        message = err.value.message
+        assert message.startswith(f"pull denied for {ref}: "), why
+        assert "\n" not in message and token not in message, why
+        assert _tree(cache.root) == before, why
+    with pytest.raises(ImagePullDenied):  # a wrong password: the token server says no
+        cache.resolve(ref, credentials=(USER, "wrong"))
+    assert _tree(cache.root) == before
 
 
 @needs_registry
@@ -635,3 +868,42 @@ def test_a_pipeline_pulls_with_its_image_pull_secrets(
         assert job.state == "success", job.reason
         assert c.get_file("pulled@master:/b") == b"b"
         assert os.listdir(c.home / "images" / "tmp") == []  # the merged auth file is gone
+
+
+@needs_registry
+@needs_bwrap
+def test_a_pipeline_pulls_with_a_registry_token_in_its_pull_secret(
+    token_registry: TokenRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tusk
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.docker/config.json of this machine
+    host = token_registry.registry.host
+    token = token_registry.issuer.token()
+    config = json.dumps({"auths": {host: {"registrytoken": token}}})
+    spec: dict[str, Any] = {
+        "pipeline": {"name": "pulled"},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+        "transform": {
+            "image": f"{host}/busybox:1",
+            "cmd": ["sh", "-c", "cp /pfs/in/* /pfs/out/"],
+            "image_pull_secrets": ["regtoken"],
+        },
+    }
+    with tusk.Client(tmp_path / "home") as c:
+        c.create_repo("in")
+        c.put_file("in@master:/a", b"a")
+        c.create_secret(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "regtoken"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": config},
+            }
+        )
+        c.create_pipeline(spec)
+        c.run_scheduler(once=True)
+        job = c.list_jobs("pulled")[0]
+        assert job.state == "success", job.reason
+        assert c.get_file("pulled@master:/a") == b"a"

@@ -4,36 +4,46 @@ A ``transform.image`` is a reference spelled as skopeo spells it: ``docker://REG
 (or bare ``python:3.11``, meaning the same), ``oci:PATH[:TAG]`` (an OCI image layout) or
 ``docker-archive:PATH`` (a ``docker save`` tarball). :class:`ImageCache` copies the image with
 Debian's ``skopeo`` into an OCI layout of its own, named by the manifest digest, reads its config
-(Env, WorkingDir, Entrypoint, Cmd, architecture) and unpacks its layers once with ``umoci raw
-unpack --rootless`` into a content-addressed rootfs. Tusk writes no registry client and no tar
-unpacker: skopeo verifies every blob's digest while it copies, umoci applies whiteouts and keeps
-``../`` paths and symlinks of a layer inside the rootfs. Before a new image enters the cache Tusk
+(Env, WorkingDir, Entrypoint, Cmd, architecture) and unpacks each of its layers once with
+``umoci raw unpack --rootless`` into a layer cache named by the layer's diff_id, which every
+image with that layer shares; an image's rootfs is composed of hard links to its layers' files.
+Tusk writes no registry client and no tar unpacker: skopeo verifies every blob's digest while it
+copies, umoci checks each layer's diff_id and keeps ``../`` paths and symlinks of a layer inside
+it; composing applies each layer's whiteouts and opaque folders (read from its tar headers) to
+the layers below it. Before a new image enters the cache Tusk
 reads its layers' tar headers (:func:`_scan_layers`) and refuses one that names a path outside
 the rootfs (absolute, ``..``, a hard link there, a file written through a symlink that leads
 out): umoci would contain it, but such a layer is hostile or broken, and a refusal says so
 where containment would quietly put its files elsewhere. A registry that asks for credentials
 gets them from a Docker ``config.json`` (``authfile``) or a (user, password) pair, which Tusk
-hands to skopeo in a private temporary auth file rather than on its command line.
+hands to skopeo in a private temporary auth file rather than on its command line, or a bearer
+token (``registry_token``, or an auth file entry's ``registrytoken``), which skopeo 1.9 takes
+only on its command line (``--src-registry-token``): visible in ``ps`` while it copies.
 
 Everything lands in a temporary directory first and is renamed into place, so a failed copy or
 unpack (a corrupt layer, a digest mismatch, a layer writing outside its rootfs) leaves the cache
 as it was::
 
     <root>/oci/<manifest hex>/     OCI layout holding one image (tag "image")
-    <root>/rootfs/<manifest hex>/  its unpacked rootfs (setuid/setgid bits dropped)
+    <root>/rootfs/<manifest hex>/  its rootfs: hard links to its layers' files (setuid/setgid
+                                   bits dropped), folders and symlinks of its own
+    <root>/layers/<diff_id hex>/   one unpacked layer (rootfs/) and what it deletes below it
+                                   (layer.json), shared by every image that has the layer
     <root>/refs/<sha256 of ref>.json  the digest a reference last resolved to
     <root>/held/<manifest hex>     an image loaded by ``tusk image load``: gc keeps it
     <root>/blobs/<hex>             every blob once: the layouts' blobs are hard links to these
     <root>/files/<key>             every rootfs file once (by content and mode): hard links
     <root>/tmp/                    work in progress
 
-Layers shared by several images are therefore stored once: a blob already in ``blobs/`` (skopeo
-verified its digest when it first came) replaces the new copy by a hard link, and each
-unpacked file whose content and mode another rootfs already has becomes a hard link to it
-(the rootfs is mounted read-only, so a shared file is never written through). ``prune`` (run
-by ``tusk gc``) removes the images no pipeline version or job pins and no load holds, then
-every blob and file no image links any more; ``remove`` (``tusk delete image``) takes one image
-at once, with the pooled blobs and files only it linked.
+Layers shared by several images are therefore stored and unpacked once: a blob already in
+``blobs/`` (skopeo verified its digest when it first came) replaces the new copy by a hard
+link, a layer already in ``layers/`` is not unpacked again, and each unpacked file whose
+content and mode another layer already has becomes a hard link to it (the rootfs is mounted
+read-only, so a shared file is never written through). ``prune`` (run by ``tusk gc``) removes
+the images no pipeline version or job pins and no load holds, then the layers no image left
+has, then every blob and file nothing links any more; ``remove`` (``tusk delete image``) takes
+one image at once, with the layers, pooled blobs and files only it had. A removal renames
+what it removes into ``tmp/`` first, so a killed one never leaves half a layer or rootfs.
 
 :func:`image_argv` builds the bubblewrap command that runs a datum in a rootfs. Symlinks in the
 rootfs, absolute or relative, are kept as the image has them: the rootfs is mounted read-only as
@@ -46,6 +56,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -279,7 +290,7 @@ class ImageCache:
         self.quota = quota
 
     def _dirs(self) -> None:
-        for sub in ("oci", "rootfs", "refs", "tmp"):
+        for sub in ("oci", "rootfs", "layers", "refs", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def resolve(
@@ -287,23 +298,45 @@ class ImageCache:
         ref: Reference | str,
         credentials: tuple[str, str] | None = None,
         authfile: Path | None = None,
+        registry_token: str | None = None,
     ) -> ImageInfo:
         """Copy the image ``ref`` names into the cache and read its config.
 
-        A registry pull uses ``credentials`` (user, password) or ``authfile`` (a Docker
-        ``config.json``: ``{"auths": {"HOST[:PORT]": {"auth": base64("user:password")}}}``),
-        else skopeo's default auth files. The credentials reach skopeo in a private temporary
-        auth file, never on its command line. A reference pinned by ``@sha256:`` that is already
-        here is not fetched again. Raises ImageNotFound, ImagePullDenied (the registry refused
-        the credentials, or asked for some), InvalidImage (media type, architecture, digest
-        mismatch, a layer writing outside its rootfs) or ToolMissing.
+        A registry pull uses ``credentials`` (user, password), ``authfile`` (a Docker
+        ``config.json``: ``{"auths": {"HOST[:PORT]": {"auth": base64("user:password")}}}``)
+        or ``registry_token`` (a bearer token the registry's token server issued), else
+        skopeo's default auth files. The credentials reach skopeo in a private temporary auth
+        file, never on its command line; a token (given, or an auth file entry's
+        ``registrytoken``, as Docker names it) reaches it as ``--src-registry-token``, the
+        only way skopeo takes one: on its command line while it copies. A reference pinned by
+        ``@sha256:`` that is already here is not fetched again. Raises ImageNotFound,
+        ImagePullDenied (the registry refused the credentials or the token, or asked for
+        some), InvalidArgument (two kinds of credentials, a token no registry would issue),
+        InvalidImage (media type, architecture, digest mismatch, a layer writing outside its
+        rootfs) or ToolMissing.
         """
         if isinstance(ref, str):
             ref = parse_reference(ref)
-        if credentials is not None and authfile is not None:
-            raise InvalidArgument(f"image {ref.text}: give credentials or an auth file, not both")
+        given = [
+            what
+            for what, value in (
+                ("credentials", credentials),
+                ("an auth file", authfile),
+                ("a registry token", registry_token),
+            )
+            if value is not None
+        ]
+        if len(given) > 1:
+            raise InvalidArgument(f"image {ref.text}: give {given[0]} or {given[1]}, not both")
         if authfile is not None and not Path(authfile).is_file():
             raise InvalidArgument(f"image {ref.text}: auth file {authfile} does not exist")
+        if authfile is not None:
+            registry_token = _authfile_token(Path(authfile), ref.registry or "docker.io")
+        if registry_token is not None and not re.fullmatch(r"[\x21-\x7e]+", registry_token):
+            raise InvalidArgument(
+                f"image {ref.text}: the registry token is empty or has spaces or other "
+                "characters no token has"
+            )
         pinned = re.search(r"@(sha256:[a-f0-9]{64})$", ref.name)
         if pinned and (self.root / "oci" / pinned.group(1)[7:]).is_dir():
             return self._record(ref, self._info(pinned.group(1), ref.text))
@@ -320,6 +353,8 @@ class ImageCache:
             if credentials is not None:
                 _write_authfile(auth, ref.registry or "docker.io", credentials)
                 args.append(f"--authfile={auth}")
+            elif registry_token is not None:  # skopeo has no other way to take one
+                args.append(f"--src-registry-token={registry_token}")
             elif authfile is not None:
                 args.append(f"--authfile={authfile}")
             args += [ref.source(), f"oci:{work}:{TAG}"]
@@ -334,7 +369,8 @@ class ImageCache:
             if dest.is_dir():
                 _rmtree(work)
             else:
-                _scan_layers(work, digest, ref.text)
+                records = _scan_layers(work, digest, ref.text)
+                (work / _LAYER_RECORDS).write_text(json.dumps(records, sort_keys=True))
                 pool = self.root / "blobs"
                 folder = work / "blobs" / "sha256"
                 new = sum(
@@ -382,12 +418,41 @@ class ImageCache:
         return out
 
     def rootfs(self, info: ImageInfo) -> Path:
-        """The unpacked rootfs of ``info``, unpacked on the first call only."""
+        """The rootfs of ``info``, made on the first call only: each layer is unpacked once
+        into ``layers/<diff_id hex>/`` (:meth:`_layer`), which every image having that layer
+        shares, and the image's rootfs is composed of hard links to their files, lowest layer
+        first (:func:`_compose`). An image with a layer that cannot stand alone (a hard link
+        to a lower layer's file) is unpacked whole, as one."""
         dest = self.root / "rootfs" / info.hex
         if dest.is_dir():
             return dest
         umoci = _tool("umoci", info.digest)
         self._dirs()
+        layers = _image_layers(info.layout, info.digest)
+        known: list[Any] = []
+        with contextlib.suppress(OSError, ValueError):
+            known = list(_read_json(info.layout / _LAYER_RECORDS))
+        metas: list[tuple[Path, dict[str, Any]]] = []
+        for index, (desc, diff_id) in enumerate(layers or []):
+            record = known[index] if index < len(known) else None
+            found = self._layer(
+                umoci, info, desc, diff_id, record if isinstance(record, dict) else None
+            )
+            if found is None:
+                break
+            metas.append(found)
+        if layers is None or len(metas) < len(layers):
+            return self._unpack_whole(umoci, info, dest)
+        work = self.root / "tmp" / f"rootfs-{uuid.uuid4().hex}"
+        try:
+            work.mkdir(mode=0o700)
+            _compose(work, metas)
+            return self._finish(info, work, dest)
+        finally:
+            _rmtree(work)
+
+    def _unpack_whole(self, umoci: str, info: ImageInfo, dest: Path) -> Path:
+        """The rootfs of ``info`` unpacked by umoci in one go (no layer cache)."""
         work = self.root / "tmp" / f"rootfs-{uuid.uuid4().hex}"
         try:
             args = [umoci, "raw", "unpack", "--rootless", "--image", f"{info.layout}:{TAG}"]
@@ -396,18 +461,93 @@ class ImageCache:
                 line = _last_line(r.stderr)
                 raise InvalidImage(f"image {info.digest} cannot be unpacked: {line}")
             _drop_setid(work)
-            _mount_points(work, info.working_dir)
-            files = _file_keys(work)
+            return self._finish(info, work, dest)
+        finally:
+            _rmtree(work)
+
+    def _finish(self, info: ImageInfo, work: Path, dest: Path) -> Path:
+        """Make the mount points in the fresh rootfs ``work``, pool its new files and rename
+        it to ``dest``."""
+        _mount_points(work, info.working_dir)
+        files = _file_keys(work)
+        pool = self.root / "files"
+        new = sum(size for _p, key, size in files if not (pool / key).exists())
+        self._fits(new, f"the rootfs of image {info.digest}")
+        self._share_files(files)
+        try:
+            os.rename(work, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+        return dest
+
+    def _layer(
+        self,
+        umoci: str,
+        info: ImageInfo,
+        desc: dict[str, Any],
+        diff_id: str,
+        known: dict[str, Any] | None,
+    ) -> tuple[Path, dict[str, Any]] | None:
+        """The unpacked layer ``diff_id`` of ``info`` (its files, and what it deletes below it:
+        ``layer.json``), unpacked now if no image brought it before; None when it cannot be
+        unpacked alone (a hard link to a lower layer's file, headers Python cannot read).
+
+        umoci unpacks a one-layer image made of the layer's blob (checking its diff_id); the
+        whiteouts, opaque folders and folder modes, which an unpack onto nothing applies to
+        nothing, are ``known`` (read when the image came in) or read from its tar headers
+        meanwhile. It happens in ``tmp/`` and is renamed to
+        ``layers/<diff_id hex>``: a killed unpack leaves no half layer there."""
+        dest = self.root / "layers" / diff_id[7:]
+        meta_path = dest / "layer.json"
+        if meta_path.is_file():
+            with contextlib.suppress(OSError):
+                os.utime(dest)  # gc's grace runs from the last use
+            return dest / "rootfs", _read_json(meta_path)
+        if known is not None and not known.get("alone"):
+            return None
+        blob = _blob(info.layout, str(desc.get("digest", "")))
+        work = self.root / "tmp" / f"layer-{uuid.uuid4().hex}"
+        try:
+            layout = work / "layout"
+            _one_layer_layout(layout, blob, desc, diff_id, info.architecture)
+            args = [umoci, "raw", "unpack", "--rootless", "--image", f"{layout}:{TAG}"]
+            with subprocess.Popen(
+                [*args, str(work / "rootfs")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as proc:
+                try:
+                    meta = known or _layer_headers(blob, str(desc.get("mediaType", "")))
+                    _out, err = proc.communicate(timeout=3600)
+                except BaseException:
+                    proc.kill()
+                    raise
+            if proc.returncode != 0:
+                if meta is None or not meta.get("alone"):  # the whole image may unpack
+                    return None
+                line = _last_line(err)
+                raise InvalidImage(f"image {info.digest} cannot be unpacked: {line}")
+            if meta is None or not meta.get("alone"):
+                return None
+            _rmtree(layout)
+            _drop_setid(work / "rootfs", owner_rwx=True)
+            files = _file_keys(work / "rootfs")
             pool = self.root / "files"
             new = sum(size for _p, key, size in files if not (pool / key).exists())
             self._fits(new, f"the rootfs of image {info.digest}")
             self._share_files(files)
+            meta = {"diff_id": diff_id, "digest": desc.get("digest"), **meta}
+            (work / "layer.json").write_text(json.dumps(meta, sort_keys=True))
+            dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(work, dest)
-            except OSError:
-                if not dest.is_dir():
+            except OSError:  # another process unpacked the same layer first
+                if not meta_path.is_file():
                     raise
-            return dest
+                return dest / "rootfs", _read_json(meta_path)
+            return dest / "rootfs", meta
         finally:
             _rmtree(work)
 
@@ -445,11 +585,13 @@ class ImageCache:
 
     def remove(self, digest: str) -> None:
         """Remove one image now (``tusk delete image``), whatever holds it: its layout, its
-        rootfs, its ``load`` hold and every reference that resolved to it, then the pooled
-        blobs and files only it linked, so their space comes back at once.
+        rootfs, its ``load`` hold and every reference that resolved to it, then the unpacked
+        layers no other image has and the pooled blobs and files only it linked, so their
+        space comes back at once.
 
         Order makes a crash harmless: what names the image goes first, then the layout (the
-        image is gone from listings), the rootfs, the pool entries; ``prune`` finishes any of
+        image is gone from listings), the rootfs, its layers, the pool entries; ``prune``
+        finishes any of
         it. Whether a pipeline pins the image is the caller's to check. Raises ImageNotFound
         when nothing of the image is here.
         """
@@ -466,13 +608,15 @@ class ImageCache:
         if not (layout.is_dir() or rootfs.is_dir() or held.exists() or naming):
             raise ImageNotFound(f"image {digest} is not in the image cache {self.root}")
         links: dict[int, list[int]] = {}  # inode -> [links under this image, nlink, size]
-        for path in (layout, rootfs):
+        own = self._layers_of(hexd) - self._layers_in_use(skip={hexd})
+        layers = [self.root / "layers" / h for h in sorted(own)]
+        for path in (layout, rootfs, *layers):
             _count_links(path, links)
         for p in naming:
             p.unlink(missing_ok=True)
         held.unlink(missing_ok=True)
-        _rmtree(layout)
-        _rmtree(rootfs)
+        for path in (layout, rootfs, *layers):
+            self._discard(path)
         for pool in ("blobs", "files"):
             folder = self.root / pool
             if not folder.is_dir():
@@ -496,8 +640,9 @@ class ImageCache:
 
     def prune(self, keep: set[str], grace: float, dry_run: bool = False) -> tuple[int, int]:
         """Remove images that no digest in ``keep`` names, no ``load`` holds and nothing
-        used within ``grace`` seconds, then the blobs and files no image links any more and
-        old temporary work. Returns (images removed, bytes freed); ``dry_run`` only counts.
+        used within ``grace`` seconds, then the unpacked layers no image left has (unused as
+        long), the blobs and files nothing links any more and old temporary work. Returns
+        (images removed, bytes freed); ``dry_run`` only counts.
         """
         if not self.root.is_dir():
             return 0, 0
@@ -516,7 +661,19 @@ class ImageCache:
             for path in (d, self.root / "rootfs" / d.name):
                 _count_links(path, links)
                 if not dry_run:
-                    _rmtree(path)
+                    self._discard(path)
+        # Unpacked layers no image left here has, unused for the grace period, go too.
+        kept_layers: set[str] = set()
+        for d in sorted(oci.iterdir()) if oci.is_dir() else []:
+            if d.name not in gone:
+                kept_layers |= self._layers_of(d.name)
+        layers = self.root / "layers"
+        for d in sorted(layers.iterdir()) if layers.is_dir() else []:
+            if d.name in kept_layers or _newest(d) > cutoff:
+                continue
+            _count_links(d, links)
+            if not dry_run:
+                self._discard(d)
         # A file is freed when no link is left but (at most) its pool entry, which goes next.
         counted = {ino for ino, (n, nlink, _size) in links.items() if nlink - n <= 1}
         freed += sum(links[ino][2] for ino in counted)
@@ -550,6 +707,34 @@ class ImageCache:
                         p.unlink()
         return removed, freed
 
+    def _discard(self, path: Path) -> None:
+        """Remove a layout, rootfs or layer: renamed into ``tmp/`` first, so that a removal
+        killed midway never leaves half of one where it would be used (gc finishes it)."""
+        if not path.exists():
+            return
+        gone = self.root / "tmp" / f"gone-{uuid.uuid4().hex}"
+        try:
+            gone.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, gone)
+        except FileNotFoundError:  # gone already (a gc running too)
+            return
+        _rmtree(gone)
+
+    def _layers_of(self, hexd: str) -> set[str]:
+        """The diff_id hex digits of the layers of the cached image ``hexd`` (none if its
+        layout is gone or damaged)."""
+        layers = _image_layers(self.root / "oci" / hexd, f"sha256:{hexd}")
+        return {diff_id[7:] for _desc, diff_id in layers or []}
+
+    def _layers_in_use(self, skip: set[str]) -> set[str]:
+        """The layers of every cached image but those in ``skip``."""
+        oci = self.root / "oci"
+        used: set[str] = set()
+        for d in sorted(oci.iterdir()) if oci.is_dir() else []:
+            if d.name not in skip:
+                used |= self._layers_of(d.name)
+        return used
+
     def _share_blobs(self, layout: Path) -> None:
         """Make each blob of a fresh layout a hard link into ``blobs/`` (stored once)."""
         pool = self.root / "blobs"
@@ -570,7 +755,7 @@ class ImageCache:
     def usage(self) -> int:
         """Bytes the cache holds, each file once (hard links are one file)."""
         links: dict[int, list[int]] = {}
-        for sub in ("oci", "rootfs", "blobs", "files", "refs", "held", "tmp"):
+        for sub in ("oci", "rootfs", "layers", "blobs", "files", "refs", "held", "tmp"):
             _count_links(self.root / sub, links)
         return sum(size for _n, _nlink, size in links.values())
 
@@ -762,12 +947,13 @@ def _blob(layout: Path, digest: str) -> Path:
     return layout / "blobs" / "sha256" / hexd
 
 
+_LAYER_RECORDS = "tusk-layers.json"  # in a cached layout: _scan_layers' records
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _MAX_HOPS = 40  # symlinks followed in one path, as Linux allows (ELOOP after that)
 
 
-def _scan_layers(layout: Path, digest: str, ref: str) -> None:
+def _scan_layers(layout: Path, digest: str, ref: str) -> list[dict[str, Any] | None]:
     """Refuse the image ``digest`` of a fresh ``layout`` if a layer could write outside its
     rootfs: a member named by an absolute path or with a ``..`` segment, a hard link to such
     a path, or a member below a symlink (made by this or an earlier layer) whose target is
@@ -780,17 +966,24 @@ def _scan_layers(layout: Path, digest: str, ref: str) -> None:
     tail Python's tarfile cannot read (``umoci insert`` writes one without the end-of-archive
     blocks) is checked up to there, and umoci, which keeps every path inside the rootfs
     anyway, judges the rest when it unpacks.
+
+    Returns what :func:`_compose` needs of each layer (:class:`_LayerHeaders`), None for one
+    not read to its end (read again when it is unpacked), kept in the layout as
+    ``tusk-layers.json`` so that unpacking a layer does not decompress it twice.
     """
     import tarfile
     import zlib
 
     manifest = _read_json(_blob(layout, digest))
     links: dict[str, tuple[str, int]] = {}  # symlink path -> (its target, the layer made it)
+    records: list[dict[str, Any] | None] = []
     for index, layer in enumerate(manifest.get("layers") or []):
         layer_digest = str(layer.get("digest", ""))
         blob = _blob(layout, layer_digest)
+        records.append(None)
         if blob.stat().st_size == 0:
             continue
+        headers = _LayerHeaders()
         with (
             open(blob, "rb") as f,
             contextlib.suppress(tarfile.TarError, EOFError, zlib.error),
@@ -803,6 +996,9 @@ def _scan_layers(layout: Path, digest: str, ref: str) -> None:
                         f"image {ref}: layer {layer_digest} is refused: {why}; rebuild the "
                         "image so that every path of its layers stays inside it"
                     )
+                headers.add(member)
+            records[-1] = headers.record()  # read to its end: what composing needs
+    return records
 
 
 def _parts(path: str) -> list[str]:
@@ -903,6 +1099,26 @@ def _write_authfile(path: Path, registry: str, credentials: tuple[str, str]) -> 
         json.dump({"auths": {registry: {"auth": token}}}, f)
 
 
+_DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+def _authfile_token(path: Path, registry: str) -> str | None:
+    """The bearer token (``registrytoken``) a Docker config.json holds for ``registry``, if
+    any (keys as Docker writes them: ``HOST[:PORT]``, with or without a scheme and a path)."""
+    try:
+        auths = _read_json(path).get("auths") or {}
+    except (OSError, ValueError, AttributeError):
+        return None  # skopeo says what is wrong with the file
+    hub = registry in _DOCKER_HUB
+    for key, entry in auths.items() if isinstance(auths, dict) else []:
+        host = re.sub(r"^[a-z]+://", "", str(key)).split("/", 1)[0]
+        if (host == registry or (hub and host in _DOCKER_HUB)) and isinstance(entry, dict):
+            token = entry.get("registrytoken")
+            if isinstance(token, str):
+                return token
+    return None
+
+
 _DENIED = (
     "unauthorized",
     "authentication required",
@@ -936,16 +1152,289 @@ def _copy_error(ref: str, stderr: str) -> Exception:
     return InvalidImage(f"image {ref} cannot be copied: {line}")
 
 
-def _drop_setid(root: Path) -> None:
-    """Clear setuid/setgid bits below ``root`` without following any symlink."""
+def _drop_setid(root: Path, owner_rwx: bool = False) -> None:
+    """Clear setuid/setgid bits below ``root`` without following any symlink; with
+    ``owner_rwx`` also give every folder (``root`` too) its owner's rwx, so that a layer's
+    files can be linked from it whatever modes the image gives its folders (the rootfs made
+    of them gets the image's modes back from ``layer.json``)."""
+    if owner_rwx:
+        os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) | stat.S_IRWXU)
     for folder, dirs, files in os.walk(root, followlinks=False):
         for name in (*dirs, *files):
             path = os.path.join(folder, name)
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
                 continue
-            if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            mode = stat.S_IMODE(st.st_mode)
+            new = mode & ~(stat.S_ISUID | stat.S_ISGID)
+            if owner_rwx and stat.S_ISDIR(st.st_mode):
+                new |= stat.S_IRWXU
+            if new != mode:
+                os.chmod(path, new)
+
+
+def _image_layers(layout: Path, digest: str) -> list[tuple[dict[str, Any], str]] | None:
+    """(layer descriptor, diff_id) of each layer of the image ``digest``, lowest first; None
+    when its config does not name one sha256 diff_id per layer (umoci then says why)."""
+    try:
+        manifest = _read_json(_blob(layout, digest))
+        config = _read_json(_blob(layout, manifest["config"]["digest"]))
+        layers = list(manifest.get("layers") or [])
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidImage):
+        return None
+    if len(layers) != len(diff_ids) or not all(
+        isinstance(d, str) and re.fullmatch(r"sha256:[a-f0-9]{64}", d) for d in diff_ids
+    ):
+        return None
+    return list(zip(layers, diff_ids, strict=True))
+
+
+def _one_layer_layout(
+    layout: Path, blob: Path, desc: dict[str, Any], diff_id: str, arch: str
+) -> None:
+    """An OCI layout (tag ``TAG``) whose image is the one layer ``blob`` (a hard link to it)."""
+    folder = layout / "blobs" / "sha256"
+    folder.mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    os.link(blob, folder / blob.name)
+
+    def put(data: dict[str, Any], media_type: str) -> dict[str, Any]:
+        raw = json.dumps(data, sort_keys=True).encode()
+        hexd = hashlib.sha256(raw).hexdigest()
+        (folder / hexd).write_bytes(raw)
+        return {"mediaType": media_type, "digest": f"sha256:{hexd}", "size": len(raw)}
+
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }
+    layer = {k: desc[k] for k in ("mediaType", "digest", "size") if k in desc}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": _OCI_MANIFEST,
+        "config": put(config, _OCI_CONFIG),
+        "layers": [layer],
+    }
+    entry = {
+        **put(manifest, _OCI_MANIFEST),
+        "annotations": {"org.opencontainers.image.ref.name": TAG},
+    }
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+
+
+class _Padded:
+    """A tar stream ending in the end-of-archive blocks even when its writer left them out
+    (``umoci insert`` stops short of them), so that every header of it is read."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.n = 0
+        self.tail: bytes | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.tail is None:
+            try:
+                data = self.f.read(size)
+            except EOFError:  # a gzip stream cut short: its end is judged as the tar's
+                data = b""
+            if data:
+                self.n += len(data)
+                return data
+            self.tail = b"\0" * ((-self.n) % 512 + 1024)
+        size = len(self.tail) if size < 0 else size
+        data, self.tail = self.tail[:size], self.tail[size:]
+        return data
+
+
+class _LayerHeaders:
+    """What one layer does besides adding files, from its tar headers, as :func:`_compose`
+    needs it: ``whiteouts`` (paths it deletes below it), ``opaque`` (folders whose lower
+    entries it hides), ``dirs`` (the folders it names, with their modes) and ``alone``
+    (False when a hard link of it names a file it does not hold: it cannot be unpacked by
+    itself)."""
+
+    def __init__(self) -> None:
+        self.whiteouts: list[str] = []
+        self.opaque: list[str] = []
+        self.dirs: dict[str, int] = {}
+        self.seen: set[str] = set()
+        self.alone = True
+
+    def add(self, member: tarfile.TarInfo) -> None:
+        parts = _parts(member.name)
+        path = "/".join(parts)
+        base = parts[-1] if parts else ""
+        if base == _OPAQUE:
+            self.opaque.append("/".join(parts[:-1]))
+        elif base.startswith(_WHITEOUT):
+            self.whiteouts.append("/".join([*parts[:-1], base[len(_WHITEOUT) :]]))
+        else:
+            if member.islnk() and "/".join(_parts(member.linkname)) not in self.seen:
+                self.alone = False
+            self.seen.add(path)
+            if member.isdir():
+                self.dirs[path] = member.mode & 0o7777
+            else:
+                self.dirs.pop(path, None)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "alone": self.alone,
+            "whiteouts": self.whiteouts,
+            "opaque": self.opaque,
+            "dirs": self.dirs,
+        }
+
+
+def _layer_headers(blob: Path, media_type: str) -> dict[str, Any] | None:
+    """The :class:`_LayerHeaders` record of a layer blob; None when Python cannot read its
+    headers to the end."""
+    import gzip
+    import tarfile
+    import zlib
+
+    headers = _LayerHeaders()
+    try:
+        with open(blob, "rb") as raw:
+            stream = gzip.GzipFile(fileobj=raw) if media_type.endswith("+gzip") else raw
+            padded: Any = _Padded(stream)
+            with tarfile.open(fileobj=padded, mode="r|", bufsize=1 << 16) as tar:
+                for member in tar:
+                    headers.add(member)
+    except (OSError, EOFError, zlib.error, tarfile.TarError):
+        return None
+    return headers.record()
+
+
+def _inside(root: str, parts: list[str]) -> str | None:
+    """The host path that ``parts`` (a path inside the rootfs ``root``) names, every symlink
+    on the way resolved inside ``root`` as the sandbox would (an absolute target from
+    ``root``, ``..`` stopping there); None when a part is missing or not a folder."""
+    resolved: list[str] = []
+    todo = parts[::-1]
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        here = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > _MAX_HOPS:
+                return None
+            target = os.readlink(here)
+            if target.startswith("/"):
+                resolved = []
+            todo.extend(target.split("/")[::-1])
+            continue
+        if todo and not stat.S_ISDIR(st.st_mode):
+            return None
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _remove(path: str) -> None:
+    """Remove what ``path`` names (a folder with what is in it), never following a symlink."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        _rmtree(Path(path))
+    else:
+        os.unlink(path)
+
+
+def _compose(root: Path, layers: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """Build a rootfs in the empty folder ``root`` from unpacked layers, lowest first, as
+    umoci would unpack them one upon another: each layer's whiteouts and opaque folders first
+    remove what lower layers put there, then its entries are added (files as hard links to
+    the layer's, so a hard link inside a layer stays one; symlinks as they are; a folder the
+    layer names replaces a symlink there, a parent folder it only implies follows it inside
+    the rootfs). Folders get their modes (setuid/setgid cleared) once all layers are in."""
+    top = str(root)
+    modes: dict[str, int] = {}
+    for layer, meta in layers:
+        for folder in meta.get("opaque") or []:
+            where = _inside(top, _parts(folder))
+            if where is not None and os.path.isdir(where) and not os.path.islink(where):
+                with os.scandir(where) as entries:
+                    for entry in list(entries):
+                        _remove(entry.path)
+        for gone in meta.get("whiteouts") or []:
+            parts = _parts(gone)
+            parent = _inside(top, parts[:-1]) if parts else None
+            if parent is not None and os.path.isdir(parent):
+                _remove(os.path.join(parent, parts[-1]))
+        named: dict[str, int] = meta.get("dirs") or {}
+        if "" in named:
+            modes[top] = named[""]
+        _overlay(top, str(layer), top, "", named, modes, not os.listdir(top))
+    for path in sorted(modes, key=len, reverse=True):  # deepest first
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                os.chmod(path, modes[path] & ~(stat.S_ISUID | stat.S_ISGID))
+
+
+def _overlay(
+    top: str,
+    src: str,
+    dst: str,
+    rel: str,
+    named: dict[str, int],
+    modes: dict[str, int],
+    fresh: bool,
+) -> None:
+    """Add the entries of the layer folder ``src`` (``rel`` inside the layer) to the real
+    rootfs folder ``dst`` (``fresh``: made empty by this layer, nothing to replace). Every
+    folder of the rootfs is made here with mode 0700, its own mode being set at the end."""
+    with os.scandir(src) as entries:
+        items = sorted(entries, key=lambda e: e.name)
+    for entry in items:
+        path = f"{rel}/{entry.name}" if rel else entry.name
+        there = os.path.join(dst, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            target: str | None = None
+            if fresh:
+                pass
+            elif os.path.isdir(there) and not os.path.islink(there):
+                target = there
+            elif os.path.islink(there) and path not in named:  # a parent it implies
+                target = _inside(top, _parts(os.path.relpath(there, top)))
+                if target is not None and not os.path.isdir(target):
+                    target = None
+            if target is None:
+                if not fresh:
+                    _remove(there)
+                os.mkdir(there, 0o700)
+                modes[there] = named.get(path, 0o755)
+                _overlay(top, entry.path, there, path, named, modes, True)
+                continue
+            if path in named:
+                modes[target] = named[path]
+            _overlay(top, entry.path, target, path, named, modes, False)
+            continue
+        if not fresh:
+            _remove(there)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), there)
+            continue
+        try:
+            os.link(entry.path, there, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno != errno.EMLINK:
+                raise
+            shutil.copy2(entry.path, there, follow_symlinks=False)
 
 
 def _mount_points(root: Path, working_dir: str) -> None:
