@@ -497,9 +497,18 @@ def test_edges_and_montage_get_valid_worker_jobs(run: Any, tmp_path: Path) -> No
     for name in ("worker", "user"):
         mounts = {m["mountPath"]: m["name"] for m in c[name]["volumeMounts"]}
         assert mounts["/pfs"] == "pfs" and mounts["/tusk"] == "tusk"
+    # The worker reaches the server's API (its Service) with a token from a Secret; no store
+    # credentials and no home anywhere in a worker pod.
     worker_env = {e["name"]: e for e in c["worker"]["env"]}
-    assert worker_env["TUSK_METADATA_URL"]["valueFrom"]["secretKeyRef"]["name"] == "tusk-stores"
-    assert "env" not in c["user"]  # the stores' URLs stay with the worker
+    assert worker_env == {
+        "TUSK_ADDRESS": {"name": "TUSK_ADDRESS", "value": "http://tusk.data.svc:7800"},
+        "TUSK_TOKEN": {
+            "name": "TUSK_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "tusk-worker-token", "key": "token"}},
+        },
+    }
+    assert "home" not in {v["name"] for v in pod["volumes"]}
+    assert "env" not in c["user"]  # the token stays with the worker
     montage = found["tusk-worker-montage"]
     assert montage["spec"]["parallelism"] == 1
     assert containers(montage)["user"]["image"] == "dpokidov/imagemagick:7.1.0-62"
@@ -584,7 +593,7 @@ def test_output_dir_gets_one_file_per_object_equal_to_the_stream(run: Any, tmp_p
     out = tmp_path / "out"
     code, stdout, err = run("deploy", "kubernetes", OFFLINE, "-f", str(spec), "--output", str(out))
     assert code == 0 and stdout == ""
-    assert "kubectl apply -f" in err and "tusk-stores" in err
+    assert "kubectl apply -f" in err and "tusk-stores and tusk-worker-token" in err
     files = sorted(out.iterdir())
     assert [f.name for f in files] == [
         "00-serviceaccount-tusk.yaml",

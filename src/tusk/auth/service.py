@@ -378,7 +378,11 @@ class AuthService:
             needed = next(name for name, perms in PROJECT_ROLES.items() if need in perms)
             return f"it needs {needed} (has {_bound_text(bound, project)} there)"
         if rule.repo is None:
-            return f"it needs a cluster role with {need} (pipelineCreator or clusterAdmin)"
+            holders = " or ".join(  # the narrowest first: clusterAdmin holds every one
+                sorted((n for n, perms in CLUSTER_ROLES.items() if need in perms),
+                       key=lambda n: n == "clusterAdmin")
+            )  # fmt: skip
+            return f"it needs a cluster role with {need} ({holders})"
         if repo is None:
             return f"it needs {need} on a repo"
         where = split_repo(repo)[0]

@@ -90,6 +90,9 @@ class KubernetesSettings:
     namespace: str = "default"
     tusk_image: str = DEFAULT_IMAGE
     stores_secret: str = "tusk-stores"
+    # Worker pods reach the server with a pipelineWorker robot's token kept in this Secret
+    # (key "token"); they hold no store credentials (docs/kubernetes.md).
+    worker_secret: str = "tusk-worker-token"
     service_type: str = "ClusterIP"
     home_claim: str | None = None  # a PersistentVolumeClaim for the server's home; else emptyDir
     server_requests: Mapping[str, str] = field(
@@ -106,7 +109,11 @@ class KubernetesSettings:
             )
         if not self.tusk_image or any(c.isspace() for c in self.tusk_image):
             raise InvalidArgument(f"invalid image reference {self.tusk_image!r}")
-        for what, name in (("secret", self.stores_secret), ("claim", self.home_claim)):
+        for what, name in (
+            ("secret", self.stores_secret),
+            ("secret", self.worker_secret),
+            ("claim", self.home_claim),
+        ):
             if name is not None and not _DNS_SUBDOMAIN.match(name):
                 raise InvalidArgument(
                     f"invalid {what} name {name!r}: use lower-case letters, digits, '-' and '.'"
@@ -554,7 +561,6 @@ def worker_job(
     volumes: list[dict[str, Any]] = [
         {"name": "pfs", "emptyDir": pfs_volume},
         {"name": "tusk", "emptyDir": {}},
-        {"name": "home", "emptyDir": {}},
         {"name": "tusk-bin", "emptyDir": {}},
     ]
     secret_volumes: dict[str, str] = {}
@@ -576,11 +582,14 @@ def worker_job(
         "image": settings.tusk_image,
         # --once: exit when the pipeline has no job left, so the Job completes.
         "command": ["tusk", "worker", "--pipeline", spec.name, "--handoff", "/tusk", "--once"],
-        "env": [{"name": "TUSK_HOME", "value": HOME}, *store_env(settings.stores_secret)],
+        # Through the server's API only (tusk.pps.remote_worker): its Service, and a token.
+        "env": [
+            {"name": "TUSK_ADDRESS", "value": f"http://tusk.{settings.namespace}.svc:{API_PORT}"},
+            _secret_env("TUSK_TOKEN", settings.worker_secret, "token"),
+        ],
         "volumeMounts": [
             {"name": "pfs", "mountPath": "/pfs"},
             {"name": "tusk", "mountPath": "/tusk"},
-            {"name": "home", "mountPath": HOME},
         ],
     }
     # Pachyderm's sidecar (its storage container) is what the worker container is here.

@@ -52,6 +52,14 @@ def deploy() -> None:
     "aws_secret_access_key); it is named, never written.",
 )
 @click.option(
+    "--worker-secret",
+    default="tusk-worker-token",
+    show_default=True,
+    metavar="NAME",
+    help="The Secret whose key 'token' is a pipelineWorker robot's token: worker pods reach "
+    "the server's API with it and hold no store credentials.",
+)
+@click.option(
     "--service-type",
     type=click.Choice(["ClusterIP", "NodePort", "LoadBalancer"]),
     default="ClusterIP",
@@ -93,6 +101,7 @@ def kubernetes(
     namespace: str,
     tusk_image: str | None,
     stores_secret: str,
+    worker_secret: str,
     service_type: str,
     home_claim: str | None,
     no_resolve: bool,
@@ -103,9 +112,10 @@ def kubernetes(
 
     The server is a Deployment running tusk up --executor workers, with its Service (API on
     7800, S3 gateway on 30600) and ServiceAccount. Each pipeline of the specs gets a Job
-    whose pods run its datums in the spec's image, next to a tusk worker container. The
-    stores' URLs come from a Secret (--secret) that you create first. Nothing is sent to a
-    cluster: apply the output with kubectl apply -f (see docs/kubernetes.md).
+    whose pods run its datums in the spec's image, next to a tusk worker container that
+    reaches the server's API with a token (--worker-secret). The stores' URLs come from a
+    Secret (--secret) that you create first. Nothing is sent to a cluster: apply the output
+    with kubectl apply -f (see docs/kubernetes.md).
 
     Each image is resolved with skopeo (manifests only, no layer): the Job names it by digest,
     and a pipeline without transform.cmd runs the image's Entrypoint and Cmd. Images in a local
@@ -127,6 +137,7 @@ def kubernetes(
         namespace=namespace,
         tusk_image=tusk_image or DEFAULT_IMAGE,
         stores_secret=stores_secret,
+        worker_secret=worker_secret,
         service_type=service_type,
         home_claim=home_claim,
     )
@@ -143,7 +154,8 @@ def kubernetes(
         return
     written = write_manifests(manifests.objects, Path(output))
     click.echo(
-        f"wrote {len(written)} manifests to {output}; create the Secret {stores_secret} in "
-        f"namespace {namespace} first (docs/kubernetes.md), then: kubectl apply -f {output}",
+        f"wrote {len(written)} manifests to {output}; create the Secrets {stores_secret} and "
+        f"{worker_secret} in namespace {namespace} first (docs/kubernetes.md), then: "
+        f"kubectl apply -f {output}",
         err=True,
     )
