@@ -587,3 +587,30 @@ def push(ref: str, dest: str, credentials: tuple[str, str] | None = None) -> str
     if credentials is not None:
         inspect.append(f"--creds={credentials[0]}:{credentials[1]}")
     return str(json.loads(_run(*inspect, f"docker://{dest}"))["Digest"])
+
+
+def user_container(tmp_path: Path, argv: list[str]) -> tuple[Path, Path, subprocess.Popen[bytes]]:
+    """A Kubernetes worker pod's user container played on this machine: ``argv`` under
+    bubblewrap in a busybox image's rootfs, with the pod's two emptyDir volumes (``pfs`` at
+    /pfs, ``tusk`` at /tusk, both under ``tmp_path``) and Debian's static busybox at
+    /tusk-bin, where the Job's init container copies it. Returns (pfs, tusk, process)."""
+    from tusk.pps.images import ImageCache, make_mount_point
+
+    ref = busybox_image(tmp_path / "img", "v1")
+    cache = ImageCache(tmp_path / "cache")
+    rootfs = cache.rootfs(cache.resolve(ref))
+    assert make_mount_point(rootfs, "/tusk")  # a container runtime makes its mount points
+    assert make_mount_point(rootfs, "/tusk-bin")
+    pfs, handoff, copied = tmp_path / "pfs", tmp_path / "tusk", tmp_path / "tusk-bin"
+    pfs.mkdir()
+    handoff.mkdir()
+    copied.mkdir()
+    shutil.copy2("/bin/busybox", copied / "busybox")  # what the Job's init container does
+    user = subprocess.Popen(
+        ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+         "--tmpfs", "/tmp", "--bind", str(pfs), "/pfs", "--bind", str(handoff), "/tusk",
+         "--ro-bind", str(copied), "/tusk-bin",
+         "--unshare-all", "--die-with-parent", "--clearenv", "--setenv", "PATH", "/bin",
+         "--", *argv],
+    )  # fmt: skip
+    return pfs, handoff, user

@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imagekit import busybox_image
+from imagekit import user_container
 
 import tusk
 from tusk.polling import poll_until
 from tusk.pps.executor import bwrap_works
 from tusk.pps.handoff import HANDOFF_LOOP
-from tusk.pps.images import ImageCache, make_mount_point
 
 CI = os.environ.get("CI") == "true"
 READY = bool(shutil.which("skopeo") and shutil.which("umoci") and os.path.exists("/bin/busybox"))
@@ -46,28 +45,9 @@ SHELLS = {
 }
 
 
-def start_pod(tmp_path: Path, argv: list[str]) -> tuple[Path, Path, subprocess.Popen[bytes]]:
-    """The shared volumes and the user container (``argv`` in a busybox rootfs)."""
+def need_tools() -> None:
     if not READY:
         pytest.fail("skopeo, umoci and busybox-static are needed (./dev.sh installs them)")
-    ref = busybox_image(tmp_path / "img", "v1")
-    cache = ImageCache(tmp_path / "cache")
-    rootfs = cache.rootfs(cache.resolve(ref))
-    assert make_mount_point(rootfs, "/tusk")  # a container runtime makes its mount points
-    assert make_mount_point(rootfs, "/tusk-bin")
-    pfs, handoff, copied = tmp_path / "pfs", tmp_path / "tusk", tmp_path / "tusk-bin"
-    pfs.mkdir()
-    handoff.mkdir()
-    copied.mkdir()
-    shutil.copy2("/bin/busybox", copied / "busybox")  # what the Job's init container does
-    user = subprocess.Popen(
-        ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
-         "--tmpfs", "/tmp", "--bind", str(pfs), "/pfs", "--bind", str(handoff), "/tusk",
-         "--ro-bind", str(copied), "/tusk-bin",
-         "--unshare-all", "--die-with-parent", "--clearenv", "--setenv", "PATH", "/bin",
-         "--", *argv],
-    )  # fmt: skip
-    return pfs, handoff, user
 
 
 @pytest.fixture(params=sorted(SHELLS))
@@ -75,7 +55,8 @@ def pod(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
     """The shared volumes and the user container (the loop in a busybox rootfs)."""
-    pfs, handoff, user = start_pod(tmp_path, SHELLS[request.param])
+    need_tools()
+    pfs, handoff, user = user_container(tmp_path, SHELLS[request.param])
     yield pfs, handoff, user
     if user.poll() is None:
         user.kill()
@@ -183,8 +164,9 @@ def test_a_failing_or_missing_command_is_reported_as_on_the_host(
 def test_a_spec_without_cmd_runs_the_images_entrypoint_and_cmd(tmp_path: Path) -> None:
     """No transform.cmd: the loop runs its own arguments, which `tusk deploy kubernetes`
     writes from the image's Entrypoint + Cmd (here sh -c UPPER, as an image would give)."""
+    need_tools()
     entrypoint = ["sh", "-c", UPPER]
-    pfs, handoff, user = start_pod(tmp_path, [*SHELLS["copied-busybox"], *entrypoint])
+    pfs, handoff, user = user_container(tmp_path, [*SHELLS["copied-busybox"], *entrypoint])
     home = tmp_path / "home"
     try:
         with tusk.Client(home) as c:

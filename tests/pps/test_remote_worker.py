@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,12 +21,18 @@ from typing import Any
 
 import httpx
 import pytest
+from imagekit import user_container
 
 import tusk
 from gateway import Gateway, start_gateway
 from tusk.polling import poll_until
+from tusk.pps.executor import bwrap_works
+from tusk.pps.handoff import HANDOFF_LOOP
 
 API = "/api/v1"
+IMAGE_TOOLS = bool(
+    shutil.which("skopeo") and shutil.which("umoci") and os.path.exists("/bin/busybox")
+)
 UPPER = 'for f in "$TUSK_PFS"/in/*; do tr a-z A-Z < "$f" > "$TUSK_PFS/out/$(basename "$f")"; done'
 # The first attempt notes its pid and hangs (its worker is killed); the next one copies.
 SLOW = (
@@ -117,6 +124,51 @@ def test_a_remote_worker_runs_a_job_as_the_local_executor_does(
         assert shape(c.lineage("up@master:/a.txt")) == shape(expected_lineage)
         datums = c.list_datums(f"up@{job.id}")
         assert sorted((d.state, d.attempts) for d in datums) == [("success", 1)] * 2
+
+
+@pytest.mark.skipif(
+    not (IMAGE_TOOLS and bwrap_works()) and os.environ.get("CI") != "true",
+    reason="skopeo, umoci, busybox-static or a working bubblewrap is missing",
+)
+def test_a_kubernetes_worker_pod_played_whole(server: Gateway, tmp_path: Path) -> None:
+    """The pod `tusk deploy kubernetes` writes, on this machine: the worker container knows
+    only the address (`--address`, `--handoff`, `--pfs-mount`), the user container runs the
+    handoff loop with the copied busybox in an image's rootfs, and the spec gives no cmd, so
+    the image's Entrypoint + Cmd (the loop's arguments) run."""
+    entrypoint = ["sh", "-c", 'for f in /pfs/in/*; do rev < "$f" > "/pfs/out/${f##*/}"; done']
+    argv = ["/tusk-bin/busybox", "sh", "-c", HANDOFF_LOOP, "/tusk-bin/busybox", *entrypoint]
+    pfs, handoff, user = user_container(tmp_path / "pod", argv)
+    try:
+        with tusk.Client(address=server.api) as c:
+            c.create_repo("lines")
+            c.put_files("lines@master", [("/a.txt", b"abc\n"), ("/b.txt", b"xyz\n")])
+            c.create_pipeline({
+                "pipeline": {"name": "rev"},
+                "input": {"pfs": {"repo": "lines", "glob": "/*", "name": "in"}},
+                "transform": {"image": "registry.example/rev:1"},  # the pod's; not pulled here
+            })  # fmt: skip
+            job_of(c, "rev", "running")
+            elsewhere = tmp_path / "elsewhere"
+            elsewhere.mkdir()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+            env.update(TUSK_ADDRESS=server.api, TUSK_HOME=str(elsewhere / "home"),
+                       TUSK_CONFIG=str(elsewhere / "none.yaml"))  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-m", "tusk.cli.main", "worker", "--pipeline", "rev",
+                 "--handoff", str(handoff), "--pfs-mount", str(pfs), "--once"],
+                cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert not (elsewhere / "home").exists()  # it opened no store
+            job = job_of(c, "rev")
+            assert job.state == "success", job.reason
+            assert c.get_file("rev@master:/a.txt") == b"cba\n"
+            assert c.get_file("rev@master:/b.txt") == b"zyx\n"
+            assert user.wait(10) == 0  # the worker told the loop to end: the pod completes
+    finally:
+        if user.poll() is None:
+            user.kill()
+            user.wait()
 
 
 def test_bad_calls_are_refused_and_change_nothing(server: Gateway) -> None:
