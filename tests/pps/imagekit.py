@@ -531,11 +531,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_registry(
-    base: Path, credentials: tuple[str, str] | None = None, deadline: float = 20
+    base: Path,
+    credentials: tuple[str, str] | None = None,
+    deadline: float = 20,
+    token: Sequence[str] = (),
 ) -> Iterator[str]:
     """Debian's ``docker-registry`` on 127.0.0.1 over plain HTTP, storing under ``base``; yields
     its ``127.0.0.1:PORT``. With ``credentials`` (user, password) it asks for them (htpasswd,
-    bcrypt: ``htpasswd`` of apache2-utils). Stopped when the block ends."""
+    bcrypt: ``htpasswd`` of apache2-utils); with ``token``, these lines of token auth
+    (``auth: token:``: realm, service, issuer, rootcertbundle). Stopped when the block ends."""
     base = Path(base)
     base.mkdir(parents=True, exist_ok=True)
     host = f"127.0.0.1:{free_port()}"
@@ -545,6 +549,8 @@ def local_registry(
         htpasswd = base / "htpasswd"
         htpasswd.write_text(_run("htpasswd", "-Bbn", *credentials))
         lines += ["auth:", "  htpasswd:", "    realm: tusk-test", f"    path: {htpasswd}"]
+    if token:
+        lines += ["auth:", "  token:", *(f"    {line}" for line in token)]
     config = base / "config.yml"
     config.write_text("\n".join(lines) + "\n")
     log = base / "registry.log"

@@ -82,6 +82,24 @@ def worker_cli(home: Path, handoff: Path, pfs: Path) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+def run_job(c: tusk.Client, home: Path, handoff: Path, pfs: Path) -> tusk.JobInfo:
+    """Pipeline p's job, run as in a pod: a coordinator (``--executor workers``) in a thread
+    here, one ``tusk worker --handoff --once`` process; the finished job."""
+    stop = threading.Event()
+    coordinator = threading.Thread(
+        target=c.run_scheduler, kwargs={"stop": stop, "executor": "workers"}, daemon=True
+    )
+    coordinator.start()
+    try:
+        running(c)
+        done = worker_cli(home, handoff, pfs)
+        assert done.returncode == 0, done.stderr
+        return finished(c)
+    finally:
+        stop.set()
+        coordinator.join(30)
+
+
 def test_a_worker_hands_datums_to_the_user_container(
     tmp_path: Path, pod: tuple[Path, Path, subprocess.Popen[bytes]]
 ) -> None:
@@ -107,19 +125,7 @@ def test_a_worker_hands_datums_to_the_user_container(
                 "transform": {"cmd": ["true"]},
             }
         )
-        stop = threading.Event()
-        coordinator = threading.Thread(
-            target=c.run_scheduler, kwargs={"stop": stop, "executor": "workers"}, daemon=True
-        )
-        coordinator.start()
-        try:
-            running(c)
-            done = worker_cli(home, handoff, pfs)
-            assert done.returncode == 0, done.stderr
-            job = finished(c)
-        finally:
-            stop.set()
-            coordinator.join(30)
+        job = run_job(c, home, handoff, pfs)
         assert job.state == "success", job.reason
         assert c.get_file("p@master:/a.txt") == b"ALPHA"
         assert c.get_file("p@master:/b.txt") == b"BETA"
@@ -144,18 +150,7 @@ def test_a_failing_or_missing_command_is_reported_as_on_the_host(
                 "datum_tries": 1,
             }
         )
-        stop = threading.Event()
-        coordinator = threading.Thread(
-            target=c.run_scheduler, kwargs={"stop": stop, "executor": "workers"}, daemon=True
-        )
-        coordinator.start()
-        try:
-            running(c)
-            assert worker_cli(home, handoff, pfs).returncode == 0
-            job = finished(c)
-        finally:
-            stop.set()
-            coordinator.join(30)
+        job = run_job(c, home, handoff, pfs)
         assert job.state == "failure"
         [datum] = c.list_datums(f"p@{job.id}")
         assert datum.error == "python3: not found in the user container's image"
@@ -179,18 +174,7 @@ def test_a_spec_without_cmd_runs_the_images_entrypoint_and_cmd(tmp_path: Path) -
                     "transform": {"image": "busybox:1.36", "env": {"FOO": "from env"}},
                 }
             )
-            stop = threading.Event()
-            coordinator = threading.Thread(
-                target=c.run_scheduler, kwargs={"stop": stop, "executor": "workers"}, daemon=True
-            )
-            coordinator.start()
-            try:
-                running(c)
-                assert worker_cli(home, handoff, pfs).returncode == 0
-                job = finished(c)
-            finally:
-                stop.set()
-                coordinator.join(30)
+            job = run_job(c, home, handoff, pfs)
             assert job.state == "success", job.reason
             assert c.get_file("p@master:/a.txt") == b"ALPHA"
             assert "from env" in [x.line for x in c.logs("p", job.id) if x.stream == "stdout"]

@@ -16,20 +16,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from imagekit import layer_digests
+from imagekit import layer_digests, local_registry, push
 
 from tusk.errors import ImageNotFound, ImagePullDenied, InvalidArgument, InvalidImage
 from tusk.pps.executor import bwrap_works
@@ -447,91 +444,30 @@ class Registry:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_registry(
-    base: Path, auth: bool, token: list[str] | None = None
-) -> tuple[subprocess.Popen[bytes], Registry]:
-    """Debian's registry on 127.0.0.1 over plain HTTP; with ``auth``, htpasswd (bcrypt) auth;
-    with ``token``, these lines of token auth (``auth: token:``)."""
-    base.mkdir(parents=True, exist_ok=True)
-    host = f"127.0.0.1:{_free_port()}"
-    lines = [
-        "version: 0.1",
-        "log:",
-        "  level: warn",
-        "storage:",
-        "  filesystem:",
-        f"    rootdirectory: {base / 'storage'}",
-        "http:",
-        f"  addr: {host}",
-    ]
-    if auth:
-        htpasswd = base / "htpasswd"
-        r = subprocess.run(
-            ["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True
-        )
-        htpasswd.write_text(r.stdout)
-        lines += ["auth:", "  htpasswd:", "    realm: tusk-test", f"    path: {htpasswd}"]
-    if token:
-        lines += ["auth:", "  token:", *(f"    {line}" for line in token)]
-    config = base / "config.yml"
-    config.write_text("\n".join(lines) + "\n")
-    log = base / "registry.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
-            break
-        except urllib.error.HTTPError:  # 401 when auth is on: it answers
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"docker-registry did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-    return proc, Registry(host, log)
-
-
 def _push(images: Images, reg: Registry, creds: bool) -> None:
-    args = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
-    if creds:
-        args.append(f"--dest-creds={USER}:{PASSWORD}")
-    _run(*args, f"oci:{images.layout}:v1", f"docker://{reg.host}/busybox:1")
+    push(f"oci:{images.layout}:v1", f"{reg.host}/busybox:1", (USER, PASSWORD) if creds else None)
 
 
 @pytest.fixture(scope="module")
 def registry(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     if not HAVE_REGISTRY:
         pytest.fail("docker-registry and htpasswd are needed (./dev.sh installs them)")
-    proc, reg = _start_registry(tmp_path_factory.mktemp("registry") / "open", auth=False)
-    try:
+    base = tmp_path_factory.mktemp("registry") / "open"
+    with local_registry(base) as host:
+        reg = Registry(host, base / "registry.log")
         _push(images, reg, creds=False)
         yield reg
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def auth_registry(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     if not HAVE_REGISTRY:
         pytest.fail("docker-registry and htpasswd are needed (./dev.sh installs them)")
-    proc, reg = _start_registry(tmp_path_factory.mktemp("registry") / "auth", auth=True)
-    try:
+    base = tmp_path_factory.mktemp("registry") / "auth"
+    with local_registry(base, (USER, PASSWORD)) as host:
+        reg = Registry(host, base / "registry.log")
         _push(images, reg, creds=True)
         yield reg
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _same_config(a: ImageInfo, b: ImageInfo) -> None:
@@ -766,13 +702,12 @@ def token_registry(
         f"issuer: {ISSUER}",
         f"rootcertbundle: {bundle}",
     ]
-    proc, reg = _start_registry(base, auth=False, token=lines)
     try:
-        _push(images, reg, creds=True)  # skopeo's own token flow, with push scope
-        yield TokenRegistry(reg, issuer)
+        with local_registry(base, token=lines) as host:
+            reg = Registry(host, base / "registry.log")
+            _push(images, reg, creds=True)  # skopeo's own token flow, with push scope
+            yield TokenRegistry(reg, issuer)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         server.shutdown()
         server.server_close()
 
