@@ -361,8 +361,13 @@ def test_upload_part_copy_takes_a_range(s3: Any, sdk: tusk.Client) -> None:
     assert sdk.get_file("upc@master:/dst") == data + data[10:20]
 
 
-def test_an_open_commit_gathers_many_writes_into_one(s3: Any, sdk: tusk.Client) -> None:
+def test_an_open_commit_gathers_many_writes_into_one(
+    gw: Gateway, s3: Any, sdk: tusk.Client
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
+
+    def packs() -> int:  # each write transaction of the gateway writes one pack
+        return sum(1 for p in (gw.home / "objects" / "packs").rglob("*") if p.is_file())
 
     s3.create_bucket(Bucket="master.batch")
     s3.put_object(Bucket="master.batch", Key="seed", Body=b"0")
@@ -373,8 +378,12 @@ def test_an_open_commit_gathers_many_writes_into_one(s3: Any, sdk: tusk.Client) 
         )
 
     sdk.start_commit("batch@master")
+    before = packs()
     with ThreadPoolExecutor(8) as pool:  # concurrent small puts are written together
         etags = list(pool.map(put, range(80)))
+    # Puts that arrive while one is being written wait and go into the next write together:
+    # fewer writes (packs) than puts, where one put a write would make 80.
+    assert packs() - before < 60
     s3.delete_object(Bucket="master.batch", Key="seed")
     sdk.finish_commit("batch@master")
     commits = sdk.list_commits("batch@master")
