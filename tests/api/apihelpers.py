@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,9 @@ class ServerSideClient(RemoteClient):
         log: Callable[[str], None] | None = None,
         executor: str | None = None,
         role: str = "all",
+        api_url: str | None = None,
+        pipelines: Sequence[str] | None = None,
+        s3_url: str | None = None,
     ) -> None:
         from tusk.pps.executor import LocalExecutor
         from tusk.pps.scheduler import Scheduler
@@ -38,7 +41,9 @@ class ServerSideClient(RemoteClient):
             raise NotImplementedError("server-side test scheduler runs the local executor only")
         pps = self._services.pps
         runner = LocalExecutor(sandbox, run_images=executor != "host")
-        Scheduler(pps, runner, log=log, role=role).run(stop, once=once)
+        Scheduler(
+            pps, runner, log=log, role=role, api_url=api_url, pipelines=pipelines, s3_url=s3_url
+        ).run(stop, once=once)
 
 
 @dataclass

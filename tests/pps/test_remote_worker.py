@@ -117,6 +117,7 @@ def test_a_remote_worker_runs_a_job_as_the_local_executor_does(
         job_of(c, "up", "running")
         done = worker(server, tmp_path, "up")
         assert done.returncode == 0, done.stderr
+        assert "; sandbox: none" in done.stderr  # the one it chose here (TUSK_SANDBOX=none)
         job = job_of(c, "up")
         assert job.state == "success", job.reason
         files = {f.path: c.get_file(f"up@master:{f.path}") for f in c.list_files("up@master:/")}

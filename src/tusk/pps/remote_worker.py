@@ -84,6 +84,7 @@ class RemoteWorker:
         """Claim and run datums until ``stop`` is set; with ``once``, until none of the
         pipelines has a job left."""
         stop = stop or threading.Event()
+        self.log(f"worker {self.name} of {self.api.address}; sandbox: {self.executor.mode}")
         try:
             while not stop.is_set():
                 busy = ran = False

@@ -835,8 +835,10 @@ def worker(
     if handoff is not None:
         executor = f"handoff:{Path(handoff).absolute()},pfs={Path(pfs_mount).absolute()}"
         mode = f"handoff through {handoff}"
-    else:
-        mode = sandbox or "auto" if remote else client.sandbox_mode(sandbox)
+    elif not remote:
+        mode = client.sandbox_mode(sandbox)
+    else:  # chosen on this machine by the worker, which says which when it starts
+        mode = "this machine's (below)"
     log = _logger(ctx)
     stop = threading.Event()
     which = f" for {', '.join(pipelines)}" if pipelines else ""
