@@ -48,6 +48,7 @@ import multiprocessing
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -67,6 +68,7 @@ from servers import tusk_up_s3
 
 MiB = 1 << 20
 MB = 1_000_000
+GiB = 1 << 30
 REGION = "us-east-1"
 BIG_RATIO_TARGET = 0.80
 RSS_TARGET_MIB = 300.0
@@ -360,6 +362,8 @@ class Bench:
         self.encodings: dict[str, str] = {}
         self.server_logs: dict[str, list[str]] = {}
         self.rounds = 0
+        self.cpu = (0.0, 0.0)  # the last timed step's CPU seconds: (client side, server)
+        self.cpu_notes: dict[str, str] = {}
 
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -397,11 +401,25 @@ class Bench:
             raise BenchError(f"{what}: the downloaded bytes differ from the source")
         out.unlink()
 
-    def timed(self, fn: Callable[[], object]) -> float:
+    def timed(self, fn: Callable[[], object], pid: int | None = None) -> float:
+        """Wall seconds of ``fn``; the CPU seconds both sides used go to ``self.cpu``: this
+        process's threads and its finished children (a CLI), and the server ``pid``'s."""
         os.sync()  # earlier writeback is not billed to this step
+        own, kids = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        server = proc_cpu_seconds(pid) if pid else 0.0
         t0 = time.perf_counter()
         fn()
-        return time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = time.process_time() - own
+        client += after.ru_utime - kids.ru_utime + after.ru_stime - kids.ru_stime
+        self.cpu = (client, proc_cpu_seconds(pid) - server if pid else 0.0)
+        return seconds
+
+    def cpu_note(self) -> str:
+        """The last :meth:`timed` step's CPU per GiB moved, both sides (they share the cores)."""
+        client, server = (x / (self.size / GiB) for x in self.cpu)
+        return f"CPU per GiB: client {client:.2f} s + server {server:.2f} s"
 
     def rss_rows(self, key: str, label: str, pid: int, phases: dict[str, RssSampler]) -> None:
         """A row of the server's VmHWM (its peak since it started) after a round, with the
@@ -443,10 +461,12 @@ class Bench:
             put_cmd = [*cli, "put", "file", "big@master:/big", "-f", str(self.src)]
             get_cmd = [*cli, "get", "file", "big@master:/big", "-o", str(out)]
             with RssSampler(pid) as r_put:
-                put_s = self.timed(lambda: run_cli(put_cmd, self.env))
+                put_s = self.timed(lambda: run_cli(put_cmd, self.env), pid)
+            cpu_notes = {"put": self.cpu_note()}
             self.log(f"native ({mode}): tusk get file")
             with RssSampler(pid) as r_get:
-                get_s = self.timed(lambda: run_cli(get_cmd, self.env))
+                get_s = self.timed(lambda: run_cli(get_cmd, self.env), pid)
+            cpu_notes["get"] = self.cpu_note()
             self.verify(f"tusk get file ({mode})", out)
             idle = " (the server idle)" if mode == "home" else ""
             phases = {"put": r_put, "get": r_get}
@@ -462,11 +482,17 @@ class Bench:
                 "MB/s",
                 self.size / seconds / MB,
                 basis=None if mode == "address" else f"{op}_native_address",
-                note=f"{rate:,.0f} MB/s less the CLI start-up" if rate else "",
+                note=(f"{rate:,.0f} MB/s less the CLI start-up; " if rate else "") + cpu_notes[op],
             )
 
     def boto3_big(
-        self, s3: Any, bucket: str, key: str, style: str, rss: dict[str, RssSampler] | None = None
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        style: str,
+        rss: dict[str, RssSampler] | None = None,
+        pid: int | None = None,
     ) -> tuple[float, float]:
         """(put seconds, get seconds) of the big object, one style, verified; the server's RSS
         sampled during each (``rss``: a sampler for "put" and one for "get")."""
@@ -490,9 +516,11 @@ class Bench:
                     f.write(block)
 
         with rss["put"] if rss else nullcontext():
-            put_s = self.timed(put)
+            put_s = self.timed(put, pid)
+        self.cpu_notes = {"put": self.cpu_note()}
         with rss["get"] if rss else nullcontext():
-            get_s = self.timed(get)
+            get_s = self.timed(get, pid)
+        self.cpu_notes["get"] = self.cpu_note()
         head = s3.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] != self.size:
             raise BenchError(f"{style}: HeadObject says {head['ContentLength']} bytes")
@@ -510,7 +538,7 @@ class Bench:
             s3.create_bucket(Bucket="master.big")  # creates repo big
             self.log(f"boto3 {style}: put + get against tusk")
             phases = {"put": RssSampler(pid), "get": RssSampler(pid)}
-            put_s, get_s = self.boto3_big(s3, "master.big", "big", style, phases)
+            put_s, get_s = self.boto3_big(s3, "master.big", "big", style, phases, pid)
             self.rss_rows(f"boto3_{style}", f"boto3 {style} put+get", pid, phases)
         what = {
             "managed": (
@@ -528,6 +556,7 @@ class Bench:
                 self.size / seconds / MB,
                 basis=f"{op}_native_address",
                 target=f">= {BIG_RATIO_TARGET:.2f} x" if target else None,
+                note=self.cpu_notes[op],
             )
             if target:
                 ratio = self.report.ratio(row)
