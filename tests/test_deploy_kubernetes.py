@@ -625,6 +625,19 @@ def test_a_spec_without_an_image_is_refused_in_one_line_and_nothing_is_written(
     assert not out.exists()
 
 
+def test_a_pipeline_using_the_s3_gateway_is_refused_in_one_line(run: Any, tmp_path: Path) -> None:
+    """Worker pods claim datums through the API, which does not hand out S3 sessions: a spec
+    with s3_out (or an s3 input) is refused before anything is written, saying what to do."""
+    spec = write(tmp_path, "s3.yaml", EDGES + "s3_out: true\n")
+    out = tmp_path / "out"
+    code, stdout, err = run("deploy", "kubernetes", OFFLINE, "-f", str(spec), "--output", str(out))
+    assert code == 2 and stdout == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {spec}: pipeline edges: ")
+    assert "S3 gateway (input.pfs.s3 or s3_out)" in lines[0] and "tusk up" in lines[0]
+    assert not out.exists()
+
+
 def test_an_invalid_spec_gives_the_message_tusk_create_pipeline_gives(
     run: Any, tmp_path: Path
 ) -> None:

@@ -503,6 +503,11 @@ def worker_job(
     warnings = warnings if warnings is not None else []
     problems = _Problems(spec, source)
     t = spec.transform
+    if spec.uses_s3():
+        problems.add(
+            "it reads or writes through the S3 gateway (input.pfs.s3 or s3_out), which worker "
+            "pods do not serve yet; run this pipeline under tusk up, or read its inputs from /pfs"
+        )
     if not t.image:
         problems.add(
             "transform.image is not set; on Kubernetes a pipeline's datums run in its image, "

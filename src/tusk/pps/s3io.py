@@ -44,9 +44,7 @@ NO_GATEWAY = (
 
 def uses_s3(spec: PipelineSpec) -> bool:
     """Whether the pipeline's datums need a session (an S3 input, or s3_out)."""
-    return bool(spec.s3_out) or any(
-        isinstance(leaf, PfsInput) and leaf.s3 for leaf in spec.inputs()
-    )
+    return spec.uses_s3()
 
 
 def s3_input_names(spec: PipelineSpec) -> set[str]:

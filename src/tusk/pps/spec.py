@@ -943,6 +943,13 @@ class PipelineSpec(_SpecModel):
         """Every leaf input (pfs and cron), depth first, in spec order (none for a spout)."""
         return list(self.input.leaves()) if self.input is not None else []
 
+    def uses_s3(self) -> bool:
+        """Whether the pipeline's datums need an S3 gateway session (an input read with
+        ``s3: true``, or ``s3_out``)."""
+        return bool(self.s3_out) or any(
+            isinstance(leaf, PfsInput) and leaf.s3 for leaf in self.inputs()
+        )
+
     def input_branches(self) -> list[tuple[str, str]]:
         """(repo, branch) of every leaf input, in order; a cron input reads (its repo, master).
 
