@@ -67,7 +67,7 @@ import stat
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -960,20 +960,16 @@ def _scan_layers(layout: Path, digest: str, ref: str) -> list[dict[str, Any] | N
     absolute or climbs above the root. Absolute symlinks themselves are normal in images
     (``/bin/sh -> /bin/busybox``) and stay: they resolve inside the rootfs in the sandbox.
 
-    Only the tar headers matter: ``r|*`` reads gzip or plain tar as a stream (~0.6 s for a
+    Only the tar headers matter, read as a stream by :func:`_layer_members` (~0.6 s for a
     160 MB layer, mostly gunzip); whiteouts and opaque directories drop the symlinks they
-    delete, so a path a later layer makes a real folder again is not refused. A layer whose
-    tail Python's tarfile cannot read (``umoci insert`` writes one without the end-of-archive
-    blocks) is checked up to there, and umoci, which keeps every path inside the rootfs
-    anyway, judges the rest when it unpacks.
+    delete, so a path a later layer makes a real folder again is not refused. A layer that
+    Python's tarfile cannot read to its end is checked up to there, and umoci, which keeps
+    every path inside the rootfs anyway, judges the rest when it unpacks.
 
     Returns what :func:`_compose` needs of each layer (:class:`_LayerHeaders`), None for one
     not read to its end (read again when it is unpacked), kept in the layout as
     ``tusk-layers.json`` so that unpacking a layer does not decompress it twice.
     """
-    import tarfile
-    import zlib
-
     manifest = _read_json(_blob(layout, digest))
     links: dict[str, tuple[str, int]] = {}  # symlink path -> (its target, the layer made it)
     records: list[dict[str, Any] | None] = []
@@ -984,12 +980,8 @@ def _scan_layers(layout: Path, digest: str, ref: str) -> list[dict[str, Any] | N
         if blob.stat().st_size == 0:
             continue
         headers = _LayerHeaders()
-        with (
-            open(blob, "rb") as f,
-            contextlib.suppress(tarfile.TarError, EOFError, zlib.error),
-            tarfile.open(fileobj=f, mode="r|*", bufsize=1 << 16) as tar,
-        ):
-            for member in tar:
+        with contextlib.suppress(*_unreadable()):
+            for member in _layer_members(blob, str(layer.get("mediaType", ""))):
                 why = _member_escapes(member, links, index)
                 if why:
                     raise InvalidImage(
@@ -1288,22 +1280,38 @@ class _LayerHeaders:
         }
 
 
-def _layer_headers(blob: Path, media_type: str) -> dict[str, Any] | None:
-    """The :class:`_LayerHeaders` record of a layer blob; None when Python cannot read its
-    headers to the end."""
-    import gzip
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """What reading a layer's headers raises where Python cannot read on (tarfile and zlib
+    load with the first image)."""
     import tarfile
     import zlib
 
+    return (OSError, EOFError, zlib.error, tarfile.TarError)
+
+
+def _layer_members(blob: Path, media_type: str) -> Iterator[tarfile.TarInfo]:
+    """The tar headers of a layer blob (plain tar, or tar+gzip by its media type: the only
+    kinds :meth:`ImageCache._check` lets in), read as a stream, padded to the end-of-archive
+    blocks its writer may have left out (:class:`_Padded`). Raises one of
+    :func:`_unreadable` where Python cannot read on."""
+    import gzip
+    import tarfile
+
+    with open(blob, "rb") as raw:
+        stream = gzip.GzipFile(fileobj=raw) if media_type.endswith("+gzip") else raw
+        padded: Any = _Padded(stream)
+        with tarfile.open(fileobj=padded, mode="r|", bufsize=1 << 16) as tar:
+            yield from tar
+
+
+def _layer_headers(blob: Path, media_type: str) -> dict[str, Any] | None:
+    """The :class:`_LayerHeaders` record of a layer blob; None when Python cannot read its
+    headers to the end."""
     headers = _LayerHeaders()
     try:
-        with open(blob, "rb") as raw:
-            stream = gzip.GzipFile(fileobj=raw) if media_type.endswith("+gzip") else raw
-            padded: Any = _Padded(stream)
-            with tarfile.open(fileobj=padded, mode="r|", bufsize=1 << 16) as tar:
-                for member in tar:
-                    headers.add(member)
-    except (OSError, EOFError, zlib.error, tarfile.TarError):
+        for member in _layer_members(blob, media_type):
+            headers.add(member)
+    except _unreadable():
         return None
     return headers.record()
 
