@@ -34,7 +34,13 @@ from tusk.errors import (
     ToolMissing,
     TuskError,
 )
-from tusk.pps.images import Reference, host_architecture, parse_reference, pinned_reference
+from tusk.pps.images import (
+    Reference,
+    host_architecture,
+    parse_reference,
+    pinned_reference,
+    skopeo_reason,
+)
 
 INSPECT_TIMEOUT = 120.0  # seconds for one skopeo inspect (a slow registry, not a hung one)
 _INDEX_TYPES = (
@@ -73,11 +79,7 @@ def cluster_image(text: str) -> str:
 
 def _message(stderr: str) -> str:
     """skopeo's reason, without its log prefix and the reference it repeats."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    line = lines[-1] if lines else "no message"
-    m = re.search(r'msg="(.*)"', line)
-    text = m.group(1).replace('\\"', '"') if m else line
-    return re.sub(r'^Error parsing image name "[^"]*": ', "", text)
+    return re.sub(r'^Error parsing image name "[^"]*": ', "", skopeo_reason(stderr))
 
 
 class ImageResolver:

@@ -232,7 +232,8 @@ def _tool(name: str, ref: str | None = None) -> str:
     return exe
 
 
-def _last_line(stderr: str) -> str:
+def skopeo_reason(stderr: str) -> str:
+    """The reason a tool (skopeo, umoci) gave on its last line, without its log prefix."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     if not lines:
         return "no message"
@@ -458,7 +459,7 @@ class ImageCache:
             args = [umoci, "raw", "unpack", "--rootless", "--image", f"{info.layout}:{TAG}"]
             r = subprocess.run([*args, str(work)], capture_output=True, text=True, timeout=3600)
             if r.returncode != 0:
-                line = _last_line(r.stderr)
+                line = skopeo_reason(r.stderr)
                 raise InvalidImage(f"image {info.digest} cannot be unpacked: {line}")
             _drop_setid(work)
             return self._finish(info, work, dest)
@@ -527,7 +528,7 @@ class ImageCache:
             if proc.returncode != 0:
                 if meta is None or not meta.get("alone"):  # the whole image may unpack
                     return None
-                line = _last_line(err)
+                line = skopeo_reason(err)
                 raise InvalidImage(f"image {info.digest} cannot be unpacked: {line}")
             if meta is None or not meta.get("alone"):
                 return None
@@ -1121,7 +1122,7 @@ _DENIED = (
 
 
 def _copy_error(ref: str, stderr: str) -> Exception:
-    line = _last_line(stderr)
+    line = skopeo_reason(stderr)
     low = stderr.lower()
     if "digest did not match" in low:
         return InvalidImage(f"image {ref}: a blob's digest does not match ({line})")
