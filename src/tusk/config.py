@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from tusk.values import frozen
 
 
 def default_home() -> Path:
@@ -15,7 +16,7 @@ def default_home() -> Path:
     return (Path.home() / ".tusk").resolve()
 
 
-@dataclass(frozen=True)
+@frozen
 class StoreConfig:
     """Chunking and packing parameters; the defaults suit files from bytes to hundreds of GiB."""
 

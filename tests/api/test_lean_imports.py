@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,22 @@ def test_a_command_loads_without_collections_then_collects_as_usual(tmp_path: Pa
     assert gc["collections"] <= 2
     # Opening the store ended the pause: what loaded is frozen, the collector is back on.
     assert gc["enabled"] is True and gc["frozen"] > 10_000
+
+
+def test_the_entry_point_pauses_before_the_cli_loads(tmp_path: Path) -> None:
+    """The `tusk` script (tusk.cli.entry) pauses before click and the CLI load, too: counted
+    from the entry's call, loading click, the CLI, the SDK and the store makes no collection
+    (at most the query's one or two)."""
+    home = tmp_path / "home"
+    with tusk.Client(home) as c:
+        c.create_repo("images")
+    start = 'assert "click" not in sys.modules\ndel seen[:]\nsys.argv ='
+    body = CLI.replace("tusk.cli.main", "tusk.cli.entry").replace("sys.argv =", start)
+    body = body.format(argv=["--home", str(home), "list", "repo"])
+    gc = collections(body, tmp_path)
+    assert gc["collections"] <= 2
+    assert gc["enabled"] is True and gc["frozen"] > 10_000
+    assert entry_points(group="console_scripts", name="tusk")[0].value == "tusk.cli.entry:main"
 
 
 def test_a_command_that_opens_nothing_leaves_the_collector_on(tmp_path: Path) -> None:

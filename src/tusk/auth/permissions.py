@@ -8,7 +8,7 @@ this table, so a new route without a rule fails a test instead of passing silent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tusk.values import frozen
 
 # Permissions
 PUBLIC = "public"  # no token needed (health, version, a webhook signed by its own secret)
@@ -68,7 +68,7 @@ CLUSTER_ROLES = {
 ROLES = {**REPO_ROLES, **PROJECT_ROLES, **CLUSTER_ROLES}
 
 
-@dataclass(frozen=True)
+@frozen
 class Rule:
     """``permission`` on the repo named by the path parameter ``repo`` (None: no repo), or
     on the project named by the path parameter ``project``.

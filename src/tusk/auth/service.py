@@ -32,7 +32,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ from tusk.errors import (
 from tusk.ids import DEFAULT_PROJECT, check_project_name, check_repo_name, split_repo
 from tusk.storage.meta.store import MetaStore, MetaTx
 from tusk.storage.meta.store_auth import AuditRecord, TokenRecord
+from tusk.values import frozen
 
 ROOT = "user:root"
 _DEFERRED = threading.local()  # denials audited inside a transaction, written after it
@@ -106,7 +107,7 @@ def _canonical(repo: str | None) -> str | None:
         return repo
 
 
-@dataclass(frozen=True)
+@frozen
 class Caller:
     """Who a request comes from. ``principal`` is "" while auth is off (everyone may)."""
 
@@ -123,7 +124,7 @@ class Caller:
 OFF = Caller("", active=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class TokenInfo:
     id: str
     principal: str
@@ -138,7 +139,7 @@ class TokenInfo:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True)
+@frozen
 class RepoAccess:
     """What ``tusk auth check repo`` shows: a caller's roles and permissions on one repo."""
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import click
 
 from tusk.cli.core import fail
+from tusk.values import frozen
 
 STDIN = "-"
 
@@ -75,7 +75,7 @@ def read_source_list(text: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
+@frozen
 class Target:
     """``repo@branch[:/path]`` split where ``put file`` needs it."""
 
@@ -95,7 +95,7 @@ def split_target(address: str) -> Target:
     return Target(head, path, path.endswith("/"))
 
 
-@dataclass(frozen=True)
+@frozen
 class PutPlan:
     """Which SDK call ``put file`` makes: ``put_file``, ``put_files`` or ``put_dir``."""
 

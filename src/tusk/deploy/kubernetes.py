@@ -39,6 +39,7 @@ from tusk._version import __version__
 from tusk.deploy.resolve import ImageResolver, ResolvedImage, cluster_image
 from tusk.errors import InvalidArgument, InvalidSpec, TuskError
 from tusk.pps.spec import PipelineSpec, Resources, parse_quantity, spec_hash
+from tusk.values import frozen
 
 DEFAULT_IMAGE = f"ghcr.io/tusk-data/tusk:{__version__}"
 API_PORT = 7800  # tusk.server.DEFAULT_PORT
@@ -81,7 +82,7 @@ _BYTE_UNITS = {"KB": "k", "kB": "k", "MB": "M", "GB": "G", "TB": "T",
                "KiB": "Ki", "MiB": "Mi", "GiB": "Gi", "TiB": "Ti"}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen
 class KubernetesSettings:
     """What ``tusk deploy kubernetes`` takes besides specs; the Helm chart's values mirror it
     (``image.repository:image.tag``, ``stores.secretName``, ``service.type``, ``resources``).

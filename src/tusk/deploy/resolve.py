@@ -22,7 +22,7 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from tusk.pps.images import (
     pinned_reference,
     skopeo_reason,
 )
+from tusk.values import frozen
 
 INSPECT_TIMEOUT = 120.0  # seconds for one skopeo inspect (a slow registry, not a hung one)
 _INDEX_TYPES = (
@@ -52,7 +53,7 @@ _DENIED = ("unauthorized", "authentication required", "denied: access forbidden"
 _MISSING = ("manifest unknown", "name unknown", "not found")
 
 
-@dataclass(frozen=True)
+@frozen
 class ResolvedImage:
     """A ``transform.image`` as a cluster pulls it: ``image`` names it by digest."""
 

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tusk.errors import InvalidArgument, InvalidSpec, SourceError
 from tusk.ids import DEFAULT_PROJECT
 from tusk.pps.spec import PipelineSpec, load_spec, parse_specs
+from tusk.values import frozen
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 TEMPLATE_SUFFIX = ".jsonnet"
 ARGS_SUFFIX = ".args.yaml"  # a template's arguments (tusk.pps.apply), not a spec
 
 
-@dataclass(frozen=True)
+@frozen
 class SourcedSpec:
     """A checked spec and where it was read (the label its error messages start with)."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -23,6 +22,7 @@ from tusk.errors import InUse, InvalidArgument, TuskError
 from tusk.ids import DEFAULT_PROJECT
 from tusk.pfs.service import PfsService
 from tusk.pps.service import PpsService
+from tusk.values import frozen
 
 EDGE = "grpc"
 TOKEN_METADATA = "authn-token"
@@ -60,7 +60,7 @@ def abort(context: grpc.ServicerContext, exc: TuskError) -> NoReturn:
     raise AssertionError("context.abort raises")  # pragma: no cover
 
 
-@dataclass(frozen=True)
+@frozen
 class Rpc:
     service: str  # "pfs_v2.API"
     name: str  # "CreateRepo"

@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tusk.errors import CheckFailed
 from tusk.pfs.models import CheckRunInfo
 from tusk.storage.meta.store import MetaTx
 from tusk.storage.meta.store_checks import CheckRunRecord
+from tusk.values import frozen
 
 COMMIT = "commit"
 MERGE = "merge"
 TRIGGERS = (COMMIT, MERGE)
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckRequest:
     """Checks ``names`` to run on commit ``commit`` (tree ``tree``), to become the head of
     ``repo@branch`` by ``trigger`` (commit or merge): a candidate on no branch, dropped if a

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import blake3
@@ -31,6 +30,7 @@ from tusk.storage.meta.records import ChunkLocation
 from tusk.storage.meta.store import MetaTx
 from tusk.storage.meta.store_refs import RefRecord
 from tusk.storage.packs import CODEC_REF, REF_PREFIX
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from tusk.pfs.service import PfsService
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 PIECE = 4 * 1024 * 1024  # bytes of a referenced object fetched at once, at most
 
 
-@dataclass(frozen=True)
+@frozen
 class BrokenRef:
     """A reference whose object is not what was recorded any more (``fsck --references``)."""
 

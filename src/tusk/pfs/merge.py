@@ -15,15 +15,15 @@ deleting what the other changed and a file on one side where the other has a dir
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 from tusk.pfs.tree import DirEntry, Entry, FileEntry, TreeReader
+from tusk.values import frozen
 
 # A path's edit: the entry it takes in the merge result, or None where it is deleted.
 Edit = tuple[tuple[str, ...], Entry | None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class TreeConflict:
     parts: tuple[str, ...]
     base: Entry | None

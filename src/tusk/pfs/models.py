@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
 
 from tusk.errors import InvalidArgument
+from tusk.values import frozen
 
 
 class _Dict:
@@ -19,7 +20,7 @@ DEFAULT_GRACE = 3600.0
 DEFAULT_REPACK_THRESHOLD = 0.5
 
 
-@dataclass(frozen=True)
+@frozen
 class RepoInfo(_Dict):
     name: str
     description: str
@@ -28,7 +29,7 @@ class RepoInfo(_Dict):
     branches: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class ProjectInfo(_Dict):
     name: str
     description: str
@@ -36,7 +37,7 @@ class ProjectInfo(_Dict):
     repos: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class BranchTrigger(_Dict):
     """When a branch follows another of its repo (Pachyderm's branch trigger): on a new commit
     of ``branch``, or a cron tick, it moves to that branch's head if the conditions hold since
@@ -60,7 +61,7 @@ class BranchTrigger(_Dict):
         return f"{self.branch} on {(' and ' if self.all else ' or ').join(conds)}"
 
 
-@dataclass(frozen=True)
+@frozen
 class BranchInfo(_Dict):
     repo: str
     name: str
@@ -71,7 +72,7 @@ class BranchInfo(_Dict):
     trigger: BranchTrigger | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class TagInfo(_Dict):
     repo: str
     name: str
@@ -79,7 +80,7 @@ class TagInfo(_Dict):
     created_at: float
 
 
-@dataclass(frozen=True)
+@frozen
 class CommitInfo(_Dict):
     repo: str
     id: str
@@ -107,7 +108,7 @@ class CommitInfo(_Dict):
         return [p for p in (self.parent, self.merge_parent) if p is not None]
 
 
-@dataclass(frozen=True)
+@frozen
 class RetentionRule(_Dict):
     """Which old commits of ``repo`` gc expires (``tusk retention set``): all but the
     ``keep_last`` newest of each branch, those finished within ``keep_within`` seconds and,
@@ -121,7 +122,7 @@ class RetentionRule(_Dict):
     updated_at: float
 
 
-@dataclass(frozen=True)
+@frozen
 class ProtectionInfo(_Dict):
     """A protected branch (``tusk protect branch``): only ``tusk merge`` moves it, after the
     checks it requires (``require_checks``, by name) passed on the merge result."""
@@ -133,7 +134,7 @@ class ProtectionInfo(_Dict):
     require_checks: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckRunInfo(_Dict):
     """One check's run on a candidate commit of ``repo@branch`` before the branch moved
     (``trigger``: a commit finishing, or a merge): ``state`` passed, failed, timed out or
@@ -155,7 +156,7 @@ class CheckRunInfo(_Dict):
         return self.state == "passed"
 
 
-@dataclass(frozen=True)
+@frozen
 class MergeSide(_Dict):
     """What one side of a merge holds at a path: a file (its content hash) or a directory
     (its tree node), or nothing (type None) where that side has no such path."""
@@ -165,7 +166,7 @@ class MergeSide(_Dict):
     size: int | None
 
 
-@dataclass(frozen=True)
+@frozen
 class MergeConflictInfo(_Dict):
     path: str
     base: MergeSide
@@ -174,7 +175,7 @@ class MergeConflictInfo(_Dict):
     resolution: str | None = None  # "ours", "theirs" or "file"; None: unresolved
 
 
-@dataclass(frozen=True)
+@frozen
 class MergeResult(_Dict):
     """``tusk merge``: ``source`` (a commit id) merged into ``into`` (a branch) of ``repo``
     against ``base``, one of ``bases`` (more than one: a criss-cross merge). ``taken``: paths
@@ -196,7 +197,7 @@ class MergeResult(_Dict):
     outputs: list[CommitInfo] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class FileInfo(_Dict):
     repo: str
     commit: str
@@ -208,7 +209,7 @@ class FileInfo(_Dict):
     chunks: int
 
 
-@dataclass(frozen=True)
+@frozen
 class DiffEntry(_Dict):
     path: str
     change: str  # "added", "removed" or "changed"
@@ -218,7 +219,7 @@ class DiffEntry(_Dict):
     new_hash: str | None
 
 
-@dataclass(frozen=True)
+@frozen
 class PutResult(_Dict):
     commit: CommitInfo
     files: int
@@ -227,7 +228,7 @@ class PutResult(_Dict):
     stored_bytes: int
 
 
-@dataclass(frozen=True)
+@frozen
 class FsckReport(_Dict):
     ok: bool
     problems: list[str]
@@ -235,7 +236,7 @@ class FsckReport(_Dict):
     counts: dict[str, int]
 
 
-@dataclass(frozen=True)
+@frozen
 class ImportResult(_Dict):
     """``tusk import`` (commit: the new commit, ``files`` imported by reference) and
     ``tusk materialize`` (commit None when no file there was a reference)."""
@@ -244,7 +245,7 @@ class ImportResult(_Dict):
     files: int
 
 
-@dataclass(frozen=True)
+@frozen
 class GcReport(_Dict):
     nodes_deleted: int
     chunks_deleted: int

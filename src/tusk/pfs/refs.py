@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from tusk.errors import InvalidArgument
 from tusk.ids import check_repo_name
 from tusk.pfs.paths import normalize_path
+from tusk.values import frozen
 
 DEFAULT_BRANCH = "master"
 _REF = re.compile(r"^(?P<base>[A-Za-z0-9_-]+)(?P<anc>(?:[\^~][0-9]*)*)$")
 _ANC = re.compile(r"([\^~])([0-9]*)")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Ref:
     """A branch name or commit id, and how many ancestors to step back from it."""
 
@@ -25,7 +25,7 @@ class Ref:
         return self.base + (f"~{self.ancestors}" if self.ancestors else "")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Address:
     repo: str
     ref: Ref

@@ -12,7 +12,7 @@ import fnmatch
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +95,7 @@ from tusk.storage.meta.store_projects import ProjectRecord
 from tusk.storage.meta.store_retention import RetentionRecord
 from tusk.storage.meta.store_tags import TagRecord
 from tusk.storage.store import Storage
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from tusk.pfs.merge import TreeConflict
@@ -103,7 +104,7 @@ if TYPE_CHECKING:
 MERGE_STRATEGIES = ("fail", "ours", "theirs")
 
 
-@dataclass(frozen=True)
+@frozen
 class PutOp:
     parts: tuple[str, ...]
     chunks: tuple[ChunkRef, ...]
@@ -113,19 +114,19 @@ class PutOp:
     expect: bytes | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class DeleteOp:
     parts: tuple[str, ...]
     missing_ok: bool = False  # a path that is not there: nothing to do, not FileNotFound
 
 
-@dataclass(frozen=True)
+@frozen
 class CopyOp:
     src: Address
     parts: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class PlaceOp:
     """Put an entry that is already stored (a pipeline carrying a datum's output forward)."""
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tusk.errors import SourceError
 from tusk.pfs.sourcetext import is_url, local_error
 from tusk.storage.chunks import ChunkRef, ChunkWriter, Progress, Readable
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -41,7 +41,7 @@ class _Chain:
         return int(inner(buf))
 
 
-@dataclass(frozen=True)
+@frozen
 class LocalFile:
     path: str | Path  # plain strings are cheaper when a directory has 10^5 files
 
@@ -57,7 +57,7 @@ class LocalFile:
             raise local_error(exc, str(self.path)) from exc
 
 
-@dataclass(frozen=True)
+@frozen
 class StreamSource:
     stream: BinaryIO
 
@@ -67,7 +67,7 @@ class StreamSource:
         return writer.write_stream(_Chain(prefix, self.stream), progress)
 
 
-@dataclass(frozen=True)
+@frozen
 class BytesSource:
     data: bytes
 
@@ -104,7 +104,7 @@ class BlockStream(io.RawIOBase):
         return n
 
 
-@dataclass(frozen=True)
+@frozen
 class UrlSource:
     url: str
 
@@ -123,7 +123,7 @@ class UrlSource:
             raise SourceError(f"cannot fetch {self.url}: {exc}") from exc
 
 
-@dataclass(frozen=True)
+@frozen
 class ObjectSource:
     """An ``s3://`` object, streamed (endpoint: ``AWS_ENDPOINT_URL_S3``, else AWS)."""
 

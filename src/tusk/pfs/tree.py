@@ -19,19 +19,19 @@ import zlib
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import blake3
 import zstandard
 
 from tusk.errors import CorruptObject, FileNotFound, PathConflict, StorageError
+from tusk.values import frozen
 
 ChunkRef = tuple[bytes, int]
 INLINE_CHUNKS = 32
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class FileEntry:
     size: int
     hash: bytes  # content id: the chunk's BLAKE3 for one chunk, else BLAKE3 of the chunk digests
@@ -39,7 +39,7 @@ class FileEntry:
     chunk_list: bytes | None = None  # node holding the chunk list of a large file
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class DirEntry:
     node: bytes
     size: int
@@ -49,7 +49,7 @@ class DirEntry:
 Entry = FileEntry | DirEntry
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PageRef:
     first: str
     node: bytes
@@ -58,7 +58,7 @@ class PageRef:
     files: int
 
 
-@dataclass(frozen=True)
+@frozen
 class TreeParams:
     """Page boundaries: on average every ``page_avg`` names, at most ``page_max`` per page."""
 
@@ -198,7 +198,7 @@ class NodeCache:
             self.bytes -= dropped
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class _Page:
     names: list[str]
     entries: list[Entry]
@@ -206,7 +206,7 @@ class _Page:
     refs: list[PageRef]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class _PageList:
     refs: list[PageRef]
     firsts: list[str]  # each page's first name, for bisecting a lookup
@@ -416,7 +416,7 @@ def node_refs(raw: bytes) -> tuple[list[bytes], list[bytes]]:
     return children, chunks
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class _ChunkPages:
     pages: tuple[bytes, ...]
 
@@ -647,7 +647,7 @@ class TreeEditor:
         return DirEntry(node, sum(p.size for p in out), sum(p.files for p in out))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Change:
     path: str
     old: FileEntry | None

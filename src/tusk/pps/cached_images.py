@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tusk.errors import ImageNotFound, InvalidArgument, InvalidImage, SourceError
 from tusk.pfs.models import _Dict
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from tusk.pps.images import ImageCache, ImageInfo
@@ -30,7 +31,7 @@ SHORT = 12  # hex digits of a digest that tables show (docker's IMAGE ID)
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
 
-@dataclass(frozen=True)
+@frozen
 class CachedImage(_Dict):
     """An image in the image cache, as ``tusk list image`` and ``inspect image`` show it."""
 

@@ -19,16 +19,16 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tusk.errors import InvalidArgument, Unavailable
 from tusk.pps.batch import BatchItem, BatchResult, run_batch
 from tusk.storage.chunks import IndexEntry
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class StoreSpec:
     """How a Dask worker opens the stores: by URL, never by a live object."""
 

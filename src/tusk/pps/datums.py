@@ -26,7 +26,6 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import blake3
@@ -34,9 +33,10 @@ import blake3
 from tusk.errors import InvalidPath, InvalidSpec
 from tusk.pps.globs import expand_key, glob_to_regex, normalize_glob, template_groups
 from tusk.pps.spec import CronInput, Input, PfsInput
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class FileInfo:
     """One file of an input commit, as ``files_for`` returns it."""
 
@@ -56,7 +56,7 @@ class FileInfo:
 FilesFor = Callable[[PfsInput], Sequence[FileInfo]]
 
 
-@dataclass(frozen=True)
+@frozen
 class DatumFile:
     """A file of a datum: where it comes from and how it is mounted."""
 
@@ -100,7 +100,7 @@ class DatumFile:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Datum:
     """A unit of work: its stable ``id``, its files sorted by (input name, path), and the
     (input name, matched path) pairs it was made from (a matched path may be a directory)."""
@@ -157,7 +157,7 @@ def _blake3_json(value: Any) -> str:
 # --- datums ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class _Match:
     """One glob match of one pfs input: the datum piece it contributes."""
 

@@ -54,6 +54,7 @@ from tusk.pps.secret_mounts import (
     scrubbing,
     write_secret_files,
 )
+from tusk.values import frozen
 
 if TYPE_CHECKING:  # loaded by the first run in an image; checks and host datums never load it
     from tusk.pps.images import ImageCache, ImageInfo
@@ -62,7 +63,7 @@ _LOG_LINES = 2000  # kept per stream per datum attempt
 _TAIL_CHARS = 2000
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageRun:
     """The image a datum runs in: the spec's reference, the digest its version pinned."""
 

@@ -68,7 +68,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,7 @@ from tusk.errors import (
     InvalidImage,
     ToolMissing,
 )
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     import tarfile
@@ -139,7 +140,7 @@ def host_architecture() -> str:
     return _ARCH.get(machine, machine)
 
 
-@dataclass(frozen=True)
+@frozen
 class Reference:
     """A parsed image reference: ``transport`` is docker, oci or docker-archive; ``name`` is
     the rest (registry name, layout path or archive path, with a tag where one was given)."""
@@ -202,7 +203,7 @@ def parse_reference(text: str) -> Reference:
     return Reference("docker", name, raw)
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageInfo:
     """An image in the cache: its manifest digest and what its config says about running it."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from tusk.pfs.models import _Dict
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckInfo(_Dict):
     """A check (``kind: check``, tusk.pps.checks): ``cmd`` must pass on a candidate of a
     branch of ``repo`` that ``branch`` (a glob) matches before it moves, ``on`` a commit
@@ -27,7 +28,7 @@ class CheckInfo(_Dict):
     description: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class PipelineVersion(_Dict):
     version: int
     spec_hash: str
@@ -37,7 +38,7 @@ class PipelineVersion(_Dict):
     spec: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@frozen
 class PipelineInfo(_Dict):
     name: str
     version: int
@@ -61,7 +62,7 @@ class PipelineInfo(_Dict):
     process_detail: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class JobInfo(_Dict):
     pipeline: str
     id: str
@@ -85,7 +86,7 @@ class JobInfo(_Dict):
         return self.state in ("success", "failure", "killed")
 
 
-@dataclass(frozen=True)
+@frozen
 class DatumInfo(_Dict):
     pipeline: str
     job: str
@@ -101,7 +102,7 @@ class DatumInfo(_Dict):
     output_files: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class DatumRun(_Dict):
     """What one datum of a job ran with, enough to run it again elsewhere (``tusk debug
     datum``): its files, each with the commit the job read it from (``files``: a
@@ -133,7 +134,7 @@ class DatumRun(_Dict):
         return "image" if self.image_digest else "host"
 
 
-@dataclass(frozen=True)
+@frozen
 class LogLine(_Dict):
     id: int
     pipeline: str
@@ -144,7 +145,7 @@ class LogLine(_Dict):
     line: str
 
 
-@dataclass(frozen=True)
+@frozen
 class LineageStep(_Dict):
     """How one file came to be: the job and datum that wrote it and what they read."""
 
@@ -166,7 +167,7 @@ class LineageStep(_Dict):
     merged_from: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ApplyChange(_Dict):
     """One line of an apply plan: what happens (or happened) to one repo, pipeline or check."""
 
@@ -179,7 +180,7 @@ class ApplyChange(_Dict):
     reprocess: bool = False  # an update that reruns every datum
 
 
-@dataclass(frozen=True)
+@frozen
 class ApplyResult(_Dict):
     """What ``tusk apply`` planned and, unless it was a dry run, did (in one transaction)."""
 
@@ -190,7 +191,7 @@ class ApplyResult(_Dict):
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class SecretInfo(_Dict):
     """A stored secret as shown (``tusk inspect secret``): its keys, never their values."""
 

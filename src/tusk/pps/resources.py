@@ -50,6 +50,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from tusk.values import frozen
+
 NOT_APPLIED = "recorded, not applied here"
 
 _MEMORY_SIGNS = (
@@ -79,7 +81,7 @@ def _cpus(n: float) -> str:
 # The machine
 
 
-@dataclass(frozen=True)
+@frozen
 class Machine:
     cpus: float
     memory: int  # bytes
@@ -138,7 +140,7 @@ def machine() -> Machine:
 # Requests and admission
 
 
-@dataclass(frozen=True)
+@frozen
 class Request:
     """What one running datum takes from the machine, and which spec field said so."""
 
@@ -269,7 +271,7 @@ def admission() -> Admission:
 # Limits
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     """The limits put on each process of a datum (plain data: it travels to Dask workers)."""
 

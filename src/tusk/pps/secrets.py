@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from tusk.errors import AlreadyExists, InvalidArgument, SecretNotFound, StorageE
 from tusk.pps.models import SecretInfo
 from tusk.storage.meta.store import MetaStore
 from tusk.storage.meta.store_secrets import SecretRecord
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from tusk.pps.spec import SecretMount
@@ -43,7 +44,7 @@ _NAME = re.compile(r"^(?:[A-Za-z0-9_-]{1,63}|[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])
 _KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 
 
-@dataclass(frozen=True)
+@frozen
 class SecretMaterial:
     """What a job's datums get: env vars, files to mount, and every value (to scrub)."""
 

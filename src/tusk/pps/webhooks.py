@@ -49,7 +49,6 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -68,6 +67,7 @@ from tusk.pps.apply import Document, apply_documents, documents_of, spec_files
 from tusk.pps.gitcache import GitCache, is_sha, without_credentials
 from tusk.pps.service import PpsService
 from tusk.storage.meta.store_webhooks import WebhookDeliveryRecord
+from tusk.values import frozen
 
 __all__ = [
     "WebhookConfig",
@@ -102,7 +102,7 @@ def _repo_path(name: str, value: str) -> str:
     return "" if str(path) == "." else str(path)
 
 
-@dataclass(frozen=True)
+@frozen
 class WebhookConfig:
     """What the webhook does; ``from_settings`` reads and checks it."""
 
@@ -158,7 +158,7 @@ class WebhookConfig:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class WebhookOutcome:
     """The answer to a delivery: HTTP status and JSON body; ``replayed`` if it was recorded."""
 
@@ -167,7 +167,7 @@ class WebhookOutcome:
     replayed: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class _Push:
     ref: str
     sha: str
@@ -197,7 +197,7 @@ class _Push:
         return cls(ref, sha, url if isinstance(url, str) and url else None, deleted)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Checkout:
     root: Path  # the tree of the pushed commit
     remote: str  # the repository's URL, without credentials

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from tusk.pfs.service import PfsService
 from tusk.pfs.tree import DirEntry, Entry, FileEntry
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Item:
     key: str  # a key, or a common prefix (ending with the delimiter)
     entry: FileEntry | None  # None for a common prefix

@@ -16,17 +16,17 @@ NUL, no ``.`` or ``..`` segment.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from tusk.ids import DEFAULT_PROJECT, is_commit_id
 from tusk.s3.errors import S3Error
+from tusk.values import frozen
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _PART = re.compile(r"^[a-z0-9_-]{1,63}$")
 MAX_KEY_BYTES = 1024
 
 
-@dataclass(frozen=True)
+@frozen
 class Bucket:
     name: str
     repo: str  # as stored: "images", or "research/images" for another project

@@ -44,6 +44,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from tusk.s3.errors import S3Error
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -70,7 +71,7 @@ _CHECKSUM_PREFIX = "x-amz-checksum-"
 _NOT_CHECKSUMS = frozenset({"algorithm", "mode", "type"})  # x-amz-checksum-<these> are not values
 
 
-@dataclass(frozen=True)
+@frozen
 class Signed:
     """A request whose signature verified: who signed it, and what its body must be checked by."""
 

@@ -38,7 +38,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ from tusk.errors import AlreadyExists, InvalidArgument
 from tusk.ids import DEFAULT_PROJECT
 from tusk.pfs.models import _Dict
 from tusk.pps.models import DatumRun
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from tusk.pps.executor import DatumOutcome, DatumTask, LocalExecutor
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 DATUM_FILE = "datum.json"
 
 
-@dataclass(frozen=True)
+@frozen
 class DatumRerun(_Dict):
     """A rerun of a datum next to its original run: how it ran (``executor``), its exit
     code or error, both runs' lines as {"stream", "line"}, the files it wrote under

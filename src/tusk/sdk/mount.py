@@ -77,6 +77,7 @@ from tusk.errors import (
     TuskError,
 )
 from tusk.fuse import INSTALL_HINT, is_mounted, load_fuse
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -115,7 +116,7 @@ TIMEOUT = 3600.0  # kernel attribute and entry timeouts: a pinned commit never c
 # What to mount, and where
 
 
-@dataclass(frozen=True)
+@frozen
 class MountSource:
     """One ``repo@ref`` to mount: shown at ``<mountpoint>/<name>``, pinned to ``commit``."""
 
@@ -369,7 +370,7 @@ class _LRU:
 # The file system
 
 
-@dataclass(frozen=True)
+@frozen
 class _Attr:
     is_dir: bool
     size: int
@@ -1337,7 +1338,7 @@ class StagedFS(CommitFS):
         return out
 
 
-@dataclass(frozen=True)
+@frozen
 class StagedCommit:
     """What the end of a ``--write`` mount did to one branch: ``commit`` None when nothing
     had changed."""

@@ -44,6 +44,7 @@ from wcmatch import glob as wglob
 from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument, NotFound
 from tusk.pfs.refs import parse_address, parse_ref
 from tusk.units import human_size
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from tusk.pfs.models import CheckRunInfo
@@ -68,7 +69,7 @@ class _Dict:
         return asdict(self)  # type: ignore[call-overload]
 
 
-@dataclass(frozen=True)
+@frozen
 class FileChange(_Dict):
     """One file added, removed or changed; sizes in bytes, ``None`` on the side it is absent."""
 
@@ -82,7 +83,7 @@ class FileChange(_Dict):
         return (self.new_size or 0) - (self.old_size or 0)
 
 
-@dataclass(frozen=True)
+@frozen
 class RepoDiff(_Dict):
     """One repo's files from BASE to HEAD: counts over every change, the first ``files``."""
 
@@ -103,7 +104,7 @@ class RepoDiff(_Dict):
         return self.added + self.removed + self.changed
 
 
-@dataclass(frozen=True)
+@frozen
 class JobRow(_Dict):
     """A job of HEAD's side, with its datum counts and how long it ran (seconds)."""
 
@@ -121,7 +122,7 @@ class JobRow(_Dict):
     duration: float | None
 
 
-@dataclass(frozen=True)
+@frozen
 class MetricChange(_Dict):
     """One numeric key of a metrics file; ``None`` on the side that lacks it."""
 
@@ -138,7 +139,7 @@ class MetricChange(_Dict):
         return self.old != self.new
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckRow(_Dict):
     """A check's run on a commit of HEAD (before it became a branch's head, or on an open
     head it kept open): state passed, failed, timed out or error, its exit code, how long it
@@ -160,7 +161,7 @@ class CheckRow(_Dict):
         return self.state == "passed"
 
 
-@dataclass(frozen=True)
+@frozen
 class Report(_Dict):
     """A comparison of BASE and HEAD; :func:`render_markdown` turns it into a PR comment."""
 
@@ -202,7 +203,7 @@ class Report(_Dict):
 # Parsing the range
 
 
-@dataclass(frozen=True)
+@frozen
 class _Side:
     repo: str | None  # None: a bare name, applied to every repo that has it
     ref: str  # as given: ``master^1`` stays so in the report
@@ -915,7 +916,7 @@ _STATUS_STATES = {"passed": "success", "error": "error"}  # failed, timed out: f
 _DESCRIPTION_CHARS = 140  # GitHub's limit for a status's description
 
 
-@dataclass(frozen=True)
+@frozen
 class GitHubContext:
     """Where a workflow's commit statuses go: ``GITHUB_API_URL`` (default
     https://api.github.com), ``GITHUB_REPOSITORY`` and the commit: the pull request's head

@@ -35,6 +35,7 @@ from tusk.errors import InvalidArgument, QueryError, QueryRefused, ToolMissing
 from tusk.gcpause import gc_paused
 from tusk.pfs.models import CommitInfo
 from tusk.sdk.sqlfs import PREFIX, TuskFileSystem, split_url, tusk_url
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     import duckdb
@@ -57,7 +58,7 @@ FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"
 _INSTALL = "SQL needs DuckDB, PyArrow and fsspec: pip install 'tusk-data[sql]'"
 
 
-@dataclass(frozen=True)
+@frozen
 class SqlInput:
     """One address a query named, and the commit it was pinned to."""
 
@@ -71,7 +72,7 @@ class SqlInput:
                 "path": self.path}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen
 class SqlCommit:
     """A query's result committed as a file (:meth:`BaseClient.sql_to`)."""
 

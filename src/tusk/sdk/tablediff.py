@@ -11,7 +11,7 @@ are reported, and compared nowhere.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from tusk.errors import InvalidArgument
@@ -19,6 +19,7 @@ from tusk.pfs.models import CommitInfo
 from tusk.pfs.refs import parse_address
 from tusk.sdk.sql import FORMATS, Query, connect, pin
 from tusk.sdk.sqlfs import tusk_url
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,7 +31,7 @@ _READERS = {"parquet": "read_parquet", "csv": "read_csv", "json": "read_json"}
 _CHANGE, _OLD, _NEW, _COLS = "__tusk_change", "__tusk_old", "__tusk_new", "__tusk_columns"
 
 
-@dataclass(frozen=True)
+@frozen
 class TableDiff:
     """Rows added, removed and changed from ``old`` to ``new`` (addresses pinned to commits).
 

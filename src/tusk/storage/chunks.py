@@ -15,7 +15,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol, overload
 
 import blake3
@@ -29,6 +28,7 @@ from tusk.storage.meta.records import ChunkLocation, PackRecord
 from tusk.storage.meta.store import MetaStore, MetaTx
 from tusk.storage.meta.store_refs import RefRecord
 from tusk.storage.packs import CODEC_RAW, CODEC_REF, CODEC_ZSTD, REF_PREFIX, PackBuilder, pack_key
+from tusk.values import frozen
 
 
 class Readable(Protocol):
@@ -56,7 +56,7 @@ RANGE_COALESCE = 2 * 1024 * 1024
 _CHECKPOINT_BYTES = 1024 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class WriteStats:
     chunks: int
     new_chunks: int

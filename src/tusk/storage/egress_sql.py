@@ -46,13 +46,14 @@ from sqlalchemy.engine import Connection
 
 from tusk.errors import InvalidArgument, StorageError, TuskError, Unavailable
 from tusk.storage.meta.store import engine_url
+from tusk.values import frozen
 
 FORMATS = ("CSV", "JSON")
 _BATCH_ROWS = 1000
 _CONNECT_TIMEOUT = 10  # seconds: an unreachable host fails the attempt instead of hanging
 
 
-@dataclass(frozen=True)
+@frozen
 class SqlTarget:
     """Where the rows go. ``url``: ``postgresql://user@host[:port]/db[/schema]`` or
     ``sqlite:///path``, without a password; ``password`` comes from a secret

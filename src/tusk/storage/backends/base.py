@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+
+from tusk.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ObjectInfo:
     key: str
     size: int

@@ -26,7 +26,6 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, BinaryIO, NoReturn, cast
 from urllib.parse import quote, urlparse
 
@@ -36,13 +35,14 @@ from botocore.config import Config
 
 from tusk.errors import InvalidArgument, ReferenceBroken, SourceError
 from tusk.storage.backends.s3 import endpoint_url
+from tusk.values import frozen
 
 SCHEMES = ("s3",)
 FETCH_WORKERS = 8  # objects fetched at once by fetch_many
 SMALL_OBJECT = 8 * 1024 * 1024  # fetched whole into memory ahead of the reader
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RemoteObject:
     """One object: its URL, its key below the listed prefix, size, ETag (quotes kept, as S3
     sends it) and version id (None in an unversioned bucket)."""

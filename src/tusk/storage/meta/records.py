@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tusk.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RepoRecord:
     name: str
     description: str
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BranchRecord:
     repo: str
     name: str
@@ -20,7 +20,7 @@ class BranchRecord:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class CommitRecord:
     id: str
     repo: str
@@ -45,7 +45,7 @@ class CommitRecord:
         return tuple(p for p in (self.parent, self.merge_parent) if p is not None)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ChunkLocation:
     pack: str
     offset: int
@@ -54,7 +54,7 @@ class ChunkLocation:
     codec: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PackRecord:
     id: str
     size: int
@@ -62,7 +62,7 @@ class PackRecord:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PipelineRecord:
     name: str
     version: int
@@ -71,7 +71,7 @@ class PipelineRecord:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PipelineVersionRecord:
     pipeline: str
     version: int
@@ -83,7 +83,7 @@ class PipelineVersionRecord:
     image_digest: str | None = None  # what transform.image resolved to, once per version
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class JobRecord:
     pipeline: str
     id: str  # the commit set id (Pachyderm's global id)
@@ -103,7 +103,7 @@ class JobRecord:
     image_digest: str | None = None  # sha256:<hex> of the image its datums ran in
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class DatumRecord:
     pipeline: str
     job: str
@@ -123,7 +123,7 @@ class DatumRecord:
     finished_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class LogRecord:
     pipeline: str
     job: str
@@ -133,7 +133,7 @@ class LogRecord:
     line: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ProcessRecord:
     """A spout's or a service's long-running process, as its supervisor last saw it."""
 

@@ -6,15 +6,15 @@ Only :mod:`tusk.auth` calls these; it decides what they mean.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class TokenRecord:
     id: str
     principal: str
@@ -27,7 +27,7 @@ class TokenRecord:
     sealed: bytes | None = None  # tokens made for S3: the secret, sealed (tusk.auth.sealing)
 
 
-@dataclass(frozen=True)
+@frozen
 class AuditRecord:
     ts: float
     principal: str

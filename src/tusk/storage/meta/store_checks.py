@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class CheckRecord:
     name: str
     repo: str
@@ -22,7 +21,7 @@ class CheckRecord:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class CheckRunRecord:
     commit_id: str
     name: str

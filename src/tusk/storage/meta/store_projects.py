@@ -3,15 +3,14 @@ stored as ``project/repo``, so a project's repos are those whose name starts wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class ProjectRecord:
     name: str
     description: str

@@ -4,15 +4,15 @@ and removes beyond commits: the whole provenance graph, and the records of expir
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RetentionRecord:
     repo: str
     keep_last: int | None

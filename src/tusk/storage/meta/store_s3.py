@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 _BATCH = 500
 
 
-@dataclass(frozen=True)
+@frozen
 class S3Upload:
     id: str
     repo: str
@@ -32,7 +32,7 @@ class S3Upload:
     updated_at: float
 
 
-@dataclass(frozen=True)
+@frozen
 class S3Part:
     upload_id: str
     number: int
@@ -173,7 +173,7 @@ class S3TxMixin:
         self.conn.execute(t.s3_sessions.delete().where(c.access_key == access_key))
 
 
-@dataclass(frozen=True)
+@frozen
 class S3Session:
     access_key: str
     pipeline: str

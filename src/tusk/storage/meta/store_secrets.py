@@ -7,15 +7,15 @@ is ever in clear here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class SecretRecord:
     name: str
     keys: list[str]

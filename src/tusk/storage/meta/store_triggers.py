@@ -3,16 +3,16 @@ branch of the same repo it follows and the conditions (see ``tusk.pfs.triggers``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class TriggerRecord:
     repo: str
     branch: str  # the branch that moves

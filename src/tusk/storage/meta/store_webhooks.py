@@ -6,15 +6,14 @@ A delivery row is written in the same transaction as what the delivery did (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tusk.storage.meta import schema as t
+from tusk.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class WebhookDeliveryRecord:
     source: str  # "github"
     id: str  # the sender's delivery id (GitHub's X-GitHub-Delivery)
