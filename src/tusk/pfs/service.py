@@ -2115,11 +2115,16 @@ class PfsService:
         the nodes on its path, not the tree."""
         commit = self._read_root(repo, ref)
         pat = "/" + pattern.lstrip("/")
+        segs = pat[1:].split("/")
+        if all(_literal_segment(s) for s in segs):  # one path: looked up, nothing matched
+            found = self.reader().lookup(commit.tree, segs)
+            if found is not None:
+                yield self._file_info(commit, pat, found)
+            return
         from wcmatch import glob as wglob  # loads with a glob, not with every command
 
         flags = wglob.GLOBSTAR | wglob.DOTGLOB
         reader = self.reader()
-        segs = pat[1:].split("/")
         # Segments before the first "**" match one path segment each: they prune the walk.
         deep = next((i for i, s in enumerate(segs) if "**" in s), len(segs))
         if "" in segs[:-1]:
