@@ -25,6 +25,7 @@ from tusk.pfs.models import (
     MergeSide,
     PutResult,
 )
+from tusk.values import plain
 
 API_PREFIX = "/api/v1"
 # A request that overrides branch protection (a clusterAdmin's forced write; tusk.api.guard).
@@ -124,30 +125,6 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
-_ATOMS = frozenset({str, int, float, bool, type(None)})
-
-
-def plain(obj: Any) -> Any:
-    """A result object (or list of them) as JSON data, as ``to_dict`` gives it, but quicker:
-    ``dataclasses.asdict`` deep-copies every value, which dominated listing thousands of files.
-    """
-    cls = type(obj)
-    if cls in _ATOMS:
-        return obj
-    names = _FIELDS.get(cls)
-    if names is None and dataclasses.is_dataclass(obj):
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(obj))
-    if names is not None:
-        out = {}
-        for name in names:
-            value = getattr(obj, name)
-            out[name] = value if type(value) in _ATOMS else plain(value)
-        return out
-    if cls is list or cls is tuple:
-        return [x if type(x) in _ATOMS else plain(x) for x in obj]
-    if cls is dict:
-        return {k: v if type(v) in _ATOMS else plain(v) for k, v in obj.items()}
-    return obj
 
 
 def decode(cls: type[T], data: Any) -> T:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, field
-from typing import Any
+from dataclasses import field
+from typing import Any, cast
 
 from tusk.errors import InvalidArgument
-from tusk.values import frozen
+from tusk.values import frozen, plain
 
 
 class _Dict:
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        return cast(dict[str, Any], plain(self))
 
 
 # gc's defaults: keep what was touched within an hour; repack packs less than half live.

@@ -36,15 +36,15 @@ import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 from wcmatch import glob as wglob
 
 from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument, NotFound
 from tusk.pfs.refs import parse_address, parse_ref
 from tusk.units import human_size
-from tusk.values import frozen
+from tusk.values import frozen, plain
 
 if TYPE_CHECKING:
     from tusk.pfs.models import CheckRunInfo
@@ -66,7 +66,7 @@ _BACKTICKS = re.compile(r"`+")
 
 class _Dict:
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        return cast(dict[str, Any], plain(self))
 
 
 @frozen
@@ -195,7 +195,7 @@ class Report(_Dict):
         }
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = cast(dict[str, Any], plain(self))
         out["summary"] = self.summary()
         return out
 
