@@ -94,3 +94,28 @@ def test_tusk_help_is_fast() -> None:
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_command_exits_with_its_output_written_and_its_code(tmp_path: Path) -> None:
+    """The entry point leaves with os._exit once a command is done (tusk.cli.entry): what it
+    printed and the files it wrote are all there, and its exit code is the command's."""
+    tusk = [sys.executable, "-m", "tusk.cli.main", "--home", str(tmp_path / "home")]
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(3 << 20))
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*tusk, *args], capture_output=True, timeout=120)
+
+    assert run("create", "repo", "r").returncode == 0
+    assert run("put", "file", "r@master:/data.bin", "-f", str(data)).returncode == 0
+    out = tmp_path / "out.bin"
+    got = run("get", "file", "r@master:/data.bin", "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == data.read_bytes()
+    streamed = run("get", "file", "r@master:/data.bin")  # 3 MiB through a pipe, all of it
+    assert streamed.returncode == 0 and streamed.stdout == data.read_bytes()
+    listed = run("list", "file", "r@master:/", "-o", "json")
+    assert [f["path"] for f in json.loads(listed.stdout)] == ["/data.bin"]
+    missing = run("inspect", "repo", "nope")
+    assert missing.returncode not in (0, 1) and b"repo nope not found" in missing.stderr
+    assert missing.stdout == b""

@@ -312,5 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         start_up_done()  # a command that opened nothing, run by a caller that goes on
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m tusk.cli.main: as the tusk script runs it
+    from tusk.cli.entry import main as entry
+
+    entry()

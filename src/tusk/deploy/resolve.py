@@ -39,6 +39,7 @@ from tusk.pps.images import (
     host_architecture,
     parse_reference,
     pinned_reference,
+    skopeo_failure,
     skopeo_reason,
 )
 from tusk.values import frozen
@@ -49,8 +50,6 @@ _INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 _PINNED = re.compile(r"@sha256:[a-f0-9]{64}$")
-_DENIED = ("unauthorized", "authentication required", "denied: access forbidden", "forbidden")
-_MISSING = ("manifest unknown", "name unknown", "not found")
 
 
 @frozen
@@ -150,14 +149,14 @@ class ImageResolver:
         if r.returncode == 0:
             return r.stdout
         stderr = r.stderr.decode("utf-8", "replace")
-        reason, low = _message(stderr), stderr.lower()
+        reason, kind = _message(stderr), skopeo_failure(stderr)
         error: TuskError
-        if any(m in low for m in _DENIED):
+        if kind == "denied":
             error = ImagePullDenied(
                 f"pull denied for image {text}: {reason} (give registry credentials with "
                 "--authfile, a Docker config.json)"
             )
-        elif any(m in low for m in _MISSING):
+        elif kind == "missing":
             error = ImageNotFound(f"image {text} not found: {reason}")
         else:
             error = InvalidImage(f"image {text} cannot be resolved: {reason}")

@@ -1113,23 +1113,19 @@ def _authfile_token(path: Path, registry: str) -> str | None:
     return None
 
 
-_DENIED = (
-    "unauthorized",
-    "authentication required",
-    "incorrect username or password",
-    "invalid username/password",
-    "denied: access forbidden",
-)
-
-
-def _copy_error(ref: str, stderr: str) -> Exception:
-    line = skopeo_reason(stderr)
-    low = stderr.lower()
-    if "digest did not match" in low:
-        return InvalidImage(f"image {ref}: a blob's digest does not match ({line})")
-    if any(m in low for m in _DENIED):
-        return ImagePullDenied(f"pull denied for {ref}: {line}")
-    missing = (
+# What skopeo's stderr says went wrong, in the words registries and skopeo use; the first
+# kind that matches wins (a denied pull can also say "not found").
+_SKOPEO_FAILURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("digest", ("digest did not match",)),
+    ("denied", (
+        "unauthorized",
+        "authentication required",
+        "incorrect username or password",
+        "invalid username/password",
+        "denied: access forbidden",
+        "forbidden",
+    )),
+    ("missing", (
         "manifest unknown",
         "no descriptor found",
         "no such file",
@@ -1138,10 +1134,30 @@ def _copy_error(ref: str, stderr: str) -> Exception:
         "requested access to the resource is denied",
         "name unknown",
         "no such host",
-    )
-    if any(m in low for m in missing):
+    )),
+    ("unsupported", ("unsupported", "not supported")),
+)  # fmt: skip
+
+
+def skopeo_failure(stderr: str) -> str:
+    """Why a skopeo copy or inspect failed: digest, denied, missing, unsupported or other."""
+    low = stderr.lower()
+    for kind, words in _SKOPEO_FAILURES:
+        if any(word in low for word in words):
+            return kind
+    return "other"
+
+
+def _copy_error(ref: str, stderr: str) -> Exception:
+    line = skopeo_reason(stderr)
+    kind = skopeo_failure(stderr)
+    if kind == "digest":
+        return InvalidImage(f"image {ref}: a blob's digest does not match ({line})")
+    if kind == "denied":
+        return ImagePullDenied(f"pull denied for {ref}: {line}")
+    if kind == "missing":
         return ImageNotFound(f"image {ref} not found: {line}")
-    if "unsupported" in low or "not supported" in low:
+    if kind == "unsupported":
         return InvalidImage(f"image {ref}: media type not supported: {line}")
     return InvalidImage(f"image {ref} cannot be copied: {line}")
 
