@@ -219,7 +219,8 @@ def test_the_entry_point_pauses_before_the_cli_loads(tmp_path: Path) -> None:
     gc = collections(body, tmp_path)
     assert gc["collections"] <= 2
     assert gc["enabled"] is True and gc["frozen"] > 10_000
-    assert entry_points(group="console_scripts", name="tusk")[0].value == "tusk.cli.entry:main"
+    [script] = entry_points(group="console_scripts", name="tusk")
+    assert script.value == "tusk.cli.entry:main"
 
 
 def test_a_command_that_opens_nothing_leaves_the_collector_on(tmp_path: Path) -> None:
