@@ -97,3 +97,8 @@ def test_tusk_models_pickle() -> None:
     )
     commit = CommitRecord("c1", "images", "master", None, b"t", "open", "", 1.0, None, 0, 0, "c1")
     assert pickle.loads(pickle.dumps(commit)) == commit and hash(commit) == hash(copy.copy(commit))
+    from tusk.pfs.refs import parse_address
+
+    addr = parse_address("images@master^1:/a/b.txt")  # a slotted one
+    assert pickle.loads(pickle.dumps(addr)) == addr and not hasattr(addr, "__dict__")
+    assert {addr, copy.copy(addr)} == {addr}
