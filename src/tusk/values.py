@@ -12,9 +12,11 @@ for a class with no docstring; together ~37 ms of a 0.3 s command (measured in-p
 ``__repr__``, ``__eq__`` and ``__hash__`` are three functions shared by every such class
 (the same results: fields compared and hashed as one tuple, ``compare``, ``hash`` and
 ``repr`` of each field honoured, the same text as dataclasses' repr). Equality and hashing
-read the fields with one ``operator.attrgetter`` made per class, as fast as the generated
-methods. Python 3.13 compiles a dataclass's methods in one go; this module can go when Tusk
-needs 3.13.
+read the fields with one ``operator.attrgetter`` made per class: a call costs ~80 ns more
+than the generated method's (3 fields: ``==`` 202 vs 120 ns, ``hash`` 197 vs 131 ns, measured
+with timeit), which no hot path pays (trees are compared by their nodes' and files' hashes,
+not by records' equality). Python 3.13 compiles a dataclass's methods in one go; this module
+can go when Tusk needs 3.13.
 """
 
 from __future__ import annotations
