@@ -3,9 +3,12 @@
 Every row is a fresh process of the installed `tusk` command (the console script next to this
 interpreter), run ``--runs`` times (default 10), after one unmeasured warm-up run that fills
 the page cache and writes the bytecode caches; Tusk's bytecode is compiled first, as
-``pip install`` does (bench/bytecode.py); the median wall time and the largest peak RSS
-(``os.wait4``'s ``ru_maxrss``) are printed. `python -c pass` runs in the same loop, so a slow
-or busy machine shows in the floor row, not only in Tusk's.
+``pip install`` does (bench/bytecode.py); the median wall time and the largest peak RSS are
+printed. The RSS comes from 3 more runs under ``/usr/bin/time -f %M``: a child this
+script starts itself reports at least this script's own peak (Linux carries the high-water
+mark of the spawning process's memory across ``exec``), ``time``'s child only its own.
+`python -c pass` runs in the same loop, so a slow or busy machine shows in the floor row,
+not only in Tusk's.
 
 Rows:
 - floor: ``python -c pass``, and the imports of the libraries under the commands with
@@ -59,31 +62,38 @@ def tusk_command() -> str:
     return str(here) if here.exists() else (shutil.which("tusk") or "tusk")
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one process."""
+def run_once(argv: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err.strip()[-400:]}")
-    return wall, usage.ru_maxrss / 1024
+        err = proc.stderr.decode().strip()[-400:]
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err}")
+    return wall
+
+
+def peak_rss_mb(argv: list[str], env: dict[str, str]) -> float:
+    """The process's own peak RSS, from ``/usr/bin/time`` (see the module's doc)."""
+    with tempfile.NamedTemporaryFile("r") as out:
+        subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+        return int(out.read().split()[-1]) / 1024
 
 
 def measure(argv: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
     run_once(argv, env)  # warm-up: page cache and bytecode
-    walls, rss = [], []
-    for _ in range(runs):
-        w, r = run_once(argv, env)
-        walls.append(w)
-        rss.append(r)
+    walls = [run_once(argv, env) for _ in range(runs)]
     return {
         "median_s": statistics.median(walls),
         "min_s": min(walls),
         "max_s": max(walls),
-        "rss_mb": max(rss),
+        "rss_mb": max(peak_rss_mb(argv, env) for _ in range(3)),
     }
 
 
