@@ -18,6 +18,7 @@ Two things only the command (not a program importing ``tusk.cli.main``) does:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 
 def main() -> None:
@@ -26,6 +27,12 @@ def main() -> None:
     pause_start_up()
     from tusk.cli.main import main as run
 
+    finish(run)
+
+
+def finish(run: Callable[[], None]) -> None:
+    """Run the command ``run`` and leave as the module's doc says (``python -m
+    tusk.cli.main`` calls this with its own ``main``, not importing main.py twice)."""
     try:
         run()
     except SystemExit as done:

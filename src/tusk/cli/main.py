@@ -313,6 +313,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # python -m tusk.cli.main: as the tusk script runs it
-    from tusk.cli.entry import main as entry
+    from tusk.cli import entry
 
-    entry()
+    entry.finish(main)
