@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import tusk
+from peak import run_with_peak
 from servers import postgres
 
 PER_DIR = 1000
@@ -100,27 +101,11 @@ class Cli:
         return results[len(results) // 2]
 
     def peak_rss(self, *args: str) -> tuple[float, int, str]:
-        """Wall seconds, peak RSS in bytes, stdout of ``tusk args``.
-
-        The peak comes from ``/usr/bin/time -f %M``, whose child is forked from that small
-        process: a child forked straight from this benchmark (holding a million-file
-        client's caches) would report this process's RSS as its own peak, since Linux keeps
-        the high-water mark of the forked copy across ``exec``."""
-        with tempfile.TemporaryDirectory() as tmp:
-            peak_file = Path(tmp) / "peak"
-            t0 = time.perf_counter()
-            out = subprocess.run(
-                ["/usr/bin/time", "-f", "%M", "-o", str(peak_file), *tusk_cmd(), *args],
-                env=self.env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wall = time.perf_counter() - t0
-            if out.returncode != 0:
-                raise RuntimeError(f"tusk {' '.join(args)} failed: {out.stderr.strip()}")
-            kib = int(peak_file.read_text().split()[-1])
-        return wall, kib * 1024, out.stdout
+        """Wall seconds, peak RSS in bytes (bench/peak.py), stdout of ``tusk args``."""
+        wall, peak, out = run_with_peak([*tusk_cmd(), *args], self.env)
+        if out.returncode != 0:
+            raise RuntimeError(f"tusk {' '.join(args)} failed: {out.stderr.strip()}")
+        return wall, peak, out.stdout
 
 
 def wait_job(

@@ -4,9 +4,8 @@ Every row is a fresh process of the installed `tusk` command (the console script
 interpreter), run ``--runs`` times (default 10), after one unmeasured warm-up run that fills
 the page cache and writes the bytecode caches; Tusk's bytecode is compiled first, as
 ``pip install`` does (bench/bytecode.py); the median wall time and the largest peak RSS are
-printed. The RSS comes from 3 more runs under ``/usr/bin/time -f %M``: a child this
-script starts itself reports at least this script's own peak (Linux carries the high-water
-mark of the spawning process's memory across ``exec``), ``time``'s child only its own.
+printed. The RSS comes from 3 more runs under ``/usr/bin/time`` (bench/peak.py: a child
+this script started itself would report at least this script's own peak).
 `python -c pass` runs in the same loop, so a slow or busy machine shows in the floor row,
 not only in Tusk's.
 
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bytecode import compile_tusk
+from peak import run_with_peak
 from servers import tusk_serve
 
 HELP_TARGET = 0.10
@@ -74,16 +74,10 @@ def run_once(argv: list[str], env: dict[str, str]) -> float:
 
 
 def peak_rss_mb(argv: list[str], env: dict[str, str]) -> float:
-    """The process's own peak RSS, from ``/usr/bin/time`` (see the module's doc)."""
-    with tempfile.NamedTemporaryFile("r") as out:
-        subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
-        return int(out.read().split()[-1]) / 1024
+    """The process's own peak RSS (bench/peak.py)."""
+    _, peak, done = run_with_peak(argv, env)
+    done.check_returncode()
+    return peak / 1024 / 1024
 
 
 def measure(argv: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
