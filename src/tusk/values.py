@@ -87,6 +87,14 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 
 
+def field_names(cls: type) -> tuple[str, ...]:
+    """The field names of dataclass ``cls``, in order (cached per class)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def plain(obj: Any) -> Any:
     """A result object (or list of them) as JSON data, as ``dataclasses.asdict`` gives it
     (lists for tuples), but quicker: ``asdict`` deep-copies every value, which dominated
@@ -96,7 +104,7 @@ def plain(obj: Any) -> Any:
         return obj
     names = _FIELDS.get(cls)
     if names is None and dataclasses.is_dataclass(obj):
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(obj))
+        names = field_names(cls)
     if names is not None:
         out = {}
         for name in names:

@@ -6,7 +6,6 @@ No web framework here: the SDK's remote client imports this module without FastA
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import re
@@ -25,7 +24,7 @@ from tusk.pfs.models import (
     MergeSide,
     PutResult,
 )
-from tusk.values import plain
+from tusk.values import field_names, plain
 
 API_PREFIX = "/api/v1"
 # A request that overrides branch protection (a clusterAdmin's forced write; tusk.api.guard).
@@ -124,16 +123,11 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 # Result objects
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
 def decode(cls: type[T], data: Any) -> T:
     """A result dataclass from its ``to_dict()`` form (unknown keys from newer servers ignored)."""
     if not isinstance(data, dict):
         raise errors.TuskError(f"the server sent {type(data).__name__}, not a {cls.__name__}")
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    names = field_names(cls)
     kw = {k: v for k, v in data.items() if k in names}
     if cls is PutResult or (cls is ImportResult and kw.get("commit") is not None):
         kw["commit"] = decode(CommitInfo, kw["commit"])
