@@ -19,7 +19,6 @@ Prints, for each version, the median and min wall time and their ratio B/A.
 from __future__ import annotations
 
 import argparse
-import compileall
 import io
 import os
 import statistics
@@ -29,6 +28,8 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from bytecode import compile_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ def export_src(rev: str, into: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(into, filter="data")
     src = into / "src"
-    compileall.compile_dir(str(src), quiet=1)
+    compile_tree(src)
     return src
 
 

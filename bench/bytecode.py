@@ -19,6 +19,10 @@ import tusk
 
 def compile_tusk() -> None:
     """Write the bytecode cache of every module of the ``tusk`` package this Python runs."""
-    package = Path(tusk.__file__).resolve().parent
-    if not compileall.compile_dir(package, quiet=1):
-        raise SystemExit(f"cannot compile {package}")
+    compile_tree(Path(tusk.__file__).resolve().parent)
+
+
+def compile_tree(folder: Path) -> None:
+    """Write the bytecode cache of every module below ``folder`` (another version's ``src``)."""
+    if not compileall.compile_dir(folder, quiet=1):
+        raise SystemExit(f"cannot compile {folder}")
