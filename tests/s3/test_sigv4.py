@@ -294,8 +294,9 @@ def test_presigned_by_boto3_itself() -> None:
 # Plain bodies
 
 
-def test_body_hex_sha256_ok_and_mismatch_at_eof() -> None:
-    body = b"hello world" * 1000
+@pytest.mark.parametrize("repeat", [1000, 100_000])  # 11 kB; 1.1 MB: hashed on a thread
+def test_body_hex_sha256_ok_and_mismatch_at_eof(repeat: int) -> None:
+    body = b"hello world" * repeat
     req = sign("PUT", f"{BASE}/bucket/k", body=body)
     signed = auth(req)
     headers = wire(req)[3]
@@ -318,8 +319,9 @@ def test_body_short_of_content_length() -> None:
     assert code_of(read_all, reader).code == "IncompleteBody"
 
 
-def test_body_header_checksums() -> None:
-    body = b"some bytes"
+@pytest.mark.parametrize("repeat", [1, 100_000])  # 10 bytes; 1 MB: hashed on threads
+def test_body_header_checksums(repeat: int) -> None:
+    body = b"some bytes" * repeat
     crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
     sha1 = base64.b64encode(hashlib.sha1(body).digest()).decode()
     headers = {"x-amz-checksum-crc32": crc, "x-amz-checksum-sha1": sha1}

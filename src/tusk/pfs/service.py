@@ -2170,6 +2170,13 @@ class PfsService:
         """The commit a ref names (a branch's head, a commit id, with ^N)."""
         return self._read_root(repo, ref)
 
+    def branch_head(self, repo: str, branch: str) -> CommitRecord | None:
+        """The commit a branch's head is, open or finished; None before its first commit.
+        One read (the S3 gateway resolves a ``branch.repo`` bucket so for every request)."""
+        with self.meta.read() as tx:
+            head = self._need_branch(tx, repo, branch).head
+            return None if head is None else self._need_commit(tx, head)
+
     def dir_entries(self, node: bytes) -> Iterator[tuple[str, Entry]]:
         """The (name, entry) pairs of a directory node, in name order, page by page."""
         return self.reader().iter_dir(node)

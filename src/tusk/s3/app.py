@@ -41,7 +41,6 @@ from tusk.api.streams import BodyPipe, ClientGone, content_length, reader
 from tusk.auth.permissions import REPO_CREATE, REPO_READ, REPO_WRITE
 from tusk.auth.service import OFF, AuthService, Caller
 from tusk.errors import RepoNotFound, TuskError
-from tusk.pfs.models import BranchInfo
 from tusk.pfs.refs import Address, parse_ref
 from tusk.pfs.service import PfsService
 from tusk.pfs.sources import StreamSource
@@ -54,6 +53,7 @@ from tusk.s3.batch import SMALL, SmallPuts
 from tusk.s3.errors import S3Error, from_tusk
 from tusk.s3.listing import Item, iter_keys
 from tusk.s3.names import Bucket, bucket_name, check_key, parse_bucket
+from tusk.s3.offload import Offloaded
 from tusk.storage.chunks import ChunkRef
 from tusk.storage.meta.records import CommitRecord
 from tusk.storage.meta.store import MetaTx
@@ -166,7 +166,7 @@ class Md5Reader(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO, expected: str | None) -> None:
         self.raw = raw
-        self.md5 = hashlib.md5()
+        self.md5 = Offloaded(hashlib.md5())
         self.size = 0
         self.expected: bytes | None = None
         if expected is not None:
@@ -417,14 +417,12 @@ class Gateway:
             return self.pfs.resolve_commit(bucket.repo, bucket.commit)
         if bucket.staging:
             return self.pfs.resolve_commit(bucket.repo, bucket.branch)
-        branch = self.branch(bucket)
-        if branch.head is None:
-            return None
-        return self.pfs.resolve_commit(bucket.repo, branch.head)
+        return self.head(bucket)
 
-    def branch(self, bucket: Bucket) -> BranchInfo:
+    def head(self, bucket: Bucket) -> CommitRecord | None:
+        """The head commit of a branch bucket (open or not); None before its first commit."""
         try:
-            return self.pfs.inspect_branch(bucket.repo, bucket.branch)
+            return self.pfs.branch_head(bucket.repo, bucket.branch)
         except TuskError as exc:
             if exc.code in ("repo_not_found", "branch_not_found", "invalid_name"):
                 raise S3Error("NoSuchBucket", f"bucket {bucket.name} does not exist") from None
@@ -531,11 +529,9 @@ class Gateway:
         bucket = call.need_bucket()
         if bucket.commit is not None:
             raise S3Error("AccessDenied", f"bucket {bucket.name} is one commit: it is read-only")
-        branch = self.branch(bucket)
-        if branch.head is not None:
-            commit = self.pfs.resolve_commit(bucket.repo, branch.head)
-            if commit.files > 0:
-                raise S3Error("BucketNotEmpty", f"bucket {bucket.name} is not empty")
+        commit = self.head(bucket)
+        if commit is not None and commit.files > 0:
+            raise S3Error("BucketNotEmpty", f"bucket {bucket.name} is not empty")
         self.pfs.delete_branch(bucket.repo, bucket.branch)
         return Response(status_code=204)
 
@@ -652,7 +648,7 @@ class Gateway:
         if bucket.commit is not None:
             history = [self.pfs.inspect_commit(bucket.repo, bucket.commit)]
         else:
-            head = self.branch(bucket).head
+            head = self.head(bucket)
             history = self.pfs.list_commits(bucket.repo, bucket.branch) if head else []
         for n, c in enumerate(history):
             new = Address(bucket.repo, parse_ref(c.id), "/")

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote, unquote_to_bytes
 
 from botocore.auth import S3SigV4Auth
@@ -44,6 +44,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from tusk.s3.errors import S3Error
+from tusk.s3.offload import Hash, Offloaded
 from tusk.values import frozen
 
 if TYPE_CHECKING:
@@ -480,12 +481,6 @@ def _request(
 # Bodies
 
 
-class _Checksum(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-
 class _Crc32:
     def __init__(self) -> None:
         self.value = 0
@@ -497,7 +492,7 @@ class _Crc32:
         return self.value.to_bytes(4, "big")
 
 
-def _checksum(algorithm: str) -> _Checksum | None:
+def _checksum(algorithm: str) -> Hash | None:
     """A running checksum for an x-amz-checksum-<algorithm>; None when we cannot compute it."""
     if algorithm == "crc32":
         return _Crc32()
@@ -511,7 +506,7 @@ def _checksum(algorithm: str) -> _Checksum | None:
     if cls is None:
         return None
     try:
-        return cast(_Checksum, cls())
+        return cast(Hash, cls())
     except Exception:  # pragma: no cover - a CRT that fails to load
         return None
 
@@ -584,7 +579,7 @@ class _Body(io.RawIOBase):
         self._chunk_sha = hashlib.sha256()
         self._chunk_signature = ""
         self._expect_sha256 = bytes.fromhex(payload) if _HEX64.fullmatch(payload) else None
-        self._sha256 = hashlib.sha256() if self._expect_sha256 is not None else None
+        self._sha256 = Offloaded(hashlib.sha256()) if self._expect_sha256 is not None else None
         self._length = _length(
             hdrs.get("x-amz-decoded-content-length" if chunked else "content-length")
         )
@@ -606,11 +601,11 @@ class _Body(io.RawIOBase):
         for name in self._declared:
             if name.startswith(_CHECKSUM_PREFIX):
                 self._expected.setdefault(name.removeprefix(_CHECKSUM_PREFIX), None)
-        self._running: dict[str, _Checksum] = {}
+        self._running: dict[str, Offloaded] = {}
         for algorithm in self._expected:
             running = _checksum(algorithm)
             if running is not None:
-                self._running[algorithm] = running
+                self._running[algorithm] = Offloaded(running)
         self.trailers: dict[str, str] = {}
         self.checksums: dict[str, str] = {}
         self._buf = bytearray()  # read ahead of a chunk header
@@ -697,9 +692,10 @@ class _Body(io.RawIOBase):
         data = self._raw.read(n)
         if data is None:  # pragma: no cover - a non-blocking stream
             data = b""
+        data = bytes(data)
         if self._sha256 is not None:
             self._sha256.update(data)
-        return bytes(data)
+        return data
 
     def _take(self, n: int) -> bytes:
         if self._buf:
