@@ -105,7 +105,7 @@ class SmallPuts:
 
     def _open_commit(self, repo: str, branch: str) -> bool:
         try:
-            head = self.pfs.inspect_branch(repo, branch).head
+            head = self.pfs.branch_head(repo, branch)
         except Exception:
             return False
-        return head is not None and not self.pfs.resolve_commit(repo, head).finished
+        return head is not None and not head.finished
