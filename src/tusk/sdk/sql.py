@@ -25,11 +25,11 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tusk.errors import InvalidArgument, QueryError, QueryRefused, ToolMissing
 from tusk.gcpause import gc_paused
@@ -350,12 +350,24 @@ def run_query(client: BaseClient, sql: str) -> pa.Table:
         return q.table()
 
 
+H = TypeVar("H")
+T = TypeVar("T")
+
+
+def _held_open(
+    client: BaseClient, sql: str, take: Callable[[Query], tuple[H, Iterator[T]]]
+) -> tuple[H, Iterator[T], ExitStack]:
+    """``take`` of the open query (a head and an iterator over the result), and what keeps its
+    connection open until the caller closes it."""
+    with ExitStack() as stack:
+        head, items = take(stack.enter_context(open_query(client, sql)))
+        return head, items, stack.pop_all()
+
+
 def query_reader(client: BaseClient, sql: str, batch_rows: int) -> pa.RecordBatchReader:
     """The result as a stream; the connection closes when the stream ends or is closed."""
     arrow = arrow_module()
-    with ExitStack() as stack:
-        schema, batches = stack.enter_context(open_query(client, sql)).stream(batch_rows)
-        owned = stack.pop_all()
+    schema, batches, owned = _held_open(client, sql, lambda q: q.stream(batch_rows))
 
     def read() -> Iterator[pa.RecordBatch]:
         with owned:
@@ -371,9 +383,7 @@ class SqlRows:
     the rows end or on :meth:`close` (or leaving a ``with`` block)."""
 
     def __init__(self, client: BaseClient, sql: str, batch_rows: int) -> None:
-        with ExitStack() as stack:
-            self.columns, rows = stack.enter_context(open_query(client, sql)).rows(batch_rows)
-            self._owned = stack.pop_all()
+        self.columns, rows, self._owned = _held_open(client, sql, lambda q: q.rows(batch_rows))
         self._rows = self._read(rows)
 
     def _read(self, rows: Iterator[tuple[Any, ...]]) -> Generator[tuple[Any, ...], None, None]:
