@@ -256,9 +256,22 @@ def run(
     return Run(elapsed, proc.stdout)
 
 
-def settle() -> None:
-    """Flush dirty pages so one step's writeback is not billed to the next."""
+def settle(warm: Path | None = None) -> None:
+    """Flush dirty pages so one step's writeback is not billed to the next; then read
+    ``warm`` (a file, or every file under a folder) so the step starts with its source in
+    the page cache, as DVC's steps do (their copy into the DVC repo has just written it).
+
+    Without it the source may have to come from the disk: the reference VM runs DAMON with a
+    ``pageout`` scheme (pages not touched for ~60 s are reclaimed), and D2, written at the
+    start, was cold by the time its steps ran, so those rows measured the disk's reads."""
     os.sync()
+    if warm is None:
+        return
+    for path in sorted(warm.rglob("*")) if warm.is_dir() else [warm]:
+        if path.is_file():
+            with path.open("rb", buffering=0) as f:
+                while f.read(16 * MiB):
+                    pass
 
 
 def disk_write_rate(directory: Path, size: int) -> float:
@@ -714,12 +727,12 @@ class Bench:
         if self.tusk_d1 is not None:
             self.log("D1: tusk put -r")
             self.tusk_d1("create", "repo", "d1")
-            settle()
+            settle(self.layout.d1)
             row.tusk = self.tusk_d1(
                 "put", "file", "d1@master:/", "-r", "-f", self.layout.d1
             ).seconds
         self.log("D1: Python floor (bench/floor.py d1)")
-        settle()
+        settle(self.layout.d1)
         floor = floor_run("d1", self.layout.d1, self.layout.root / "floor-d1", self.opts.tusk_sync)
         row.floor = floor.wall
         self.report.details["floor_d1"] = asdict(floor)
@@ -805,12 +818,12 @@ class Bench:
             cli = self.tusk_d2
             self.log("D2: tusk put big.bin")
             cli("create", "repo", "d2")
-            settle()
+            settle(self.layout.d2)
             d2.tusk = cli("put", "file", "d2@master:/big.bin", "-f", self.layout.d2).seconds
             d2_rate.tusk = size / d2.tusk / MB
             self.log("D3: tusk put big.bin (second commit)")
             before = tree_bytes(cli.home)
-            settle()
+            settle(self.layout.d3)
             d3.tusk = cli("put", "file", "d2@master:/big.bin", "-f", self.layout.d3).seconds
             settle()
             d3_rate.tusk = d3_size / d3.tusk / MB
@@ -824,7 +837,7 @@ class Bench:
                 )
                 home = self.layout.root / f"tusk-home-sdk-{sync}"
                 self.log(f"D2: in-process put, TUSK_SYNC={sync}")
-                settle()
+                settle(self.layout.d2)
                 row.tusk = size / sdk_put_seconds(home, self.layout.d2, sync) / MB
                 shutil.rmtree(home, ignore_errors=True)
         if self.dvc is not None:
@@ -853,7 +866,7 @@ class Bench:
         measured now (the disk's rate drifts over a run on shared machines)."""
         size = self.sizes.d2_size
         self.log("D2: Python floor on disk (bench/floor.py d2)")
-        settle()
+        settle(self.layout.d2)
         floor = floor_run("d2", self.layout.d2, self.layout.root / "floor-d2", self.opts.tusk_sync)
         d2_rate.floor = size / floor.wall / MB
         self.report.details["floor_d2_disk"] = asdict(floor)
@@ -886,10 +899,10 @@ class Bench:
                 cli = TuskCli(self.opts.tusk_exe, home / f"h{i}", self.opts.tusk_sync)
                 cli("create", "repo", "d2")
                 self.log(f"D2: tusk put big.bin, TUSK_HOME on tmpfs ({i + 1}/3)")
-                settle()
+                settle(self.layout.d2)
                 runs.append(cli("put", "file", "d2@master:/big.bin", "-f", self.layout.d2).seconds)
                 shutil.rmtree(cli.home)
-                settle()
+                settle(self.layout.d2)
                 floors.append(
                     floor_run("d2", self.layout.d2, home / "floor", self.opts.tusk_sync).wall
                 )
