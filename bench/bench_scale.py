@@ -18,7 +18,11 @@ datum per directory). Then it prints, per scale and engine, each against its tar
 
 CLI rows are wall times of a ``tusk`` subprocess, so they include Python's start-up and
 imports (``tusk version`` alone is printed as ``cli start-up`` for reference); the read rows
-(diff, list, glob) are the median of 3 runs, each after a sync.
+(diff, list, glob) are the median of 3 runs, each after a sync. Next to them, the library
+floor of the engine: a Python process that only imports what any command on that store
+must (click, SQLAlchemy and the engine's dialect, with psycopg for PostgreSQL), with the
+collector off as the ``tusk`` command has it while it loads; median of 5, measured between
+the list and glob rows. No CLI row can be faster than it.
 
     .venv/bin/python bench/bench_scale.py                      # 100k and 1M, SQLite and PG
     .venv/bin/python bench/bench_scale.py --scales 100000 --engines sqlite   # quick
@@ -99,6 +103,21 @@ class Cli:
             results.append(self.run(*args))
         results.sort(key=lambda run: run[0])
         return results[len(results) // 2]
+
+    def lib_floor(self, engine: str, runs: int = 5) -> float:
+        """Median wall seconds of a process importing only the libraries any command on
+        ``engine``'s store needs (see the module's doc)."""
+        driver = {
+            "sqlite": "sqlalchemy.dialects.sqlite",
+            "postgres": "sqlalchemy.dialects.postgresql.psycopg, psycopg",
+        }[engine]
+        code = f"import gc; gc.disable(); import click, sqlalchemy, {driver}"
+        walls = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], env=self.env, check=True)
+            walls.append(time.perf_counter() - t0)
+        return sorted(walls)[len(walls) // 2]
 
     def peak_rss(self, *args: str) -> tuple[float, int, str]:
         """Wall seconds, peak RSS in bytes (bench/peak.py), stdout of ``tusk args``."""
@@ -227,6 +246,7 @@ def run(
         listed = c.list_files(f"big@master:{d}")
         r["list_sdk_s"] = round(time.perf_counter() - t, 4)
         assert len(listed) == r["list_entries"], len(listed)
+        r["lib_floor_s"] = round(cli.lib_floor(engine), 4)
         wall, out = cli.read("glob", "file", f"big@master:{mid}", "-o", "json")
         assert [f["path"] for f in json.loads(out)] == [mid], out
         r["glob_cli_s"] = round(wall, 4)
@@ -263,6 +283,8 @@ def report(results: list[dict[str, Any]]) -> None:
             if f"job_{how}_datums" in r:
                 print(f"  job after {how} commit              {r[f'job_{how}_datums']}")
         print(f"  list entries                    {r['list_entries']}")
+        if "lib_floor_s" in r:
+            print(f"  library floor (CLI rows' least) {r['lib_floor_s']} s")
         print(f"  fsck wall                       {r['fsck_s']} s: {' / '.join(r['fsck_out'])}")
 
 
