@@ -18,13 +18,19 @@ Rows:
 - embedded (``--home`` of a store with 3 repos): ``list repo``, ``inspect repo``,
   ``list commit``, ``list file``;
 - against a server (``TUSK_ADDRESS`` set, a ``tusk serve`` this script starts on a loopback
-  port, on another home with the same data): the same four read commands.
+  port, on another home with the same data): the same four read commands;
+- with ``--postgres``, interleaved (one run of each in turn, ``--runs`` rounds, so drift
+  hits all alike): ``tusk list repo`` and ``tusk list file`` on a home whose metadata is in
+  a PostgreSQL server this script starts (tests/pgserver.py), ``tusk list repo`` on the
+  SQLite home, and the floor of each engine: a process that imports only click, SQLAlchemy
+  and the engine's dialect (and psycopg), with the collector off, as the ``tusk`` command
+  loads.
 
 Targets (issue 15): ``tusk --help`` <= 0.10 s; ``tusk list repo`` embedded <= 0.30 s; every
 read command against a server <= 0.15 s and <= 40 MB RSS. PASS/FAIL is printed per row; the
 script exits 0 either way (non-zero only when a command fails).
 
-    .venv/bin/python bench/bench_startup.py [--runs 10] [--json out.json]
+    .venv/bin/python bench/bench_startup.py [--runs 10] [--json out.json] [--postgres]
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from typing import Any
 
 from bytecode import compile_tusk
 from peak import run_with_peak
-from servers import tusk_serve
+from servers import postgres, tusk_serve
 
 HELP_TARGET = 0.10
 EMBEDDED_TARGET = 0.30
@@ -91,6 +97,65 @@ def measure(argv: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
     }
 
 
+def engine_floor(driver: str) -> list[str]:
+    """A process importing only what a command on a store of this driver must."""
+    code = f"import gc; gc.disable(); import click, sqlalchemy, {driver}"
+    return [sys.executable, "-c", code]
+
+
+ENGINE_FLOORS = {
+    "sqlite": "sqlalchemy.dialects.sqlite",
+    "postgres": "sqlalchemy.dialects.postgresql.psycopg, psycopg",
+}
+
+
+def measure_interleaved(
+    cases: list[tuple[list[str], dict[str, str]]], runs: int
+) -> list[dict[str, Any]]:
+    """:func:`measure` of several commands, one run of each in turn per round."""
+    for argv, env in cases:
+        run_once(argv, env)  # warm-up
+    walls: list[list[float]] = [[] for _ in cases]
+    for _ in range(runs):
+        for i, (argv, env) in enumerate(cases):
+            walls[i].append(run_once(argv, env))
+    return [
+        {
+            "median_s": statistics.median(w),
+            "min_s": min(w),
+            "max_s": max(w),
+            "rss_mb": max(peak_rss_mb(argv, env) for _ in range(3)),
+        }
+        for w, (argv, env) in zip(walls, cases, strict=True)
+    ]
+
+
+def postgres_rows(
+    tusk: str, env: dict[str, str], work: Path, data: Path, embedded: Path, runs: int
+) -> list[tuple[str, str, float | None, dict[str, Any]]]:
+    """The ``--postgres`` rows (see the module's doc)."""
+    with postgres() as url:
+        pg_env = {**env, "TUSK_METADATA_URL": url}
+        home = work / "postgres"
+        seed(home, pg_env, tusk, data)
+        labels = [
+            ("floor", "import click, sqlalchemy[sqlite] (gc off)", None),
+            ("embedded", "tusk list repo (SQLite)", EMBEDDED_TARGET),
+            ("floor", "import click, sqlalchemy[psycopg] (gc off)", None),
+            ("postgres", "tusk list repo", EMBEDDED_TARGET),
+            ("postgres", "tusk list file images@master:/d1", EMBEDDED_TARGET),
+        ]
+        cases = [
+            (engine_floor(ENGINE_FLOORS["sqlite"]), env),
+            ([tusk, "--home", str(embedded), "list", "repo"], env),
+            (engine_floor(ENGINE_FLOORS["postgres"]), pg_env),
+            ([tusk, "--home", str(home), "list", "repo"], pg_env),
+            ([tusk, "--home", str(home), "list", "file", "images@master:/d1"], pg_env),
+        ]
+        found = measure_interleaved(cases, runs)
+    return [(w, n, t, m) for (w, n, t), m in zip(labels, found, strict=True)]
+
+
 def seed(home: Path, env: dict[str, str], tusk: str, data: Path) -> None:
     for name in ("images", "labels", "models"):
         subprocess.run(
@@ -112,6 +177,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--postgres", action="store_true", help="also the PostgreSQL rows")
     args = ap.parse_args()
     tusk = tusk_command()
     compile_tusk()  # as installed (bench/bytecode.py)
@@ -162,6 +228,8 @@ def main() -> None:
                 m = measure([tusk, *cmd], remote_env, args.runs)
                 m["rss_target_mb"] = REMOTE_RSS_MB
                 rows.append(("server", "tusk " + " ".join(cmd), REMOTE_TARGET, m))
+        if args.postgres:
+            rows += postgres_rows(tusk, env, work, data, embedded, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
