@@ -42,11 +42,6 @@ NO_GATEWAY = (
 )
 
 
-def uses_s3(spec: PipelineSpec) -> bool:
-    """Whether the pipeline's datums need a session (an S3 input, or s3_out)."""
-    return spec.uses_s3()
-
-
 def s3_input_names(spec: PipelineSpec) -> set[str]:
     """The inputs read through the gateway: they are not written under /pfs."""
     return {leaf.name for leaf in spec.inputs() if isinstance(leaf, PfsInput) and leaf.s3}

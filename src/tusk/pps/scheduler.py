@@ -58,7 +58,7 @@ from tusk.pps.datums import (
 )
 from tusk.pps.datums import FileInfo as DatumInputFile
 from tusk.pps.executor import DatumOutcome, DatumTask, ImageRun, LocalExecutor, kill_noted
-from tusk.pps.s3io import NO_GATEWAY, Sessions, s3_input_names, uses_s3
+from tusk.pps.s3io import NO_GATEWAY, Sessions, s3_input_names
 from tusk.pps.secrets import SecretMaterial
 from tusk.pps.service import PpsService
 from tusk.pps.spec import CronInput, PfsInput, PipelineSpec
@@ -731,13 +731,13 @@ class Scheduler:
                 digest = self._pin_image(job, spec)
             except _Pulling:
                 return
-            if uses_s3(spec) and self.s3.endpoint is None:
+            if spec.uses_s3() and self.s3.endpoint is None:
                 if self.manages:
                     self._fail_job(job, NO_GATEWAY)
                 return
             if digest is not None and spec.transform.image:
                 tf = spec.transform
-                network = bool(tf.network) or uses_s3(spec)  # the gateway is on the host
+                network = bool(tf.network) or spec.uses_s3()  # the gateway is on the host
                 running.image = ImageRun(tf.image or "", digest, tf.user or "", network)
             elif not spec.transform.cmd and not (
                 spec.transform.image and getattr(self.executor, "in_image_container", False)
@@ -830,7 +830,7 @@ class Scheduler:
         pipeline, job_id = job.record.pipeline, job.record.id
         items = []
         sessions: dict[str, S3Session] = {}
-        through_s3 = s3_input_names(job.spec) if uses_s3(job.spec) else None
+        through_s3 = s3_input_names(job.spec) if job.spec.uses_s3() else None
         for d in batch:
             files = json.loads(d.files)
             if through_s3 is not None:  # read through the gateway, not written under /pfs

@@ -50,7 +50,6 @@ from tusk.errors import (
 )
 from tusk.pfs.paths import split_path
 from tusk.pps.executor import DatumOutcome
-from tusk.pps.s3io import uses_s3
 from tusk.pps.scheduler import LEASE_SECONDS, record_results
 from tusk.pps.tasks import datum_task, task_to_json
 
@@ -100,7 +99,7 @@ class WorkQueue:
             if job.state != "running":
                 continue
             spec, _salt, origin = self.pps.spec_of(pipeline, job.version)
-            if uses_s3(spec):
+            if spec.uses_s3():
                 raise InvalidArgument(
                     f"pipeline {pipeline} reads or writes through the S3 gateway (input.pfs.s3, "
                     "s3_out): remote workers do not run it; run tusk worker on the stores"

@@ -37,14 +37,15 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from wcmatch import glob as wglob
 
 from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument, NotFound
+from tusk.pfs.models import _Dict
 from tusk.pfs.refs import parse_address, parse_ref
 from tusk.units import human_size
-from tusk.values import frozen, plain
+from tusk.values import frozen
 
 if TYPE_CHECKING:
     from tusk.pfs.models import CheckRunInfo
@@ -62,11 +63,6 @@ _BACKTICKS = re.compile(r"`+")
 
 
 # What a report holds
-
-
-class _Dict:
-    def to_dict(self) -> dict[str, Any]:
-        return cast(dict[str, Any], plain(self))
 
 
 @frozen
@@ -195,7 +191,7 @@ class Report(_Dict):
         }
 
     def to_dict(self) -> dict[str, Any]:
-        out = cast(dict[str, Any], plain(self))
+        out = super().to_dict()
         out["summary"] = self.summary()
         return out
 
