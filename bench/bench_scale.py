@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import tusk
+from bench_startup import engine_floor
 from peak import run_with_peak
 from servers import postgres
 
@@ -106,16 +107,11 @@ class Cli:
 
     def lib_floor(self, engine: str, runs: int = 5) -> float:
         """Median wall seconds of a process importing only the libraries any command on
-        ``engine``'s store needs (see the module's doc)."""
-        driver = {
-            "sqlite": "sqlalchemy.dialects.sqlite",
-            "postgres": "sqlalchemy.dialects.postgresql.psycopg, psycopg",
-        }[engine]
-        code = f"import gc; gc.disable(); import click, sqlalchemy, {driver}"
+        ``engine``'s store needs (bench_startup.engine_floor)."""
         walls = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], env=self.env, check=True)
+            subprocess.run(engine_floor(engine), env=self.env, check=True)
             walls.append(time.perf_counter() - t0)
         return sorted(walls)[len(walls) // 2]
 

@@ -87,34 +87,30 @@ def peak_rss_mb(argv: list[str], env: dict[str, str]) -> float:
 
 
 def measure(argv: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
-    run_once(argv, env)  # warm-up: page cache and bytecode
-    walls = [run_once(argv, env) for _ in range(runs)]
-    return {
-        "median_s": statistics.median(walls),
-        "min_s": min(walls),
-        "max_s": max(walls),
-        "rss_mb": max(peak_rss_mb(argv, env) for _ in range(3)),
-    }
+    return measure_interleaved([(argv, env)], runs)[0]
 
 
-def engine_floor(driver: str) -> list[str]:
-    """A process importing only what a command on a store of this driver must."""
-    code = f"import gc; gc.disable(); import click, sqlalchemy, {driver}"
-    return [sys.executable, "-c", code]
-
-
-ENGINE_FLOORS = {
+_ENGINE_DRIVERS = {
     "sqlite": "sqlalchemy.dialects.sqlite",
     "postgres": "sqlalchemy.dialects.postgresql.psycopg, psycopg",
 }
 
 
+def engine_floor(engine: str) -> list[str]:
+    """A process importing only what any command on a store of ``engine`` (sqlite or
+    postgres) must: click, SQLAlchemy and the engine's dialect (psycopg for PostgreSQL),
+    with the collector off as the ``tusk`` command loads (bench_scale uses it too)."""
+    code = f"import gc; gc.disable(); import click, sqlalchemy, {_ENGINE_DRIVERS[engine]}"
+    return [sys.executable, "-c", code]
+
+
 def measure_interleaved(
     cases: list[tuple[list[str], dict[str, str]]], runs: int
 ) -> list[dict[str, Any]]:
-    """:func:`measure` of several commands, one run of each in turn per round."""
+    """Median, min and max wall seconds of ``runs`` runs of each command, one run of each in
+    turn per round (after a warm-up run each: page cache and bytecode), and its peak RSS."""
     for argv, env in cases:
-        run_once(argv, env)  # warm-up
+        run_once(argv, env)
     walls: list[list[float]] = [[] for _ in cases]
     for _ in range(runs):
         for i, (argv, env) in enumerate(cases):
@@ -146,9 +142,9 @@ def postgres_rows(
             ("postgres", "tusk list file images@master:/d1", EMBEDDED_TARGET),
         ]
         cases = [
-            (engine_floor(ENGINE_FLOORS["sqlite"]), env),
+            (engine_floor("sqlite"), env),
             ([tusk, "--home", str(embedded), "list", "repo"], env),
-            (engine_floor(ENGINE_FLOORS["postgres"]), pg_env),
+            (engine_floor("postgres"), pg_env),
             ([tusk, "--home", str(home), "list", "repo"], pg_env),
             ([tusk, "--home", str(home), "list", "file", "images@master:/d1"], pg_env),
         ]
