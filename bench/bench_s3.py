@@ -392,7 +392,6 @@ class Bench:
         self.server_logs: dict[str, list[str]] = {}
         self.rounds = 0
         self.cpu = (0.0, 0.0)  # the last timed step's CPU seconds: (client side, server)
-        self.cpu_notes: dict[str, str] = {}
 
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -524,9 +523,10 @@ class Bench:
         style: str,
         rss: dict[str, RssSampler] | None = None,
         pid: int | None = None,
-    ) -> tuple[float, float]:
-        """(put seconds, get seconds) of the big object, one style, verified; the server's RSS
-        sampled during each (``rss``: a sampler for "put" and one for "get")."""
+    ) -> tuple[float, float, dict[str, str]]:
+        """(put seconds, get seconds, the CPU note of each) of the big object, one style,
+        verified; the server's RSS sampled during each (``rss``: a sampler for "put" and one
+        for "get")."""
         out = self.work / "out.bin"
         tc = self.transfer()
 
@@ -548,10 +548,10 @@ class Bench:
 
         with rss["put"] if rss else nullcontext():
             put_s = self.timed(put, pid)
-        self.cpu_notes = {"put": self.cpu_note()}
+        notes = {"put": self.cpu_note()}
         with rss["get"] if rss else nullcontext():
             get_s = self.timed(get, pid)
-        self.cpu_notes["get"] = self.cpu_note()
+        notes["get"] = self.cpu_note()
         head = s3.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] != self.size:
             raise BenchError(f"{style}: HeadObject says {head['ContentLength']} bytes")
@@ -560,7 +560,7 @@ class Bench:
         if style == "managed" and parts > 1 and not etag.endswith(f"-{parts}"):
             self.report.warnings.append(f"{bucket}/{key}: ETag {etag}, expected {parts} parts")
         self.verify(f"boto3 {style} get", out)
-        return put_s, get_s
+        return put_s, get_s, notes
 
     def big_boto3(self, style: str) -> None:
         with self.server(f"boto3-{style}") as (_api, endpoint, pid, _home):
@@ -569,7 +569,7 @@ class Bench:
             s3.create_bucket(Bucket="master.big")  # creates repo big
             self.log(f"boto3 {style}: put + get against tusk")
             phases = {"put": RssSampler(pid), "get": RssSampler(pid)}
-            put_s, get_s = self.boto3_big(s3, "master.big", "big", style, phases, pid)
+            put_s, get_s, notes = self.boto3_big(s3, "master.big", "big", style, phases, pid)
             self.rss_rows(f"boto3_{style}", f"boto3 {style} put+get", pid, phases)
         what = {
             "managed": (
@@ -586,7 +586,7 @@ class Bench:
                 self.size / seconds / MB,
                 basis=f"{op}_native_address",
                 target=f">= {BIG_RATIO_TARGET:.2f} x",
-                note=self.cpu_notes[op],
+                note=notes[op],
             )
 
     def big_moto(self, endpoint: str) -> None:
@@ -594,7 +594,7 @@ class Bench:
         s3.create_bucket(Bucket="bench-big")
         for style in ("managed", "single"):
             self.log(f"moto: boto3 {style} put + get")
-            put_s, get_s = self.boto3_big(s3, "bench-big", f"big-{style}", style)
+            put_s, get_s, _ = self.boto3_big(s3, "bench-big", f"big-{style}", style)
             s3.delete_object(Bucket="bench-big", Key=f"big-{style}")
             name = "upload_file/download_file" if style == "managed" else "put_object/get_object"
             for op, seconds in (("put", put_s), ("get", get_s)):
