@@ -134,22 +134,21 @@ def postgres_rows(
         pg_env = {**env, "TUSK_METADATA_URL": url}
         home = work / "postgres"
         seed(home, pg_env, tusk, data)
-        labels = [
-            ("floor", "import click, sqlalchemy[sqlite] (gc off)", None),
-            ("embedded", "tusk list repo (SQLite)", EMBEDDED_TARGET),
-            ("floor", "import click, sqlalchemy[psycopg] (gc off)", None),
-            ("postgres", "tusk list repo", EMBEDDED_TARGET),
-            ("postgres", "tusk list file images@master:/d1", EMBEDDED_TARGET),
-        ]
-        cases = [
-            (engine_floor("sqlite"), env),
-            ([tusk, "--home", str(embedded), "list", "repo"], env),
-            (engine_floor("postgres"), pg_env),
-            ([tusk, "--home", str(home), "list", "repo"], pg_env),
-            ([tusk, "--home", str(home), "list", "file", "images@master:/d1"], pg_env),
-        ]
-        found = measure_interleaved(cases, runs)
-    return [(w, n, t, m) for (w, n, t), m in zip(labels, found, strict=True)]
+        pg_home = ["--home", str(home)]
+        specs = [  # (where, command, target, argv, env), measured in this order each round
+            ("floor", "import click, sqlalchemy[sqlite] (gc off)", None,
+             engine_floor("sqlite"), env),
+            ("embedded", "tusk list repo (SQLite)", EMBEDDED_TARGET,
+             [tusk, "--home", str(embedded), "list", "repo"], env),
+            ("floor", "import click, sqlalchemy[psycopg] (gc off)", None,
+             engine_floor("postgres"), pg_env),
+            ("postgres", "tusk list repo", EMBEDDED_TARGET,
+             [tusk, *pg_home, "list", "repo"], pg_env),
+            ("postgres", "tusk list file images@master:/d1", EMBEDDED_TARGET,
+             [tusk, *pg_home, "list", "file", "images@master:/d1"], pg_env),
+        ]  # fmt: skip
+        found = measure_interleaved([(argv, e) for *_, argv, e in specs], runs)
+    return [(w, n, t, m) for (w, n, t, _, _), m in zip(specs, found, strict=True)]
 
 
 def seed(home: Path, env: dict[str, str], tusk: str, data: Path) -> None:
